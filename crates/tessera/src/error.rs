@@ -1,0 +1,116 @@
+//! Errors, one enum per concern. Each variant is something a caller can act
+//! on; the HTTP mapping lives in one place in `tessera-axum`.
+
+use std::error::Error as StdError;
+
+use crate::policy::ExpiryReason;
+use crate::token::MalformedToken;
+
+/// A boxed error from a store backend.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The operating system's CSPRNG failed. tessera never falls back to a
+/// weaker source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the operating system's random number generator failed")]
+pub struct RandomError;
+
+/// A store could not do what was asked.
+///
+/// Every variant means "the answer is unknown": callers must fail closed
+/// (HTTP 503), never treat the request as authenticated or anonymous.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached (connection refused, pool exhausted,
+    /// node down).
+    #[error("session store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The backend did not answer in time.
+    #[error("session store timed out")]
+    Timeout,
+    /// A stored record could not be decoded.
+    #[error("corrupt session record: {0}")]
+    Corrupt(String),
+    /// A record with this key or handle already exists.
+    #[error("duplicate session key")]
+    Duplicate,
+    /// Compare-and-set kept failing under contention.
+    #[error("too much contention on one session")]
+    Contention,
+    /// Any other backend failure.
+    #[error("session store error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Wraps a backend error as [`StoreError::Backend`].
+    pub fn backend(e: impl Into<BoxError>) -> Self {
+        Self::Backend(e.into())
+    }
+
+    /// Wraps a connection-level error as [`StoreError::Unavailable`].
+    pub fn unavailable(e: impl Into<BoxError>) -> Self {
+        Self::Unavailable(e.into())
+    }
+}
+
+/// Why a session could not be used for a request.
+///
+/// ```
+/// use tessera::error::SessionError;
+/// use tessera::policy::ExpiryReason;
+///
+/// let e = SessionError::Expired { reason: ExpiryReason::Idle };
+/// assert_eq!(e.reason_code(), Some("expired_idle"));
+/// assert!(!e.is_unavailable());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The presented token is not well-formed; no store was asked.
+    #[error("malformed session token: {0}")]
+    Malformed(#[from] MalformedToken),
+    /// No such session (never existed, signed out, revoked or purged).
+    #[error("unknown session")]
+    NotFound,
+    /// The session ended.
+    #[error("session expired ({})", reason.as_code())]
+    Expired {
+        /// Idle or absolute.
+        reason: ExpiryReason,
+    },
+    /// The operation needs a signed-in user.
+    #[error("not signed in")]
+    Unauthenticated,
+    /// A concurrent change won and retrying did not help.
+    #[error("concurrent modification")]
+    Conflict,
+    /// A value could not be (de)serialized.
+    #[error("session data error: {0}")]
+    Data(#[from] serde_json::Error),
+    /// The store failed; the request must fail closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The OS CSPRNG failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+}
+
+impl SessionError {
+    /// True when the failure is the infrastructure's, not the client's
+    /// (HTTP 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::Random(_))
+    }
+
+    /// The `reason` code reported to clients for an unusable session:
+    /// `expired_idle`, `expired_absolute` or `missing`.
+    pub fn reason_code(&self) -> Option<&'static str> {
+        match self {
+            Self::Expired { reason } => Some(reason.as_code()),
+            Self::NotFound | Self::Malformed(_) | Self::Unauthenticated => Some("missing"),
+            _ => None,
+        }
+    }
+}

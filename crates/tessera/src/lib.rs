@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod cookie;
+pub mod csrf;
+pub mod error;
+pub mod manager;
+pub mod policy;
+mod random;
+pub mod record;
+pub mod session;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod time;
+pub mod token;
+
+pub use crate::error::{SessionError, StoreError};
+pub use crate::manager::{Access, Issued, Renewal, SessionManager};
+pub use crate::policy::{ExpiryReason, SessionPolicy};
+pub use crate::session::Session;
+pub use crate::store::Store;

@@ -1,0 +1,555 @@
+//! [`SessionManager`]: the session lifecycle on top of a [`Store`].
+//!
+//! The manager is where the invariants of DESIGN.md are enforced, in one
+//! place, for every front end (the axum layer, the server's `/v1` API, the
+//! CLI):
+//!
+//! - a presented token is parsed before any store call, so malformed input
+//!   costs nothing (invariant 1);
+//! - a loaded record is checked against both deadlines at every use, and an
+//!   expired one is deleted and reported with its reason (invariant 3);
+//! - activity moves the idle deadline only when the touch policy says so
+//!   (invariant 4);
+//! - sign-in, re-authentication and privilege changes rotate the token
+//!   atomically (invariant 5);
+//! - every write is a compare-and-set or a store-side read-modify-write
+//!   (invariant 8), and every store error is returned, never swallowed
+//!   (invariant 9).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{self, AuditKind};
+use crate::csrf::CsrfSecret;
+use crate::error::SessionError;
+use crate::policy::{PolicyError, SessionPolicy};
+use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
+use crate::store::{CasOutcome, Modify, Store};
+use crate::time::{Clock, SystemClock, Timestamp};
+use crate::token::{SessionToken, TokenHash};
+
+/// Attempts at rotating when concurrent writes keep changing the record.
+const ROTATE_ATTEMPTS: usize = 16;
+
+/// Whether using a session counts as user activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The user did something: the idle deadline may move forward.
+    Activity,
+    /// A status query (a page polling its own expiry): nothing is written,
+    /// so polling cannot keep a session alive.
+    Status,
+}
+
+/// Why a token is being replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Renewal {
+    /// New token, same session: after a privilege change, or periodically.
+    Rotate,
+    /// The user signed in. The session gets fresh deadlines and
+    /// `authenticated_at`; data is kept only if the previous session was
+    /// anonymous or the same user's, so nothing leaks between accounts.
+    Login {
+        /// The user now signed in.
+        user_id: String,
+    },
+    /// The user proved their identity again (step-up): `authenticated_at`
+    /// and both deadlines start afresh.
+    Reauthenticate,
+}
+
+/// A newly issued token and the record it opens. The token is only here;
+/// the store keeps its hash.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The token to hand to the client (cookie or response body).
+    pub token: SessionToken,
+    /// The record as stored.
+    pub record: SessionRecord,
+}
+
+impl Issued {
+    /// Remaining absolute lifetime at `now`: the cookie's `Max-Age`.
+    pub fn max_age(&self, now: Timestamp) -> Duration {
+        now.until(self.record.deadlines.absolute)
+    }
+}
+
+/// Builds a [`SessionManager`].
+pub struct SessionManagerBuilder {
+    store: Arc<dyn Store>,
+    policy: SessionPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+impl SessionManagerBuilder {
+    /// Sets the timeouts and touch policy.
+    pub fn policy(mut self, policy: SessionPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the clock (tests use [`crate::time::ManualClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Validates the policy and builds the manager.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError`] if the policy cannot be enforced.
+    pub fn build(self) -> Result<SessionManager, PolicyError> {
+        self.policy.validate()?;
+        Ok(SessionManager {
+            inner: Arc::new(Inner {
+                store: self.store,
+                policy: self.policy,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// The session lifecycle. Cheap to clone; share one per application.
+///
+/// ```
+/// use tessera::{Access, SessionManager};
+/// use tessera::record::ClientMeta;
+/// use tessera::store::MemoryStore;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+/// let issued = manager.create(Some("alice".into()), Default::default(), ClientMeta::default()).await?;
+/// let record = manager.load(issued.token.expose(), Access::Activity).await?;
+/// assert_eq!(record.user_id.as_deref(), Some("alice"));
+///
+/// manager.destroy(&record.hash).await?;
+/// assert!(manager.load(issued.token.expose(), Access::Activity).await.is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    policy: SessionPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionManager {
+    /// Starts building a manager over `store` with the default policy and
+    /// the system clock.
+    pub fn builder(store: impl Store) -> SessionManagerBuilder {
+        Self::builder_from_arc(Arc::new(store))
+    }
+
+    /// Like [`SessionManager::builder`], for a store chosen at run time.
+    pub fn builder_from_arc(store: Arc<dyn Store>) -> SessionManagerBuilder {
+        SessionManagerBuilder {
+            store,
+            policy: SessionPolicy::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &SessionPolicy {
+        &self.inner.policy
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The current time by the manager's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Creates a session. With a `user_id` it counts as a sign-in
+    /// (`authenticated_at` = now). Enforces
+    /// [`SessionPolicy::max_sessions_per_user`] by revoking the user's oldest
+    /// sessions.
+    ///
+    /// # Errors
+    ///
+    /// Store and randomness errors.
+    pub async fn create(
+        &self,
+        user_id: Option<String>,
+        data: Data,
+        client: ClientMeta,
+    ) -> Result<Issued, SessionError> {
+        let now = self.now();
+        let token = SessionToken::generate()?;
+        let mut record = SessionRecord::new(
+            token.hash(),
+            user_id,
+            now,
+            self.inner.policy.deadlines_at(now),
+            client,
+        )?;
+        record.data = data;
+        if record.user_id.is_some() {
+            record.authenticated_at = Some(now);
+        }
+        self.inner.store.create(&record).await?;
+        audit::emit(
+            AuditKind::Created,
+            Some(&record.handle),
+            record.user_id.as_deref(),
+            "",
+        );
+        if let Some(user) = record.user_id.clone() {
+            self.enforce_session_limit(&user, &record.handle).await?;
+        }
+        Ok(Issued { token, record })
+    }
+
+    /// Parses and loads a presented token, enforcing both deadlines; with
+    /// [`Access::Activity`] the idle deadline moves per the touch policy.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Malformed`] (no store call was made),
+    /// [`SessionError::NotFound`], [`SessionError::Expired`], store errors.
+    pub async fn load(&self, token: &str, access: Access) -> Result<SessionRecord, SessionError> {
+        let token = SessionToken::parse(token)?;
+        let record = self.load_hash(&token.hash()).await?;
+        match access {
+            Access::Status => Ok(record),
+            Access::Activity => self.touch(record).await,
+        }
+    }
+
+    /// Loads a live record by hash without recording activity. An expired
+    /// record found on the way is deleted and reported.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`], [`SessionError::Expired`], store errors.
+    pub async fn load_hash(&self, hash: &TokenHash) -> Result<SessionRecord, SessionError> {
+        let Some(record) = self.inner.store.load(hash).await? else {
+            return Err(SessionError::NotFound);
+        };
+        let now = self.now();
+        if let Some(reason) = record.deadlines.expired_at(now) {
+            // An expired session is gone: delete it now rather than wait for
+            // the sweeper. A failed delete does not matter for safety (the
+            // record is refused at every use), so it is only logged.
+            if let Err(e) = self.inner.store.delete(hash).await {
+                tracing::warn!(error = %e, "could not delete an expired session");
+            }
+            let kind = match reason {
+                crate::policy::ExpiryReason::Idle => AuditKind::ExpiredIdle,
+                crate::policy::ExpiryReason::Absolute => AuditKind::ExpiredAbsolute,
+            };
+            audit::emit(kind, Some(&record.handle), record.user_id.as_deref(), "");
+            return Err(SessionError::Expired { reason });
+        }
+        Ok(record)
+    }
+
+    /// Records activity on a loaded record: writes the new idle deadline if
+    /// the touch policy requires it, else returns the record unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`] if the session ended meanwhile; store errors.
+    pub async fn touch(&self, record: SessionRecord) -> Result<SessionRecord, SessionError> {
+        let now = self.now();
+        if !self.inner.policy.needs_touch(&record.deadlines, now) {
+            return Ok(record);
+        }
+        self.modify(&record.hash, &DataChanges::default(), Access::Activity)
+            .await
+    }
+
+    /// Applies `changes` to the latest stored data (key by key, so
+    /// concurrent changes to other keys are kept) and, for
+    /// [`Access::Activity`], moves the idle deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`] if the session is gone or expired (it is
+    /// never resurrected); store errors.
+    pub async fn modify(
+        &self,
+        hash: &TokenHash,
+        changes: &DataChanges,
+        access: Access,
+    ) -> Result<SessionRecord, SessionError> {
+        let now = self.now();
+        let policy = &self.inner.policy;
+        let apply = |record: &mut SessionRecord| {
+            changes.apply(&mut record.data);
+            if access == Access::Activity {
+                record.last_seen_at = now;
+                record.deadlines.idle =
+                    policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+            }
+            Modify::Write
+        };
+        self.inner
+            .store
+            .modify(hash, now, &apply)
+            .await?
+            .ok_or(SessionError::NotFound)
+    }
+
+    /// Atomic read-modify-write of one data key: `f` gets the current value
+    /// (or `None`) and returns the new one. `f` may run more than once.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`], [`SessionError::Data`] if the stored
+    /// value does not deserialize as `T`, store errors.
+    pub async fn update_value<T, F>(
+        &self,
+        hash: &TokenHash,
+        key: &str,
+        f: F,
+    ) -> Result<T, SessionError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send,
+        F: Fn(Option<T>) -> T + Send + Sync,
+    {
+        let now = self.now();
+        let policy = &self.inner.policy;
+        let failure: std::sync::Mutex<Option<serde_json::Error>> = std::sync::Mutex::new(None);
+        let apply = |record: &mut SessionRecord| {
+            let current = match record.data.get(key).cloned().map(serde_json::from_value) {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    set_failure(&failure, e);
+                    return Modify::Keep;
+                }
+            };
+            match serde_json::to_value(f(current)) {
+                Ok(v) => {
+                    record.data.insert(key.to_owned(), v);
+                }
+                Err(e) => {
+                    set_failure(&failure, e);
+                    return Modify::Keep;
+                }
+            }
+            record.last_seen_at = now;
+            record.deadlines.idle =
+                policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+            Modify::Write
+        };
+        let record = self
+            .inner
+            .store
+            .modify(hash, now, &apply)
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(SessionError::Data(e));
+        }
+        let value = record.data.get(key).cloned().unwrap_or_default();
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// Replaces the session's token (and CSRF secret) atomically: the old
+    /// token stops working at the same instant the new one starts, and on
+    /// failure the old session is intact. ASVS 5.0 V7.2.4; OWASP: renew the
+    /// ID on every privilege change.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`]/[`SessionError::Expired`] if the session
+    /// ended, [`SessionError::Conflict`] under persistent contention, store
+    /// errors.
+    pub async fn rotate(
+        &self,
+        hash: &TokenHash,
+        renewal: Renewal,
+        pending: &DataChanges,
+    ) -> Result<Issued, SessionError> {
+        for _ in 0..ROTATE_ATTEMPTS {
+            let current = self.load_hash(hash).await?;
+            let now = self.now();
+            let token = SessionToken::generate()?;
+            let mut next = current.clone();
+            next.hash = token.hash();
+            next.version = current.version.saturating_add(1);
+            next.csrf_secret = CsrfSecret::generate()?;
+            next.last_seen_at = now;
+            match &renewal {
+                Renewal::Rotate => {
+                    next.deadlines.idle = self
+                        .inner
+                        .policy
+                        .idle_deadline_after_activity(now, current.deadlines.absolute);
+                }
+                Renewal::Login { user_id } => {
+                    if current.user_id.as_deref().is_some_and(|u| u != user_id) {
+                        next.data = Data::new();
+                    }
+                    next.user_id = Some(user_id.clone());
+                    next.created_at = now;
+                    next.authenticated_at = Some(now);
+                    next.deadlines = self.inner.policy.deadlines_at(now);
+                }
+                Renewal::Reauthenticate => {
+                    next.authenticated_at = Some(now);
+                    next.deadlines = self.inner.policy.deadlines_at(now);
+                }
+            }
+            pending.apply(&mut next.data);
+            match self
+                .inner
+                .store
+                .rotate(hash, current.version, &next, now)
+                .await?
+            {
+                CasOutcome::Applied => {
+                    let kind = match renewal {
+                        Renewal::Reauthenticate => AuditKind::Reauthenticated,
+                        _ => AuditKind::Rotated,
+                    };
+                    audit::emit(kind, Some(&next.handle), next.user_id.as_deref(), "");
+                    if let Renewal::Login { user_id } = &renewal {
+                        self.enforce_session_limit(user_id, &next.handle).await?;
+                    }
+                    return Ok(Issued {
+                        token,
+                        record: next,
+                    });
+                }
+                CasOutcome::Missing => return Err(SessionError::NotFound),
+                CasOutcome::Conflict => continue,
+            }
+        }
+        Err(SessionError::Conflict)
+    }
+
+    /// Ends a session (sign-out). Returns whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn destroy(&self, hash: &TokenHash) -> Result<bool, SessionError> {
+        let existed = self.inner.store.delete(hash).await?;
+        if existed {
+            audit::emit(AuditKind::Destroyed, None, None, &hash.fingerprint());
+        }
+        Ok(existed)
+    }
+
+    /// The user's live sessions, oldest first (for a device list).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn list_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, SessionError> {
+        Ok(self.inner.store.list_by_user(user_id, self.now()).await?)
+    }
+
+    /// Revokes one session by handle; with `owner`, only if it belongs to
+    /// that user (so a user cannot revoke someone else's session by
+    /// guessing handles).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn revoke(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, SessionError> {
+        let done = self.inner.store.delete_by_handle(handle, owner).await?;
+        if done {
+            audit::emit(AuditKind::Revoked, Some(handle), owner, "by handle");
+        }
+        Ok(done)
+    }
+
+    /// Revokes every session of a user, optionally keeping one (the
+    /// caller's own, after a password change: ASVS 5.0 V7.4.3). Returns how
+    /// many were revoked.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, SessionError> {
+        let n = self.inner.store.delete_by_user(user_id, except).await?;
+        audit::emit(
+            AuditKind::Revoked,
+            except,
+            Some(user_id),
+            if except.is_some() {
+                "all other sessions of the user"
+            } else {
+                "all sessions of the user"
+            },
+        );
+        Ok(n)
+    }
+
+    /// Deletes up to `limit` expired records; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn purge_expired(&self, limit: usize) -> Result<u64, SessionError> {
+        Ok(self.inner.store.purge_expired(self.now(), limit).await?)
+    }
+
+    /// Keeps at most `max_sessions_per_user` sessions, revoking the oldest
+    /// others. Every concurrent caller sees the same order (created_at, then
+    /// handle), so racing sign-ins converge on the same survivors instead of
+    /// all surviving (spring-security#12867).
+    async fn enforce_session_limit(
+        &self,
+        user_id: &str,
+        keep: &SessionHandle,
+    ) -> Result<(), SessionError> {
+        let Some(max) = self.inner.policy.max_sessions_per_user else {
+            return Ok(());
+        };
+        let sessions = self.list_user(user_id).await?;
+        let excess = sessions.len().saturating_sub(max.max(1));
+        for record in sessions.iter().filter(|r| r.handle != *keep).take(excess) {
+            if self
+                .inner
+                .store
+                .delete_by_handle(&record.handle, Some(user_id))
+                .await?
+            {
+                audit::emit(
+                    AuditKind::Revoked,
+                    Some(&record.handle),
+                    Some(user_id),
+                    "session limit",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_failure(slot: &std::sync::Mutex<Option<serde_json::Error>>, e: serde_json::Error) {
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+}

@@ -1,0 +1,262 @@
+//! Timeouts and the touch policy (DESIGN invariants 3 and 4).
+//!
+//! Every session has two deadlines, both enforced on the server at every
+//! request:
+//!
+//! - the **idle** deadline, `last activity + idle_timeout`, which slides
+//!   forward with activity;
+//! - the **absolute** deadline, `created + absolute_timeout`, which never
+//!   moves (ASVS 5.0 V7.3.2). Only a fresh sign-in starts a new one.
+//!
+//! The defaults follow NIST SP 800-63B's re-authentication rule for AAL2 (at
+//! most 12 hours overall, 30 minutes of inactivity) and sit inside the
+//! ranges of the OWASP Session Management Cheat Sheet (idle 15–30 minutes for
+//! low-risk applications, absolute 4–8 hours for an office-day application).
+//! High-value applications should shorten both (the cheat sheet suggests 2–5
+//! minutes idle).
+//!
+//! The **touch step** keeps read-only requests cheap: the idle deadline is
+//! written back only when it would move by more than `touch_step`, so a burst
+//! of reads costs one write, not one per request (the failure priced at
+//! thousands a year in express-session#891). The idle timeout is thereby
+//! enforced with at most `touch_step` of slack in the user's *disfavour*:
+//! a session may expire up to `touch_step` early, never late.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// How long sessions live and how often activity is written back.
+///
+/// ```
+/// use std::time::Duration;
+/// use tessera::policy::SessionPolicy;
+///
+/// let policy = SessionPolicy::default()
+///     .with_idle_timeout(Duration::from_secs(5 * 60))
+///     .with_absolute_timeout(Duration::from_secs(4 * 3600));
+/// assert!(policy.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionPolicy {
+    /// Inactivity after which a session ends. Default 30 minutes.
+    pub idle_timeout: Duration,
+    /// Lifetime after which a session ends whatever its activity. Default 12 hours.
+    pub absolute_timeout: Duration,
+    /// A read-only request writes the new idle deadline only if it moves by
+    /// more than this. Default 60 seconds. Zero writes on every request.
+    pub touch_step: Duration,
+    /// How many concurrent sessions one user may hold; `None` for no limit.
+    /// At the limit, creating a session revokes the oldest ones (ASVS 5.0
+    /// V7.1.2 asks that this be documented). Default `None`.
+    pub max_sessions_per_user: Option<usize>,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            touch_step: Duration::from_secs(60),
+            max_sessions_per_user: None,
+        }
+    }
+}
+
+/// A policy that cannot be enforced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A timeout of zero would end every session at once.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// The touch step must be shorter than the idle timeout, or the idle
+    /// deadline could pass between two writes.
+    #[error("touch_step must be shorter than idle_timeout")]
+    TouchStepTooLong,
+}
+
+impl SessionPolicy {
+    /// Sets the idle timeout.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the absolute timeout.
+    pub fn with_absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute_timeout = timeout;
+        self
+    }
+
+    /// Sets the touch step.
+    pub fn with_touch_step(mut self, step: Duration) -> Self {
+        self.touch_step = step;
+        self
+    }
+
+    /// Limits the number of concurrent sessions per user.
+    pub fn with_max_sessions_per_user(mut self, max: Option<usize>) -> Self {
+        self.max_sessions_per_user = max;
+        self
+    }
+
+    /// Checks that the policy can be enforced.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError`] for zero timeouts or a touch step at least as long as
+    /// the idle timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera::policy::SessionPolicy;
+    /// let bad = SessionPolicy::default().with_idle_timeout(Duration::ZERO);
+    /// assert!(bad.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.idle_timeout.is_zero() {
+            return Err(PolicyError::Zero("idle_timeout"));
+        }
+        if self.absolute_timeout.is_zero() {
+            return Err(PolicyError::Zero("absolute_timeout"));
+        }
+        if self.touch_step >= self.idle_timeout {
+            return Err(PolicyError::TouchStepTooLong);
+        }
+        Ok(())
+    }
+
+    /// Deadlines of a session created (or signed in afresh) at `now`.
+    ///
+    /// ```
+    /// use tessera::policy::SessionPolicy;
+    /// use tessera::time::Timestamp;
+    /// let d = SessionPolicy::default().deadlines_at(Timestamp::from_millis(0));
+    /// assert_eq!(d.idle.as_millis(), 30 * 60 * 1000);
+    /// assert_eq!(d.absolute.as_millis(), 12 * 3600 * 1000);
+    /// ```
+    pub fn deadlines_at(&self, now: Timestamp) -> Deadlines {
+        let absolute = now + self.absolute_timeout;
+        Deadlines {
+            idle: (now + self.idle_timeout).min(absolute),
+            absolute,
+        }
+    }
+
+    /// The idle deadline that activity at `now` earns, never past `absolute`.
+    pub fn idle_deadline_after_activity(&self, now: Timestamp, absolute: Timestamp) -> Timestamp {
+        (now + self.idle_timeout).min(absolute)
+    }
+
+    /// Whether activity at `now` must be written back: true when the idle
+    /// deadline would move forward by more than the touch step.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera::policy::SessionPolicy;
+    /// use tessera::time::Timestamp;
+    ///
+    /// let policy = SessionPolicy::default();
+    /// let d = policy.deadlines_at(Timestamp::from_millis(0));
+    /// assert!(!policy.needs_touch(&d, Timestamp::from_millis(0) + Duration::from_secs(30)));
+    /// assert!(policy.needs_touch(&d, Timestamp::from_millis(0) + Duration::from_secs(61)));
+    /// ```
+    pub fn needs_touch(&self, deadlines: &Deadlines, now: Timestamp) -> bool {
+        let wanted = self.idle_deadline_after_activity(now, deadlines.absolute);
+        wanted > deadlines.idle + self.touch_step
+    }
+}
+
+/// The two deadlines of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlines {
+    /// End of the session unless there is activity first.
+    pub idle: Timestamp,
+    /// End of the session whatever happens.
+    pub absolute: Timestamp,
+}
+
+impl Deadlines {
+    /// Why the session is over at `now`, if it is. A session is valid at
+    /// `now` only while `now` is strictly before both deadlines. When both
+    /// have passed, the absolute deadline is reported: it is the one no
+    /// activity could have avoided.
+    ///
+    /// ```
+    /// use tessera::policy::{Deadlines, ExpiryReason};
+    /// use tessera::time::Timestamp;
+    /// let d = Deadlines { idle: Timestamp::from_millis(10), absolute: Timestamp::from_millis(20) };
+    /// assert_eq!(d.expired_at(Timestamp::from_millis(9)), None);
+    /// assert_eq!(d.expired_at(Timestamp::from_millis(10)), Some(ExpiryReason::Idle));
+    /// assert_eq!(d.expired_at(Timestamp::from_millis(20)), Some(ExpiryReason::Absolute));
+    /// ```
+    pub fn expired_at(&self, now: Timestamp) -> Option<ExpiryReason> {
+        if now >= self.absolute {
+            Some(ExpiryReason::Absolute)
+        } else if now >= self.idle {
+            Some(ExpiryReason::Idle)
+        } else {
+            None
+        }
+    }
+
+    /// The earlier of the two deadlines: when the session ends without activity.
+    pub fn next(&self) -> Timestamp {
+        self.idle.min(self.absolute)
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ExpiryReason {
+    /// No activity within the idle timeout.
+    Idle,
+    /// The absolute lifetime ran out.
+    Absolute,
+}
+
+impl ExpiryReason {
+    /// The reason as used in JSON and audit events: `expired_idle` or
+    /// `expired_absolute`.
+    ///
+    /// ```
+    /// assert_eq!(tessera::policy::ExpiryReason::Idle.as_code(), "expired_idle");
+    /// ```
+    pub const fn as_code(self) -> &'static str {
+        match self {
+            Self::Idle => "expired_idle",
+            Self::Absolute => "expired_absolute",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_deadline_never_passes_absolute() {
+        let policy = SessionPolicy::default()
+            .with_idle_timeout(Duration::from_secs(100))
+            .with_absolute_timeout(Duration::from_secs(150))
+            .with_touch_step(Duration::from_secs(1));
+        let d = policy.deadlines_at(Timestamp::from_millis(0));
+        let later = Timestamp::from_millis(120_000);
+        assert_eq!(
+            policy.idle_deadline_after_activity(later, d.absolute),
+            d.absolute
+        );
+    }
+
+    #[test]
+    fn touch_step_longer_than_idle_is_refused() {
+        let policy = SessionPolicy::default().with_touch_step(Duration::from_secs(3600));
+        assert_eq!(policy.validate(), Err(PolicyError::TouchStepTooLong));
+    }
+}

@@ -1,0 +1,471 @@
+//! [`Session`]: the per-request, lazily loaded view of a session.
+//!
+//! A web integration makes one `Session` per request from the presented
+//! cookie (or bearer token), hands it to the application, and calls
+//! [`Session::commit`] after the handler to learn what to do with the
+//! cookie. Nothing touches the store until the application asks for
+//! something, so routes that never use the session cost no store call.
+//!
+//! Data writes ([`Session::insert`], [`Session::remove`]) are buffered and
+//! written once at commit, merged key by key onto the latest stored data.
+//! Lifecycle operations ([`Session::login`], [`Session::rotate`],
+//! [`Session::logout`]) and [`Session::update`] act on the store at once, so
+//! the handler learns about failures while it can still answer 503.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+use crate::audit::{self, AuditKind};
+use crate::cookie::Presented;
+use crate::error::SessionError;
+use crate::manager::{Access, Renewal, SessionManager};
+use crate::policy::ExpiryReason;
+use crate::record::{ClientMeta, Data, DataChanges, SessionRecord};
+use crate::token::SessionToken;
+
+/// What the web layer must do with the session cookie after a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CookieAction {
+    /// Leave the client's cookie alone.
+    Keep,
+    /// Install a new token.
+    Set {
+        /// The new token.
+        token: SessionToken,
+        /// Remaining absolute lifetime.
+        max_age: Duration,
+    },
+    /// Delete the cookie (sign-out, or the presented session is gone).
+    Clear {
+        /// True after an explicit sign-out, when `Clear-Site-Data` is
+        /// appropriate.
+        logout: bool,
+    },
+}
+
+/// Why the request has no usable session, when it presented one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The session expired (idle or absolute).
+    Expired(ExpiryReason),
+    /// Unknown token: signed out, revoked, or purged.
+    Unknown,
+    /// The presented value is not a well-formed token.
+    Malformed,
+    /// Several different session cookies were presented.
+    Ambiguous,
+}
+
+impl EndReason {
+    /// The client-facing code: `expired_idle`, `expired_absolute` or
+    /// `missing`.
+    ///
+    /// ```
+    /// use tessera::session::EndReason;
+    /// assert_eq!(EndReason::Unknown.as_code(), "missing");
+    /// ```
+    pub const fn as_code(self) -> &'static str {
+        match self {
+            Self::Expired(reason) => reason.as_code(),
+            _ => "missing",
+        }
+    }
+}
+
+/// The session of one request. Cheap to clone (clones share state).
+///
+/// ```
+/// use tessera::{Session, SessionManager};
+/// use tessera::cookie::Presented;
+/// use tessera::session::CookieAction;
+/// use tessera::store::MemoryStore;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+/// let session = Session::new(manager.clone(), Presented::Absent, Default::default());
+/// session.login("alice").await?;
+/// session.insert("theme", "dark").await?;
+/// let CookieAction::Set { token, .. } = session.commit().await? else { unreachable!() };
+///
+/// // The next request presents the token.
+/// let next = Session::new(manager, Presented::Token(token), Default::default());
+/// assert_eq!(next.user_id().await?.as_deref(), Some("alice"));
+/// assert_eq!(next.get::<String>("theme").await?.as_deref(), Some("dark"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    manager: SessionManager,
+    client: ClientMeta,
+    status_only: AtomicBool,
+    state: Mutex<State>,
+}
+
+struct State {
+    presented: Presented,
+    loaded: bool,
+    record: Option<SessionRecord>,
+    end: Option<EndReason>,
+    changes: DataChanges,
+    cookie: CookieAction,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session for a request that presented `presented`.
+    pub fn new(manager: SessionManager, presented: Presented, client: ClientMeta) -> Self {
+        let end = match presented {
+            Presented::Malformed => Some(EndReason::Malformed),
+            Presented::Ambiguous => {
+                audit::emit(AuditKind::AmbiguousCookie, None, None, "");
+                Some(EndReason::Ambiguous)
+            }
+            _ => None,
+        };
+        Self {
+            shared: Arc::new(Shared {
+                manager,
+                client,
+                status_only: AtomicBool::new(false),
+                state: Mutex::new(State {
+                    presented,
+                    loaded: false,
+                    record: None,
+                    end,
+                    changes: DataChanges::default(),
+                    cookie: CookieAction::Keep,
+                }),
+            }),
+        }
+    }
+
+    /// The manager behind this session.
+    pub fn manager(&self) -> &SessionManager {
+        &self.shared.manager
+    }
+
+    /// Marks this request as a status query: it does not count as activity,
+    /// so the idle deadline does not move (a page polling its own expiry
+    /// must not keep itself alive).
+    pub fn mark_status_query(&self) {
+        self.shared.status_only.store(true, Ordering::Relaxed);
+    }
+
+    fn access(&self) -> Access {
+        if self.shared.status_only.load(Ordering::Relaxed) {
+            Access::Status
+        } else {
+            Access::Activity
+        }
+    }
+
+    /// Loads the record if not done yet. Returns the state guard.
+    async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
+        let mut state = self.shared.state.lock().await;
+        if !state.loaded {
+            if let Some(token) = state.presented.token().cloned() {
+                match self.shared.manager.load_hash(&token.hash()).await {
+                    Ok(record) => state.record = Some(record),
+                    Err(SessionError::NotFound) => state.end = Some(EndReason::Unknown),
+                    Err(SessionError::Expired { reason }) => {
+                        state.end = Some(EndReason::Expired(reason));
+                    }
+                    // Store trouble: stay unloaded so nothing is decided on
+                    // missing information, and fail the request.
+                    Err(e) => return Err(e),
+                }
+                if state.record.is_none() {
+                    // The client holds a dead cookie: tell it to drop it.
+                    state.cookie = CookieAction::Clear { logout: false };
+                }
+            }
+            state.loaded = true;
+        }
+        Ok(state)
+    }
+
+    /// The stored record, with this request's pending changes applied to
+    /// its data; `None` without a live session.
+    ///
+    /// # Errors
+    ///
+    /// Store errors (fail closed).
+    pub async fn record(&self) -> Result<Option<SessionRecord>, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.clone().map(|mut r| {
+            state.changes.apply(&mut r.data);
+            r
+        }))
+    }
+
+    /// The signed-in user, if any.
+    ///
+    /// # Errors
+    ///
+    /// Store errors (fail closed).
+    pub async fn user_id(&self) -> Result<Option<String>, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().and_then(|r| r.user_id.clone()))
+    }
+
+    /// Why the presented session is not usable, if one was presented and it
+    /// is not (for "you were signed out after inactivity" pages).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn end_reason(&self) -> Result<Option<EndReason>, SessionError> {
+        Ok(self.loaded().await?.end)
+    }
+
+    /// A value from the session data.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`] if it does not deserialize as `T`; store errors.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let state = self.loaded().await?;
+        let value = match state.changes.pending(key) {
+            Some(pending) => pending.cloned(),
+            None => state.record.as_ref().and_then(|r| r.data.get(key).cloned()),
+        };
+        Ok(value.map(serde_json::from_value).transpose()?)
+    }
+
+    /// Sets a value, written at commit. Without a session, commit creates an
+    /// anonymous one.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`] if `value` does not serialize.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value)?;
+        self.shared.state.lock().await.changes.set(key, value);
+        Ok(())
+    }
+
+    /// Removes a value, at commit.
+    ///
+    /// # Errors
+    ///
+    /// None today; returns `Result` for symmetry with [`Session::insert`].
+    pub async fn remove(&self, key: &str) -> Result<(), SessionError> {
+        self.shared.state.lock().await.changes.remove(key);
+        Ok(())
+    }
+
+    /// Atomic read-modify-write of one key, performed now: `f` gets the
+    /// current value and returns the new one; concurrent updates of the same
+    /// key are serialised, none is lost. Without a session, one is created
+    /// holding `f(None)`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`], store errors.
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, SessionError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: Fn(Option<T>) -> T + Send + Sync,
+    {
+        let mut state = self.loaded().await?;
+        let Some(record) = state.record.clone() else {
+            let value = f(None);
+            let mut data = Data::new();
+            data.insert(key.to_owned(), serde_json::to_value(&value)?);
+            self.issue(&mut state, None, data).await?;
+            return Ok(value);
+        };
+        let value = self
+            .shared
+            .manager
+            .update_value(&record.hash, key, f)
+            .await?;
+        if let Some(r) = state.record.as_mut() {
+            r.data.insert(key.to_owned(), serde_json::to_value(&value)?);
+        }
+        Ok(value)
+    }
+
+    async fn issue(
+        &self,
+        state: &mut State,
+        user_id: Option<String>,
+        mut data: Data,
+    ) -> Result<(), SessionError> {
+        state.changes.apply(&mut data);
+        state.changes = DataChanges::default();
+        let issued = self
+            .shared
+            .manager
+            .create(user_id, data, self.shared.client.clone())
+            .await?;
+        let max_age = issued.max_age(self.shared.manager.now());
+        state.cookie = CookieAction::Set {
+            token: issued.token,
+            max_age,
+        };
+        state.record = Some(issued.record);
+        state.end = None;
+        Ok(())
+    }
+
+    async fn renew(&self, renewal: Renewal) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        let Some(record) = state.record.clone() else {
+            return match renewal {
+                Renewal::Login { user_id } => self.issue(&mut state, Some(user_id), Data::new()).await,
+                _ => Err(SessionError::Unauthenticated),
+            };
+        };
+        let issued = self
+            .shared
+            .manager
+            .rotate(&record.hash, renewal, &state.changes)
+            .await?;
+        state.changes = DataChanges::default();
+        let max_age = issued.max_age(self.shared.manager.now());
+        state.cookie = CookieAction::Set {
+            token: issued.token,
+            max_age,
+        };
+        state.record = Some(issued.record);
+        Ok(())
+    }
+
+    /// Signs `user_id` in: a brand-new token replaces any presented one,
+    /// which stops working at once (no fixation; ASVS 5.0 V7.2.4).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn login(&self, user_id: &str) -> Result<(), SessionError> {
+        self.renew(Renewal::Login {
+            user_id: user_id.to_owned(),
+        })
+        .await
+    }
+
+    /// Issues a new token for the same session (after a privilege change).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unauthenticated`] without a session; store errors.
+    pub async fn rotate(&self) -> Result<(), SessionError> {
+        self.renew(Renewal::Rotate).await
+    }
+
+    /// Records a successful re-authentication: new token, fresh
+    /// `authenticated_at` and deadlines.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unauthenticated`] without a session; store errors.
+    pub async fn reauthenticated(&self) -> Result<(), SessionError> {
+        self.renew(Renewal::Reauthenticate).await
+    }
+
+    /// Signs out: deletes the record now and clears the cookie at commit.
+    /// Returns whether a session existed.
+    ///
+    /// # Errors
+    ///
+    /// Store errors (the cookie is then left alone: the session may still
+    /// exist, and the client must be able to retry).
+    pub async fn logout(&self) -> Result<bool, SessionError> {
+        let mut state = self.loaded().await?;
+        let existed = match state.record.take() {
+            Some(record) => self.shared.manager.destroy(&record.hash).await?,
+            None => false,
+        };
+        state.changes = DataChanges::default();
+        state.cookie = CookieAction::Clear { logout: true };
+        Ok(existed)
+    }
+
+    /// A masked CSRF token for this render, or `None` without a session.
+    ///
+    /// # Errors
+    ///
+    /// Store and randomness errors.
+    pub async fn csrf_token(&self) -> Result<Option<String>, SessionError> {
+        let state = self.loaded().await?;
+        match &state.record {
+            Some(r) => Ok(Some(r.csrf_secret.masked_token()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `presented` is a valid CSRF token of this session
+    /// (constant-time). False without a session.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn verify_csrf(&self, presented: &str) -> Result<bool, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state
+            .record
+            .as_ref()
+            .is_some_and(|r| r.csrf_secret.verify(presented)))
+    }
+
+    /// Finishes the request: writes buffered changes and activity in one
+    /// store write (or none, inside the touch step), and says what to do
+    /// with the cookie.
+    ///
+    /// # Errors
+    ///
+    /// Store errors: the response must become a 503.
+    pub async fn commit(&self) -> Result<CookieAction, SessionError> {
+        let state = self.shared.state.lock().await;
+        let has_changes = !state.changes.is_empty();
+        if !state.loaded && !has_changes {
+            return Ok(state.cookie.clone());
+        }
+        drop(state);
+        let mut state = self.loaded().await?;
+        let access = self.access();
+        match state.record.clone() {
+            Some(record) => {
+                let manager = &self.shared.manager;
+                let touch = access == Access::Activity
+                    && manager.policy().needs_touch(&record.deadlines, manager.now());
+                if has_changes || touch {
+                    match manager.modify(&record.hash, &state.changes, access).await {
+                        Ok(updated) => state.record = Some(updated),
+                        Err(SessionError::NotFound) => {
+                            // Revoked or expired during the request: the
+                            // write is dropped, never resurrecting it.
+                            state.record = None;
+                            state.end = Some(EndReason::Unknown);
+                            state.cookie = CookieAction::Clear { logout: false };
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    state.changes = DataChanges::default();
+                }
+            }
+            None if has_changes && !matches!(state.cookie, CookieAction::Clear { logout: true }) => {
+                self.issue(&mut state, None, Data::new()).await?;
+            }
+            None => {}
+        }
+        Ok(state.cookie.clone())
+    }
+}

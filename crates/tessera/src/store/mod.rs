@@ -1,0 +1,248 @@
+//! The storage contract every backend implements.
+//!
+//! A [`Store`] keeps [`SessionRecord`]s keyed by [`TokenHash`], with an index
+//! by user and by public handle. It is deliberately small and explicit about
+//! atomicity, because that is where session libraries lose writes and leave
+//! fixation holes:
+//!
+//! - [`Store::update`] is a **compare-and-set** on `version`: it writes only
+//!   if the stored version is the one the caller read. A late write cannot
+//!   overwrite a newer one, and cannot resurrect a deleted or expired
+//!   session.
+//! - [`Store::modify`] is a read-modify-write of one record; backends that
+//!   can lock a row (SQL) or a map shard (memory) do it without retries, and
+//!   the default implementation is a compare-and-set loop.
+//! - [`Store::rotate`] replaces a record's key in one atomic step: there is
+//!   no moment when both or neither token works, and on failure the old
+//!   session is intact.
+//!
+//! Expired records: stores may keep them until [`Store::purge_expired`] (or a
+//! TTL) removes them, and [`Store::load`] may return them, so the caller can
+//! tell the user *why* a session ended; the [`crate::manager`] never serves
+//! one. Writes (`update`, `modify`, `rotate`) must treat a record expired at
+//! `now` as missing.
+//!
+//! Every implementation runs the conformance suite in [`crate::testkit`]
+//! (feature `testkit`) unchanged.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::record::{SessionHandle, SessionRecord};
+use crate::time::Timestamp;
+use crate::token::TokenHash;
+
+/// Result of a compare-and-set write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum CasOutcome {
+    /// The write happened.
+    Applied,
+    /// The stored version was not the expected one; nothing was written.
+    Conflict,
+    /// No live record under that key (deleted, expired or never there);
+    /// nothing was written.
+    Missing,
+}
+
+/// What a [`Store::modify`] closure decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modify {
+    /// Write the changed record (the store bumps the version).
+    Write,
+    /// Leave the stored record as it is.
+    Keep,
+}
+
+/// The closure type of [`Store::modify`]. It may be called more than once
+/// (once per attempt), always with the latest stored record.
+pub type ModifyFn<'a> = &'a (dyn Fn(&mut SessionRecord) -> Modify + Send + Sync);
+
+/// A session store. See the [module docs](self) for the contract.
+///
+/// ```
+/// use tessera::store::{MemoryStore, Store};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryStore::new();
+/// store.ping().await?;
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new record.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Duplicate`] if the key or handle exists; backend errors.
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// The record under `hash`, possibly expired, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Compare-and-set: replaces the record under `record.hash` with
+    /// `record` iff the stored version is `expected_version` and the stored
+    /// record is valid at `now`. `record.version` must be
+    /// `expected_version + 1`. The user and handle of a record never change
+    /// through `update`.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError>;
+
+    /// Atomically: if the record under `old` has `expected_version` and is
+    /// valid at `now`, delete it and insert `new` (which keeps the old
+    /// handle). Otherwise change nothing.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors; on error the old record is intact.
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError>;
+
+    /// Deletes the record under `hash`. Returns whether one was there.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError>;
+
+    /// Deletes the session with this handle, if it belongs to `owner` (any
+    /// owner when `None`). Returns whether one was deleted.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// The user's sessions that are valid at `now`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Deletes every session of the user except the one with handle
+    /// `except`. Returns how many were deleted. Afterwards no deleted
+    /// session can be loaded, including by a concurrent `rotate`.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` records expired at `now`; returns how many.
+    /// Stores that expire records by themselves (Redis TTLs) return 0.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
+
+    /// Checks that the backend answers (for readiness probes).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Read-modify-write of one record. `f` receives the latest stored
+    /// record (valid at `now`); if it returns [`Modify::Write`], the changed
+    /// record is written with the version bumped. Returns the record as
+    /// stored afterwards, or `None` if there is no live record.
+    ///
+    /// The default implementation is a compare-and-set loop with jittered
+    /// backoff; backends that can lock override it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Contention`] if the loop gives up; backend errors.
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        cas_loop(self, hash, now, f).await
+    }
+}
+
+/// Attempts before [`cas_loop`] reports [`StoreError::Contention`].
+const CAS_ATTEMPTS: u32 = 64;
+
+/// The generic read-modify-write loop behind [`Store::modify`], public so
+/// that store implementations overriding `modify` for some cases can fall
+/// back to it.
+///
+/// # Errors
+///
+/// [`StoreError::Contention`] after repeated conflicts; backend errors.
+pub async fn cas_loop<S: Store + ?Sized>(
+    store: &S,
+    hash: &TokenHash,
+    now: Timestamp,
+    f: ModifyFn<'_>,
+) -> Result<Option<SessionRecord>, StoreError> {
+    for attempt in 0..CAS_ATTEMPTS {
+        let Some(mut record) = store.load(hash).await? else {
+            return Ok(None);
+        };
+        if !record.is_valid_at(now) {
+            return Ok(None);
+        }
+        if f(&mut record) == Modify::Keep {
+            return Ok(Some(record));
+        }
+        let expected = record.version;
+        record.version = expected.saturating_add(1);
+        match store.update(expected, &record, now).await? {
+            CasOutcome::Applied => return Ok(Some(record)),
+            CasOutcome::Missing => return Ok(None),
+            CasOutcome::Conflict => backoff(attempt).await,
+        }
+    }
+    Err(StoreError::Contention)
+}
+
+/// Sleeps a short, jittered, growing time so contending writers spread out.
+async fn backoff(attempt: u32) {
+    let mut b = [0u8; 1];
+    // Jitter only; a failed RNG just means no jitter.
+    let _ = crate::random::fill(&mut b);
+    let base_us = 50u64 << attempt.min(6);
+    let [r] = b;
+    let jitter = u64::from(r) * base_us / 255;
+    tokio::time::sleep(Duration::from_micros(base_us + jitter)).await;
+}
