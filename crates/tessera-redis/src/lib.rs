@@ -1,0 +1,894 @@
+//! A [`tessera::store::Store`] on Redis and Redis Cluster.
+//!
+//! ```no_run
+//! use tessera_redis::{RedisOptions, RedisStore};
+//! # async fn demo() -> Result<(), tessera::error::StoreError> {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379", RedisOptions::default()).await?;
+//! let cluster = RedisStore::connect(
+//!     "redis-cluster://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379",
+//!     RedisOptions::default(),
+//! ).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `<prefix>s:{<token hash hex>}` — one Redis hash per session holding the
+//!   whole record, expiring at the record's next deadline (`PEXPIREAT`), so
+//!   Redis removes ended sessions itself and no sweeper is needed
+//!   ([`Store::purge_expired`] returns 0). Reading a session is one `HGET`.
+//! - `<prefix>h:{<handle>}` — the handle record: the hashes registered for
+//!   that session (normally one; two during a rotation) and its revocation
+//!   generation `g`. Expires at the absolute deadline.
+//! - `<prefix>u:{<sha256(user id) hex>}` — the user index: a sorted set of
+//!   handles scored by absolute deadline, pruned by the server clock. The
+//!   user id is hashed so that any id (even one with braces) makes a valid
+//!   hash tag, and so that ids do not appear in key names.
+//!
+//! Every Lua script touches one key, so the same code is correct on a
+//! single Redis and on a cluster, where the three keys of a session
+//! generally live on different nodes. The [README] explains the order of
+//! the multi-key operations and the consistency this gives; in short:
+//! authentication depends only on the session key (updated atomically by
+//! compare-and-set scripts), rotation creates the new key before
+//! compare-and-deleting the old one and then re-checks the handle's
+//! revocation generation, and revocation bumps that generation before it
+//! deletes — so a revoke racing a rotation never leaves a working session.
+//!
+//! Requires Redis 7.0 or later (`PEXPIREAT … GT`, `SET`-free scripts that
+//! read `TIME`).
+//!
+//! Client: [`fred`] 10, which supports clusters (MOVED/ASK, topology
+//! refresh), Lua with `EVALSHA` and reload on `NOSCRIPT`, automatic
+//! pipelining of concurrent commands, command timeouts and reconnection.
+//!
+//! [README]: https://example.invalid/tessera/crates/tessera-redis/README.md
+#![forbid(unsafe_code)]
+
+mod config;
+mod scripts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::clients::Client;
+use fred::error::{Error as RedisError, ErrorKind};
+use fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
+use fred::prelude::Builder;
+use fred::types::config::ReconnectPolicy;
+use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand, Value};
+use futures_util::future::join_all;
+use sha2::{Digest, Sha256};
+use tessera::error::StoreError;
+use tessera::record::{SessionHandle, SessionRecord};
+use tessera::store::{CasOutcome, Modify, ModifyFn, Store};
+use tessera::time::Timestamp;
+use tessera::token::TokenHash;
+
+pub use config::RedisOptions;
+use config::{config_error, parse_url};
+use scripts::Scripts;
+
+/// Attempts of [`Store::modify`] before [`StoreError::Contention`].
+const MODIFY_ATTEMPTS: u32 = 64;
+
+/// A session store on Redis (standalone) or Redis Cluster.
+///
+/// Cheap to clone; clones share one multiplexed connection (per node).
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    scripts: Scripts,
+    prefix: String,
+    options: RedisOptions,
+    clustered: bool,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("clustered", &self.inner.clustered)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Outcome of the update script.
+enum Update {
+    Missing,
+    Conflict(Option<String>),
+    Applied { old_absolute: i64 },
+}
+
+impl RedisStore {
+    /// Connects to `redis://host:port[/db]`, `rediss://…` (feature `tls`)
+    /// or `redis-cluster://host:port,host:port,…` and checks that the
+    /// server answers.
+    ///
+    /// After this, the client reconnects by itself (exponential backoff up
+    /// to 2 s, forever); while it is disconnected, commands fail with
+    /// [`StoreError::Timeout`] after the response timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] for a bad URL or options;
+    /// [`StoreError::Unavailable`]/[`StoreError::Timeout`] if the server
+    /// cannot be reached within the connect timeout.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        options.validate()?;
+        let config = parse_url(url)?;
+        let clustered = config.server.is_clustered();
+        let connect_timeout = options.connect_timeout();
+        let response_timeout = options.response_timeout();
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = connect_timeout;
+                c.internal_command_timeout = response_timeout;
+                // One attempt per command: a retry after a timeout could
+                // apply a write twice; callers decide about retrying.
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = response_timeout;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build()
+            .map_err(|e| config_error(format!("invalid Redis configuration: {e}")))?;
+        match tokio::time::timeout(connect_timeout, client.init()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let _ = client.quit().await;
+                return Err(map_err(e));
+            }
+            Err(_) => {
+                let _ = client.quit().await;
+                return Err(StoreError::Timeout);
+            }
+        }
+        let prefix = options.key_prefix().to_owned();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                scripts: Scripts::new(),
+                prefix,
+                options,
+                clustered,
+            }),
+        })
+    }
+
+    /// True when connected to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.clustered
+    }
+
+    /// The Redis key of the session with this token hash (for operators
+    /// and tests: `PTTL` of it is the time left until the next deadline).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: tessera_redis::RedisStore, hash: tessera::token::TokenHash) {
+    /// let key = store.session_key(&hash);
+    /// assert!(key.ends_with(&format!("{{{}}}", hash.to_hex())));
+    /// # }
+    /// ```
+    pub fn session_key(&self, hash: &TokenHash) -> String {
+        format!("{}s:{{{}}}", self.inner.prefix, hash.to_hex())
+    }
+
+    /// The Redis key of a handle record.
+    pub fn handle_key(&self, handle: &SessionHandle) -> String {
+        format!("{}h:{{{}}}", self.inner.prefix, handle.as_str())
+    }
+
+    /// The Redis key of a user's index.
+    pub fn user_key(&self, user_id: &str) -> String {
+        let digest = Sha256::digest(user_id.as_bytes());
+        let mut hex = String::with_capacity(64);
+        for b in digest {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        format!("{}u:{{{}}}", self.inner.prefix, hex)
+    }
+
+    /// Disconnects. Clones of this store stop working too.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors while quitting.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.inner.client.quit().await.map_err(map_err)
+    }
+
+    /// Runs a script with `EVALSHA`, loading it on `NOSCRIPT`.
+    async fn eval(
+        &self,
+        script: &Script,
+        key: String,
+        args: Vec<String>,
+    ) -> Result<Value, StoreError> {
+        script
+            .evalsha_with_reload::<Value, _, _>(&self.inner.client, key, args)
+            .await
+            .map_err(map_err)
+    }
+
+    /// Bounds a whole operation by the operation timeout.
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.inner.options.operation_timeout(), op)
+            .await
+            .unwrap_or(Err(StoreError::Timeout))
+    }
+
+    async fn get_json(&self, hash: &TokenHash) -> Result<Option<String>, StoreError> {
+        self.inner
+            .client
+            .hget::<Option<String>, _, _>(self.session_key(hash), "r")
+            .await
+            .map_err(map_err)
+    }
+
+    async fn create_session_key(&self, record: &SessionRecord) -> Result<bool, StoreError> {
+        let json = encode(record)?;
+        let (has_user, user) = user_args(record);
+        let v = self
+            .eval(
+                &self.inner.scripts.create,
+                self.session_key(&record.hash),
+                vec![
+                    record.version.to_string(),
+                    ms(record.deadlines.idle),
+                    ms(record.deadlines.absolute),
+                    record.handle.as_str().to_owned(),
+                    has_user,
+                    user,
+                    json,
+                    ms(record.deadlines.next()),
+                ],
+            )
+            .await?;
+        Ok(int(&v)? == 1)
+    }
+
+    async fn user_add(
+        &self,
+        user_id: &str,
+        handle: &SessionHandle,
+        absolute: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.eval(
+            &self.inner.scripts.user_add,
+            self.user_key(user_id),
+            vec![handle.as_str().to_owned(), ms(absolute)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn update_inner(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<Update, StoreError> {
+        let json = encode(record)?;
+        let (has_user, user) = user_args(record);
+        let v = self
+            .eval(
+                &self.inner.scripts.update,
+                self.session_key(&record.hash),
+                vec![
+                    ms(now),
+                    expected_version.to_string(),
+                    record.version.to_string(),
+                    ms(record.deadlines.idle),
+                    ms(record.deadlines.absolute),
+                    record.handle.as_str().to_owned(),
+                    has_user,
+                    user,
+                    json,
+                    ms(record.deadlines.next()),
+                ],
+            )
+            .await?;
+        let items = array(v)?;
+        let code = items.first().map(int).transpose()?;
+        let out = match code {
+            Some(0) => Update::Missing,
+            Some(1) => Update::Conflict(items.get(1).and_then(Value::as_string)),
+            Some(2) => {
+                let old_absolute = items
+                    .get(1)
+                    .and_then(Value::as_string)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(i64::MAX);
+                Update::Applied { old_absolute }
+            }
+            Some(3) => {
+                return Err(StoreError::backend(
+                    "update must not change a session's user or handle",
+                ));
+            }
+            _ => return Err(unexpected("update")),
+        };
+        if let Update::Applied { old_absolute } = out {
+            // The indexes must live as long as the session: when the
+            // absolute deadline moved later, extend them (rare: only
+            // re-authentication moves it).
+            if record.deadlines.absolute.as_millis() > old_absolute {
+                self.extend_indexes(record).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn extend_indexes(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.eval(
+            &self.inner.scripts.extend,
+            self.handle_key(&record.handle),
+            vec![ms(record.deadlines.absolute)],
+        )
+        .await?;
+        if let Some(user) = &record.user_id {
+            self.user_add(user, &record.handle, record.deadlines.absolute)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a session key if it matches; returns its (handle, user).
+    async fn delete_if(
+        &self,
+        hash: &str,
+        handle: Option<&SessionHandle>,
+        owner: Option<&str>,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let key = format!("{}s:{{{hash}}}", self.inner.prefix);
+        let v = self
+            .eval(
+                &self.inner.scripts.delete_if,
+                key,
+                vec![
+                    handle.map(|h| h.as_str().to_owned()).unwrap_or_default(),
+                    if owner.is_some() { "1" } else { "0" }.to_owned(),
+                    owner.unwrap_or_default().to_owned(),
+                    String::new(),
+                ],
+            )
+            .await?;
+        let items = array(v)?;
+        if items.first().map(int).transpose()? != Some(1) {
+            return Ok(None);
+        }
+        let handle = items
+            .get(1)
+            .and_then(Value::as_string)
+            .ok_or_else(|| unexpected("delete"))?;
+        let user = items.get(2).and_then(Value::as_string);
+        Ok(Some((handle, user)))
+    }
+
+    /// Forgets hashes under a handle; when none remain, drops the handle
+    /// from the user's index. Best-effort housekeeping: readers tolerate
+    /// stale entries.
+    async fn forget(
+        &self,
+        handle: &str,
+        hashes: Vec<String>,
+        user: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let key = format!("{}h:{{{handle}}}", self.inner.prefix);
+        let remaining = int(&self.eval(&self.inner.scripts.forget, key, hashes).await?)?;
+        if remaining == 0 {
+            if let Some(user) = user {
+                let _: i64 = fred::interfaces::SortedSetsInterface::zrem(
+                    &self.inner.client,
+                    self.user_key(user),
+                    handle.to_owned(),
+                )
+                .await
+                .map_err(map_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes every session registered under a handle (owned by `owner`
+    /// when given). Bumps the handle's generation first, so that a rotation
+    /// in flight aborts (see the README).
+    async fn revoke_handle(&self, handle: &str, owner: Option<&str>) -> Result<u64, StoreError> {
+        let generation = random_generation()?;
+        let key = format!("{}h:{{{handle}}}", self.inner.prefix);
+        let listed = array(
+            self.eval(&self.inner.scripts.revoke, key, vec![generation])
+                .await?,
+        )?;
+        let hashes: Vec<String> = listed.iter().filter_map(Value::as_string).collect();
+        let parsed = SessionHandle::parse(handle);
+        let results = join_all(
+            hashes
+                .iter()
+                .map(|h| self.delete_if(h, parsed.as_ref(), owner)),
+        )
+        .await;
+        let mut deleted = 0u64;
+        let mut gone = Vec::new();
+        let mut user = None;
+        for (hash, result) in hashes.iter().zip(results) {
+            if let Some((_, u)) = result? {
+                deleted += 1;
+                user = user.or(u);
+                gone.push(hash.clone());
+            } else if self.get_json_hex(hash).await?.is_none() {
+                // Expired or never created (an aborted rotation): forget it.
+                gone.push(hash.clone());
+            }
+        }
+        self.forget(handle, gone, user.as_deref().or(owner)).await?;
+        Ok(deleted)
+    }
+
+    async fn get_json_hex(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.inner
+            .client
+            .hget::<Option<String>, _, _>(format!("{}s:{{{hash}}}", self.inner.prefix), "r")
+            .await
+            .map_err(map_err)
+    }
+
+    /// The live records registered under a handle.
+    async fn records_of_handle(&self, handle: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let key = format!("{}h:{{{handle}}}", self.inner.prefix);
+        let fields: Vec<String> = self.inner.client.hkeys(key).await.map_err(map_err)?;
+        let hashes: Vec<&String> = fields.iter().filter(|f| f.as_str() != "g").collect();
+        let loaded = join_all(hashes.iter().map(|h| self.get_json_hex(h))).await;
+        let mut out = Vec::new();
+        for json in loaded {
+            if let Some(json) = json? {
+                out.push(decode(&json)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn user_handles(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let v = self
+            .eval(
+                &self.inner.scripts.user_list,
+                self.user_key(user_id),
+                Vec::new(),
+            )
+            .await?;
+        Ok(array(v)?.iter().filter_map(Value::as_string).collect())
+    }
+
+    /// Best-effort removal of a key a failed rotation created.
+    async fn discard_pending(&self, new: &SessionRecord) {
+        let key = self.session_key(&new.hash);
+        if let Err(e) = self.inner.client.del::<i64, _>(key).await {
+            tracing::warn!(
+                session = %new.hash.fingerprint(),
+                error = %e,
+                "could not remove the new key of a failed rotation; it expires at its deadline and its token was never issued"
+            );
+        }
+        let _ = self
+            .inner
+            .client
+            .hdel::<i64, _, _>(self.handle_key(&new.handle), new.hash.to_hex())
+            .await;
+    }
+
+    async fn rotate_inner(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        // 1. Register the new hash under the handle (so a revocation that
+        //    starts from now on sees it) and read the revocation generation.
+        let pending = self.eval(
+            &self.inner.scripts.pending,
+            self.handle_key(&new.handle),
+            vec![new.hash.to_hex(), ms(new.deadlines.absolute)],
+        );
+        let generation = match &new.user_id {
+            Some(user) => {
+                let (g, added) = tokio::join!(
+                    pending,
+                    self.user_add(user, &new.handle, new.deadlines.absolute)
+                );
+                added?;
+                g?
+            }
+            None => pending.await?,
+        };
+        let generation = generation.as_string().unwrap_or_default();
+        // 2. Create the new key. Its token has not been issued to anyone
+        //    yet, so it working a moment early is unobservable.
+        match self.create_session_key(new).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = self
+                    .inner
+                    .client
+                    .hdel::<i64, _, _>(self.handle_key(&new.handle), new.hash.to_hex())
+                    .await;
+                return Err(StoreError::Duplicate);
+            }
+            Err(e) => {
+                self.discard_pending(new).await;
+                return Err(e);
+            }
+        }
+        // 3. Compare-and-delete the old key: the linearization point.
+        let taken = self
+            .eval(
+                &self.inner.scripts.take,
+                self.session_key(old),
+                vec![
+                    ms(now),
+                    expected_version.to_string(),
+                    new.handle.as_str().to_owned(),
+                ],
+            )
+            .await
+            .and_then(|v| int(&v));
+        let outcome = match taken {
+            Ok(2) => None,
+            Ok(0) => Some(Ok(CasOutcome::Missing)),
+            Ok(1) => Some(Ok(CasOutcome::Conflict)),
+            Ok(3) => Some(Err(StoreError::backend(
+                "rotate must keep the session's handle",
+            ))),
+            Ok(_) => Some(Err(unexpected("rotate"))),
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(outcome) = outcome {
+            self.discard_pending(new).await;
+            return outcome;
+        }
+        // 4. If the handle was revoked since step 1, the revocation may have
+        //    listed the hashes before the new key existed: delete it here.
+        let finished = self
+            .eval(
+                &self.inner.scripts.finish,
+                self.handle_key(&new.handle),
+                vec![generation, old.to_hex()],
+            )
+            .await
+            .and_then(|v| int(&v));
+        match finished {
+            Ok(1) => Ok(CasOutcome::Applied),
+            Ok(_) => {
+                self.discard_pending(new).await;
+                Ok(CasOutcome::Missing)
+            }
+            Err(e) => {
+                // Unknown whether a revocation ran: fail closed.
+                self.discard_pending(new).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn modify_inner(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let mut json = match self.get_json(hash).await? {
+            Some(json) => json,
+            None => return Ok(None),
+        };
+        for attempt in 0..MODIFY_ATTEMPTS {
+            let current = decode(&json)?;
+            if !current.is_valid_at(now) {
+                return Ok(None);
+            }
+            let mut next = current.clone();
+            if f(&mut next) == Modify::Keep {
+                // Nothing written: the record as stored.
+                return Ok(Some(current));
+            }
+            next.version = current.version.saturating_add(1);
+            next.hash = *hash;
+            next.handle = current.handle.clone();
+            next.user_id.clone_from(&current.user_id);
+            match self.update_inner(current.version, &next, now).await? {
+                Update::Applied { .. } => return Ok(Some(next)),
+                Update::Missing => return Ok(None),
+                // The script handed back the latest record: retry on it
+                // without another read.
+                Update::Conflict(Some(latest)) => {
+                    json = latest;
+                    backoff(attempt).await;
+                }
+                Update::Conflict(None) => return Err(unexpected("modify")),
+            }
+        }
+        Err(StoreError::Contention)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.bounded(async {
+            // Claim the handle and index the user before the session key
+            // exists: every key that can find a session is in place before
+            // the session can authenticate anything.
+            let claim = self.eval(
+                &self.inner.scripts.claim,
+                self.handle_key(&record.handle),
+                vec![record.hash.to_hex(), ms(record.deadlines.absolute)],
+            );
+            let claimed = int(&claim.await?)? == 1;
+            if !claimed {
+                return Err(StoreError::Duplicate);
+            }
+            let created = async {
+                if let Some(user) = &record.user_id {
+                    self.user_add(user, &record.handle, record.deadlines.absolute)
+                        .await?;
+                }
+                self.create_session_key(record).await
+            }
+            .await;
+            match created {
+                Ok(true) => Ok(()),
+                other => {
+                    // Release the handle we claimed (it holds only our hash).
+                    let _ = self
+                        .inner
+                        .client
+                        .del::<i64, _>(self.handle_key(&record.handle))
+                        .await;
+                    match other {
+                        Ok(_) => Err(StoreError::Duplicate),
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// One `HGET`: the whole read path of a request.
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.bounded(async {
+            match self.get_json(hash).await? {
+                Some(json) => decode(&json).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        self.bounded(async {
+            Ok(match self.update_inner(expected_version, record, now).await? {
+                Update::Missing => CasOutcome::Missing,
+                Update::Conflict(_) => CasOutcome::Conflict,
+                Update::Applied { .. } => CasOutcome::Applied,
+            })
+        })
+        .await
+    }
+
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        self.bounded(self.rotate_inner(old, expected_version, new, now))
+            .await
+    }
+
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let hex = hash.to_hex();
+            match self.delete_if(&hex, None, None).await? {
+                Some((handle, user)) => {
+                    if let Err(e) = self.forget(&handle, vec![hex], user.as_deref()).await {
+                        tracing::debug!(error = %e, "index cleanup after delete failed");
+                    }
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async { Ok(self.revoke_handle(handle.as_str(), owner).await? > 0) })
+            .await
+    }
+
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.bounded(async {
+            let handles = self.user_handles(user_id).await?;
+            let per_handle = join_all(handles.iter().map(|h| self.records_of_handle(h))).await;
+            let mut out = Vec::new();
+            for (handle, records) in handles.iter().zip(per_handle) {
+                for record in records? {
+                    if record.handle.as_str() == handle.as_str()
+                        && record.user_id.as_deref() == Some(user_id)
+                        && record.is_valid_at(now)
+                        && !out.iter().any(|r: &SessionRecord| r.hash == record.hash)
+                    {
+                        out.push(record);
+                    }
+                }
+            }
+            out.sort_by(|a, b| {
+                a.created_at
+                    .cmp(&b.created_at)
+                    .then_with(|| a.handle.cmp(&b.handle))
+            });
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let handles = self.user_handles(user_id).await?;
+            let targets: Vec<&String> = handles
+                .iter()
+                .filter(|h| except.is_none_or(|e| e.as_str() != h.as_str()))
+                .collect();
+            let results = join_all(
+                targets
+                    .iter()
+                    .map(|h| self.revoke_handle(h, Some(user_id))),
+            )
+            .await;
+            let mut n = 0;
+            for r in results {
+                n += r?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Redis expires session keys at their next deadline by itself: nothing
+    /// to purge. Returns 0.
+    async fn purge_expired(&self, _now: Timestamp, _limit: usize) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let cmd = CustomCommand::new_static("PING", ClusterHash::Random, false);
+            self.inner
+                .client
+                .custom::<Value, Value>(cmd, Vec::new())
+                .await
+                .map(drop)
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    /// One `HGET`, then one compare-and-set script per attempt; on a
+    /// conflict the script returns the latest record, so a retry costs one
+    /// round trip.
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.bounded(self.modify_inner(hash, now, f)).await
+    }
+}
+
+fn ms(t: Timestamp) -> String {
+    t.as_millis().to_string()
+}
+
+fn user_args(record: &SessionRecord) -> (String, String) {
+    match &record.user_id {
+        Some(u) => ("1".to_owned(), u.clone()),
+        None => ("0".to_owned(), String::new()),
+    }
+}
+
+fn encode(record: &SessionRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(StoreError::backend)
+}
+
+fn decode(json: &str) -> Result<SessionRecord, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn int(v: &Value) -> Result<i64, StoreError> {
+    v.as_i64().ok_or_else(|| unexpected("script"))
+}
+
+fn array(v: Value) -> Result<Vec<Value>, StoreError> {
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(unexpected("script")),
+    }
+}
+
+fn unexpected(what: &str) -> StoreError {
+    StoreError::backend(format!("unexpected reply from the {what} script"))
+}
+
+/// A fresh revocation generation: 128 random bits, hex. Random rather than
+/// a counter so that an expired-and-recreated handle key can never show a
+/// rotation the generation it read earlier (no ABA).
+fn random_generation() -> Result<String, StoreError> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| StoreError::backend(e.to_string()))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Short jittered pause between compare-and-set attempts so contending
+/// writers spread out.
+async fn backoff(attempt: u32) {
+    let mut b = [0u8; 1];
+    // Jitter only; a failed RNG just means no jitter.
+    let _ = getrandom::fill(&mut b);
+    let base_us = 50u64 << attempt.min(6);
+    let [r] = b;
+    tokio::time::sleep(Duration::from_micros(base_us + u64::from(r) * base_us / 255)).await;
+}
+
+/// Maps client errors: timeouts to [`StoreError::Timeout`], connection
+/// trouble to [`StoreError::Unavailable`] (callers answer 503 either way),
+/// everything else to [`StoreError::Backend`].
+fn map_err(e: RedisError) -> StoreError {
+    match e.kind() {
+        ErrorKind::Timeout => StoreError::Timeout,
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Cluster => {
+            StoreError::unavailable(e)
+        }
+        _ if e.details().starts_with("CLUSTERDOWN")
+            || e.details().starts_with("LOADING")
+            || e.details().starts_with("TRYAGAIN")
+            || e.details().starts_with("MASTERDOWN") =>
+        {
+            StoreError::unavailable(e)
+        }
+        _ => StoreError::backend(e),
+    }
+}

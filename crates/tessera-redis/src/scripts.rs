@@ -1,0 +1,228 @@
+//! The Lua scripts. Every script touches exactly one key, so each runs
+//! atomically on whichever node owns that key's slot, on standalone Redis
+//! and on Redis Cluster alike (cross-slot scripts are impossible on a
+//! cluster; see the crate docs for how the multi-key operations are
+//! ordered instead).
+//!
+//! Session keys are Redis hashes with the fields
+//! `v` (version, decimal), `i` (idle deadline, ms), `a` (absolute deadline,
+//! ms), `h` (handle), `u` (user id, absent when anonymous) and `r` (the
+//! record as JSON). Versions are compared as strings, so no precision is
+//! lost to Lua's doubles; deadlines are compared as numbers (milliseconds
+//! since the epoch are exact in a double until the year 287396).
+
+use fred::types::scripts::Script;
+
+/// Creates a session key if absent.
+///
+/// KEYS: session key. ARGV: version, idle, absolute, handle, has_user
+/// (`1`/`0`), user, record JSON, expire-at ms.
+/// Returns 1 when created, 0 when the key exists.
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'i', ARGV[2], 'a', ARGV[3], 'h', ARGV[4], 'r', ARGV[7])
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'u', ARGV[6]) end
+redis.call('PEXPIREAT', KEYS[1], ARGV[8])
+return 1
+";
+
+/// Compare-and-set of a session key.
+///
+/// KEYS: session key. ARGV: now ms, expected version, new version, idle,
+/// absolute, handle, has_user, user, record JSON, expire-at ms.
+/// Returns `{0}` missing or expired at `now`; `{1, current JSON}` version
+/// conflict; `{2, old absolute}` applied; `{3}` the write tried to change
+/// the handle or user.
+const UPDATE: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a', 'h', 'u', 'r')
+if not f[1] then return {0} end
+local now = tonumber(ARGV[1])
+if now >= tonumber(f[2]) or now >= tonumber(f[3]) then return {0} end
+if f[1] ~= ARGV[2] then return {1, f[6]} end
+if f[4] ~= ARGV[6] then return {3} end
+if ARGV[7] == '1' then
+  if f[5] ~= ARGV[8] then return {3} end
+elseif f[5] then
+  return {3}
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[3], 'i', ARGV[4], 'a', ARGV[5], 'r', ARGV[9])
+redis.call('PEXPIREAT', KEYS[1], ARGV[10])
+return {2, f[3]}
+";
+
+/// Compare-and-delete of the old key of a rotation.
+///
+/// KEYS: old session key. ARGV: now ms, expected version, handle.
+/// Returns 0 missing or expired, 1 version conflict, 2 deleted, 3 the
+/// handle differs (caller bug).
+const TAKE: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a', 'h')
+if not f[1] then return 0 end
+local now = tonumber(ARGV[1])
+if now >= tonumber(f[2]) or now >= tonumber(f[3]) then return 0 end
+if f[1] ~= ARGV[2] then return 1 end
+if f[4] ~= ARGV[3] then return 3 end
+redis.call('DEL', KEYS[1])
+return 2
+";
+
+/// Conditional delete of a session key.
+///
+/// KEYS: session key. ARGV: required handle (`''` = any), has_owner,
+/// owner, excepted handle (`''` = none).
+/// Returns `{0}` when nothing was deleted, `{1, handle, user|false}` when
+/// the key was deleted.
+const DELETE_IF: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'h', 'u')
+if not f[1] then return {0} end
+if ARGV[1] ~= '' and f[1] ~= ARGV[1] then return {0} end
+if ARGV[2] == '1' and f[2] ~= ARGV[3] then return {0} end
+if ARGV[4] ~= '' and f[1] == ARGV[4] then return {0} end
+redis.call('DEL', KEYS[1])
+return {1, f[1], f[2]}
+";
+
+/// Claims a handle for a new session.
+///
+/// KEYS: handle key. ARGV: session hash hex, expire-at ms.
+/// Returns 1 when claimed, 0 when the handle is taken.
+const CLAIM: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], '1')
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Registers a pending key of a rotation under its handle and returns the
+/// handle's revocation generation.
+///
+/// KEYS: handle key. ARGV: new session hash hex, expire-at ms.
+/// Returns the generation (`''` if never revoked).
+const PENDING: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], '1')
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
+end
+return redis.call('HGET', KEYS[1], 'g') or ''
+";
+
+/// Extends a handle key's expiry (never shortens it).
+///
+/// KEYS: handle key. ARGV: expire-at ms. Returns 1.
+const EXTEND: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1], 'GT')
+end
+return 1
+";
+
+/// Completes a rotation if the handle was not revoked meanwhile.
+///
+/// KEYS: handle key. ARGV: generation read by `PENDING`, old hash hex.
+/// Returns 1 when the generation is unchanged (and forgets the old hash),
+/// 0 when a revocation ran since `PENDING`.
+const FINISH: &str = r"
+local g = redis.call('HGET', KEYS[1], 'g') or ''
+if g ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Starts revoking a handle: bumps its generation (so an in-flight
+/// rotation aborts) and returns every session hash registered under it.
+///
+/// KEYS: handle key. ARGV: fresh random generation.
+const REVOKE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('HSET', KEYS[1], 'g', ARGV[1])
+local out = {}
+for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if k ~= 'g' then out[#out + 1] = k end
+end
+return out
+";
+
+/// Forgets session hashes under a handle. The key itself (and with it the
+/// revocation generation) is kept until it expires: deleting it would let
+/// an in-flight rotation read an unchanged (empty) generation.
+///
+/// KEYS: handle key. ARGV: hashes to forget.
+/// Returns how many session hashes remain registered.
+const FORGET: &str = r"
+for _, k in ipairs(ARGV) do redis.call('HDEL', KEYS[1], k) end
+local n = redis.call('HLEN', KEYS[1])
+if redis.call('HEXISTS', KEYS[1], 'g') == 1 then n = n - 1 end
+return n
+";
+
+/// Adds a handle to a user index, scored by its absolute deadline (never
+/// lowered), prunes members whose deadline passed by the server's clock,
+/// and keeps the index key alive as long as its latest member.
+///
+/// KEYS: user index key. ARGV: handle, absolute deadline ms.
+const USER_ADD: &str = r"
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
+return 1
+";
+
+/// Prunes a user index by the server's clock and returns its handles.
+///
+/// KEYS: user index key.
+const USER_LIST: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+";
+
+/// The scripts, with their SHA-1s computed once. Calls use `EVALSHA` and
+/// load the script on `NOSCRIPT` (after a restart or failover).
+pub(crate) struct Scripts {
+    pub(crate) create: Script,
+    pub(crate) update: Script,
+    pub(crate) take: Script,
+    pub(crate) delete_if: Script,
+    pub(crate) claim: Script,
+    pub(crate) pending: Script,
+    pub(crate) extend: Script,
+    pub(crate) finish: Script,
+    pub(crate) revoke: Script,
+    pub(crate) forget: Script,
+    pub(crate) user_add: Script,
+    pub(crate) user_list: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            create: Script::from_lua(CREATE),
+            update: Script::from_lua(UPDATE),
+            take: Script::from_lua(TAKE),
+            delete_if: Script::from_lua(DELETE_IF),
+            claim: Script::from_lua(CLAIM),
+            pending: Script::from_lua(PENDING),
+            extend: Script::from_lua(EXTEND),
+            finish: Script::from_lua(FINISH),
+            revoke: Script::from_lua(REVOKE),
+            forget: Script::from_lua(FORGET),
+            user_add: Script::from_lua(USER_ADD),
+            user_list: Script::from_lua(USER_LIST),
+        }
+    }
+}
+
+impl std::fmt::Debug for Scripts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scripts")
+    }
+}
