@@ -1,1 +1,82 @@
-//! Placeholder.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod api_keys;
+pub mod audit;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod forward_auth;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod ratelimit;
+pub mod server;
+pub mod site;
+pub mod state;
+pub mod store;
+pub mod users;
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, Overrides};
+use crate::server::ServerError;
+
+/// Installs the JSON log on standard error (filtered by `log_filter`, or
+/// `RUST_LOG` when set) and the audit-event metrics layer (unfiltered, so
+/// counters are exact whatever the log level).
+pub fn init_tracing(filter: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(false)
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    // A second initialisation (tests) is harmless: keep the first.
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(crate::metrics::AuditMetrics)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+///
+/// [`ServerError`] describing what failed.
+pub async fn run(cli: Cli) -> Result<(), ServerError> {
+    let overrides = Overrides {
+        listen: match &cli.command {
+            Command::Serve(args) => args.listen,
+            _ => None,
+        },
+        store: cli.store.clone(),
+        insecure_http: match &cli.command {
+            Command::Serve(args) if args.insecure_http => Some(true),
+            _ => None,
+        },
+    };
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    init_tracing(&config.log_filter);
+    match cli.command {
+        Command::Serve(_) => {
+            let handle = crate::metrics::install().map_err(ServerError::Message)?;
+            crate::metrics::describe();
+            server::serve(config, Some(handle)).await
+        }
+        Command::Migrate => commands::migrate(config).await,
+        Command::Sweep => commands::sweep(config).await,
+        Command::User(c) => commands::user(config, c).await,
+        Command::Sessions(c) => commands::sessions(config, c).await,
+        Command::ApiKey(c) => commands::api_key(config, c).await,
+    }
+}

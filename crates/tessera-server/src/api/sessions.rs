@@ -1,0 +1,213 @@
+//! `/v1/sessions…` and `/v1/users/{user_id}/sessions` handlers, all built on
+//! [`tessera::SessionManager`].
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tessera::record::{ClientMeta, DataChanges, SessionHandle, SessionRecord};
+use tessera::token::SessionToken;
+use tessera::{Access, Renewal, SessionError};
+
+use super::types::{
+    CreateSession, IssuedSession, PatchData, Revoked, SessionSummary, SessionView, TokenRequest,
+    VerifyRequest,
+};
+use crate::audit::{self, ServerEvent};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+/// Longest accepted user id, in bytes.
+const MAX_USER_ID: usize = 256;
+
+fn issued(record: &SessionRecord, token: &SessionToken) -> Result<IssuedSession, ApiError> {
+    Ok(IssuedSession {
+        token: token.expose().to_owned(),
+        handle: record.handle.to_string(),
+        csrf_token: record
+            .csrf_secret
+            .masked_token()
+            .map_err(|e| ApiError::from(SessionError::from(e)))?,
+        idle_expires_at: record.deadlines.idle.to_rfc3339(),
+        absolute_expires_at: record.deadlines.absolute.to_rfc3339(),
+    })
+}
+
+fn view(record: &SessionRecord) -> Result<SessionView, ApiError> {
+    SessionView::new(record).map_err(|e| ApiError::from(SessionError::from(e)))
+}
+
+/// Parses a presented token; junk is a 401, never a 500, and costs no store
+/// call.
+fn parse_token(token: &str) -> Result<SessionToken, ApiError> {
+    SessionToken::parse(token).map_err(|_| ApiError::unauthenticated("missing"))
+}
+
+/// After a write found no live record, ask why (expired records are still
+/// loadable until purged, so the client can be told the reason).
+async fn why_gone(state: &AppState, token: &SessionToken) -> ApiError {
+    match state.manager.load_hash(&token.hash()).await {
+        Err(e) => ApiError::from(e),
+        Ok(_) => ApiError::unauthenticated("missing"),
+    }
+}
+
+fn valid_user_id(user_id: &str) -> Result<(), ApiError> {
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID || user_id.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_user_id",
+            format!("user_id must be 1 to {MAX_USER_ID} bytes without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a signed-in session for `user_id`.
+#[utoipa::path(post, path = "/v1/sessions", tag = "v1",
+    request_body = CreateSession,
+    responses(
+        (status = 201, body = IssuedSession, description = "Session created"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<CreateSession>,
+) -> Result<Response, ApiError> {
+    valid_user_id(&req.user_id)?;
+    let client = ClientMeta::new(req.ip, req.user_agent);
+    let issued_session = state
+        .manager
+        .create(Some(req.user_id), req.data, client)
+        .await?;
+    let body = issued(&issued_session.record, &issued_session.token)?;
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Verifies a token and returns the session.
+#[utoipa::path(post, path = "/v1/sessions/verify", tag = "v1",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, body = SessionView),
+        (status = 401, body = ErrorBody, description = "reason: expired_idle, expired_absolute or missing"),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn verify(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<VerifyRequest>,
+) -> Result<Json<SessionView>, ApiError> {
+    let access = if req.touch {
+        Access::Activity
+    } else {
+        Access::Status
+    };
+    let record = state.manager.load(&req.token, access).await?;
+    Ok(Json(view(&record)?))
+}
+
+/// Replaces the token; the old one stops working at once.
+#[utoipa::path(post, path = "/v1/sessions/rotate", tag = "v1",
+    request_body = TokenRequest,
+    responses((status = 200, body = IssuedSession), (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<TokenRequest>,
+) -> Result<Json<IssuedSession>, ApiError> {
+    let token = parse_token(&req.token)?;
+    let issued_session = state
+        .manager
+        .rotate(&token.hash(), Renewal::Rotate, &DataChanges::default())
+        .await?;
+    Ok(Json(issued(&issued_session.record, &issued_session.token)?))
+}
+
+/// Sets and removes data keys atomically.
+#[utoipa::path(patch, path = "/v1/sessions/data", tag = "v1",
+    request_body = PatchData,
+    responses((status = 200, body = SessionView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn patch_data(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<PatchData>,
+) -> Result<Json<SessionView>, ApiError> {
+    let token = parse_token(&req.token)?;
+    let mut changes = DataChanges::default();
+    for (key, value) in req.set {
+        changes.set(key, value);
+    }
+    for key in req.remove {
+        changes.remove(key);
+    }
+    match state
+        .manager
+        .modify(&token.hash(), &changes, Access::Activity)
+        .await
+    {
+        Ok(record) => Ok(Json(view(&record)?)),
+        Err(SessionError::NotFound) => Err(why_gone(&state, &token).await),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revokes one session by handle.
+#[utoipa::path(delete, path = "/v1/sessions/{handle}", tag = "v1",
+    params(("handle" = String, Path, description = "Public session handle (tsh_…)")),
+    responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let handle = SessionHandle::parse(&handle).ok_or_else(ApiError::not_found)?;
+    if state.manager.revoke(&handle, None).await? {
+        audit::emit(ServerEvent::ApiRevoked, None, None, handle.as_str());
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+/// Lists a user's live sessions, oldest first.
+#[utoipa::path(get, path = "/v1/users/{user_id}/sessions", tag = "v1",
+    params(("user_id" = String, Path)),
+    responses((status = 200, body = [SessionSummary]), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_user(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Vec<SessionSummary>>, ApiError> {
+    valid_user_id(&user_id)?;
+    let records = state.manager.list_user(&user_id).await?;
+    Ok(Json(
+        records
+            .iter()
+            .map(|r| SessionSummary::new(r, false))
+            .collect(),
+    ))
+}
+
+/// Revokes every session of a user.
+#[utoipa::path(delete, path = "/v1/users/{user_id}/sessions", tag = "v1",
+    params(("user_id" = String, Path)),
+    responses((status = 200, body = Revoked), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn revoke_user(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Revoked>, ApiError> {
+    valid_user_id(&user_id)?;
+    let n = state.manager.revoke_user(&user_id, None).await?;
+    crate::metrics::count_revoked(n);
+    audit::emit(
+        ServerEvent::ApiRevoked,
+        Some(&user_id),
+        None,
+        "all sessions of the user",
+    );
+    Ok(Json(Revoked { revoked: n }))
+}

@@ -1,0 +1,168 @@
+//! Request and response bodies of the `/v1` API and the session routes
+//! (also the OpenAPI schemas).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tessera::record::SessionRecord;
+use utoipa::ToSchema;
+
+/// `POST /v1/sessions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// The user the session belongs to (1–256 bytes).
+    pub user_id: String,
+    /// Initial session data (a JSON object).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: Map<String, Value>,
+    /// Client IP, for the device list.
+    pub ip: Option<String>,
+    /// Client user agent, for the device list.
+    pub user_agent: Option<String>,
+}
+
+/// A newly issued token. The token appears here once; tessera keeps only its
+/// hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedSession {
+    /// The session token (`tss_…`): give it to the client, never log it.
+    pub token: String,
+    /// Public handle for listing and revoking.
+    pub handle: String,
+    /// A CSRF token for this session (masked, differs on every call).
+    pub csrf_token: String,
+    /// RFC 3339 idle deadline.
+    pub idle_expires_at: String,
+    /// RFC 3339 absolute deadline.
+    pub absolute_expires_at: String,
+}
+
+/// A request naming a session by its token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The session token.
+    pub token: String,
+}
+
+/// `POST /v1/sessions/verify`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The session token.
+    pub token: String,
+    /// Count this as user activity (moves the idle deadline per the touch
+    /// policy). Default true; false for status checks.
+    #[serde(default = "yes")]
+    pub touch: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `PATCH /v1/sessions/data`: applied atomically onto the latest stored
+/// data, so concurrent patches of other keys are never lost.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchData {
+    /// The session token.
+    pub token: String,
+    /// Keys to set.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub set: Map<String, Value>,
+    /// Keys to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// A live session as a backend sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// The signed-in user, if any.
+    pub user_id: Option<String>,
+    /// Public handle.
+    pub handle: String,
+    /// Session data.
+    #[schema(value_type = Object)]
+    pub data: Map<String, Value>,
+    /// RFC 3339 creation (or last fresh sign-in) time.
+    pub created_at: String,
+    /// RFC 3339 last recorded activity.
+    pub last_seen_at: String,
+    /// RFC 3339 time of the last sign-in or re-authentication.
+    pub authenticated_at: Option<String>,
+    /// RFC 3339 idle deadline.
+    pub idle_expires_at: String,
+    /// RFC 3339 absolute deadline.
+    pub absolute_expires_at: String,
+    /// A CSRF token for this session.
+    pub csrf_token: String,
+}
+
+impl SessionView {
+    /// Builds the view (draws a fresh CSRF mask).
+    ///
+    /// # Errors
+    ///
+    /// If the OS CSPRNG fails.
+    pub fn new(r: &SessionRecord) -> Result<Self, tessera::error::RandomError> {
+        Ok(Self {
+            user_id: r.user_id.clone(),
+            handle: r.handle.to_string(),
+            data: r.data.clone(),
+            created_at: r.created_at.to_rfc3339(),
+            last_seen_at: r.last_seen_at.to_rfc3339(),
+            authenticated_at: r.authenticated_at.map(|t| t.to_rfc3339()),
+            idle_expires_at: r.deadlines.idle.to_rfc3339(),
+            absolute_expires_at: r.deadlines.absolute.to_rfc3339(),
+            csrf_token: r.csrf_secret.masked_token()?,
+        })
+    }
+}
+
+/// One entry of a session list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionSummary {
+    /// Public handle.
+    pub handle: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 last recorded activity.
+    pub last_seen_at: String,
+    /// Client IP at creation.
+    pub ip: Option<String>,
+    /// Client user agent at creation.
+    pub user_agent: Option<String>,
+    /// RFC 3339 idle deadline.
+    pub idle_expires_at: String,
+    /// RFC 3339 absolute deadline.
+    pub absolute_expires_at: String,
+    /// True for the session making the request (site routes only).
+    pub current: bool,
+}
+
+impl SessionSummary {
+    /// Summarises a record.
+    pub fn new(r: &SessionRecord, current: bool) -> Self {
+        Self {
+            handle: r.handle.to_string(),
+            created_at: r.created_at.to_rfc3339(),
+            last_seen_at: r.last_seen_at.to_rfc3339(),
+            ip: r.client.ip.clone(),
+            user_agent: r.client.user_agent.clone(),
+            idle_expires_at: r.deadlines.idle.to_rfc3339(),
+            absolute_expires_at: r.deadlines.absolute.to_rfc3339(),
+            current,
+        }
+    }
+}
+
+/// How many sessions a revocation ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revoked {
+    /// Number of sessions revoked.
+    pub revoked: u64,
+}

@@ -1,0 +1,145 @@
+//! API keys for the `/v1` API: generated as [`ApiKeyToken`]s (`tsk_…`),
+//! printed once, stored only as their SHA-256 hash and looked up by it.
+//!
+//! A plain hash suffices because a key carries 256 bits of entropy (the same
+//! reasoning as for session tokens in `tessera::token`), and looking a key
+//! up by its hash means the comparison never touches the secret itself.
+
+use sqlx::SqlitePool;
+use tessera::token::ApiKeyToken;
+
+use crate::db::now_secs;
+use crate::users::valid_username;
+
+/// Why an API-key operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiKeyError {
+    /// The name is not acceptable (same rules as user names).
+    #[error("invalid key name: use 1-64 characters from letters, digits, '.', '_', '-', '@'")]
+    InvalidName,
+    /// A key with this name exists.
+    #[error("an API key with this name already exists")]
+    Exists,
+    /// The OS CSPRNG failed.
+    #[error(transparent)]
+    Random(#[from] tessera::error::RandomError),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The API-key table.
+#[derive(Debug, Clone)]
+pub struct ApiKeys {
+    pool: SqlitePool,
+}
+
+impl ApiKeys {
+    /// Wraps the server database.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates a key named `name` and returns it; this is the only time the
+    /// key exists outside the client.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiKeyError`].
+    pub async fn create(&self, name: &str) -> Result<ApiKeyToken, ApiKeyError> {
+        if !valid_username(name) {
+            return Err(ApiKeyError::InvalidName);
+        }
+        let key = ApiKeyToken::generate()?;
+        let result = sqlx::query(
+            "INSERT INTO tessera_api_keys (name, key_hash, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(key.hash().as_bytes().as_slice())
+        .bind(now_secs())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(ApiKeyError::Exists);
+        }
+        Ok(key)
+    }
+
+    /// Revokes the key named `name`; returns whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn revoke(&self, name: &str) -> Result<bool, ApiKeyError> {
+        let result = sqlx::query("DELETE FROM tessera_api_keys WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// The name of the key `presented`, if it is a live key. Malformed input
+    /// is refused without a database query.
+    ///
+    /// # Errors
+    ///
+    /// Database errors (the caller answers 503).
+    pub async fn verify(&self, presented: &str) -> Result<Option<String>, ApiKeyError> {
+        let Ok(key) = ApiKeyToken::parse(presented) else {
+            return Ok(None);
+        };
+        Ok(
+            sqlx::query_scalar("SELECT name FROM tessera_api_keys WHERE key_hash = ?")
+                .bind(key.hash().as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_are_stored_hashed_and_revocable() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let pool = crate::db::open(&url, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let keys = ApiKeys::new(pool.clone());
+        let key = keys.create("backend").await.unwrap();
+        assert!(matches!(
+            keys.create("backend").await,
+            Err(ApiKeyError::Exists)
+        ));
+        assert_eq!(
+            keys.verify(key.expose()).await.unwrap().as_deref(),
+            Some("backend")
+        );
+        assert_eq!(keys.verify("tsk_junk").await.unwrap(), None);
+
+        // The table never holds the key itself.
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT key_hash FROM tessera_api_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored.as_slice(), key.hash().as_bytes().as_slice());
+        assert!(!String::from_utf8_lossy(&stored).contains(&key.expose()[4..]));
+
+        assert!(keys.revoke("backend").await.unwrap());
+        assert_eq!(keys.verify(key.expose()).await.unwrap(), None);
+        assert!(!keys.revoke("backend").await.unwrap());
+    }
+}

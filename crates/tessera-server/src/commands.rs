@@ -1,0 +1,177 @@
+//! The admin subcommands: users, sessions, API keys, migrate, sweep.
+
+use std::io::{BufRead, IsTerminal};
+
+use tessera::record::SessionHandle;
+
+use crate::api::types::SessionSummary;
+use crate::cli::{ApiKeyCommand, SessionsCommand, UserCommand};
+use crate::config::Config;
+use crate::server::{ServerError, build_state};
+
+/// Reads one line (the password) from standard input.
+fn read_password() -> Result<String, ServerError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err(ServerError::Message(String::from(
+            "no password on standard input",
+        )));
+    }
+    Ok(password)
+}
+
+/// `tessera migrate`.
+///
+/// # Errors
+///
+/// Database errors.
+pub async fn migrate(config: Config) -> Result<(), ServerError> {
+    let pool = crate::db::open(&config.store, 1, config.store_timeout).await?;
+    let n = crate::db::migrate(&pool).await?;
+    println!("database is up to date ({n} migration(s) applied now)");
+    Ok(())
+}
+
+/// `tessera sweep`.
+///
+/// # Errors
+///
+/// Store errors.
+pub async fn sweep(config: Config) -> Result<(), ServerError> {
+    let state = build_state(config, None).await?;
+    let mut total = 0u64;
+    loop {
+        let n = state.manager.purge_expired(1000).await?;
+        total += n;
+        if n < 1000 {
+            break;
+        }
+    }
+    println!("purged {total} expired session(s)");
+    Ok(())
+}
+
+/// `tessera user …`.
+///
+/// # Errors
+///
+/// User and store errors.
+pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerError> {
+    let state = build_state(config, None).await?;
+    match command {
+        UserCommand::Add { name, .. } => {
+            let password = read_password()?;
+            state.users.add(&name, &password).await?;
+            println!("created user {name}");
+        }
+        UserCommand::Passwd { name, .. } => {
+            let password = read_password()?;
+            state.users.set_password(&name, &password).await?;
+            let n = state.manager.revoke_user(&name, None).await?;
+            println!("changed the password of {name}; revoked {n} session(s)");
+        }
+        UserCommand::Disable { name } => {
+            state.users.disable(&name).await?;
+            let n = state.manager.revoke_user(&name, None).await?;
+            println!("disabled {name}; revoked {n} session(s)");
+        }
+        UserCommand::List => {
+            for u in state.users.list().await? {
+                println!(
+                    "{}\t{}",
+                    u.username,
+                    if u.disabled { "disabled" } else { "active" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tessera sessions …`.
+///
+/// # Errors
+///
+/// Store errors.
+pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), ServerError> {
+    let state = build_state(config, None).await?;
+    match command {
+        SessionsCommand::List { user, json } => {
+            let records = state.manager.list_user(&user).await?;
+            let list: Vec<SessionSummary> = records
+                .iter()
+                .map(|r| SessionSummary::new(r, false))
+                .collect();
+            if json {
+                let text = serde_json::to_string_pretty(&list)
+                    .map_err(|e| ServerError::Message(e.to_string()))?;
+                println!("{text}");
+            } else {
+                println!("HANDLE\tCREATED\tLAST SEEN\tIP\tUSER AGENT");
+                for s in list {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        s.handle,
+                        s.created_at,
+                        s.last_seen_at,
+                        s.ip.unwrap_or_default(),
+                        s.user_agent.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        SessionsCommand::Revoke { user, handle } => match (user, handle) {
+            (Some(user), _) => {
+                let n = state.manager.revoke_user(&user, None).await?;
+                println!("revoked {n} session(s) of {user}");
+            }
+            (None, Some(handle)) => {
+                let parsed = SessionHandle::parse(&handle).ok_or_else(|| {
+                    ServerError::Message(format!("{handle:?} is not a session handle (tsh_…)"))
+                })?;
+                if state.manager.revoke(&parsed, None).await? {
+                    println!("revoked session {handle}");
+                } else {
+                    return Err(ServerError::Message(format!("no session {handle}")));
+                }
+            }
+            (None, None) => {
+                return Err(ServerError::Message(String::from(
+                    "give --user NAME or --handle H",
+                )));
+            }
+        },
+    }
+    Ok(())
+}
+
+/// `tessera api-key …`.
+///
+/// # Errors
+///
+/// Database errors.
+pub async fn api_key(config: Config, command: ApiKeyCommand) -> Result<(), ServerError> {
+    let pool = crate::db::open(&config.store, 1, config.store_timeout).await?;
+    let keys = crate::api_keys::ApiKeys::new(pool);
+    match command {
+        ApiKeyCommand::Create { name } => {
+            let key = keys.create(&name).await?;
+            eprintln!("created API key {name:?}; it is shown only once:");
+            println!("{}", key.expose());
+        }
+        ApiKeyCommand::Revoke { name } => {
+            if keys.revoke(&name).await? {
+                println!("revoked API key {name}");
+            } else {
+                return Err(ServerError::Message(format!("no API key named {name:?}")));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! Server configuration: defaults < `--config tessera.toml` < `TESSERA_*`
+//! environment variables < command-line flags, merged with figment.
+//!
+//! Every key of [`Config`] is a TOML key and, upper-cased with the
+//! `TESSERA_` prefix, an environment variable (`idle_timeout` is
+//! `TESSERA_IDLE_TIMEOUT`). Durations are written the humantime way: `90s`,
+//! `30m`, `12h`, `1h 30m`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables read into the configuration (without the prefix,
+/// lower-cased). Others with the `TESSERA_` prefix are ignored, so a variable
+/// meant for something else cannot break start-up; unknown TOML keys are
+/// refused, so a typo in the file is caught.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "store",
+    "public_url",
+    "idle_timeout",
+    "absolute_timeout",
+    "touch_step",
+    "reauth_window",
+    "max_sessions_per_user",
+    "insecure_http",
+    "trusted_origins",
+    "trust_forwarded_for",
+    "body_limit",
+    "login_max_failures_per_user",
+    "login_max_failures_per_ip",
+    "login_failure_window",
+    "store_pool_size",
+    "store_timeout",
+    "sweep_interval",
+    "log_filter",
+];
+
+/// The complete server configuration.
+///
+/// ```
+/// let config = tessera_server::config::Config::default();
+/// assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+/// assert_eq!(config.store, "sqlite://tessera.db");
+/// assert_eq!(config.body_limit, 64 * 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on. Port 0 picks a free port (the chosen
+    /// address is printed at start-up).
+    pub listen: SocketAddr,
+    /// Session store URL: `sqlite://PATH` (created if missing) or `memory://`.
+    pub store: String,
+    /// The URL people open, printed at start-up; defaults to the listen
+    /// address.
+    pub public_url: Option<String>,
+    /// Inactivity after which a session ends (OWASP: 15–30 minutes for
+    /// low-risk applications).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Lifetime after which a session ends whatever its activity (ASVS 5.0
+    /// V7.3.2).
+    #[serde(with = "duration")]
+    pub absolute_timeout: Duration,
+    /// Read-only activity is written back only when it moves the idle
+    /// deadline by more than this.
+    #[serde(with = "duration")]
+    pub touch_step: Duration,
+    /// How recent a sign-in must be for sensitive actions such as a
+    /// password change (ASVS 5.0 V7.5.3).
+    #[serde(with = "duration")]
+    pub reauth_window: Duration,
+    /// Concurrent sessions per user; the oldest are revoked beyond it.
+    pub max_sessions_per_user: Option<usize>,
+    /// Plain-HTTP development mode: the cookie loses `Secure` and its
+    /// `__Host-` prefix. Logs a warning at start-up. Never in production.
+    pub insecure_http: bool,
+    /// Extra origins allowed to send state-changing requests
+    /// (`https://admin.example.com`). A list, or one comma-separated string.
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_origins: Vec<String>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that
+    /// sets it; otherwise clients could pick their own IP for rate limits).
+    pub trust_forwarded_for: bool,
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    pub body_limit: usize,
+    /// Failed sign-ins per user name within the window before 429.
+    pub login_max_failures_per_user: u32,
+    /// Failed sign-ins per client IP within the window before 429.
+    pub login_max_failures_per_ip: u32,
+    /// The window over which failed sign-ins are counted.
+    #[serde(with = "duration")]
+    pub login_failure_window: Duration,
+    /// Connections in the server's own SQLite pool (users, API keys).
+    pub store_pool_size: u32,
+    /// How long to wait for the database before failing the request (503).
+    #[serde(with = "duration")]
+    pub store_timeout: Duration,
+    /// How often the sweeper purges expired sessions.
+    #[serde(with = "duration")]
+    pub sweep_interval: Duration,
+    /// `tracing` filter for the JSON log (`info`, `tessera=debug`, …).
+    pub log_filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let policy = tessera::SessionPolicy::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: String::from("sqlite://tessera.db"),
+            public_url: None,
+            idle_timeout: policy.idle_timeout,
+            absolute_timeout: policy.absolute_timeout,
+            touch_step: policy.touch_step,
+            reauth_window: Duration::from_secs(5 * 60),
+            max_sessions_per_user: None,
+            insecure_http: false,
+            trusted_origins: Vec::new(),
+            trust_forwarded_for: false,
+            body_limit: 64 * 1024,
+            login_max_failures_per_user: 5,
+            login_max_failures_per_ip: 20,
+            login_failure_window: Duration::from_secs(15 * 60),
+            store_pool_size: 8,
+            store_timeout: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(60),
+            log_filter: String::from("info"),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--store`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// `--insecure-http` (only ever turns it on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_http: Option<bool>,
+}
+
+/// A configuration that could not be read or makes no sense.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A layer could not be parsed (names the key and the source).
+    #[error("{0}")]
+    Parse(Box<figment::Error>),
+    /// The configuration file does not exist.
+    #[error("configuration file {0} not found")]
+    MissingFile(String),
+    /// The timeouts cannot be enforced.
+    #[error("invalid session policy: {0}")]
+    Policy(#[from] tessera::policy::PolicyError),
+    /// Any other inconsistent value.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Merges the layers: defaults, the TOML file (if given), `TESSERA_*`
+    /// variables of `env`, then `overrides`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the bad key or file.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("TESSERA_").filter(|key| ENV_KEYS.contains(&key.as_str()));
+        figment = figment.merge(env).merge(Serialized::defaults(overrides));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The session policy these settings describe.
+    pub fn policy(&self) -> tessera::SessionPolicy {
+        tessera::SessionPolicy::default()
+            .with_idle_timeout(self.idle_timeout)
+            .with_absolute_timeout(self.absolute_timeout)
+            .with_touch_step(self.touch_step)
+            .with_max_sessions_per_user(self.max_sessions_per_user)
+    }
+
+    /// Checks values no parser catches.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an unenforceable policy or nonsensical limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.policy().validate()?;
+        if self.body_limit == 0 {
+            return Err(ConfigError::Invalid("body_limit must be positive".into()));
+        }
+        if self.login_max_failures_per_user == 0 || self.login_max_failures_per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "login_max_failures_per_user/ip must be positive".into(),
+            ));
+        }
+        if self.store_pool_size == 0 {
+            return Err(ConfigError::Invalid(
+                "store_pool_size must be positive".into(),
+            ));
+        }
+        if self.reauth_window.is_zero() || self.login_failure_window.is_zero() {
+            return Err(ConfigError::Invalid(
+                "reauth_window and login_failure_window must be positive".into(),
+            ));
+        }
+        for origin in &self.trusted_origins {
+            if !(origin.starts_with("https://") || origin.starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "trusted origin {origin:?} must be scheme://host[:port]"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL to print for people to open.
+    pub fn display_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{bound}/"),
+        }
+    }
+}
+
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Parses and prints durations like `90s`, `30m`, `12h` (serde helper).
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses `90s`, `30m`, `12h`, `1h 30m`, `250ms`. A bare number is
+    /// refused: a unit is always required, so `30` cannot be misread as
+    /// minutes when seconds were meant.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad value.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera_server::config::duration::parse;
+    /// assert_eq!(parse("90s"), Ok(Duration::from_secs(90)));
+    /// assert_eq!(parse("12h"), Ok(Duration::from_secs(12 * 3600)));
+    /// assert!(parse("30").is_err());
+    /// ```
+    pub fn parse(input: &str) -> Result<Duration, String> {
+        let trimmed = input.trim();
+        humantime::parse_duration(trimmed)
+            .map_err(|e| format!("invalid duration {input:?} ({e}); write it like 90s, 30m or 12h"))
+    }
+
+    /// Formats a duration the way [`parse`] reads it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(tessera_server::config::duration::format(Duration::from_secs(5400)), "1h 30m");
+    /// ```
+    pub fn format(d: Duration) -> String {
+        humantime::format_duration(d).to_string()
+    }
+
+    /// serde `serialize_with`.
+    ///
+    /// # Errors
+    ///
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
+    /// serde `deserialize_with`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad value.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(duration::parse("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration::parse("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(duration::parse("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(duration::parse(" 1h 30m "), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration::parse("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn durations_without_unit_or_garbage_are_refused() {
+        for bad in ["30", "", "abc", "-5s", "5 parsecs", "1e3s"] {
+            let err = duration::parse(bad).unwrap_err();
+            assert!(err.contains("invalid duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_round_trip_through_format() {
+        for d in [
+            Duration::from_secs(90),
+            Duration::from_secs(43_200),
+            Duration::from_millis(1500),
+        ] {
+            assert_eq!(duration::parse(&duration::format(d)), Ok(d));
+        }
+    }
+
+    #[test]
+    fn layers_merge_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tessera.toml",
+                "idle_timeout = \"10m\"\nabsolute_timeout = \"2h\"\nlisten = \"127.0.0.1:9000\"\n",
+            )?;
+            jail.set_env("TESSERA_ABSOLUTE_TIMEOUT", "3h");
+            jail.set_env(
+                "TESSERA_TRUSTED_ORIGINS",
+                "https://a.example, https://b.example",
+            );
+            jail.set_env("TESSERA_UNRELATED_THING", "ignored");
+            let overrides = Overrides {
+                listen: Some("127.0.0.1:9999".parse().unwrap()),
+                ..Overrides::default()
+            };
+            let config = Config::load(Some(Path::new("tessera.toml")), &overrides).unwrap();
+            // file beats default
+            assert_eq!(config.idle_timeout, Duration::from_secs(600));
+            // env beats file
+            assert_eq!(config.absolute_timeout, Duration::from_secs(3 * 3600));
+            // flag beats file
+            assert_eq!(config.listen.port(), 9999);
+            assert_eq!(
+                config.trusted_origins,
+                vec![
+                    "https://a.example".to_owned(),
+                    "https://b.example".to_owned()
+                ]
+            );
+            // untouched default
+            assert_eq!(config.body_limit, 64 * 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_toml_keys_and_bad_durations_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "idle_timout = \"10m\"\n")?;
+            let err =
+                Config::load(Some(Path::new("typo.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("idle_timout"), "{err}");
+
+            jail.create_file("bad.toml", "idle_timeout = \"10\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("invalid duration"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unenforceable_policy_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_TOUCH_STEP", "1h");
+            jail.set_env("TESSERA_IDLE_TIMEOUT", "30m");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(matches!(err, ConfigError::Policy(_)), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Config::load(
+            Some(Path::new("/nonexistent/tessera.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+}

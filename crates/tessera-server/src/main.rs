@@ -1,0 +1,25 @@
+//! The `tessera` binary. See `tessera --help`.
+#![forbid(unsafe_code)]
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let cli = tessera_server::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tessera_server::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

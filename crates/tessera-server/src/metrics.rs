@@ -1,0 +1,254 @@
+//! Prometheus metrics.
+//!
+//! Session lifecycle counters are derived from the audit events (a
+//! `tracing` layer watches the `tessera::audit` target), so the core stays
+//! the single source of truth and no code path can change a session without
+//! being counted. Store latency is measured by wrapping the store
+//! ([`MeteredStore`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tessera::StoreError;
+use tessera::record::{SessionHandle, SessionRecord};
+use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::time::Timestamp;
+use tessera::token::TokenHash;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::Context;
+
+/// Sessions created.
+pub const SESSIONS_CREATED: &str = "tessera_sessions_created_total";
+/// Tokens rotated (including sign-in and re-authentication).
+pub const SESSIONS_ROTATED: &str = "tessera_sessions_rotated_total";
+/// Sessions ended by sign-out.
+pub const SESSIONS_DESTROYED: &str = "tessera_sessions_destroyed_total";
+/// Sessions found expired (label `reason`: `idle` or `absolute`).
+pub const SESSIONS_EXPIRED: &str = "tessera_sessions_expired_total";
+/// Sessions revoked by someone other than their holder.
+pub const SESSIONS_REVOKED: &str = "tessera_sessions_revoked_total";
+/// Requests refused by the CSRF/origin guard.
+pub const CSRF_REJECTIONS: &str = "tessera_csrf_rejections_total";
+/// Failed sign-ins.
+pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
+/// Sign-ins refused by the rate limiter.
+pub const LOGIN_RATE_LIMITED: &str = "tessera_login_rate_limited_total";
+/// Store call latency in seconds (label `op`).
+pub const STORE_LATENCY: &str = "tessera_store_latency_seconds";
+
+/// Installs the global Prometheus recorder. Call once per process.
+///
+/// # Errors
+///
+/// If a recorder is already installed.
+pub fn install() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(STORE_LATENCY.to_owned()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ],
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+/// Registers every metric at zero so `/metrics` lists them from the start.
+pub fn describe() {
+    for name in [
+        SESSIONS_CREATED,
+        SESSIONS_ROTATED,
+        SESSIONS_DESTROYED,
+        SESSIONS_REVOKED,
+        CSRF_REJECTIONS,
+        LOGIN_FAILURES,
+        LOGIN_RATE_LIMITED,
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for reason in ["idle", "absolute"] {
+        metrics::counter!(SESSIONS_EXPIRED, "reason" => reason).absolute(0);
+    }
+}
+
+/// A `tracing` layer that turns audit events into counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditMetrics;
+
+#[derive(Default)]
+struct EventFields {
+    event: Option<String>,
+    detail: Option<String>,
+}
+
+impl Visit for EventFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "event" => self.event = Some(value.to_owned()),
+            "detail" => self.detail = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditMetrics {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != tessera::audit::TARGET {
+            return;
+        }
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
+        let Some(name) = fields.event else { return };
+        match name.as_str() {
+            "created" => metrics::counter!(SESSIONS_CREATED).increment(1),
+            "rotated" | "reauthenticated" => metrics::counter!(SESSIONS_ROTATED).increment(1),
+            "destroyed" => metrics::counter!(SESSIONS_DESTROYED).increment(1),
+            "expired_idle" => metrics::counter!(SESSIONS_EXPIRED, "reason" => "idle").increment(1),
+            "expired_absolute" => {
+                metrics::counter!(SESSIONS_EXPIRED, "reason" => "absolute").increment(1);
+            }
+            // Mass revocations are counted where their count is known
+            // (`count_revoked`); the core's one event per call carries none.
+            "revoked" if !fields.detail.unwrap_or_default().starts_with("all ") => {
+                metrics::counter!(SESSIONS_REVOKED).increment(1);
+            }
+            "csrf_rejected" => metrics::counter!(CSRF_REJECTIONS).increment(1),
+            "login_failed" => metrics::counter!(LOGIN_FAILURES).increment(1),
+            "rate_limited" => metrics::counter!(LOGIN_RATE_LIMITED).increment(1),
+            _ => {}
+        }
+    }
+}
+
+/// Counts `n` sessions revoked by one mass revocation.
+pub fn count_revoked(n: u64) {
+    metrics::counter!(SESSIONS_REVOKED).increment(n);
+}
+
+/// A store wrapper that records the latency of every call.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self { inner }
+    }
+}
+
+fn observe(op: &'static str, started: Instant) {
+    metrics::histogram!(STORE_LATENCY, "op" => op).record(started.elapsed().as_secs_f64());
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.create(record).await;
+        observe("create", t);
+        r
+    }
+
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.load(hash).await;
+        observe("load", t);
+        r
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.update(expected_version, record, now).await;
+        observe("update", t);
+        r
+    }
+
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.rotate(old, expected_version, new, now).await;
+        observe("rotate", t);
+        r
+    }
+
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.delete(hash).await;
+        observe("delete", t);
+        r
+    }
+
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.delete_by_handle(handle, owner).await;
+        observe("delete_by_handle", t);
+        r
+    }
+
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.list_by_user(user_id, now).await;
+        observe("list_by_user", t);
+        r
+    }
+
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.delete_by_user(user_id, except).await;
+        observe("delete_by_user", t);
+        r
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.purge_expired(now, limit).await;
+        observe("purge_expired", t);
+        r
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.ping().await;
+        observe("ping", t);
+        r
+    }
+
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.modify(hash, now, f).await;
+        observe("modify", t);
+        r
+    }
+}

@@ -1,0 +1,211 @@
+//! Building the application and running `tessera serve`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tessera::SessionManager;
+use tessera::cookie::CookieConfig;
+use tessera::csrf::OriginCheck;
+
+use crate::api_keys::ApiKeys;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ratelimit::LoginLimiter;
+use crate::state::AppState;
+use crate::store::{ServerClock, open_session_store};
+use crate::users::Users;
+use crate::{api, db, forward_auth, openapi, ops, site};
+
+/// Why the server could not start or a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The server database failed.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    /// The session store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreOpenError),
+    /// A session operation failed.
+    #[error(transparent)]
+    Session(#[from] tessera::SessionError),
+    /// A user operation failed.
+    #[error(transparent)]
+    User(#[from] crate::users::UserError),
+    /// An API-key operation failed.
+    #[error(transparent)]
+    ApiKey(#[from] crate::api_keys::ApiKeyError),
+    /// The policy is invalid.
+    #[error(transparent)]
+    Policy(#[from] tessera::policy::PolicyError),
+    /// Listening or terminal I/O failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Anything a command reports to its user.
+    #[error("{0}")]
+    Message(String),
+}
+
+/// Opens databases and builds the shared state.
+///
+/// # Errors
+///
+/// [`ServerError`] if a database or the store cannot be opened.
+pub async fn build_state(
+    config: Config,
+    metrics: Option<PrometheusHandle>,
+) -> Result<AppState, ServerError> {
+    let pool = db::open(&config.store, config.store_pool_size, config.store_timeout).await?;
+    let store = open_session_store(&config.store).await?;
+    let manager = SessionManager::builder_from_arc(store)
+        .policy(config.policy())
+        .clock(ServerClock::from_env())
+        .build()?;
+    let users = Users::new(pool.clone()).await?;
+    let keys = ApiKeys::new(pool);
+    let cookie = CookieConfig::default().insecure_http(config.insecure_http);
+    let origin = OriginCheck::new(&config.trusted_origins);
+    let limiter = LoginLimiter::new(
+        config.login_max_failures_per_user,
+        config.login_max_failures_per_ip,
+        config.login_failure_window,
+    );
+    Ok(AppState {
+        config: Arc::new(config),
+        manager,
+        users,
+        keys,
+        cookie,
+        origin,
+        limiter,
+        metrics,
+    })
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found()
+        .message("no such route")
+        .into_response()
+}
+
+/// The complete router.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .merge(site::router(state.clone()))
+        .merge(api::router(state.clone()))
+        .merge(site::assets())
+        .route("/v1/auth/verify", get(forward_auth::verify))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(site::guard::security_headers))
+        .with_state(state)
+}
+
+/// Creates the `demo` user with a random password when there are no users
+/// at all. Returns the password to print once.
+///
+/// # Errors
+///
+/// Database and hashing errors.
+pub async fn ensure_demo_user(users: &Users) -> Result<Option<String>, ServerError> {
+    if users.count().await? > 0 {
+        return Ok(None);
+    }
+    let password = crate::users::random_password()?;
+    match users.add("demo", &password).await {
+        Ok(()) => Ok(Some(password)),
+        // Another instance created it first.
+        Err(crate::users::UserError::Exists) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs `tessera serve` until Ctrl-C or SIGTERM.
+///
+/// # Errors
+///
+/// [`ServerError`] if start-up fails.
+pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<(), ServerError> {
+    let listen = config.listen;
+    let state = build_state(config, metrics).await?;
+    state.cookie.warn_if_insecure();
+    if !state.config.insecure_http {
+        tracing::info!(
+            "the session cookie is Secure: browsers only send it over HTTPS (or to localhost); \
+             put tessera behind TLS, or use --insecure-http for local development"
+        );
+    }
+    let demo_password = ensure_demo_user(&state.users).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let url = state.config.display_url(bound);
+    // stdout, not the log: the password must not end up in log storage.
+    if let Some(password) = demo_password {
+        println!("created user \"demo\" with password {password}");
+        println!("open {url} and sign in (this password is shown only once)");
+    }
+    // Printed last, so scripts can wait for it.
+    println!("tessera listening on http://{bound}");
+
+    let sweeper = tokio::spawn(sweep_loop(state.clone()));
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    sweeper.abort();
+    result.map_err(ServerError::Io)
+}
+
+/// Purges expired sessions periodically. Errors are logged and retried on
+/// the next tick: a failed sweep costs space, not safety (expired records
+/// are refused at every use anyway).
+async fn sweep_loop(state: AppState) {
+    let mut interval = tokio::time::interval(state.config.sweep_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match state.manager.purge_expired(1000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "swept expired sessions"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired sessions failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

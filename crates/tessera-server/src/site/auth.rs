@@ -1,0 +1,313 @@
+//! Sign-in, sign-out, re-authentication and password change.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Extension, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::guard::{SiteCtx, fail, require_csrf, signed_in};
+use super::pages;
+use crate::api::types::Revoked;
+use crate::audit::{self, ServerEvent};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{FormOrJson, wants_json};
+use crate::state::AppState;
+
+/// The one message every failed sign-in gets, whatever the cause (OWASP
+/// Authentication Cheat Sheet: no user enumeration through messages).
+pub const GENERIC_FAILURE: &str = "Invalid user name or password.";
+
+/// `POST /login`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginForm {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Answer to a JSON sign-in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// The signed-in user.
+    pub user: String,
+    /// Public handle of the new session.
+    pub handle: String,
+    /// CSRF token for state-changing requests (`X-CSRF-Token`).
+    pub csrf_token: String,
+    /// RFC 3339 idle deadline.
+    pub idle_expires_at: String,
+    /// RFC 3339 absolute deadline.
+    pub absolute_expires_at: String,
+}
+
+/// Query of `GET /login`.
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    /// Why the user was signed out.
+    pub reason: Option<String>,
+}
+
+/// `GET /login`: the sign-in form, with the reason for a sign-out if any.
+pub async fn login_page(Query(q): Query<LoginQuery>) -> Html<String> {
+    Html(pages::login_page(q.reason.as_deref(), None))
+}
+
+fn retry_secs(d: Duration) -> u64 {
+    d.as_secs().saturating_add(1)
+}
+
+/// `POST /login`.
+#[utoipa::path(post, path = "/login", tag = "session",
+    request_body = LoginForm,
+    responses((status = 200, body = LoginResponse, description = "JSON sign-in; session cookie set"),
+        (status = 303, description = "Form sign-in; session cookie set"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Cross-site (login CSRF)"),
+        (status = 429, body = ErrorBody, description = "Too many failures; see Retry-After")))]
+pub async fn login(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<SiteCtx>,
+    headers: HeaderMap,
+    FormOrJson(form): FormOrJson<LoginForm>,
+) -> Response {
+    let json = wants_json(&headers);
+    match login_inner(&state, &ctx, &form).await {
+        Ok(body) if json => Json(body).into_response(),
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(e) if !json && e.status == StatusCode::UNAUTHORIZED => (
+            StatusCode::UNAUTHORIZED,
+            Html(pages::login_page(None, Some(GENERIC_FAILURE))),
+        )
+            .into_response(),
+        Err(e) => fail(json, e),
+    }
+}
+
+async fn login_inner(
+    state: &AppState,
+    ctx: &SiteCtx,
+    form: &LoginForm,
+) -> Result<LoginResponse, ApiError> {
+    if let Err(limited) = state.limiter.check(&form.username, &ctx.ip) {
+        audit::emit(
+            ServerEvent::RateLimited,
+            Some(&form.username),
+            Some(&ctx.ip),
+            if limited.by_user {
+                "per user"
+            } else {
+                "per ip"
+            },
+        );
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            .message("too many failed sign-ins; try again later");
+        e.retry_after = Some(retry_secs(limited.retry_after));
+        return Err(e);
+    }
+    if !state.users.verify(&form.username, &form.password).await? {
+        state.limiter.failed(&form.username, &ctx.ip);
+        audit::emit(
+            ServerEvent::LoginFailed,
+            Some(&form.username),
+            Some(&ctx.ip),
+            "",
+        );
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials").message(GENERIC_FAILURE),
+        );
+    }
+    state.limiter.succeeded(&form.username);
+    // A brand-new token; any presented one stops working (fixation).
+    ctx.session.login(&form.username).await?;
+    audit::emit(
+        ServerEvent::LoginSucceeded,
+        Some(&form.username),
+        Some(&ctx.ip),
+        "",
+    );
+    let record = ctx
+        .session
+        .record()
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("missing"))?;
+    Ok(LoginResponse {
+        user: form.username.clone(),
+        handle: record.handle.to_string(),
+        csrf_token: ctx.session.csrf_token().await?.unwrap_or_default(),
+        idle_expires_at: record.deadlines.idle.to_rfc3339(),
+        absolute_expires_at: record.deadlines.absolute.to_rfc3339(),
+    })
+}
+
+/// A form that carries only the CSRF token.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CsrfForm {
+    /// CSRF token (or send `X-CSRF-Token`).
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+/// `POST /logout`: deletes the record and clears the cookie.
+#[utoipa::path(post, path = "/logout", tag = "session",
+    responses((status = 204, description = "JSON: signed out"), (status = 303, description = "Form: signed out"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn logout(
+    Extension(ctx): Extension<SiteCtx>,
+    headers: HeaderMap,
+    FormOrJson(form): FormOrJson<CsrfForm>,
+) -> Response {
+    let json = wants_json(&headers);
+    let result = async {
+        signed_in(&ctx).await?;
+        require_csrf(&ctx, &headers, form.csrf_token.as_deref()).await?;
+        ctx.session.logout().await?;
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) if json => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => Redirect::to("/login?reason=signed_out").into_response(),
+        Err(e) => fail(json, e),
+    }
+}
+
+/// `POST /reauth`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReauthForm {
+    /// The user's password.
+    pub password: String,
+    /// CSRF token (or send `X-CSRF-Token`).
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+/// `POST /reauth`: proves the password again; rotates the token and starts
+/// fresh deadlines and `authenticated_at` (step-up; ASVS 5.0 V7.5).
+#[utoipa::path(post, path = "/reauth", tag = "session",
+    request_body = ReauthForm,
+    responses((status = 200, body = LoginResponse), (status = 303),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn reauth(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<SiteCtx>,
+    headers: HeaderMap,
+    FormOrJson(form): FormOrJson<ReauthForm>,
+) -> Response {
+    let json = wants_json(&headers);
+    let result = async {
+        let (user, _) = signed_in(&ctx).await?;
+        require_csrf(&ctx, &headers, form.csrf_token.as_deref()).await?;
+        if let Err(limited) = state.limiter.check(&user, &ctx.ip) {
+            audit::emit(
+                ServerEvent::RateLimited,
+                Some(&user),
+                Some(&ctx.ip),
+                "reauth",
+            );
+            let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+            e.retry_after = Some(retry_secs(limited.retry_after));
+            return Err(e);
+        }
+        if !state.users.verify(&user, &form.password).await? {
+            state.limiter.failed(&user, &ctx.ip);
+            audit::emit(ServerEvent::ReauthFailed, Some(&user), Some(&ctx.ip), "");
+            return Err(
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
+                    .message("The password is not correct."),
+            );
+        }
+        ctx.session.reauthenticated().await?;
+        let record = ctx
+            .session
+            .record()
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("missing"))?;
+        Ok(LoginResponse {
+            user,
+            handle: record.handle.to_string(),
+            csrf_token: ctx.session.csrf_token().await?.unwrap_or_default(),
+            idle_expires_at: record.deadlines.idle.to_rfc3339(),
+            absolute_expires_at: record.deadlines.absolute.to_rfc3339(),
+        })
+    }
+    .await;
+    match result {
+        Ok(body) if json => Json(body).into_response(),
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(e) => fail(json, e),
+    }
+}
+
+/// `POST /account/password`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordForm {
+    /// The current password.
+    pub current_password: String,
+    /// The new password (8 to 1024 bytes).
+    pub new_password: String,
+    /// CSRF token (or send `X-CSRF-Token`).
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+/// `POST /account/password`: needs a sign-in within `reauth_window` (else
+/// 401 `reauth_required`), then revokes every other session of the user
+/// (ASVS 5.0 V7.4.3) and rotates the current one.
+#[utoipa::path(post, path = "/account/password", tag = "session",
+    request_body = PasswordForm,
+    responses((status = 200, body = Revoked), (status = 303),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "unauthenticated, invalid_credentials or reauth_required"),
+        (status = 403, body = ErrorBody)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<SiteCtx>,
+    headers: HeaderMap,
+    FormOrJson(form): FormOrJson<PasswordForm>,
+) -> Response {
+    let json = wants_json(&headers);
+    let result = async {
+        let (user, record) = signed_in(&ctx).await?;
+        require_csrf(&ctx, &headers, form.csrf_token.as_deref()).await?;
+        let now = state.manager.now();
+        let recent = record
+            .authenticated_at
+            .is_some_and(|at| at.until(now) <= state.config.reauth_window);
+        if !recent {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "reauth_required")
+                .message("Confirm your password (re-authenticate) first."));
+        }
+        if !state.users.verify(&user, &form.current_password).await? {
+            state.limiter.failed(&user, &ctx.ip);
+            audit::emit(
+                ServerEvent::ReauthFailed,
+                Some(&user),
+                Some(&ctx.ip),
+                "password change",
+            );
+            return Err(
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
+                    .message("The current password is not correct."),
+            );
+        }
+        state.users.set_password(&user, &form.new_password).await?;
+        let revoked = state
+            .manager
+            .revoke_user(&user, Some(&record.handle))
+            .await?;
+        crate::metrics::count_revoked(revoked);
+        // A privilege change: new token for the surviving session.
+        ctx.session.rotate().await?;
+        audit::emit(ServerEvent::PasswordChanged, Some(&user), Some(&ctx.ip), "");
+        Ok(Revoked { revoked })
+    }
+    .await;
+    match result {
+        Ok(body) if json => Json(body).into_response(),
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(e) => fail(json, e),
+    }
+}

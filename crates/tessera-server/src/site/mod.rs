@@ -1,0 +1,68 @@
+//! The sign-in site and the browser session routes (HTML for browsers, JSON
+//! when the request sends or accepts `application/json`).
+
+pub mod auth;
+pub mod guard;
+pub mod home;
+pub mod pages;
+pub mod sessions;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+
+use crate::state::AppState;
+
+/// The site routes, behind the session guard.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(home::home))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/reauth", post(auth::reauth))
+        .route("/account/password", post(auth::change_password))
+        .route("/session", get(sessions::status))
+        .route("/session/keepalive", post(sessions::keepalive))
+        .route("/sessions", get(sessions::list))
+        .route("/sessions/revoke-others", post(sessions::revoke_others))
+        .route("/sessions/{handle}", delete(sessions::revoke))
+        .route("/sessions/{handle}/revoke", post(sessions::revoke_form))
+        .route_layer(middleware::from_fn_with_state(state, guard::session_guard))
+}
+
+/// Static assets (served outside the session guard: they need no session).
+pub fn assets() -> Router<AppState> {
+    Router::new()
+        .route("/static/app.js", get(app_js))
+        .route("/static/app.css", get(app_css))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn app_js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/app.js"),
+    )
+}
+
+async fn app_css() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../static/app.css"),
+    )
+}

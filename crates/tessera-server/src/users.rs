@@ -1,0 +1,401 @@
+//! User accounts: names, Argon2id password hashes, a disabled flag.
+//!
+//! Passwords are hashed with Argon2id at the OWASP Password Storage Cheat
+//! Sheet's first recommended setting (m = 19 MiB, t = 2, p = 1), which also
+//! satisfies ASVS 5.0 V11.4.2. Hashing runs on the blocking pool so a burst
+//! of sign-ins cannot stall the request threads.
+//!
+//! A sign-in for an unknown (or disabled) user runs exactly the same Argon2
+//! verification, against a dummy hash made at start-up with the same
+//! parameters, and returns the same answer as a wrong password: neither the
+//! message nor the time tells whether a user exists (OWASP Authentication
+//! Cheat Sheet, "Authentication and Error Messages").
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::Serialize;
+use sqlx::SqlitePool;
+
+use crate::db::now_secs;
+
+/// Argon2 memory cost in KiB (OWASP: 19 MiB).
+pub const ARGON2_M_KIB: u32 = 19_456;
+/// Argon2 iterations (OWASP: 2).
+pub const ARGON2_T: u32 = 2;
+/// Argon2 parallelism (OWASP: 1).
+pub const ARGON2_P: u32 = 1;
+/// Shortest accepted password (ASVS 5.0 V6.2.1: at least 8).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest accepted password in bytes (ASVS 5.0 V6.2.9 asks that at least 64
+/// characters be allowed; the cap bounds hashing work).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Why a user operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserError {
+    /// The user name is not acceptable.
+    #[error("invalid user name: use 1-64 characters from letters, digits, '.', '_', '-', '@'")]
+    InvalidName,
+    /// The password is too short or too long.
+    #[error("password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} bytes long")]
+    WeakPassword,
+    /// A user with that name exists.
+    #[error("user already exists")]
+    Exists,
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Hashing failed (or the OS CSPRNG did).
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// A user as listed (never with the hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserInfo {
+    /// The user name (also the session `user_id`).
+    pub username: String,
+    /// Whether sign-in is refused.
+    pub disabled: bool,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+}
+
+/// The user table.
+#[derive(Clone)]
+pub struct Users {
+    pool: SqlitePool,
+    dummy_hash: Arc<str>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users").finish_non_exhaustive()
+    }
+}
+
+/// Validates a user name.
+///
+/// ```
+/// use tessera_server::users::valid_username;
+/// assert!(valid_username("alice@example.com"));
+/// assert!(!valid_username(""));
+/// assert!(!valid_username("a b"));
+/// ```
+pub fn valid_username(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+}
+
+fn check_password(password: &str) -> Result<(), UserError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(UserError::WeakPassword);
+    }
+    Ok(())
+}
+
+fn argon2() -> Result<Argon2<'static>, UserError> {
+    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
+        .map_err(|e| UserError::Hash(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes a password (blocking; call from the blocking pool).
+fn hash_blocking(password: &str) -> Result<String, UserError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| UserError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hash(e.to_string()))?;
+    argon2()?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| UserError::Hash(e.to_string()))
+}
+
+/// Verifies a password against a PHC string (blocking).
+fn verify_blocking(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    // The parameters come from the stored hash; argon2() only supplies the
+    // algorithm family.
+    argon2()
+        .map(|a| a.verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+async fn hash(password: String) -> Result<String, UserError> {
+    tokio::task::spawn_blocking(move || hash_blocking(&password))
+        .await
+        .map_err(|e| UserError::Hash(e.to_string()))?
+}
+
+/// A random password for the demo user: 20 characters from a 56-symbol
+/// alphabet without look-alikes (~116 bits).
+///
+/// # Errors
+///
+/// [`UserError::Hash`] if the OS CSPRNG fails.
+pub fn random_password() -> Result<String, UserError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut out = String::with_capacity(20);
+    while out.len() < 20 {
+        let mut b = [0u8; 1];
+        getrandom::fill(&mut b).map_err(|e| UserError::Hash(e.to_string()))?;
+        let [v] = b;
+        // Rejection sampling keeps the choice uniform.
+        let limit = 256 - 256 % ALPHABET.len();
+        if usize::from(v) < limit {
+            if let Some(c) = ALPHABET.get(usize::from(v) % ALPHABET.len()) {
+                out.push(char::from(*c));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Users {
+    /// Opens the user table and prepares the dummy hash used for unknown
+    /// users.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::Hash`] if hashing fails.
+    pub async fn new(pool: SqlitePool) -> Result<Self, UserError> {
+        let dummy = hash(random_password()?).await?;
+        Ok(Self {
+            pool,
+            dummy_hash: Arc::from(dummy),
+        })
+    }
+
+    /// Number of users.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn count(&self) -> Result<i64, UserError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tessera_users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Creates a user.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::InvalidName`], [`UserError::WeakPassword`],
+    /// [`UserError::Exists`], database and hashing errors.
+    pub async fn add(&self, name: &str, password: &str) -> Result<(), UserError> {
+        if !valid_username(name) {
+            return Err(UserError::InvalidName);
+        }
+        check_password(password)?;
+        let phc = hash(password.to_owned()).await?;
+        let now = now_secs();
+        let result = sqlx::query(
+            "INSERT INTO tessera_users (username, password_hash, disabled, created_at, password_changed_at)
+             VALUES (?, ?, 0, ?, ?) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(name)
+        .bind(phc)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(UserError::Exists);
+        }
+        Ok(())
+    }
+
+    /// Sets a new password. The caller revokes the user's sessions.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::NotFound`], [`UserError::WeakPassword`], database and
+    /// hashing errors.
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), UserError> {
+        check_password(password)?;
+        let phc = hash(password.to_owned()).await?;
+        let result = sqlx::query(
+            "UPDATE tessera_users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
+        )
+        .bind(phc)
+        .bind(now_secs())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(UserError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Disables a user. The caller revokes the user's sessions.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::NotFound`], database errors.
+    pub async fn disable(&self, name: &str) -> Result<(), UserError> {
+        let result = sqlx::query("UPDATE tessera_users SET disabled = 1 WHERE username = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(UserError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Whether the user exists and may sign in (for checks on each request).
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn is_active(&self, name: &str) -> Result<bool, UserError> {
+        let disabled: Option<i64> =
+            sqlx::query_scalar("SELECT disabled FROM tessera_users WHERE username = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(disabled == Some(0))
+    }
+
+    /// All users, by name.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn list(&self) -> Result<Vec<UserInfo>, UserError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT username, disabled, created_at FROM tessera_users ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(username, disabled, created_at)| UserInfo {
+                username,
+                disabled: disabled != 0,
+                created_at,
+            })
+            .collect())
+    }
+
+    /// Checks a sign-in. True only for an existing, enabled user with this
+    /// password. Always performs exactly one Argon2 verification, so unknown
+    /// and disabled users cost the same as a wrong password.
+    ///
+    /// # Errors
+    ///
+    /// Database and task errors (the caller answers 503, not 401).
+    pub async fn verify(&self, name: &str, password: &str) -> Result<bool, UserError> {
+        let row: Option<(String, i64)> = if valid_username(name) {
+            sqlx::query_as("SELECT password_hash, disabled FROM tessera_users WHERE username = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+        } else {
+            None
+        };
+        let (phc, usable) = match row {
+            Some((phc, disabled)) => (phc, disabled == 0),
+            None => (self.dummy_hash.to_string(), false),
+        };
+        // Oversized input is compared against nothing but still costs one
+        // verification of a bounded prefix, so its timing says nothing either.
+        let too_long = password.len() > MAX_PASSWORD_BYTES;
+        let candidate: String = if too_long {
+            password.chars().take(MAX_PASSWORD_BYTES / 4).collect()
+        } else {
+            password.to_owned()
+        };
+        let matched = tokio::task::spawn_blocking(move || verify_blocking(&candidate, &phc))
+            .await
+            .map_err(|e| UserError::Hash(e.to_string()))?;
+        Ok(matched && usable && !too_long)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn users() -> (tempfile::TempDir, Users) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("u.db").display());
+        let pool = crate::db::open(&url, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        (dir, Users::new(pool).await.unwrap())
+    }
+
+    #[test]
+    fn hashes_use_owasp_argon2id_parameters() {
+        let phc = hash_blocking("correct horse battery").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify_blocking("correct horse battery", &phc));
+        assert!(!verify_blocking("wrong horse battery", &phc));
+        assert!(!verify_blocking("x", "not a phc string"));
+    }
+
+    #[test]
+    fn random_passwords_are_long_and_differ() {
+        let a = random_password().unwrap();
+        let b = random_password().unwrap();
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn sign_in_rules() {
+        let (_dir, users) = users().await;
+        users.add("alice", "password-one").await.unwrap();
+        assert!(matches!(
+            users.add("alice", "password-two").await,
+            Err(UserError::Exists)
+        ));
+        assert!(matches!(
+            users.add("bad name", "password-two").await,
+            Err(UserError::InvalidName)
+        ));
+        assert!(matches!(
+            users.add("bob", "short").await,
+            Err(UserError::WeakPassword)
+        ));
+
+        assert!(users.verify("alice", "password-one").await.unwrap());
+        assert!(!users.verify("alice", "password-two").await.unwrap());
+        assert!(!users.verify("nobody", "password-one").await.unwrap());
+        assert!(!users.verify("", "").await.unwrap());
+        assert!(!users.verify("alice", &"p".repeat(5000)).await.unwrap());
+
+        users.set_password("alice", "password-new").await.unwrap();
+        assert!(!users.verify("alice", "password-one").await.unwrap());
+        assert!(users.verify("alice", "password-new").await.unwrap());
+
+        users.disable("alice").await.unwrap();
+        assert!(!users.verify("alice", "password-new").await.unwrap());
+        assert!(!users.is_active("alice").await.unwrap());
+        assert!(matches!(
+            users.disable("nobody").await,
+            Err(UserError::NotFound)
+        ));
+    }
+}

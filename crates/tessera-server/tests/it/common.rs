@@ -1,0 +1,224 @@
+//! Starting the binary and talking to it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub demo_password: Option<String>,
+    pub clock_ms: i64,
+    pub stderr_path: PathBuf,
+}
+
+pub fn now_ms() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+impl Server {
+    pub fn store_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("tessera.db").display())
+    }
+
+    fn clock_path(dir: &Path) -> PathBuf {
+        dir.join("clock")
+    }
+
+    /// Starts `tessera serve` with extra environment variables.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, env)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
+        let clock_ms = now_ms();
+        write_atomic(&Self::clock_path(dir.path()), &clock_ms.to_string());
+        let store = format!("sqlite://{}", dir.path().join("tessera.db").display());
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--store", &store])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TESSERA_INSECURE_HTTP", "true")
+            .env("TESSERA_TEST_CLOCK_FILE", Self::clock_path(dir.path()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut url = None;
+        let mut demo_password = None;
+        // The demo lines (if any) come first; the listening line is last.
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
+            if let Some(rest) = line.strip_prefix("created user \"demo\" with password ") {
+                demo_password = Some(rest.trim().to_owned());
+            } else if let Some(u) = line.strip_prefix("tessera listening on ") {
+                url = Some(u.trim().to_owned());
+                break;
+            }
+        }
+        let url = url.unwrap_or_else(|| {
+            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            panic!("server did not start; stderr:\n{log}")
+        });
+        Self {
+            child,
+            url,
+            dir,
+            demo_password,
+            clock_ms,
+            stderr_path,
+        }
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    /// Moves the server's session clock forward.
+    pub fn advance(&mut self, by: Duration) {
+        self.clock_ms += i64::try_from(by.as_millis()).unwrap();
+        write_atomic(&Self::clock_path(self.dir.path()), &self.clock_ms.to_string());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Runs a CLI command against this server's database.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        run_cli(&self.store_url(), args, stdin)
+    }
+
+    pub fn api_key(&self) -> String {
+        let (ok, out, err) = self.cli(&["api-key", "create", "backend"], None);
+        assert!(ok, "{err}");
+        out.trim().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run_cli(store: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--store", store])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_atomic(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A client that follows no redirects and keeps no cookies: tests handle
+/// cookies explicitly, so they can replay old ones.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The session cookie value set by a response, if any (`Some("")` when
+/// cleared).
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("session="))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
+pub fn cookie_header(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("session={token}")).unwrap()
+}
+
+/// A signed-in browser-like session (JSON sign-in).
+pub struct Login {
+    pub token: String,
+    pub csrf: String,
+    pub handle: String,
+    pub body: Value,
+}
+
+pub async fn login(server: &Server, user: &str, password: &str) -> Login {
+    let res = client()
+        .post(server.at("/login"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "login failed");
+    let token = session_cookie(res.headers()).expect("login sets a cookie");
+    let body: Value = res.json().await.unwrap();
+    Login {
+        token,
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+        handle: body["handle"].as_str().unwrap().to_owned(),
+        body,
+    }
+}
+
+pub async fn demo_login(server: &Server) -> Login {
+    login(server, "demo", server.demo_password.as_deref().unwrap()).await
+}
+
+/// GET /session with a cookie; returns (status, body).
+pub async fn status(server: &Server, token: &str) -> (u16, Value) {
+    let res = client()
+        .get(server.at("/session"))
+        .header("cookie", cookie_header(token))
+        .send()
+        .await
+        .unwrap();
+    let code = res.status().as_u16();
+    (code, res.json().await.unwrap())
+}
