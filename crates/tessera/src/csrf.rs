@@ -346,7 +346,11 @@ mod tests {
     fn cross_site_is_refused_even_with_a_matching_host() {
         let check = OriginCheck::default();
         assert_eq!(
-            check.check(Some("cross-site"), Some("http://app.test"), Some("app.test")),
+            check.check(
+                Some("cross-site"),
+                Some("http://app.test"),
+                Some("app.test")
+            ),
             Err(CsrfRejection::CrossSite)
         );
     }

@@ -329,7 +329,9 @@ impl Session {
         let mut state = self.loaded().await?;
         let Some(record) = state.record.clone() else {
             return match renewal {
-                Renewal::Login { user_id } => self.issue(&mut state, Some(user_id), Data::new()).await,
+                Renewal::Login { user_id } => {
+                    self.issue(&mut state, Some(user_id), Data::new()).await
+                }
                 _ => Err(SessionError::Unauthenticated),
             };
         };
@@ -445,7 +447,9 @@ impl Session {
             Some(record) => {
                 let manager = &self.shared.manager;
                 let touch = access == Access::Activity
-                    && manager.policy().needs_touch(&record.deadlines, manager.now());
+                    && manager
+                        .policy()
+                        .needs_touch(&record.deadlines, manager.now());
                 if has_changes || touch {
                     match manager.modify(&record.hash, &state.changes, access).await {
                         Ok(updated) => state.record = Some(updated),
@@ -461,7 +465,9 @@ impl Session {
                     state.changes = DataChanges::default();
                 }
             }
-            None if has_changes && !matches!(state.cookie, CookieAction::Clear { logout: true }) => {
+            None if has_changes
+                && !matches!(state.cookie, CookieAction::Clear { logout: true }) =>
+            {
                 self.issue(&mut state, None, Data::new()).await?;
             }
             None => {}

@@ -375,17 +375,32 @@ mod tests {
         let good = SessionToken::generate().unwrap();
         let s = good.expose();
         assert_eq!(SessionToken::parse("").unwrap_err(), MalformedToken::Empty);
-        assert_eq!(SessionToken::parse(&s[1..]).unwrap_err(), MalformedToken::Length);
+        assert_eq!(
+            SessionToken::parse(&s[1..]).unwrap_err(),
+            MalformedToken::Length
+        );
         let oversized = "a".repeat(1 << 20);
-        assert_eq!(SessionToken::parse(&oversized).unwrap_err(), MalformedToken::Length);
+        assert_eq!(
+            SessionToken::parse(&oversized).unwrap_err(),
+            MalformedToken::Length
+        );
         let wrong_prefix = format!("tsx_{}", &s[4..]);
-        assert_eq!(SessionToken::parse(&wrong_prefix).unwrap_err(), MalformedToken::Prefix);
+        assert_eq!(
+            SessionToken::parse(&wrong_prefix).unwrap_err(),
+            MalformedToken::Prefix
+        );
         let bad_chars = format!("tss_{}", "!".repeat(48));
-        assert_eq!(SessionToken::parse(&bad_chars).unwrap_err(), MalformedToken::Encoding);
+        assert_eq!(
+            SessionToken::parse(&bad_chars).unwrap_err(),
+            MalformedToken::Encoding
+        );
         let mut flipped = s.as_bytes().to_vec();
         flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).unwrap();
-        assert_eq!(SessionToken::parse(&flipped).unwrap_err(), MalformedToken::Checksum);
+        assert_eq!(
+            SessionToken::parse(&flipped).unwrap_err(),
+            MalformedToken::Checksum
+        );
     }
 
     #[test]

@@ -104,7 +104,8 @@ impl Inner {
     /// Replaces a record in place (same key, same user and handle).
     fn replace(&mut self, record: SessionRecord) {
         if let Some(old) = self.records.get(&record.hash) {
-            self.by_deadline.remove(&(old.deadlines.next(), record.hash));
+            self.by_deadline
+                .remove(&(old.deadlines.next(), record.hash));
         }
         self.by_deadline
             .insert((record.deadlines.next(), record.hash));
@@ -295,5 +296,15 @@ impl Store for MemoryStore {
         record.hash = *hash;
         inner.replace(record.clone());
         Ok(Some(record))
+    }
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        crate::testkit::run_all(Arc::new(super::MemoryStore::new())).await;
     }
 }

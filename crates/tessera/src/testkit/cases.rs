@@ -1,0 +1,574 @@
+//! The conformance cases. Each takes the store under test.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use super::{record_at, unique_user};
+use crate::error::StoreError;
+use crate::record::SessionRecord;
+use crate::store::{CasOutcome, Modify, Store};
+use crate::time::{Clock, SystemClock, Timestamp};
+use crate::token::SessionToken;
+
+type Case = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), (|s| Box::pin($name(s))) as Case)),*]
+    };
+}
+
+pub(super) fn all() -> Vec<(&'static str, Case)> {
+    cases![
+        ping_answers,
+        created_record_loads_identically,
+        duplicate_create_is_refused,
+        unknown_hash_loads_nothing,
+        update_with_expected_version_applies,
+        update_with_stale_version_conflicts,
+        update_of_deleted_record_is_missing_and_does_not_resurrect,
+        update_of_expired_record_is_missing,
+        rotate_moves_the_record_atomically,
+        rotate_with_stale_version_changes_nothing,
+        rotate_of_missing_or_expired_changes_nothing,
+        delete_reports_existence,
+        delete_by_handle_respects_owner,
+        list_by_user_returns_live_sessions_oldest_first,
+        delete_by_user_can_keep_one,
+        user_index_follows_rotation,
+        purge_removes_expired_records_in_bounded_batches,
+        modify_applies_and_bumps_version,
+        modify_keep_writes_nothing,
+        modify_of_missing_or_expired_is_none,
+        concurrent_increments_lose_nothing,
+        concurrent_changes_to_different_keys_both_survive,
+        racing_rotations_leave_one_token,
+        revoke_all_racing_rotation_leaves_no_live_session,
+    ]
+}
+
+fn now() -> Timestamp {
+    SystemClock.now()
+}
+
+const HOUR: i64 = 3_600_000;
+
+async fn create(store: &Arc<dyn Store>, user: Option<&str>) -> (SessionToken, SessionRecord) {
+    let (token, record) = record_at(user, now(), HOUR);
+    store.create(&record).await.expect("create");
+    (token, record)
+}
+
+/// Loads and requires a record valid at `at`.
+async fn live(store: &Arc<dyn Store>, record: &SessionRecord, at: Timestamp) -> bool {
+    match store.load(&record.hash).await.expect("load") {
+        Some(r) => r.is_valid_at(at),
+        None => false,
+    }
+}
+
+async fn ping_answers(store: Arc<dyn Store>) {
+    store.ping().await.expect("ping");
+}
+
+async fn created_record_loads_identically(store: Arc<dyn Store>) {
+    let user = unique_user("load");
+    let (_, record) = create(&store, Some(&user)).await;
+    let loaded = store.load(&record.hash).await.unwrap().expect("record");
+    assert_eq!(loaded, record, "a record must load exactly as created");
+    let (_, anonymous) = create(&store, None).await;
+    let loaded = store.load(&anonymous.hash).await.unwrap().expect("record");
+    assert_eq!(loaded, anonymous);
+}
+
+async fn duplicate_create_is_refused(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, None).await;
+    let mut again = record.clone();
+    again.data.insert("evil".into(), json!(true));
+    match store.create(&again).await {
+        Err(StoreError::Duplicate) => {}
+        other => panic!("creating an existing key must be Duplicate, got {other:?}"),
+    }
+    let loaded = store.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(loaded, record, "a refused create must change nothing");
+}
+
+async fn unknown_hash_loads_nothing(store: Arc<dyn Store>) {
+    let token = SessionToken::generate().unwrap();
+    assert!(store.load(&token.hash()).await.unwrap().is_none());
+}
+
+async fn update_with_expected_version_applies(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, Some(&unique_user("upd"))).await;
+    let mut next = record.clone();
+    next.version = record.version + 1;
+    next.data.insert("x".into(), json!(42));
+    next.deadlines.idle = Timestamp::from_millis(record.deadlines.idle.as_millis() + 1000);
+    let out = store.update(record.version, &next, now()).await.unwrap();
+    assert_eq!(out, CasOutcome::Applied);
+    let loaded = store.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(loaded, next);
+}
+
+async fn update_with_stale_version_conflicts(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, None).await;
+    let mut first = record.clone();
+    first.version += 1;
+    first.data.insert("winner".into(), json!(1));
+    assert_eq!(
+        store.update(record.version, &first, now()).await.unwrap(),
+        CasOutcome::Applied
+    );
+    let mut stale = record.clone();
+    stale.version += 1;
+    stale.data.insert("loser".into(), json!(1));
+    assert_eq!(
+        store.update(record.version, &stale, now()).await.unwrap(),
+        CasOutcome::Conflict,
+        "a write based on an old version must conflict"
+    );
+    let loaded = store.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(loaded, first, "a conflicting write must change nothing");
+}
+
+async fn update_of_deleted_record_is_missing_and_does_not_resurrect(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, None).await;
+    assert!(store.delete(&record.hash).await.unwrap());
+    let mut next = record.clone();
+    next.version += 1;
+    assert_eq!(
+        store.update(record.version, &next, now()).await.unwrap(),
+        CasOutcome::Missing
+    );
+    assert!(store.load(&record.hash).await.unwrap().is_none());
+}
+
+async fn update_of_expired_record_is_missing(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, None).await;
+    let later = Timestamp::from_millis(record.deadlines.idle.as_millis() + 1);
+    let mut next = record.clone();
+    next.version += 1;
+    // A late write that would move the idle deadline past `later`.
+    next.deadlines.idle = Timestamp::from_millis(later.as_millis() + HOUR);
+    assert_eq!(
+        store.update(record.version, &next, later).await.unwrap(),
+        CasOutcome::Missing,
+        "a write after expiry must not resurrect the session"
+    );
+    assert!(!live(&store, &record, later).await);
+}
+
+async fn rotate_moves_the_record_atomically(store: Arc<dyn Store>) {
+    let user = unique_user("rot");
+    let (_, old) = create(&store, Some(&user)).await;
+    let token = SessionToken::generate().unwrap();
+    let mut new = old.clone();
+    new.hash = token.hash();
+    new.version = old.version + 1;
+    assert_eq!(
+        store
+            .rotate(&old.hash, old.version, &new, now())
+            .await
+            .unwrap(),
+        CasOutcome::Applied
+    );
+    assert!(
+        store.load(&old.hash).await.unwrap().is_none(),
+        "old token must be dead"
+    );
+    let loaded = store.load(&new.hash).await.unwrap().expect("new record");
+    assert_eq!(loaded, new);
+    assert_eq!(loaded.handle, old.handle, "the handle survives rotation");
+}
+
+async fn rotate_with_stale_version_changes_nothing(store: Arc<dyn Store>) {
+    let (_, old) = create(&store, None).await;
+    let mut new = old.clone();
+    new.hash = SessionToken::generate().unwrap().hash();
+    new.version = old.version + 1;
+    assert_eq!(
+        store
+            .rotate(&old.hash, old.version + 7, &new, now())
+            .await
+            .unwrap(),
+        CasOutcome::Conflict
+    );
+    assert_eq!(store.load(&old.hash).await.unwrap(), Some(old));
+    assert!(store.load(&new.hash).await.unwrap().is_none());
+}
+
+async fn rotate_of_missing_or_expired_changes_nothing(store: Arc<dyn Store>) {
+    let (_, old) = create(&store, None).await;
+    let mut new = old.clone();
+    new.hash = SessionToken::generate().unwrap().hash();
+    new.version = old.version + 1;
+    let later = Timestamp::from_millis(old.deadlines.absolute.as_millis() + 1);
+    assert_eq!(
+        store
+            .rotate(&old.hash, old.version, &new, later)
+            .await
+            .unwrap(),
+        CasOutcome::Missing,
+        "an expired session must not be rotated back to life"
+    );
+    assert!(store.load(&new.hash).await.unwrap().is_none());
+    assert!(store.delete(&old.hash).await.unwrap());
+    assert_eq!(
+        store
+            .rotate(&old.hash, old.version, &new, now())
+            .await
+            .unwrap(),
+        CasOutcome::Missing
+    );
+    assert!(store.load(&new.hash).await.unwrap().is_none());
+}
+
+async fn delete_reports_existence(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, None).await;
+    assert!(store.delete(&record.hash).await.unwrap());
+    assert!(!store.delete(&record.hash).await.unwrap());
+    assert!(store.load(&record.hash).await.unwrap().is_none());
+}
+
+async fn delete_by_handle_respects_owner(store: Arc<dyn Store>) {
+    let alice = unique_user("alice");
+    let (_, record) = create(&store, Some(&alice)).await;
+    assert!(
+        !store
+            .delete_by_handle(&record.handle, Some("mallory"))
+            .await
+            .unwrap(),
+        "another user's handle must not be revocable"
+    );
+    assert!(live(&store, &record, now()).await);
+    assert!(
+        store
+            .delete_by_handle(&record.handle, Some(&alice))
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&record.hash).await.unwrap().is_none());
+    assert!(!store.delete_by_handle(&record.handle, None).await.unwrap());
+    let (_, other) = create(&store, Some(&alice)).await;
+    assert!(store.delete_by_handle(&other.handle, None).await.unwrap());
+    assert!(store.load(&other.hash).await.unwrap().is_none());
+}
+
+async fn list_by_user_returns_live_sessions_oldest_first(store: Arc<dyn Store>) {
+    let user = unique_user("list");
+    let base = now();
+    let (_, a) = record_at(
+        Some(&user),
+        Timestamp::from_millis(base.as_millis() - 2000),
+        HOUR,
+    );
+    let (_, b) = record_at(
+        Some(&user),
+        Timestamp::from_millis(base.as_millis() - 1000),
+        HOUR,
+    );
+    store.create(&b).await.unwrap();
+    store.create(&a).await.unwrap();
+    let (_, _other) = create(&store, Some(&unique_user("other"))).await;
+    let (_, _anon) = create(&store, None).await;
+    let listed = store.list_by_user(&user, base).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![a.clone(), b.clone()],
+        "oldest first, only this user's"
+    );
+    // A session expired at the query time is not listed.
+    let after_a = Timestamp::from_millis(a.deadlines.idle.as_millis());
+    let listed = store.list_by_user(&user, after_a).await.unwrap();
+    assert!(listed.iter().all(|r| r.handle != a.handle));
+    assert!(
+        store
+            .list_by_user(&unique_user("nobody"), base)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn delete_by_user_can_keep_one(store: Arc<dyn Store>) {
+    let user = unique_user("revoke");
+    let (_, keep) = create(&store, Some(&user)).await;
+    let (_, a) = create(&store, Some(&user)).await;
+    let (_, b) = create(&store, Some(&user)).await;
+    let (_, bystander) = create(&store, Some(&unique_user("bystander"))).await;
+    assert_eq!(
+        store
+            .delete_by_user(&user, Some(&keep.handle))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(live(&store, &keep, now()).await);
+    assert!(store.load(&a.hash).await.unwrap().is_none());
+    assert!(store.load(&b.hash).await.unwrap().is_none());
+    assert!(live(&store, &bystander, now()).await);
+    assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 1);
+    assert!(store.load(&keep.hash).await.unwrap().is_none());
+    assert!(store.list_by_user(&user, now()).await.unwrap().is_empty());
+}
+
+async fn user_index_follows_rotation(store: Arc<dyn Store>) {
+    let user = unique_user("idx");
+    let (_, old) = create(&store, Some(&user)).await;
+    let mut new = old.clone();
+    new.hash = SessionToken::generate().unwrap().hash();
+    new.version += 1;
+    assert_eq!(
+        store
+            .rotate(&old.hash, old.version, &new, now())
+            .await
+            .unwrap(),
+        CasOutcome::Applied
+    );
+    let listed = store.list_by_user(&user, now()).await.unwrap();
+    assert_eq!(listed, vec![new.clone()]);
+    // An anonymous session signing in: rotation adds it to the user index.
+    let (_, anon) = create(&store, None).await;
+    let mut signed_in = anon.clone();
+    signed_in.hash = SessionToken::generate().unwrap().hash();
+    signed_in.version += 1;
+    signed_in.user_id = Some(user.clone());
+    assert_eq!(
+        store
+            .rotate(&anon.hash, anon.version, &signed_in, now())
+            .await
+            .unwrap(),
+        CasOutcome::Applied
+    );
+    assert_eq!(store.list_by_user(&user, now()).await.unwrap().len(), 2);
+    assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 2);
+    assert!(store.load(&new.hash).await.unwrap().is_none());
+    assert!(store.load(&signed_in.hash).await.unwrap().is_none());
+}
+
+async fn purge_removes_expired_records_in_bounded_batches(store: Arc<dyn Store>) {
+    // Records that ended ten hours ago, far from anything another test uses.
+    let past = Timestamp::from_millis(now().as_millis() - 10 * HOUR);
+    let user = unique_user("purge");
+    let mut expired = Vec::new();
+    for _ in 0..5 {
+        let (_, r) = record_at(Some(&user), past, 1000);
+        store.create(&r).await.unwrap();
+        expired.push(r);
+    }
+    let (_, alive) = create(&store, Some(&user)).await;
+    let purge_at = Timestamp::from_millis(past.as_millis() + 10_000);
+    let first = store.purge_expired(purge_at, 2).await.unwrap();
+    assert!(
+        first <= 2,
+        "a batch must respect its limit, deleted {first}"
+    );
+    let mut total = first;
+    for _ in 0..10 {
+        let n = store.purge_expired(purge_at, 2).await.unwrap();
+        assert!(n <= 2);
+        total += n;
+        if n == 0 {
+            break;
+        }
+    }
+    for r in &expired {
+        assert!(
+            !live(&store, r, purge_at).await,
+            "an expired record must never load as valid"
+        );
+    }
+    if total > 0 {
+        for r in &expired {
+            assert!(
+                store.load(&r.hash).await.unwrap().is_none(),
+                "a store that purges must purge every expired record"
+            );
+        }
+    }
+    assert!(
+        live(&store, &alive, now()).await,
+        "purge must keep live records"
+    );
+    let listed = store.list_by_user(&user, now()).await.unwrap();
+    assert_eq!(listed, vec![alive]);
+}
+
+async fn modify_applies_and_bumps_version(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, Some(&unique_user("mod"))).await;
+    let out = store
+        .modify(&record.hash, now(), &|r: &mut SessionRecord| {
+            r.data.insert("m".into(), json!("yes"));
+            Modify::Write
+        })
+        .await
+        .unwrap()
+        .expect("record");
+    assert_eq!(out.version, record.version + 1);
+    assert_eq!(out.data.get("m"), Some(&json!("yes")));
+    assert_eq!(out.handle, record.handle);
+    let loaded = store.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(loaded, out);
+}
+
+async fn modify_keep_writes_nothing(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, None).await;
+    let out = store
+        .modify(&record.hash, now(), &|r: &mut SessionRecord| {
+            r.data.insert("discarded".into(), json!(1));
+            Modify::Keep
+        })
+        .await
+        .unwrap();
+    assert!(out.is_some());
+    assert_eq!(store.load(&record.hash).await.unwrap(), Some(record));
+}
+
+async fn modify_of_missing_or_expired_is_none(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, None).await;
+    let later = Timestamp::from_millis(record.deadlines.absolute.as_millis() + 1);
+    let out = store
+        .modify(&record.hash, later, &|r: &mut SessionRecord| {
+            r.deadlines.idle = Timestamp::from_millis(later.as_millis() + HOUR);
+            r.deadlines.absolute = Timestamp::from_millis(later.as_millis() + HOUR);
+            Modify::Write
+        })
+        .await
+        .unwrap();
+    assert!(out.is_none(), "modify must not resurrect an expired record");
+    assert!(!live(&store, &record, later).await);
+    store.delete(&record.hash).await.unwrap();
+    let out = store
+        .modify(&record.hash, now(), &|_: &mut SessionRecord| Modify::Write)
+        .await
+        .unwrap();
+    assert!(out.is_none());
+    assert!(store.load(&record.hash).await.unwrap().is_none());
+}
+
+async fn concurrent_increments_lose_nothing(store: Arc<dyn Store>) {
+    const N: u64 = 200;
+    let (_, record) = create(&store, None).await;
+    let mut tasks = JoinSet::new();
+    for _ in 0..N {
+        let store = store.clone();
+        let hash = record.hash;
+        tasks.spawn(async move {
+            store
+                .modify(&hash, now(), &|r: &mut SessionRecord| {
+                    let n = r.data.get("n").and_then(|v| v.as_u64()).unwrap_or(0);
+                    r.data.insert("n".into(), json!(n + 1));
+                    Modify::Write
+                })
+                .await
+                .expect("modify")
+                .expect("record");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    let loaded = store.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.data.get("n"),
+        Some(&json!(N)),
+        "every increment kept"
+    );
+    assert_eq!(loaded.version, record.version + N);
+}
+
+async fn concurrent_changes_to_different_keys_both_survive(store: Arc<dyn Store>) {
+    let (_, record) = create(&store, None).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..20u32 {
+        let store = store.clone();
+        let hash = record.hash;
+        tasks.spawn(async move {
+            let key = format!("key{i}");
+            store
+                .modify(&hash, now(), &|r: &mut SessionRecord| {
+                    r.data.insert(key.clone(), json!(i));
+                    Modify::Write
+                })
+                .await
+                .expect("modify")
+                .expect("record");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    let loaded = store.load(&record.hash).await.unwrap().unwrap();
+    for i in 0..20u32 {
+        assert_eq!(loaded.data.get(&format!("key{i}")), Some(&json!(i)));
+    }
+}
+
+async fn racing_rotations_leave_one_token(store: Arc<dyn Store>) {
+    for _ in 0..10 {
+        let user = unique_user("race");
+        let (_, old) = create(&store, Some(&user)).await;
+        let mut tasks = JoinSet::new();
+        for _ in 0..4 {
+            let store = store.clone();
+            let old = old.clone();
+            tasks.spawn(async move {
+                let mut new = old.clone();
+                new.hash = SessionToken::generate().unwrap().hash();
+                new.version = old.version + 1;
+                let out = store.rotate(&old.hash, old.version, &new, now()).await;
+                (out.expect("rotate"), new)
+            });
+        }
+        let mut applied = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let (out, new) = done.expect("task");
+            match out {
+                CasOutcome::Applied => applied.push(new),
+                CasOutcome::Conflict | CasOutcome::Missing => {
+                    assert!(store.load(&new.hash).await.unwrap().is_none());
+                }
+            }
+        }
+        assert_eq!(applied.len(), 1, "exactly one rotation may win");
+        assert!(store.load(&old.hash).await.unwrap().is_none());
+        assert_eq!(store.list_by_user(&user, now()).await.unwrap().len(), 1);
+    }
+}
+
+async fn revoke_all_racing_rotation_leaves_no_live_session(store: Arc<dyn Store>) {
+    for _ in 0..10 {
+        let user = unique_user("revrace");
+        let (_, old) = create(&store, Some(&user)).await;
+        let (_, other) = create(&store, Some(&user)).await;
+        let mut new = old.clone();
+        new.hash = SessionToken::generate().unwrap().hash();
+        new.version += 1;
+        let rotating = {
+            let store = store.clone();
+            let (old, new) = (old.clone(), new.clone());
+            tokio::spawn(async move { store.rotate(&old.hash, old.version, &new, now()).await })
+        };
+        let revoking = {
+            let store = store.clone();
+            let user = user.clone();
+            tokio::spawn(async move { store.delete_by_user(&user, None).await })
+        };
+        let _outcome: CasOutcome = rotating.await.expect("task").expect("rotate");
+        revoking.await.expect("task").expect("revoke");
+        // Whatever the interleaving (rotation first, revocation first, or
+        // both at once), once revoke-all has returned no session of the
+        // user may work: not the old token, not a token the racing
+        // rotation minted.
+        for r in [&old, &new, &other] {
+            assert!(
+                !live(&store, r, now()).await,
+                "no session of a revoked user may survive"
+            );
+        }
+    }
+}

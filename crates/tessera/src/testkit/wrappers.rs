@@ -1,0 +1,282 @@
+//! Store wrappers for tests: count calls, or fail on demand.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::record::{SessionHandle, SessionRecord};
+use crate::store::{CasOutcome, ModifyFn, Store};
+use crate::time::Timestamp;
+use crate::token::TokenHash;
+
+/// Calls made through a [`CountingStore`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// `load` calls.
+    pub loads: u64,
+    /// Calls that write: create, update, rotate, modify, deletes, purge.
+    pub writes: u64,
+    /// Every call, reads and writes.
+    pub total: u64,
+}
+
+/// Wraps a store and counts calls, to prove that a code path makes no store
+/// call (lazy loading, malformed tokens) or no write (touch policy).
+///
+/// ```
+/// use tessera::store::{MemoryStore, Store};
+/// use tessera::testkit::CountingStore;
+/// use tessera::token::SessionToken;
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = CountingStore::new(MemoryStore::new());
+/// store.load(&SessionToken::generate()?.hash()).await?;
+/// assert_eq!(store.counts().loads, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CountingStore<S> {
+    inner: Arc<S>,
+    loads: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+    total: Arc<AtomicU64>,
+}
+
+impl<S: Store> CountingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            loads: Arc::default(),
+            writes: Arc::default(),
+            total: Arc::default(),
+        }
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            loads: self.loads.load(Ordering::SeqCst),
+            writes: self.writes.load(Ordering::SeqCst),
+            total: self.total.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Resets all counts to zero.
+    pub fn reset(&self) {
+        self.loads.store(0, Ordering::SeqCst);
+        self.writes.store(0, Ordering::SeqCst);
+        self.total.store(0, Ordering::SeqCst);
+    }
+
+    fn read(&self) {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.total.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.total.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn other(&self) {
+        self.total.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for CountingStore<S> {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.write();
+        self.inner.create(record).await
+    }
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.read();
+        self.inner.load(hash).await
+    }
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        self.write();
+        self.inner.update(expected_version, record, now).await
+    }
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        self.write();
+        self.inner.rotate(old, expected_version, new, now).await
+    }
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        self.write();
+        self.inner.delete(hash).await
+    }
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.write();
+        self.inner.delete_by_handle(handle, owner).await
+    }
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.other();
+        self.inner.list_by_user(user_id, now).await
+    }
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, StoreError> {
+        self.write();
+        self.inner.delete_by_user(user_id, except).await
+    }
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        self.write();
+        self.inner.purge_expired(now, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.other();
+        self.inner.ping().await
+    }
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.write();
+        self.inner.modify(hash, now, f).await
+    }
+}
+
+/// Wraps a store and, while switched on, fails every call with
+/// [`StoreError::Unavailable`] — to prove that callers fail closed and
+/// recover.
+///
+/// ```
+/// use tessera::store::{MemoryStore, Store};
+/// use tessera::testkit::FailingStore;
+/// # async fn demo() {
+/// let store = FailingStore::new(MemoryStore::new());
+/// store.set_failing(true);
+/// assert!(store.ping().await.is_err());
+/// store.set_failing(false);
+/// assert!(store.ping().await.is_ok());
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FailingStore<S> {
+    inner: Arc<S>,
+    failing: Arc<AtomicBool>,
+}
+
+impl<S: Store> FailingStore<S> {
+    /// Wraps `inner`, initially working.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            failing: Arc::default(),
+        }
+    }
+
+    /// Switches failure on or off (clones share the switch).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable("injected failure"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FailingStore<S> {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.create(record).await
+    }
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.load(hash).await
+    }
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        self.check()?;
+        self.inner.update(expected_version, record, now).await
+    }
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        self.check()?;
+        self.inner.rotate(old, expected_version, new, now).await
+    }
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete(hash).await
+    }
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete_by_handle(handle, owner).await
+    }
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.list_by_user(user_id, now).await
+    }
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.delete_by_user(user_id, except).await
+    }
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.purge_expired(now, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.modify(hash, now, f).await
+    }
+}
