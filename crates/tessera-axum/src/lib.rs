@@ -1,1 +1,112 @@
-//! Placeholder.
+//! # tessera-axum
+//!
+//! Secure sessions for [axum] 0.8 and tower 0.5: one [`SessionLayer`], a few
+//! extractors, and the CSRF guard. The rules (tokens, timeouts, rotation,
+//! cookie attributes, CSRF tokens) live in the [`tessera`] core; this crate
+//! only wires them to HTTP.
+//!
+//! ## Usage
+//!
+//! ```
+//! use axum::{Router, routing::{get, post}};
+//! use tessera::{SessionManager, store::MemoryStore};
+//! use tessera_axum::{AuthUser, CsrfToken, Session, SessionLayer, SessionRejection};
+//!
+//! async fn sign_in(session: Session) -> Result<&'static str, SessionRejection> {
+//!     // … after checking the password:
+//!     session.login("alice").await?; // new token; any presented one dies
+//!     Ok("welcome")
+//! }
+//!
+//! async fn home(user: AuthUser, CsrfToken(csrf): CsrfToken) -> String {
+//!     format!("hello {} (csrf token for forms: {csrf})", user.user_id)
+//! }
+//!
+//! async fn sign_out(session: Session) -> Result<&'static str, SessionRejection> {
+//!     session.logout().await?; // record deleted, cookie cleared
+//!     Ok("bye")
+//! }
+//!
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = SessionManager::builder(MemoryStore::new()).build()?;
+//! let app: Router = Router::new()
+//!     .route("/login", post(sign_in))
+//!     .route("/", get(home))
+//!     .route("/logout", post(sign_out))
+//!     .layer(SessionLayer::new(manager));
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/signin.rs` is a complete application (`cargo run -p
+//! tessera-axum --example signin`).
+//!
+//! ## What the layer does per request
+//!
+//! - **Finds the credential without a store call**: the session cookie (or
+//!   `Authorization: Bearer tss_…` where [accepted](SessionConfig::accept_bearer)).
+//!   Malformed, oversized or empty values are refused by parsing alone;
+//!   two *different* session cookies mean no session (see
+//!   [`tessera::cookie`] for why).
+//! - **Loads lazily**: a handler that never reads the session costs no store
+//!   call; a read-only request writes nothing until the idle deadline must
+//!   move by more than the touch step.
+//! - **Guards unsafe methods** against CSRF: Fetch Metadata and `Origin`
+//!   checks on every POST/PUT/PATCH/DELETE (which also stops login CSRF),
+//!   and a session-bound, masked token for cookie-authenticated requests
+//!   ([`guard`]). Bearer requests are exempt: browsers never attach them on
+//!   their own.
+//! - **Writes the cookie back** after the handler: `__Host-session`, Secure,
+//!   HttpOnly, SameSite=Strict, Path=/, `Max-Age` = remaining absolute
+//!   lifetime, with `Cache-Control: no-store`; sign-out clears it with the
+//!   same attributes and `Clear-Site-Data: "cookies"`.
+//! - **Fails closed**: a store error anywhere becomes 503, never an
+//!   anonymous or authenticated pass-through ([`SessionRejection`]).
+//!
+//! ## Extractors
+//!
+//! | extractor       | gives                                  | rejects with |
+//! |-----------------|----------------------------------------|--------------|
+//! | [`Session`]     | the lazily loaded session              | 500 if the layer is missing |
+//! | [`AuthUser`]    | the signed-in user id                  | 401 `expired_idle` / `expired_absolute` / `missing` |
+//! | [`CsrfToken`]   | a masked CSRF token for this render    | 401 without a session |
+//!
+//! `Option<AuthUser>` and `Option<CsrfToken>` give `None` instead of 401
+//! (but still 503 on store failure).
+//!
+//! ## Expiry and status queries
+//!
+//! When a presented session has expired, [`AuthUser`] rejects with the
+//! reason and [`tessera::Session::end_reason`] tells the handler, so a page
+//! can say "signed out after inactivity". A route that only reports the
+//! session's deadlines (a page polling its own expiry to warn the user)
+//! calls [`tessera::Session::mark_status_query`] first: it then does not
+//! count as activity and cannot keep the session alive.
+//!
+//! ## Concurrency
+//!
+//! [`tessera::Session::insert`] buffers changes and merges them key by key
+//! at commit, so concurrent requests that change different keys lose
+//! nothing. For read-modify-write of one key (a counter, a cart) use
+//! [`tessera::Session::update`], which is atomic in every store.
+//!
+//! ## Bearer sessions
+//!
+//! With [`SessionConfig::accept_bearer`], API clients may present the token
+//! as `Authorization: Bearer tss_…`. Such requests skip the CSRF guard and
+//! never get `Set-Cookie`; apply a bearer-accepting layer only to the route
+//! group that serves API clients. Bearer values without the `tss_` prefix
+//! (a JWT for another layer) are ignored here.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod credential;
+mod extract;
+pub mod guard;
+mod layer;
+mod rejection;
+
+pub use crate::config::{DEFAULT_CSRF_FORM_LIMIT, SessionConfig};
+pub use crate::extract::{AuthUser, CsrfToken, Session};
+pub use crate::layer::{SessionLayer, SessionService};
+pub use crate::rejection::SessionRejection;

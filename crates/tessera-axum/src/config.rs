@@ -1,0 +1,124 @@
+//! [`SessionConfig`]: how a [`SessionLayer`](crate::SessionLayer) finds the
+//! session credential and guards unsafe requests.
+
+use tessera::cookie::CookieConfig;
+use tessera::csrf::OriginCheck;
+
+/// Default limit on a buffered `application/x-www-form-urlencoded` body when
+/// the CSRF token has to be read from the `csrf_token` form field: 64 KiB.
+pub const DEFAULT_CSRF_FORM_LIMIT: usize = 64 * 1024;
+
+/// Configuration of one [`SessionLayer`](crate::SessionLayer).
+///
+/// Every default is the secure choice; each method weakens or widens one
+/// thing explicitly. Apply differently configured layers to different route
+/// groups (for example bearer tokens accepted under `/api` only).
+///
+/// ```
+/// use tessera::cookie::{CookieConfig, SameSitePolicy};
+/// use tessera_axum::SessionConfig;
+///
+/// let config = SessionConfig::default()
+///     .with_cookie(CookieConfig::default().with_same_site(SameSitePolicy::Lax))
+///     .with_trusted_origins(["https://admin.example.com"])
+///     .accept_bearer(true);
+/// assert!(config.accepts_bearer());
+/// assert_eq!(config.cookie().name(), "__Host-session");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    cookie: CookieConfig,
+    origins: OriginCheck,
+    accept_bearer: bool,
+    clear_site_data_on_logout: bool,
+    csrf_form_limit: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie: CookieConfig::default(),
+            origins: OriginCheck::default(),
+            accept_bearer: false,
+            clear_site_data_on_logout: true,
+            csrf_form_limit: DEFAULT_CSRF_FORM_LIMIT,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Sets the cookie name and attributes (default: `__Host-session`,
+    /// Secure, HttpOnly, SameSite=Strict, Path=/, no Domain).
+    pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
+        self.cookie = cookie;
+        self
+    }
+
+    /// Trusts extra origins (`scheme://host[:port]`) for unsafe requests,
+    /// such as a sibling subdomain that posts to this one. The request's own
+    /// origin is always accepted.
+    pub fn with_trusted_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.origins = OriginCheck::new(origins);
+        self
+    }
+
+    /// Sets the origin check directly.
+    pub fn with_origin_check(mut self, check: OriginCheck) -> Self {
+        self.origins = check;
+        self
+    }
+
+    /// Accepts `Authorization: Bearer tss_…` as an alternative to the
+    /// cookie (default off). A bearer-authenticated request carries no
+    /// ambient authority, so it is exempt from the CSRF and origin checks
+    /// and never receives `Set-Cookie` (issue 5, item 1).
+    pub fn accept_bearer(mut self, accept: bool) -> Self {
+        self.accept_bearer = accept;
+        self
+    }
+
+    /// Whether a sign-out also sends `Clear-Site-Data: "cookies"` (default
+    /// true; OWASP Session Management Cheat Sheet). Note that the header
+    /// clears every cookie of the site, not only the session cookie.
+    pub fn clear_site_data_on_logout(mut self, clear: bool) -> Self {
+        self.clear_site_data_on_logout = clear;
+        self
+    }
+
+    /// Limits how much of an `application/x-www-form-urlencoded` body is
+    /// buffered to find the `csrf_token` field (default
+    /// [`DEFAULT_CSRF_FORM_LIMIT`]). A larger body is refused with 413.
+    pub fn with_csrf_form_limit(mut self, bytes: usize) -> Self {
+        self.csrf_form_limit = bytes;
+        self
+    }
+
+    /// The cookie configuration.
+    pub fn cookie(&self) -> &CookieConfig {
+        &self.cookie
+    }
+
+    /// The origin check.
+    pub fn origin_check(&self) -> &OriginCheck {
+        &self.origins
+    }
+
+    /// Whether bearer tokens are accepted.
+    pub fn accepts_bearer(&self) -> bool {
+        self.accept_bearer
+    }
+
+    /// Whether sign-out sends `Clear-Site-Data`.
+    pub fn clears_site_data_on_logout(&self) -> bool {
+        self.clear_site_data_on_logout
+    }
+
+    /// The form body limit for the CSRF field.
+    pub fn csrf_form_limit(&self) -> usize {
+        self.csrf_form_limit
+    }
+}
