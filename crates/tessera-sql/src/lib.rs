@@ -1,1 +1,30 @@
-//! Placeholder.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!("tessera-sql needs at least one of the features `sqlite`, `postgres`, `mysql`");
+
+mod error;
+#[cfg(feature = "mysql")]
+mod mysql;
+mod options;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod row;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
+mod sweeper;
+
+pub use crate::error::UnsupportedUrl;
+#[cfg(feature = "mysql")]
+pub use crate::mysql::MySqlStore;
+pub use crate::options::SqlOptions;
+#[cfg(feature = "postgres")]
+pub use crate::postgres::PgStore;
+#[cfg(feature = "sqlite")]
+pub use crate::sqlite::SqliteStore;
+pub use crate::store::SqlStore;
+pub use crate::sweeper::{
+    DEFAULT_MAX_BATCHES, SweepStats, Sweeper, SweeperConfig, spawn_sweeper, sweep_once,
+};

@@ -1,0 +1,388 @@
+//! The PostgreSQL backend: for many `tessera` instances on one database.
+//!
+//! - Compare-and-set is **one statement**
+//!   (`UPDATE … WHERE hash = $ AND version = $ AND next_deadline > $`).
+//!   Under READ COMMITTED a concurrent writer waits for the row lock and
+//!   then re-checks the `WHERE` against the new row version, so exactly one
+//!   of two racing writers wins.
+//! - [`Store::modify`] locks the row with `SELECT … FOR UPDATE` in a
+//!   transaction: concurrent increments queue, none conflicts or is lost.
+//! - [`Store::rotate`] re-keys the row with one `UPDATE` instead of a
+//!   delete and an insert. A revocation racing with it (by handle or by
+//!   user) waits for the row lock and then follows the update to the new
+//!   row version, so it deletes the rotated session rather than missing it.
+//! - The sweeper deletes a bounded batch per statement and skips rows other
+//!   transactions hold (`FOR UPDATE SKIP LOCKED`), so sweepers on several
+//!   instances never wait for each other or for requests.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tessera::StoreError;
+use tessera::record::{SessionHandle, SessionRecord};
+use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::time::Timestamp;
+use tessera::token::TokenHash;
+
+use crate::error::{bounded, retrying};
+use crate::options::SqlOptions;
+use crate::row::{
+    Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
+    version_to_sql,
+};
+
+mod sql {
+    //! The statements, in one place.
+
+    const COLUMNS: &str = "hash, handle, user_id, data, created_at, last_seen_at, \
+        authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, client_ip, \
+        user_agent";
+    const SET_MUTABLE: &str = "data = $1, created_at = $2, last_seen_at = $3, \
+        authenticated_at = $4, idle_deadline = $5, absolute_deadline = $6, next_deadline = $7, \
+        version = $8, csrf_secret = $9, client_ip = $10, user_agent = $11";
+
+    pub(super) fn select_by_hash() -> String {
+        format!("SELECT {COLUMNS} FROM tessera_sessions WHERE hash = $1")
+    }
+    pub(super) fn select_for_update() -> String {
+        format!("SELECT {COLUMNS} FROM tessera_sessions WHERE hash = $1 FOR UPDATE")
+    }
+    pub(super) fn list_by_user() -> String {
+        // `COLLATE "C"`: ties in creation time are ordered by the handle's
+        // bytes, as every other store does, whatever the database locale.
+        format!(
+            "SELECT {COLUMNS} FROM tessera_sessions WHERE user_id = $1 AND next_deadline > $2 \
+             ORDER BY created_at, handle COLLATE \"C\""
+        )
+    }
+    pub(super) const NEXT_DEADLINE: &str =
+        "SELECT next_deadline FROM tessera_sessions WHERE hash = $1";
+    pub(super) const INSERT: &str = "INSERT INTO tessera_sessions (hash, handle, user_id, data, \
+        created_at, last_seen_at, authenticated_at, idle_deadline, absolute_deadline, \
+        next_deadline, version, csrf_secret, client_ip, user_agent) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+    pub(super) fn cas_update() -> String {
+        format!(
+            "UPDATE tessera_sessions SET {SET_MUTABLE} \
+             WHERE hash = $12 AND version = $13 AND next_deadline > $14"
+        )
+    }
+    pub(super) fn update_locked() -> String {
+        format!("UPDATE tessera_sessions SET {SET_MUTABLE} WHERE hash = $12")
+    }
+    pub(super) const ROTATE: &str = "UPDATE tessera_sessions SET hash = $1, handle = $2, \
+        user_id = $3, data = $4, created_at = $5, last_seen_at = $6, authenticated_at = $7, \
+        idle_deadline = $8, absolute_deadline = $9, next_deadline = $10, version = $11, \
+        csrf_secret = $12, client_ip = $13, user_agent = $14 \
+        WHERE hash = $15 AND version = $16 AND next_deadline > $17";
+    pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = $1";
+    pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = $1";
+    pub(super) const DELETE_BY_HANDLE_OWNED: &str =
+        "DELETE FROM tessera_sessions WHERE handle = $1 AND user_id = $2";
+    pub(super) const DELETE_BY_USER: &str = "DELETE FROM tessera_sessions WHERE user_id = $1";
+    pub(super) const DELETE_BY_USER_EXCEPT: &str =
+        "DELETE FROM tessera_sessions WHERE user_id = $1 AND handle <> $2";
+    /// The outer `next_deadline <= $1` re-checks rows a concurrent writer
+    /// changed between the sub-select and the delete.
+    pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE hash IN \
+        (SELECT hash FROM tessera_sessions WHERE next_deadline <= $1 \
+         ORDER BY next_deadline LIMIT $2 FOR UPDATE SKIP LOCKED) \
+        AND next_deadline <= $1";
+}
+
+/// A [`Store`] on PostgreSQL (11 or later). See the [module docs](self)
+/// for its consistency.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), tessera::StoreError> {
+/// let store = tessera_sql::PgStore::connect("postgres://tessera@db.internal/tessera").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    timeout: Duration,
+}
+
+fn migrator() -> Migrator {
+    let mut m = sqlx::migrate!("migrations/postgres");
+    // The application may keep its own sqlx migrations in the same database.
+    m.set_ignore_missing(true);
+    m
+}
+
+impl PgStore {
+    /// Connects with default [`SqlOptions`] and runs the migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if the server cannot be reached; backend
+    /// errors for a bad URL or a failed migration.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &SqlOptions::default()).await
+    }
+
+    /// Like [`PgStore::connect`], with explicit options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`PgStore::connect`].
+    pub async fn connect_with(url: &str, options: &SqlOptions) -> Result<Self, StoreError> {
+        let timeout_ms = options.statement_timeout.as_millis().max(1).to_string();
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(crate::error::map)?
+            // The server abandons a statement the client has given up on.
+            .options([("statement_timeout", timeout_ms.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(crate::error::map)?;
+        let store = Self {
+            pool,
+            timeout: options.statement_timeout,
+        };
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Runs the embedded migrations (idempotent; concurrent instances
+    /// serialise on an advisory lock).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors if a migration fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrator()
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let e = Encoded::new(record)?;
+        bounded(self.timeout, async {
+            bind_all!(sqlx::query(sql::INSERT), &e)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        let statement = sql::select_by_hash();
+        let raw = bounded(self.timeout, async {
+            let raw: Option<RawRecord> = sqlx::query_as(&statement)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(RawRecord::decode).transpose()
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let e = Encoded::new(record)?;
+        let expected = version_to_sql(expected_version)?;
+        let statement = sql::cas_update();
+        bounded(self.timeout, async {
+            let mut conn = self.pool.acquire().await?;
+            let done = bind_mutable!(sqlx::query(&statement), &e)
+                .bind(e.hash)
+                .bind(expected)
+                .bind(now.as_millis())
+                .execute(&mut *conn)
+                .await?;
+            if done.rows_affected() == 1 {
+                return Ok(CasOutcome::Applied);
+            }
+            // Nothing was written either way; this only names the reason.
+            let next: Option<i64> = sqlx::query_scalar(sql::NEXT_DEADLINE)
+                .bind(e.hash)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(miss_or_conflict(next, now))
+        })
+        .await
+    }
+
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let e = Encoded::new(new)?;
+        let expected = version_to_sql(expected_version)?;
+        let old = old.as_bytes().as_slice();
+        bounded(self.timeout, async {
+            let mut conn = self.pool.acquire().await?;
+            let done = bind_all!(sqlx::query(sql::ROTATE), &e)
+                .bind(old)
+                .bind(expected)
+                .bind(now.as_millis())
+                .execute(&mut *conn)
+                .await?;
+            if done.rows_affected() == 1 {
+                return Ok(CasOutcome::Applied);
+            }
+            let next: Option<i64> = sqlx::query_scalar(sql::NEXT_DEADLINE)
+                .bind(old)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(miss_or_conflict(next, now))
+        })
+        .await
+    }
+
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        bounded(self.timeout, async {
+            let done = sqlx::query(sql::DELETE)
+                .bind(hash.as_bytes().as_slice())
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        bounded(self.timeout, async {
+            let query = match owner {
+                None => sqlx::query(sql::DELETE_BY_HANDLE).bind(handle.as_str()),
+                Some(owner) => sqlx::query(sql::DELETE_BY_HANDLE_OWNED)
+                    .bind(handle.as_str())
+                    .bind(owner),
+            };
+            Ok(query.execute(&self.pool).await?.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let statement = sql::list_by_user();
+        let rows = bounded(self.timeout, async {
+            let rows: Vec<RawRecord> = sqlx::query_as(&statement)
+                .bind(user_id)
+                .bind(now.as_millis())
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows)
+        })
+        .await?;
+        rows.into_iter().map(RawRecord::decode).collect()
+    }
+
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, StoreError> {
+        bounded(self.timeout, async {
+            let query = match except {
+                None => sqlx::query(sql::DELETE_BY_USER).bind(user_id),
+                Some(keep) => sqlx::query(sql::DELETE_BY_USER_EXCEPT)
+                    .bind(user_id)
+                    .bind(keep.as_str()),
+            };
+            Ok(query.execute(&self.pool).await?.rows_affected())
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        bounded(self.timeout, async {
+            let done = sqlx::query(sql::PURGE)
+                .bind(now.as_millis())
+                .bind(limit_to_sql(limit))
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self.timeout, async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `SELECT … FOR UPDATE`, apply `f`, `UPDATE`, in one transaction:
+    /// concurrent calls queue on the row lock instead of conflicting.
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let select = sql::select_for_update();
+        let update = sql::update_locked();
+        let (select, update) = (select.as_str(), update.as_str());
+        let pool = &self.pool;
+        bounded(
+            self.timeout,
+            retrying(move || async move {
+                let mut tx = pool.begin().await?;
+                let raw: Option<RawRecord> = sqlx::query_as(select)
+                    .bind(hash.as_bytes().as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let outcome = apply(raw, hash, now, f)?;
+                if let Applied::Write(record) = &outcome {
+                    let e = Encoded::new(record)?;
+                    bind_mutable!(sqlx::query(update), &e)
+                        .bind(e.hash)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(outcome.into_record())
+            }),
+        )
+        .await
+    }
+}

@@ -1,0 +1,419 @@
+//! The SQLite backend: the embedded default.
+//!
+//! - **WAL mode**, so readers never wait for the writer and the writer never
+//!   waits for readers.
+//! - **One writer connection** in its own pool, plus a pool of readers.
+//!   SQLite admits one writer at a time whatever we do; queueing writes in
+//!   the pool (fair, bounded by `acquire_timeout`) instead of in SQLite's
+//!   busy handler (sleep-and-poll) keeps latency flat under contention.
+//! - Multi-statement writes use **`BEGIN IMMEDIATE`**, which takes the write
+//!   lock up front. A deferred transaction that reads and then writes can
+//!   fail with `SQLITE_BUSY` ("database is locked") without ever calling the
+//!   busy handler, if another writer committed in between; an immediate one
+//!   cannot. `busy_timeout` covers writers in *other* processes (the CLI).
+//! - `synchronous = FULL`: a commit is on disk before it is acknowledged, so
+//!   a sign-out or revocation survives a power cut (NORMAL could roll it
+//!   back and resurrect the session).
+//! - `sqlite::memory:` works too (one connection, never recycled, since
+//!   every connection to `:memory:` is a different database).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tessera::StoreError;
+use tessera::record::{SessionHandle, SessionRecord};
+use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::time::Timestamp;
+use tessera::token::TokenHash;
+
+use crate::error::bounded;
+use crate::options::SqlOptions;
+use crate::row::{
+    Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
+    version_to_sql,
+};
+
+mod sql {
+    //! The statements, in one place so tests can `EXPLAIN` the very text
+    //! the store runs.
+
+    pub(super) const SELECT_BY_HASH: &str = "SELECT hash, handle, user_id, data, created_at, \
+        last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
+        client_ip, user_agent FROM tessera_sessions WHERE hash = ?";
+    pub(super) const NEXT_DEADLINE: &str =
+        "SELECT next_deadline FROM tessera_sessions WHERE hash = ?";
+    pub(super) const INSERT: &str = "INSERT INTO tessera_sessions (hash, handle, user_id, data, \
+        created_at, last_seen_at, authenticated_at, idle_deadline, absolute_deadline, \
+        next_deadline, version, csrf_secret, client_ip, user_agent) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    const SET_MUTABLE: &str = "data = ?, created_at = ?, last_seen_at = ?, \
+        authenticated_at = ?, idle_deadline = ?, absolute_deadline = ?, next_deadline = ?, \
+        version = ?, csrf_secret = ?, client_ip = ?, user_agent = ?";
+    pub(super) fn cas_update() -> String {
+        format!(
+            "UPDATE tessera_sessions SET {SET_MUTABLE} \
+             WHERE hash = ? AND version = ? AND next_deadline > ?"
+        )
+    }
+    pub(super) fn update_locked() -> String {
+        format!("UPDATE tessera_sessions SET {SET_MUTABLE} WHERE hash = ?")
+    }
+    pub(super) fn rotate() -> String {
+        format!(
+            "UPDATE tessera_sessions SET hash = ?, handle = ?, user_id = ?, {SET_MUTABLE} \
+             WHERE hash = ? AND version = ? AND next_deadline > ?"
+        )
+    }
+    pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = ?";
+    pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
+    pub(super) const DELETE_BY_HANDLE_OWNED: &str =
+        "DELETE FROM tessera_sessions WHERE handle = ? AND user_id = ?";
+    pub(super) const LIST_BY_USER: &str = "SELECT hash, handle, user_id, data, created_at, \
+        last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
+        client_ip, user_agent FROM tessera_sessions \
+        WHERE user_id = ? AND next_deadline > ? ORDER BY created_at, handle";
+    pub(super) const DELETE_BY_USER: &str = "DELETE FROM tessera_sessions WHERE user_id = ?";
+    pub(super) const DELETE_BY_USER_EXCEPT: &str =
+        "DELETE FROM tessera_sessions WHERE user_id = ? AND handle <> ?";
+    /// Bounded: at most `LIMIT` rows per statement, oldest deadline first,
+    /// found through the `next_deadline` index, so the write lock is held
+    /// briefly whatever the backlog.
+    pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE hash IN \
+        (SELECT hash FROM tessera_sessions WHERE next_deadline <= ? \
+         ORDER BY next_deadline LIMIT ?)";
+}
+
+/// A [`Store`] on an SQLite file.
+///
+/// Usually reached through [`SqlStore::connect`](crate::SqlStore::connect)
+/// with a `sqlite://` URL; see the [module docs](self) for how it avoids
+/// "database is locked".
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use tessera::Store;
+/// use tessera_sql::SqliteStore;
+///
+/// let store = SqliteStore::connect("sqlite::memory:").await?;
+/// store.ping().await?;
+/// # Ok::<(), tessera::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    timeout: Duration,
+}
+
+/// The embedded SQLite migrations (`migrations/sqlite/`).
+fn migrator() -> Migrator {
+    let mut m = sqlx::migrate!("migrations/sqlite");
+    // The application may keep its own sqlx migrations in the same database.
+    m.set_ignore_missing(true);
+    m
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` with default
+    /// [`SqlOptions`], and runs the migrations.
+    ///
+    /// `url` is `sqlite://path/to/file.db`, `sqlite:///absolute/path.db`,
+    /// or `sqlite::memory:`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if the file cannot be opened; backend
+    /// errors for a bad URL or a failed migration.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &SqlOptions::default()).await
+    }
+
+    /// Like [`SqliteStore::connect`], with explicit options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`SqliteStore::connect`].
+    pub async fn connect_with(url: &str, options: &SqlOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(crate::error::map)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(options.busy_timeout);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            // A local file does not drop connections; skip the round trip.
+            .test_before_acquire(false);
+        if in_memory {
+            // The database lives and dies with its one connection.
+            writer = writer
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let writer = writer
+            .connect_with(connect.clone())
+            .await
+            .map_err(crate::error::map)?;
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .min_connections(options.min_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .test_before_acquire(false)
+                .connect_lazy_with(connect)
+        };
+        let store = Self {
+            writer,
+            reader,
+            timeout: options.statement_timeout,
+        };
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Runs the embedded migrations (idempotent).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors if a migration fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrator()
+            .run(&self.writer)
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// Closes every connection; the last one to close checkpoints the WAL
+    /// into the main file.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// The pool that serves writes (one connection), for callers that need
+    /// raw access such as backups.
+    pub fn write_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let e = Encoded::new(record)?;
+        bounded(self.timeout, async {
+            bind_all!(sqlx::query(sql::INSERT), &e)
+                .execute(&self.writer)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        let raw = bounded(self.timeout, async {
+            let raw: Option<RawRecord> = sqlx::query_as(sql::SELECT_BY_HASH)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(RawRecord::decode).transpose()
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let e = Encoded::new(record)?;
+        let expected = version_to_sql(expected_version)?;
+        let statement = sql::cas_update();
+        bounded(self.timeout, async {
+            // Both statements on the one writer connection: no other write
+            // can slip between the miss and its diagnosis.
+            let mut conn = self.writer.acquire().await?;
+            let done = bind_mutable!(sqlx::query(&statement), &e)
+                .bind(e.hash)
+                .bind(expected)
+                .bind(now.as_millis())
+                .execute(&mut *conn)
+                .await?;
+            if done.rows_affected() == 1 {
+                return Ok(CasOutcome::Applied);
+            }
+            let next: Option<i64> = sqlx::query_scalar(sql::NEXT_DEADLINE)
+                .bind(e.hash)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(miss_or_conflict(next, now))
+        })
+        .await
+    }
+
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let e = Encoded::new(new)?;
+        let expected = version_to_sql(expected_version)?;
+        let statement = sql::rotate();
+        let old = old.as_bytes().as_slice();
+        bounded(self.timeout, async {
+            let mut conn = self.writer.acquire().await?;
+            // One UPDATE re-keys the row in place: there is no instant at
+            // which both or neither key exists, and a concurrent revocation
+            // by handle or user hits the row whichever key it has.
+            let done = bind_all!(sqlx::query(&statement), &e)
+                .bind(old)
+                .bind(expected)
+                .bind(now.as_millis())
+                .execute(&mut *conn)
+                .await?;
+            if done.rows_affected() == 1 {
+                return Ok(CasOutcome::Applied);
+            }
+            let next: Option<i64> = sqlx::query_scalar(sql::NEXT_DEADLINE)
+                .bind(old)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(miss_or_conflict(next, now))
+        })
+        .await
+    }
+
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        bounded(self.timeout, async {
+            let done = sqlx::query(sql::DELETE)
+                .bind(hash.as_bytes().as_slice())
+                .execute(&self.writer)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        bounded(self.timeout, async {
+            let query = match owner {
+                None => sqlx::query(sql::DELETE_BY_HANDLE).bind(handle.as_str()),
+                Some(owner) => sqlx::query(sql::DELETE_BY_HANDLE_OWNED)
+                    .bind(handle.as_str())
+                    .bind(owner),
+            };
+            Ok(query.execute(&self.writer).await?.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = bounded(self.timeout, async {
+            let rows: Vec<RawRecord> = sqlx::query_as(sql::LIST_BY_USER)
+                .bind(user_id)
+                .bind(now.as_millis())
+                .fetch_all(&self.reader)
+                .await?;
+            Ok(rows)
+        })
+        .await?;
+        rows.into_iter().map(RawRecord::decode).collect()
+    }
+
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, StoreError> {
+        bounded(self.timeout, async {
+            // One statement: atomic against every other write, which all
+            // go through the same single writer.
+            let query = match except {
+                None => sqlx::query(sql::DELETE_BY_USER).bind(user_id),
+                Some(keep) => sqlx::query(sql::DELETE_BY_USER_EXCEPT)
+                    .bind(user_id)
+                    .bind(keep.as_str()),
+            };
+            Ok(query.execute(&self.writer).await?.rows_affected())
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        bounded(self.timeout, async {
+            let done = sqlx::query(sql::PURGE)
+                .bind(now.as_millis())
+                .bind(limit_to_sql(limit))
+                .execute(&self.writer)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self.timeout, async {
+            sqlx::query("SELECT 1").execute(&self.reader).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: read, apply `f`, write. `f` runs
+    /// exactly once, and concurrent calls queue instead of conflicting.
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let statement = sql::update_locked();
+        bounded(self.timeout, async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let raw: Option<RawRecord> = sqlx::query_as(sql::SELECT_BY_HASH)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let outcome = apply(raw, hash, now, f)?;
+            if let Applied::Write(record) = &outcome {
+                let e = Encoded::new(record)?;
+                bind_mutable!(sqlx::query(&statement), &e)
+                    .bind(e.hash)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok(outcome.into_record())
+        })
+        .await
+    }
+}

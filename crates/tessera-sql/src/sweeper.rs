@@ -1,0 +1,204 @@
+//! The sweeper: a background task that deletes expired sessions.
+//!
+//! SQL has no TTLs, so expired rows stay until something removes them. They
+//! are harmless for security (every use checks both deadlines, and writes
+//! treat them as missing), but unbounded growth is a bug. The sweeper calls
+//! [`Store::purge_expired`] in **bounded batches** — each batch is one short
+//! statement — and yields between batches, so readers and request writes
+//! are never blocked behind one long delete.
+//!
+//! It works on any [`Store`]; for stores that expire records themselves
+//! (Redis) it is a cheap no-op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera::Store;
+use tessera::StoreError;
+use tessera::time::{Clock, SystemClock};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+/// Batches one sweep deletes at most, so a huge backlog is worked off over
+/// several runs instead of holding the store busy for long.
+pub const DEFAULT_MAX_BATCHES: u32 = 100;
+
+/// Deletes expired records in batches of `batch_size` until a batch comes
+/// back short or `max_batches` ran. Returns how many were deleted.
+///
+/// This is one sweep; [`spawn_sweeper`] runs it periodically, and a CLI can
+/// call it directly.
+///
+/// # Errors
+///
+/// The first store error; records deleted before it stay deleted.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use tessera::store::MemoryStore;
+/// use tessera::time::Timestamp;
+///
+/// let store = MemoryStore::new();
+/// let n = tessera_sql::sweep_once(&store, Timestamp::from_millis(0), 500, 10).await?;
+/// assert_eq!(n, 0);
+/// # Ok::<(), tessera::StoreError>(()) }).unwrap();
+/// ```
+pub async fn sweep_once<S: Store + ?Sized>(
+    store: &S,
+    now: tessera::time::Timestamp,
+    batch_size: usize,
+    max_batches: u32,
+) -> Result<u64, StoreError> {
+    let batch_size = batch_size.max(1);
+    let full = u64::try_from(batch_size).unwrap_or(u64::MAX);
+    let mut total = 0u64;
+    for _ in 0..max_batches {
+        let n = store.purge_expired(now, batch_size).await?;
+        total = total.saturating_add(n);
+        if n < full {
+            break;
+        }
+        // Let request traffic in between two batches.
+        tokio::task::yield_now().await;
+    }
+    Ok(total)
+}
+
+/// What the sweeper has done so far, published after every run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepStats {
+    /// Completed runs (successful or not).
+    pub runs: u64,
+    /// Records deleted over all runs.
+    pub purged: u64,
+    /// Runs that ended with a store error.
+    pub failures: u64,
+}
+
+/// How a [`Sweeper`] runs.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = tessera_sql::SweeperConfig::new(Duration::from_secs(60), 500);
+/// assert_eq!(config.batch_size, 500);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweeperConfig {
+    /// Time between two sweeps.
+    pub interval: Duration,
+    /// Records deleted per statement.
+    pub batch_size: usize,
+    /// Batches per sweep at most.
+    pub max_batches: u32,
+}
+
+impl SweeperConfig {
+    /// A sweep every `interval`, `batch_size` records per statement, at
+    /// most [`DEFAULT_MAX_BATCHES`] per sweep.
+    pub fn new(interval: Duration, batch_size: usize) -> Self {
+        Self {
+            interval,
+            batch_size: batch_size.max(1),
+            max_batches: DEFAULT_MAX_BATCHES,
+        }
+    }
+
+    /// Sets the batches per sweep.
+    pub fn with_max_batches(mut self, max_batches: u32) -> Self {
+        self.max_batches = max_batches.max(1);
+        self
+    }
+}
+
+/// A running sweeper task. Dropping it stops the task.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tessera::store::MemoryStore;
+///
+/// let sweeper = tessera_sql::spawn_sweeper(Arc::new(MemoryStore::new()), Duration::from_secs(60), 500);
+/// sweeper.stop();
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Sweeper {
+    task: JoinHandle<()>,
+    stats: watch::Receiver<SweepStats>,
+}
+
+impl Sweeper {
+    /// Starts a sweeper with the given clock (a
+    /// [`ManualClock`](tessera::time::ManualClock) in tests). The first
+    /// sweep runs at once, then one every `config.interval`. Must be called
+    /// inside a tokio runtime.
+    pub fn spawn(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: SweeperConfig) -> Self {
+        let (tx, stats) = watch::channel(SweepStats::default());
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(config.interval.max(Duration::from_millis(1)));
+            // After a stall, sweep once, not once per missed tick.
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let result = sweep_once(
+                    store.as_ref(),
+                    clock.now(),
+                    config.batch_size,
+                    config.max_batches,
+                )
+                .await;
+                tx.send_modify(|s| {
+                    s.runs = s.runs.saturating_add(1);
+                    match &result {
+                        Ok(n) => s.purged = s.purged.saturating_add(*n),
+                        Err(_) => s.failures = s.failures.saturating_add(1),
+                    }
+                });
+                match result {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(purged = n, "swept expired sessions"),
+                    // The store may be down; the next tick tries again.
+                    Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+                }
+            }
+        });
+        Self { task, stats }
+    }
+
+    /// The statistics, updated after every run; `changed().await` on the
+    /// receiver waits for the next run.
+    pub fn subscribe(&self) -> watch::Receiver<SweepStats> {
+        self.stats.clone()
+    }
+
+    /// The statistics now.
+    pub fn stats(&self) -> SweepStats {
+        *self.stats.borrow()
+    }
+
+    /// Stops the task (between two statements; a batch in flight is
+    /// abandoned, which rolls it back).
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a [`Sweeper`] on the system clock: every `interval`, delete
+/// expired records `batch_size` at a time.
+pub fn spawn_sweeper(store: Arc<dyn Store>, interval: Duration, batch_size: usize) -> Sweeper {
+    Sweeper::spawn(
+        store,
+        Arc::new(SystemClock),
+        SweeperConfig::new(interval, batch_size),
+    )
+}
