@@ -148,7 +148,9 @@ fn parse_cluster(rest: &str) -> Result<Config, StoreError> {
         nodes.push((host.to_owned(), port));
     }
     if nodes.is_empty() {
-        return Err(config_error("redis-cluster:// needs at least one host:port"));
+        return Err(config_error(
+            "redis-cluster:// needs at least one host:port",
+        ));
     }
     let (username, password) = match auth {
         None => (None, None),
@@ -167,7 +169,12 @@ fn parse_cluster(rest: &str) -> Result<Config, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
     use super::*;
 
     #[test]
@@ -202,7 +209,12 @@ mod tests {
 
     #[test]
     fn braces_in_the_prefix_are_refused() {
-        assert!(RedisOptions::default().with_key_prefix("a{b").validate().is_err());
+        assert!(
+            RedisOptions::default()
+                .with_key_prefix("a{b")
+                .validate()
+                .is_err()
+        );
         assert!(RedisOptions::default().validate().is_ok());
         assert!(
             RedisOptions::default()

@@ -74,6 +74,10 @@ use scripts::Scripts;
 /// Attempts of [`Store::modify`] before [`StoreError::Contention`].
 const MODIFY_ATTEMPTS: u32 = 64;
 
+/// Stripes of the in-process lock that serializes `modify` calls on one
+/// session within this process.
+const MODIFY_STRIPES: usize = 64;
+
 /// A session store on Redis (standalone) or Redis Cluster.
 ///
 /// Cheap to clone; clones share one multiplexed connection (per node).
@@ -88,6 +92,11 @@ struct Inner {
     prefix: String,
     options: RedisOptions,
     clustered: bool,
+    /// `modify` calls on the same session from this process queue here
+    /// instead of racing each other's compare-and-set (many concurrent
+    /// requests of one client would otherwise exhaust the retries). Across
+    /// processes the compare-and-set alone keeps writes safe.
+    modify_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -159,6 +168,9 @@ impl RedisStore {
                 prefix,
                 options,
                 clustered,
+                modify_locks: (0..MODIFY_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             }),
         })
     }
@@ -590,6 +602,11 @@ impl RedisStore {
         now: Timestamp,
         f: ModifyFn<'_>,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        let stripe = usize::from(hash.as_bytes()[0]) % MODIFY_STRIPES;
+        let _serialized = match self.inner.modify_locks.get(stripe) {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let mut json = match self.get_json(hash).await? {
             Some(json) => json,
             None => return Ok(None),
@@ -685,11 +702,13 @@ impl Store for RedisStore {
         now: Timestamp,
     ) -> Result<CasOutcome, StoreError> {
         self.bounded(async {
-            Ok(match self.update_inner(expected_version, record, now).await? {
-                Update::Missing => CasOutcome::Missing,
-                Update::Conflict(_) => CasOutcome::Conflict,
-                Update::Applied { .. } => CasOutcome::Applied,
-            })
+            Ok(
+                match self.update_inner(expected_version, record, now).await? {
+                    Update::Missing => CasOutcome::Missing,
+                    Update::Conflict(_) => CasOutcome::Conflict,
+                    Update::Applied { .. } => CasOutcome::Applied,
+                },
+            )
         })
         .await
     }
@@ -771,12 +790,8 @@ impl Store for RedisStore {
                 .iter()
                 .filter(|h| except.is_none_or(|e| e.as_str() != h.as_str()))
                 .collect();
-            let results = join_all(
-                targets
-                    .iter()
-                    .map(|h| self.revoke_handle(h, Some(user_id))),
-            )
-            .await;
+            let results =
+                join_all(targets.iter().map(|h| self.revoke_handle(h, Some(user_id)))).await;
             let mut n = 0;
             for r in results {
                 n += r?;
@@ -870,7 +885,10 @@ async fn backoff(attempt: u32) {
     let _ = getrandom::fill(&mut b);
     let base_us = 50u64 << attempt.min(6);
     let [r] = b;
-    tokio::time::sleep(Duration::from_micros(base_us + u64::from(r) * base_us / 255)).await;
+    tokio::time::sleep(Duration::from_micros(
+        base_us + u64::from(r) * base_us / 255,
+    ))
+    .await;
 }
 
 /// Maps client errors: timeouts to [`StoreError::Timeout`], connection

@@ -1,0 +1,22 @@
+//! The core conformance suite, unchanged, against a real Redis and a real
+//! 3-master Redis Cluster.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standalone_redis_passes_the_conformance_suite() {
+    let store = common::standalone("conf").await;
+    tessera::testkit::run_all(common::dyn_store(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_passes_the_conformance_suite() {
+    let store = common::cluster("conf").await;
+    tessera::testkit::run_all(common::dyn_store(store)).await;
+}
