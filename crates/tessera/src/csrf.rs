@@ -231,7 +231,7 @@ impl OriginCheck {
 
     fn is_trusted(&self, origin: &str) -> bool {
         let origin = normalize_origin(origin);
-        self.trusted.iter().any(|t| *t == origin)
+        self.trusted.contains(&origin)
     }
 
     /// Checks an unsafe request given its `Sec-Fetch-Site`, `Origin` and

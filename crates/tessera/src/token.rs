@@ -306,10 +306,11 @@ impl TokenHash {
     /// Lowercase hex, 64 characters (for text keys such as Redis's).
     pub fn to_hex(&self) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digit = |n: u8| char::from(DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'));
         let mut out = String::with_capacity(64);
         for byte in self.0 {
-            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+            out.push(digit(byte >> 4));
+            out.push(digit(byte & 0x0f));
         }
         out
     }

@@ -35,12 +35,24 @@ pub struct Counts {
 /// assert_eq!(store.counts().loads, 1);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CountingStore<S> {
     inner: Arc<S>,
     loads: Arc<AtomicU64>,
     writes: Arc<AtomicU64>,
     total: Arc<AtomicU64>,
+}
+
+/// Clones share the wrapped store and the counters.
+impl<S> Clone for CountingStore<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            loads: self.loads.clone(),
+            writes: self.writes.clone(),
+            total: self.total.clone(),
+        }
+    }
 }
 
 impl<S: Store> CountingStore<S> {
@@ -176,10 +188,20 @@ impl<S: Store> Store for CountingStore<S> {
 /// assert!(store.ping().await.is_ok());
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FailingStore<S> {
     inner: Arc<S>,
     failing: Arc<AtomicBool>,
+}
+
+/// Clones share the wrapped store and the failure switch.
+impl<S> Clone for FailingStore<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            failing: self.failing.clone(),
+        }
+    }
 }
 
 impl<S: Store> FailingStore<S> {
