@@ -25,7 +25,7 @@ use crate::rejection::SessionRejection;
 /// async fn theme(session: Session) -> Result<String, SessionRejection> {
 ///     Ok(session.get::<String>("theme").await?.unwrap_or_else(|| "light".into()))
 /// }
-/// # let _ = axum::routing::get(theme);
+/// # let _: axum::routing::MethodRouter = axum::routing::get(theme);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Session(pub tessera::Session);
@@ -76,7 +76,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 /// async fn me(user: AuthUser) -> String {
 ///     format!("signed in as {}", user.user_id)
 /// }
-/// # let _ = axum::routing::get(me);
+/// # let _: axum::routing::MethodRouter = axum::routing::get(me);
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -133,7 +133,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthUser {
 /// async fn form(CsrfToken(token): CsrfToken) -> String {
 ///     format!(r#"<form method="post"><input type="hidden" name="csrf_token" value="{token}"></form>"#)
 /// }
-/// # let _ = axum::routing::get(form);
+/// # let _: axum::routing::MethodRouter = axum::routing::get(form);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsrfToken(pub String);
