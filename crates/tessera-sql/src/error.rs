@@ -172,26 +172,39 @@ fn is_retryable(e: &OpError) -> bool {
 /// Attempts at a transaction that keeps hitting deadlocks.
 const RETRY_ATTEMPTS: u32 = 5;
 
-/// Runs `op` again after a deadlock or serialization failure, a few times.
-/// Only for operations whose every attempt is one whole transaction.
-pub(crate) async fn retrying<T, F, Fut>(mut op: F) -> OpResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = OpResult<T>>,
-{
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Err(e) if attempt < RETRY_ATTEMPTS && is_retryable(&e) => {
-                tracing::debug!(attempt, "retrying a deadlocked session store transaction");
-                attempt += 1;
-                // The other transaction holds the locks: give it time to finish.
-                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5)).await;
-            }
-            other => return other,
-        }
+/// Whether attempt number `attempt` (from 1) failed in a way that another
+/// attempt may fix; if so, waits a little first.
+pub(crate) async fn retry_after(e: &OpError, attempt: u32) -> bool {
+    if attempt >= RETRY_ATTEMPTS || !is_retryable(e) {
+        return false;
     }
+    tracing::debug!(attempt, "retrying a deadlocked session store transaction");
+    // The other transaction holds the locks: give it time to finish.
+    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5)).await;
+    true
 }
+
+/// A future that evaluates an `async` block, and evaluates it afresh after a deadlock or
+/// serialization failure, a few times. Only for blocks that are one whole
+/// transaction (or one statement), so a failed attempt left nothing behind.
+/// A macro rather than a function taking a closure: closures returning
+/// borrowing futures defeat the `Send` inference `async_trait` needs.
+macro_rules! retrying {
+    ($body:expr) => {
+        async {
+            let mut attempt = 1u32;
+            loop {
+                let result: $crate::error::OpResult<_> = $body.await;
+                match result {
+                    Err(e) if $crate::error::retry_after(&e, attempt).await => attempt += 1,
+                    other => break other,
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use retrying;
 
 /// Bounds an operation by the configured statement timeout, and maps its
 /// error onto [`StoreError`].

@@ -363,7 +363,7 @@ impl Store for PgStore {
         let pool = &self.pool;
         bounded(
             self.timeout,
-            retrying(move || async move {
+            retrying!(async {
                 let mut tx = pool.begin().await?;
                 let raw: Option<RawRecord> = sqlx::query_as(select)
                     .bind(hash.as_bytes().as_slice())

@@ -62,7 +62,10 @@ macro_rules! dispatch {
 
 /// The scheme of a URL, lowercased (`sqlite::memory:` has scheme `sqlite`).
 fn scheme(url: &str) -> String {
-    url.split(':').next().unwrap_or_default().to_ascii_lowercase()
+    url.split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 impl SqlStore {
@@ -92,7 +95,9 @@ impl SqlStore {
                 Backend::Postgres(crate::PgStore::connect_with(url, &options).await?)
             }
             #[cfg(feature = "mysql")]
-            "mysql" | "mariadb" => Backend::MySql(crate::MySqlStore::connect_with(url, &options).await?),
+            "mysql" | "mariadb" => {
+                Backend::MySql(crate::MySqlStore::connect_with(url, &options).await?)
+            }
             other => return Err(StoreError::backend(UnsupportedUrl::new(other))),
         };
         Ok(Self { inner })

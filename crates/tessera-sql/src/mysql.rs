@@ -1,0 +1,454 @@
+//! The MySQL / MariaDB backend (InnoDB).
+//!
+//! - Compare-and-set is **one statement**
+//!   (`UPDATE … WHERE hash = ? AND version = ? AND next_deadline > ?`);
+//!   InnoDB's `UPDATE` is a locking read of the latest committed row, so
+//!   exactly one of two racing writers wins. sqlx asks the server for
+//!   "found rows", so the affected-row count means "matched".
+//! - [`Store::modify`] locks the row with `SELECT … FOR UPDATE` in a
+//!   transaction; [`Store::rotate`] re-keys the row with one `UPDATE`, so a
+//!   racing revocation by handle or user (locking reads too) finds it.
+//! - A transaction InnoDB picks as a deadlock victim is re-run (it was
+//!   rolled back whole).
+//! - `handle` and `user_id` are `VARBINARY`: the default collations would
+//!   compare `'Alice '` equal to `'alice'` and hand one user another's
+//!   sessions.
+//! - The sweeper deletes a bounded batch per statement
+//!   (`DELETE … ORDER BY next_deadline LIMIT ?`) through the deadline index.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use tessera::StoreError;
+use tessera::record::{SessionHandle, SessionRecord};
+use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::time::Timestamp;
+use tessera::token::TokenHash;
+
+use crate::error::{bounded, retrying};
+use crate::options::SqlOptions;
+use crate::row::{
+    Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
+    version_to_sql,
+};
+
+mod sql {
+    //! The statements, in one place.
+
+    const COLUMNS: &str = "hash, handle, user_id, data, created_at, last_seen_at, \
+        authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, client_ip, \
+        user_agent";
+    const SET_MUTABLE: &str = "data = ?, created_at = ?, last_seen_at = ?, \
+        authenticated_at = ?, idle_deadline = ?, absolute_deadline = ?, next_deadline = ?, \
+        version = ?, csrf_secret = ?, client_ip = ?, user_agent = ?";
+
+    pub(super) fn select_by_hash() -> String {
+        format!("SELECT {COLUMNS} FROM tessera_sessions WHERE hash = ?")
+    }
+    pub(super) fn select_for_update() -> String {
+        format!("SELECT {COLUMNS} FROM tessera_sessions WHERE hash = ? FOR UPDATE")
+    }
+    pub(super) fn list_by_user() -> String {
+        format!(
+            "SELECT {COLUMNS} FROM tessera_sessions WHERE user_id = ? AND next_deadline > ? \
+             ORDER BY created_at, handle"
+        )
+    }
+    pub(super) const NEXT_DEADLINE: &str =
+        "SELECT next_deadline FROM tessera_sessions WHERE hash = ?";
+    pub(super) const INSERT: &str = "INSERT INTO tessera_sessions (hash, handle, user_id, data, \
+        created_at, last_seen_at, authenticated_at, idle_deadline, absolute_deadline, \
+        next_deadline, version, csrf_secret, client_ip, user_agent) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    pub(super) fn cas_update() -> String {
+        format!(
+            "UPDATE tessera_sessions SET {SET_MUTABLE} \
+             WHERE hash = ? AND version = ? AND next_deadline > ?"
+        )
+    }
+    pub(super) fn update_locked() -> String {
+        format!("UPDATE tessera_sessions SET {SET_MUTABLE} WHERE hash = ?")
+    }
+    pub(super) fn rotate() -> String {
+        format!(
+            "UPDATE tessera_sessions SET hash = ?, handle = ?, user_id = ?, {SET_MUTABLE} \
+             WHERE hash = ? AND version = ? AND next_deadline > ?"
+        )
+    }
+    pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = ?";
+    pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
+    pub(super) const DELETE_BY_HANDLE_OWNED: &str =
+        "DELETE FROM tessera_sessions WHERE handle = ? AND user_id = ?";
+    pub(super) const DELETE_BY_USER: &str = "DELETE FROM tessera_sessions WHERE user_id = ?";
+    pub(super) const DELETE_BY_USER_EXCEPT: &str =
+        "DELETE FROM tessera_sessions WHERE user_id = ? AND handle <> ?";
+    pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE next_deadline <= ? \
+        ORDER BY next_deadline LIMIT ?";
+}
+
+/// A row as MySQL returns it: the binary columns come back as bytes.
+#[derive(sqlx::FromRow)]
+struct MySqlRaw {
+    hash: Vec<u8>,
+    handle: Vec<u8>,
+    user_id: Option<Vec<u8>>,
+    data: String,
+    created_at: i64,
+    last_seen_at: i64,
+    authenticated_at: Option<i64>,
+    idle_deadline: i64,
+    absolute_deadline: i64,
+    version: i64,
+    csrf_secret: Vec<u8>,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl MySqlRaw {
+    fn into_raw(self) -> Result<RawRecord, StoreError> {
+        let text = |bytes: Vec<u8>, what: &str| {
+            String::from_utf8(bytes).map_err(|_| {
+                StoreError::Corrupt(format!("tessera_sessions row: {what} is not UTF-8"))
+            })
+        };
+        Ok(RawRecord {
+            hash: self.hash,
+            handle: text(self.handle, "handle")?,
+            user_id: self.user_id.map(|u| text(u, "user_id")).transpose()?,
+            data: self.data,
+            created_at: self.created_at,
+            last_seen_at: self.last_seen_at,
+            authenticated_at: self.authenticated_at,
+            idle_deadline: self.idle_deadline,
+            absolute_deadline: self.absolute_deadline,
+            version: self.version,
+            csrf_secret: self.csrf_secret,
+            client_ip: self.client_ip,
+            user_agent: self.user_agent,
+        })
+    }
+
+    fn decode(self) -> Result<SessionRecord, StoreError> {
+        self.into_raw()?.decode()
+    }
+}
+
+/// A [`Store`] on MySQL 8 or MariaDB 10.6+ (InnoDB). See the
+/// [module docs](self) for its consistency.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), tessera::StoreError> {
+/// let store = tessera_sql::MySqlStore::connect("mysql://tessera@db.internal/tessera").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MySqlStore {
+    pool: MySqlPool,
+    timeout: Duration,
+}
+
+fn migrator() -> Migrator {
+    let mut m = sqlx::migrate!("migrations/mysql");
+    // The application may keep its own sqlx migrations in the same database.
+    m.set_ignore_missing(true);
+    m
+}
+
+impl MySqlStore {
+    /// Connects with default [`SqlOptions`] and runs the migrations.
+    /// `mysql://` and `mariadb://` URLs are accepted alike.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if the server cannot be reached; backend
+    /// errors for a bad URL or a failed migration.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &SqlOptions::default()).await
+    }
+
+    /// Like [`MySqlStore::connect`], with explicit options.
+    ///
+    /// # Errors
+    ///
+    /// As for [`MySqlStore::connect`].
+    pub async fn connect_with(url: &str, options: &SqlOptions) -> Result<Self, StoreError> {
+        let connect = MySqlConnectOptions::from_str(url).map_err(crate::error::map)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(crate::error::map)?;
+        let store = Self {
+            pool,
+            timeout: options.statement_timeout,
+        };
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Runs the embedded migrations (idempotent).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors if a migration fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrator()
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for MySqlStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let e = Encoded::new(record)?;
+        let pool = &self.pool;
+        bounded(
+            self.timeout,
+            retrying!(async {
+                bind_all!(sqlx::query(sql::INSERT), &e)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }),
+        )
+        .await
+    }
+
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        let statement = sql::select_by_hash();
+        let raw = bounded(self.timeout, async {
+            let raw: Option<MySqlRaw> = sqlx::query_as(&statement)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(MySqlRaw::decode).transpose()
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let e = Encoded::new(record)?;
+        let expected = version_to_sql(expected_version)?;
+        let statement = sql::cas_update();
+        let (pool, e, statement) = (&self.pool, &e, statement.as_str());
+        bounded(
+            self.timeout,
+            retrying!(async {
+                let mut conn = pool.acquire().await?;
+                let done = bind_mutable!(sqlx::query(statement), e)
+                    .bind(e.hash)
+                    .bind(expected)
+                    .bind(now.as_millis())
+                    .execute(&mut *conn)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(CasOutcome::Applied);
+                }
+                let next: Option<i64> = sqlx::query_scalar(sql::NEXT_DEADLINE)
+                    .bind(e.hash)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                Ok(miss_or_conflict(next, now))
+            }),
+        )
+        .await
+    }
+
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let e = Encoded::new(new)?;
+        let expected = version_to_sql(expected_version)?;
+        let statement = sql::rotate();
+        let (pool, e, statement) = (&self.pool, &e, statement.as_str());
+        let old = old.as_bytes().as_slice();
+        bounded(
+            self.timeout,
+            retrying!(async {
+                let mut conn = pool.acquire().await?;
+                let done = bind_all!(sqlx::query(statement), e)
+                    .bind(old)
+                    .bind(expected)
+                    .bind(now.as_millis())
+                    .execute(&mut *conn)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(CasOutcome::Applied);
+                }
+                let next: Option<i64> = sqlx::query_scalar(sql::NEXT_DEADLINE)
+                    .bind(old)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                Ok(miss_or_conflict(next, now))
+            }),
+        )
+        .await
+    }
+
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let n = bounded(
+            self.timeout,
+            retrying!(async {
+                let done = sqlx::query(sql::DELETE)
+                    .bind(hash.as_bytes().as_slice())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }),
+        )
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = bounded(
+            self.timeout,
+            retrying!(async {
+                let query = match owner {
+                    None => sqlx::query(sql::DELETE_BY_HANDLE).bind(handle.as_str()),
+                    Some(owner) => sqlx::query(sql::DELETE_BY_HANDLE_OWNED)
+                        .bind(handle.as_str())
+                        .bind(owner),
+                };
+                Ok(query.execute(&self.pool).await?.rows_affected())
+            }),
+        )
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let statement = sql::list_by_user();
+        let rows = bounded(self.timeout, async {
+            let rows: Vec<MySqlRaw> = sqlx::query_as(&statement)
+                .bind(user_id)
+                .bind(now.as_millis())
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows)
+        })
+        .await?;
+        rows.into_iter().map(MySqlRaw::decode).collect()
+    }
+
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+    ) -> Result<u64, StoreError> {
+        bounded(
+            self.timeout,
+            retrying!(async {
+                let query = match except {
+                    None => sqlx::query(sql::DELETE_BY_USER).bind(user_id),
+                    Some(keep) => sqlx::query(sql::DELETE_BY_USER_EXCEPT)
+                        .bind(user_id)
+                        .bind(keep.as_str()),
+                };
+                Ok(query.execute(&self.pool).await?.rows_affected())
+            }),
+        )
+        .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        bounded(
+            self.timeout,
+            retrying!(async {
+                let done = sqlx::query(sql::PURGE)
+                    .bind(now.as_millis())
+                    .bind(limit_to_sql(limit))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }),
+        )
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self.timeout, async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `SELECT … FOR UPDATE`, apply `f`, `UPDATE`, in one transaction:
+    /// concurrent calls queue on the row lock instead of conflicting.
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let select = sql::select_for_update();
+        let update = sql::update_locked();
+        let (select, update) = (select.as_str(), update.as_str());
+        let pool = &self.pool;
+        bounded(
+            self.timeout,
+            retrying!(async {
+                let mut tx = pool.begin().await?;
+                let raw: Option<MySqlRaw> = sqlx::query_as(select)
+                    .bind(hash.as_bytes().as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let raw = raw.map(MySqlRaw::into_raw).transpose()?;
+                let outcome = apply(raw, hash, now, f)?;
+                if let Applied::Write(record) = &outcome {
+                    let e = Encoded::new(record)?;
+                    bind_mutable!(sqlx::query(update), &e)
+                        .bind(e.hash)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(outcome.into_record())
+            }),
+        )
+        .await
+    }
+}

@@ -1,0 +1,192 @@
+//! Shared helpers: fresh databases on real servers, and scenarios every
+//! backend runs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    dead_code,
+    unreachable_pub
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use tessera::record::{ClientMeta, Data, DataChanges};
+use tessera::store::Store;
+use tessera::time::Timestamp;
+use tessera::{Access, SessionManager};
+use tokio::sync::{Barrier, Semaphore};
+
+/// A name no other test run uses.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// `url` with its database path replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(slash) => &base[..after_scheme + slash],
+        None => base,
+    };
+    format!("{base}/{db}{query}")
+}
+
+/// 1,000 increments of one key through `SessionManager::update_value`, 50
+/// in flight at a time: the count must end at exactly 1,000, and no call may
+/// fail (a "database is locked" or a contention error would).
+pub async fn thousand_concurrent_increments(store: Arc<dyn Store>) {
+    let manager = Arc::new(SessionManager::builder_from_arc(store).build().unwrap());
+    let issued = manager
+        .create(None, Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let hash = issued.token.hash();
+    let in_flight = Arc::new(Semaphore::new(50));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let manager = manager.clone();
+        let in_flight = in_flight.clone();
+        tasks.spawn(async move {
+            let _permit = in_flight.acquire_owned().await.unwrap();
+            manager
+                .update_value::<u64, _>(&hash, "n", |n| n.unwrap_or(0) + 1)
+                .await
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined.unwrap() {
+            failures.push(e.to_string());
+        }
+    }
+    assert!(failures.is_empty(), "increments failed: {failures:?}");
+    let record = manager.load_hash(&hash).await.unwrap();
+    assert_eq!(record.data.get("n"), Some(&json!(1000)));
+    assert_eq!(record.version, 1001, "one version per increment");
+}
+
+/// Two `modify` calls released together, each setting its own key: both
+/// keys survive, every round.
+pub async fn concurrent_modifies_keep_both_keys(store: Arc<dyn Store>) {
+    let manager = Arc::new(SessionManager::builder_from_arc(store).build().unwrap());
+    let issued = manager
+        .create(None, Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let hash = issued.token.hash();
+    for round in 0..20 {
+        let barrier = Arc::new(Barrier::new(2));
+        let spawn = |key: String| {
+            let manager = manager.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let mut changes = DataChanges::default();
+                changes.set(key, json!(round));
+                barrier.wait().await;
+                manager.modify(&hash, &changes, Access::Activity).await
+            })
+        };
+        let a = spawn(format!("a{round}"));
+        let b = spawn(format!("b{round}"));
+        a.await.unwrap().unwrap();
+        b.await.unwrap().unwrap();
+    }
+    let record = manager.load_hash(&hash).await.unwrap();
+    for round in 0..20 {
+        assert_eq!(record.data.get(&format!("a{round}")), Some(&json!(round)));
+        assert_eq!(record.data.get(&format!("b{round}")), Some(&json!(round)));
+    }
+    assert_eq!(record.version, 41);
+}
+
+/// 25 expired and 5 live records: a purge with a limit deletes at most that
+/// many, oldest first, and never a live record.
+pub async fn purge_is_bounded(store: Arc<dyn Store>) {
+    let user = tessera::testkit::unique_user("purge");
+    let now = tessera::time::Clock::now(&tessera::time::SystemClock);
+    // Far in the past, so records other tests left behind are not among
+    // the ones counted here (they expire around the real current time).
+    let past = Timestamp::from_millis(1_000_000);
+    let mut expired = Vec::new();
+    for i in 0..25 {
+        let (_, mut record) = tessera::testkit::sample_record(Some(&user));
+        record.created_at = past;
+        record.deadlines.idle = past + Duration::from_millis(i);
+        record.deadlines.absolute = past + Duration::from_secs(60);
+        store.create(&record).await.unwrap();
+        expired.push(record.hash);
+    }
+    let mut live = Vec::new();
+    for _ in 0..5 {
+        let (_, record) = tessera::testkit::sample_record(Some(&user));
+        store.create(&record).await.unwrap();
+        live.push(record.hash);
+    }
+    // `now` for the purge: after every expired deadline, but only the
+    // ones of this test (past + 1 minute), so the counts are exact.
+    let cut = past + Duration::from_secs(60);
+    assert_eq!(store.purge_expired(cut, 10).await.unwrap(), 10);
+    // The oldest deadlines went first.
+    for hash in &expired[..10] {
+        assert!(store.load(hash).await.unwrap().is_none());
+    }
+    assert!(store.load(&expired[10]).await.unwrap().is_some());
+    assert_eq!(store.purge_expired(cut, 10).await.unwrap(), 10);
+    assert_eq!(store.purge_expired(cut, 10).await.unwrap(), 5);
+    assert_eq!(store.purge_expired(cut, 10).await.unwrap(), 0);
+    assert_eq!(store.purge_expired(cut, 0).await.unwrap(), 0);
+    for hash in &live {
+        assert!(store.load(hash).await.unwrap().is_some(), "live record purged");
+    }
+    assert_eq!(store.list_by_user(&user, now).await.unwrap().len(), 5);
+    store.delete_by_user(&user, None).await.unwrap();
+}
+
+/// The sweeper, driven by a manual clock, deletes expired records in
+/// batches and reports it; no sleeping: the test waits for the sweeper's
+/// own "run finished" signal.
+pub async fn sweeper_purges_in_batches(store: Arc<dyn Store>) {
+    let user = tessera::testkit::unique_user("sweep");
+    let past = Timestamp::from_millis(2_000_000);
+    for _ in 0..23 {
+        let (_, mut record) = tessera::testkit::sample_record(Some(&user));
+        record.created_at = past;
+        record.deadlines.idle = past + Duration::from_secs(1);
+        record.deadlines.absolute = past + Duration::from_secs(2);
+        store.create(&record).await.unwrap();
+    }
+    let clock = tessera::time::ManualClock::new(past + Duration::from_secs(3));
+    let config = tessera_sql::SweeperConfig::new(Duration::from_secs(3600), 5).with_max_batches(3);
+    let sweeper = tessera_sql::Sweeper::spawn(store.clone(), Arc::new(clock), config);
+    let mut stats = sweeper.subscribe();
+    stats.wait_for(|s| s.runs >= 1).await.unwrap();
+    // One run: at most 3 batches of 5.
+    assert_eq!(sweeper.stats().purged, 15);
+    assert_eq!(sweeper.stats().failures, 0);
+    // The rest goes in one direct sweep.
+    let rest = tessera_sql::sweep_once(store.as_ref(), past + Duration::from_secs(3), 5, 100)
+        .await
+        .unwrap();
+    assert_eq!(rest, 8);
+    sweeper.stop();
+}
+
+/// Everything a store crate runs against one backend.
+pub async fn run_scenarios(store: Arc<dyn Store>) {
+    tessera::testkit::run_all(store.clone()).await;
+    purge_is_bounded(store.clone()).await;
+    sweeper_purges_in_batches(store.clone()).await;
+    concurrent_modifies_keep_both_keys(store.clone()).await;
+    thousand_concurrent_increments(store).await;
+}
