@@ -6,6 +6,11 @@ pub mod cookie;
 pub mod csrf;
 pub mod error;
 pub mod manager;
+
+/// Security rationale of every default, with sources.
+#[doc = include_str!("../docs/manual.md")]
+pub mod manual {}
+
 pub mod policy;
 mod random;
 pub mod record;
