@@ -27,7 +27,7 @@
 //!
 //! Every Lua script touches one key, so the same code is correct on a
 //! single Redis and on a cluster, where the three keys of a session
-//! generally live on different nodes. The [README] explains the order of
+//! generally live on different nodes. The crate's `README.md` explains the order of
 //! the multi-key operations and the consistency this gives; in short:
 //! authentication depends only on the session key (updated atomically by
 //! compare-and-set scripts), rotation creates the new key before
@@ -35,14 +35,12 @@
 //! revocation generation, and revocation bumps that generation before it
 //! deletes — so a revoke racing a rotation never leaves a working session.
 //!
-//! Requires Redis 7.0 or later (`PEXPIREAT … GT`, `SET`-free scripts that
-//! read `TIME`).
+//! Requires Redis 7.0 or later (`PEXPIREAT … GT`, and scripts that read
+//! `TIME`, which needs effects replication).
 //!
 //! Client: [`fred`] 10, which supports clusters (MOVED/ASK, topology
 //! refresh), Lua with `EVALSHA` and reload on `NOSCRIPT`, automatic
 //! pipelining of concurrent commands, command timeouts and reconnection.
-//!
-//! [README]: https://example.invalid/tessera/crates/tessera-redis/README.md
 #![forbid(unsafe_code)]
 
 mod config;

@@ -182,7 +182,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let env = Env::prefixed("TESSERA_").filter(|key| ENV_KEYS.contains(&key.as_str()));
+        let env = Env::prefixed("TESSERA_")
+            .filter(|key| ENV_KEYS.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
         figment = figment.merge(env).merge(Serialized::defaults(overrides));
         let config: Config = figment
             .extract()

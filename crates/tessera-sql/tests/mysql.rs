@@ -116,11 +116,14 @@ async fn mysql_indexes_serve_user_and_deadline_lookups() {
 
 #[tokio::test]
 async fn unreachable_mysql_is_unavailable() {
-    let options = tessera_sql::SqlOptions::default()
-        .with_acquire_timeout(std::time::Duration::from_secs(2));
+    let options =
+        tessera_sql::SqlOptions::default().with_acquire_timeout(std::time::Duration::from_secs(2));
     // Port 1 on loopback: nothing listens there.
     let err = SqlStore::connect_with("mysql://nobody@127.0.0.1:1/none", options)
         .await
         .unwrap_err();
-    assert!(matches!(err, tessera::StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, tessera::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
 }

@@ -110,7 +110,10 @@ async fn postgres_indexes_serve_user_and_deadline_lookups() {
             "tessera_sessions_handle_key",
         ),
     ] {
-        let plan: Vec<String> = sqlx::query_scalar(query).fetch_all(&mut conn).await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(query)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
         let plan = plan.join("\n");
         assert!(plan.contains(index), "{query}:\n{plan}");
     }
@@ -120,11 +123,14 @@ async fn postgres_indexes_serve_user_and_deadline_lookups() {
 
 #[tokio::test]
 async fn unreachable_postgres_is_unavailable() {
-    let options = tessera_sql::SqlOptions::default()
-        .with_acquire_timeout(std::time::Duration::from_secs(2));
+    let options =
+        tessera_sql::SqlOptions::default().with_acquire_timeout(std::time::Duration::from_secs(2));
     // Port 1 on loopback: nothing listens there.
     let err = SqlStore::connect_with("postgres://nobody@127.0.0.1:1/none", options)
         .await
         .unwrap_err();
-    assert!(matches!(err, tessera::StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, tessera::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
 }

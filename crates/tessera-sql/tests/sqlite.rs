@@ -13,9 +13,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
+use tessera::SessionManager;
 use tessera::record::{ClientMeta, Data};
 use tessera::store::Store;
-use tessera::SessionManager;
 use tessera_sql::{SqlOptions, SqlStore};
 
 async fn file_store(dir: &tempfile::TempDir) -> SqlStore {
@@ -99,7 +99,10 @@ async fn database_files_hold_no_token() {
     // The check above must be able to fail: the hashes are there.
     let last = dumps.last().unwrap();
     for session in &issued {
-        assert!(contains(last, session.record.hash.as_bytes()), "hash missing");
+        assert!(
+            contains(last, session.record.hash.as_bytes()),
+            "hash missing"
+        );
     }
 }
 
@@ -137,7 +140,9 @@ async fn database_file_is_created_with_wal_journal() {
 
 #[tokio::test]
 async fn unknown_scheme_is_refused_without_echoing_the_url() {
-    let err = SqlStore::connect("redis://:hunter2@localhost").await.unwrap_err();
+    let err = SqlStore::connect("redis://:hunter2@localhost")
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("redis"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");

@@ -40,6 +40,8 @@ impl Server {
         Self::start_in(dir, env)
     }
 
+    /// Starts on the database in an existing directory (kept by the caller
+    /// when it is not this server's own).
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
         let clock_ms = now_ms();
         write_atomic(&Self::clock_path(dir.path()), &clock_ms.to_string());
@@ -116,6 +118,15 @@ impl Server {
         let (ok, out, err) = self.cli(&["api-key", "create", "backend"], None);
         assert!(ok, "{err}");
         out.trim().to_owned()
+    }
+}
+
+impl Server {
+    /// Stops the server and hands back its directory (database kept).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 }
 

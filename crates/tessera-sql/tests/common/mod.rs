@@ -25,7 +25,11 @@ pub fn unique_name(prefix: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
 }
 
 /// `url` with its database path replaced by `db`.
@@ -147,7 +151,10 @@ pub async fn purge_is_bounded(store: Arc<dyn Store>) {
     assert_eq!(store.purge_expired(cut, 10).await.unwrap(), 0);
     assert_eq!(store.purge_expired(cut, 0).await.unwrap(), 0);
     for hash in &live {
-        assert!(store.load(hash).await.unwrap().is_some(), "live record purged");
+        assert!(
+            store.load(hash).await.unwrap().is_some(),
+            "live record purged"
+        );
     }
     assert_eq!(store.list_by_user(&user, now).await.unwrap().len(), 5);
     store.delete_by_user(&user, None).await.unwrap();

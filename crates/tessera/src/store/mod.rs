@@ -22,7 +22,7 @@
 //! one. Writes (`update`, `modify`, `rotate`) must treat a record expired at
 //! `now` as missing.
 //!
-//! Every implementation runs the conformance suite in [`crate::testkit`]
+//! Every implementation runs the conformance suite in `tessera::testkit`
 //! (feature `testkit`) unchanged.
 
 mod memory;
