@@ -8,9 +8,11 @@
 //! ## Usage
 //!
 //! ```
-//! use axum::{Router, routing::{get, post}};
+//! use axum::{Router, body::Body, routing::{get, post}};
+//! use http::{Request, StatusCode};
 //! use tessera::{SessionManager, store::MemoryStore};
 //! use tessera_axum::{AuthUser, CsrfToken, Session, SessionLayer, SessionRejection};
+//! use tower::ServiceExt as _;
 //!
 //! async fn sign_in(session: Session) -> Result<&'static str, SessionRejection> {
 //!     // … after checking the password:
@@ -19,7 +21,8 @@
 //! }
 //!
 //! async fn home(user: AuthUser, CsrfToken(csrf): CsrfToken) -> String {
-//!     format!("hello {} (csrf token for forms: {csrf})", user.user_id)
+//!     // Put `csrf` in forms as `csrf_token`, or send it as `X-CSRF-Token`.
+//!     format!("hello {}", user.user_id)
 //! }
 //!
 //! async fn sign_out(session: Session) -> Result<&'static str, SessionRejection> {
@@ -27,13 +30,34 @@
 //!     Ok("bye")
 //! }
 //!
-//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let manager = SessionManager::builder(MemoryStore::new()).build()?;
 //! let app: Router = Router::new()
 //!     .route("/login", post(sign_in))
 //!     .route("/", get(home))
 //!     .route("/logout", post(sign_out))
 //!     .layer(SessionLayer::new(manager));
+//!
+//! // Sign in: the response installs the session cookie.
+//! let login = Request::post("/login").header("sec-fetch-site", "same-origin").body(Body::empty())?;
+//! let response = app.clone().oneshot(login).await?;
+//! let set_cookie = response.headers()["set-cookie"].to_str()?;
+//! assert!(set_cookie.starts_with("__Host-session=tss_"));
+//! assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+//!
+//! // The next request presents it.
+//! let cookie = set_cookie.split(';').next().unwrap_or_default().to_owned();
+//! let home = Request::get("/").header("cookie", &cookie).body(Body::empty())?;
+//! assert_eq!(app.clone().oneshot(home).await?.status(), StatusCode::OK);
+//!
+//! // Without a session: 401 with the reason.
+//! let anonymous = Request::get("/").body(Body::empty())?;
+//! assert_eq!(app.clone().oneshot(anonymous).await?.status(), StatusCode::UNAUTHORIZED);
+//!
+//! // An unsafe request without the CSRF token is refused before the handler.
+//! let forged = Request::post("/logout").header("cookie", &cookie).body(Body::empty())?;
+//! assert_eq!(app.oneshot(forged).await?.status(), StatusCode::FORBIDDEN);
 //! # Ok(()) }
 //! ```
 //!
