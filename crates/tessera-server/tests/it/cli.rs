@@ -1,0 +1,90 @@
+//! The admin commands, run as separate processes against the same file.
+
+use serde_json::json;
+
+use crate::common::{BIN, Server, client, login, run_cli, status};
+
+#[test]
+fn help_texts_are_there() {
+    let out = std::process::Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["serve", "migrate", "sweep", "user", "sessions", "api-key"] {
+        assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
+    }
+    for sub in [&["user", "add", "--help"][..], &["sessions", "revoke", "--help"], &["serve", "--help"]] {
+        let out = std::process::Command::new(BIN).args(sub).output().unwrap();
+        assert!(out.status.success());
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn bad_configuration_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["migrate"])
+        .env("TESSERA_IDLE_TIMEOUT", "30")
+        .env("TESSERA_STORE", format!("sqlite://{}", dir.path().join("x.db").display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration"));
+}
+
+#[test]
+fn migrate_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("m.db").display());
+    let (ok, out, err) = run_cli(&store, &["migrate"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 migration"), "{out}");
+    let (ok, out, _) = run_cli(&store, &["migrate"], None);
+    assert!(ok);
+    assert!(out.contains("0 migration"), "{out}");
+}
+
+#[tokio::test]
+async fn user_commands_change_who_can_sign_in() {
+    let server = Server::start(&[]);
+    let (ok, _, err) = server.cli(&["user", "add", "zoe", "--password-stdin"], Some("zoe-password-1\n"));
+    assert!(ok, "{err}");
+    let (ok, _, err) = server.cli(&["user", "add", "zoe", "--password-stdin"], Some("zoe-password-1\n"));
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, _, _) = server.cli(&["user", "add", "yan", "--password-stdin"], Some("short\n"));
+    assert!(!ok);
+
+    let s = login(&server, "zoe", "zoe-password-1").await;
+    let (ok, _, err) = server.cli(&["user", "passwd", "zoe", "--password-stdin"], Some("zoe-password-2\n"));
+    assert!(ok, "{err}");
+    let attempt = |pw: &'static str| {
+        client()
+            .post(server.at("/login"))
+            .json(&json!({"username": "zoe", "password": pw}))
+            .send()
+    };
+    assert_eq!(attempt("zoe-password-1").await.unwrap().status(), 401);
+    let _ = s;
+    login(&server, "zoe", "zoe-password-2").await;
+
+    let (ok, _, err) = server.cli(&["user", "disable", "zoe"], None);
+    assert!(ok, "{err}");
+    assert_eq!(attempt("zoe-password-2").await.unwrap().status(), 401);
+    let (ok, out, _) = server.cli(&["user", "list"], None);
+    assert!(ok && out.contains("zoe\tdisabled") && out.contains("demo\tactive"), "{out}");
+    let _ = status;
+}
+
+#[test]
+fn api_key_is_printed_once_and_revocable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (ok, out, _) = run_cli(&store, &["api-key", "create", "svc"], None);
+    assert!(ok);
+    assert!(out.trim().starts_with("tsk_"));
+    let (ok, _, err) = run_cli(&store, &["api-key", "create", "svc"], None);
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, _, _) = run_cli(&store, &["api-key", "revoke", "svc"], None);
+    assert!(ok);
+    let (ok, _, _) = run_cli(&store, &["api-key", "revoke", "svc"], None);
+    assert!(!ok);
+}

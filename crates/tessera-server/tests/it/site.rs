@@ -1,0 +1,454 @@
+//! The browser routes: sign-in, status, keepalive, logout, device list,
+//! re-authentication, password change, expiry, rate limits, headers, CSRF.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Server, client, cookie_header, demo_login, login, session_cookie, status};
+
+#[tokio::test]
+async fn first_start_creates_demo_user_once() {
+    let server = Server::start(&[]);
+    let password = server.demo_password.clone().expect("demo password printed");
+    assert_eq!(password.len(), 20);
+    assert!(!server.logs().contains(&password), "the password must not be logged");
+    // The password works; a restart on the same file does not create another.
+    demo_login(&server).await;
+    let dir = server.stop();
+    let again = Server::start_in(dir, &[]);
+    assert!(again.demo_password.is_none());
+}
+
+#[tokio::test]
+async fn login_sets_a_new_cookie_and_kills_the_old_token() {
+    let server = Server::start(&[]);
+    let first = demo_login(&server).await;
+    assert_eq!(first.body["user"], "demo");
+    for field in ["handle", "csrf_token", "idle_expires_at", "absolute_expires_at"] {
+        assert!(first.body[field].is_string(), "{field}");
+    }
+
+    // Signing in again while presenting the first token issues a new one and
+    // kills the old (fixation).
+    let res = client()
+        .post(server.at("/login"))
+        .header("cookie", cookie_header(&first.token))
+        .json(&json!({"username": "demo", "password": server.demo_password.as_deref().unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let second = session_cookie(res.headers()).unwrap();
+    assert_ne!(second, first.token);
+    assert_eq!(status(&server, &first.token).await.0, 401);
+    assert_eq!(status(&server, &second).await.0, 200);
+
+    // The form variant answers 303 to / with the cookie set HttpOnly.
+    let res = client()
+        .post(server.at("/login"))
+        .form(&[("username", "demo"), ("password", server.demo_password.as_deref().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/");
+    let set = res.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"));
+}
+
+#[tokio::test]
+async fn failed_logins_are_generic_and_rate_limited() {
+    let server = Server::start(&[
+        ("TESSERA_LOGIN_MAX_FAILURES_PER_USER", "3"),
+        ("TESSERA_LOGIN_MAX_FAILURES_PER_IP", "100"),
+    ]);
+    let attempt = |user: &'static str, password: String| {
+        let url = server.at("/login");
+        async move {
+            client()
+                .post(url)
+                .json(&json!({"username": user, "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let unknown = attempt("nobody", "whatever-pass".into()).await;
+    assert_eq!(unknown.status(), 401);
+    assert!(session_cookie(unknown.headers()).is_none());
+    let unknown: Value = unknown.json().await.unwrap();
+    let wrong: Value = attempt("demo", "wrong-password".into()).await.json().await.unwrap();
+    assert_eq!(unknown, wrong, "same answer for unknown user and wrong password");
+
+    attempt("demo", "wrong-password".into()).await;
+    attempt("demo", "wrong-password".into()).await;
+    // Now even the right password is refused until the window passes.
+    let res = attempt("demo", server.demo_password.clone().unwrap()).await;
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 15 * 60 + 1);
+    assert!(session_cookie(res.headers()).is_none());
+    // Another user is not affected.
+    assert_eq!(attempt("nobody", "whatever-pass".into()).await.status(), 401);
+
+    let logs = server.logs();
+    assert!(logs.contains("\"event\":\"login_failed\""), "{logs}");
+    assert!(logs.contains("\"event\":\"rate_limited\""), "{logs}");
+    assert!(!logs.contains("wrong-password"), "passwords never logged");
+    let metrics = client().get(server.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tessera_login_failures_total 4"), "{metrics}");
+}
+
+#[tokio::test]
+async fn login_csrf_and_foreign_origins_are_refused() {
+    let server = Server::start(&[]);
+    let pw = server.demo_password.clone().unwrap();
+    for (header, value) in [("sec-fetch-site", "cross-site"), ("origin", "http://evil.example")] {
+        let res = client()
+            .post(server.at("/login"))
+            .header(header, value)
+            .form(&[("username", "demo"), ("password", pw.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{header}");
+        assert!(session_cookie(res.headers()).is_none());
+    }
+    // Same-origin is fine.
+    let origin = server.url.trim_end_matches('/').to_owned();
+    let res = client()
+        .post(server.at("/login"))
+        .header("origin", origin)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("username", "demo"), ("password", pw.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+}
+
+#[tokio::test]
+async fn status_query_does_not_count_as_activity_but_keepalive_does() {
+    let mut server = Server::start(&[
+        ("TESSERA_IDLE_TIMEOUT", "10m"),
+        ("TESSERA_TOUCH_STEP", "1m"),
+    ]);
+    let s = demo_login(&server).await;
+    let (code, first) = status(&server, &s.token).await;
+    assert_eq!(code, 200);
+    for field in [
+        "user", "handle", "created_at", "last_seen_at", "authenticated_at",
+        "idle_expires_at", "absolute_expires_at", "csrf_token",
+    ] {
+        assert!(!first[field].is_null(), "{field}");
+    }
+    server.advance(Duration::from_secs(5 * 60));
+    let (_, later) = status(&server, &s.token).await;
+    assert_eq!(later["idle_expires_at"], first["idle_expires_at"], "status must not touch");
+
+    // Keepalive without a CSRF token: refused, deadline unchanged.
+    let res = client()
+        .post(server.at("/session/keepalive"))
+        .header("cookie", cookie_header(&s.token))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(status(&server, &s.token).await.1["idle_expires_at"], first["idle_expires_at"]);
+
+    let res = client()
+        .post(server.at("/session/keepalive"))
+        .header("cookie", cookie_header(&s.token))
+        .header("accept", "application/json")
+        .header("x-csrf-token", &s.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let moved: Value = res.json().await.unwrap();
+    assert_ne!(moved["idle_expires_at"], first["idle_expires_at"]);
+
+    // 9 more minutes: alive thanks to the keepalive; 11: gone, with the reason.
+    server.advance(Duration::from_secs(9 * 60));
+    assert_eq!(status(&server, &s.token).await.0, 200);
+    server.advance(Duration::from_secs(2 * 60));
+    let (code, body) = status(&server, &s.token).await;
+    assert_eq!(code, 401);
+    assert_eq!(body, json!({"error": "unauthenticated", "reason": "expired_idle"}));
+}
+
+#[tokio::test]
+async fn expired_sessions_show_why_on_the_home_page() {
+    let mut server = Server::start(&[
+        ("TESSERA_IDLE_TIMEOUT", "10m"),
+        ("TESSERA_ABSOLUTE_TIMEOUT", "30m"),
+    ]);
+    // Idle.
+    let s = demo_login(&server).await;
+    server.advance(Duration::from_secs(11 * 60));
+    let res = client()
+        .get(server.at("/"))
+        .header("cookie", cookie_header(&s.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/login?reason=expired_idle");
+    assert_eq!(session_cookie(res.headers()).as_deref(), Some(""), "dead cookie cleared");
+    let page = client().get(server.at("/login?reason=expired_idle")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("because of inactivity"), "{page}");
+
+    // Absolute: activity every 9 minutes does not help past 30 minutes.
+    let s = demo_login(&server).await;
+    for _ in 0..3 {
+        server.advance(Duration::from_secs(9 * 60));
+        let res = client()
+            .get(server.at("/"))
+            .header("cookie", cookie_header(&s.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    server.advance(Duration::from_secs(4 * 60));
+    let (code, body) = status(&server, &s.token).await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("expired_absolute")));
+    let page = client().get(server.at("/login?reason=expired_absolute")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("time limit"));
+    // Unknown reasons are not echoed.
+    let page = client().get(server.at("/login?reason=%3Cscript%3E")).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("<script>alert") && !page.contains("%3Cscript"));
+}
+
+#[tokio::test]
+async fn home_page_and_security_headers() {
+    let server = Server::start(&[]);
+    let s = demo_login(&server).await;
+    let res = client()
+        .get(server.at("/"))
+        .header("cookie", cookie_header(&s.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"));
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(h["referrer-policy"], "same-origin");
+    assert_eq!(h["cache-control"], "no-store");
+    let page = res.text().await.unwrap();
+    for needle in ["Signed in as", "demo", "Stay signed in", "Re-authenticate", "/static/app.js", "csrf_token"] {
+        assert!(page.contains(needle), "{needle}");
+    }
+    assert!(!page.contains("<script>"), "no inline script");
+    let js = client().get(server.at("/static/app.js")).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.text().await.unwrap().contains("/session/keepalive"));
+    // Without a session, / sends you to sign in.
+    let res = client().get(server.at("/")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/login");
+}
+
+#[tokio::test]
+async fn logout_deletes_the_session_and_clears_the_cookie() {
+    let server = Server::start(&[]);
+    let s = demo_login(&server).await;
+    // Without CSRF: refused, still signed in.
+    let res = client()
+        .post(server.at("/logout"))
+        .header("cookie", cookie_header(&s.token))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(status(&server, &s.token).await.0, 200);
+
+    let res = client()
+        .post(server.at("/logout"))
+        .header("cookie", cookie_header(&s.token))
+        .header("accept", "application/json")
+        .header("x-csrf-token", &s.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(session_cookie(res.headers()).as_deref(), Some(""));
+    let (code, body) = status(&server, &s.token).await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("missing")));
+
+    // Form variant: 303.
+    let s = demo_login(&server).await;
+    let res = client()
+        .post(server.at("/logout"))
+        .header("cookie", cookie_header(&s.token))
+        .form(&[("csrf_token", s.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+}
+
+#[tokio::test]
+async fn device_list_revoke_and_revoke_others() {
+    let server = Server::start(&[]);
+    let a = demo_login(&server).await;
+    let b = demo_login(&server).await;
+    let c = demo_login(&server).await;
+    let res = client()
+        .get(server.at("/sessions"))
+        .header("cookie", cookie_header(&a.token))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let list: Vec<Value> = res.json().await.unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
+    let current = list.iter().find(|s| s["current"] == true).unwrap();
+    assert_eq!(current["handle"], a.handle.as_str());
+    for field in ["handle", "created_at", "last_seen_at", "ip", "user_agent"] {
+        assert!(current.get(field).is_some(), "{field}");
+    }
+
+    // DELETE another session: needs CSRF.
+    let url = server.at(&format!("/sessions/{}", b.handle));
+    let res = client().delete(&url).header("cookie", cookie_header(&a.token)).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(status(&server, &b.token).await.0, 200);
+    let res = client()
+        .delete(&url)
+        .header("cookie", cookie_header(&a.token))
+        .header("x-csrf-token", &a.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(status(&server, &b.token).await.0, 401);
+
+    // Another user's handle cannot be revoked.
+    let key = server.api_key();
+    let other: Value = client()
+        .post(server.at("/v1/sessions"))
+        .bearer_auth(&key)
+        .json(&json!({"user_id": "someone"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = client()
+        .delete(server.at(&format!("/sessions/{}", other["handle"].as_str().unwrap())))
+        .header("cookie", cookie_header(&a.token))
+        .header("x-csrf-token", &a.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    let res = client()
+        .post(server.at("/sessions/revoke-others"))
+        .header("cookie", cookie_header(&a.token))
+        .header("accept", "application/json")
+        .header("x-csrf-token", &a.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"revoked": 1}));
+    assert_eq!(status(&server, &c.token).await.0, 401);
+    assert_eq!(status(&server, &a.token).await.0, 200);
+}
+
+#[tokio::test]
+async fn password_change_needs_recent_reauth_and_revokes_other_sessions() {
+    let mut server = Server::start(&[
+        ("TESSERA_REAUTH_WINDOW", "5m"),
+        ("TESSERA_IDLE_TIMEOUT", "30m"),
+    ]);
+    let pw = server.demo_password.clone().unwrap();
+    let a = demo_login(&server).await;
+    let other = demo_login(&server).await;
+    server.advance(Duration::from_secs(6 * 60));
+
+    let change = |token: &str, csrf: &str, current: &str| {
+        client()
+            .post(server.at("/account/password"))
+            .header("cookie", cookie_header(token))
+            .header("x-csrf-token", csrf)
+            .json(&json!({"current_password": current, "new_password": "brand-new-password"}))
+    };
+    let res = change(&a.token, &a.csrf, &pw).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "reauth_required");
+
+    // Re-authenticate: wrong password refused, right one rotates the token.
+    let reauth = |password: &str| {
+        client()
+            .post(server.at("/reauth"))
+            .header("cookie", cookie_header(&a.token))
+            .header("x-csrf-token", &a.csrf)
+            .json(&json!({"password": password}))
+    };
+    assert_eq!(reauth("not-the-password").send().await.unwrap().status(), 401);
+    let res = reauth(&pw).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let token = session_cookie(res.headers()).unwrap();
+    assert_ne!(token, a.token);
+    let body: Value = res.json().await.unwrap();
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(status(&server, &a.token).await.0, 401, "old token dead after reauth");
+
+    // Wrong current password: refused, nothing changed.
+    let res = change(&token, &csrf, "not-the-password").send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(status(&server, &other.token).await.0, 200);
+
+    let res = change(&token, &csrf, &pw).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let new_token = session_cookie(res.headers()).expect("rotated on password change");
+    assert_eq!(res.json::<Value>().await.unwrap()["revoked"], 1);
+    assert_eq!(status(&server, &other.token).await.0, 401);
+    assert_eq!(status(&server, &new_token).await.0, 200);
+    // The new password works, the old one does not.
+    login(&server, "demo", "brand-new-password").await;
+    let res = client()
+        .post(server.at("/login"))
+        .json(&json!({"username": "demo", "password": pw}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn junk_cookies_are_401_never_500() {
+    let server = Server::start(&[]);
+    let real = demo_login(&server).await;
+    let junk = [
+        "session=".to_owned(),
+        "session=tss_".to_owned(),
+        format!("session={}", "A".repeat(8000)),
+        format!("session={}", real.token.replace('A', "B")),
+        format!("session={}; session=tss_{}", real.token, "x".repeat(48)),
+        "session=\u{7f}\u{1}".to_owned(),
+    ];
+    for cookie in junk {
+        let Ok(value) = reqwest::header::HeaderValue::from_bytes(cookie.as_bytes()) else { continue };
+        let res = client().get(server.at("/session")).header("cookie", value).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{cookie:.40}");
+    }
+    // Two different valid tokens: ambiguous, refused.
+    let other = demo_login(&server).await;
+    let both = format!("session={}; session={}", real.token, other.token);
+    let res = client().get(server.at("/session")).header("cookie", both).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    // Both sessions are still intact.
+    assert_eq!(status(&server, &real.token).await.0, 200);
+    assert_eq!(status(&server, &other.token).await.0, 200);
+}
