@@ -157,6 +157,7 @@ pub(crate) type OpResult<T> = Result<T, OpError>;
 /// True for errors after which re-running the whole transaction is the
 /// prescribed fix: deadlocks and serialization failures (SQLSTATE 40001,
 /// 40P01). The transaction was rolled back, so nothing was half-applied.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn is_retryable(e: &OpError) -> bool {
     let OpError::Sql(sqlx::Error::Database(db)) = e else {
         return false;
@@ -170,10 +171,12 @@ fn is_retryable(e: &OpError) -> bool {
 }
 
 /// Attempts at a transaction that keeps hitting deadlocks.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 const RETRY_ATTEMPTS: u32 = 5;
 
 /// Whether attempt number `attempt` (from 1) failed in a way that another
 /// attempt may fix; if so, waits a little first.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) async fn retry_after(e: &OpError, attempt: u32) -> bool {
     if attempt >= RETRY_ATTEMPTS || !is_retryable(e) {
         return false;
@@ -189,6 +192,7 @@ pub(crate) async fn retry_after(e: &OpError, attempt: u32) -> bool {
 /// transaction (or one statement), so a failed attempt left nothing behind.
 /// A macro rather than a function taking a closure: closures returning
 /// borrowing futures defeat the `Send` inference `async_trait` needs.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! retrying {
     ($body:expr) => {
         async {
@@ -204,6 +208,7 @@ macro_rules! retrying {
     };
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) use retrying;
 
 /// Bounds an operation by the configured statement timeout, and maps its
