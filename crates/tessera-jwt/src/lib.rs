@@ -1,0 +1,2 @@
+//! Short-lived signed access tokens for tessera sessions.
+#![forbid(unsafe_code)]
