@@ -32,7 +32,7 @@ fn read_password() -> Result<String, ServerError> {
 ///
 /// Database errors.
 pub async fn migrate(config: Config) -> Result<(), ServerError> {
-    let pool = crate::db::open(&config.store, 1, config.store_timeout).await?;
+    let pool = crate::db::connect(&config.store, 1, config.store_timeout).await?;
     let n = crate::db::migrate(&pool).await?;
     println!("database is up to date ({n} migration(s) applied now)");
     Ok(())

@@ -182,8 +182,11 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let env = Env::prefixed("TESSERA_")
-            .filter(|key| ENV_KEYS.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
+        let env = Env::prefixed("TESSERA_").filter(|key| {
+            ENV_KEYS
+                .iter()
+                .any(|k| key.as_str().eq_ignore_ascii_case(k))
+        });
         figment = figment.merge(env).merge(Serialized::defaults(overrides));
         let config: Config = figment
             .extract()
@@ -315,8 +318,24 @@ pub mod duration {
     ///
     /// A message naming the bad value.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).map_err(serde::de::Error::custom)
+        // Environment variables like `TESSERA_IDLE_TIMEOUT=30` arrive as
+        // numbers; name the missing unit instead of a type mismatch.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(i64),
+            Float(f64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(s) => parse(&s).map_err(serde::de::Error::custom),
+            Raw::Number(n) => Err(serde::de::Error::custom(format!(
+                "invalid duration {n} (a unit is required); write it like 90s, 30m or 12h"
+            ))),
+            Raw::Float(n) => Err(serde::de::Error::custom(format!(
+                "invalid duration {n} (a unit is required); write it like 90s, 30m or 12h"
+            ))),
+        }
     }
 }
 
@@ -406,6 +425,16 @@ mod tests {
             jail.create_file("bad.toml", "idle_timeout = \"10\"\n")?;
             let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("invalid duration"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_durations_name_the_missing_unit() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_IDLE_TIMEOUT", "30");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("a unit is required"), "{err}");
             Ok(())
         });
     }

@@ -65,6 +65,21 @@ pub async fn open(
     pool_size: u32,
     timeout: Duration,
 ) -> Result<SqlitePool, DbError> {
+    let pool = connect(store_url, pool_size, timeout).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Opens (creating if missing) the server database without migrating it.
+///
+/// # Errors
+///
+/// [`DbError`] if the URL is unsupported or SQLite fails.
+pub async fn connect(
+    store_url: &str,
+    pool_size: u32,
+    timeout: Duration,
+) -> Result<SqlitePool, DbError> {
     let url = data_url(store_url)?;
     let in_memory = url.contains(":memory:");
     let options = SqliteConnectOptions::from_str(&url)?
@@ -85,7 +100,6 @@ pub async fn open(
         .acquire_timeout(timeout)
         .connect_with(options)
         .await?;
-    migrate(&pool).await?;
     Ok(pool)
 }
 

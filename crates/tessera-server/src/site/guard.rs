@@ -110,6 +110,11 @@ pub async fn session_guard(
 
     let mut response = next.run(req).await;
 
+    // A refused request (bad CSRF token, bad input, wrong password) is not
+    // user activity: it must leave the stored session exactly as it was.
+    if response.status().is_client_error() {
+        session.mark_status_query();
+    }
     match session.commit().await {
         Ok(CookieAction::Keep) => {}
         Ok(CookieAction::Set { token, max_age }) => {

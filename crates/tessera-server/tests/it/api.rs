@@ -43,7 +43,12 @@ async fn list(server: &Server, key: &str, user: &str) -> Vec<Value> {
 async fn v1_requires_an_api_key() {
     let server = Server::start(&[]);
     let key = server.api_key();
-    for auth in [None, Some("tsk_junk"), Some("Bearer"), Some("x".repeat(10_000).as_str())] {
+    for auth in [
+        None,
+        Some("tsk_junk"),
+        Some("Bearer"),
+        Some("x".repeat(10_000).as_str()),
+    ] {
         let mut req = client()
             .post(server.at("/v1/sessions"))
             .json(&json!({"user_id": "alice"}));
@@ -54,7 +59,10 @@ async fn v1_requires_an_api_key() {
         assert_eq!(res.status(), 401);
         assert_eq!(res.headers()["www-authenticate"], "Bearer");
     }
-    assert!(list(&server, &key, "alice").await.is_empty(), "rejected requests created nothing");
+    assert!(
+        list(&server, &key, "alice").await.is_empty(),
+        "rejected requests created nothing"
+    );
 
     // A revoked key stops working.
     let (ok, _, err) = server.cli(&["api-key", "revoke", "backend"], None);
@@ -183,7 +191,12 @@ async fn revoke_all_of_a_user() {
     let server = Server::start(&[]);
     let key = server.api_key();
     for _ in 0..3 {
-        assert_eq!(create(&server, &key, json!({"user_id": "carol"})).await.status(), 201);
+        assert_eq!(
+            create(&server, &key, json!({"user_id": "carol"}))
+                .await
+                .status(),
+            201
+        );
     }
     create(&server, &key, json!({"user_id": "dave"})).await;
     let res = client()
@@ -206,14 +219,22 @@ async fn verify_reports_idle_and_absolute_expiry() {
         ("TESSERA_TOUCH_STEP", "0s"),
     ]);
     let key = server.api_key();
-    let a: Value = create(&server, &key, json!({"user_id": "erin"})).await.json().await.unwrap();
+    let a: Value = create(&server, &key, json!({"user_id": "erin"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     server.advance(Duration::from_secs(11 * 60));
     let (code, v) = verify(&server, &key, a["token"].as_str().unwrap()).await;
     assert_eq!((code, v["reason"].as_str()), (401, Some("expired_idle")));
 
     // Activity every 9 minutes keeps a session alive only up to the
     // absolute limit.
-    let b: Value = create(&server, &key, json!({"user_id": "erin"})).await.json().await.unwrap();
+    let b: Value = create(&server, &key, json!({"user_id": "erin"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = b["token"].as_str().unwrap();
     for _ in 0..6 {
         server.advance(Duration::from_secs(9 * 60));
@@ -221,7 +242,10 @@ async fn verify_reports_idle_and_absolute_expiry() {
     }
     server.advance(Duration::from_secs(9 * 60));
     let (code, v) = verify(&server, &key, token).await;
-    assert_eq!((code, v["reason"].as_str()), (401, Some("expired_absolute")));
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (401, Some("expired_absolute"))
+    );
 }
 
 #[tokio::test]
@@ -236,25 +260,43 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
             .body(body)
     };
 
-    let res = post("/v1/sessions", "{\"user_id\": ".into()).send().await.unwrap();
+    let res = post("/v1/sessions", "{\"user_id\": ".into())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "invalid_json");
     assert!(body["message"].as_str().unwrap().contains("EOF"), "{body}");
 
-    let res = post("/v1/sessions", "{\"data\": {}}".into()).send().await.unwrap();
+    let res = post("/v1/sessions", "{\"data\": {}}".into())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("user_id"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("user_id"),
+        "{body}"
+    );
 
-    let big = format!("{{\"user_id\": \"x\", \"data\": {{\"k\": \"{}\"}}}}", "a".repeat(4096));
+    let big = format!(
+        "{{\"user_id\": \"x\", \"data\": {{\"k\": \"{}\"}}}}",
+        "a".repeat(4096)
+    );
     let res = post("/v1/sessions", big).send().await.unwrap();
     assert_eq!(res.status(), 413);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "payload_too_large");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "payload_too_large"
+    );
 
     for junk in ["", "tss_", "tss_AAAA", &"x".repeat(900), "tss_\u{1F600}"] {
         let body = json!({"token": junk}).to_string();
-        let res = post("/v1/sessions/verify", body.clone()).send().await.unwrap();
+        let res = post("/v1/sessions/verify", body.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401, "{junk}");
         let res = post("/v1/sessions/rotate", body).send().await.unwrap();
         assert_eq!(res.status(), 401, "{junk}");
@@ -267,7 +309,11 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let res = client().get(server.at("/no/such/route")).send().await.unwrap();
+    let res = client()
+        .get(server.at("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
 
     // Nothing was created by any of it.
@@ -284,7 +330,11 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
 async fn forward_auth_reads_the_session_cookie() {
     let server = Server::start(&[]);
     let key = server.api_key();
-    let created: Value = create(&server, &key, json!({"user_id": "frank"})).await.json().await.unwrap();
+    let created: Value = create(&server, &key, json!({"user_id": "frank"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = created["token"].as_str().unwrap();
 
     let res = client()
@@ -295,9 +345,16 @@ async fn forward_auth_reads_the_session_cookie() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-tessera-user"], "frank");
-    assert_eq!(res.headers()["x-tessera-session"], created["handle"].as_str().unwrap());
+    assert_eq!(
+        res.headers()["x-tessera-session"],
+        created["handle"].as_str().unwrap()
+    );
 
-    for cookie in [None, Some("session=junk".to_owned()), Some(format!("session={token}x"))] {
+    for cookie in [
+        None,
+        Some("session=junk".to_owned()),
+        Some(format!("session={token}x")),
+    ] {
         let mut req = client().get(server.at("/v1/auth/verify"));
         if let Some(c) = cookie {
             req = req.header("cookie", c);
@@ -312,11 +369,34 @@ async fn forward_auth_reads_the_session_cookie() {
 async fn ops_endpoints() {
     let server = Server::start(&[]);
     let key = server.api_key();
-    assert_eq!(client().get(server.at("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(client().get(server.at("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client()
+            .get(server.at("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client()
+            .get(server.at("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     create(&server, &key, json!({"user_id": "gina"})).await;
 
-    let text = client().get(server.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = client()
+        .get(server.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("tessera_sessions_created_total 1"), "{text}");
     for name in [
         "tessera_sessions_rotated_total",
@@ -330,7 +410,14 @@ async fn ops_endpoints() {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
 
-    let doc: Value = client().get(server.at("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = client()
+        .get(server.at("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for p in [
         "/v1/sessions",

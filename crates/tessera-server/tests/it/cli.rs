@@ -6,12 +6,19 @@ use crate::common::{BIN, Server, client, login, run_cli, status};
 
 #[test]
 fn help_texts_are_there() {
-    let out = std::process::Command::new(BIN).arg("--help").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for cmd in ["serve", "migrate", "sweep", "user", "sessions", "api-key"] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
     }
-    for sub in [&["user", "add", "--help"][..], &["sessions", "revoke", "--help"], &["serve", "--help"]] {
+    for sub in [
+        &["user", "add", "--help"][..],
+        &["sessions", "revoke", "--help"],
+        &["serve", "--help"],
+    ] {
         let out = std::process::Command::new(BIN).args(sub).output().unwrap();
         assert!(out.status.success());
         assert!(!out.stdout.is_empty());
@@ -24,7 +31,10 @@ fn bad_configuration_is_reported() {
     let out = std::process::Command::new(BIN)
         .args(["migrate"])
         .env("TESSERA_IDLE_TIMEOUT", "30")
-        .env("TESSERA_STORE", format!("sqlite://{}", dir.path().join("x.db").display()))
+        .env(
+            "TESSERA_STORE",
+            format!("sqlite://{}", dir.path().join("x.db").display()),
+        )
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -46,15 +56,24 @@ fn migrate_is_idempotent() {
 #[tokio::test]
 async fn user_commands_change_who_can_sign_in() {
     let server = Server::start(&[]);
-    let (ok, _, err) = server.cli(&["user", "add", "zoe", "--password-stdin"], Some("zoe-password-1\n"));
+    let (ok, _, err) = server.cli(
+        &["user", "add", "zoe", "--password-stdin"],
+        Some("zoe-password-1\n"),
+    );
     assert!(ok, "{err}");
-    let (ok, _, err) = server.cli(&["user", "add", "zoe", "--password-stdin"], Some("zoe-password-1\n"));
+    let (ok, _, err) = server.cli(
+        &["user", "add", "zoe", "--password-stdin"],
+        Some("zoe-password-1\n"),
+    );
     assert!(!ok && err.contains("exists"), "{err}");
     let (ok, _, _) = server.cli(&["user", "add", "yan", "--password-stdin"], Some("short\n"));
     assert!(!ok);
 
     let s = login(&server, "zoe", "zoe-password-1").await;
-    let (ok, _, err) = server.cli(&["user", "passwd", "zoe", "--password-stdin"], Some("zoe-password-2\n"));
+    let (ok, _, err) = server.cli(
+        &["user", "passwd", "zoe", "--password-stdin"],
+        Some("zoe-password-2\n"),
+    );
     assert!(ok, "{err}");
     let attempt = |pw: &'static str| {
         client()
@@ -70,7 +89,10 @@ async fn user_commands_change_who_can_sign_in() {
     assert!(ok, "{err}");
     assert_eq!(attempt("zoe-password-2").await.unwrap().status(), 401);
     let (ok, out, _) = server.cli(&["user", "list"], None);
-    assert!(ok && out.contains("zoe\tdisabled") && out.contains("demo\tactive"), "{out}");
+    assert!(
+        ok && out.contains("zoe\tdisabled") && out.contains("demo\tactive"),
+        "{out}"
+    );
     let _ = status;
 }
 

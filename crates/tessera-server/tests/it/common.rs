@@ -22,7 +22,13 @@ pub struct Server {
 }
 
 pub fn now_ms() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
 }
 
 impl Server {
@@ -102,7 +108,10 @@ impl Server {
     /// Moves the server's session clock forward.
     pub fn advance(&mut self, by: Duration) {
         self.clock_ms += i64::try_from(by.as_millis()).unwrap();
-        write_atomic(&Self::clock_path(self.dir.path()), &self.clock_ms.to_string());
+        write_atomic(
+            &Self::clock_path(self.dir.path()),
+            &self.clock_ms.to_string(),
+        );
     }
 
     pub fn logs(&self) -> String {

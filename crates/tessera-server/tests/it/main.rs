@@ -1,6 +1,11 @@
 //! Integration tests: every test starts the real `tessera` binary on a free
 //! port with a temporary SQLite file and talks HTTP to it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 #![allow(missing_docs, unreachable_pub)]
 
 mod api;
