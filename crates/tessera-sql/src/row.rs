@@ -161,23 +161,21 @@ impl RawRecord {
             ip: self.client_ip,
             user_agent: self.user_agent,
         };
-        // `SessionRecord` is non-exhaustive, so the only way to build one
-        // outside the core is its constructor; every generated field is
-        // then overwritten with the stored value.
-        let mut record = SessionRecord::new(
-            TokenHash::from_bytes(hash),
-            self.user_id,
-            Timestamp::from_millis(self.created_at),
+        // A struct literal, not `SessionRecord::new`: decoding must not draw
+        // randomness, and a new record field must fail to compile here.
+        let record = SessionRecord {
+            hash: TokenHash::from_bytes(hash),
+            handle,
+            user_id: self.user_id,
+            data,
+            created_at: Timestamp::from_millis(self.created_at),
+            last_seen_at: Timestamp::from_millis(self.last_seen_at),
+            authenticated_at: self.authenticated_at.map(Timestamp::from_millis),
             deadlines,
+            version,
+            csrf_secret: CsrfSecret::from_bytes(csrf),
             client,
-        )
-        .map_err(StoreError::backend)?;
-        record.handle = handle;
-        record.data = data;
-        record.last_seen_at = Timestamp::from_millis(self.last_seen_at);
-        record.authenticated_at = self.authenticated_at.map(Timestamp::from_millis);
-        record.version = version;
-        record.csrf_secret = CsrfSecret::from_bytes(csrf);
+        };
         Ok(record)
     }
 }

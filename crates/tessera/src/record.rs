@@ -36,8 +36,11 @@ pub type Data = Map<String, Value>;
 /// assert!(record.is_valid_at(now));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Deliberately *not* `#[non_exhaustive]`: stores build records field by
+/// field when decoding, and a new field must break their build rather than
+/// silently default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct SessionRecord {
     /// Hash of the current token: the store key.
     pub hash: TokenHash,
