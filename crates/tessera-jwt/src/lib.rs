@@ -1,2 +1,22 @@
-//! Short-lived signed access tokens for tessera sessions.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+
+pub mod claims;
+mod error;
+mod jwks;
+mod keys;
+mod keystore;
+mod sign;
+mod verify;
+
+pub use crate::claims::AccessClaims;
+pub use crate::error::{BoxError, IssueError, KeyError, Part, VerifyError};
+pub use crate::jwks::{Jwk, Jwks, PublicKeySet};
+pub use crate::keys::{
+    Algorithm, DEFAULT_LEEWAY, DEFAULT_LIFETIME, DEFAULT_RETENTION, KeyInfo, KeySet, Kid,
+};
+pub use crate::keystore::KeyStore;
+pub use crate::sign::{AccessToken, Issuer, IssuerConfig};
+pub use crate::verify::{
+    MAX_TOKEN_LEN, SessionCheck, StoreSessionCheck, VerifiedToken, Verifier, VerifierConfig,
+};

@@ -1,0 +1,496 @@
+//! Signing keys: algorithms, key ids, private and public key material, and
+//! the in-memory [`KeySet`] with its rotation rules.
+//!
+//! Every key is bound to exactly one algorithm when it is made; the
+//! verifier takes the algorithm from the key named by `kid`, never from the
+//! token alone (RFC 8725 §3.1). Private keys are only ever shown as
+//! `<redacted>` in `Debug` output and are zeroed when dropped.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::Signer as _;
+use p256::ecdsa::signature::Verifier as _;
+use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
+use serde::{Deserialize, Serialize};
+use tessera::time::Timestamp;
+use zeroize::Zeroizing;
+
+use crate::error::KeyError;
+use crate::jwks::{Jwk, Jwks};
+
+/// Default access-token lifetime: 10 minutes. Short, because an issued
+/// access token cannot be recalled (see the crate docs on revocation).
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+/// Default clock-skew leeway of the verifier: 30 seconds.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Default time a retired key stays published: the default token lifetime
+/// plus the default leeway, so every token it signed has expired everywhere
+/// before verifiers forget the key.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(10 * 60 + 30);
+
+/// A JWS signature algorithm tessera signs and verifies with.
+///
+/// Only asymmetric algorithms exist here: there is no `none` and no HMAC
+/// variant, so neither can be configured by mistake (RFC 8725 §3.1-3.2).
+///
+/// ```
+/// use tessera_jwt::Algorithm;
+/// assert_eq!(Algorithm::default(), Algorithm::EdDSA);
+/// assert_eq!(Algorithm::from_name("ES256"), Some(Algorithm::Es256));
+/// assert_eq!(Algorithm::from_name("none"), None);
+/// assert_eq!(Algorithm::from_name("HS256"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Algorithm {
+    /// EdDSA over Ed25519 (RFC 8037). The default: small keys, fast,
+    /// deterministic, no nonce to get wrong.
+    #[default]
+    #[serde(rename = "EdDSA")]
+    EdDSA,
+    /// ECDSA over P-256 with SHA-256 (RFC 7518 §3.4), for clients whose
+    /// libraries lack EdDSA.
+    #[serde(rename = "ES256")]
+    Es256,
+}
+
+impl Algorithm {
+    /// The JOSE `alg` name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Algorithm::EdDSA => "EdDSA",
+            Algorithm::Es256 => "ES256",
+        }
+    }
+
+    /// Parses a JOSE `alg` name. Names are case-sensitive (RFC 7515 §4.1.1).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "EdDSA" => Some(Algorithm::EdDSA),
+            "ES256" => Some(Algorithm::Es256),
+            _ => None,
+        }
+    }
+
+    /// Length of a raw signature: 64 bytes for both (Ed25519 `R||S`,
+    /// ECDSA `r||s` as fixed-width big-endian integers, RFC 7518 §3.4).
+    pub(crate) const fn signature_len(self) -> usize {
+        64
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A key id (`kid`): 128 random bits, base64url.
+///
+/// Parsed kids are limited to 1-64 characters of `[A-Za-z0-9_-]`, so a kid
+/// can safely name a file and never needs escaping in logs.
+///
+/// ```
+/// use tessera_jwt::Kid;
+/// let kid = Kid::generate()?;
+/// assert_eq!(Kid::parse(kid.as_str()), Some(kid));
+/// assert_eq!(Kid::parse("../../etc/passwd"), None);
+/// # Ok::<(), tessera_jwt::KeyError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Kid(String);
+
+impl Kid {
+    const MAX_LEN: usize = 64;
+
+    /// A new random key id.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Random`] if the OS CSPRNG fails.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).map_err(|_| KeyError::Random)?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(raw)))
+    }
+
+    /// Validates a key id from input (a token header, a manifest, a JWKS).
+    pub fn parse(input: &str) -> Option<Self> {
+        let ok = !input.is_empty()
+            && input.len() <= Self::MAX_LEN
+            && input
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(input.to_owned()))
+    }
+
+    /// The key id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Kid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Kid::parse(&s).ok_or_else(|| serde::de::Error::custom("invalid kid"))
+    }
+}
+
+impl fmt::Display for Kid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Private key material. Never printed; zeroed on drop by the underlying
+/// crates (`ZeroizeOnDrop`).
+#[derive(Clone)]
+pub(crate) enum PrivateKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    Es256(p256::ecdsa::SigningKey),
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl PrivateKey {
+    /// A fresh key from the OS CSPRNG.
+    pub(crate) fn generate(alg: Algorithm) -> Result<Self, KeyError> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        match alg {
+            Algorithm::EdDSA => {
+                getrandom::fill(seed.as_mut()).map_err(|_| KeyError::Random)?;
+                Ok(Self::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed)))
+            }
+            Algorithm::Es256 => {
+                // A uniformly random 32-byte string is a valid P-256 scalar
+                // unless it is zero or >= n (probability ~2^-32); draw again
+                // in that case rather than reduce, which would bias the key.
+                for _ in 0..16 {
+                    getrandom::fill(seed.as_mut()).map_err(|_| KeyError::Random)?;
+                    if let Ok(secret) = p256::SecretKey::from_slice(seed.as_ref()) {
+                        return Ok(Self::Es256(p256::ecdsa::SigningKey::from(secret)));
+                    }
+                }
+                Err(KeyError::Random)
+            }
+        }
+    }
+
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        match self {
+            Self::Ed25519(_) => Algorithm::EdDSA,
+            Self::Es256(_) => Algorithm::Es256,
+        }
+    }
+
+    pub(crate) fn public(&self) -> PublicKey {
+        match self {
+            Self::Ed25519(k) => PublicKey::Ed25519(k.verifying_key()),
+            Self::Es256(k) => PublicKey::Es256(*k.verifying_key()),
+        }
+    }
+
+    /// Raw JWS signature over `msg` (Ed25519 is deterministic; ECDSA uses
+    /// RFC 6979 deterministic nonces, so no per-signature randomness can
+    /// leak the key).
+    pub(crate) fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Ed25519(k) => k.sign(msg).to_bytes().to_vec(),
+            Self::Es256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(msg);
+                sig.to_bytes().to_vec()
+            }
+        }
+    }
+
+    /// PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), in zeroed-on-drop memory.
+    pub(crate) fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        match self {
+            Self::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
+            Self::Es256(k) => p256::SecretKey::from(k).to_pkcs8_pem(LineEnding::LF),
+        }
+        .map_err(|_| KeyError::Encoding)
+    }
+
+    /// Parses PKCS#8 PEM of the given algorithm; a key of another algorithm
+    /// is refused.
+    pub(crate) fn from_pkcs8_pem(alg: Algorithm, pem: &str) -> Option<Self> {
+        match alg {
+            Algorithm::EdDSA => ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+                .ok()
+                .map(Self::Ed25519),
+            Algorithm::Es256 => p256::SecretKey::from_pkcs8_pem(pem)
+                .ok()
+                .map(|s| Self::Es256(p256::ecdsa::SigningKey::from(s))),
+        }
+    }
+}
+
+/// Public key material, bound to its algorithm by its variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PublicKey {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Es256(p256::ecdsa::VerifyingKey),
+}
+
+impl PublicKey {
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        match self {
+            Self::Ed25519(_) => Algorithm::EdDSA,
+            Self::Es256(_) => Algorithm::Es256,
+        }
+    }
+
+    /// Verifies a raw JWS signature. Ed25519 uses `verify_strict`, which
+    /// also refuses non-canonical and small-order encodings, so a valid
+    /// token has exactly one valid signature encoding.
+    pub(crate) fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match self {
+            Self::Ed25519(k) => {
+                let Ok(bytes) = <[u8; 64]>::try_from(sig) else {
+                    return false;
+                };
+                let sig = ed25519_dalek::Signature::from_bytes(&bytes);
+                k.verify_strict(msg, &sig).is_ok()
+            }
+            Self::Es256(k) => {
+                // `from_slice` refuses r or s of zero or >= n.
+                let Ok(sig) = p256::ecdsa::Signature::from_slice(sig) else {
+                    return false;
+                };
+                k.verify(msg, &sig).is_ok()
+            }
+        }
+    }
+
+    /// The RFC 7517 JWK of this key (public members only).
+    pub(crate) fn to_jwk(&self, kid: &Kid) -> Jwk {
+        match self {
+            Self::Ed25519(k) => Jwk::okp_ed25519(URL_SAFE_NO_PAD.encode(k.as_bytes()), kid),
+            Self::Es256(k) => {
+                let point = k.to_encoded_point(false);
+                let x = point.x().map(|x| URL_SAFE_NO_PAD.encode(x));
+                let y = point.y().map(|y| URL_SAFE_NO_PAD.encode(y));
+                // An uncompressed SEC1 point of a valid key always has both
+                // coordinates; the identity point cannot be a public key.
+                Jwk::ec_p256(x.unwrap_or_default(), y.unwrap_or_default(), kid)
+            }
+        }
+    }
+}
+
+/// What is known about one key: its id, algorithm and life cycle. This is
+/// also one entry of the key store's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The key id, sent in each token header.
+    pub kid: Kid,
+    /// The one algorithm this key signs and verifies with.
+    pub algorithm: Algorithm,
+    /// When the key was generated (milliseconds since the epoch).
+    pub created_at: Timestamp,
+    /// When the key stopped signing (milliseconds since the epoch); `None`
+    /// while it is the active signing key.
+    pub retired_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct KeyEntry {
+    pub(crate) info: KeyInfo,
+    pub(crate) private: PrivateKey,
+}
+
+/// The signing keys of an issuer: at most one active key that signs, plus
+/// retired keys that are still published until every token they signed has
+/// expired.
+///
+/// [`KeySet::rotate`] adds a new active key and retires the previous one.
+/// A retired key stays in [`KeySet::jwks`] and [`KeySet::public_keys`] for
+/// [`KeySet::retention`] after its retirement (token lifetime + leeway), and
+/// is then dropped. Use [`KeyStore`](crate::KeyStore) to keep a key set on
+/// disk.
+///
+/// ```
+/// use tessera::time::Timestamp;
+/// use tessera_jwt::{Algorithm, KeySet};
+///
+/// let t0 = Timestamp::from_millis(1_700_000_000_000);
+/// let mut keys = KeySet::generate(Algorithm::EdDSA, t0)?;
+/// let first = keys.current().unwrap().kid.clone();
+/// let second = keys.rotate(Algorithm::EdDSA, t0)?;
+/// assert_eq!(keys.current().unwrap().kid, second);
+/// // The retired key is still published, so tokens it signed still verify.
+/// assert_eq!(keys.jwks(t0).keys.len(), 2);
+/// // After the retention period it is gone.
+/// let later = t0 + keys.retention();
+/// assert_eq!(keys.jwks(later).keys.len(), 1);
+/// assert_eq!(keys.prune(later), vec![first]);
+/// # Ok::<(), tessera_jwt::KeyError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    entries: Vec<KeyEntry>,
+    retention: Duration,
+}
+
+impl KeySet {
+    /// An empty key set whose retired keys stay published for `retention`.
+    /// `retention` must be at least the longest token lifetime an
+    /// [`Issuer`](crate::Issuer) uses with this set (enforced there).
+    pub fn new(retention: Duration) -> Self {
+        Self {
+            entries: Vec::new(),
+            retention,
+        }
+    }
+
+    /// A key set with one fresh active key and [`DEFAULT_RETENTION`].
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Random`] if the OS CSPRNG fails.
+    pub fn generate(alg: Algorithm, now: Timestamp) -> Result<Self, KeyError> {
+        let mut set = Self::new(DEFAULT_RETENTION);
+        set.rotate(alg, now)?;
+        Ok(set)
+    }
+
+    /// How long a retired key stays published.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// Adds a freshly generated active key of algorithm `alg` and retires
+    /// the previous active key (it stops signing now but stays published for
+    /// [`KeySet::retention`]). Returns the new key's id.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Random`] if the OS CSPRNG fails; the set is unchanged.
+    pub fn rotate(&mut self, alg: Algorithm, now: Timestamp) -> Result<Kid, KeyError> {
+        let private = PrivateKey::generate(alg)?;
+        let kid = Kid::generate()?;
+        self.install(
+            KeyEntry {
+                info: KeyInfo {
+                    kid: kid.clone(),
+                    algorithm: alg,
+                    created_at: now,
+                    retired_at: None,
+                },
+                private,
+            },
+            now,
+        );
+        Ok(kid)
+    }
+
+    /// Retires the active key (if any) at `now` and makes `entry` active.
+    pub(crate) fn install(&mut self, entry: KeyEntry, now: Timestamp) {
+        for e in &mut self.entries {
+            if e.info.retired_at.is_none() {
+                e.info.retired_at = Some(now);
+            }
+        }
+        self.entries.push(entry);
+    }
+
+    pub(crate) fn from_entries(entries: Vec<KeyEntry>, retention: Duration) -> Self {
+        Self { entries, retention }
+    }
+
+    /// The active signing key, if there is one.
+    pub fn current(&self) -> Option<&KeyInfo> {
+        self.current_entry().map(|e| &e.info)
+    }
+
+    pub(crate) fn current_entry(&self) -> Option<&KeyEntry> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.info.retired_at.is_none())
+    }
+
+    /// Every key in the set, oldest first, including retired keys whose
+    /// retention is over but that have not been pruned yet.
+    pub fn keys(&self) -> impl Iterator<Item = &KeyInfo> {
+        self.entries.iter().map(|e| &e.info)
+    }
+
+    /// The end of a key's publication: `retired_at + retention`, or `None`
+    /// while it is active.
+    pub fn published_until(&self, info: &KeyInfo) -> Option<Timestamp> {
+        info.retired_at.map(|r| r + self.retention)
+    }
+
+    /// Whether a key is still published (and accepted) at `now`.
+    pub fn is_published(&self, info: &KeyInfo, now: Timestamp) -> bool {
+        self.published_until(info).is_none_or(|end| now < end)
+    }
+
+    /// Drops the keys whose publication ended at or before `now`; returns
+    /// their ids.
+    pub fn prune(&mut self, now: Timestamp) -> Vec<Kid> {
+        let retention = self.retention;
+        let mut removed = Vec::new();
+        self.entries.retain(|e| {
+            let keep = e.info.retired_at.is_none_or(|r| now < r + retention);
+            if !keep {
+                removed.push(e.info.kid.clone());
+            }
+            keep
+        });
+        removed
+    }
+
+    /// Removes a key at once, whatever its state: for a key that is known or
+    /// suspected to be compromised. Tokens it signed stop verifying
+    /// immediately. Returns whether the key was present. If it was the
+    /// active key, the set has no signing key until the next
+    /// [`KeySet::rotate`].
+    pub fn remove(&mut self, kid: &Kid) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| &e.info.kid != kid);
+        self.entries.len() != before
+    }
+
+    /// The RFC 7517 JWK Set of the keys published at `now`: public members
+    /// only, never private material.
+    pub fn jwks(&self, now: Timestamp) -> Jwks {
+        Jwks {
+            keys: self
+                .entries
+                .iter()
+                .filter(|e| self.is_published(&e.info, now))
+                .map(|e| e.private.public().to_jwk(&e.info.kid))
+                .collect(),
+        }
+    }
+
+    /// The public keys for a local [`Verifier`](crate::Verifier), each
+    /// with its publication window, so a retired key stops verifying at
+    /// the same moment it leaves the JWKS.
+    pub fn public_keys(&self) -> crate::PublicKeySet {
+        crate::PublicKeySet::from_parts(
+            self.entries
+                .iter()
+                .map(|e| crate::jwks::PublicEntry {
+                    kid: e.info.kid.clone(),
+                    key: e.private.public(),
+                    retired_at: e.info.retired_at,
+                    published_until: self.published_until(&e.info),
+                })
+                .collect(),
+        )
+    }
+}
