@@ -34,6 +34,11 @@ pub enum AuditKind {
     CsrfRejected,
     /// The user re-authenticated (step-up).
     Reauthenticated,
+    /// A refresh token was exchanged for a new one.
+    Refreshed,
+    /// A refresh token that had already been used was presented again: the
+    /// whole family was revoked (RFC 9700 §4.14.2, suspected theft).
+    RefreshReuseDetected,
 }
 
 impl AuditKind {
@@ -53,6 +58,8 @@ impl AuditKind {
             Self::AmbiguousCookie => "ambiguous_cookie",
             Self::CsrfRejected => "csrf_rejected",
             Self::Reauthenticated => "reauthenticated",
+            Self::Refreshed => "refreshed",
+            Self::RefreshReuseDetected => "refresh_reuse_detected",
         }
     }
 }

@@ -95,6 +95,9 @@ pub enum SessionError {
     /// The OS CSPRNG failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The operation needs something this manager was not configured with.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
 }
 
 impl SessionError {

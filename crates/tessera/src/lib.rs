@@ -14,6 +14,7 @@ pub mod manual {}
 pub mod policy;
 mod random;
 pub mod record;
+pub mod refresh;
 pub mod session;
 pub mod store;
 #[cfg(feature = "testkit")]

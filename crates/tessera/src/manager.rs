@@ -24,6 +24,7 @@ use crate::csrf::CsrfSecret;
 use crate::error::SessionError;
 use crate::policy::{PolicyError, SessionPolicy};
 use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
+use crate::refresh::RefreshStore;
 use crate::store::{CasOutcome, Modify, Store};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{SessionToken, TokenHash};
@@ -79,6 +80,7 @@ impl Issued {
 /// Builds a [`SessionManager`].
 pub struct SessionManagerBuilder {
     store: Arc<dyn Store>,
+    refresh: Option<Arc<dyn RefreshStore>>,
     policy: SessionPolicy,
     clock: Arc<dyn Clock>,
 }
@@ -96,6 +98,13 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// Enables refresh tokens, kept in `store` (normally the same backend
+    /// object as the session store).
+    pub fn refresh_store(mut self, store: Arc<dyn RefreshStore>) -> Self {
+        self.refresh = Some(store);
+        self
+    }
+
     /// Validates the policy and builds the manager.
     ///
     /// # Errors
@@ -106,6 +115,7 @@ impl SessionManagerBuilder {
         Ok(SessionManager {
             inner: Arc::new(Inner {
                 store: self.store,
+                refresh: self.refresh,
                 policy: self.policy,
                 clock: self.clock,
             }),
@@ -137,6 +147,7 @@ pub struct SessionManager {
 
 struct Inner {
     store: Arc<dyn Store>,
+    refresh: Option<Arc<dyn RefreshStore>>,
     policy: SessionPolicy,
     clock: Arc<dyn Clock>,
 }
@@ -160,6 +171,7 @@ impl SessionManager {
     pub fn builder_from_arc(store: Arc<dyn Store>) -> SessionManagerBuilder {
         SessionManagerBuilder {
             store,
+            refresh: None,
             policy: SessionPolicy::default(),
             clock: Arc::new(SystemClock),
         }
@@ -173,6 +185,11 @@ impl SessionManager {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The refresh-token store, if configured.
+    pub fn refresh_backend(&self) -> Option<&dyn RefreshStore> {
+        self.inner.refresh.as_deref()
     }
 
     /// The current time by the manager's clock.

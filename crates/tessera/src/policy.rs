@@ -53,6 +53,10 @@ pub struct SessionPolicy {
     /// At the limit, creating a session revokes the oldest ones (ASVS 5.0
     /// V7.1.2 asks that this be documented). Default `None`.
     pub max_sessions_per_user: Option<usize>,
+    /// How long a used refresh token may be presented again and get the
+    /// same child back (lost responses, racing tabs) instead of counting as
+    /// theft. Default 10 seconds; zero disables it. See [`crate::refresh`].
+    pub refresh_grace: Duration,
 }
 
 impl Default for SessionPolicy {
@@ -62,6 +66,7 @@ impl Default for SessionPolicy {
             absolute_timeout: Duration::from_secs(12 * 3600),
             touch_step: Duration::from_secs(60),
             max_sessions_per_user: None,
+            refresh_grace: crate::refresh::DEFAULT_REFRESH_GRACE,
         }
     }
 }
@@ -101,6 +106,12 @@ impl SessionPolicy {
     /// Limits the number of concurrent sessions per user.
     pub fn with_max_sessions_per_user(mut self, max: Option<usize>) -> Self {
         self.max_sessions_per_user = max;
+        self
+    }
+
+    /// Sets the refresh-token grace period.
+    pub fn with_refresh_grace(mut self, grace: Duration) -> Self {
+        self.refresh_grace = grace;
         self
     }
 

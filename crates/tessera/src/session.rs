@@ -119,6 +119,10 @@ struct State {
     end: Option<EndReason>,
     changes: DataChanges,
     cookie: CookieAction,
+    /// A store call of this request failed. Remembered so that commit
+    /// fails too, even if the handler swallowed the error: the request
+    /// must not be answered as if the session had been checked.
+    failed: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -150,6 +154,7 @@ impl Session {
                     end,
                     changes: DataChanges::default(),
                     cookie: CookieAction::Keep,
+                    failed: false,
                 }),
             }),
         }
@@ -188,7 +193,10 @@ impl Session {
                     }
                     // Store trouble: stay unloaded so nothing is decided on
                     // missing information, and fail the request.
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        state.failed = true;
+                        return Err(e);
+                    }
                 }
                 if state.record.is_none() {
                     // The client holds a dead cookie: tell it to drop it.
@@ -436,6 +444,11 @@ impl Session {
     /// Store errors: the response must become a 503.
     pub async fn commit(&self) -> Result<CookieAction, SessionError> {
         let state = self.shared.state.lock().await;
+        if state.failed {
+            return Err(SessionError::Store(crate::error::StoreError::unavailable(
+                "a store call of this request failed",
+            )));
+        }
         let has_changes = !state.changes.is_empty();
         if !state.loaded && !has_changes {
             return Ok(state.cookie.clone());

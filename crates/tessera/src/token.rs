@@ -228,6 +228,53 @@ impl<K: TokenKind> Token<K> {
     }
 }
 
+impl Token<Refresh> {
+    /// Encrypts `child` so that only a holder of `self` (its parent) can
+    /// recover it: `child_secret ⊕ SHA-256("tessera refresh seal" ‖ parent_secret)`.
+    ///
+    /// Stores keep the sealed child beside the parent's *hash*, so a client
+    /// that lost the response to a refresh can present the parent again and
+    /// get the same child back (see [`crate::refresh`]), while a store dump
+    /// still yields nothing usable: the key is derived from a secret the
+    /// store never sees. Each parent seals exactly one child, so the
+    /// one-time pad is never reused.
+    ///
+    /// ```
+    /// use tessera::token::RefreshToken;
+    /// let parent = RefreshToken::generate()?;
+    /// let child = RefreshToken::generate()?;
+    /// let sealed = parent.seal_child(&child);
+    /// assert_eq!(parent.unseal_child(&sealed), child);
+    /// assert_ne!(RefreshToken::generate()?.unseal_child(&sealed), child);
+    /// # Ok::<(), tessera::error::RandomError>(())
+    /// ```
+    pub fn seal_child(&self, child: &RefreshToken) -> [u8; SECRET_LEN] {
+        let pad = self.seal_pad();
+        let mut out = [0u8; SECRET_LEN];
+        for ((o, c), p) in out.iter_mut().zip(child.secret).zip(pad) {
+            *o = c ^ p;
+        }
+        out
+    }
+
+    /// Recovers a child sealed by [`Token::seal_child`] with this parent.
+    pub fn unseal_child(&self, sealed: &[u8; SECRET_LEN]) -> RefreshToken {
+        let pad = self.seal_pad();
+        let mut secret = [0u8; SECRET_LEN];
+        for ((s, c), p) in secret.iter_mut().zip(sealed).zip(pad) {
+            *s = c ^ p;
+        }
+        Self::from_secret(secret)
+    }
+
+    fn seal_pad(&self) -> [u8; SECRET_LEN] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"tessera refresh seal");
+        hasher.update(self.secret);
+        hasher.finalize().into()
+    }
+}
+
 fn checksum<K: TokenKind>(secret: &[u8; SECRET_LEN]) -> [u8; CHECKSUM_LEN] {
     let mut crc = crc32fast::Hasher::new();
     crc.update(K::PREFIX.as_bytes());

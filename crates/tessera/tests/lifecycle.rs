@@ -475,3 +475,24 @@ async fn expired_records_are_purged() {
     assert_eq!(manager.purge_expired(100).await.unwrap(), 6);
     assert_eq!(store.counts().writes, 10 + 2);
 }
+
+#[tokio::test]
+async fn a_swallowed_store_error_still_fails_the_commit() {
+    let store = FailingStore::new(MemoryStore::new());
+    let manager = SessionManager::builder(store.clone()).build().unwrap();
+    let issued = manager
+        .create(
+            Some("alice".into()),
+            Default::default(),
+            ClientMeta::default(),
+        )
+        .await
+        .unwrap();
+    let session = request(&manager, Some(&issued.token));
+    store.set_failing(true);
+    // A careless handler treats the failure as "anonymous"...
+    assert_eq!(session.user_id().await.unwrap_or(None), None);
+    store.set_failing(false);
+    // ...but the request still fails closed.
+    assert!(session.commit().await.unwrap_err().is_unavailable());
+}

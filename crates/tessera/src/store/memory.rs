@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use super::{CasOutcome, Modify, ModifyFn, Store};
 use crate::error::StoreError;
 use crate::record::{SessionHandle, SessionRecord};
+use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse, UsedRefresh};
 use crate::time::Timestamp;
+use crate::token::SECRET_LEN;
 use crate::token::TokenHash;
 
 /// Expired records removed, at most, by each `create` (amortised purging,
@@ -43,6 +45,8 @@ struct Inner {
     by_user: HashMap<String, HashSet<TokenHash>>,
     /// (earliest deadline, key): the purge order.
     by_deadline: BTreeSet<(Timestamp, TokenHash)>,
+    refresh: HashMap<TokenHash, RefreshRecord>,
+    refresh_by_family: HashMap<SessionHandle, HashSet<TokenHash>>,
 }
 
 impl MemoryStore {
@@ -114,6 +118,34 @@ impl Inner {
 
     fn live(&self, hash: &TokenHash, now: Timestamp) -> Option<&SessionRecord> {
         self.records.get(hash).filter(|r| r.is_valid_at(now))
+    }
+
+    fn insert_refresh(&mut self, record: RefreshRecord) {
+        self.refresh_by_family
+            .entry(record.family.clone())
+            .or_default()
+            .insert(record.hash);
+        self.refresh.insert(record.hash, record);
+    }
+
+    fn purge_refresh(&mut self, now: Timestamp, limit: usize) -> u64 {
+        let expired: Vec<(TokenHash, SessionHandle)> = self
+            .refresh
+            .values()
+            .filter(|r| r.expires_at <= now)
+            .take(limit)
+            .map(|r| (r.hash, r.family.clone()))
+            .collect();
+        for (hash, family) in &expired {
+            self.refresh.remove(hash);
+            if let Some(set) = self.refresh_by_family.get_mut(family) {
+                set.remove(hash);
+                if set.is_empty() {
+                    self.refresh_by_family.remove(family);
+                }
+            }
+        }
+        u64::try_from(expired.len()).unwrap_or(u64::MAX)
     }
 
     fn purge(&mut self, now: Timestamp, limit: usize) -> u64 {
@@ -267,8 +299,12 @@ impl Store for MemoryStore {
         Ok(n)
     }
 
+    /// Purges expired sessions, then expired refresh tokens, `limit` in all.
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        Ok(self.lock().purge(now, limit))
+        let mut inner = self.lock();
+        let sessions = inner.purge(now, limit);
+        let left = limit.saturating_sub(usize::try_from(sessions).unwrap_or(usize::MAX));
+        Ok(sessions + inner.purge_refresh(now, left))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -299,12 +335,85 @@ impl Store for MemoryStore {
     }
 }
 
+#[async_trait]
+impl RefreshStore for MemoryStore {
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.refresh.contains_key(&record.hash) {
+            return Err(StoreError::Duplicate);
+        }
+        inner.insert_refresh(record.clone());
+        Ok(())
+    }
+
+    async fn load_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        Ok(self.lock().refresh.get(hash).cloned())
+    }
+
+    async fn use_refresh(
+        &self,
+        parent: &TokenHash,
+        child: &RefreshRecord,
+        sealed_child: &[u8; SECRET_LEN],
+        now: Timestamp,
+    ) -> Result<RefreshUse, StoreError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.refresh.get_mut(parent) else {
+            return Ok(RefreshUse::Unknown);
+        };
+        if now >= record.expires_at {
+            return Ok(RefreshUse::Unknown);
+        }
+        if let Some(used) = &record.used {
+            return Ok(RefreshUse::AlreadyUsed(used.clone()));
+        }
+        if inner.refresh.contains_key(&child.hash) {
+            return Err(StoreError::Duplicate);
+        }
+        if let Some(record) = inner.refresh.get_mut(parent) {
+            record.used = Some(UsedRefresh {
+                at: now,
+                child: child.hash,
+                sealed_child: *sealed_child,
+            });
+        }
+        inner.insert_refresh(child.clone());
+        Ok(RefreshUse::Rotated)
+    }
+
+    async fn delete_refresh_family(&self, family: &SessionHandle) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let hashes = inner.refresh_by_family.remove(family).unwrap_or_default();
+        let mut n = 0;
+        for hash in hashes {
+            if inner.refresh.remove(&hash).is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn load_session_by_handle(
+        &self,
+        handle: &SessionHandle,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .by_handle
+            .get(handle)
+            .and_then(|hash| inner.records.get(hash))
+            .cloned())
+    }
+}
+
 #[cfg(all(test, feature = "testkit"))]
 mod tests {
     use std::sync::Arc;
 
     #[tokio::test]
     async fn memory_store_passes_the_conformance_suite() {
-        crate::testkit::run_all(Arc::new(super::MemoryStore::new())).await;
+        let store = Arc::new(super::MemoryStore::new());
+        crate::testkit::run_all(store.clone()).await;
+        crate::testkit::run_refresh_all(store.clone(), store).await;
     }
 }

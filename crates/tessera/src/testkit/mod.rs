@@ -23,6 +23,7 @@
 )]
 
 mod cases;
+mod refresh_cases;
 mod wrappers;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use wrappers::{CountingStore, Counts, FailingStore};
 
 use crate::policy::Deadlines;
 use crate::record::{ClientMeta, SessionRecord};
+use crate::refresh::RefreshStore;
 use crate::store::Store;
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::SessionToken;
@@ -44,6 +46,19 @@ pub async fn run_all(store: Arc<dyn Store>) {
     for (name, case) in cases::all() {
         eprintln!("testkit: {name}");
         case(store.clone()).await;
+    }
+}
+
+/// Runs every refresh-token conformance case. `sessions` and `refresh`
+/// are normally the same backend object.
+///
+/// # Panics
+///
+/// On the first case that fails.
+pub async fn run_refresh_all(sessions: Arc<dyn Store>, refresh: Arc<dyn RefreshStore>) {
+    for (name, case) in refresh_cases::all() {
+        eprintln!("testkit (refresh): {name}");
+        case((sessions.clone(), refresh.clone())).await;
     }
 }
 
