@@ -53,6 +53,25 @@ log "cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/tessera-test.log"
 status=${PIPESTATUS[0]}
 
+log "fuzz smoke runs (${TESSERA_FUZZ_SECONDS:-10}s per target; see fuzz/README.md for long runs)"
+fuzz_status=0
+if ! command -v cargo-fuzz >/dev/null; then
+    cargo install cargo-fuzz --locked
+fi
+# cargo-fuzz needs nightly-only rustc flags (sanitizer coverage); the
+# machine has one stable toolchain, so enable them for this build only.
+for target in $(cd fuzz && cargo fuzz list); do
+    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
+        -max_total_time="${TESSERA_FUZZ_SECONDS:-10}" -print_final_stats=0 >/dev/null 2>"${TMPDIR:-/tmp}/fuzz-$target.log"); then
+        echo "fuzz target $target failed:" >&2
+        tail -40 "${TMPDIR:-/tmp}/fuzz-$target.log" >&2
+        fuzz_status=1
+    else
+        echo "fuzz target $target: no crash"
+    fi
+done
+if ((fuzz_status)); then status=1; fi
+
 # One closing line for CI: the totals over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' \
