@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Turns the raw results of scripts/bench.sh into the tables of
+docs/performance.md (issue 7) and checks the targets.
+
+    python3 bench/report.py RESULTS.tsv MACHINE.txt
+"""
+
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+STACKS = [
+    ("bare", "(a) bare axum, no sessions"),
+    ("tessera-memory", "(b) tessera-axum + MemoryStore"),
+    ("tessera-sqlite", "(c) tessera-axum + SqlStore (SQLite)"),
+    ("tessera-redis", "(d) tessera-axum + RedisStore"),
+    ("ts-memory", "(e) tower-sessions 0.15 + MemoryStore"),
+    ("ts-redis", "(f) tower-sessions 0.14 + redis-store (fred)"),
+    ("ts-redis-sliding", "(f') same, `always_save` (sliding)"),
+    ("express", "(g) express-session + connect-redis"),
+]
+# Each tessera row is compared with the stack a user would otherwise pick.
+PEERS = {
+    "tessera-memory": ["ts-memory"],
+    "tessera-redis": ["ts-redis-sliding", "ts-redis", "express"],
+    "tessera-sqlite": [],
+}
+WORKLOADS = [
+    ("read", "GET /whoami (read path), sessions round-robin"),
+    ("write", "POST /counter, a session per request in flight"),
+    ("write-shared", "POST /counter, ONE shared session (32 concurrent requests)"),
+]
+# Redis commands that are the harness's own, not the server's.
+HARNESS_CMDS = {"info", "flushall", "scan", "memory", "ping", "command", "config"}
+
+
+def kv(text):
+    return dict(re.findall(r"([\w.-]+)=(\S+)", text or ""))
+
+
+def calls(text):
+    return {k: int(v) for k, v in kv(text).items() if k.split("|")[0] not in HARNESS_CMDS}
+
+
+def fmt_rps(x):
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def fmt_us(us):
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def main(results_path, machine_path):
+    runs = defaultdict(list)  # (stack, workload) -> [run]
+    redis_mem, sql, memsize, sweep = {}, {}, {}, None
+    with open(results_path, encoding="utf-8") as f:
+        for raw in f:
+            row = raw.rstrip("\n").split("\t")
+            kind = row[0]
+            if kind == "redis-memory":
+                redis_mem[row[1]] = (int(row[2]), int(row[3]))
+            elif kind == "sql":
+                r = kv(row[2])
+                before, after = kv(row[3]), kv(row[4])
+                delta = {k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in after}
+                sql[row[1]] = (int(r["requests"]), {k: v for k, v in delta.items() if v})
+            elif kind == "memsize":
+                m = kv(row[1])
+                memsize[m["store"]] = m
+            elif kind == "sweep":
+                sweep = (int(row[1] or 0), int(row[2]), int(row[3]))
+            else:
+                round_, stack, workload, line = row[0], row[1], row[2], row[3]
+                r = {k: int(v) for k, v in kv(line).items()}
+                r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+                r["ok"] = r["requests"] - r["non2xx"]
+                b, a = calls(row[4] if len(row) > 4 else ""), calls(row[5] if len(row) > 5 else "")
+                r["cmds"] = {k: a[k] - b.get(k, 0) for k in a if a[k] - b.get(k, 0) > 0}
+                r["kept"] = row[6] if len(row) > 6 and row[6] != "" else None
+                runs[(stack, workload)].append(r)
+
+    out = []
+    p = out.append
+    with open(machine_path, encoding="utf-8") as f:
+        for line in f:
+            p(f"- {line.strip()}")
+    p("")
+
+    def med(stack, workload, key="rps"):
+        rs = runs.get((stack, workload))
+        return statistics.median(r[key] for r in rs) if rs else None
+
+    def redis_per_req(rs):
+        reqs = sum(r["requests"] for r in rs)
+        total = defaultdict(int)
+        for r in rs:
+            for k, v in r["cmds"].items():
+                total[k] += v
+        if not total or not reqs:
+            return None, ""
+        per = sum(total.values()) / reqs
+        detail = " ".join(f"{k} {v / reqs:.2f}" for k, v in sorted(total.items(), key=lambda kv_: -kv_[1]))
+        return per, detail
+
+    def kept_pct(rs):
+        vals = []
+        for r in rs:
+            if r["kept"] is None or not r["ok"]:
+                continue
+            vals.append(100.0 * int(r["kept"]) / r["ok"])
+        return statistics.median(vals) if vals else None
+
+    for workload, title in WORKLOADS:
+        p(f"### {title}")
+        p("")
+        p("| stack | req/s median | min–max | p50 | p99 | Redis cmds/req | updates kept | × peer | × bare |")
+        p("|---|---|---|---|---|---|---|---|---|")
+        bare = med("bare", workload)
+        for stack, label in STACKS:
+            rs = runs.get((stack, workload))
+            if not rs:
+                continue
+            rps = [r["rps"] for r in rs]
+            m = statistics.median(rps)
+            per, detail = redis_per_req(rs)
+            redis = f"{per:.2f} ({detail})" if per is not None else "–"
+            kept = kept_pct(rs) if workload != "read" and stack != "bare" else None
+            kept_s = f"{kept:.1f}%" if kept is not None else "–"
+            peers = []
+            for peer in PEERS.get(stack, []):
+                pm = med(peer, workload)
+                if pm:
+                    peers.append(f"{m / pm:.2f}× {peer}")
+            errors = sum(r["non2xx"] + r["errors"] for r in rs)
+            err = f" **{errors} errors/non-2xx**" if errors else ""
+            p(
+                f"| {label}{err} | {fmt_rps(m)} | {fmt_rps(min(rps))}–{fmt_rps(max(rps))} "
+                f"| {fmt_us(statistics.median(r['p50_us'] for r in rs))} "
+                f"| {fmt_us(statistics.median(r['p99_us'] for r in rs))} | {redis} | {kept_s} "
+                f"| {', '.join(peers) or '–'} | {f'{m / bare:.2f}×' if bare and stack != 'bare' else '–'} |"
+            )
+        p("")
+
+    if sql:
+        p("### SQL statements per request (tessera-sqlite, separate counting pass)")
+        p("")
+        p("| workload | statements/request | by kind |")
+        p("|---|---|---|")
+        for workload, (reqs, delta) in sql.items():
+            total = sum(delta.values())
+            detail = ", ".join(f"{k} {v / reqs:.2f}" for k, v in sorted(delta.items()))
+            p(f"| {workload} | {total / reqs:.2f} | {detail} |")
+        p("")
+
+    p("### Memory")
+    p("")
+    for store, m in memsize.items():
+        p(f"- in-process `{store}` memory store: **{m['bytes_per_session']} B resident per session** "
+          f"at {int(m['sessions']):,} sessions (RSS {int(m['rss_before']) >> 20} → {int(m['rss_after']) >> 20} MiB)")
+    for stack, (total, sessions) in redis_mem.items():
+        if sessions:
+            p(f"- Redis, {stack}: **{total / sessions:.0f} B per session** "
+              f"(`MEMORY USAGE` of all {sessions} sessions' keys incl. index entries: {total:,} B)")
+    p("")
+
+    small, big = med("sqlite-small", "read"), med("sqlite-big", "read")
+    if small and big:
+        p("### SQLite at scale (read path, GET /whoami)")
+        p("")
+        p(f"- 1,000 stored sessions: {fmt_rps(small)} req/s, p99 {fmt_us(med('sqlite-small', 'read', 'p99_us'))}")
+        p(f"- {int(memsize.get('tessera', {}).get('sessions', 0)) or 'N':,} stored sessions: {fmt_rps(big)} req/s, "
+          f"p99 {fmt_us(med('sqlite-big', 'read', 'p99_us'))} → **{big / small:.2f}×**")
+    idle = runs.get(("sweep-idle", "read"))
+    busy = runs.get(("sweep-busy", "read"))
+    if idle and busy and sweep:
+        idle_p99 = idle[0]["p99_us"]
+        busy_p99 = max(r["p99_us"] for r in busy)
+        p(f"- sweeper: purged {sweep[0]:,} expired records in ~{sweep[1]} s while serving reads; "
+          f"read p99 idle {fmt_us(idle_p99)}, while sweeping (worst of {len(busy)} runs) {fmt_us(busy_p99)} "
+          f"→ **{busy_p99 / idle_p99:.2f}×** idle; throughput {fmt_rps(idle[0]['rps'])} → "
+          f"{fmt_rps(statistics.median(r['rps'] for r in busy))} req/s")
+    p("")
+
+    # ---- targets of issue 7
+    p("### Targets of issue 7")
+    p("")
+
+    def check(name, value, ok, target):
+        if value is None:
+            p(f"- [ ] {name}: not measured")
+        else:
+            p(f"- [{'x' if ok else ' '}] {name}: {value} (target {target}){'' if ok else ' — **missed**'}")
+
+    def ratio(a, b, workload):
+        x, y = med(a, workload), med(b, workload)
+        return x / y if x and y else None
+
+    r = ratio("tessera-memory", "bare", "read")
+    check("read path, memory store vs bare axum", r and f"{r:.2f}×", r and r >= 0.95, "≥ 0.95×")
+    r = ratio("tessera-redis", "ts-redis-sliding", "read")
+    check("read path, Redis vs tower-sessions sliding", r and f"{r:.2f}×", r and r >= 1.3, "≥ 1.3×")
+    r = ratio("tessera-redis", "express", "read")
+    check("read path, Redis vs express-session", r and f"{r:.2f}×", r and r >= 10, "≥ 10×")
+    rs = runs.get(("tessera-redis", "read"))
+    if rs:
+        per, detail = redis_per_req(rs)
+        check("Redis commands per read", per is not None and f"{per:.2f} ({detail})",
+              per is not None and 0.99 <= per <= 1.01, "1 command, 0 writes")
+    if "read" in sql:
+        reqs, delta = sql["read"]
+        writes = sum(v for k, v in delta.items() if k in ("insert", "update", "delete", "replace", "begin"))
+        total = sum(delta.values()) / reqs
+        check("SQLite statements per read", f"{total:.2f}, writes {writes / reqs:.2f}",
+              0.99 <= total <= 1.01 and writes == 0, "1 lookup, 0 writes")
+    r = ratio("tessera-redis", "ts-redis", "write")
+    k = kept_pct(runs.get(("tessera-redis", "write"), []))
+    check("write path, Redis, session per connection, vs tower-sessions", r and f"{r:.2f}×, kept {k:.1f}%" if k is not None else r and f"{r:.2f}×",
+          r and r >= 1.2 and (k is None or k >= 99.9), "≥ 1.2×, every update kept")
+    for stack, peer in (("tessera-memory", "ts-memory"), ("tessera-redis", "ts-redis"), ("tessera-sqlite", None)):
+        rs = runs.get((stack, "write-shared"))
+        if not rs:
+            continue
+        k = kept_pct(rs)
+        r = ratio(stack, peer, "write-shared") if peer else None
+        tp = f"{fmt_rps(med(stack, 'write-shared'))} req/s" + (f", {r:.2f}× {peer}" if r else "")
+        check(f"shared session, {stack}", f"kept {k:.1f}%, {tp}" if k is not None else None,
+              k is not None and k >= 99.9 and (r is None or r >= 0.5), "100% kept, ≥ 0.5× tower-sessions' lossy figure")
+    m = memsize.get("tessera")
+    if m:
+        b = int(m["bytes_per_session"])
+        check("memory store bytes per session", f"{b} B", b <= 300, "≤ 300 B")
+    if small and big:
+        check("SQLite 1M vs 1k sessions, read throughput", f"{big / small:.2f}×", big / small >= 0.8, "≥ 0.8×")
+    if idle and busy:
+        x = max(r["p99_us"] for r in busy) / idle[0]["p99_us"]
+        check("sweeper: read p99 while deleting vs idle", f"{x:.2f}×", x < 2, "< 2×")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

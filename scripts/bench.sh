@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# The performance harness of issue 7: tessera next to bare axum,
+# tower-sessions and express-session, in one run on this machine.
+#
+#   scripts/bench.sh                      # full run (about 15-20 minutes)
+#   BENCH_DURATION=2 BENCH_ROUNDS=1 BENCH_SCALE_N=20000 scripts/bench.sh   # smoke run
+#
+# Settings (environment):
+#   BENCH_DURATION    seconds measured per configuration and workload (10)
+#   BENCH_WARMUP      seconds of warm-up per server start (3)
+#   BENCH_ROUNDS      rounds; stacks are interleaved, order rotated per round (3)
+#   BENCH_CONNECTIONS wrk connections (32)
+#   BENCH_SESSIONS    signed-in sessions the load cycles through (256)
+#   BENCH_SCALE_N     sessions of the memory, SQLite and sweeper scale tests (1000000)
+#   BENCH_STACKS      stacks to run (default: all, see below)
+#   BENCH_SKIP_SCALE  1 = skip the scale tests
+#   BENCH_OUT         output directory (default bench/target/results/<time>)
+#
+# What it does: installs missing tools (wrk, Node/npm, curl, python3 via
+# apt-get; `npm ci` in bench/node), builds bench/ in release mode, starts a
+# throw-away Redis (scripts/services.sh), then for each round and stack:
+# starts the server pinned to CPU 0 (its Redis too), signs in sessions
+# through POST /login, warms up, and runs wrk pinned to CPU 1 for each
+# workload:
+#   read          GET /whoami, cycling through BENCH_SESSIONS sessions
+#   write         POST /counter, cycling through the sessions (one per request in flight)
+#   write-shared  POST /counter, all requests on ONE session; afterwards the
+#                 counter is compared with the number of 2xx answers
+# Redis commands per request come from INFO commandstats deltas, SQL
+# statements per request from a separate counting pass (sqlx's statement
+# events; counting costs time, so it is not part of the measured runs).
+# Everything listens on 127.0.0.1 only and every run is bounded in time.
+#
+# The table is printed and written to $BENCH_OUT/report.md; raw wrk results
+# are in $BENCH_OUT/results.tsv.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-3}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNECTIONS:-32}
+SESSIONS=${BENCH_SESSIONS:-256}
+SCALE_N=${BENCH_SCALE_N:-1000000}
+ALL_STACKS="bare tessera-memory tessera-sqlite tessera-redis ts-memory ts-redis ts-redis-sliding express"
+STACKS=${BENCH_STACKS:-$ALL_STACKS}
+OUT=${BENCH_OUT:-$BENCH/target/results/$(date +%Y%m%d-%H%M%S)}
+SERVER_CPU=0
+CLIENT_CPU=1
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+# ---------------------------------------------------------------- tools
+install_missing() {
+    local pkgs=()
+    command -v wrk >/dev/null || pkgs+=(wrk)
+    command -v node >/dev/null || pkgs+=(nodejs)
+    command -v npm >/dev/null || pkgs+=(npm)
+    command -v curl >/dev/null || pkgs+=(curl)
+    command -v python3 >/dev/null || pkgs+=(python3)
+    command -v taskset >/dev/null || pkgs+=(util-linux)
+    ((${#pkgs[@]} == 0)) && return 0
+    if [[ $(id -u) != 0 ]]; then
+        die "missing tools; install the Debian packages: ${pkgs[*]}"
+    fi
+    log "installing ${pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+}
+
+(($(nproc) >= 2)) || die "needs 2 CPUs (server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU)"
+install_missing
+mkdir -p "$OUT"
+RESULTS=$OUT/results.tsv
+: >"$RESULTS"
+
+log "building bench/ (release)"
+cargo build --release --manifest-path "$BENCH/Cargo.toml" --bins
+BIN=$BENCH/target/release
+if [[ " $STACKS " == *" express "* ]]; then
+    log "npm ci in bench/node"
+    (cd "$BENCH/node" && npm ci --no-audit --no-fund --silent)
+fi
+
+# ---------------------------------------------------------------- Redis
+export TESSERA_SERVICES=redis
+# services.sh is written for a plain sourcing shell, not for `set -eu`.
+set +eu
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
+services_rc=$?
+set -eu
+((services_rc == 0)) || die "could not start Redis (scripts/services.sh)"
+REDIS_URL=$TESSERA_TEST_REDIS_URL
+REDIS_PORT=${REDIS_URL##*:}
+REDIS_PID=$(cat "$TESSERA_SERVICES_DIR/redis/redis.pid")
+taskset -pc "$SERVER_CPU" "$REDIS_PID" >/dev/null
+rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+SERVER_PID=""
+stop_server() {
+    if [[ -n $SERVER_PID ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+trap 'stop_server; tessera_services_stop' EXIT
+
+# A free loopback port (same helper as the services).
+PORT=""
+
+# start_server STACK [extra env...]: starts the stack on CPU 0 and waits
+# until it answers.
+start_server() {
+    local stack=$1
+    shift
+    PORT=$(_ts_free_port)
+    local logf=$OUT/server-$stack.log
+    if [[ $stack == express ]]; then
+        env BENCH_REDIS_URL="$REDIS_URL" "$@" taskset -c "$SERVER_CPU" \
+            node "$BENCH/node/server.js" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
+    else
+        env BENCH_REDIS_URL="$REDIS_URL" BENCH_WORKERS=1 "$@" taskset -c "$SERVER_CPU" \
+            "$BIN/bench-server" "$stack" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
+    fi
+    SERVER_PID=$!
+    local deadline=$((SECONDS + 30))
+    until curl -s -o /dev/null "http://127.0.0.1:$PORT/counter"; do
+        kill -0 "$SERVER_PID" 2>/dev/null || die "$stack did not start (see $logf)"
+        ((SECONDS < deadline)) || die "$stack not ready after 30 s (see $logf)"
+        sleep 0.1
+    done
+}
+
+# The bare stack has no sessions: its "sessions" are a dummy cookie.
+SEED_ANONYMOUS=0
+
+# seed N PREFIX FILE: signs in N users through POST /login and writes
+# "<cookie>\t<csrf>" lines to FILE (one curl process for all of them).
+seed() {
+    local n=$1 prefix=$2 file=$3 i
+    local urls=()
+    for ((i = 1; i <= n; i++)); do
+        urls+=("http://127.0.0.1:$PORT/login?user=$prefix$i")
+    done
+    curl -s -X POST -D - -o /dev/null -w '\nEND\n' "${urls[@]}" |
+        tr -d '\r' |
+        awk 'BEGIN { IGNORECASE = 1 }
+             /^set-cookie:/ { sub(/^[^:]*: */, ""); sub(/;.*/, ""); cookie = $0 }
+             /^x-csrf-token:/ { sub(/^[^:]*: */, ""); csrf = $0 }
+             /^END$/ { if (cookie != "" || anon) print (cookie != "" ? cookie : "anonymous=1") "\t" csrf
+                       cookie = ""; csrf = "" }' anon="$SEED_ANONYMOUS" >"$file"
+    local got
+    got=$(wc -l <"$file")
+    ((got == n)) || die "seeding: $got of $n sessions created (port $PORT)"
+}
+
+# run_wrk SECONDS METHOD PATH SESSIONS_FILE: prints the RESULT line.
+run_wrk() {
+    local secs=$1 method=$2 path=$3 file=$4
+    BENCH_METHOD=$method BENCH_PATH=$path BENCH_SESSIONS=$file \
+        taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s \
+        -s "$BENCH/wrk/sessions.lua" "http://127.0.0.1:$PORT" | grep '^RESULT'
+}
+
+# Redis calls by command, as "cmd=calls ..." (commandstats).
+redis_calls() {
+    rcli info commandstats | tr -d '\r' |
+        sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),.*/\1=\2/p' | tr '\n' ' '
+}
+
+# sum_counters FILE: sum of GET /counter over the sessions in FILE (one
+# curl process; `next` gives each URL its own Cookie header).
+sum_counters() {
+    local file=$1 cfg=$OUT/counters.curl cookie csrf
+    : >"$cfg"
+    local sep=""
+    while IFS=$'\t' read -r cookie csrf; do
+        printf '%surl = "http://127.0.0.1:%s/counter"\nheader = "Cookie: %s"\nwrite-out = "\\n"\n' \
+            "$sep" "$PORT" "$cookie" >>"$cfg"
+        sep=$'next\n'
+    done <"$file"
+    curl -s -K "$cfg" | awk '/^[0-9]+$/ { s += $1 } END { print s + 0 }'
+}
+
+# field NAME LINE: value of NAME=... in a RESULT line.
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+is_redis_stack() { [[ $1 == tessera-redis || $1 == ts-redis* || $1 == express ]]; }
+
+# measure ROUND STACK WORKLOAD METHOD PATH FILE [shared]
+measure() {
+    local round=$1 stack=$2 workload=$3 method=$4 path=$5 file=$6
+    local before="" after="" kept=""
+    is_redis_stack "$stack" && before=$(redis_calls)
+    local line
+    line=$(run_wrk "$DURATION" "$method" "$path" "$file") || die "wrk failed on $stack $workload"
+    is_redis_stack "$stack" && after=$(redis_calls)
+    if [[ $workload == write && $stack != bare ]]; then
+        # Every update kept? The counters of all sessions must add up to
+        # the successful POSTs.
+        kept=$(sum_counters "$file")
+    fi
+    if [[ $workload == write-shared && $stack != bare ]]; then
+        local cookie final
+        cookie=$(cut -f1 "$file")
+        final=$(curl -s -H "Cookie: $cookie" "http://127.0.0.1:$PORT/counter")
+        kept="$final"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$stack" "$workload" "$line" \
+        "$before" "$after" "$kept" >>"$RESULTS"
+    log "round $round $stack $workload: $(field requests "$line") requests, p99 $(field p99_us "$line") us${kept:+, counter $kept}"
+}
+
+# Redis bytes per session: MEMORY USAGE of every key / session keys.
+redis_memory() {
+    local stack=$1 pattern=$2 total=0 sessions=0 key bytes
+    while read -r key; do
+        [[ -z $key ]] && continue
+        bytes=$(rcli memory usage "$key" samples 0)
+        total=$((total + bytes))
+        if [[ $key == $pattern ]]; then sessions=$((sessions + 1)); fi
+    done < <(rcli --scan)
+    printf 'redis-memory\t%s\t%s\t%s\n' "$stack" "$total" "$sessions" >>"$RESULTS"
+}
+
+# ---------------------------------------------------------------- stacks
+run_stack() {
+    local round=$1 stack=$2
+    rcli flushall >/dev/null
+    local dbdir=""
+    local extra=()
+    if [[ $stack == tessera-sqlite ]]; then
+        dbdir=$(mktemp -d "$OUT/sqlite.XXXX")
+        extra+=(BENCH_SQLITE_PATH="$dbdir/sessions.db")
+    fi
+    start_server "$stack" "${extra[@]}"
+    SEED_ANONYMOUS=0
+    [[ $stack == bare ]] && SEED_ANONYMOUS=1
+    local sess=$OUT/sessions-$stack.txt shared=$OUT/shared-$stack.txt
+    seed "$SESSIONS" u "$sess"
+    if ((round == 1)); then
+        case $stack in
+            tessera-redis) redis_memory "$stack" 'tessera:s:*' ;;
+            ts-redis | ts-redis-sliding) redis_memory "$stack" '*' ;;
+            express) redis_memory "$stack" 'sess:*' ;;
+        esac
+    fi
+    run_wrk "$WARMUP" GET /whoami "$sess" >/dev/null || true
+    measure "$round" "$stack" read GET /whoami "$sess"
+    measure "$round" "$stack" write POST /counter "$sess"
+    seed 1 shared "$shared"
+    measure "$round" "$stack" write-shared POST /counter "$shared"
+    stop_server
+    [[ -n $dbdir ]] && rm -rf "$dbdir"
+    return 0
+}
+
+# SQL statements per request: one short counting pass per workload.
+count_sql() {
+    local dbdir
+    dbdir=$(mktemp -d "$OUT/sqlite.XXXX")
+    start_server tessera-sqlite BENCH_SQLITE_PATH="$dbdir/sessions.db" BENCH_COUNT_SQL=1
+    local sess=$OUT/sessions-sqlcount.txt shared=$OUT/shared-sqlcount.txt
+    seed "$SESSIONS" u "$sess"
+    seed 1 shared "$shared"
+    local workload method file before after line
+    for workload in read write write-shared; do
+        case $workload in
+            read) method=GET file=$sess path=/whoami ;;
+            write) method=POST file=$sess path=/counter ;;
+            write-shared) method=POST file=$shared path=/counter ;;
+        esac
+        before=$(curl -s "http://127.0.0.1:$PORT/__sql" | tr ' \n' '= ')
+        line=$(run_wrk 2 "$method" "$path" "$file")
+        after=$(curl -s "http://127.0.0.1:$PORT/__sql" | tr ' \n' '= ')
+        printf 'sql\t%s\t%s\t%s\t%s\n' "$workload" "$line" "$before" "$after" >>"$RESULTS"
+    done
+    stop_server
+    rm -rf "$dbdir"
+}
+
+# ---------------------------------------------------------------- scale
+scale_tests() {
+    log "memory store: $SCALE_N sessions"
+    local which
+    for which in tessera tower-sessions; do
+        printf 'memsize\t%s\n' "$("$BIN/bench-memsize" "$which" "$SCALE_N")" >>"$RESULTS"
+    done
+
+    log "SQLite: 1000 vs $SCALE_N stored sessions"
+    local small=$OUT/scale-small/sessions.db big=$OUT/scale-big/sessions.db
+    mkdir -p "$(dirname "$small")" "$(dirname "$big")"
+    "$BIN/bench-sqlite-seed" "$small" 1000 0 >&2
+    "$BIN/bench-sqlite-seed" "$big" "$SCALE_N" 0 >&2
+    local round db label
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for label in small big; do
+            if [[ $label == small ]]; then db=$small; else db=$big; fi
+            start_server tessera-sqlite BENCH_SQLITE_PATH="$db"
+            seed "$SESSIONS" "r$round" "$OUT/sessions-scale.txt"
+            run_wrk "$WARMUP" GET /whoami "$OUT/sessions-scale.txt" >/dev/null || true
+            measure "$round" "sqlite-$label" read GET /whoami "$OUT/sessions-scale.txt"
+            stop_server
+        done
+    done
+    rm -rf "$(dirname "$small")" "$(dirname "$big")"
+
+    log "SQLite sweeper: $SCALE_N expired sessions"
+    local sweep=$OUT/scale-sweep/sessions.db
+    mkdir -p "$(dirname "$sweep")"
+    "$BIN/bench-sqlite-seed" "$sweep" 1000 "$SCALE_N" >&2
+    start_server tessera-sqlite BENCH_SQLITE_PATH="$sweep"
+    seed "$SESSIONS" s "$OUT/sessions-sweep.txt"
+    run_wrk "$WARMUP" GET /whoami "$OUT/sessions-sweep.txt" >/dev/null || true
+    measure 1 sweep-idle read GET /whoami "$OUT/sessions-sweep.txt"
+    curl -s -X POST "http://127.0.0.1:$PORT/__sweep" >/dev/null
+    local started=$SECONDS runs=0 purged=0
+    # Measure reads back to back until the backlog is gone (bounded).
+    while ((runs < 30)); do
+        runs=$((runs + 1))
+        measure "$runs" sweep-busy read GET /whoami "$OUT/sessions-sweep.txt"
+        purged=$(curl -s "http://127.0.0.1:$PORT/__sweep" | cut -d' ' -f1)
+        ((purged >= SCALE_N)) && break
+    done
+    printf 'sweep\t%s\t%s\t%s\n' "$purged" "$((SECONDS - started))" "$runs" >>"$RESULTS"
+    stop_server
+    rm -rf "$(dirname "$sweep")"
+}
+
+# ---------------------------------------------------------------- main
+read -r -a stack_list <<<"$STACKS"
+for ((round = 1; round <= ROUNDS; round++)); do
+    # Rotate the order each round so no stack always runs first or last.
+    n=${#stack_list[@]}
+    for ((k = 0; k < n; k++)); do
+        stack=${stack_list[$(((k + round - 1) % n))]}
+        log "round $round/$ROUNDS: $stack"
+        run_stack "$round" "$stack"
+    done
+done
+if [[ " $STACKS " == *" tessera-sqlite "* ]]; then
+    count_sql
+fi
+if [[ ${BENCH_SKIP_SCALE:-0} != 1 ]]; then
+    scale_tests
+fi
+
+{
+    echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+    echo "settings: duration=${DURATION}s warmup=${WARMUP}s rounds=$ROUNDS connections=$CONNS sessions=$SESSIONS scale_n=$SCALE_N"
+    echo "versions: $(rustc --version), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), node $(node --version), $(redis-server --version | cut -d' ' -f1-3)"
+    echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/machine.txt"
+python3 "$BENCH/report.py" "$RESULTS" "$OUT/machine.txt" | tee "$OUT/report.md"
+log "report: $OUT/report.md"
