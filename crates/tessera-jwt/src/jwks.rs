@@ -64,9 +64,55 @@ pub struct Jwk {
     /// Intended use; tessera publishes `sig` and ignores keys for other uses.
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
-    /// Present only to detect a published private key; never serialised.
-    #[serde(default, skip_serializing)]
+}
+
+/// A JWK as read from a foreign JWKS: every member optional (RSA and
+/// symmetric keys lack `crv` and `x`), plus markers for private members.
+#[derive(Deserialize)]
+struct WireJwk {
+    kty: String,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(rename = "use", default)]
+    use_: Option<String>,
+    /// Private members: `d` (EC, OKP, RSA; RFC 7518 §6.2.2, RFC 8037 §2),
+    /// `k` (symmetric; RFC 7518 §6.4.1), `p` (RSA; RFC 7518 §6.3.2.2).
+    #[serde(default)]
     d: Option<PrivateMember>,
+    #[serde(default)]
+    k: Option<PrivateMember>,
+    #[serde(default)]
+    p: Option<PrivateMember>,
+}
+
+#[derive(Deserialize)]
+struct WireJwks {
+    keys: Vec<WireJwk>,
+}
+
+impl From<&Jwk> for WireJwk {
+    fn from(j: &Jwk) -> Self {
+        Self {
+            kty: j.kty.clone(),
+            crv: Some(j.crv.clone()),
+            x: Some(j.x.clone()),
+            y: j.y.clone(),
+            kid: Some(j.kid.clone()),
+            alg: j.alg.clone(),
+            use_: j.use_.clone(),
+            d: None,
+            k: None,
+            p: None,
+        }
+    }
 }
 
 /// Marks that a JWK had a `d` member, without keeping (or printing) it.
@@ -90,7 +136,6 @@ impl Jwk {
             kid: kid.as_str().into(),
             alg: Some(Algorithm::EdDSA.name().into()),
             use_: Some("sig".into()),
-            d: None,
         }
     }
 
@@ -103,40 +148,58 @@ impl Jwk {
             kid: kid.as_str().into(),
             alg: Some(Algorithm::Es256.name().into()),
             use_: Some("sig".into()),
-            d: None,
         }
     }
+}
 
+impl WireJwk {
     /// Decodes the key; `Ok(None)` for a key this crate does not use
     /// (another use, type or algorithm), so a JWKS may carry other keys.
     fn decode(&self) -> Result<Option<(Kid, PublicKey)>, KeyError> {
-        if self.d.is_some() {
+        if self.d.is_some() || self.k.is_some() || self.p.is_some() {
             return Err(KeyError::Jwks(format!(
-                "key {} carries private material (d)",
+                "key {} carries private material",
                 self.kid_for_log()
             )));
         }
         if self.use_.as_deref().is_some_and(|u| u != "sig") {
             return Ok(None);
         }
-        let Some(alg) = self.alg.as_deref() else {
-            return Err(KeyError::Jwks(format!(
-                "key {} has no alg",
-                self.kid_for_log()
-            )));
+        let ours = matches!(
+            (self.kty.as_str(), self.crv.as_deref()),
+            ("OKP", Some("Ed25519")) | ("EC", Some("P-256"))
+        );
+        let alg = match self.alg.as_deref() {
+            Some(name) => match Algorithm::from_name(name) {
+                Some(alg) => alg,
+                None => return Ok(None),
+            },
+            // A key we could use but with no `alg` could be tried with any
+            // algorithm (RFC 8725 §3.1): refuse rather than guess.
+            None if ours => {
+                return Err(KeyError::Jwks(format!(
+                    "key {} has no alg",
+                    self.kid_for_log()
+                )));
+            }
+            None => return Ok(None),
         };
-        let Some(alg) = Algorithm::from_name(alg) else {
-            return Ok(None);
-        };
-        let kid = Kid::parse(&self.kid)
+        let kid = self
+            .kid
+            .as_deref()
+            .and_then(Kid::parse)
             .ok_or_else(|| KeyError::Jwks(format!("invalid kid {}", self.kid_for_log())))?;
         let bad = |what: &str| KeyError::Jwks(format!("key {kid}: {what}"));
         let key = match alg {
             Algorithm::EdDSA => {
-                if self.kty != "OKP" || self.crv != "Ed25519" || self.y.is_some() {
+                if self.kty != "OKP" || self.crv.as_deref() != Some("Ed25519") || self.y.is_some() {
                     return Err(bad("EdDSA key must be kty OKP, crv Ed25519"));
                 }
-                let x = decode_32(&self.x).ok_or_else(|| bad("x is not 32 bytes of base64url"))?;
+                let x = self
+                    .x
+                    .as_deref()
+                    .and_then(decode_32)
+                    .ok_or_else(|| bad("x is not 32 bytes of base64url"))?;
                 let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
                     .map_err(|_| bad("not an Ed25519 point"))?;
                 // A small-order key would verify signatures on many messages.
@@ -146,10 +209,14 @@ impl Jwk {
                 PublicKey::Ed25519(key)
             }
             Algorithm::Es256 => {
-                if self.kty != "EC" || self.crv != "P-256" {
+                if self.kty != "EC" || self.crv.as_deref() != Some("P-256") {
                     return Err(bad("ES256 key must be kty EC, crv P-256"));
                 }
-                let x = decode_32(&self.x).ok_or_else(|| bad("x is not 32 bytes of base64url"))?;
+                let x = self
+                    .x
+                    .as_deref()
+                    .and_then(decode_32)
+                    .ok_or_else(|| bad("x is not 32 bytes of base64url"))?;
                 let y = self
                     .y
                     .as_deref()
@@ -173,6 +240,8 @@ impl Jwk {
     /// The kid, shortened and stripped to safe characters for an error text.
     fn kid_for_log(&self) -> String {
         self.kid
+            .as_deref()
+            .unwrap_or("")
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
             .take(64)
@@ -232,8 +301,25 @@ impl PublicKeySet {
     ///
     /// [`KeyError::Jwks`] as described.
     pub fn from_jwks(jwks: &Jwks) -> Result<Self, KeyError> {
+        Self::from_wire(jwks.keys.iter().map(WireJwk::from))
+    }
+
+    /// Parses JWKS JSON text and reads it like [`PublicKeySet::from_jwks`];
+    /// keys of other types (RSA, symmetric) are skipped, and any private
+    /// member (`d`, `k`, `p`) in any key is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Jwks`] if the text is not a JWK Set or a key is invalid.
+    pub fn from_json(json: &str) -> Result<Self, KeyError> {
+        let jwks: WireJwks =
+            serde_json::from_str(json).map_err(|e| KeyError::Jwks(e.to_string()))?;
+        Self::from_wire(jwks.keys.into_iter())
+    }
+
+    fn from_wire(keys: impl Iterator<Item = WireJwk>) -> Result<Self, KeyError> {
         let mut entries: Vec<PublicEntry> = Vec::new();
-        for jwk in &jwks.keys {
+        for jwk in keys {
             if let Some((kid, key)) = jwk.decode()? {
                 if entries.iter().any(|e| e.kid == kid) {
                     return Err(KeyError::Jwks(format!("duplicate kid {kid}")));
@@ -247,16 +333,6 @@ impl PublicKeySet {
             }
         }
         Ok(Self { entries })
-    }
-
-    /// Parses JWKS JSON text and reads it with [`PublicKeySet::from_jwks`].
-    ///
-    /// # Errors
-    ///
-    /// [`KeyError::Jwks`] if the text is not a JWK Set or a key is invalid.
-    pub fn from_json(json: &str) -> Result<Self, KeyError> {
-        let jwks: Jwks = serde_json::from_str(json).map_err(|e| KeyError::Jwks(e.to_string()))?;
-        Self::from_jwks(&jwks)
     }
 
     /// The key ids, in order.

@@ -46,6 +46,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(10 * 60 + 30);
 /// assert_eq!(Algorithm::from_name("HS256"), None);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Algorithm {
     /// EdDSA over Ed25519 (RFC 8037). The default: small keys, fast,
     /// deterministic, no nonce to get wrong.
