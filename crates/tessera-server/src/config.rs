@@ -341,6 +341,8 @@ pub mod duration {
 
 #[cfg(test)]
 mod tests {
+    // figment::Jail closures must return figment's (large) error type.
+    #![allow(clippy::result_large_err)]
     #![allow(
         clippy::unwrap_used,
         clippy::expect_used,

@@ -23,9 +23,9 @@ pub enum StoreOpenError {
 
 /// Opens the session store named by `url`, wrapped for latency metrics.
 ///
-/// - `sqlite://PATH` — the embedded default. Until the SQL store crate
-///   (`tessera-sql`) is wired in, sessions for this URL are kept in memory
-///   and a warning says so; users and API keys are in the file already.
+/// - `sqlite://PATH` — the embedded default ([`tessera_sql::SqlStore`]),
+///   created and migrated if missing; the server's users and API keys live
+///   in the same file.
 /// - `memory://` — in-process only, lost at exit (tests, demos).
 ///
 /// # Errors
@@ -35,12 +35,7 @@ pub async fn open_session_store(url: &str) -> Result<Arc<dyn Store>, StoreOpenEr
     let inner: Arc<dyn Store> = if url == "memory://" {
         Arc::new(MemoryStore::new())
     } else if url.starts_with("sqlite:") {
-        tracing::warn!(
-            store = url,
-            "the SQL session store is not available in this build: sessions are kept in memory \
-             and end when the server stops"
-        );
-        Arc::new(MemoryStore::new())
+        Arc::new(tessera_sql::SqlStore::connect(url).await?)
     } else {
         return Err(StoreOpenError::Unsupported(url.to_owned()));
     };

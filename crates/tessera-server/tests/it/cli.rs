@@ -110,3 +110,75 @@ fn api_key_is_printed_once_and_revocable() {
     let (ok, _, _) = run_cli(&store, &["api-key", "revoke", "svc"], None);
     assert!(!ok);
 }
+
+#[tokio::test]
+async fn sessions_commands_see_and_revoke_the_servers_sessions() {
+    let server = Server::start(&[]);
+    let a = crate::common::demo_login(&server).await;
+    let b = crate::common::demo_login(&server).await;
+
+    let (ok, out, err) = server.cli(&["sessions", "list", "--user", "demo", "--json"], None);
+    assert!(ok, "{err}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().any(|s| s["handle"] == a.handle.as_str()));
+    assert!(!out.contains(&a.token), "tokens are never listed");
+
+    let (ok, _, err) = server.cli(&["sessions", "revoke", "--handle", &a.handle], None);
+    assert!(ok, "{err}");
+    assert_eq!(status(&server, &a.token).await.0, 401);
+    assert_eq!(status(&server, &b.token).await.0, 200);
+
+    let (ok, out, err) = server.cli(&["sessions", "revoke", "--user", "demo"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked 1"), "{out}");
+    assert_eq!(status(&server, &b.token).await.0, 401);
+
+    let (ok, _, _) = server.cli(&["sessions", "revoke", "--handle", "not-a-handle"], None);
+    assert!(!ok);
+}
+
+#[tokio::test]
+async fn disable_and_passwd_revoke_existing_sessions() {
+    let server = Server::start(&[]);
+    let (ok, _, err) = server.cli(
+        &["user", "add", "kim", "--password-stdin"],
+        Some("kim-password-1\n"),
+    );
+    assert!(ok, "{err}");
+    let s = login(&server, "kim", "kim-password-1").await;
+    let (ok, _, err) = server.cli(
+        &["user", "passwd", "kim", "--password-stdin"],
+        Some("kim-password-2\n"),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        status(&server, &s.token).await.0,
+        401,
+        "passwd revokes sessions"
+    );
+
+    let s = login(&server, "kim", "kim-password-2").await;
+    let (ok, _, err) = server.cli(&["user", "disable", "kim"], None);
+    assert!(ok, "{err}");
+    assert_eq!(
+        status(&server, &s.token).await.0,
+        401,
+        "disable revokes sessions"
+    );
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart_and_sweep_runs() {
+    let server = Server::start(&[]);
+    let s = crate::common::demo_login(&server).await;
+    let password = server.demo_password.clone().unwrap();
+    let dir = server.stop();
+    let store = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let (ok, out, err) = run_cli(&store, &["sweep"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("purged 0"), "{out}");
+    let again = Server::start_in(dir, &[]);
+    assert_eq!(status(&again, &s.token).await.0, 200);
+    login(&again, "demo", &password).await;
+}
