@@ -26,6 +26,40 @@ use crate::credential::{self, Via};
 use crate::guard;
 use crate::rejection::{Rendered, SessionRejection, wants_json};
 
+/// The client's IP address as the application determined it, for the
+/// session's device metadata ([`ClientMeta`]).
+///
+/// By default the layer records the socket peer
+/// ([`ConnectInfo<SocketAddr>`]). Behind a reverse proxy that peer is the
+/// proxy; a middleware placed *outside* the [`SessionLayer`] that knows
+/// which proxies to trust may insert this extension with the real client
+/// address (from `X-Forwarded-For` or `Forwarded`), and the layer records
+/// that instead. The address is metadata for the device list and audit,
+/// never an authentication factor (OWASP Session Management Cheat Sheet).
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr};
+/// use axum::{Router, routing::get, middleware::{self, Next}, extract::Request};
+/// use tessera::{SessionManager, store::MemoryStore};
+/// use tessera_axum::{ClientIp, SessionLayer};
+///
+/// async fn from_trusted_proxy(mut req: Request, next: Next) -> axum::response::Response {
+///     // … parse the header set by your own proxy; here a fixed address.
+///     req.extensions_mut().insert(ClientIp(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))));
+///     next.run(req).await
+/// }
+///
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "ok" }))
+///     .layer(SessionLayer::new(manager))
+///     .layer(middleware::from_fn(from_trusted_proxy)); // outside the session layer
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub std::net::IpAddr);
+
 const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 
 /// The tower layer that gives every request a [`tessera::Session`].
@@ -198,6 +232,13 @@ impl Shared {
             Some(Rendered(rejection)) if !json => rejection.render(false),
             _ => response,
         };
+        // A refused request (bad input, wrong password, not allowed) is not
+        // user activity: it must not move the idle deadline, or failed
+        // attempts would keep a session alive (OWASP Session Management
+        // Cheat Sheet, idle timeout). Explicit changes are still committed.
+        if response.status().is_client_error() {
+            session.mark_status_query();
+        }
 
         match session.commit().await {
             Ok(action) => {
@@ -271,10 +312,13 @@ fn header_value(value: String) -> Result<HeaderValue, SessionRejection> {
 }
 
 fn client_meta(req: &Request<Body>) -> ClientMeta {
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let ip = match req.extensions().get::<ClientIp>() {
+        Some(ClientIp(ip)) => Some(ip.to_string()),
+        None => req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+    };
     let user_agent = req
         .headers()
         .get(USER_AGENT)

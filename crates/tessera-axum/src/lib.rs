@@ -132,5 +132,5 @@ mod rejection;
 
 pub use crate::config::{DEFAULT_CSRF_FORM_LIMIT, SessionConfig};
 pub use crate::extract::{AuthUser, CsrfToken, Session};
-pub use crate::layer::{SessionLayer, SessionService};
+pub use crate::layer::{ClientIp, SessionLayer, SessionService};
 pub use crate::rejection::SessionRejection;

@@ -116,6 +116,26 @@ impl SessionRejection {
         }
     }
 
+    /// The rejection a response was rendered from, if it was rendered by
+    /// [`SessionRejection::render`] (by the layer's guard, its commit, or an
+    /// extractor).
+    ///
+    /// This lets an application present the layer's refusals in its own
+    /// format (an HTML error page, its own JSON error shape) from a
+    /// middleware placed outside the [`SessionLayer`](crate::SessionLayer),
+    /// without re-implementing any of the checks.
+    ///
+    /// ```
+    /// use tessera_axum::SessionRejection;
+    ///
+    /// let response = SessionRejection::Unavailable.render(true);
+    /// assert_eq!(SessionRejection::of(&response), Some(SessionRejection::Unavailable));
+    /// assert_eq!(SessionRejection::of(&axum::response::Response::new(axum::body::Body::empty())), None);
+    /// ```
+    pub fn of<B>(response: &http::Response<B>) -> Option<Self> {
+        response.extensions().get::<Rendered>().map(|r| r.0)
+    }
+
     /// The response, as JSON when `json` is true, else as text.
     pub fn render(&self, json: bool) -> Response {
         let (content_type, body) = if json {

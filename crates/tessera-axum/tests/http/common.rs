@@ -47,6 +47,8 @@ pub(crate) fn routes() -> Router {
         .route("/together/{key}/{value}", post(together))
         .route("/csrf", get(|CsrfToken(t): CsrfToken| async move { t }))
         .route("/echo", post(|body: String| async move { body }))
+        .route("/refuse", get(refuse))
+        .route("/client-ip", get(client_ip))
         .layer(Extension(Arc::new(Barrier::new(2))))
 }
 
@@ -77,6 +79,22 @@ async fn login(
 ) -> Result<&'static str, SessionRejection> {
     session.login(&user).await?;
     Ok("signed in")
+}
+
+/// Reads the session, then refuses the request (as a handler does for a
+/// wrong password or bad input).
+async fn refuse(session: Session) -> Result<(http::StatusCode, &'static str), SessionRejection> {
+    session.record().await?;
+    Ok((http::StatusCode::BAD_REQUEST, "refused"))
+}
+
+/// The client IP recorded in the session.
+async fn client_ip(session: Session) -> Result<String, SessionRejection> {
+    let record = session
+        .record()
+        .await?
+        .ok_or(SessionRejection::Unauthenticated { reason: "missing" })?;
+    Ok(record.client.ip.unwrap_or_default())
 }
 
 async fn me(user: AuthUser) -> String {

@@ -18,3 +18,4 @@ mod csrf;
 mod failure;
 mod lazy;
 mod lifecycle;
+mod metadata;
