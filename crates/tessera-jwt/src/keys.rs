@@ -209,7 +209,9 @@ impl PrivateKey {
             Self::Ed25519(k) => k.sign(msg).to_bytes().to_vec(),
             Self::Es256(k) => {
                 let sig: p256::ecdsa::Signature = k.sign(msg);
-                sig.to_bytes().to_vec()
+                // Low-S form, so each ES256 token has one valid signature
+                // (the verifier refuses the (r, n - s) twin).
+                sig.normalize_s().unwrap_or(sig).to_bytes().to_vec()
             }
         }
     }
@@ -253,8 +255,8 @@ impl PublicKey {
     }
 
     /// Verifies a raw JWS signature. Ed25519 uses `verify_strict`, which
-    /// also refuses non-canonical and small-order encodings, so a valid
-    /// token has exactly one valid signature encoding.
+    /// also refuses non-canonical and small-order encodings; ES256 requires
+    /// low S. Either way a valid token has exactly one valid signature.
     pub(crate) fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match self {
             Self::Ed25519(k) => {
@@ -265,11 +267,13 @@ impl PublicKey {
                 k.verify_strict(msg, &sig).is_ok()
             }
             Self::Es256(k) => {
-                // `from_slice` refuses r or s of zero or >= n.
+                // `from_slice` refuses r or s of zero or >= n. A high S is
+                // refused too: (r, s) and (r, n - s) both verify, and a
+                // token must have exactly one accepted spelling.
                 let Ok(sig) = p256::ecdsa::Signature::from_slice(sig) else {
                     return false;
                 };
-                k.verify(msg, &sig).is_ok()
+                sig.normalize_s().is_none() && k.verify(msg, &sig).is_ok()
             }
         }
     }

@@ -551,3 +551,48 @@ fn removed_key_stops_verifying_at_once() {
         Err(tessera_jwt::IssueError::NoSigningKey)
     ));
 }
+
+#[test]
+fn malleated_es256_signature_is_refused() {
+    // (r, n - s) verifies under plain ECDSA; tessera signs low-S and
+    // accepts only that, so a token has one valid spelling.
+    let f = Fixture::new(Algorithm::Es256);
+    let token = f
+        .issuer()
+        .issue("u", &SessionHandle::generate().unwrap())
+        .unwrap();
+    let (input, sig) = token.as_str().rsplit_once('.').unwrap();
+    let sig = p256::ecdsa::Signature::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig).unwrap(),
+    )
+    .unwrap();
+    assert!(sig.normalize_s().is_none(), "issued signatures are low-S");
+    let (r, s) = sig.split_scalars();
+    let twin = p256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+    // The twin is a valid ECDSA signature...
+    let jwks = f.store.key_set().jwks(f.clock.now());
+    let jwk = &jwks.keys[0];
+    let point = p256::EncodedPoint::from_affine_coordinates(
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &jwk.x)
+            .unwrap()
+            .as_slice()
+            .into(),
+        base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            jwk.y.as_ref().unwrap(),
+        )
+        .unwrap()
+        .as_slice()
+        .into(),
+        false,
+    );
+    let vk = p256::ecdsa::VerifyingKey::from_encoded_point(&point).unwrap();
+    use p256::ecdsa::signature::Verifier as _;
+    assert!(vk.verify(input.as_bytes(), &twin).is_ok());
+    // ...that tessera refuses.
+    let forged = format!("{input}.{}", b64(&twin.to_bytes()));
+    assert!(matches!(
+        f.verifier().verify(&forged),
+        Err(VerifyError::BadSignature)
+    ));
+}
