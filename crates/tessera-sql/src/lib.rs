@@ -10,6 +10,7 @@ mod mysql;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod refresh_row;
 mod row;
 #[cfg(feature = "sqlite")]
 mod sqlite;

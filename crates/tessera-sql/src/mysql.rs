@@ -24,15 +24,17 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use tessera::StoreError;
 use tessera::record::{SessionHandle, SessionRecord};
+use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
-use tessera::token::TokenHash;
+use tessera::token::{SECRET_LEN, TokenHash};
 
 use crate::error::{bounded, retrying};
 use crate::options::SqlOptions;
+use crate::refresh_row::{EncodedRefresh, RawRefresh, bind_refresh, diagnose_unused};
 use crate::row::{
     Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
-    version_to_sql,
+    remaining, version_to_sql,
 };
 
 mod sql {
@@ -87,6 +89,67 @@ mod sql {
         "DELETE FROM tessera_sessions WHERE user_id = ? AND handle <> ?";
     pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE next_deadline <= ? \
         ORDER BY next_deadline LIMIT ?";
+    pub(super) fn select_by_handle() -> String {
+        format!("SELECT {COLUMNS} FROM tessera_sessions WHERE handle = ?")
+    }
+
+    pub(super) const REFRESH_INSERT: &str = "INSERT INTO tessera_refresh_tokens (hash, family, \
+        user_id, issued_at, expires_at, used_at, child_hash, sealed_child) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+    const REFRESH_COLUMNS: &str = "hash, family, user_id, issued_at, expires_at, used_at, \
+        child_hash, sealed_child";
+    pub(super) fn refresh_select() -> String {
+        format!("SELECT {REFRESH_COLUMNS} FROM tessera_refresh_tokens WHERE hash = ?")
+    }
+    /// A locking read: it sees the latest committed row, not the
+    /// transaction's REPEATABLE READ snapshot.
+    pub(super) fn refresh_select_locked() -> String {
+        format!("SELECT {REFRESH_COLUMNS} FROM tessera_refresh_tokens WHERE hash = ? FOR UPDATE")
+    }
+    /// The compare-and-set of a rotation: InnoDB's `UPDATE` reads the
+    /// latest committed row under its lock, so exactly one of two
+    /// concurrent uses of a parent matches.
+    pub(super) const REFRESH_USE: &str = "UPDATE tessera_refresh_tokens \
+        SET used_at = ?, child_hash = ?, sealed_child = ? \
+        WHERE hash = ? AND used_at IS NULL AND expires_at > ?";
+    pub(super) const REFRESH_DELETE_FAMILY: &str =
+        "DELETE FROM tessera_refresh_tokens WHERE family = ?";
+    pub(super) const REFRESH_PURGE: &str = "DELETE FROM tessera_refresh_tokens \
+        WHERE expires_at <= ? ORDER BY expires_at LIMIT ?";
+}
+
+/// A refresh row as MySQL returns it: the binary columns come back as bytes.
+#[derive(sqlx::FromRow)]
+struct MySqlRawRefresh {
+    hash: Vec<u8>,
+    family: Vec<u8>,
+    user_id: Option<Vec<u8>>,
+    issued_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    child_hash: Option<Vec<u8>>,
+    sealed_child: Option<Vec<u8>>,
+}
+
+impl MySqlRawRefresh {
+    fn decode(self) -> Result<RefreshRecord, StoreError> {
+        let text = |bytes: Vec<u8>, what: &str| {
+            String::from_utf8(bytes).map_err(|_| {
+                StoreError::Corrupt(format!("tessera_refresh_tokens row: {what} is not UTF-8"))
+            })
+        };
+        RawRefresh {
+            hash: self.hash,
+            family: text(self.family, "family")?,
+            user_id: self.user_id.map(|u| text(u, "user_id")).transpose()?,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            used_at: self.used_at,
+            child_hash: self.child_hash,
+            sealed_child: self.sealed_child,
+        }
+        .decode()
+    }
 }
 
 /// A row as MySQL returns it: the binary columns come back as bytes.
@@ -392,7 +455,7 @@ impl Store for MySqlStore {
         if limit == 0 {
             return Ok(0);
         }
-        bounded(
+        let sessions = bounded(
             self.timeout,
             retrying!(async {
                 let done = sqlx::query(sql::PURGE)
@@ -403,7 +466,25 @@ impl Store for MySqlStore {
                 Ok(done.rows_affected())
             }),
         )
-        .await
+        .await?;
+        // Then refresh tokens, with what is left of the shared limit.
+        let left = remaining(limit, sessions);
+        if left == 0 {
+            return Ok(sessions);
+        }
+        let tokens = bounded(
+            self.timeout,
+            retrying!(async {
+                let done = sqlx::query(sql::REFRESH_PURGE)
+                    .bind(now.as_millis())
+                    .bind(limit_to_sql(left))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }),
+        )
+        .await?;
+        Ok(sessions.saturating_add(tokens))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -450,5 +531,120 @@ impl Store for MySqlStore {
             }),
         )
         .await
+    }
+}
+
+/// Refresh-token families in `tessera_refresh_tokens` (see
+/// [`tessera::refresh`]). The rotation is one InnoDB transaction whose
+/// conditional `UPDATE` serialises concurrent uses of a parent on its row
+/// lock; a deadlock victim is re-run whole.
+#[async_trait]
+impl RefreshStore for MySqlStore {
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        let e = EncodedRefresh::new(record);
+        let (e, pool) = (&e, &self.pool);
+        bounded(
+            self.timeout,
+            retrying!(async {
+                bind_refresh!(sqlx::query(sql::REFRESH_INSERT), e)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }),
+        )
+        .await
+    }
+
+    async fn load_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        let statement = sql::refresh_select();
+        let raw = bounded(self.timeout, async {
+            let raw: Option<MySqlRawRefresh> = sqlx::query_as(&statement)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(MySqlRawRefresh::decode).transpose()
+    }
+
+    /// Conditional `UPDATE` of the parent; if it matched, `INSERT` the
+    /// child and commit; otherwise a locking read of the parent says why,
+    /// and the transaction rolls back.
+    async fn use_refresh(
+        &self,
+        parent: &TokenHash,
+        child: &RefreshRecord,
+        sealed_child: &[u8; SECRET_LEN],
+        now: Timestamp,
+    ) -> Result<RefreshUse, StoreError> {
+        let e = EncodedRefresh::new(child);
+        let select = sql::refresh_select_locked();
+        let (e, pool, select) = (&e, &self.pool, select.as_str());
+        let parent = parent.as_bytes().as_slice();
+        let diagnosed = bounded(
+            self.timeout,
+            retrying!(async {
+                let mut tx = pool.begin().await?;
+                let marked = sqlx::query(sql::REFRESH_USE)
+                    .bind(now.as_millis())
+                    .bind(e.hash)
+                    .bind(sealed_child.as_slice())
+                    .bind(parent)
+                    .bind(now.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                if marked.rows_affected() == 1 {
+                    // A duplicate child fails here; dropping `tx` rolls the
+                    // mark back, so nothing changed.
+                    bind_refresh!(sqlx::query(sql::REFRESH_INSERT), e)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+                let raw: Option<MySqlRawRefresh> = sqlx::query_as(select)
+                    .bind(parent)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                Ok(Some(raw))
+            }),
+        )
+        .await?;
+        match diagnosed {
+            None => Ok(RefreshUse::Rotated),
+            Some(raw) => diagnose_unused(raw.map(MySqlRawRefresh::decode).transpose()?, now),
+        }
+    }
+
+    async fn delete_refresh_family(&self, family: &SessionHandle) -> Result<u64, StoreError> {
+        bounded(
+            self.timeout,
+            retrying!(async {
+                let done = sqlx::query(sql::REFRESH_DELETE_FAMILY)
+                    .bind(family.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }),
+        )
+        .await
+    }
+
+    async fn load_session_by_handle(
+        &self,
+        handle: &SessionHandle,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let statement = sql::select_by_handle();
+        let raw = bounded(self.timeout, async {
+            let raw: Option<MySqlRaw> = sqlx::query_as(&statement)
+                .bind(handle.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(MySqlRaw::decode).transpose()
     }
 }

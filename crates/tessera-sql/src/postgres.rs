@@ -23,15 +23,17 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tessera::StoreError;
 use tessera::record::{SessionHandle, SessionRecord};
+use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
-use tessera::token::TokenHash;
+use tessera::token::{SECRET_LEN, TokenHash};
 
 use crate::error::{bounded, retrying};
 use crate::options::SqlOptions;
+use crate::refresh_row::{EncodedRefresh, RawRefresh, bind_refresh, diagnose_unused};
 use crate::row::{
     Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
-    version_to_sql,
+    remaining, version_to_sql,
 };
 
 mod sql {
@@ -91,6 +93,28 @@ mod sql {
         (SELECT hash FROM tessera_sessions WHERE next_deadline <= $1 \
          ORDER BY next_deadline LIMIT $2 FOR UPDATE SKIP LOCKED) \
         AND next_deadline <= $1";
+    pub(super) fn select_by_handle() -> String {
+        format!("SELECT {COLUMNS} FROM tessera_sessions WHERE handle = $1")
+    }
+
+    pub(super) const REFRESH_INSERT: &str = "INSERT INTO tessera_refresh_tokens (hash, family, \
+        user_id, issued_at, expires_at, used_at, child_hash, sealed_child) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    pub(super) const REFRESH_SELECT: &str = "SELECT hash, family, user_id, issued_at, \
+        expires_at, used_at, child_hash, sealed_child FROM tessera_refresh_tokens \
+        WHERE hash = $1";
+    /// The compare-and-set of a rotation. A concurrent use of the same
+    /// parent waits for this row lock and then re-checks the `WHERE` on the
+    /// committed row, so exactly one of them matches.
+    pub(super) const REFRESH_USE: &str = "UPDATE tessera_refresh_tokens \
+        SET used_at = $1, child_hash = $2, sealed_child = $3 \
+        WHERE hash = $4 AND used_at IS NULL AND expires_at > $5";
+    pub(super) const REFRESH_DELETE_FAMILY: &str =
+        "DELETE FROM tessera_refresh_tokens WHERE family = $1";
+    /// Bounded like `PURGE`; skips rows a rotation holds.
+    pub(super) const REFRESH_PURGE: &str = "DELETE FROM tessera_refresh_tokens WHERE hash IN \
+        (SELECT hash FROM tessera_refresh_tokens WHERE expires_at <= $1 \
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
 }
 
 /// A [`Store`] on PostgreSQL (11 or later). See the [module docs](self)
@@ -331,12 +355,24 @@ impl Store for PgStore {
             return Ok(0);
         }
         bounded(self.timeout, async {
-            let done = sqlx::query(sql::PURGE)
+            // Sessions first, then refresh tokens, `limit` rows in all.
+            let sessions = sqlx::query(sql::PURGE)
                 .bind(now.as_millis())
                 .bind(limit_to_sql(limit))
                 .execute(&self.pool)
-                .await?;
-            Ok(done.rows_affected())
+                .await?
+                .rows_affected();
+            let left = remaining(limit, sessions);
+            if left == 0 {
+                return Ok(sessions);
+            }
+            let tokens = sqlx::query(sql::REFRESH_PURGE)
+                .bind(now.as_millis())
+                .bind(limit_to_sql(left))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(sessions.saturating_add(tokens))
         })
         .await
     }
@@ -384,5 +420,112 @@ impl Store for PgStore {
             }),
         )
         .await
+    }
+}
+
+/// Refresh-token families in `tessera_refresh_tokens` (see
+/// [`tessera::refresh`]). The rotation is one READ COMMITTED transaction
+/// whose conditional `UPDATE` serialises concurrent uses of a parent on its
+/// row lock.
+#[async_trait]
+impl RefreshStore for PgStore {
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        let e = EncodedRefresh::new(record);
+        bounded(self.timeout, async {
+            bind_refresh!(sqlx::query(sql::REFRESH_INSERT), &e)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        let raw = bounded(self.timeout, async {
+            let raw: Option<RawRefresh> = sqlx::query_as(sql::REFRESH_SELECT)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(RawRefresh::decode).transpose()
+    }
+
+    /// Conditional `UPDATE` of the parent; if it matched, `INSERT` the
+    /// child and commit; otherwise read the parent (a fresh snapshot under
+    /// READ COMMITTED, so a concurrent winner's commit is visible) to say
+    /// why, and roll back.
+    async fn use_refresh(
+        &self,
+        parent: &TokenHash,
+        child: &RefreshRecord,
+        sealed_child: &[u8; SECRET_LEN],
+        now: Timestamp,
+    ) -> Result<RefreshUse, StoreError> {
+        let e = EncodedRefresh::new(child);
+        let (e, pool) = (&e, &self.pool);
+        let parent = parent.as_bytes().as_slice();
+        let diagnosed = bounded(
+            self.timeout,
+            retrying!(async {
+                let mut tx = pool.begin().await?;
+                let marked = sqlx::query(sql::REFRESH_USE)
+                    .bind(now.as_millis())
+                    .bind(e.hash)
+                    .bind(sealed_child.as_slice())
+                    .bind(parent)
+                    .bind(now.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                if marked.rows_affected() == 1 {
+                    // A duplicate child fails here; dropping `tx` rolls the
+                    // mark back, so nothing changed.
+                    bind_refresh!(sqlx::query(sql::REFRESH_INSERT), e)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+                let raw: Option<RawRefresh> = sqlx::query_as(sql::REFRESH_SELECT)
+                    .bind(parent)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                Ok(Some(raw))
+            }),
+        )
+        .await?;
+        match diagnosed {
+            None => Ok(RefreshUse::Rotated),
+            Some(raw) => diagnose_unused(raw.map(RawRefresh::decode).transpose()?, now),
+        }
+    }
+
+    async fn delete_refresh_family(&self, family: &SessionHandle) -> Result<u64, StoreError> {
+        bounded(self.timeout, async {
+            let done = sqlx::query(sql::REFRESH_DELETE_FAMILY)
+                .bind(family.as_str())
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn load_session_by_handle(
+        &self,
+        handle: &SessionHandle,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let statement = sql::select_by_handle();
+        let raw = bounded(self.timeout, async {
+            let raw: Option<RawRecord> = sqlx::query_as(&statement)
+                .bind(handle.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(RawRecord::decode).transpose()
     }
 }

@@ -69,6 +69,12 @@ pub(crate) fn limit_to_sql(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// What is left of a purge `limit` after `used` rows were deleted (the
+/// limit is shared by sessions and refresh tokens).
+pub(crate) fn remaining(limit: usize, used: u64) -> usize {
+    limit.saturating_sub(usize::try_from(used).unwrap_or(usize::MAX))
+}
+
 /// Binds all 14 columns of an [`Encoded`] in canonical order: hash, handle,
 /// user_id, data, created_at, last_seen_at, authenticated_at, idle_deadline,
 /// absolute_deadline, next_deadline, version, csrf_secret, client_ip,

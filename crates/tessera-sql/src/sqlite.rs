@@ -27,15 +27,17 @@ use sqlx::sqlite::{
 };
 use tessera::StoreError;
 use tessera::record::{SessionHandle, SessionRecord};
+use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
-use tessera::token::TokenHash;
+use tessera::token::{SECRET_LEN, TokenHash};
 
 use crate::error::bounded;
 use crate::options::SqlOptions;
+use crate::refresh_row::{EncodedRefresh, RawRefresh, bind_refresh, diagnose_unused};
 use crate::row::{
     Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
-    version_to_sql,
+    remaining, version_to_sql,
 };
 
 mod sql {
@@ -86,6 +88,26 @@ mod sql {
     pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE hash IN \
         (SELECT hash FROM tessera_sessions WHERE next_deadline <= ? \
          ORDER BY next_deadline LIMIT ?)";
+    pub(super) const SELECT_BY_HANDLE: &str = "SELECT hash, handle, user_id, data, created_at, \
+        last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
+        client_ip, user_agent FROM tessera_sessions WHERE handle = ?";
+
+    pub(super) const REFRESH_INSERT: &str = "INSERT INTO tessera_refresh_tokens (hash, family, \
+        user_id, issued_at, expires_at, used_at, child_hash, sealed_child) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+    pub(super) const REFRESH_SELECT: &str = "SELECT hash, family, user_id, issued_at, \
+        expires_at, used_at, child_hash, sealed_child FROM tessera_refresh_tokens WHERE hash = ?";
+    /// The compare-and-set of a rotation: only an unused parent that is
+    /// live at `now` is marked.
+    pub(super) const REFRESH_USE: &str = "UPDATE tessera_refresh_tokens \
+        SET used_at = ?, child_hash = ?, sealed_child = ? \
+        WHERE hash = ? AND used_at IS NULL AND expires_at > ?";
+    pub(super) const REFRESH_DELETE_FAMILY: &str =
+        "DELETE FROM tessera_refresh_tokens WHERE family = ?";
+    /// Bounded like `PURGE`, through the `expires_at` index.
+    pub(super) const REFRESH_PURGE: &str = "DELETE FROM tessera_refresh_tokens WHERE hash IN \
+        (SELECT hash FROM tessera_refresh_tokens WHERE expires_at <= ? \
+         ORDER BY expires_at LIMIT ?)";
 }
 
 /// A [`Store`] on an SQLite file.
@@ -368,12 +390,25 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         bounded(self.timeout, async {
-            let done = sqlx::query(sql::PURGE)
+            // Sessions first, then refresh tokens, `limit` rows in all
+            // (two short statements, never one long one).
+            let sessions = sqlx::query(sql::PURGE)
                 .bind(now.as_millis())
                 .bind(limit_to_sql(limit))
                 .execute(&self.writer)
-                .await?;
-            Ok(done.rows_affected())
+                .await?
+                .rows_affected();
+            let left = remaining(limit, sessions);
+            if left == 0 {
+                return Ok(sessions);
+            }
+            let tokens = sqlx::query(sql::REFRESH_PURGE)
+                .bind(now.as_millis())
+                .bind(limit_to_sql(left))
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+            Ok(sessions.saturating_add(tokens))
         })
         .await
     }
@@ -415,6 +450,108 @@ impl Store for SqliteStore {
             Ok(outcome.into_record())
         })
         .await
+    }
+}
+
+/// Refresh-token families in `tessera_refresh_tokens` (see
+/// [`tessera::refresh`]). Every write goes through the single writer
+/// connection; the rotation is one `BEGIN IMMEDIATE` transaction.
+#[async_trait]
+impl RefreshStore for SqliteStore {
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        let e = EncodedRefresh::new(record);
+        bounded(self.timeout, async {
+            bind_refresh!(sqlx::query(sql::REFRESH_INSERT), &e)
+                .execute(&self.writer)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        let raw = bounded(self.timeout, async {
+            let raw: Option<RawRefresh> = sqlx::query_as(sql::REFRESH_SELECT)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(RawRefresh::decode).transpose()
+    }
+
+    /// `BEGIN IMMEDIATE`; conditional `UPDATE` of the parent; if it
+    /// matched, `INSERT` the child and commit, otherwise read the parent
+    /// to say why and roll back. The write lock is held from the first
+    /// statement, so concurrent uses of one parent queue and exactly one
+    /// finds it unused.
+    async fn use_refresh(
+        &self,
+        parent: &TokenHash,
+        child: &RefreshRecord,
+        sealed_child: &[u8; SECRET_LEN],
+        now: Timestamp,
+    ) -> Result<RefreshUse, StoreError> {
+        let e = EncodedRefresh::new(child);
+        let parent = parent.as_bytes().as_slice();
+        let diagnosed = bounded(self.timeout, async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let marked = sqlx::query(sql::REFRESH_USE)
+                .bind(now.as_millis())
+                .bind(e.hash)
+                .bind(sealed_child.as_slice())
+                .bind(parent)
+                .bind(now.as_millis())
+                .execute(&mut *tx)
+                .await?;
+            if marked.rows_affected() == 1 {
+                // A duplicate child fails here; dropping `tx` rolls the
+                // mark back, so nothing changed.
+                bind_refresh!(sqlx::query(sql::REFRESH_INSERT), &e)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(None);
+            }
+            let raw: Option<RawRefresh> = sqlx::query_as(sql::REFRESH_SELECT)
+                .bind(parent)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.rollback().await?;
+            Ok(Some(raw))
+        })
+        .await?;
+        match diagnosed {
+            None => Ok(RefreshUse::Rotated),
+            Some(raw) => diagnose_unused(raw.map(RawRefresh::decode).transpose()?, now),
+        }
+    }
+
+    async fn delete_refresh_family(&self, family: &SessionHandle) -> Result<u64, StoreError> {
+        bounded(self.timeout, async {
+            let done = sqlx::query(sql::REFRESH_DELETE_FAMILY)
+                .bind(family.as_str())
+                .execute(&self.writer)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn load_session_by_handle(
+        &self,
+        handle: &SessionHandle,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let raw = bounded(self.timeout, async {
+            let raw: Option<RawRecord> = sqlx::query_as(sql::SELECT_BY_HANDLE)
+                .bind(handle.as_str())
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(raw)
+        })
+        .await?;
+        raw.map(RawRecord::decode).transpose()
     }
 }
 
@@ -494,6 +631,38 @@ mod tests {
         assert_indexed(&plan(&store, &sql::cas_update(), 14).await, "PRIMARY KEY");
         assert_indexed(
             &plan(&store, sql::DELETE_BY_HANDLE, 1).await,
+            "sqlite_autoindex_tessera_sessions",
+        );
+    }
+
+    #[tokio::test]
+    async fn refresh_statements_use_their_indexes() {
+        let (_dir, store) = store().await;
+        let purge = plan(&store, sql::REFRESH_PURGE, 2).await;
+        assert!(
+            purge
+                .iter()
+                .any(|d| d.starts_with("SEARCH") && d.contains("tessera_refresh_tokens_expires_at")),
+            "{purge:?}"
+        );
+        let family = plan(&store, sql::REFRESH_DELETE_FAMILY, 1).await;
+        assert!(
+            family
+                .iter()
+                .any(|d| d.starts_with("SEARCH") && d.contains("tessera_refresh_tokens_family")),
+            "{family:?}"
+        );
+        for (statement, binds) in [(sql::REFRESH_USE, 5), (sql::REFRESH_SELECT, 1)] {
+            let p = plan(&store, statement, binds).await;
+            assert!(
+                p.iter()
+                    .any(|d| d.starts_with("SEARCH") && d.contains("PRIMARY KEY")),
+                "{statement}: {p:?}"
+            );
+            assert!(!p.iter().any(|d| d.starts_with("SCAN")), "{p:?}");
+        }
+        assert_indexed(
+            &plan(&store, sql::SELECT_BY_HANDLE, 1).await,
             "sqlite_autoindex_tessera_sessions",
         );
     }

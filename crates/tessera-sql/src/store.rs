@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use tessera::StoreError;
 use tessera::record::{SessionHandle, SessionRecord};
+use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
-use tessera::token::TokenHash;
+use tessera::token::{SECRET_LEN, TokenHash};
 
 use crate::error::UnsupportedUrl;
 use crate::options::SqlOptions;
@@ -220,5 +221,55 @@ impl Store for SqlStore {
         f: ModifyFn<'_>,
     ) -> Result<Option<SessionRecord>, StoreError> {
         dispatch!(self, s => s.modify(hash, now, f).await)
+    }
+}
+
+/// Refresh-token families (RFC 9700 §4.14.2 rotation with reuse
+/// detection) in the same database, table `tessera_refresh_tokens`. Pass
+/// the same store to
+/// [`SessionManagerBuilder::refresh_store`](tessera::manager::SessionManagerBuilder::refresh_store):
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use tessera::SessionManager;
+/// use tessera_sql::SqlStore;
+///
+/// let store = Arc::new(SqlStore::connect("sqlite::memory:").await?);
+/// let manager = SessionManager::builder_from_arc(store.clone())
+///     .refresh_store(store)
+///     .build()
+///     .unwrap();
+/// # Ok::<(), tessera::StoreError>(()) }).unwrap();
+/// ```
+#[async_trait]
+impl RefreshStore for SqlStore {
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert_refresh(record).await)
+    }
+
+    async fn load_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        dispatch!(self, s => s.load_refresh(hash).await)
+    }
+
+    async fn use_refresh(
+        &self,
+        parent: &TokenHash,
+        child: &RefreshRecord,
+        sealed_child: &[u8; SECRET_LEN],
+        now: Timestamp,
+    ) -> Result<RefreshUse, StoreError> {
+        dispatch!(self, s => s.use_refresh(parent, child, sealed_child, now).await)
+    }
+
+    async fn delete_refresh_family(&self, family: &SessionHandle) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.delete_refresh_family(family).await)
+    }
+
+    async fn load_session_by_handle(
+        &self,
+        handle: &SessionHandle,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self, s => s.load_session_by_handle(handle).await)
     }
 }

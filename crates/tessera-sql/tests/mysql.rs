@@ -99,6 +99,14 @@ async fn mysql_indexes_serve_user_and_deadline_lookups() {
             "EXPLAIN SELECT hash FROM tessera_sessions WHERE next_deadline <= 0 ORDER BY next_deadline LIMIT 10",
             "tessera_sessions_next_deadline",
         ),
+        (
+            "EXPLAIN SELECT hash FROM tessera_refresh_tokens WHERE expires_at <= 0 ORDER BY expires_at LIMIT 10",
+            "tessera_refresh_tokens_expires_at",
+        ),
+        (
+            "EXPLAIN SELECT hash FROM tessera_refresh_tokens FORCE INDEX (tessera_refresh_tokens_family) WHERE family = 'f'",
+            "tessera_refresh_tokens_family",
+        ),
     ] {
         let rows = sqlx::query(query).fetch_all(&mut conn).await.unwrap();
         let keys: Vec<Option<String>> = rows

@@ -109,6 +109,18 @@ async fn postgres_indexes_serve_user_and_deadline_lookups() {
             "EXPLAIN SELECT hash FROM tessera_sessions WHERE handle = 'h'",
             "tessera_sessions_handle_key",
         ),
+        (
+            "EXPLAIN SELECT hash FROM tessera_refresh_tokens WHERE expires_at <= 0 ORDER BY expires_at LIMIT 10",
+            "tessera_refresh_tokens_expires_at",
+        ),
+        (
+            "EXPLAIN DELETE FROM tessera_refresh_tokens WHERE family = 'f'",
+            "tessera_refresh_tokens_family",
+        ),
+        (
+            "EXPLAIN UPDATE tessera_refresh_tokens SET used_at = 1 WHERE hash = '\\x00' AND used_at IS NULL AND expires_at > 0",
+            "tessera_refresh_tokens_pkey",
+        ),
     ] {
         let plan: Vec<String> = sqlx::query_scalar(query)
             .fetch_all(&mut conn)

@@ -28,13 +28,22 @@ async fn sqlite_file_passes_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let store = file_store(&dir).await;
     assert_eq!(store.backend(), "sqlite");
-    tessera::testkit::run_all(Arc::new(store)).await;
+    let store = Arc::new(store);
+    tessera::testkit::run_all(store.clone()).await;
+    tessera::testkit::run_refresh_all(store.clone(), store.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_in_memory_passes_conformance_suite() {
-    let store = SqlStore::connect("sqlite::memory:").await.unwrap();
-    tessera::testkit::run_all(Arc::new(store)).await;
+    let store = Arc::new(SqlStore::connect("sqlite::memory:").await.unwrap());
+    tessera::testkit::run_all(store.clone()).await;
+    tessera::testkit::run_refresh_all(store.clone(), store.clone()).await;
+}
+
+#[tokio::test]
+async fn purge_deletes_expired_refresh_tokens_after_sessions_within_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    common::refresh_purge_is_bounded(Arc::new(file_store(&dir).await)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -103,6 +112,50 @@ async fn database_files_hold_no_token() {
             contains(last, session.record.hash.as_bytes()),
             "hash missing"
         );
+    }
+}
+
+/// DESIGN invariant 2 for refresh tokens: after issuing and rotating
+/// refresh tokens, the database files hold their hashes but no refresh
+/// token, token body or raw secret, neither of the parent nor of the child
+/// kept (sealed) for retries.
+#[tokio::test]
+async fn database_files_hold_no_refresh_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(file_store(&dir).await);
+    let manager = SessionManager::builder_from_arc(store.clone())
+        .refresh_store(store.clone())
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let issued = manager
+            .create(Some(format!("user{i}")), Data::new(), ClientMeta::default())
+            .await
+            .unwrap();
+        let first = manager.issue_refresh(&issued.record).await.unwrap();
+        let second = manager.refresh(first.expose()).await.unwrap().token;
+        let third = manager.refresh(second.expose()).await.unwrap().token;
+        tokens.extend([first, second, third]);
+    }
+    let mut dumps = vec![read_all(dir.path())];
+    store.close().await;
+    dumps.push(read_all(dir.path()));
+    for dump in &dumps {
+        for token in &tokens {
+            let text = token.expose();
+            let body = text.strip_prefix("tsr_").unwrap();
+            let raw = URL_SAFE_NO_PAD.decode(body).unwrap();
+            let secret = &raw[..32];
+            assert!(!contains(dump, text.as_bytes()), "refresh token at rest");
+            assert!(!contains(dump, body.as_bytes()), "token body at rest");
+            assert!(!contains(dump, secret), "raw refresh secret at rest");
+        }
+    }
+    // The check above must be able to fail: every hash is there.
+    let last = dumps.last().unwrap();
+    for token in &tokens {
+        assert!(contains(last, token.hash().as_bytes()), "hash missing");
     }
 }
 

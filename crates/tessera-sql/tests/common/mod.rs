@@ -13,10 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use tessera::record::{ClientMeta, Data, DataChanges};
+use tessera::record::{ClientMeta, Data, DataChanges, SessionHandle};
+use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::Store;
 use tessera::time::Timestamp;
+use tessera::token::RefreshToken;
 use tessera::{Access, SessionManager};
+use tessera_sql::SqlStore;
 use tokio::sync::{Barrier, Semaphore};
 
 /// A name no other test run uses.
@@ -189,10 +192,102 @@ pub async fn sweeper_purges_in_batches(store: Arc<dyn Store>) {
     sweeper.stop();
 }
 
-/// Everything a store crate runs against one backend.
-pub async fn run_scenarios(store: Arc<dyn Store>) {
+/// Expired refresh tokens do not accumulate: `purge_expired` deletes them
+/// after the expired sessions, in the same bounded batches (the limit is
+/// shared, sessions first), oldest expiry first, used or not, and never a
+/// live token.
+pub async fn refresh_purge_is_bounded(store: Arc<SqlStore>) {
+    let past = Timestamp::from_millis(3_000_000);
+    let user = tessera::testkit::unique_user("rpurge");
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let (_, mut record) = tessera::testkit::sample_record(Some(&user));
+        record.created_at = past;
+        record.deadlines.idle = past + Duration::from_millis(i);
+        record.deadlines.absolute = past + Duration::from_secs(60);
+        store.create(&record).await.unwrap();
+        sessions.push(record.hash);
+    }
+    let family = SessionHandle::generate().unwrap();
+    let token = |expires_at: Timestamp| {
+        let token = RefreshToken::generate().unwrap();
+        let record = RefreshRecord {
+            hash: token.hash(),
+            family: family.clone(),
+            user_id: Some(user.clone()),
+            issued_at: past,
+            expires_at,
+            used: None,
+        };
+        (token, record)
+    };
+    let mut expired = Vec::new();
+    for i in 0..5 {
+        let (t, record) = token(past + Duration::from_millis(10_000 + i));
+        store.insert_refresh(&record).await.unwrap();
+        expired.push(t);
+    }
+    // A used parent and its child, both expired: used rows go too.
+    let (child, child_record) = token(past + Duration::from_millis(10_005));
+    let sealed = expired[0].seal_child(&child);
+    assert_eq!(
+        store
+            .use_refresh(
+                &expired[0].hash(),
+                &child_record,
+                &sealed,
+                past + Duration::from_millis(1)
+            )
+            .await
+            .unwrap(),
+        RefreshUse::Rotated
+    );
+    expired.push(child);
+    let live_at =
+        tessera::time::Clock::now(&tessera::time::SystemClock) + Duration::from_secs(3600);
+    let mut live = Vec::new();
+    for _ in 0..2 {
+        let (t, record) = token(live_at);
+        store.insert_refresh(&record).await.unwrap();
+        live.push(t);
+    }
+    let cut = past + Duration::from_secs(60);
+    // 3 sessions, then the 2 oldest tokens: 5 in all.
+    assert_eq!(store.purge_expired(cut, 5).await.unwrap(), 5);
+    for hash in &sessions {
+        assert!(store.load(hash).await.unwrap().is_none(), "session first");
+    }
+    for t in &expired[..2] {
+        assert!(store.load_refresh(&t.hash()).await.unwrap().is_none());
+    }
+    assert!(
+        store
+            .load_refresh(&expired[2].hash())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.purge_expired(cut, 5).await.unwrap(), 4);
+    assert_eq!(store.purge_expired(cut, 5).await.unwrap(), 0);
+    for t in &expired {
+        assert!(store.load_refresh(&t.hash()).await.unwrap().is_none());
+    }
+    for t in &live {
+        assert!(
+            store.load_refresh(&t.hash()).await.unwrap().is_some(),
+            "live refresh token purged"
+        );
+    }
+    assert_eq!(store.delete_refresh_family(&family).await.unwrap(), 2);
+}
+
+/// Everything a store crate runs against one backend: the core and
+/// refresh-token conformance suites and the SQL scenarios.
+pub async fn run_scenarios(store: Arc<SqlStore>) {
     tessera::testkit::run_all(store.clone()).await;
+    tessera::testkit::run_refresh_all(store.clone(), store.clone()).await;
     purge_is_bounded(store.clone()).await;
+    refresh_purge_is_bounded(store.clone()).await;
     sweeper_purges_in_batches(store.clone()).await;
     concurrent_modifies_keep_both_keys(store.clone()).await;
     thousand_concurrent_increments(store).await;
