@@ -176,9 +176,11 @@ def main(results_path, machine_path):
     if idle and busy and sweep:
         idle_p99 = idle[0]["p99_us"]
         busy_p99 = max(r["p99_us"] for r in busy)
+        busy_med = statistics.median(r["p99_us"] for r in busy)
         p(f"- sweeper: purged {sweep[0]:,} expired records in ~{sweep[1]} s while serving reads; "
-          f"read p99 idle {fmt_us(idle_p99)}, while sweeping (worst of {len(busy)} runs) {fmt_us(busy_p99)} "
-          f"→ **{busy_p99 / idle_p99:.2f}×** idle; throughput {fmt_rps(idle[0]['rps'])} → "
+          f"read p99 idle {fmt_us(idle_p99)}; while sweeping, median of {len(busy)} runs' p99 "
+          f"{fmt_us(busy_med)} (**{busy_med / idle_p99:.2f}×** idle), worst run {fmt_us(busy_p99)} "
+          f"(**{busy_p99 / idle_p99:.2f}×**); throughput {fmt_rps(idle[0]['rps'])} → "
           f"{fmt_rps(statistics.median(r['rps'] for r in busy))} req/s")
     p("")
 
@@ -234,7 +236,9 @@ def main(results_path, machine_path):
         check("SQLite 1M vs 1k sessions, read throughput", f"{big / small:.2f}×", big / small >= 0.8, "≥ 0.8×")
     if idle and busy:
         x = max(r["p99_us"] for r in busy) / idle[0]["p99_us"]
-        check("sweeper: read p99 while deleting vs idle", f"{x:.2f}×", x < 2, "< 2×")
+        xm = statistics.median(r["p99_us"] for r in busy) / idle[0]["p99_us"]
+        check("sweeper: read p99 while deleting vs idle (worst run; median run in brackets)",
+              f"{x:.2f}× ({xm:.2f}×)", x < 2, "< 2×")
     print("\n".join(out))
 
 

@@ -2,7 +2,7 @@
 # The performance harness of issue 7: tessera next to bare axum,
 # tower-sessions and express-session, in one run on this machine.
 #
-#   scripts/bench.sh                      # full run (about 15-20 minutes)
+#   scripts/bench.sh                      # full run (about 40 minutes on 2 CPUs)
 #   BENCH_DURATION=2 BENCH_ROUNDS=1 BENCH_SCALE_N=20000 scripts/bench.sh   # smoke run
 #
 # Settings (environment):
