@@ -142,7 +142,7 @@ pub async fn ensure_demo_user(users: &Users) -> Result<Option<String>, ServerErr
 pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<(), ServerError> {
     let listen = config.listen;
     let state = build_state(config, metrics).await?;
-    state.cookie.warn_if_insecure();
+    // The session layer warns about an insecure cookie when it is built.
     if !state.config.insecure_http {
         tracing::info!(
             "the session cookie is Secure: browsers only send it over HTTPS (or to localhost); \

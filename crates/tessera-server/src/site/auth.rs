@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::guard::{SiteCtx, fail, require_csrf, signed_in};
+use super::guard::{SiteCtx, fail, signed_in};
 use super::pages;
 use crate::api::types::Revoked;
 use crate::audit::{self, ServerEvent};
@@ -53,8 +53,19 @@ pub struct LoginQuery {
 }
 
 /// `GET /login`: the sign-in form, with the reason for a sign-out if any.
-pub async fn login_page(Query(q): Query<LoginQuery>) -> Html<String> {
-    Html(pages::login_page(q.reason.as_deref(), None))
+///
+/// When the browser already holds a live session, signing in again is an
+/// unsafe request of that session, so the form carries its CSRF token.
+pub async fn login_page(
+    Query(q): Query<LoginQuery>,
+    csrf: Option<tessera_axum::CsrfToken>,
+) -> Html<String> {
+    let csrf = csrf.map(|tessera_axum::CsrfToken(t)| t);
+    Html(pages::login_page(
+        q.reason.as_deref(),
+        None,
+        csrf.as_deref(),
+    ))
 }
 
 fn retry_secs(d: Duration) -> u64 {
@@ -70,7 +81,7 @@ fn retry_secs(d: Duration) -> u64 {
         (status = 429, body = ErrorBody, description = "Too many failures; see Retry-After")))]
 pub async fn login(
     State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
+    ctx: SiteCtx,
     headers: HeaderMap,
     FormOrJson(form): FormOrJson<LoginForm>,
 ) -> Response {
@@ -78,11 +89,21 @@ pub async fn login(
     match login_inner(&state, &ctx, &form).await {
         Ok(body) if json => Json(body).into_response(),
         Ok(_) => Redirect::to("/").into_response(),
-        Err(e) if !json && e.status == StatusCode::UNAUTHORIZED => (
-            StatusCode::UNAUTHORIZED,
-            Html(pages::login_page(None, Some(GENERIC_FAILURE))),
-        )
-            .into_response(),
+        Err(e) if !json && e.status == StatusCode::UNAUTHORIZED => {
+            let csrf = match ctx.session.csrf_token().await {
+                Ok(csrf) => csrf,
+                Err(e) => return fail(json, e.into()),
+            };
+            (
+                StatusCode::UNAUTHORIZED,
+                Html(pages::login_page(
+                    None,
+                    Some(GENERIC_FAILURE),
+                    csrf.as_deref(),
+                )),
+            )
+                .into_response()
+        }
         Err(e) => fail(json, e),
     }
 }
@@ -146,7 +167,9 @@ async fn login_inner(
 /// A form that carries only the CSRF token.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CsrfForm {
-    /// CSRF token (or send `X-CSRF-Token`).
+    /// CSRF token, for form posts. JSON clients send the `X-CSRF-Token`
+    /// header instead: the session layer reads only the header and
+    /// url-encoded form fields.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -156,14 +179,13 @@ pub struct CsrfForm {
     responses((status = 204, description = "JSON: signed out"), (status = 303, description = "Form: signed out"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn logout(
-    Extension(ctx): Extension<SiteCtx>,
+    ctx: SiteCtx,
     headers: HeaderMap,
-    FormOrJson(form): FormOrJson<CsrfForm>,
+    FormOrJson(_form): FormOrJson<CsrfForm>,
 ) -> Response {
     let json = wants_json(&headers);
     let result = async {
         signed_in(&ctx).await?;
-        require_csrf(&ctx, &headers, form.csrf_token.as_deref()).await?;
         ctx.session.logout().await?;
         Ok::<(), ApiError>(())
     }
@@ -180,7 +202,9 @@ pub async fn logout(
 pub struct ReauthForm {
     /// The user's password.
     pub password: String,
-    /// CSRF token (or send `X-CSRF-Token`).
+    /// CSRF token, for form posts. JSON clients send the `X-CSRF-Token`
+    /// header instead: the session layer reads only the header and
+    /// url-encoded form fields.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -193,14 +217,13 @@ pub struct ReauthForm {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn reauth(
     State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
+    ctx: SiteCtx,
     headers: HeaderMap,
     FormOrJson(form): FormOrJson<ReauthForm>,
 ) -> Response {
     let json = wants_json(&headers);
     let result = async {
         let (user, _) = signed_in(&ctx).await?;
-        require_csrf(&ctx, &headers, form.csrf_token.as_deref()).await?;
         if let Err(limited) = state.limiter.check(&user, &ctx.ip) {
             audit::emit(
                 ServerEvent::RateLimited,
@@ -249,7 +272,9 @@ pub struct PasswordForm {
     pub current_password: String,
     /// The new password (8 to 1024 bytes).
     pub new_password: String,
-    /// CSRF token (or send `X-CSRF-Token`).
+    /// CSRF token, for form posts. JSON clients send the `X-CSRF-Token`
+    /// header instead: the session layer reads only the header and
+    /// url-encoded form fields.
     #[serde(default)]
     pub csrf_token: Option<String>,
 }
@@ -264,14 +289,13 @@ pub struct PasswordForm {
         (status = 403, body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
+    ctx: SiteCtx,
     headers: HeaderMap,
     FormOrJson(form): FormOrJson<PasswordForm>,
 ) -> Response {
     let json = wants_json(&headers);
     let result = async {
         let (user, record) = signed_in(&ctx).await?;
-        require_csrf(&ctx, &headers, form.csrf_token.as_deref()).await?;
         let now = state.manager.now();
         let recent = record
             .authenticated_at

@@ -1,31 +1,37 @@
-//! The per-request session glue for the site routes: finds the session
-//! cookie, runs the origin check on every unsafe request, hands handlers a
-//! lazy [`tessera::Session`], and after the handler writes the cookie the
-//! session asks for (or answers 503 when the store failed).
+//! The site routes' session glue, on top of [`tessera_axum::SessionLayer`].
 //!
-//! The origin check runs before any handler and with or without a session,
-//! which is what blocks login CSRF (OWASP CSRF Cheat Sheet, "Login CSRF");
-//! the synchronizer token is checked by each state-changing handler through
-//! [`require_csrf`] (DESIGN invariant 7).
+//! The security rules — finding the session cookie, the Fetch-Metadata /
+//! `Origin` check on every unsafe request (which also blocks login CSRF:
+//! OWASP CSRF Prevention Cheat Sheet, "Login CSRF"), the synchronizer token
+//! (`X-CSRF-Token` or the `csrf_token` form field) on every unsafe
+//! cookie-authenticated request (DESIGN invariant 7), writing the cookie
+//! back, refused requests not counting as activity, and 503 on any store
+//! failure (DESIGN invariant 9) — live once, in `tessera-axum`. This module
+//! only adapts them to the server:
+//!
+//! - [`site_context`], a middleware *outside* the layer, gives the layer the
+//!   client IP (from `X-Forwarded-For` when `trust_forwarded_for` is set) and
+//!   re-renders the layer's refusals in the server's formats (JSON
+//!   [`ApiError`] or an HTML error page);
+//! - [`SiteCtx`] hands handlers the session and the client IP.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tessera::Session;
-use tessera::csrf::is_unsafe_method;
-use tessera::record::ClientMeta;
-use tessera::session::CookieAction;
+use tessera_axum::{ClientIp, SessionConfig, SessionLayer, SessionRejection};
 
-use crate::audit::{self, ServerEvent};
 use crate::error::ApiError;
 use crate::extract::{client_ip, wants_json};
 use crate::site::pages;
 use crate::state::AppState;
 
-/// What the guard gives each site handler (a request extension).
+/// What each site handler gets: the request's session (loaded on first
+/// use) and the client IP used for rate limiting.
 #[derive(Debug, Clone)]
 pub struct SiteCtx {
     /// The request's session (loaded on first use).
@@ -34,8 +40,78 @@ pub struct SiteCtx {
     pub ip: String,
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+impl<S: Send + Sync> FromRequestParts<S> for SiteCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = tessera_axum::Session::from_request_parts(parts, state)
+            .await
+            .map_err(rejection_error)?
+            .into_inner();
+        let ip = parts
+            .extensions
+            .get::<ClientIp>()
+            .map_or_else(|| String::from("unknown"), |ClientIp(ip)| ip.to_string());
+        Ok(Self { session, ip })
+    }
+}
+
+/// The session layer for the site routes, configured from the server's
+/// settings: its cookie, its trusted origins, and the body limit for forms
+/// whose `csrf_token` field must be read.
+pub fn session_layer(state: &AppState) -> SessionLayer {
+    SessionLayer::with_config(
+        state.manager.clone(),
+        SessionConfig::default()
+            .with_cookie(state.cookie.clone())
+            .with_origin_check(state.origin.clone())
+            .with_csrf_form_limit(state.config.body_limit),
+    )
+}
+
+/// The server's error for a refusal of the session layer.
+pub fn rejection_error(rejection: SessionRejection) -> ApiError {
+    match rejection {
+        SessionRejection::Unavailable => {
+            let mut e = ApiError::unavailable();
+            e.retry_after = Some(1);
+            e
+        }
+        SessionRejection::Unauthenticated { reason } => ApiError::unauthenticated(reason),
+        SessionRejection::Csrf(r) => {
+            ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected").reason(r.as_code())
+        }
+        SessionRejection::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict")
+            .message("the session changed concurrently; retry"),
+        SessionRejection::PayloadTooLarge => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                .message("the request body is larger than the configured body_limit")
+        }
+        SessionRejection::BadRequest => {
+            ApiError::bad_request("invalid_body", "the request body could not be read")
+        }
+        other => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal").reason(other.reason())
+        }
+    }
+}
+
+/// The middleware around the session layer. See the module docs.
+pub async fn site_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let json = wants_json(req.headers());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let ip = client_ip(req.headers(), peer, state.config.trust_forwarded_for);
+    if let Ok(ip) = ip.parse::<IpAddr>() {
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    let response = next.run(req).await;
+    match SessionRejection::of(&response) {
+        Some(rejection) => fail(json, rejection_error(rejection)),
+        None => response,
+    }
 }
 
 /// Renders an error as JSON or as a small HTML page.
@@ -56,118 +132,6 @@ pub fn fail(json: bool, e: ApiError) -> Response {
         }
     }
     response
-}
-
-/// The middleware. See the module docs.
-pub async fn session_guard(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let headers = req.headers();
-    let json = wants_json(headers);
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let ip = client_ip(headers, peer, state.config.trust_forwarded_for);
-
-    if is_unsafe_method(req.method().as_str()) {
-        let check = state.origin.check(
-            header_str(headers, "sec-fetch-site"),
-            header_str(headers, "origin"),
-            header_str(headers, "host"),
-        );
-        if let Err(rejection) = check {
-            audit::emit(
-                ServerEvent::CsrfRejected,
-                None,
-                Some(&ip),
-                rejection.as_code(),
-            );
-            return fail(
-                json,
-                ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected").reason(rejection.as_code()),
-            );
-        }
-    }
-
-    let cookies = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let presented = state.cookie.find_token(cookies);
-    let user_agent = header_str(headers, "user-agent").map(str::to_owned);
-    let session = Session::new(
-        state.manager.clone(),
-        presented,
-        ClientMeta::new(Some(ip.clone()), user_agent),
-    );
-    req.extensions_mut().insert(SiteCtx {
-        session: session.clone(),
-        ip,
-    });
-
-    let mut response = next.run(req).await;
-
-    // A refused request (bad CSRF token, bad input, wrong password) is not
-    // user activity: it must leave the stored session exactly as it was.
-    if response.status().is_client_error() {
-        session.mark_status_query();
-    }
-    match session.commit().await {
-        Ok(CookieAction::Keep) => {}
-        Ok(CookieAction::Set { token, max_age }) => {
-            append(&mut response, &state.cookie.set_cookie(&token, max_age));
-        }
-        Ok(CookieAction::Clear { .. }) => {
-            append(&mut response, &state.cookie.clear_cookie());
-        }
-        Ok(_) => {}
-        Err(e) => return fail(json, ApiError::from(e)),
-    }
-    response
-}
-
-fn append(response: &mut Response, set_cookie: &str) {
-    if let Ok(v) = HeaderValue::from_str(set_cookie) {
-        response.headers_mut().append(header::SET_COOKIE, v);
-    }
-}
-
-/// Checks the synchronizer token of a state-changing request: from the
-/// `X-CSRF-Token` header, else from the form's `csrf_token` field.
-///
-/// # Errors
-///
-/// 403 `csrf_rejected` (reason `csrf_token_missing`/`csrf_token_invalid`),
-/// or a store error.
-pub async fn require_csrf(
-    ctx: &SiteCtx,
-    headers: &HeaderMap,
-    form_token: Option<&str>,
-) -> Result<(), ApiError> {
-    let presented = header_str(headers, "x-csrf-token").or(form_token);
-    let rejection = match presented {
-        None => Some(tessera::csrf::CsrfRejection::MissingToken),
-        Some(token) if !ctx.session.verify_csrf(token).await? => {
-            Some(tessera::csrf::CsrfRejection::InvalidToken)
-        }
-        Some(_) => None,
-    };
-    match rejection {
-        None => Ok(()),
-        Some(r) => {
-            let user = ctx.session.user_id().await.ok().flatten();
-            audit::emit(
-                ServerEvent::CsrfRejected,
-                user.as_deref(),
-                Some(&ctx.ip),
-                r.as_code(),
-            );
-            Err(ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected").reason(r.as_code()))
-        }
-    }
 }
 
 /// The signed-in record, or 401 with the reason the session ended.

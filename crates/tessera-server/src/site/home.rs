@@ -1,6 +1,6 @@
 //! `GET /`: who you are and when the session ends.
 
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
@@ -12,16 +12,12 @@ use crate::state::AppState;
 /// `GET /`. Without a live session, redirects to the sign-in page, which
 /// says why the user was signed out (inactivity or time limit) when the
 /// presented session had expired.
-pub async fn home(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn home(State(state): State<AppState>, ctx: SiteCtx, headers: HeaderMap) -> Response {
     let json = wants_json(&headers);
     match signed_in(&ctx).await {
         Ok((user, record)) => {
             if json {
-                return super::sessions::status(Extension(ctx)).await;
+                return super::sessions::status(ctx).await;
             }
             let csrf = match ctx.session.csrf_token().await {
                 Ok(t) => t.unwrap_or_default(),

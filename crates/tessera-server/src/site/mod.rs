@@ -15,7 +15,9 @@ use axum::routing::{delete, get, post};
 
 use crate::state::AppState;
 
-/// The site routes, behind the session guard.
+/// The site routes, behind [`tessera_axum::SessionLayer`] (all session and
+/// CSRF rules) wrapped in [`guard::site_context`] (client IP, error
+/// formats).
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home::home))
@@ -29,7 +31,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/sessions/revoke-others", post(sessions::revoke_others))
         .route("/sessions/{handle}", delete(sessions::revoke))
         .route("/sessions/{handle}/revoke", post(sessions::revoke_form))
-        .route_layer(middleware::from_fn_with_state(state, guard::session_guard))
+        // Inner: the session layer; outer: the context it needs and the
+        // rendering of its refusals.
+        .route_layer(guard::session_layer(&state))
+        .route_layer(middleware::from_fn_with_state(state, guard::site_context))
 }
 
 /// Static assets (served outside the session guard: they need no session).

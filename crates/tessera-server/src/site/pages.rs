@@ -84,7 +84,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Html<String> {
 }
 
 /// The sign-in page.
-pub fn login_page(reason: Option<&str>, error: Option<&str>) -> String {
+pub fn login_page(reason: Option<&str>, error: Option<&str>, csrf: Option<&str>) -> String {
     let mut body = String::from("<h1>Sign in</h1>");
     if let Some(text) = reason.and_then(reason_text) {
         let _ = write!(
@@ -100,9 +100,16 @@ pub fn login_page(reason: Option<&str>, error: Option<&str>) -> String {
             escape(error)
         );
     }
+    body.push_str("<form method=\"post\" action=\"/login\">");
+    if let Some(csrf) = csrf {
+        let _ = write!(
+            body,
+            "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
+            escape(csrf)
+        );
+    }
     body.push_str(
-        "<form method=\"post\" action=\"/login\">\
-         <label>User name <input name=\"username\" autocomplete=\"username\" required></label>\
+        "<label>User name <input name=\"username\" autocomplete=\"username\" required></label>\
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
          <button type=\"submit\">Sign in</button></form>",
     );

@@ -2,7 +2,7 @@
 //! `/sessions`.
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Serialize;
@@ -11,7 +11,7 @@ use tessera::record::{DataChanges, SessionHandle};
 use utoipa::ToSchema;
 
 use super::auth::CsrfForm;
-use super::guard::{SiteCtx, fail, require_csrf, signed_in};
+use super::guard::{SiteCtx, fail, signed_in};
 use super::pages;
 use crate::api::types::{Revoked, SessionSummary};
 use crate::error::{ApiError, ErrorBody};
@@ -44,7 +44,7 @@ pub struct SessionStatus {
 #[utoipa::path(get, path = "/session", tag = "session",
     responses((status = 200, body = SessionStatus),
         (status = 401, body = ErrorBody, description = "reason: expired_idle, expired_absolute, revoked or missing")))]
-pub async fn status(Extension(ctx): Extension<SiteCtx>) -> Response {
+pub async fn status(ctx: SiteCtx) -> Response {
     ctx.session.mark_status_query();
     let result = async {
         let (user, r) = signed_in(&ctx).await?;
@@ -82,14 +82,13 @@ pub struct Deadlines {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn keepalive(
     State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
+    ctx: SiteCtx,
     headers: HeaderMap,
-    FormOrJson(form): FormOrJson<CsrfForm>,
+    FormOrJson(_form): FormOrJson<CsrfForm>,
 ) -> Response {
     let json = wants_json(&headers);
     let result = async {
         let (_, record) = signed_in(&ctx).await?;
-        require_csrf(&ctx, &headers, form.csrf_token.as_deref()).await?;
         // Explicit activity: write now, whatever the touch step says.
         let updated = state
             .manager
@@ -111,11 +110,7 @@ pub async fn keepalive(
 /// `GET /sessions`: the user's sessions, the current one marked.
 #[utoipa::path(get, path = "/sessions", tag = "session",
     responses((status = 200, body = [SessionSummary]), (status = 401, body = ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn list(State(state): State<AppState>, ctx: SiteCtx, headers: HeaderMap) -> Response {
     let json = wants_json(&headers);
     let result = async {
         let (user, current) = signed_in(&ctx).await?;
@@ -138,15 +133,8 @@ pub async fn list(
     }
 }
 
-async fn revoke_inner(
-    state: &AppState,
-    ctx: &SiteCtx,
-    headers: &HeaderMap,
-    handle: &str,
-    form_token: Option<&str>,
-) -> Result<(), ApiError> {
+async fn revoke_inner(state: &AppState, ctx: &SiteCtx, handle: &str) -> Result<(), ApiError> {
     let (user, _) = signed_in(ctx).await?;
-    require_csrf(ctx, headers, form_token).await?;
     let handle = SessionHandle::parse(handle).ok_or_else(ApiError::not_found)?;
     // Only the user's own sessions: someone else's handle is "not found".
     if state.manager.revoke(&handle, Some(&user)).await? {
@@ -163,11 +151,11 @@ async fn revoke_inner(
         (status = 404, body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
+    ctx: SiteCtx,
     headers: HeaderMap,
     Path(handle): Path<String>,
 ) -> Response {
-    match revoke_inner(&state, &ctx, &headers, &handle, None).await {
+    match revoke_inner(&state, &ctx, &handle).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => fail(wants_json(&headers), e),
     }
@@ -176,12 +164,12 @@ pub async fn revoke(
 /// `POST /sessions/{handle}/revoke`: the HTML form variant of `DELETE`.
 pub async fn revoke_form(
     State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
+    ctx: SiteCtx,
     headers: HeaderMap,
     Path(handle): Path<String>,
-    FormOrJson(form): FormOrJson<CsrfForm>,
+    FormOrJson(_form): FormOrJson<CsrfForm>,
 ) -> Response {
-    match revoke_inner(&state, &ctx, &headers, &handle, form.csrf_token.as_deref()).await {
+    match revoke_inner(&state, &ctx, &handle).await {
         Ok(()) => Redirect::to("/sessions").into_response(),
         Err(e) => fail(wants_json(&headers), e),
     }
@@ -193,14 +181,13 @@ pub async fn revoke_form(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn revoke_others(
     State(state): State<AppState>,
-    Extension(ctx): Extension<SiteCtx>,
+    ctx: SiteCtx,
     headers: HeaderMap,
-    FormOrJson(form): FormOrJson<CsrfForm>,
+    FormOrJson(_form): FormOrJson<CsrfForm>,
 ) -> Response {
     let json = wants_json(&headers);
     let result = async {
         let (user, current) = signed_in(&ctx).await?;
-        require_csrf(&ctx, &headers, form.csrf_token.as_deref()).await?;
         let n = state
             .manager
             .revoke_user(&user, Some(&current.handle))

@@ -38,10 +38,12 @@ async fn login_sets_a_new_cookie_and_kills_the_old_token() {
     }
 
     // Signing in again while presenting the first token issues a new one and
-    // kills the old (fixation).
+    // kills the old (fixation). A request that presents a live session is
+    // unsafe for it, so it carries that session's CSRF token.
     let res = client()
         .post(server.at("/login"))
         .header("cookie", cookie_header(&first.token))
+        .header("x-csrf-token", &first.csrf)
         .json(&json!({"username": "demo", "password": server.demo_password.as_deref().unwrap()}))
         .send()
         .await
@@ -581,4 +583,135 @@ fn flip_last(token: &str) -> String {
     let last = s.pop().unwrap();
     s.push(if last == 'A' { 'B' } else { 'A' });
     s
+}
+
+#[tokio::test]
+async fn signing_in_again_from_a_live_session_needs_its_csrf_token() {
+    let server = Server::start(&[]);
+    let pw = server.demo_password.clone().unwrap();
+    let s = demo_login(&server).await;
+    // The sign-in page of a signed-in browser carries the session's token…
+    let page = client()
+        .get(server.at("/login"))
+        .header("cookie", cookie_header(&s.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).expect("csrf field in the form") + marker.len();
+    let csrf = &page[start..start + page[start..].find('"').unwrap()];
+    // …and none without a session.
+    let anonymous = client().get(server.at("/login")).send().await.unwrap();
+    assert!(!anonymous.text().await.unwrap().contains("csrf_token"));
+
+    let form = [("username", "demo"), ("password", pw.as_str())];
+    // Without it: refused in the server's formats, still signed in.
+    let res = client()
+        .post(server.at("/login"))
+        .header("cookie", cookie_header(&s.token))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let res = client()
+        .post(server.at("/login"))
+        .header("cookie", cookie_header(&s.token))
+        .header("accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"error": "csrf_rejected", "reason": "csrf_token_missing"})
+    );
+    assert_eq!(status(&server, &s.token).await.0, 200);
+
+    // With the field from the page: a new session, the old token dead.
+    let mut with_token = form.to_vec();
+    with_token.push(("csrf_token", csrf));
+    let res = client()
+        .post(server.at("/login"))
+        .header("cookie", cookie_header(&s.token))
+        .form(&with_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let new = session_cookie(res.headers()).unwrap();
+    assert_ne!(new, s.token);
+    assert_eq!(status(&server, &s.token).await.0, 401);
+    assert_eq!(status(&server, &new).await.0, 200);
+}
+
+#[tokio::test]
+async fn refused_requests_do_not_count_as_activity() {
+    let mut server = Server::start(&[
+        ("TESSERA_IDLE_TIMEOUT", "10m"),
+        ("TESSERA_TOUCH_STEP", "1m"),
+    ]);
+    let s = demo_login(&server).await;
+    let before = status(&server, &s.token).await.1["idle_expires_at"].clone();
+    server.advance(Duration::from_secs(5 * 60));
+    // A wrong password at re-authentication: 401, deadline unchanged.
+    let res = client()
+        .post(server.at("/reauth"))
+        .header("cookie", cookie_header(&s.token))
+        .header("x-csrf-token", &s.csrf)
+        .json(&json!({"password": "not-the-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(status(&server, &s.token).await.1["idle_expires_at"], before);
+    // The control: a successful request past the touch step moves it.
+    let res = client()
+        .get(server.at("/sessions"))
+        .header("cookie", cookie_header(&s.token))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_ne!(status(&server, &s.token).await.1["idle_expires_at"], before);
+}
+
+#[tokio::test]
+async fn the_device_list_shows_the_forwarded_ip_only_when_trusted() {
+    for (trust, expected) in [("false", "127.0.0.1"), ("true", "198.51.100.23")] {
+        let server = Server::start(&[("TESSERA_TRUST_FORWARDED_FOR", trust)]);
+        let res = client()
+            .post(server.at("/login"))
+            .header("x-forwarded-for", "198.51.100.23, 10.0.0.1")
+            .json(
+                &json!({"username": "demo", "password": server.demo_password.as_deref().unwrap()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let token = session_cookie(res.headers()).unwrap();
+        let list: Vec<Value> = client()
+            .get(server.at("/sessions"))
+            .header("cookie", cookie_header(&token))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list[0]["ip"], expected, "trust_forwarded_for={trust}");
+    }
 }
