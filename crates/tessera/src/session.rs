@@ -456,15 +456,15 @@ impl Session {
         drop(state);
         let mut state = self.loaded().await?;
         let access = self.access();
-        match state.record.clone() {
-            Some(record) => {
+        // Only the key and deadlines are needed here: no record clone on
+        // the read path.
+        match state.record.as_ref().map(|r| (r.hash, r.deadlines)) {
+            Some((hash, deadlines)) => {
                 let manager = &self.shared.manager;
                 let touch = access == Access::Activity
-                    && manager
-                        .policy()
-                        .needs_touch(&record.deadlines, manager.now());
+                    && manager.policy().needs_touch(&deadlines, manager.now());
                 if has_changes || touch {
-                    match manager.modify(&record.hash, &state.changes, access).await {
+                    match manager.modify(&hash, &state.changes, access).await {
                         Ok(updated) => state.record = Some(updated),
                         Err(SessionError::NotFound) => {
                             // Revoked or expired during the request: the
