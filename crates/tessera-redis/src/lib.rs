@@ -24,6 +24,11 @@
 //!   handles scored by absolute deadline, pruned by the server clock. The
 //!   user id is hashed so that any id (even one with braces) makes a valid
 //!   hash tag, and so that ids do not appear in key names.
+//! - `<prefix>f:{<handle>}` and `<prefix>r:{<refresh hash hex>}` — refresh
+//!   token families and the pointers that find them, for the
+//!   [`RefreshStore`](tessera::refresh::RefreshStore) implementation (see
+//!   the `refresh` module and the README): a rotation is one single-key
+//!   script on the family hash.
 //!
 //! Every Lua script touches one key, so the same code is correct on a
 //! single Redis and on a cluster, where the three keys of a session
@@ -44,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod refresh;
 mod scripts;
 
 use std::sync::Arc;

@@ -185,6 +185,62 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 ";
 
+/// Stores a refresh token in its family hash.
+///
+/// KEYS: family key. ARGV: token hash hex, record JSON (unused), used
+/// value (`''` when unused), expire-at ms.
+/// Returns 1 when stored, 0 when the hash is already in the family.
+const REFRESH_INSERT: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'u:' .. ARGV[1], ARGV[3]) end
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[4], 'GT')
+end
+return 1
+";
+
+/// The compare-and-set of a refresh-token rotation, on the family hash
+/// that holds both parent and child (one key, so atomic on a cluster too).
+///
+/// KEYS: family key. ARGV: parent hash hex, now ms, used value
+/// (`at:child:sealed`), child hash hex, child record JSON, child expire-at
+/// ms.
+/// Returns `{0}` parent unknown or expired at `now`, `{1, used value}`
+/// parent already used, `{2}` the child hash exists, `{3}` the parent
+/// record does not decode, `{4}` rotated (parent marked, child stored).
+const REFRESH_USE: &str = r"
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec then return {0} end
+local ok, d = pcall(cjson.decode, rec)
+if not ok or type(d) ~= 'table' or type(d['expires_at']) ~= 'number' then return {3} end
+if tonumber(ARGV[2]) >= d['expires_at'] then return {0} end
+local used = redis.call('HGET', KEYS[1], 'u:' .. ARGV[1])
+if used then return {1, used} end
+if redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then return {2} end
+redis.call('HSET', KEYS[1], 'u:' .. ARGV[1], ARGV[3], ARGV[4], ARGV[5])
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6], 'GT')
+end
+return {4}
+";
+
+/// Deletes a refresh family and returns the hashes of its tokens.
+///
+/// KEYS: family key.
+const REFRESH_DROP: &str = r"
+local out = {}
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 2) ~= 'u:' then out[#out + 1] = f end
+end
+redis.call('DEL', KEYS[1])
+return out
+";
+
 /// The scripts, with their SHA-1s computed once. Calls use `EVALSHA` and
 /// load the script on `NOSCRIPT` (after a restart or failover).
 pub(crate) struct Scripts {
@@ -200,6 +256,9 @@ pub(crate) struct Scripts {
     pub(crate) forget: Script,
     pub(crate) user_add: Script,
     pub(crate) user_list: Script,
+    pub(crate) refresh_insert: Script,
+    pub(crate) refresh_use: Script,
+    pub(crate) refresh_drop: Script,
 }
 
 impl Scripts {
@@ -217,6 +276,9 @@ impl Scripts {
             forget: Script::from_lua(FORGET),
             user_add: Script::from_lua(USER_ADD),
             user_list: Script::from_lua(USER_LIST),
+            refresh_insert: Script::from_lua(REFRESH_INSERT),
+            refresh_use: Script::from_lua(REFRESH_USE),
+            refresh_drop: Script::from_lua(REFRESH_DROP),
         }
     }
 }
