@@ -4,7 +4,8 @@
 #   scripts/test.sh
 #
 # 1. installs the system packages the tests drive (nginx for the
-#    forward-auth test) when they are missing — as root with apt-get,
+#    forward-auth test, chromium and chromium-driver for the browser
+#    tests) when they are missing — as root with apt-get,
 #    otherwise it fails naming the packages;
 # 2. starts throw-away PostgreSQL, MariaDB, Redis and a 3-master Redis
 #    Cluster in a temp dir on free ports (scripts/services.sh) and stops
@@ -21,6 +22,8 @@ log() { printf '\n== %s\n' "$*" >&2; }
 # Packages whose binaries the tests run: "binary package" pairs.
 need=(
     "/usr/sbin/nginx nginx"
+    "/usr/bin/chromium chromium"
+    "/usr/bin/chromedriver chromium-driver"
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -1,0 +1,26 @@
+//! Hostile HTTP against the real `tessera serve`: oversized and malformed
+//! requests, cookie stuffing, duplicate `__Host-` cookies, CR/LF injection,
+//! slow clients and a burst of forged tokens. The rules proven here come
+//! from issue 3 ("junk, oversized or forged cookies and tokens → 401, never
+//! 500") and the OWASP Session Management Cheat Sheet (session ID
+//! validation before any lookup; treat duplicates as hostile).
+//!
+//! Raw TCP is used wherever an HTTP client library would refuse to send
+//! the request (CR/LF, non-UTF-8 bytes, oversized headers) or would hide
+//! what the server does with the connection.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+#![allow(missing_docs, unreachable_pub)]
+
+#[path = "../browser/server.rs"]
+mod server;
+
+mod burst;
+mod client;
+mod raw;
+mod requests;
+mod slow;
