@@ -126,9 +126,13 @@ async fn after_sign_out_the_back_button_shows_no_authenticated_page() {
     // Back to the home page's history entry: it is fetched again (no-store),
     // not shown from memory or disk cache.
     b.client.back().await.unwrap();
+    // A page restored from the back/forward cache may still leave by
+    // itself (a `pageshow` check): wait, bounded, for a document other than
+    // the signed-in one.
     b.wait_until(
-        "document.readyState === 'complete' && location.search !== '?reason=signed_out'",
-        "the back navigation",
+        "document.readyState === 'complete' && location.search !== '?reason=signed_out' \
+         && window.__signedInDocument !== true",
+        "Back to show a freshly loaded page, not the cached signed-in document",
     )
     .await;
     let html = b.source().await;
