@@ -7,6 +7,18 @@
 // deadline passes asks GET /session - a status query that does not count as
 // activity - and moves to the sign-in page, which says why.
 "use strict";
+
+// A page restored from the back/forward cache (Back after sign-out) would
+// show authenticated content without asking the server: `Cache-Control:
+// no-store` does not keep every browser from restoring it. Hide it at once
+// and reload, so the server decides what to show.
+window.addEventListener("pageshow", function (event) {
+  if (event.persisted) {
+    document.documentElement.style.visibility = "hidden";
+    window.location.reload();
+  }
+});
+
 (function () {
   var el = document.getElementById("session");
   if (!el) { return; }
