@@ -268,9 +268,11 @@ impl RedisStore {
     }
 }
 
-/// Refresh-token families on Redis: see the [module docs](self) for the
-/// layout and the order of operations, and the crate README for the
-/// consistency this gives.
+/// Refresh-token families on Redis: all tokens of a family are fields of
+/// one hash key `<prefix>f:{<handle>}`, found through a pointer key
+/// `<prefix>r:{<token hash hex>}`, so a rotation is one single-key script
+/// on a standalone Redis and on a cluster alike. The crate README explains
+/// the order of operations and the consistency this gives.
 #[async_trait]
 impl RefreshStore for RedisStore {
     /// 2 round trips: `SET NX` of the pointer, then one script on the

@@ -200,7 +200,7 @@ impl MySqlRaw {
 }
 
 /// A [`Store`] on MySQL 8 or MariaDB 10.6+ (InnoDB). See the
-/// [module docs](self) for its consistency.
+/// crate README ("Consistency") for its consistency.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), tessera::StoreError> {

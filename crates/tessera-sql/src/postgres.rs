@@ -117,8 +117,8 @@ mod sql {
          ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
 }
 
-/// A [`Store`] on PostgreSQL (11 or later). See the [module docs](self)
-/// for its consistency.
+/// A [`Store`] on PostgreSQL (11 or later). See the crate README
+/// ("Consistency") for its consistency.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), tessera::StoreError> {

@@ -113,7 +113,7 @@ mod sql {
 /// A [`Store`] on an SQLite file.
 ///
 /// Usually reached through [`SqlStore::connect`](crate::SqlStore::connect)
-/// with a `sqlite://` URL; see the [module docs](self) for how it avoids
+/// with a `sqlite://` URL; see the crate README ("Consistency") for how it avoids
 /// "database is locked".
 ///
 /// ```

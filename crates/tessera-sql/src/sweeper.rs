@@ -1,10 +1,12 @@
-//! The sweeper: a background task that deletes expired sessions.
+//! The sweeper: a background task that deletes expired sessions (and, on
+//! the SQL stores, expired refresh tokens: `purge_expired` deletes those
+//! after the sessions, within the same batch limit).
 //!
 //! SQL has no TTLs, so expired rows stay until something removes them. They
 //! are harmless for security (every use checks both deadlines, and writes
 //! treat them as missing), but unbounded growth is a bug. The sweeper calls
-//! [`Store::purge_expired`] in **bounded batches** — each batch is one short
-//! statement — and yields between batches, so readers and request writes
+//! [`Store::purge_expired`] in **bounded batches** — each batch is one or
+//! two short statements — and yields between batches, so readers and request writes
 //! are never blocked behind one long delete.
 //!
 //! It works on any [`Store`]; for stores that expire records themselves
