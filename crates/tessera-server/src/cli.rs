@@ -18,9 +18,15 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Store URL, e.g. sqlite://tessera.db [env: TESSERA_STORE].
+    /// Session store URL: sqlite://PATH, postgres://…, mysql://…,
+    /// redis://…, redis-cluster://host:port,… [env: TESSERA_STORE].
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
+
+    /// Users and API keys database, sqlite://PATH (default: the store's
+    /// file if it is SQLite, else sqlite://tessera.db) [env: TESSERA_DATABASE].
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
 
     /// What to do.
     #[command(subcommand)]

@@ -32,7 +32,7 @@ fn read_password() -> Result<String, ServerError> {
 ///
 /// Database errors.
 pub async fn migrate(config: Config) -> Result<(), ServerError> {
-    let pool = crate::db::connect(&config.store, 1, config.store_timeout).await?;
+    let pool = crate::db::connect(&config.database_url(), 1, config.store_timeout).await?;
     let n = crate::db::migrate(&pool).await?;
     println!("database is up to date ({n} migration(s) applied now)");
     Ok(())
@@ -157,7 +157,7 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
 ///
 /// Database errors.
 pub async fn api_key(config: Config, command: ApiKeyCommand) -> Result<(), ServerError> {
-    let pool = crate::db::open(&config.store, 1, config.store_timeout).await?;
+    let pool = crate::db::open(&config.database_url(), 1, config.store_timeout).await?;
     let keys = crate::api_keys::ApiKeys::new(pool);
     match command {
         ApiKeyCommand::Create { name } => {

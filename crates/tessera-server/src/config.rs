@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 const ENV_KEYS: &[&str] = &[
     "listen",
     "store",
+    "database",
     "public_url",
     "idle_timeout",
     "absolute_timeout",
@@ -36,6 +37,8 @@ const ENV_KEYS: &[&str] = &[
     "login_failure_window",
     "store_pool_size",
     "store_timeout",
+    "store_connect_timeout",
+    "store_key_prefix",
     "sweep_interval",
     "log_filter",
 ];
@@ -54,8 +57,15 @@ pub struct Config {
     /// Address and port to listen on. Port 0 picks a free port (the chosen
     /// address is printed at start-up).
     pub listen: SocketAddr,
-    /// Session store URL: `sqlite://PATH` (created if missing) or `memory://`.
+    /// Session store URL: `sqlite://PATH` (created if missing),
+    /// `postgres://…`/`postgresql://…`, `mysql://…`/`mariadb://…`,
+    /// `redis://…`/`rediss://…`, `redis-cluster://host:port,host:port,…`,
+    /// or `memory://` (one process only, lost at exit).
     pub store: String,
+    /// The server's own database (users, API keys): `sqlite://PATH`. By
+    /// default the store's file when the store is SQLite, else
+    /// `sqlite://tessera.db` (see [`Config::database_url`]).
+    pub database: Option<String>,
     /// The URL people open, printed at start-up; defaults to the listen
     /// address.
     pub public_url: Option<String>,
@@ -96,11 +106,22 @@ pub struct Config {
     /// The window over which failed sign-ins are counted.
     #[serde(with = "duration")]
     pub login_failure_window: Duration,
-    /// Connections in the server's own SQLite pool (users, API keys).
+    /// Connections in each SQL pool: the session store's (PostgreSQL,
+    /// MySQL, SQLite readers) and the server database's. Redis uses one
+    /// multiplexed connection per node and ignores it.
     pub store_pool_size: u32,
-    /// How long to wait for the database before failing the request (503).
+    /// Upper bound on one store or database operation, waiting for a pooled
+    /// connection included; past it the request fails with 503 instead of
+    /// hanging (DESIGN invariant 9).
     #[serde(with = "duration")]
     pub store_timeout: Duration,
+    /// Upper bound on opening one connection to the store (Redis; SQL pools
+    /// bound connecting by `store_timeout`).
+    #[serde(with = "duration")]
+    pub store_connect_timeout: Duration,
+    /// Prefix of every Redis key (default `tessera:`); instances that share
+    /// sessions must use the same one.
+    pub store_key_prefix: String,
     /// How often the sweeper purges expired sessions.
     #[serde(with = "duration")]
     pub sweep_interval: Duration,
@@ -114,6 +135,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             store: String::from("sqlite://tessera.db"),
+            database: None,
             public_url: None,
             idle_timeout: policy.idle_timeout,
             absolute_timeout: policy.absolute_timeout,
@@ -129,6 +151,8 @@ impl Default for Config {
             login_failure_window: Duration::from_secs(15 * 60),
             store_pool_size: 8,
             store_timeout: Duration::from_secs(5),
+            store_connect_timeout: Duration::from_secs(5),
+            store_key_prefix: String::from("tessera:"),
             sweep_interval: Duration::from_secs(60),
             log_filter: String::from("info"),
         }
@@ -144,6 +168,9 @@ pub struct Overrides {
     /// `--store`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// `--database`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// `--insecure-http` (only ever turns it on).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_http: Option<bool>,
@@ -224,6 +251,26 @@ impl Config {
                 "store_pool_size must be positive".into(),
             ));
         }
+        if self.store_timeout.is_zero() || self.store_connect_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "store_timeout and store_connect_timeout must be positive".into(),
+            ));
+        }
+        if crate::store::StoreKind::of(&self.store).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "unsupported store URL {:?}: {}",
+                crate::store::redact(&self.store),
+                crate::store::SUPPORTED
+            )));
+        }
+        let database = self.database_url();
+        if !(database.starts_with("sqlite:")) {
+            return Err(ConfigError::Invalid(format!(
+                "unsupported database URL {:?}: users and API keys live in SQLite \
+                 (sqlite://PATH); point every instance at the same file",
+                crate::store::redact(&database)
+            )));
+        }
         if self.reauth_window.is_zero() || self.login_failure_window.is_zero() {
             return Err(ConfigError::Invalid(
                 "reauth_window and login_failure_window must be positive".into(),
@@ -237,6 +284,30 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The server database's URL: `database` if set; else the store's file
+    /// when the store is SQLite (one file for everything), an in-memory
+    /// database with the `memory://` store, and `sqlite://tessera.db`
+    /// otherwise.
+    ///
+    /// ```
+    /// use tessera_server::config::Config;
+    /// let mut config = Config::default();
+    /// config.store = "sqlite:///var/lib/tessera/all.db".into();
+    /// assert_eq!(config.database_url(), "sqlite:///var/lib/tessera/all.db");
+    /// config.store = "redis://127.0.0.1:6379".into();
+    /// assert_eq!(config.database_url(), "sqlite://tessera.db");
+    /// config.database = Some("sqlite:///srv/users.db".into());
+    /// assert_eq!(config.database_url(), "sqlite:///srv/users.db");
+    /// ```
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None if self.store.starts_with("sqlite:") => self.store.clone(),
+            None if self.store == "memory://" => String::from("sqlite::memory:"),
+            None => String::from("sqlite://tessera.db"),
+        }
     }
 
     /// The URL to print for people to open.
@@ -450,6 +521,69 @@ mod tests {
             assert!(matches!(err, ConfigError::Policy(_)), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn store_settings_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_STORE", "postgres://app:pw@db:5432/sessions");
+            jail.set_env("TESSERA_DATABASE", "sqlite:///srv/users.db");
+            jail.set_env("TESSERA_STORE_POOL_SIZE", "32");
+            jail.set_env("TESSERA_STORE_TIMEOUT", "750ms");
+            jail.set_env("TESSERA_STORE_CONNECT_TIMEOUT", "2s");
+            jail.set_env("TESSERA_STORE_KEY_PREFIX", "app1:");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.store, "postgres://app:pw@db:5432/sessions");
+            assert_eq!(config.database_url(), "sqlite:///srv/users.db");
+            assert_eq!(config.store_pool_size, 32);
+            assert_eq!(config.store_timeout, Duration::from_millis(750));
+            assert_eq!(config.store_connect_timeout, Duration::from_secs(2));
+            assert_eq!(config.store_key_prefix, "app1:");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_database_defaults_to_the_sqlite_store_else_its_own_file() {
+        let mut config = Config::default();
+        assert_eq!(config.database_url(), "sqlite://tessera.db");
+        config.store = "sqlite:///data/s.db".into();
+        assert_eq!(config.database_url(), "sqlite:///data/s.db");
+        for url in [
+            "postgresql://db/x",
+            "mysql://db/x",
+            "mariadb://db/x",
+            "redis://r:6379",
+            "rediss://r:6380",
+            "redis-cluster://a:1,b:2",
+        ] {
+            config.store = url.into();
+            config.validate().unwrap();
+            assert_eq!(config.database_url(), "sqlite://tessera.db", "{url}");
+        }
+    }
+
+    #[test]
+    fn unknown_store_schemes_and_non_sqlite_databases_are_refused() {
+        let config = Config {
+            store: "mongodb://u:topsecret@h/x".into(),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("unsupported store URL"), "{err}");
+        assert!(!err.contains("topsecret"), "password redacted: {err}");
+        let config = Config {
+            database: Some("postgres://u:topsecret@h/x".into()),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("unsupported database URL"), "{err}");
+        assert!(!err.contains("topsecret"), "{err}");
+        let config = Config {
+            store_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
     }
 
     #[test]

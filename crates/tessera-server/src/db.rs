@@ -1,5 +1,7 @@
-//! The server's own database: users and API keys, in the same SQLite file as
-//! the default session store, through a separate connection pool.
+//! The server's own database: users and API keys, in SQLite — by default
+//! the same file as the SQLite session store (through a separate connection
+//! pool), or the file named by the `database` setting when sessions live
+//! elsewhere (PostgreSQL, MySQL, Redis).
 //!
 //! Migrations are embedded in the binary and tracked in their own table,
 //! `tessera_server_migrations`, rather than sqlx's `_sqlx_migrations`: the
@@ -23,16 +25,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DbError {
-    /// The store URL names no SQLite database the server can keep its own
+    /// The URL names no SQLite database the server can keep its own
     /// tables in.
-    #[error("unsupported store URL {0:?}: use sqlite://PATH or memory://")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
     UnsupportedUrl(String),
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
 }
 
-/// Where the server keeps its own tables for a store URL.
+/// The SQLite URL for a database URL (`memory://` is an in-memory
+/// database).
 ///
 /// ```
 /// use tessera_server::db::data_url;
@@ -50,7 +53,7 @@ pub fn data_url(store_url: &str) -> Result<String, DbError> {
     } else if store_url == "memory://" {
         Ok(String::from("sqlite::memory:"))
     } else {
-        Err(DbError::UnsupportedUrl(store_url.to_owned()))
+        Err(DbError::UnsupportedUrl(crate::store::redact(store_url)))
     }
 }
 

@@ -60,6 +60,7 @@ pub async fn run(cli: Cli) -> Result<(), ServerError> {
             _ => None,
         },
         store: cli.store.clone(),
+        database: cli.database.clone(),
         insecure_http: match &cli.command {
             Command::Serve(args) if args.insecure_http => Some(true),
             _ => None,

@@ -64,8 +64,13 @@ pub async fn build_state(
     config: Config,
     metrics: Option<PrometheusHandle>,
 ) -> Result<AppState, ServerError> {
-    let pool = db::open(&config.store, config.store_pool_size, config.store_timeout).await?;
-    let store = open_session_store(&config.store).await?;
+    let pool = db::open(
+        &config.database_url(),
+        config.store_pool_size,
+        config.store_timeout,
+    )
+    .await?;
+    let store = open_session_store(&config).await?;
     let manager = SessionManager::builder_from_arc(store)
         .policy(config.policy())
         .clock(ServerClock::from_env())

@@ -7,37 +7,160 @@ use tessera::Store;
 use tessera::store::MemoryStore;
 use tessera::time::{Clock, SystemClock, Timestamp};
 
+use crate::config::Config;
 use crate::metrics::MeteredStore;
+
+/// The store URL forms the server understands, for error messages.
+pub const SUPPORTED: &str = "use sqlite://PATH, postgres://…, postgresql://…, mysql://…, \
+                             mariadb://…, redis://…, rediss://…, \
+                             redis-cluster://host:port,host:port,… or memory://";
+
+/// The backend a store URL selects, by its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// `memory://`: in-process only.
+    Memory,
+    /// `sqlite:`: the embedded default.
+    Sqlite,
+    /// `postgres://`, `postgresql://`.
+    Postgres,
+    /// `mysql://`, `mariadb://`.
+    MySql,
+    /// `redis://`, `rediss://`.
+    Redis,
+    /// `redis-cluster://`.
+    RedisCluster,
+}
+
+impl StoreKind {
+    /// The backend for `url`, or `None` for an unknown scheme.
+    ///
+    /// ```
+    /// use tessera_server::store::StoreKind;
+    /// assert_eq!(StoreKind::of("postgresql://db/tessera"), Some(StoreKind::Postgres));
+    /// assert_eq!(StoreKind::of("mariadb://db/tessera"), Some(StoreKind::MySql));
+    /// assert_eq!(StoreKind::of("redis-cluster://a:7000,b:7001"), Some(StoreKind::RedisCluster));
+    /// assert_eq!(StoreKind::of("ftp://x"), None);
+    /// ```
+    pub fn of(url: &str) -> Option<Self> {
+        if url == "memory://" {
+            return Some(Self::Memory);
+        }
+        if url.starts_with("sqlite:") {
+            return Some(Self::Sqlite);
+        }
+        let (scheme, _) = url.split_once("://")?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::MySql),
+            "redis" | "rediss" => Some(Self::Redis),
+            "redis-cluster" => Some(Self::RedisCluster),
+            _ => None,
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+///
+/// ```
+/// use tessera_server::store::redact;
+/// assert_eq!(redact("postgres://app:s3cret@db:5432/t"), "postgres://app:***@db:5432/t");
+/// assert_eq!(redact("redis://:s3cret@cache:6379"), "redis://:***@cache:6379");
+/// assert_eq!(redact("sqlite://tessera.db"), "sqlite://tessera.db");
+/// ```
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The authority ends at the first '/' (or '?'); user info at its last '@'.
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
 
 /// The store URL cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreOpenError {
     /// No backend for this URL scheme.
-    #[error("unsupported store URL {0:?}: use sqlite://PATH or memory://")]
+    #[error("unsupported store URL {0:?}: {SUPPORTED}")]
     Unsupported(String),
     /// The backend refused to open.
-    #[error(transparent)]
-    Store(#[from] tessera::StoreError),
+    #[error("cannot open the session store {url:?}: {source}")]
+    Store {
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        source: tessera::StoreError,
+    },
 }
 
-/// Opens the session store named by `url`, wrapped for latency metrics.
+/// Opens the session store named by `config.store`, wrapped for latency
+/// metrics, with the configured pool size and timeouts:
 ///
 /// - `sqlite://PATH` — the embedded default ([`tessera_sql::SqlStore`]),
-///   created and migrated if missing; the server's users and API keys live
-///   in the same file.
+///   created and migrated if missing;
+/// - `postgres://…`, `postgresql://…`, `mysql://…`, `mariadb://…` —
+///   [`tessera_sql::SqlStore`], migrated on connect; `store_pool_size`
+///   connections, `store_timeout` for acquiring one and for each operation;
+/// - `redis://…`, `rediss://…`, `redis-cluster://host:port,…` —
+///   [`tessera_redis::RedisStore`]; `store_connect_timeout` per connection,
+///   `store_timeout` per command and per operation, keys under
+///   `store_key_prefix`;
 /// - `memory://` — in-process only, lost at exit (tests, demos).
+///
+/// Every wait is bounded, so a store that stops answering makes requests
+/// fail with 503 within `store_timeout`; the SQL pools and the Redis client
+/// reconnect by themselves when it comes back.
 ///
 /// # Errors
 ///
 /// [`StoreOpenError`].
-pub async fn open_session_store(url: &str) -> Result<Arc<dyn Store>, StoreOpenError> {
-    let inner: Arc<dyn Store> = if url == "memory://" {
-        Arc::new(MemoryStore::new())
-    } else if url.starts_with("sqlite:") {
-        Arc::new(tessera_sql::SqlStore::connect(url).await?)
-    } else {
-        return Err(StoreOpenError::Unsupported(url.to_owned()));
+pub async fn open_session_store(config: &Config) -> Result<Arc<dyn Store>, StoreOpenError> {
+    let url = config.store.as_str();
+    let fail = |source| StoreOpenError::Store {
+        url: redact(url),
+        source,
+    };
+    let inner: Arc<dyn Store> = match StoreKind::of(url) {
+        Some(StoreKind::Memory) => Arc::new(MemoryStore::new()),
+        Some(StoreKind::Sqlite | StoreKind::Postgres | StoreKind::MySql) => {
+            let options = tessera_sql::SqlOptions::default()
+                .with_max_connections(config.store_pool_size)
+                .with_acquire_timeout(config.store_timeout)
+                .with_statement_timeout(config.store_timeout)
+                .with_busy_timeout(config.store_timeout);
+            Arc::new(
+                tessera_sql::SqlStore::connect_with(url, options)
+                    .await
+                    .map_err(fail)?,
+            )
+        }
+        Some(StoreKind::Redis | StoreKind::RedisCluster) => {
+            // One command never waits longer than a whole operation may.
+            let options = tessera_redis::RedisOptions::default()
+                .with_key_prefix(config.store_key_prefix.clone())
+                .with_connect_timeout(config.store_connect_timeout)
+                .with_response_timeout(config.store_timeout)
+                .with_operation_timeout(config.store_timeout);
+            Arc::new(
+                tessera_redis::RedisStore::connect(url, options)
+                    .await
+                    .map_err(fail)?,
+            )
+        }
+        None => return Err(StoreOpenError::Unsupported(redact(url))),
     };
     Ok(Arc::new(MeteredStore::new(inner)))
 }

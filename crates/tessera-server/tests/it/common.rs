@@ -49,13 +49,19 @@ impl Server {
     /// Starts on the database in an existing directory (kept by the caller
     /// when it is not this server's own).
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
+        let store = format!("sqlite://{}", dir.path().join("tessera.db").display());
+        Self::start_on(dir, &store, env)
+    }
+
+    /// Starts on the session store `store` (the server database is set
+    /// with `TESSERA_DATABASE` in `env`, or defaults).
+    pub fn start_on(dir: tempfile::TempDir, store: &str, env: &[(&str, &str)]) -> Self {
         let clock_ms = now_ms();
         write_atomic(&Self::clock_path(dir.path()), &clock_ms.to_string());
-        let store = format!("sqlite://{}", dir.path().join("tessera.db").display());
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--store", &store])
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--store", store])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TESSERA_INSECURE_HTTP", "true")

@@ -9,7 +9,9 @@
 #![allow(missing_docs, unreachable_pub)]
 
 mod api;
+mod backends;
 mod cli;
 mod common;
+mod instances;
 mod nginx;
 mod site;
