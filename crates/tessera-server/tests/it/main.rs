@@ -12,6 +12,7 @@ mod api;
 mod backends;
 mod cli;
 mod common;
+mod faults;
 mod instances;
 mod nginx;
 mod site;
