@@ -6,22 +6,109 @@
 //! `X-Tessera-Session` (the public handle, never the token) for a signed-in
 //! session, or 401. A forwarded request counts as activity. Store trouble is
 //! a 503, which proxies treat as an error, never as a pass.
+//!
+//! **Cross-site requests.** The session cookie is ambient authority: a page
+//! on another site can make the browser send it with a form post to the
+//! protected application. So when the proxy says the original request used
+//! an unsafe method (`X-Forwarded-Method`, as Traefik and Caddy send it, or
+//! `X-Original-Method`, as the shipped nginx example sets it: anything but
+//! GET, HEAD, OPTIONS, TRACE), the original request must pass the same
+//! Fetch-Metadata / `Origin` check as tessera's own routes
+//! ([`tessera::csrf::OriginCheck`], OWASP CSRF Prevention Cheat Sheet,
+//! "Fetch Metadata" and "Verifying Origin With Standard Headers"): a
+//! `Sec-Fetch-Site: cross-site` or untrusted `same-site` request, or an
+//! `Origin` whose host is not the original `Host` (`X-Forwarded-Host` when
+//! the proxy sets it), is refused with 403 whatever the cookie. The
+//! protected application still owns any synchronizer token of its own
+//! forms; this check is what a proxy can enforce without reading bodies.
+//! Without a method header the request is treated as a GET: a proxy that
+//! protects unsafe requests must forward the method.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera::Access;
 use tessera::cookie::Presented;
+use tessera::csrf::{CsrfRejection, is_unsafe_method};
 
+use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::client_ip;
 use crate::state::AppState;
+
+/// Headers naming the original request's method, in order of preference.
+pub const METHOD_HEADERS: [&str; 2] = ["x-forwarded-method", "x-original-method"];
+
+/// A header's value; a present but non-ASCII value reads as empty (refused
+/// by the check), never as absent.
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|v| v.to_str().unwrap_or(""))
+}
+
+/// The original request's method, upper-cased, if the proxy forwarded it.
+fn forwarded_method(headers: &HeaderMap) -> Option<String> {
+    METHOD_HEADERS
+        .iter()
+        .find_map(|name| header_text(headers, name))
+        .map(|m| m.trim().to_ascii_uppercase())
+}
+
+/// Runs the origin check on a forwarded unsafe request.
+///
+/// # Errors
+///
+/// The [`CsrfRejection`] that applies.
+pub fn check_forwarded_origin(state: &AppState, headers: &HeaderMap) -> Result<(), CsrfRejection> {
+    let Some(method) = forwarded_method(headers) else {
+        return Ok(());
+    };
+    if !is_unsafe_method(&method) {
+        return Ok(());
+    }
+    // The host the browser addressed: what the proxy says it received, else
+    // the Host it passed on. With several proxies the first entry is the
+    // client-facing one.
+    let host = header_text(headers, "x-forwarded-host")
+        .map(|h| h.split(',').next().unwrap_or("").trim())
+        .or_else(|| header_text(headers, "host"));
+    state.origin.check(
+        header_text(headers, "sec-fetch-site"),
+        header_text(headers, "origin"),
+        host,
+    )
+}
 
 /// Forward-auth check.
 #[utoipa::path(get, path = "/v1/auth/verify", tag = "forward-auth",
+    params(
+        ("X-Forwarded-Method" = Option<String>, Header, description = "Method of the original request (or X-Original-Method); unsafe methods get the origin check"),
+        ("X-Forwarded-Host" = Option<String>, Header, description = "Host of the original request, compared with its Origin"),
+    ),
     responses(
         (status = 200, description = "Signed in; X-Tessera-User and X-Tessera-Session headers set"),
-        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Response {
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "A forwarded unsafe request from another site (csrf_rejected)"),
+        (status = 503, body = ErrorBody)))]
+pub async fn verify(
+    State(state): State<AppState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(rejection) = check_forwarded_origin(&state, &headers) {
+        let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
+        audit::emit(
+            ServerEvent::CsrfRejected,
+            None,
+            Some(&ip),
+            &format!("forward auth: {}", rejection.as_code()),
+        );
+        return ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected")
+            .reason(rejection.as_code())
+            .into_response();
+    }
     let cookies = headers
         .get_all(header::COOKIE)
         .iter()

@@ -159,3 +159,72 @@ async fn nginx_auth_request_guards_an_upstream() {
         .unwrap();
     assert_eq!(res.status(), 303);
 }
+
+#[tokio::test]
+async fn nginx_refuses_cross_site_unsafe_requests_to_the_upstream() {
+    let server = Server::start(&[]);
+    let tessera_port: u16 = server
+        .url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let app_port = upstream().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let _nginx = start_nginx(dir.path(), tessera_port, app_port, port);
+    let base = format!("http://127.0.0.1:{port}");
+    let res = client()
+        .post(format!("{base}/login"))
+        .json(&json!({"username": "demo", "password": server.demo_password.as_deref().unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let token = session_cookie(res.headers()).unwrap();
+    let post = |extra: &[(&'static str, String)]| {
+        let mut rb = client()
+            .post(format!("{base}/app/transfer"))
+            .header("cookie", cookie_header(&token))
+            .body("amount=1000");
+        for (k, v) in extra {
+            rb = rb.header(*k, v.as_str());
+        }
+        rb.send()
+    };
+
+    // A form posted from another site: nginx passes tessera's 403 on and
+    // the upstream never sees the request.
+    for extra in [
+        vec![("sec-fetch-site", "cross-site".to_owned())],
+        vec![("origin", "http://evil.example".to_owned())],
+    ] {
+        let res = post(&extra).await.unwrap();
+        assert_eq!(res.status(), 403, "{extra:?}");
+        assert!(!res.text().await.unwrap().contains("hello from the app"));
+    }
+    // The same post from the site itself reaches the upstream as the user
+    // (the Origin carries the port, which X-Forwarded-Host keeps).
+    for extra in [
+        vec![("origin", base.clone())],
+        vec![
+            ("sec-fetch-site", "same-origin".to_owned()),
+            ("origin", base.clone()),
+        ],
+    ] {
+        let res = post(&extra).await.unwrap();
+        assert_eq!(res.status(), 200, "{extra:?}");
+        assert_eq!(res.text().await.unwrap(), "hello from the app; user=demo");
+    }
+    // Cross-site GET (a link) still works: only unsafe methods are checked.
+    let res = client()
+        .get(format!("{base}/app/hello"))
+        .header("cookie", cookie_header(&token))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -1,0 +1,130 @@
+//! Forward auth and cross-site requests: a forwarded unsafe method must pass
+//! the Origin / Sec-Fetch-Site check, or get 403 whatever the cookie.
+
+use crate::common::{Server, client, cookie_header, demo_login};
+
+#[tokio::test]
+async fn forwarded_unsafe_requests_from_other_sites_are_refused() {
+    let server = Server::start(&[("TESSERA_TRUSTED_ORIGINS", "https://admin.example.com")]);
+    let s = demo_login(&server).await;
+    let verify = |headers: &[(&str, &str)]| {
+        let mut rb = client()
+            .get(server.at("/v1/auth/verify"))
+            .header("cookie", cookie_header(&s.token));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        rb.send()
+    };
+    let host = [("x-forwarded-host", "app.example.com")];
+
+    for method_header in ["x-forwarded-method", "x-original-method"] {
+        for method in ["POST", "PUT", "PATCH", "DELETE", "post"] {
+            let m = [(method_header, method)];
+            let refused: &[&[(&str, &str)]] = &[
+                &[("sec-fetch-site", "cross-site")],
+                &[
+                    ("sec-fetch-site", "same-site"),
+                    ("origin", "https://other.example.com"),
+                ],
+                &[("origin", "https://evil.example")],
+                &[("origin", "null")],
+            ];
+            for extra in refused {
+                let headers: Vec<_> = m
+                    .iter()
+                    .chain(host.iter())
+                    .chain(extra.iter())
+                    .copied()
+                    .collect();
+                let res = verify(&headers).await.unwrap();
+                assert_eq!(res.status(), 403, "{headers:?}");
+                assert!(res.headers().get("x-tessera-user").is_none());
+                let body: serde_json::Value = res.json().await.unwrap();
+                assert_eq!(body["error"], "csrf_rejected", "{headers:?}");
+            }
+            let allowed: &[&[(&str, &str)]] = &[
+                &[("sec-fetch-site", "same-origin")],
+                &[("origin", "https://app.example.com")],
+                &[
+                    ("sec-fetch-site", "same-site"),
+                    ("origin", "https://admin.example.com"),
+                ],
+                // No Fetch Metadata and no Origin: not a browser's cross-site
+                // request.
+                &[],
+            ];
+            for extra in allowed {
+                let headers: Vec<_> = m
+                    .iter()
+                    .chain(host.iter())
+                    .chain(extra.iter())
+                    .copied()
+                    .collect();
+                let res = verify(&headers).await.unwrap();
+                assert_eq!(res.status(), 200, "{headers:?}");
+                assert_eq!(res.headers()["x-tessera-user"], "demo");
+            }
+        }
+    }
+
+    // Without X-Forwarded-Host the Host header is the reference.
+    let origin = server.url.trim_end_matches('/').to_owned();
+    let res = verify(&[("x-forwarded-method", "POST"), ("origin", &origin)])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A foreign origin is refused even with a valid cookie and no host
+    // header from the proxy.
+    let res = verify(&[
+        ("x-forwarded-method", "DELETE"),
+        ("origin", "http://evil.example"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // Safe methods (links, navigations) pass: the check is for unsafe ones.
+    for method in ["GET", "HEAD", "OPTIONS"] {
+        let res = verify(&[
+            ("x-forwarded-method", method),
+            ("sec-fetch-site", "cross-site"),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200, "{method}");
+    }
+    // An unknown method is unsafe.
+    let res = verify(&[
+        ("x-forwarded-method", "PROPFIND"),
+        ("sec-fetch-site", "cross-site"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // Refused requests are audited and counted, and the session is intact.
+    let logs = server.logs();
+    for code in ["cross_site", "untrusted_same_site", "foreign_origin"] {
+        assert!(
+            logs.contains(&format!("forward auth: {code}")),
+            "{code}: {logs}"
+        );
+    }
+    let metrics = client()
+        .get(server.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("tessera_csrf_rejections_total "))
+        .unwrap();
+    let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    // 2 method headers × 5 methods × 4 refusals, then DELETE and PROPFIND.
+    assert_eq!(n, 42, "{line}");
+    assert_eq!(crate::common::status(&server, &s.token).await.0, 200);
+}
