@@ -35,6 +35,10 @@ pub async fn migrate(config: Config) -> Result<(), ServerError> {
     let pool = crate::db::connect(&config.database_url(), 1, config.store_timeout).await?;
     let n = crate::db::migrate(&pool).await?;
     println!("database is up to date ({n} migration(s) applied now)");
+    // Opening a SQL session store applies its embedded migrations; Redis
+    // needs none. Either way this proves the store answers.
+    crate::store::open_session_store(&config).await?;
+    println!("session store is up to date");
     Ok(())
 }
 

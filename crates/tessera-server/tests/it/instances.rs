@@ -161,3 +161,29 @@ async fn two_instances_on_one_redis_cluster() {
     )
     .await;
 }
+
+#[test]
+fn migrate_prepares_a_postgresql_store_and_unknown_urls_are_refused() {
+    let db = PgDatabase::create();
+    let users = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", users.path().join("u.db").display());
+    let (ok, out, err) = run_cli(&db.url, &["migrate", "--database", &database], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("session store is up to date"), "{out}");
+    let table = std::process::Command::new("psql")
+        .arg(&db.url)
+        .args([
+            "-tA",
+            "-c",
+            "SELECT to_regclass('tessera_sessions') IS NOT NULL",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&table.stdout).trim(), "t");
+    assert!(users.path().join("u.db").exists(), "users database created");
+
+    let (ok, _, err) = run_cli("mongodb://app:hunter2@h/x", &["migrate"], None);
+    assert!(!ok);
+    assert!(err.contains("unsupported store URL"), "{err}");
+    assert!(!err.contains("hunter2"), "password redacted: {err}");
+}
