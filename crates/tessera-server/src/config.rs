@@ -32,6 +32,9 @@ const ENV_KEYS: &[&str] = &[
     "trusted_origins",
     "trust_forwarded_for",
     "body_limit",
+    "header_read_timeout",
+    "request_body_timeout",
+    "max_connections",
     "login_max_failures_per_user",
     "login_max_failures_per_ip",
     "login_failure_window",
@@ -99,6 +102,18 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub body_limit: usize,
+    /// Time a client has to send a complete request head; past it the
+    /// connection is closed (slowloris defence, OWASP DoS Cheat Sheet).
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request body once the head arrived; past
+    /// it the request is answered 408 and the connection closed, so a
+    /// trickled body cannot hold a connection for ever.
+    #[serde(with = "duration")]
+    pub request_body_timeout: Duration,
+    /// Connections served at once; further clients wait in the kernel's
+    /// accept queue until one closes (bounds sockets, tasks and memory).
+    pub max_connections: usize,
     /// Failed sign-ins per user name within the window before 429.
     pub login_max_failures_per_user: u32,
     /// Failed sign-ins per client IP within the window before 429.
@@ -146,6 +161,9 @@ impl Default for Config {
             trusted_origins: Vec::new(),
             trust_forwarded_for: false,
             body_limit: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
             login_max_failures_per_user: 5,
             login_max_failures_per_ip: 20,
             login_failure_window: Duration::from_secs(15 * 60),
@@ -240,6 +258,15 @@ impl Config {
         self.policy().validate()?;
         if self.body_limit == 0 {
             return Err(ConfigError::Invalid("body_limit must be positive".into()));
+        }
+        if self.header_read_timeout.is_zero()
+            || self.request_body_timeout.is_zero()
+            || self.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "header_read_timeout, request_body_timeout and max_connections must be positive"
+                    .into(),
+            ));
         }
         if self.login_max_failures_per_user == 0 || self.login_max_failures_per_ip == 0 {
             return Err(ConfigError::Invalid(
