@@ -44,6 +44,12 @@ const ENV_KEYS: &[&str] = &[
     "store_key_prefix",
     "sweep_interval",
     "log_filter",
+    "keys_dir",
+    "access_token_lifetime",
+    "token_issuer",
+    "token_audience",
+    "token_algorithm",
+    "refresh_grace",
 ];
 
 /// The complete server configuration.
@@ -142,6 +148,25 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// `tracing` filter for the JSON log (`info`, `tessera=debug`, …).
     pub log_filter: String,
+    /// Directory of the access-token signing keys (created 0700, key files
+    /// 0600). Default: `tessera-keys` next to the SQLite database file (see
+    /// [`Config::keys_path`]). Instances that issue tokens for one issuer
+    /// share it.
+    pub keys_dir: Option<String>,
+    /// Lifetime of signed access tokens (JWT). Default 10 minutes: it is
+    /// also how long an access token outlives a revoked session.
+    #[serde(with = "duration")]
+    pub access_token_lifetime: Duration,
+    /// `iss` of access tokens; default the public URL, else `tessera`.
+    pub token_issuer: Option<String>,
+    /// `aud` of access tokens; default the public URL, else `tessera`.
+    pub token_audience: Option<String>,
+    /// Signing algorithm for new keys: `eddsa` (Ed25519, default) or `es256`.
+    pub token_algorithm: String,
+    /// How long a used refresh token may be presented again and get the
+    /// same new token back (lost responses) instead of counting as theft.
+    #[serde(with = "duration")]
+    pub refresh_grace: Duration,
 }
 
 impl Default for Config {
@@ -173,6 +198,12 @@ impl Default for Config {
             store_key_prefix: String::from("tessera:"),
             sweep_interval: Duration::from_secs(60),
             log_filter: String::from("info"),
+            keys_dir: None,
+            access_token_lifetime: Duration::from_secs(10 * 60),
+            token_issuer: None,
+            token_audience: None,
+            token_algorithm: String::from("eddsa"),
+            refresh_grace: policy.refresh_grace,
         }
     }
 }
@@ -247,6 +278,7 @@ impl Config {
             .with_absolute_timeout(self.absolute_timeout)
             .with_touch_step(self.touch_step)
             .with_max_sessions_per_user(self.max_sessions_per_user)
+            .with_refresh_grace(self.refresh_grace)
     }
 
     /// Checks values no parser catches.
@@ -303,6 +335,24 @@ impl Config {
                 "reauth_window and login_failure_window must be positive".into(),
             ));
         }
+        if !matches!(
+            self.token_algorithm.to_ascii_lowercase().as_str(),
+            "eddsa" | "es256"
+        ) {
+            return Err(ConfigError::Invalid(format!(
+                "token_algorithm {:?} must be eddsa or es256",
+                self.token_algorithm
+            )));
+        }
+        if self.access_token_lifetime < Duration::from_secs(1)
+            || self.access_token_lifetime > Duration::from_secs(24 * 3600)
+        {
+            return Err(ConfigError::Invalid(
+                "access_token_lifetime must be between 1s and 24h (keep it short: it is \
+                 how long an access token outlives a revoked session)"
+                    .into(),
+            ));
+        }
         for origin in &self.trusted_origins {
             if !(origin.starts_with("https://") || origin.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(
@@ -334,6 +384,41 @@ impl Config {
             None if self.store.starts_with("sqlite:") => self.store.clone(),
             None if self.store == "memory://" => String::from("sqlite::memory:"),
             None => String::from("sqlite://tessera.db"),
+        }
+    }
+
+    /// The signing-keys directory: `keys_dir` if set; else `tessera-keys`
+    /// beside the SQLite database file (`./tessera-keys` for a relative or
+    /// in-memory database).
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// use tessera_server::config::Config;
+    /// let mut config = Config::default();
+    /// assert_eq!(config.keys_path(), PathBuf::from("tessera-keys"));
+    /// config.store = "sqlite:///var/lib/tessera/all.db".into();
+    /// assert_eq!(config.keys_path(), PathBuf::from("/var/lib/tessera/tessera-keys"));
+    /// config.keys_dir = Some("/etc/tessera/keys".into());
+    /// assert_eq!(config.keys_path(), PathBuf::from("/etc/tessera/keys"));
+    /// ```
+    pub fn keys_path(&self) -> std::path::PathBuf {
+        if let Some(dir) = &self.keys_dir {
+            return std::path::PathBuf::from(dir);
+        }
+        let database = self.database_url();
+        let file = database
+            .strip_prefix("sqlite://")
+            .or_else(|| database.strip_prefix("sqlite:"))
+            .unwrap_or("");
+        let file = file.split('?').next().unwrap_or("");
+        let parent = if file.is_empty() || file.starts_with(':') {
+            None
+        } else {
+            Path::new(file).parent()
+        };
+        match parent {
+            Some(p) if !p.as_os_str().is_empty() => p.join("tessera-keys"),
+            _ => std::path::PathBuf::from("tessera-keys"),
         }
     }
 
