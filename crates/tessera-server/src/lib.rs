@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod forward_auth;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;

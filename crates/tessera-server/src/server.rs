@@ -1,6 +1,5 @@
 //! Building the application and running `tessera serve`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -167,10 +166,9 @@ pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<
     println!("tessera listening on http://{bound}");
 
     let sweeper = tokio::spawn(sweep_loop(state.clone()));
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    // Not axum::serve: it bounds neither the request head nor the body.
+    let limits = crate::listen::Limits::from_config(&state.config);
+    let result = crate::listen::serve(listener, app(state), limits, shutdown_signal()).await;
     sweeper.abort();
     result.map_err(ServerError::Io)
 }

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tessera::Session;
@@ -169,7 +169,21 @@ pub async fn signed_in(
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let is_static = req.uri().path().starts_with("/static/");
     let mut response = next.run(req).await;
-    let h = response.headers_mut();
+    set_security_headers(response.headers_mut(), is_static);
+    response
+}
+
+/// Sets the headers of [`security_headers`] on `h`; for responses made
+/// outside the router (the connection limits of [`crate::listen`]).
+///
+/// ```
+/// use axum::http::HeaderMap;
+/// let mut h = HeaderMap::new();
+/// tessera_server::site::guard::set_security_headers(&mut h, false);
+/// assert_eq!(h["cache-control"], "no-store");
+/// assert_eq!(h["x-frame-options"], "DENY");
+/// ```
+pub fn set_security_headers(h: &mut HeaderMap, is_static: bool) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -189,5 +203,4 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     if !is_static {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }
