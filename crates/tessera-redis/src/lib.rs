@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod delete_all;
 mod refresh;
 mod scripts;
 
@@ -803,6 +804,13 @@ impl Store for RedisStore {
             Ok(n)
         })
         .await
+    }
+
+    /// `SCAN` of this store's prefix on every master, then the deletions in
+    /// pages; see the `delete_all` module for the order and why a racing
+    /// rotation cannot survive it.
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        self.delete_all_inner().await
     }
 
     /// Redis expires session keys at their next deadline by itself: nothing

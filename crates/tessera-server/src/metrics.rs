@@ -233,6 +233,13 @@ impl Store for MeteredStore {
         r
     }
 
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.delete_all().await;
+        observe("delete_all", t);
+        r
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.ping().await;

@@ -211,6 +211,16 @@ macro_rules! retrying {
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) use retrying;
 
+/// Maps an operation's error onto [`StoreError`] without a time bound, for
+/// the one operation whose length grows with the table
+/// ([`tessera::store::Store::delete_all`]).
+pub(crate) async fn unbounded<T, Fut>(fut: Fut) -> Result<T, StoreError>
+where
+    Fut: Future<Output = OpResult<T>>,
+{
+    fut.await.map_err(OpError::into_store)
+}
+
 /// Bounds an operation by the configured statement timeout, and maps its
 /// error onto [`StoreError`].
 pub(crate) async fn bounded<T, Fut>(limit: Duration, fut: Fut) -> Result<T, StoreError>

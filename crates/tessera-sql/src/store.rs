@@ -210,6 +210,10 @@ impl Store for SqlStore {
         dispatch!(self, s => s.purge_expired(now, limit).await)
     }
 
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.delete_all().await)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping().await)
     }

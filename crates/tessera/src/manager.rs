@@ -525,6 +525,40 @@ impl SessionManager {
         Ok(n)
     }
 
+    /// Revokes every session of every user, and their refresh tokens: the
+    /// administrator's "sign everybody out" (ASVS 5.0 V7.4.5: terminate all
+    /// active sessions, for example after a breach). Returns how many
+    /// sessions were revoked. Audited as one `revoked` event whose detail
+    /// carries the count. See [`Store::delete_all`] for the guarantee under
+    /// concurrency.
+    ///
+    /// ```
+    /// use tessera::{Access, SessionManager};
+    /// use tessera::record::{ClientMeta, Data};
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let issued = manager.create(Some("alice"), Data::new(), ClientMeta::default()).await?;
+    /// assert_eq!(manager.revoke_everyone().await?, 1);
+    /// let token = issued.token.expose();
+    /// assert!(manager.load(token, Access::Status).await.is_err());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Store errors (sessions already deleted stay deleted; call again).
+    pub async fn revoke_everyone(&self) -> Result<u64, SessionError> {
+        let n = self.inner.store.delete_all().await?;
+        audit::emit(
+            AuditKind::Revoked,
+            None,
+            None,
+            &format!("every session of every user ({n})"),
+        );
+        Ok(n)
+    }
+
     /// Deletes up to `limit` expired records; returns how many.
     ///
     /// # Errors

@@ -307,6 +307,14 @@ impl Store for MemoryStore {
         Ok(sessions + inner.purge_refresh(now, left))
     }
 
+    /// Clears every map under the lock: no rotation can interleave.
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let n = u64::try_from(inner.records.len()).unwrap_or(u64::MAX);
+        *inner = Inner::default();
+        Ok(n)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -163,6 +163,40 @@ pub trait Store: Send + Sync + 'static {
         except: Option<&SessionHandle>,
     ) -> Result<u64, StoreError>;
 
+    /// Deletes **every** session in the store, and every refresh-token
+    /// family with them (stores that also implement
+    /// [`RefreshStore`](crate::refresh::RefreshStore)). Returns how many
+    /// sessions were deleted (expired ones not yet purged may count).
+    ///
+    /// This is the administrator's "sign everybody out" of ASVS 5.0 V7.4.5
+    /// (terminate all active sessions, for example after a breach or a key
+    /// compromise). It gives the same guarantee as
+    /// [`Store::delete_by_user`], for all users at once: afterwards no session
+    /// that existed when the call started can be loaded, including one a
+    /// concurrent `rotate` re-keyed. Sessions created while the call runs
+    /// may survive it; they are new sign-ins. Stores scoped by a key prefix
+    /// or a database delete only within their scope.
+    ///
+    /// Not bounded by a store's per-operation timeout: deleting every row
+    /// of a large table can legitimately take longer.
+    ///
+    /// ```
+    /// use tessera::store::{MemoryStore, Store};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::new();
+    /// let (_, record) = tessera::testkit::sample_record(Some("alice"));
+    /// store.create(&record).await?;
+    /// assert_eq!(store.delete_all().await?, 1);
+    /// assert!(store.load(&record.hash).await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Backend errors; sessions deleted before the error stay deleted, and
+    /// calling it again finishes the job.
+    async fn delete_all(&self) -> Result<u64, StoreError>;
+
     /// Deletes up to `limit` records expired at `now`; returns how many.
     /// Stores that expire records by themselves (Redis TTLs) return 0.
     ///

@@ -12,9 +12,11 @@
 //! ```
 //!
 //! The cases use random tokens and user ids and timestamps around the real
-//! time (so backends with server-side TTLs behave as in production), so a
-//! store may be shared with other tests. A failing case panics with the
-//! case's name and what it expected.
+//! time (so backends with server-side TTLs behave as in production). The
+//! last case of each suite proves [`Store::delete_all`], which empties the
+//! store: give each run its own scope (a fresh database, a unique Redis key
+//! prefix), never one other tests use at the same time. A failing case
+//! panics with the case's name and what it expected.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -31,6 +31,8 @@ pub(super) fn all() -> Vec<(&'static str, Case)> {
         concurrent_uses_of_one_token_have_one_winner,
         deleting_a_family_deletes_only_its_tokens,
         sessions_load_by_handle_across_rotation,
+        // Last: it empties the store.
+        delete_all_removes_refresh_families,
     ]
 }
 
@@ -255,4 +257,30 @@ async fn sessions_load_by_handle_across_rotation((sessions, store): Stores) {
             .unwrap()
             .is_none()
     );
+}
+
+/// `Store::delete_all` (ASVS 5.0 V7.4.5) takes refresh-token families with
+/// the sessions: no refresh token, used or unused, is left to load.
+async fn delete_all_removes_refresh_families((sessions, store): Stores) {
+    let fam = family();
+    let (parent, record) = token_record(&fam, HOUR);
+    store.insert_refresh(&record).await.unwrap();
+    let (child, child_record) = token_record(&fam, HOUR);
+    let sealed = parent.seal_child(&child);
+    assert_eq!(
+        store
+            .use_refresh(&record.hash, &child_record, &sealed, now())
+            .await
+            .unwrap(),
+        RefreshUse::Rotated
+    );
+    let (_, other) = token_record(&family(), HOUR);
+    store.insert_refresh(&other).await.unwrap();
+    sessions.delete_all().await.unwrap();
+    for hash in [record.hash, child_record.hash, other.hash] {
+        assert!(
+            store.load_refresh(&hash).await.unwrap().is_none(),
+            "delete_all must remove every refresh token"
+        );
+    }
 }

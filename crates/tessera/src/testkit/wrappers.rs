@@ -16,7 +16,8 @@ use crate::token::TokenHash;
 pub struct Counts {
     /// `load` calls.
     pub loads: u64,
-    /// Calls that write: create, update, rotate, modify, deletes, purge.
+    /// Calls that write: create, update, rotate, modify, deletes (including
+    /// `delete_all`), purge.
     pub writes: u64,
     /// Every call, reads and writes.
     pub total: u64,
@@ -158,6 +159,10 @@ impl<S: Store> Store for CountingStore<S> {
         self.write();
         self.inner.purge_expired(now, limit).await
     }
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        self.write();
+        self.inner.delete_all().await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.other();
         self.inner.ping().await
@@ -287,6 +292,10 @@ impl<S: Store> Store for FailingStore<S> {
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.purge_expired(now, limit).await
+    }
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.delete_all().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()?;
