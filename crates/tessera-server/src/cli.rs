@@ -23,8 +23,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
 
-    /// Users and API keys database, sqlite://PATH (default: the store's
-    /// file if it is SQLite, else sqlite://tessera.db) [env: TESSERA_DATABASE].
+    /// Users and API keys database: sqlite://PATH, postgres://… or mysql://…
+    /// (default: the store's own database if it is SQLite, PostgreSQL or
+    /// MySQL, else sqlite://tessera.db) [env: TESSERA_DATABASE].
     #[arg(long, global = true, value_name = "URL")]
     pub database: Option<String>,
 
@@ -114,19 +115,25 @@ pub enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke all sessions of a user, or one session by handle.
+    /// Revoke all sessions of a user, one session by handle, or every
+    /// session of every user.
     Revoke {
         /// Revoke every session of this user.
         #[arg(
             long,
             value_name = "NAME",
-            conflicts_with = "handle",
-            required_unless_present = "handle"
+            conflicts_with_all = ["handle", "everyone"],
+            required_unless_present_any = ["handle", "everyone"]
         )]
         user: Option<String>,
         /// Revoke the session with this public handle (tsh_…).
-        #[arg(long, value_name = "HANDLE")]
+        #[arg(long, value_name = "HANDLE", conflicts_with = "everyone")]
         handle: Option<String>,
+        /// Revoke every session of every user, and their refresh tokens:
+        /// everybody must sign in again (ASVS 5.0 V7.4.5, e.g. after a
+        /// breach).
+        #[arg(long)]
+        everyone: bool,
     },
 }
 
@@ -183,5 +190,11 @@ mod tests {
             .is_err()
         );
         assert!(Cli::try_parse_from(["tessera", "sessions", "revoke", "--user", "a"]).is_ok());
+        assert!(Cli::try_parse_from(["tessera", "sessions", "revoke", "--everyone"]).is_ok());
+        for other in [["--user", "a"], ["--handle", "b"]] {
+            let mut args = vec!["tessera", "sessions", "revoke", "--everyone"];
+            args.extend(other);
+            assert!(Cli::try_parse_from(args).is_err(), "{other:?}");
+        }
     }
 }

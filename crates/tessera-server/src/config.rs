@@ -71,8 +71,9 @@ pub struct Config {
     /// `redis://…`/`rediss://…`, `redis-cluster://host:port,host:port,…`,
     /// or `memory://` (one process only, lost at exit).
     pub store: String,
-    /// The server's own database (users, API keys): `sqlite://PATH`. By
-    /// default the store's file when the store is SQLite, else
+    /// The server's own database (users, API keys): `sqlite://PATH`,
+    /// `postgres://…` or `mysql://…`/`mariadb://…`. By default the store's
+    /// own database when the store is SQLite, PostgreSQL or MySQL, else
     /// `sqlite://tessera.db` (see [`Config::database_url`]).
     pub database: Option<String>,
     /// The URL people open, printed at start-up; defaults to the listen
@@ -323,10 +324,11 @@ impl Config {
             )));
         }
         let database = self.database_url();
-        if !(database.starts_with("sqlite:")) {
+        if crate::db::data_url(&database).is_err() {
             return Err(ConfigError::Invalid(format!(
                 "unsupported database URL {:?}: users and API keys live in SQLite \
-                 (sqlite://PATH); point every instance at the same file",
+                 (sqlite://PATH), PostgreSQL (postgres://…) or MySQL/MariaDB (mysql://…); \
+                 point every instance at the same database",
                 crate::store::redact(&database)
             )));
         }
@@ -363,25 +365,30 @@ impl Config {
         Ok(())
     }
 
-    /// The server database's URL: `database` if set; else the store's file
-    /// when the store is SQLite (one file for everything), an in-memory
-    /// database with the `memory://` store, and `sqlite://tessera.db`
-    /// otherwise.
+    /// The server database's URL: `database` if set; else the store's own
+    /// database when the store is SQL — the same SQLite file, or the same
+    /// PostgreSQL or MySQL/MariaDB database, so that instances on several
+    /// machines sharing a store also share users and API keys without
+    /// further configuration — an in-memory database with the `memory://`
+    /// store, and `sqlite://tessera.db` (a file on this machine) with Redis.
     ///
     /// ```
     /// use tessera_server::config::Config;
     /// let mut config = Config::default();
     /// config.store = "sqlite:///var/lib/tessera/all.db".into();
     /// assert_eq!(config.database_url(), "sqlite:///var/lib/tessera/all.db");
+    /// config.store = "postgres://tessera@db/tessera".into();
+    /// assert_eq!(config.database_url(), "postgres://tessera@db/tessera");
     /// config.store = "redis://127.0.0.1:6379".into();
     /// assert_eq!(config.database_url(), "sqlite://tessera.db");
-    /// config.database = Some("sqlite:///srv/users.db".into());
-    /// assert_eq!(config.database_url(), "sqlite:///srv/users.db");
+    /// config.database = Some("mysql://tessera@db/users".into());
+    /// assert_eq!(config.database_url(), "mysql://tessera@db/users");
     /// ```
     pub fn database_url(&self) -> String {
+        let shared = ["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"];
         match &self.database {
             Some(url) => url.clone(),
-            None if self.store.starts_with("sqlite:") => self.store.clone(),
+            None if shared.iter().any(|s| self.store.starts_with(s)) => self.store.clone(),
             None if self.store == "memory://" => String::from("sqlite::memory:"),
             None => String::from("sqlite://tessera.db"),
         }
@@ -656,15 +663,21 @@ mod tests {
     }
 
     #[test]
-    fn the_database_defaults_to_the_sqlite_store_else_its_own_file() {
+    fn the_database_defaults_to_the_sql_store_else_its_own_file() {
         let mut config = Config::default();
         assert_eq!(config.database_url(), "sqlite://tessera.db");
-        config.store = "sqlite:///data/s.db".into();
-        assert_eq!(config.database_url(), "sqlite:///data/s.db");
         for url in [
+            "sqlite:///data/s.db",
+            "postgres://db/x",
             "postgresql://db/x",
             "mysql://db/x",
             "mariadb://db/x",
+        ] {
+            config.store = url.into();
+            config.validate().unwrap();
+            assert_eq!(config.database_url(), url);
+        }
+        for url in [
             "redis://r:6379",
             "rediss://r:6380",
             "redis-cluster://a:1,b:2",
@@ -685,7 +698,7 @@ mod tests {
         assert!(err.contains("unsupported store URL"), "{err}");
         assert!(!err.contains("topsecret"), "password redacted: {err}");
         let config = Config {
-            database: Some("postgres://u:topsecret@h/x".into()),
+            database: Some("redis://u:topsecret@h/x".into()),
             ..Config::default()
         };
         let err = config.validate().unwrap_err().to_string();

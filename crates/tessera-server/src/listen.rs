@@ -33,7 +33,6 @@
 //! (bounded by [`SHUTDOWN_GRACE`]).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -112,9 +112,9 @@ async fn oversized_bodies_get_413_and_change_nothing() {
     let out = raw::send(server.port, req).await;
     assert_eq!(out.status(), Some(413), "{out:?}");
 
-    // A Content-Length of a terabyte: cut at the limit, not buffered. (With
-    // no body bytes sent at all the server waits for them: see the ignored
-    // test in slow.rs.)
+    // A Content-Length of a terabyte: refused from the header, not
+    // buffered (with no body bytes at all: see slow.rs,
+    // announced_oversized_body_gets_413_at_once_with_connection_close).
     let mut req = b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
         Content-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n"
         .to_vec();
