@@ -51,6 +51,8 @@ async fn two_instances_share_sessions(store: &str, extra_env: &[(&str, &str)]) {
         .delete(b.at(&format!("/sessions/{}", s2.handle)))
         .header("cookie", cookie_header(&s1.token))
         .header("x-csrf-token", &s1.csrf)
+        // Revoking needs the password again (ASVS 5.0 V7.5.2).
+        .json(&json!({"password": password}))
         .send()
         .await
         .unwrap();
