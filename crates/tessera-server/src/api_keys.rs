@@ -5,10 +5,9 @@
 //! reasoning as for session tokens in `tessera::token`), and looking a key
 //! up by its hash means the comparison never touches the secret itself.
 
-use sqlx::SqlitePool;
 use tessera::token::ApiKeyToken;
 
-use crate::db::now_secs;
+use crate::db::{Db, is_duplicate, now_secs, on_pool};
 use crate::users::valid_username;
 
 /// Why an API-key operation failed.
@@ -32,13 +31,13 @@ pub enum ApiKeyError {
 /// The API-key table.
 #[derive(Debug, Clone)]
 pub struct ApiKeys {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl ApiKeys {
-    /// Wraps the server database.
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// Wraps the server database (any backend: a [`Db`] or a SQLite pool).
+    pub fn new(db: impl Into<Db>) -> Self {
+        Self { db: db.into() }
     }
 
     /// Creates a key named `name` and returns it; this is the only time the
@@ -52,19 +51,22 @@ impl ApiKeys {
             return Err(ApiKeyError::InvalidName);
         }
         let key = ApiKeyToken::generate()?;
-        let result = sqlx::query(
-            "INSERT INTO tessera_api_keys (name, key_hash, created_at) VALUES (?, ?, ?)
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(key.hash().as_bytes().as_slice())
-        .bind(now_secs())
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(ApiKeyError::Exists);
+        let sql = self
+            .db
+            .dialect("INSERT INTO tessera_api_keys (name, key_hash, created_at) VALUES (?, ?, ?)");
+        let result = on_pool!(&self.db, pool => sqlx::query(&sql)
+            .bind(name)
+            .bind(key.hash().as_bytes().as_slice())
+            .bind(now_secs())
+            .execute(pool)
+            .await
+            .map(drop));
+        match result {
+            // The name is the primary key; a duplicate hash (2^-256) would
+            // be refused the same way.
+            Err(e) if is_duplicate(&e) => Err(ApiKeyError::Exists),
+            other => Ok(other.map(|()| key)?),
         }
-        Ok(key)
     }
 
     /// Revokes the key named `name`; returns whether it existed.
@@ -73,11 +75,15 @@ impl ApiKeys {
     ///
     /// Database errors.
     pub async fn revoke(&self, name: &str) -> Result<bool, ApiKeyError> {
-        let result = sqlx::query("DELETE FROM tessera_api_keys WHERE name = ?")
+        let sql = self
+            .db
+            .dialect("DELETE FROM tessera_api_keys WHERE name = ?");
+        let affected = on_pool!(&self.db, pool => sqlx::query(&sql)
             .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(affected > 0)
     }
 
     /// The name of the key `presented`, if it is a live key. Malformed input
@@ -90,12 +96,13 @@ impl ApiKeys {
         let Ok(key) = ApiKeyToken::parse(presented) else {
             return Ok(None);
         };
-        Ok(
-            sqlx::query_scalar("SELECT name FROM tessera_api_keys WHERE key_hash = ?")
-                .bind(key.hash().as_bytes().as_slice())
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        let sql = self
+            .db
+            .dialect("SELECT name FROM tessera_api_keys WHERE key_hash = ?");
+        Ok(on_pool!(&self.db, pool => sqlx::query_scalar(&sql)
+            .bind(key.hash().as_bytes().as_slice())
+            .fetch_optional(pool)
+            .await?))
     }
 }
 
@@ -115,10 +122,13 @@ mod tests {
     async fn keys_are_stored_hashed_and_revocable() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("k.db").display());
-        let pool = crate::db::open(&url, 2, Duration::from_secs(5))
+        let db = crate::db::open(&url, 2, Duration::from_secs(5))
             .await
             .unwrap();
-        let keys = ApiKeys::new(pool.clone());
+        let keys = ApiKeys::new(db.clone());
+        let Db::Sqlite(pool) = db else {
+            panic!("sqlite")
+        };
         let key = keys.create("backend").await.unwrap();
         assert!(matches!(
             keys.create("backend").await,

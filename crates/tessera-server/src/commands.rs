@@ -130,7 +130,13 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
                 }
             }
         }
-        SessionsCommand::Revoke { user, handle } => match (user, handle) {
+        SessionsCommand::Revoke { everyone: true, .. } => {
+            // ASVS 5.0 V7.4.5: every session of every user, on the shared
+            // store, so every instance refuses them on the next request.
+            let n = state.manager.revoke_everyone().await?;
+            println!("revoked {n} session(s) of every user");
+        }
+        SessionsCommand::Revoke { user, handle, .. } => match (user, handle) {
             (Some(user), _) => {
                 let n = state.manager.revoke_user(&user, None).await?;
                 println!("revoked {n} session(s) of {user}");
@@ -147,7 +153,7 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
             }
             (None, None) => {
                 return Err(ServerError::Message(String::from(
-                    "give --user NAME or --handle H",
+                    "give --user NAME, --handle H or --everyone",
                 )));
             }
         },

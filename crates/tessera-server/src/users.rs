@@ -16,9 +16,8 @@ use std::sync::Arc;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::Serialize;
-use sqlx::SqlitePool;
 
-use crate::db::now_secs;
+use crate::db::{Db, is_duplicate, now_secs, on_pool};
 
 /// Argon2 memory cost in KiB (OWASP: 19 MiB).
 pub const ARGON2_M_KIB: u32 = 19_456;
@@ -70,7 +69,7 @@ pub struct UserInfo {
 /// The user table.
 #[derive(Clone)]
 pub struct Users {
-    pool: SqlitePool,
+    db: Db,
     dummy_hash: Arc<str>,
 }
 
@@ -162,16 +161,17 @@ pub fn random_password() -> Result<String, UserError> {
 }
 
 impl Users {
-    /// Opens the user table and prepares the dummy hash used for unknown
-    /// users.
+    /// Opens the user table of the server database (any backend: a
+    /// [`Db`] or a SQLite pool) and prepares the dummy hash used for
+    /// unknown users.
     ///
     /// # Errors
     ///
     /// [`UserError::Hash`] if hashing fails.
-    pub async fn new(pool: SqlitePool) -> Result<Self, UserError> {
+    pub async fn new(db: impl Into<Db>) -> Result<Self, UserError> {
         let dummy = hash(random_password()?).await?;
         Ok(Self {
-            pool,
+            db: db.into(),
             dummy_hash: Arc::from(dummy),
         })
     }
@@ -182,9 +182,8 @@ impl Users {
     ///
     /// Database errors.
     pub async fn count(&self) -> Result<i64, UserError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tessera_users")
-            .fetch_one(&self.pool)
-            .await?)
+        let sql = "SELECT COUNT(*) FROM tessera_users";
+        Ok(on_pool!(&self.db, pool => sqlx::query_scalar(sql).fetch_one(pool).await?))
     }
 
     /// Creates a user.
@@ -200,20 +199,23 @@ impl Users {
         check_password(password)?;
         let phc = hash(password.to_owned()).await?;
         let now = now_secs();
-        let result = sqlx::query(
+        let sql = self.db.dialect(
             "INSERT INTO tessera_users (username, password_hash, disabled, created_at, password_changed_at)
-             VALUES (?, ?, 0, ?, ?) ON CONFLICT (username) DO NOTHING",
-        )
-        .bind(name)
-        .bind(phc)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(UserError::Exists);
+             VALUES (?, ?, 0, ?, ?)",
+        );
+        let result = on_pool!(&self.db, pool => sqlx::query(&sql)
+            .bind(name)
+            .bind(&phc)
+            .bind(now)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop));
+        match result {
+            // The primary key decides, atomically, on every backend.
+            Err(e) if is_duplicate(&e) => Err(UserError::Exists),
+            other => Ok(other?),
         }
-        Ok(())
     }
 
     /// Sets a new password. The caller revokes the user's sessions.
@@ -225,15 +227,17 @@ impl Users {
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), UserError> {
         check_password(password)?;
         let phc = hash(password.to_owned()).await?;
-        let result = sqlx::query(
+        let sql = self.db.dialect(
             "UPDATE tessera_users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
-        )
-        .bind(phc)
-        .bind(now_secs())
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
+        );
+        let affected = on_pool!(&self.db, pool => sqlx::query(&sql)
+            .bind(&phc)
+            .bind(now_secs())
+            .bind(name)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        if affected == 0 {
             return Err(UserError::NotFound);
         }
         Ok(())
@@ -245,11 +249,13 @@ impl Users {
     ///
     /// [`UserError::NotFound`], database errors.
     pub async fn disable(&self, name: &str) -> Result<(), UserError> {
-        let result = sqlx::query("UPDATE tessera_users SET disabled = 1 WHERE username = ?")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        if result.rows_affected() == 0 {
+        // `disabled = 1` whether or not it was already: MySQL counts only
+        // changed rows, so "no such user" is asked separately.
+        let sql = self
+            .db
+            .dialect("UPDATE tessera_users SET disabled = 1 WHERE username = ?");
+        on_pool!(&self.db, pool => sqlx::query(&sql).bind(name).execute(pool).await.map(drop))?;
+        if !self.exists(name).await? {
             return Err(UserError::NotFound);
         }
         Ok(())
@@ -261,12 +267,7 @@ impl Users {
     ///
     /// Database errors.
     pub async fn is_active(&self, name: &str) -> Result<bool, UserError> {
-        let disabled: Option<i64> =
-            sqlx::query_scalar("SELECT disabled FROM tessera_users WHERE username = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(disabled == Some(0))
+        Ok(self.disabled_flag(name).await? == Some(0))
     }
 
     /// All users, by name.
@@ -275,11 +276,9 @@ impl Users {
     ///
     /// Database errors.
     pub async fn list(&self) -> Result<Vec<UserInfo>, UserError> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT username, disabled, created_at FROM tessera_users ORDER BY username",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT username, disabled, created_at FROM tessera_users ORDER BY username";
+        let rows: Vec<(String, i64, i64)> =
+            on_pool!(&self.db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
         Ok(rows
             .into_iter()
             .map(|(username, disabled, created_at)| UserInfo {
@@ -299,10 +298,13 @@ impl Users {
     /// Database and task errors (the caller answers 503, not 401).
     pub async fn verify(&self, name: &str, password: &str) -> Result<bool, UserError> {
         let row: Option<(String, i64)> = if valid_username(name) {
-            sqlx::query_as("SELECT password_hash, disabled FROM tessera_users WHERE username = ?")
+            let sql = self
+                .db
+                .dialect("SELECT password_hash, disabled FROM tessera_users WHERE username = ?");
+            on_pool!(&self.db, pool => sqlx::query_as(&sql)
                 .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
+                .fetch_optional(pool)
+                .await?)
         } else {
             None
         };
@@ -322,6 +324,21 @@ impl Users {
             .await
             .map_err(|e| UserError::Hash(e.to_string()))?;
         Ok(matched && usable && !too_long)
+    }
+
+    /// The `disabled` column of `name`, or `None` without such a user.
+    async fn disabled_flag(&self, name: &str) -> Result<Option<i64>, UserError> {
+        let sql = self
+            .db
+            .dialect("SELECT disabled FROM tessera_users WHERE username = ?");
+        Ok(on_pool!(&self.db, pool => sqlx::query_scalar(&sql)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool, UserError> {
+        Ok(self.disabled_flag(name).await?.is_some())
     }
 }
 

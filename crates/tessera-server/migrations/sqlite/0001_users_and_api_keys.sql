@@ -1,4 +1,4 @@
--- Server-owned data (users and API keys), kept beside the session table in
+-- Server-owned data (users and API keys) on SQLite, kept beside the session table in
 -- the same SQLite file. Tracked in tessera_server_migrations, not in sqlx's
 -- _sqlx_migrations, so the session store's own migrations never collide.
 CREATE TABLE IF NOT EXISTS tessera_users (

@@ -182,3 +182,53 @@ async fn sessions_survive_a_restart_and_sweep_runs() {
     assert_eq!(status(&again, &s.token).await.0, 200);
     login(&again, "demo", &password).await;
 }
+
+/// ASVS 5.0 V7.4.5: an administrator ends every session of every user at
+/// once. Malformed requests are refused and change nothing; the real one
+/// is audited and every session is refused on the next request.
+#[tokio::test]
+async fn sessions_revoke_everyone_ends_every_users_sessions() {
+    let server = Server::start(&[]);
+    let (ok, _, err) = server.cli(
+        &["user", "add", "lee", "--password-stdin"],
+        Some("lee-password-1\n"),
+    );
+    assert!(ok, "{err}");
+    let demo_a = crate::common::demo_login(&server).await;
+    let demo_b = crate::common::demo_login(&server).await;
+    let lee = login(&server, "lee", "lee-password-1").await;
+    let all = [&demo_a.token, &demo_b.token, &lee.token];
+
+    for bad in [
+        &["sessions", "revoke", "--everyone", "--user", "demo"][..],
+        &["sessions", "revoke", "--everyone", "--handle", &lee.handle],
+        &["sessions", "revoke", "--everyone=yes"],
+    ] {
+        let (ok, _, err) = server.cli(bad, None);
+        assert!(!ok, "{bad:?} must be refused");
+        assert!(err.contains("error"), "{err}");
+    }
+    for token in all {
+        assert_eq!(
+            status(&server, token).await.0,
+            200,
+            "refused input changed nothing"
+        );
+    }
+
+    let (ok, out, err) = server.cli(&["sessions", "revoke", "--everyone"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked 3 session(s) of every user"), "{out}");
+    let audit = err
+        .lines()
+        .find(|l| l.contains("every session of every user"))
+        .unwrap_or_else(|| panic!("no audit event in {err}"));
+    let event: serde_json::Value = serde_json::from_str(audit).unwrap();
+    assert_eq!(event["fields"]["event"], "revoked", "{audit}");
+    for token in all {
+        assert_eq!(status(&server, token).await.0, 401, "no session survives");
+    }
+    // People sign in again as usual.
+    let again = login(&server, "lee", "lee-password-1").await;
+    assert_eq!(status(&server, &again.token).await.0, 200);
+}
