@@ -56,6 +56,9 @@ pub enum Command {
     /// Manage API keys for the /v1 API.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Manage the access-token signing keys (directory: keys_dir).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// `tessera serve` options.
@@ -150,6 +153,19 @@ pub enum ApiKeyCommand {
         /// The key's name.
         name: String,
     },
+}
+
+/// `tessera keys …`. Output names keys by id and algorithm; private keys
+/// are never printed.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key; the previous one stops signing at once and
+    /// stays published in the JWKS until every token it signed has expired.
+    Rotate,
+    /// List the keys: id, algorithm, created, state, published until.
+    List,
+    /// Delete retired keys whose tokens have all expired.
+    Prune,
 }
 
 #[cfg(test)]

@@ -23,6 +23,24 @@
 //! forms; this check is what a proxy can enforce without reading bodies.
 //! Without a method header the request is treated as a GET: a proxy that
 //! protects unsafe requests must forward the method.
+//!
+//! **Bearer credentials.** API and mobile clients present
+//! `Authorization: Bearer …` instead of a cookie:
+//!
+//! - an opaque session token (`tss_…`) is checked exactly like the cookie
+//!   (store lookup, counts as activity); a malformed one is refused without
+//!   a store call;
+//! - an access token (JWT signed by this server) is verified with the
+//!   signing keys alone — **no store call** — so it passes until its `exp`
+//!   even if its session was revoked meanwhile (at most the access-token
+//!   lifetime). Use opaque session tokens where revocation must bite at
+//!   once.
+//!
+//! A bearer credential is not ambient (a browser never attaches it by
+//! itself), so such requests skip the origin check (DESIGN invariant 7) and
+//! the cookie is then ignored entirely. An `Authorization` value that is
+//! neither (another scheme, or a bearer token this server did not sign)
+//! is not ours: the cookie stays in charge, with its origin check.
 
 use std::net::SocketAddr;
 
@@ -32,6 +50,7 @@ use axum::response::{IntoResponse, Response};
 use tessera::Access;
 use tessera::cookie::Presented;
 use tessera::csrf::{CsrfRejection, is_unsafe_method};
+use tessera::token::SessionToken;
 
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -87,7 +106,7 @@ pub fn check_forwarded_origin(state: &AppState, headers: &HeaderMap) -> Result<(
         ("X-Forwarded-Host" = Option<String>, Header, description = "Host of the original request, compared with its Origin"),
     ),
     responses(
-        (status = 200, description = "Signed in; X-Tessera-User and X-Tessera-Session headers set"),
+        (status = 200, description = "Signed in (session cookie, Authorization: Bearer tss_… session token, or Bearer access token); X-Tessera-User and X-Tessera-Session headers set"),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "A forwarded unsafe request from another site (csrf_rejected)"),
         (status = 503, body = ErrorBody)))]
@@ -96,6 +115,22 @@ pub async fn verify(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
+    match bearer(&state, &headers) {
+        Some(Bearer::Session(Ok(token))) => {
+            return match state.manager.load(token.expose(), Access::Activity).await {
+                Ok(record) => signed_in(record.user_id.as_deref(), record.handle.as_str()),
+                Err(e) => ApiError::from(e).into_response(),
+            };
+        }
+        // Ours by its prefix but broken: refused without a store call.
+        Some(Bearer::Session(Err(()))) => {
+            return ApiError::unauthenticated("missing").into_response();
+        }
+        Some(Bearer::Access(verified)) => {
+            return signed_in(Some(&verified.claims.sub), verified.claims.sid.as_str());
+        }
+        None => {}
+    }
     if let Err(rejection) = check_forwarded_origin(&state, &headers) {
         let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
@@ -121,13 +156,52 @@ pub async fn verify(
         Ok(record) => record,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let Some(user) = record.user_id.as_deref() else {
+    signed_in(record.user_id.as_deref(), record.handle.as_str())
+}
+
+/// A bearer credential of this server found in `Authorization`.
+enum Bearer {
+    /// `tss_…`: parsed, or malformed.
+    Session(Result<SessionToken, ()>),
+    /// A valid access token signed by this server.
+    Access(Box<tessera_jwt::VerifiedToken>),
+}
+
+/// Looks for a bearer credential of ours (see the module docs): the first
+/// `Authorization: Bearer` value that is a session token or an access
+/// token this server signed.
+fn bearer(state: &AppState, headers: &HeaderMap) -> Option<Bearer> {
+    let prefix = <tessera::token::Session as tessera::token::TokenKind>::PREFIX;
+    // A few values at most: bounded work per request.
+    for value in headers.get_all(header::AUTHORIZATION).iter().take(8) {
+        let Ok(value) = value.to_str() else { continue };
+        let Some((scheme, credential)) = value.trim().split_once(' ') else {
+            continue;
+        };
+        // RFC 9110 §11.1: the scheme is case-insensitive.
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            continue;
+        }
+        let credential = credential.trim();
+        if credential.starts_with(prefix) {
+            return Some(Bearer::Session(
+                SessionToken::parse(credential).map_err(|_| ()),
+            ));
+        }
+        if let Ok(verified) = state.signing.verify(credential) {
+            return Some(Bearer::Access(Box::new(verified)));
+        }
+    }
+    None
+}
+
+/// 200 with the user and session headers, or 401 without a user.
+fn signed_in(user: Option<&str>, handle: &str) -> Response {
+    let Some(user) = user else {
         return ApiError::unauthenticated("missing").into_response();
     };
-    let (Ok(user), Ok(handle)) = (
-        HeaderValue::from_str(user),
-        HeaderValue::from_str(record.handle.as_str()),
-    ) else {
+    let (Ok(user), Ok(handle)) = (HeaderValue::from_str(user), HeaderValue::from_str(handle))
+    else {
         // A user id that cannot be a header value cannot be forwarded.
         return ApiError::unauthenticated("missing").into_response();
     };

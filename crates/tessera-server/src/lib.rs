@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod forward_auth;
+pub mod keys;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;
@@ -20,6 +21,7 @@ pub mod server;
 pub mod site;
 pub mod state;
 pub mod store;
+pub mod tokens;
 pub mod users;
 
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -80,5 +82,6 @@ pub async fn run(cli: Cli) -> Result<(), ServerError> {
         Command::User(c) => commands::user(config, c).await,
         Command::Sessions(c) => commands::sessions(config, c).await,
         Command::ApiKey(c) => commands::api_key(config, c).await,
+        Command::Keys(c) => keys::command(&config, c),
     }
 }

@@ -13,9 +13,10 @@ use async_trait::async_trait;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera::StoreError;
 use tessera::record::{SessionHandle, SessionRecord};
+use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
-use tessera::token::TokenHash;
+use tessera::token::{SECRET_LEN, TokenHash};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
@@ -129,15 +130,27 @@ pub fn count_revoked(n: u64) {
     metrics::counter!(SESSIONS_REVOKED).increment(n);
 }
 
-/// A store wrapper that records the latency of every call.
+/// A store wrapper that records the latency of every call, session and
+/// refresh-token calls alike (the same backend serves both).
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
+    refresh: Arc<dyn RefreshStore>,
 }
 
 impl MeteredStore {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self { inner }
+    /// Wraps `inner`, which serves both sessions and refresh tokens.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tessera::store::MemoryStore;
+    /// let store = tessera_server::metrics::MeteredStore::new(Arc::new(MemoryStore::new()));
+    /// # let _ = store;
+    /// ```
+    pub fn new<S: Store + RefreshStore>(inner: Arc<S>) -> Self {
+        Self {
+            inner: inner.clone(),
+            refresh: inner,
+        }
     }
 }
 
@@ -256,6 +269,56 @@ impl Store for MeteredStore {
         let t = Instant::now();
         let r = self.inner.modify(hash, now, f).await;
         observe("modify", t);
+        r
+    }
+}
+
+#[async_trait]
+impl RefreshStore for MeteredStore {
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.refresh.insert_refresh(record).await;
+        observe("insert_refresh", t);
+        r
+    }
+
+    async fn load_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        let t = Instant::now();
+        let r = self.refresh.load_refresh(hash).await;
+        observe("load_refresh", t);
+        r
+    }
+
+    async fn use_refresh(
+        &self,
+        parent: &TokenHash,
+        child: &RefreshRecord,
+        sealed_child: &[u8; SECRET_LEN],
+        now: Timestamp,
+    ) -> Result<RefreshUse, StoreError> {
+        let t = Instant::now();
+        let r = self
+            .refresh
+            .use_refresh(parent, child, sealed_child, now)
+            .await;
+        observe("use_refresh", t);
+        r
+    }
+
+    async fn delete_refresh_family(&self, family: &SessionHandle) -> Result<u64, StoreError> {
+        let t = Instant::now();
+        let r = self.refresh.delete_refresh_family(family).await;
+        observe("delete_refresh_family", t);
+        r
+    }
+
+    async fn load_session_by_handle(
+        &self,
+        handle: &SessionHandle,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let t = Instant::now();
+        let r = self.refresh.load_session_by_handle(handle).await;
+        observe("load_session_by_handle", t);
         r
     }
 }

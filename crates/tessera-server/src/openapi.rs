@@ -11,11 +11,13 @@ use crate::api::types::{
 use crate::error::ErrorBody;
 use crate::site::auth::{CsrfForm, LoginForm, LoginResponse, PasswordForm, ReauthForm};
 use crate::site::sessions::{Deadlines, SessionStatus};
+use crate::tokens::error::OAuthErrorBody;
+use crate::tokens::types::{Introspection, RefreshRequest, TokenGrant, TokenPair, TokenQuery};
 
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "tessera", description = "Secure sessions over HTTP: /v1 API for backends, forward auth, and the browser session routes."),
+    info(title = "tessera", description = "Secure sessions over HTTP: /v1 API for backends, forward auth, the browser session routes, and token mode (access tokens, rotating refresh tokens, JWKS)."),
     paths(
         crate::api::sessions::create,
         crate::api::sessions::verify,
@@ -25,6 +27,12 @@ use crate::site::sessions::{Deadlines, SessionStatus};
         crate::api::sessions::list_user,
         crate::api::sessions::revoke_user,
         crate::forward_auth::verify,
+        crate::tokens::grant::issue,
+        crate::tokens::grant::token,
+        crate::tokens::grant::refresh,
+        crate::tokens::manage::revoke,
+        crate::tokens::manage::introspect,
+        crate::tokens::jwks,
         crate::site::auth::login,
         crate::site::auth::logout,
         crate::site::auth::reauth,
@@ -41,7 +49,8 @@ use crate::site::sessions::{Deadlines, SessionStatus};
     components(schemas(
         CreateSession, IssuedSession, PatchData, Revoked, SessionSummary, SessionView,
         TokenRequest, VerifyRequest, ErrorBody, LoginForm, LoginResponse, PasswordForm,
-        ReauthForm, CsrfForm, Deadlines, SessionStatus
+        ReauthForm, CsrfForm, Deadlines, SessionStatus, TokenGrant, RefreshRequest, TokenQuery,
+        TokenPair, Introspection, OAuthErrorBody
     )),
     modifiers(&ApiKeyScheme)
 )]

@@ -15,11 +15,12 @@ use tessera::csrf::OriginCheck;
 use crate::api_keys::ApiKeys;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::keys::SigningKeys;
 use crate::ratelimit::LoginLimiter;
 use crate::state::AppState;
 use crate::store::{ServerClock, open_session_store};
 use crate::users::Users;
-use crate::{api, db, forward_auth, openapi, ops, site};
+use crate::{api, db, forward_auth, openapi, ops, site, tokens};
 
 /// Why the server could not start or a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,11 +70,14 @@ pub async fn build_state(
         config.store_timeout,
     )
     .await?;
+    // One backend serves sessions and refresh-token families (token mode).
     let store = open_session_store(&config).await?;
-    let manager = SessionManager::builder_from_arc(store)
+    let manager = SessionManager::builder_from_arc(store.clone())
+        .refresh_store(store)
         .policy(config.policy())
         .clock(ServerClock::from_env())
         .build()?;
+    let signing = SigningKeys::open(&config, Arc::new(ServerClock::from_env()))?;
     let users = Users::new(pool.clone()).await?;
     let keys = ApiKeys::new(pool);
     let cookie = CookieConfig::default().insecure_http(config.insecure_http);
@@ -91,6 +95,7 @@ pub async fn build_state(
         cookie,
         origin,
         limiter,
+        signing,
         metrics,
     })
 }
@@ -107,6 +112,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(site::router(state.clone()))
         .merge(api::router(state.clone()))
+        .merge(tokens::public_router())
         .merge(site::assets())
         .route("/v1/auth/verify", get(forward_auth::verify))
         .route("/healthz", get(ops::healthz))
@@ -116,6 +122,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(site::guard::security_headers))
+        // After the security headers: they would replace its cache policy.
+        .merge(tokens::jwks_router())
         .with_state(state)
 }
 

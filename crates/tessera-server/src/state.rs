@@ -9,6 +9,7 @@ use tessera::csrf::OriginCheck;
 
 use crate::api_keys::ApiKeys;
 use crate::config::Config;
+use crate::keys::SigningKeys;
 use crate::ratelimit::LoginLimiter;
 use crate::users::Users;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub origin: OriginCheck,
     /// Sign-in failure counters.
     pub limiter: LoginLimiter,
+    /// Access-token signing keys (issuer, verifier, JWKS).
+    pub signing: SigningKeys,
     /// Prometheus renderer, when metrics are installed.
     pub metrics: Option<PrometheusHandle>,
 }

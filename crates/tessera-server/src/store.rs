@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tessera::Store;
 use tessera::store::MemoryStore;
 use tessera::time::{Clock, SystemClock, Timestamp};
 
@@ -107,7 +106,10 @@ pub enum StoreOpenError {
 }
 
 /// Opens the session store named by `config.store`, wrapped for latency
-/// metrics, with the configured pool size and timeouts:
+/// metrics, with the configured pool size and timeouts. The one value
+/// serves as the session [`Store`](tessera::Store) and as the
+/// [`RefreshStore`](tessera::refresh::RefreshStore) of token mode (refresh
+/// families live beside their sessions, in the same backend):
 ///
 /// - `sqlite://PATH` — the embedded default ([`tessera_sql::SqlStore`]),
 ///   created and migrated if missing;
@@ -127,25 +129,25 @@ pub enum StoreOpenError {
 /// # Errors
 ///
 /// [`StoreOpenError`].
-pub async fn open_session_store(config: &Config) -> Result<Arc<dyn Store>, StoreOpenError> {
+pub async fn open_session_store(config: &Config) -> Result<Arc<MeteredStore>, StoreOpenError> {
     let url = config.store.as_str();
     let fail = |source| StoreOpenError::Store {
         url: redact(url),
         source,
     };
-    let inner: Arc<dyn Store> = match StoreKind::of(url) {
-        Some(StoreKind::Memory) => Arc::new(MemoryStore::new()),
+    let metered = match StoreKind::of(url) {
+        Some(StoreKind::Memory) => MeteredStore::new(Arc::new(MemoryStore::new())),
         Some(StoreKind::Sqlite | StoreKind::Postgres | StoreKind::MySql) => {
             let options = tessera_sql::SqlOptions::default()
                 .with_max_connections(config.store_pool_size)
                 .with_acquire_timeout(config.store_timeout)
                 .with_statement_timeout(config.store_timeout)
                 .with_busy_timeout(config.store_timeout);
-            Arc::new(
+            MeteredStore::new(Arc::new(
                 tessera_sql::SqlStore::connect_with(url, options)
                     .await
                     .map_err(fail)?,
-            )
+            ))
         }
         Some(StoreKind::Redis | StoreKind::RedisCluster) => {
             // One command never waits longer than a whole operation may.
@@ -154,15 +156,15 @@ pub async fn open_session_store(config: &Config) -> Result<Arc<dyn Store>, Store
                 .with_connect_timeout(config.store_connect_timeout)
                 .with_response_timeout(config.store_timeout)
                 .with_operation_timeout(config.store_timeout);
-            Arc::new(
+            MeteredStore::new(Arc::new(
                 tessera_redis::RedisStore::connect(url, options)
                     .await
                     .map_err(fail)?,
-            )
+            ))
         }
         None => return Err(StoreOpenError::Unsupported(redact(url))),
     };
-    Ok(Arc::new(MeteredStore::new(inner)))
+    Ok(Arc::new(metered))
 }
 
 /// The server's clock: the system clock, except in debug builds when

@@ -20,7 +20,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The `/v1` routes that need an API key (forward auth is mounted
-/// separately: proxies present the user's cookie, not a key).
+/// separately: proxies present the user's cookie, not a key; so are the
+/// public token routes, [`crate::tokens::public_router`], whose token is
+/// the credential).
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/sessions", post(sessions::create))
@@ -31,6 +33,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/v1/users/{user_id}/sessions",
             get(sessions::list_user).delete(sessions::revoke_user),
+        )
+        .route("/v1/tokens", post(crate::tokens::grant::issue))
+        .route(
+            "/v1/tokens/introspect",
+            post(crate::tokens::manage::introspect),
         )
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }

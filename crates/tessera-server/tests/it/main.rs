@@ -17,3 +17,4 @@ mod forward;
 mod instances;
 mod nginx;
 mod site;
+mod tokens;

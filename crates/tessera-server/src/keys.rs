@@ -1,0 +1,470 @@
+//! The access-token signing keys of the server, and `tessera keys …`.
+//!
+//! Keys live in a directory ([`tessera_jwt::KeyStore`]: directory 0700,
+//! one PKCS#8 file 0600 per key, a JSON manifest), by default
+//! `tessera-keys` beside the SQLite database ([`Config::keys_path`]). The
+//! first start creates it with one key. With the `memory://` store and no
+//! `keys_dir`, keys are generated in memory and die with the process, like
+//! the sessions.
+//!
+//! **Several instances, one directory.** Every instance that issues tokens
+//! for one issuer points at the same directory (a shared volume). Before
+//! each use (signing, verifying, serving the JWKS) an instance compares the
+//! manifest's inode, size and modification time with what it loaded — one
+//! `stat`, no read — and reloads when they differ. `tessera keys rotate` in
+//! any process writes the manifest by atomic rename, so every instance
+//! signs with the new key from its very next token and publishes it in its
+//! JWKS at once. A stat per use was chosen over a reload timer because a
+//! timer leaves a window in which an instance keeps signing with a key that
+//! was already retired (tokens whose `iat` is after their key's retirement
+//! are refused, RFC 8725 spirit: a retired key no longer signs). A failed
+//! reload keeps the keys already loaded and logs a warning.
+//!
+//! Retired keys stay published for the access-token lifetime plus the
+//! verifier's leeway, so every token they signed can still be verified
+//! until it expires; `tessera keys prune` then deletes them.
+//!
+//! Private keys are never logged or printed: log lines and CLI output carry
+//! the key id and algorithm only.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tessera::record::SessionHandle;
+use tessera::time::{Clock, Timestamp};
+use tessera_jwt::{
+    AccessToken, Algorithm, DEFAULT_LEEWAY, IssueError, Issuer, IssuerConfig, Jwks, KeyError,
+    KeySet, KeyStore, VerifiedToken, Verifier, VerifierConfig, VerifyError,
+};
+
+use crate::cli::KeysCommand;
+use crate::config::Config;
+use crate::server::ServerError;
+use crate::store::{ServerClock, StoreKind};
+
+/// The issuer used when neither `token_issuer` nor `public_url` is set.
+pub const DEFAULT_ISSUER: &str = "tessera";
+
+/// The signing algorithm named by the `token_algorithm` setting.
+///
+/// ```
+/// use tessera_jwt::Algorithm;
+/// assert_eq!(tessera_server::keys::algorithm("eddsa"), Some(Algorithm::EdDSA));
+/// assert_eq!(tessera_server::keys::algorithm("ES256"), Some(Algorithm::Es256));
+/// assert_eq!(tessera_server::keys::algorithm("HS256"), None);
+/// ```
+pub fn algorithm(name: &str) -> Option<Algorithm> {
+    match name.to_ascii_lowercase().as_str() {
+        "eddsa" => Some(Algorithm::EdDSA),
+        "es256" => Some(Algorithm::Es256),
+        _ => None,
+    }
+}
+
+/// How long a retired key stays published: the token lifetime plus the
+/// verifier's clock-skew leeway, after which every token it signed has
+/// expired everywhere.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = tessera_server::config::Config::default();
+/// assert_eq!(tessera_server::keys::retention(&config), Duration::from_secs(630));
+/// ```
+pub fn retention(config: &Config) -> Duration {
+    config.access_token_lifetime + DEFAULT_LEEWAY
+}
+
+/// `iss` and `aud` of access tokens: the settings, else the public URL
+/// (without a trailing `/`), else [`DEFAULT_ISSUER`].
+///
+/// ```
+/// let mut config = tessera_server::config::Config::default();
+/// assert_eq!(tessera_server::keys::issuer_and_audience(&config),
+///            ("tessera".to_owned(), "tessera".to_owned()));
+/// config.public_url = Some("https://auth.example/".into());
+/// config.token_audience = Some("https://api.example".into());
+/// assert_eq!(tessera_server::keys::issuer_and_audience(&config),
+///            ("https://auth.example".to_owned(), "https://api.example".to_owned()));
+/// ```
+pub fn issuer_and_audience(config: &Config) -> (String, String) {
+    let public = config
+        .public_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
+    (
+        config
+            .token_issuer
+            .clone()
+            .unwrap_or_else(|| public.clone()),
+        config.token_audience.clone().unwrap_or(public),
+    )
+}
+
+/// What identifies one version of the manifest on disk without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    inode: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl Fingerprint {
+    fn of(dir: &std::path::Path) -> Option<Self> {
+        let meta = std::fs::metadata(dir.join("manifest.json")).ok()?;
+        Some(Self {
+            inode: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
+}
+
+struct Loaded {
+    fingerprint: Option<Fingerprint>,
+    keys: KeySet,
+    /// `None` when the set has no active key (every key removed).
+    issuer: Option<Issuer>,
+    verifier: Verifier,
+}
+
+struct Inner {
+    dir: Option<PathBuf>,
+    retention: Duration,
+    issuer_config: IssuerConfig,
+    verifier_config: VerifierConfig,
+    clock: Arc<dyn Clock>,
+    loaded: RwLock<Loaded>,
+}
+
+/// The server's signing keys: an [`Issuer`] for new access tokens, a
+/// [`Verifier`] for presented ones, and the JWKS. Cheap to clone.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tessera::record::SessionHandle;
+/// use tessera::time::SystemClock;
+/// use tessera_server::config::Config;
+/// use tessera_server::keys::SigningKeys;
+///
+/// let dir = tempfile::tempdir()?;
+/// let config = Config {
+///     keys_dir: Some(dir.path().join("keys").display().to_string()),
+///     ..Config::default()
+/// };
+/// let keys = SigningKeys::open(&config, Arc::new(SystemClock))?;
+/// let sid = SessionHandle::generate()?;
+/// let token = keys.issue("alice", &sid)?;
+/// assert_eq!(keys.verify(token.as_str())?.claims.sub, "alice");
+/// assert_eq!(keys.jwks().keys.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SigningKeys {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys")
+            .field("dir", &self.inner.dir)
+            .field("issuer", &self.inner.issuer_config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKeys {
+    /// Opens (creating on first use) the key directory of `config`, or
+    /// generates in-memory keys for the `memory://` store without a
+    /// `keys_dir`.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError`] if the directory cannot be created or read, or is
+    /// accessible to group or others; [`IssueError`] (as a message) if the
+    /// issuer settings are unusable.
+    pub fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        let alg = algorithm(&config.token_algorithm).ok_or_else(|| {
+            ServerError::Message(format!(
+                "token_algorithm {:?} must be eddsa or es256",
+                config.token_algorithm
+            ))
+        })?;
+        let retention = retention(config);
+        let in_memory =
+            config.keys_dir.is_none() && StoreKind::of(&config.store) == Some(StoreKind::Memory);
+        let (dir, keys) = if in_memory {
+            let mut keys = KeySet::new(retention);
+            keys.rotate(alg, clock.now()).map_err(key_error)?;
+            (None, keys)
+        } else {
+            let dir = config.keys_path();
+            let store =
+                KeyStore::open_or_create(&dir, alg, retention, clock.now()).map_err(key_error)?;
+            (Some(dir), store.key_set().clone())
+        };
+        let (issuer, audience) = issuer_and_audience(config);
+        let issuer_config = IssuerConfig::new(issuer.clone(), audience.clone())
+            .lifetime(config.access_token_lifetime);
+        // Both algorithms: a key is bound to one for life, so accepting both
+        // opens no confusion, and tokens signed before an operator switched
+        // `token_algorithm` (and rotated) keep verifying until they expire.
+        let verifier_config = VerifierConfig::new(issuer, audience)
+            .algorithms([Algorithm::EdDSA, Algorithm::Es256])
+            .max_lifetime(config.access_token_lifetime);
+        let fingerprint = dir.as_deref().and_then(Fingerprint::of);
+        let loaded = build(&keys, fingerprint, &issuer_config, &verifier_config, &clock)?;
+        if let Some(key) = keys.current() {
+            tracing::info!(kid = %key.kid, alg = %key.algorithm, "access-token signing key loaded");
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir,
+                retention,
+                issuer_config,
+                verifier_config,
+                clock,
+                loaded: RwLock::new(loaded),
+            }),
+        })
+    }
+
+    /// The `iss` of issued tokens.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer_config.issuer
+    }
+
+    /// The `aud` of issued tokens.
+    pub fn audience(&self) -> &str {
+        &self.inner.issuer_config.audience
+    }
+
+    /// The configured access-token lifetime.
+    pub fn lifetime(&self) -> Duration {
+        self.inner.issuer_config.lifetime
+    }
+
+    /// Reloads the key directory if its manifest changed since the last
+    /// load (see the [module docs](self)).
+    fn sync(&self) {
+        let Some(dir) = &self.inner.dir else { return };
+        let now = Fingerprint::of(dir);
+        let current = self
+            .inner
+            .loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .fingerprint;
+        if now.is_none() || now == current {
+            return;
+        }
+        let reloaded = KeyStore::open(dir, self.inner.retention)
+            .map_err(key_error)
+            .and_then(|store| {
+                build(
+                    store.key_set(),
+                    now,
+                    &self.inner.issuer_config,
+                    &self.inner.verifier_config,
+                    &self.inner.clock,
+                )
+            });
+        match reloaded {
+            Ok(loaded) => {
+                if let Some(key) = loaded.keys.current() {
+                    tracing::info!(kid = %key.kid, alg = %key.algorithm, "signing keys reloaded");
+                }
+                *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading the signing keys failed; keeping the loaded keys")
+            }
+        }
+    }
+
+    /// Signs an access token for user `sub` in session `sid`.
+    ///
+    /// # Errors
+    ///
+    /// [`IssueError::NoSigningKey`] when every key was removed;
+    /// [`IssueError`] for a bad subject or a failed CSPRNG.
+    pub fn issue(&self, sub: &str, sid: &SessionHandle) -> Result<AccessToken, IssueError> {
+        self.sync();
+        let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
+        loaded
+            .issuer
+            .as_ref()
+            .ok_or(IssueError::NoSigningKey)?
+            .issue(sub, sid)
+    }
+
+    /// Verifies an access token: signature, algorithm, `kid`, times,
+    /// issuer, audience. No store call (see the crate docs of
+    /// `tessera_jwt` on what that means for revocation).
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError`].
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        self.sync();
+        let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
+        loaded.verifier.verify(token)
+    }
+
+    /// The JWK Set to publish now: the active key and every retired key
+    /// still inside its retention. Public members only.
+    pub fn jwks(&self) -> Jwks {
+        self.sync();
+        let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
+        loaded.keys.jwks(self.inner.clock.now())
+    }
+}
+
+fn key_error(e: KeyError) -> ServerError {
+    ServerError::Message(format!("signing keys: {e}"))
+}
+
+fn build(
+    keys: &KeySet,
+    fingerprint: Option<Fingerprint>,
+    issuer_config: &IssuerConfig,
+    verifier_config: &VerifierConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<Loaded, ServerError> {
+    let issuer = match Issuer::new(issuer_config.clone(), keys, clock.clone()) {
+        Ok(issuer) => Some(issuer),
+        Err(IssueError::NoSigningKey) => {
+            tracing::warn!("the key set has no active signing key: run `tessera keys rotate`");
+            None
+        }
+        Err(e) => return Err(ServerError::Message(format!("access-token issuer: {e}"))),
+    };
+    Ok(Loaded {
+        fingerprint,
+        keys: keys.clone(),
+        issuer,
+        verifier: Verifier::new(verifier_config.clone(), keys.public_keys(), clock.clone()),
+    })
+}
+
+/// `tessera keys …`: rotate, list and prune the signing keys in the
+/// configured directory. Prints key ids, algorithms and dates, never key
+/// material.
+///
+/// # Errors
+///
+/// [`ServerError`] naming what failed.
+pub fn command(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
+    let alg = algorithm(&config.token_algorithm).ok_or_else(|| {
+        ServerError::Message(format!(
+            "token_algorithm {:?} must be eddsa or es256",
+            config.token_algorithm
+        ))
+    })?;
+    let clock = ServerClock::from_env();
+    let now = clock.now();
+    let dir = config.keys_path();
+    let retention = retention(config);
+    let mut store = KeyStore::open_or_create(&dir, alg, retention, now).map_err(key_error)?;
+    match command {
+        KeysCommand::Rotate => {
+            let previous = store.key_set().current().map(|k| k.kid.clone());
+            let kid = store.rotate(alg, now).map_err(key_error)?;
+            println!("new signing key {kid} ({alg}) in {}", dir.display());
+            if let Some(old) = previous {
+                println!(
+                    "key {old} stopped signing; it stays published until {} (when every token it signed has expired)",
+                    (now + retention).to_rfc3339()
+                );
+            }
+            tracing::info!(target: tessera::audit::TARGET, event = "signing_key_rotated", kid = %kid, alg = %alg);
+        }
+        KeysCommand::List => {
+            println!("KID\tALGORITHM\tCREATED\tSTATE\tPUBLISHED UNTIL");
+            let set = store.key_set();
+            for key in set.keys() {
+                let until = set.published_until(key);
+                let state = match until {
+                    None => "active",
+                    Some(end) if now < end => "retired",
+                    Some(_) => "expired (prune)",
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    key.kid,
+                    key.algorithm,
+                    key.created_at.to_rfc3339(),
+                    state,
+                    until.map_or_else(|| String::from("-"), Timestamp::to_rfc3339)
+                );
+            }
+        }
+        KeysCommand::Prune => {
+            let removed = store.prune(now).map_err(key_error)?;
+            for kid in &removed {
+                println!("deleted key {kid}");
+            }
+            println!("pruned {} key(s)", removed.len());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+    use tessera::time::ManualClock;
+
+    use super::*;
+
+    fn config_in(dir: &std::path::Path) -> Config {
+        Config {
+            keys_dir: Some(dir.join("keys").display().to_string()),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_rotation_by_another_process_is_picked_up_at_the_next_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+        let keys = SigningKeys::open(&config, clock.clone()).unwrap();
+        let sid = SessionHandle::generate().unwrap();
+        let before = keys.issue("alice", &sid).unwrap();
+
+        // "tessera keys rotate" elsewhere: its own handle on the directory.
+        let mut other = KeyStore::open(config.keys_path(), retention(&config)).unwrap();
+        let new_kid = other.rotate(Algorithm::EdDSA, clock.now()).unwrap();
+
+        let after = keys.issue("alice", &sid).unwrap();
+        assert_eq!(after.kid(), &new_kid, "signs with the new key at once");
+        assert_ne!(before.kid(), after.kid());
+        assert_eq!(keys.jwks().keys.len(), 2, "old key still published");
+        keys.verify(before.as_str()).unwrap();
+        keys.verify(after.as_str()).unwrap();
+
+        // After the retention the old key leaves the JWKS.
+        clock.advance(retention(&config));
+        assert_eq!(keys.jwks().keys.len(), 1);
+    }
+
+    #[test]
+    fn memory_store_keys_need_no_directory() {
+        let config = Config {
+            store: "memory://".into(),
+            ..Config::default()
+        };
+        let keys = SigningKeys::open(&config, Arc::new(tessera::time::SystemClock)).unwrap();
+        assert!(keys.inner.dir.is_none());
+        assert_eq!(keys.jwks().keys.len(), 1);
+    }
+}

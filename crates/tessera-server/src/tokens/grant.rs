@@ -1,0 +1,326 @@
+//! Issuing and refreshing token pairs: `POST /v1/tokens` (API key),
+//! `POST /token` (password sign-in of first-party clients, and the OAuth
+//! refresh grant) and `POST /v1/tokens/refresh` (public).
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tessera::SessionError;
+use tessera::record::{ClientMeta, SessionRecord};
+use tessera::refresh::RefreshError;
+use tessera::token::RefreshToken;
+
+use super::error::OAuthError;
+use super::types::{RefreshRequest, TokenGrant, TokenPair};
+use crate::api::types::CreateSession;
+use crate::audit::{self, ServerEvent};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{FormOrJson, JsonBody, client_ip};
+use crate::site::auth::GENERIC_FAILURE;
+use crate::state::AppState;
+
+/// Longest accepted user id, in bytes (the `sub` claim's limit too).
+const MAX_USER_ID: usize = 256;
+
+/// Why a pair could not be made, before it is mapped to one of the two
+/// error shapes.
+enum PairError {
+    Unavailable,
+    Internal(&'static str),
+}
+
+impl From<PairError> for ApiError {
+    fn from(e: PairError) -> Self {
+        match e {
+            PairError::Unavailable => ApiError::unavailable(),
+            PairError::Internal(what) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error").message(what)
+            }
+        }
+    }
+}
+
+impl From<PairError> for OAuthError {
+    fn from(e: PairError) -> Self {
+        match e {
+            PairError::Unavailable => OAuthError::unavailable(),
+            PairError::Internal(what) => {
+                OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", what)
+            }
+        }
+    }
+}
+
+/// The access token for `session`, and the pair around it.
+fn pair(
+    state: &AppState,
+    session: &SessionRecord,
+    refresh: &RefreshToken,
+) -> Result<TokenPair, PairError> {
+    let user = session
+        .user_id
+        .as_deref()
+        .ok_or(PairError::Internal("the session has no user"))?;
+    let access = state.signing.issue(user, &session.handle).map_err(|e| {
+        tracing::error!(error = %e, "signing an access token failed");
+        PairError::Internal("no usable signing key; see the server log")
+    })?;
+    Ok(TokenPair {
+        access_token: access.into_string(),
+        token_type: "Bearer",
+        expires_in: state.signing.lifetime().as_secs(),
+        refresh_token: refresh.expose().to_owned(),
+        handle: session.handle.to_string(),
+        refresh_expires_at: session.deadlines.absolute.to_rfc3339(),
+    })
+}
+
+/// Creates a signed-in session for `user` with its first refresh token and
+/// an access token. A half-made session (its refresh token or access token
+/// failed) is revoked again, so a failure leaves nothing behind.
+async fn new_pair(
+    state: &AppState,
+    user: String,
+    data: serde_json::Map<String, serde_json::Value>,
+    client: ClientMeta,
+) -> Result<TokenPair, PairError> {
+    let unavailable = |e: SessionError| {
+        tracing::error!(error = %e, "creating a token session failed");
+        PairError::Unavailable
+    };
+    let issued = state
+        .manager
+        .create(Some(user), data, client)
+        .await
+        .map_err(unavailable)?;
+    let record = issued.record;
+    let made = match state.manager.issue_refresh(&record).await {
+        Ok(refresh) => pair(state, &record, &refresh),
+        Err(e) => Err(unavailable(e)),
+    };
+    if made.is_err() {
+        if let Err(e) = state
+            .manager
+            .revoke_family(&record.handle, record.user_id.as_deref())
+            .await
+        {
+            tracing::warn!(error = %e, "could not revoke a half-made token session");
+        }
+    }
+    made
+}
+
+/// The response of a successful grant: never cached (RFC 6749 §5.1).
+fn token_response(status: StatusCode, pair: TokenPair) -> Response {
+    let mut response = (status, Json(pair)).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Issues a token pair for a user: creates a session (the refresh family)
+/// and returns an access token and its first refresh token. For backends
+/// that authenticate users themselves.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens",
+    request_body = CreateSession,
+    responses(
+        (status = 201, body = TokenPair, description = "Session created; token pair issued"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn issue(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<CreateSession>,
+) -> Result<Response, ApiError> {
+    if req.user_id.is_empty()
+        || req.user_id.len() > MAX_USER_ID
+        || req.user_id.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_user_id",
+            format!("user_id must be 1 to {MAX_USER_ID} bytes without control characters"),
+        ));
+    }
+    let client = ClientMeta::new(req.ip, req.user_agent);
+    let pair = new_pair(&state, req.user_id, req.data, client).await?;
+    Ok(token_response(StatusCode::CREATED, pair))
+}
+
+/// The OAuth token endpoint for first-party clients (mobile and desktop
+/// apps, SPAs of the same site): `grant_type=password` signs a user in and
+/// returns a token pair; `grant_type=refresh_token` is the same as
+/// `POST /v1/tokens/refresh`. Form-encoded (RFC 6749) or JSON.
+///
+/// Sign-in failures are rate limited and audited exactly like the site's
+/// sign-in form. No cookie is read or set: there is no ambient credential,
+/// so no CSRF defence is needed.
+#[utoipa::path(post, path = "/token", tag = "tokens",
+    request_body(content = TokenGrant, content_type = "application/x-www-form-urlencoded",
+        description = "Also accepted as application/json."),
+    responses(
+        (status = 200, body = TokenPair),
+        (status = 400, body = super::error::OAuthErrorBody, description = "invalid_request, unsupported_grant_type, or invalid_grant (wrong user name or password)"),
+        (status = 401, body = super::error::OAuthErrorBody, description = "invalid_grant: refused refresh token"),
+        (status = 429, body = super::error::OAuthErrorBody, description = "Too many failed sign-ins; see Retry-After"),
+        (status = 503, body = super::error::OAuthErrorBody)))]
+pub async fn token(
+    State(state): State<AppState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    form: Result<FormOrJson<TokenGrant>, ApiError>,
+) -> Result<Response, OAuthError> {
+    let FormOrJson(grant) = form?;
+    match grant.grant_type.as_deref() {
+        Some("password") => {
+            let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+            let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
+            let user_agent = headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            password_grant(&state, grant, ip, user_agent).await
+        }
+        Some("refresh_token") => {
+            let presented = grant
+                .refresh_token
+                .ok_or_else(|| OAuthError::invalid_request("missing parameter: refresh_token"))?;
+            refresh_pair(&state, &presented).await
+        }
+        Some(_) => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be password or refresh_token",
+        )),
+        None => Err(OAuthError::invalid_request("missing parameter: grant_type")),
+    }
+}
+
+async fn password_grant(
+    state: &AppState,
+    grant: TokenGrant,
+    ip: String,
+    user_agent: Option<String>,
+) -> Result<Response, OAuthError> {
+    let (Some(username), Some(password)) = (grant.username, grant.password) else {
+        return Err(OAuthError::invalid_request(
+            "grant_type=password needs username and password",
+        ));
+    };
+    // The same throttle as the sign-in form: one budget per user name and
+    // per IP, whichever door the guesses come through.
+    if let Err(limited) = state.limiter.check(&username, &ip) {
+        audit::emit(
+            ServerEvent::RateLimited,
+            Some(&username),
+            Some(&ip),
+            if limited.by_user {
+                "token endpoint, per user"
+            } else {
+                "token endpoint, per ip"
+            },
+        );
+        let mut e = OAuthError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed sign-ins; try again later",
+        );
+        e.retry_after = Some(limited.retry_after.as_secs().saturating_add(1));
+        return Err(e);
+    }
+    let verified = state
+        .users
+        .verify(&username, &password)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "user database failure");
+            OAuthError::unavailable()
+        })?;
+    if !verified {
+        state.limiter.failed(&username, &ip);
+        audit::emit(
+            ServerEvent::LoginFailed,
+            Some(&username),
+            Some(&ip),
+            "token endpoint",
+        );
+        // RFC 6749 §5.2: wrong resource-owner credentials are invalid_grant
+        // (400); one message whatever the cause (no user enumeration).
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            GENERIC_FAILURE,
+        ));
+    }
+    state.limiter.succeeded(&username);
+    let client = ClientMeta::new(Some(ip.clone()), user_agent);
+    let pair = new_pair(state, username.clone(), serde_json::Map::new(), client).await?;
+    audit::emit(
+        ServerEvent::LoginSucceeded,
+        Some(&username),
+        Some(&ip),
+        "token endpoint",
+    );
+    Ok(token_response(StatusCode::OK, pair))
+}
+
+/// Exchanges a refresh token for a new pair; see [`refresh`].
+async fn refresh_pair(state: &AppState, presented: &str) -> Result<Response, OAuthError> {
+    let refreshed = match state.manager.refresh(presented).await {
+        Ok(r) => r,
+        Err(RefreshError::Session(e)) if e.is_unavailable() => {
+            tracing::error!(error = %e, "refresh failed: store unavailable");
+            return Err(OAuthError::unavailable());
+        }
+        // Malformed, unknown, expired, revoked, reused (the core has
+        // revoked the family and audited `refresh_reuse_detected`), or the
+        // session ended meanwhile: one answer for all.
+        Err(_) => return Err(OAuthError::refused_refresh()),
+    };
+    let pair = pair(state, &refreshed.session, &refreshed.token)?;
+    Ok(token_response(StatusCode::OK, pair))
+}
+
+/// Exchanges a refresh token for a new access token and a new refresh
+/// token (RFC 9700 §4.14.2 rotation); the presented one stops working.
+///
+/// **Public, no API key**: mobile and browser clients call it directly, and
+/// the refresh token itself is the credential (as at an OAuth token
+/// endpoint for public clients).
+///
+/// Presenting a refresh token that was already used revokes its whole
+/// family and its session (401, audit event `refresh_reuse_detected`) —
+/// except within the grace period (`refresh_grace`, default 10 s) while its
+/// child is still unused: then the same child is returned again, so a
+/// client that lost a response can retry.
+#[utoipa::path(post, path = "/v1/tokens/refresh", tag = "tokens",
+    request_body(content = RefreshRequest, description = "JSON or application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = TokenPair),
+        (status = 400, body = super::error::OAuthErrorBody, description = "invalid_request"),
+        (status = 401, body = super::error::OAuthErrorBody, description = "invalid_grant: unknown, expired, revoked or reused refresh token"),
+        (status = 503, body = super::error::OAuthErrorBody)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    form: Result<FormOrJson<RefreshRequest>, ApiError>,
+) -> Result<Response, OAuthError> {
+    let FormOrJson(req) = form?;
+    if req
+        .grant_type
+        .as_deref()
+        .is_some_and(|g| g != "refresh_token")
+    {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type, when given, must be refresh_token",
+        ));
+    }
+    let presented = req
+        .refresh_token
+        .ok_or_else(|| OAuthError::invalid_request("missing parameter: refresh_token"))?;
+    refresh_pair(&state, &presented).await
+}
