@@ -395,8 +395,9 @@ impl Config {
     }
 
     /// The signing-keys directory: `keys_dir` if set; else `tessera-keys`
-    /// beside the SQLite database file (`./tessera-keys` for a relative or
-    /// in-memory database).
+    /// beside the SQLite database file (`./tessera-keys` for a relative,
+    /// in-memory, PostgreSQL or MySQL database: instances on several
+    /// machines must then set `keys_dir` to a shared directory).
     ///
     /// ```
     /// use std::path::PathBuf;

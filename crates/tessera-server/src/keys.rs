@@ -202,6 +202,18 @@ impl SigningKeys {
             (None, keys)
         } else {
             let dir = config.keys_path();
+            if config.keys_dir.is_none()
+                && !matches!(StoreKind::of(&config.store), Some(StoreKind::Sqlite))
+            {
+                // A shared store suggests several machines; each would
+                // otherwise make keys of its own, and a token signed on one
+                // would be unknown to the JWKS of the others.
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "access-token signing keys are kept in a local directory: instances on other \
+                     machines must share it (set keys_dir to a shared volume)"
+                );
+            }
             let store =
                 KeyStore::open_or_create(&dir, alg, retention, clock.now()).map_err(key_error)?;
             (Some(dir), store.key_set().clone())
