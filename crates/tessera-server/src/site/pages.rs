@@ -195,6 +195,12 @@ pub fn home_page(v: &HomeView<'_>) -> String {
     .pipe(|body| layout("Home", &body))
 }
 
+/// The password every revoke form asks for (re-authentication, ASVS 5.0
+/// V7.5.2).
+const PASSWORD_FIELD: &str = "<input name=\"password\" type=\"password\" \
+     autocomplete=\"current-password\" placeholder=\"Your password\" \
+     aria-label=\"Your password\" required>";
+
 /// The device list.
 pub fn sessions_page(user: &str, list: &[SessionSummary], csrf: &str) -> String {
     let csrf_field = csrf_input(csrf);
@@ -204,9 +210,10 @@ pub fn sessions_page(user: &str, list: &[SessionSummary], csrf: &str) -> String 
             String::from("<em>this device</em>")
         } else {
             format!(
-                "<form method=\"post\" action=\"/sessions/{}/revoke\">{}<button type=\"submit\">Revoke</button></form>",
+                "<form method=\"post\" action=\"/sessions/{}/revoke\">{}{}<button type=\"submit\">Revoke</button></form>",
                 escape(&s.handle),
-                csrf_field
+                csrf_field,
+                PASSWORD_FIELD
             )
         };
         let _ = write!(
@@ -223,11 +230,13 @@ pub fn sessions_page(user: &str, list: &[SessionSummary], csrf: &str) -> String 
     let body = format!(
         "<h1>Sessions of {}</h1><table><thead><tr><th>Session</th><th>Signed in</th><th>Last seen</th>\
          <th>IP</th><th>Browser</th><th></th></tr></thead><tbody>{}</tbody></table>\
-         <form method=\"post\" action=\"/sessions/revoke-others\">{}\
+         <p>Signing a device out needs your password.</p>\
+         <form method=\"post\" action=\"/sessions/revoke-others\">{}{}\
          <button type=\"submit\">Sign out all other devices</button></form>",
         escape(user),
         rows,
-        csrf_field
+        csrf_field,
+        PASSWORD_FIELD
     );
     layout("Sessions", &body)
 }

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tessera::Access;
 use tessera::record::{DataChanges, SessionHandle};
 use utoipa::ToSchema;
@@ -14,6 +14,7 @@ use super::auth::CsrfForm;
 use super::guard::{SiteCtx, fail, signed_in};
 use super::pages;
 use crate::api::types::{Revoked, SessionSummary};
+use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{FormOrJson, wants_json};
 use crate::state::AppState;
@@ -133,9 +134,79 @@ pub async fn list(State(state): State<AppState>, ctx: SiteCtx, headers: HeaderMa
     }
 }
 
-async fn revoke_inner(state: &AppState, ctx: &SiteCtx, handle: &str) -> Result<(), ApiError> {
+/// The body of every revoke request: the user's current password, because
+/// ending sessions needs a fresh proof of the password (ASVS 5.0 V7.5.2:
+/// terminate sessions "having authenticated again with at least one
+/// factor"). A stolen session alone can then not sign its victim out of
+/// their other devices.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RevokeForm {
+    /// The user's current password; empty or absent is refused with 400
+    /// `password_required`.
+    #[serde(default)]
+    pub password: String,
+    /// CSRF token, for form posts. JSON clients send the `X-CSRF-Token`
+    /// header instead: the session layer reads only the header and
+    /// url-encoded form fields.
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+/// Checks `password` for the signed-in `user` before a revocation: 400
+/// `password_required` when empty; 429 `rate_limited` when the
+/// [`LoginLimiter`](crate::ratelimit::LoginLimiter) says so; a wrong
+/// password is counted there (against the user and the IP, like a failed
+/// sign-in, so the form is no password oracle), audited as
+/// `reauth_failed`, and answered 401 `invalid_credentials`.
+async fn confirm_password(
+    state: &AppState,
+    ctx: &SiteCtx,
+    user: &str,
+    password: &str,
+) -> Result<(), ApiError> {
+    if password.is_empty() {
+        return Err(ApiError::bad_request(
+            "password_required",
+            "Enter your password to sign out a device; no session was revoked.",
+        ));
+    }
+    if let Err(limited) = state.limiter.check(user, &ctx.ip) {
+        audit::emit(
+            ServerEvent::RateLimited,
+            Some(user),
+            Some(&ctx.ip),
+            "revoke",
+        );
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            .message("Too many wrong passwords; try again later. No session was revoked.");
+        e.retry_after = Some(limited.retry_after.as_secs().saturating_add(1));
+        return Err(e);
+    }
+    if !state.users.verify(user, password).await? {
+        state.limiter.failed(user, &ctx.ip);
+        audit::emit(
+            ServerEvent::ReauthFailed,
+            Some(user),
+            Some(&ctx.ip),
+            "revoke",
+        );
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
+                .message("The password is not correct; no session was revoked."),
+        );
+    }
+    Ok(())
+}
+
+async fn revoke_inner(
+    state: &AppState,
+    ctx: &SiteCtx,
+    handle: &str,
+    password: &str,
+) -> Result<(), ApiError> {
     let (user, _) = signed_in(ctx).await?;
     let handle = SessionHandle::parse(handle).ok_or_else(ApiError::not_found)?;
+    confirm_password(state, ctx, &user, password).await?;
     // Only the user's own sessions: someone else's handle is "not found".
     if state.manager.revoke(&handle, Some(&user)).await? {
         Ok(())
@@ -144,18 +215,23 @@ async fn revoke_inner(state: &AppState, ctx: &SiteCtx, handle: &str) -> Result<(
     }
 }
 
-/// `DELETE /sessions/{handle}`: revokes one of the user's sessions.
+/// `DELETE /sessions/{handle}`: revokes one of the user's sessions; the
+/// body (JSON or form) carries the current password.
 #[utoipa::path(delete, path = "/sessions/{handle}", tag = "session",
     params(("handle" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    request_body = RevokeForm,
+    responses((status = 204), (status = 400, body = ErrorBody, description = "password_required"),
+        (status = 401, body = ErrorBody, description = "unauthenticated or invalid_credentials"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     ctx: SiteCtx,
     headers: HeaderMap,
     Path(handle): Path<String>,
+    FormOrJson(form): FormOrJson<RevokeForm>,
 ) -> Response {
-    match revoke_inner(&state, &ctx, &handle).await {
+    match revoke_inner(&state, &ctx, &handle, &form.password).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => fail(wants_json(&headers), e),
     }
@@ -167,27 +243,32 @@ pub async fn revoke_form(
     ctx: SiteCtx,
     headers: HeaderMap,
     Path(handle): Path<String>,
-    FormOrJson(_form): FormOrJson<CsrfForm>,
+    FormOrJson(form): FormOrJson<RevokeForm>,
 ) -> Response {
-    match revoke_inner(&state, &ctx, &handle).await {
+    match revoke_inner(&state, &ctx, &handle, &form.password).await {
         Ok(()) => Redirect::to("/sessions").into_response(),
         Err(e) => fail(wants_json(&headers), e),
     }
 }
 
-/// `POST /sessions/revoke-others`: signs out every other device.
+/// `POST /sessions/revoke-others`: signs out every other device, after the
+/// current password (see [`RevokeForm`]).
 #[utoipa::path(post, path = "/sessions/revoke-others", tag = "session",
+    request_body = RevokeForm,
     responses((status = 200, body = Revoked), (status = 303),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "password_required"),
+        (status = 401, body = ErrorBody, description = "unauthenticated or invalid_credentials"),
+        (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn revoke_others(
     State(state): State<AppState>,
     ctx: SiteCtx,
     headers: HeaderMap,
-    FormOrJson(_form): FormOrJson<CsrfForm>,
+    FormOrJson(form): FormOrJson<RevokeForm>,
 ) -> Response {
     let json = wants_json(&headers);
     let result = async {
         let (user, current) = signed_in(&ctx).await?;
+        confirm_password(&state, &ctx, &user, &form.password).await?;
         let n = state
             .manager
             .revoke_user(&user, Some(&current.handle))

@@ -206,6 +206,17 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into the input found by a CSS selector.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
     /// Clicks the element found by a CSS selector.
     pub async fn click(&self, css: &str) {
         self.client

@@ -359,15 +359,39 @@ async fn revoking_another_device_signs_it_out_on_its_next_request() {
         .await;
     let phone_handle = phone_handle.as_str().unwrap().to_owned();
 
-    // The laptop sees both sessions and revokes the phone's.
+    // The laptop sees both sessions and revokes the phone's, which needs
+    // the password (ASVS 5.0 V7.5.2): a wrong one revokes nothing.
     laptop.goto(&server.at("/sessions")).await;
     let html = laptop.source().await;
     assert!(html.contains(&phone_handle), "{html}");
+    let form = format!("form[action='/sessions/{phone_handle}/revoke']");
     laptop
-        .click_and_load(&format!(
-            "form[action='/sessions/{phone_handle}/revoke'] button"
-        ))
+        .type_into(
+            &format!("{form} input[name='password']"),
+            "not-the-password",
+        )
         .await;
+    laptop.click_and_load(&format!("{form} button")).await;
+    let html = laptop.source().await;
+    assert!(
+        html.contains("The password is not correct; no session was revoked."),
+        "{html}"
+    );
+    phone.goto(&server.url).await;
+    assert_eq!(
+        phone.shown_user().await.as_deref(),
+        Some("demo"),
+        "a wrong password revoked the phone's session"
+    );
+
+    laptop.goto(&server.at("/sessions")).await;
+    laptop
+        .type_into(
+            &format!("{form} input[name='password']"),
+            &server.demo_password,
+        )
+        .await;
+    laptop.click_and_load(&format!("{form} button")).await;
     laptop
         .wait_until(
             "location.pathname === '/sessions'",

@@ -410,11 +410,13 @@ async fn device_list_revoke_and_revoke_others() {
         assert!(current.get(field).is_some(), "{field}");
     }
 
-    // DELETE another session: needs CSRF.
+    // DELETE another session: needs CSRF and the current password.
+    let password = server.demo_password.clone().unwrap();
     let url = server.at(&format!("/sessions/{}", b.handle));
     let res = client()
         .delete(&url)
         .header("cookie", cookie_header(&a.token))
+        .json(&json!({"password": password}))
         .send()
         .await
         .unwrap();
@@ -424,6 +426,7 @@ async fn device_list_revoke_and_revoke_others() {
         .delete(&url)
         .header("cookie", cookie_header(&a.token))
         .header("x-csrf-token", &a.csrf)
+        .json(&json!({"password": password}))
         .send()
         .await
         .unwrap();
@@ -446,6 +449,7 @@ async fn device_list_revoke_and_revoke_others() {
         .delete(server.at(&format!("/sessions/{}", other["handle"].as_str().unwrap())))
         .header("cookie", cookie_header(&a.token))
         .header("x-csrf-token", &a.csrf)
+        .json(&json!({"password": password}))
         .send()
         .await
         .unwrap();
@@ -454,14 +458,121 @@ async fn device_list_revoke_and_revoke_others() {
     let res = client()
         .post(server.at("/sessions/revoke-others"))
         .header("cookie", cookie_header(&a.token))
-        .header("accept", "application/json")
         .header("x-csrf-token", &a.csrf)
+        .json(&json!({"password": password}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"revoked": 1}));
     assert_eq!(status(&server, &c.token).await.0, 401);
+    assert_eq!(status(&server, &a.token).await.0, 200);
+}
+
+/// ASVS 5.0 V7.5.2: ending sessions needs the password again. A missing or
+/// wrong one revokes nothing (JSON, the HTML form and "sign out all other
+/// devices" alike); failures are audited and counted by the sign-in
+/// limiter, which then refuses even the right password.
+#[tokio::test]
+async fn revoking_without_the_right_password_revokes_nothing() {
+    let server = Server::start(&[("TESSERA_LOGIN_MAX_FAILURES_PER_USER", "4")]);
+    let a = demo_login(&server).await;
+    let b = demo_login(&server).await;
+    let url = server.at(&format!("/sessions/{}", b.handle));
+
+    // No password: 400, nothing counted.
+    let res = client()
+        .delete(&url)
+        .header("cookie", cookie_header(&a.token))
+        .header("x-csrf-token", &a.csrf)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "password_required"
+    );
+    assert_eq!(status(&server, &b.token).await.0, 200);
+
+    // A wrong password, as JSON: 401 invalid_credentials.
+    let res = client()
+        .delete(&url)
+        .header("cookie", cookie_header(&a.token))
+        .header("x-csrf-token", &a.csrf)
+        .json(&json!({"password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_credentials", "{body}");
+    assert_eq!(status(&server, &b.token).await.0, 200);
+
+    // The HTML form: an error page that says so.
+    let res = client()
+        .post(server.at(&format!("/sessions/{}/revoke", b.handle)))
+        .header("cookie", cookie_header(&a.token))
+        .form(&[
+            ("csrf_token", a.csrf.as_str()),
+            ("password", "wrong-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("The password is not correct; no session was revoked."),
+        "{html}"
+    );
+    assert_eq!(status(&server, &b.token).await.0, 200);
+
+    // Sign out all other devices, wrong password.
+    let res = client()
+        .post(server.at("/sessions/revoke-others"))
+        .header("cookie", cookie_header(&a.token))
+        .form(&[
+            ("csrf_token", a.csrf.as_str()),
+            ("password", "wrong-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(status(&server, &b.token).await.0, 200);
+
+    // Audited, per failure, without the password.
+    let logs = server.logs();
+    let failures = logs
+        .lines()
+        .filter(|l| l.contains("\"reauth_failed\""))
+        .count();
+    assert_eq!(failures, 3, "{logs}");
+    assert!(!logs.contains("wrong-password"), "{logs}");
+
+    // One more failure reaches the limit of 4: then 429, even for the
+    // right password, and still nothing is revoked.
+    let res = client()
+        .delete(&url)
+        .header("cookie", cookie_header(&a.token))
+        .header("x-csrf-token", &a.csrf)
+        .json(&json!({"password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = client()
+        .delete(&url)
+        .header("cookie", cookie_header(&a.token))
+        .header("x-csrf-token", &a.csrf)
+        .json(&json!({"password": server.demo_password.clone().unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(status(&server, &b.token).await.0, 200);
     assert_eq!(status(&server, &a.token).await.0, 200);
 }
 
