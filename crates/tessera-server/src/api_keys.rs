@@ -96,9 +96,10 @@ impl ApiKeys {
         let Ok(key) = ApiKeyToken::parse(presented) else {
             return Ok(None);
         };
-        let sql = self
-            .db
-            .dialect("SELECT name FROM tessera_api_keys WHERE key_hash = ?");
+        let sql = self.db.dialect(&format!(
+            "SELECT {} FROM tessera_api_keys WHERE key_hash = ?",
+            self.db.text("name")
+        ));
         Ok(on_pool!(&self.db, pool => sqlx::query_scalar(&sql)
             .bind(key.hash().as_bytes().as_slice())
             .fetch_optional(pool)

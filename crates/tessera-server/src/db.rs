@@ -128,6 +128,19 @@ impl Db {
     }
 }
 
+impl Db {
+    /// `column` as a plain text result. On MySQL the name columns are
+    /// byte-compared (`ascii_bin`, see the migration), which marks them
+    /// binary in results; converting to the connection's character set
+    /// returns them as ordinary text.
+    pub(crate) fn text(&self, column: &str) -> String {
+        match self {
+            Self::MySql(_) => format!("CONVERT({column} USING utf8mb4)"),
+            Self::Sqlite(_) | Self::Postgres(_) => column.to_owned(),
+        }
+    }
+}
+
 /// Runs `$body` with `$pool` bound to the pool inside `$db`, whichever
 /// backend it is (the body is compiled once per backend).
 macro_rules! on_pool {

@@ -276,9 +276,12 @@ impl Users {
     ///
     /// Database errors.
     pub async fn list(&self) -> Result<Vec<UserInfo>, UserError> {
-        let sql = "SELECT username, disabled, created_at FROM tessera_users ORDER BY username";
+        let sql = format!(
+            "SELECT {}, disabled, created_at FROM tessera_users ORDER BY username",
+            self.db.text("username")
+        );
         let rows: Vec<(String, i64, i64)> =
-            on_pool!(&self.db, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+            on_pool!(&self.db, pool => sqlx::query_as(&sql).fetch_all(pool).await?);
         Ok(rows
             .into_iter()
             .map(|(username, disabled, created_at)| UserInfo {

@@ -73,3 +73,68 @@ pub fn psql(url: &str, sql: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A fresh MySQL/MariaDB database on the server of `TESSERA_TEST_MYSQL_URL`,
+/// dropped when this value is dropped.
+pub struct MyDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl MyDatabase {
+    pub fn create() -> Self {
+        let admin_url = required_env("TESSERA_TEST_MYSQL_URL");
+        let name = unique("tessera_it");
+        mariadb(&admin_url, &format!("CREATE DATABASE {name}"));
+        let base = admin_url
+            .split('?')
+            .next()
+            .unwrap()
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Self {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for MyDatabase {
+    fn drop(&mut self) {
+        let _ = mariadb_command(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {}", self.name),
+        )
+        .status();
+    }
+}
+
+/// The `mariadb` client pointed at the server of a `mysql://user[:pw]@host:port/…` URL.
+fn mariadb_command(url: &str, sql: &str) -> Command {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (auth, host) = rest.split_once('@').unwrap_or(("root", rest));
+    let host = host.split('/').next().unwrap();
+    let (host, port) = host.split_once(':').unwrap_or((host, "3306"));
+    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+    let mut cmd = Command::new("mariadb");
+    cmd.args(["--protocol=tcp", "-h", host, "-P", port, "-u", user]);
+    if !password.is_empty() {
+        cmd.env("MYSQL_PWD", password);
+    }
+    cmd.args(["-e", sql]);
+    cmd
+}
+
+pub fn mariadb(url: &str, sql: &str) {
+    let out = mariadb_command(url, sql)
+        .output()
+        .expect("the mariadb client (Debian package mariadb-client) must be installed");
+    assert!(
+        out.status.success(),
+        "mariadb {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

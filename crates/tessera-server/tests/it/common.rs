@@ -153,11 +153,23 @@ impl Drop for Server {
 }
 
 pub fn run_cli(store: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    run_cli_with(store, args, stdin, &[])
+}
+
+/// [`run_cli`] with extra environment variables (the same settings as the
+/// servers, e.g. a Redis key prefix).
+pub fn run_cli_with(
+    store: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .args(["--store", store])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,24 +1,43 @@
 //! Many `tessera serve` processes on one store (issue 4, item 4): a session
 //! created through instance A is valid through B; revoked through B, it is
-//! refused through A on the very next request. Users and API keys live in
-//! one SQLite file shared by both (the `database` setting).
+//! refused through A on the very next request. Users and API keys are
+//! shared too: on PostgreSQL and MySQL/MariaDB they live in the store's own
+//! database by default (instances on different machines need nothing
+//! else); with Redis, in one SQLite file named by the `database` setting.
 //!
-//! Needs `TESSERA_TEST_POSTGRES_URL`, `TESSERA_TEST_REDIS_URL` and
-//! `TESSERA_TEST_REDIS_CLUSTER_URL` (set by `scripts/test.sh`); fails,
-//! naming the variable, without them.
+//! Needs `TESSERA_TEST_POSTGRES_URL`, `TESSERA_TEST_MYSQL_URL`,
+//! `TESSERA_TEST_REDIS_URL` and `TESSERA_TEST_REDIS_CLUSTER_URL` (set by
+//! `scripts/test.sh`); fails, naming the variable, without them.
 
 use serde_json::{Value, json};
 
-use crate::backends::{PgDatabase, required_env, unique};
-use crate::common::{Server, client, cookie_header, login, run_cli, session_cookie};
+use crate::backends::{MyDatabase, PgDatabase, required_env, unique};
+use crate::common::{Server, client, cookie_header, login, run_cli, run_cli_with, session_cookie};
 
-/// Two instances on `store`, sharing a users/keys SQLite file, exercised
-/// back and forth.
-async fn two_instances_share_sessions(store: &str, extra_env: &[(&str, &str)]) {
-    let shared = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", shared.path().join("users.db").display());
-    let mut env = vec![("TESSERA_DATABASE", database.as_str())];
+/// Two instances on `store`, sharing users and keys — in `database` when
+/// given, else in the store's own database (the default for SQL stores) —
+/// exercised back and forth.
+async fn two_instances_share_sessions(
+    store: &str,
+    database: Option<&str>,
+    extra_env: &[(&str, &str)],
+) {
+    let mut env = Vec::new();
+    if let Some(database) = database {
+        env.push(("TESSERA_DATABASE", database));
+    }
     env.extend_from_slice(extra_env);
+    // The CLI, like an operator on a third machine, reaches the same users
+    // and keys with the same settings.
+    let mut cli_db = Vec::new();
+    if let Some(database) = database {
+        cli_db.extend(["--database", database]);
+    }
+    let cli = |args: &[&str], stdin: Option<&str>| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&cli_db);
+        run_cli_with(store, &all, stdin, extra_env)
+    };
 
     let a = Server::start_on(tempfile::tempdir().unwrap(), store, &env);
     let b = Server::start_on(tempfile::tempdir().unwrap(), store, &env);
@@ -64,11 +83,7 @@ async fn two_instances_share_sessions(store: &str, extra_env: &[(&str, &str)]) {
     // The same through the /v1 API: a key made on the shared database works
     // on both; a session created through B and deleted through B's API is
     // dead on A at once.
-    let (ok, key, err) = run_cli(
-        store,
-        &["api-key", "create", "backend", "--database", &database],
-        None,
-    );
+    let (ok, key, err) = cli(&["api-key", "create", "backend"], None);
     assert!(ok, "{err}");
     let key = key.trim().to_owned();
     let created: Value = client()
@@ -81,7 +96,10 @@ async fn two_instances_share_sessions(store: &str, extra_env: &[(&str, &str)]) {
         .json()
         .await
         .unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
+    let token = created["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {created}"))
+        .to_owned();
     let verify = |server: &Server| {
         client()
             .post(server.at("/v1/sessions/verify"))
@@ -127,12 +145,56 @@ async fn two_instances_share_sessions(store: &str, extra_env: &[(&str, &str)]) {
     let s4 = session_cookie(res.headers()).unwrap();
     assert_eq!(crate::common::status(&b, &s3.token).await.0, 401);
     assert_eq!(crate::common::status(&b, &s4).await.0, 200);
+
+    // A user created once (through the shared database) signs in through
+    // either instance; disabled once, refused by both.
+    let (ok, _, err) = cli(
+        &["user", "add", "fay", "--password-stdin"],
+        Some("fay-password-1\n"),
+    );
+    assert!(ok, "{err}");
+    let on_a = login(&a, "fay", "fay-password-1").await;
+    let on_b = login(&b, "fay", "fay-password-1").await;
+    assert_eq!(crate::common::status(&b, &on_a.token).await.0, 200);
+    // Names are exact on every backend (MySQL compares case-insensitively
+    // unless told otherwise): another spelling is an unknown user.
+    let res = client()
+        .post(b.at("/login"))
+        .json(&json!({"username": "FAY", "password": "fay-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "user names are case-sensitive");
+    let (ok, _, err) = cli(&["user", "disable", "fay"], None);
+    assert!(ok, "{err}");
+    for server in [&a, &b] {
+        let res = client()
+            .post(server.at("/login"))
+            .json(&json!({"username": "fay", "password": "fay-password-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "a disabled user is refused everywhere");
+    }
+    assert_eq!(crate::common::status(&a, &on_b.token).await.0, 401);
+    // The key revoked once is refused by both.
+    let (ok, _, err) = cli(&["api-key", "revoke", "backend"], None);
+    assert!(ok, "{err}");
+    for server in [&a, &b] {
+        assert_eq!(verify(server).await.unwrap().status(), 401);
+    }
 }
 
 #[tokio::test]
 async fn two_instances_on_one_postgresql() {
     let db = PgDatabase::create();
-    two_instances_share_sessions(&db.url, &[]).await;
+    two_instances_share_sessions(&db.url, None, &[]).await;
+}
+
+#[tokio::test]
+async fn two_instances_on_one_mysql() {
+    let db = MyDatabase::create();
+    two_instances_share_sessions(&db.url, None, &[]).await;
 }
 
 #[tokio::test]
@@ -140,8 +202,11 @@ async fn two_instances_on_one_redis() {
     let url = required_env("TESSERA_TEST_REDIS_URL");
     // A prefix of its own: the Redis is shared with other suites.
     let prefix = format!("{}:", unique("tessera-it"));
+    let shared = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", shared.path().join("users.db").display());
     two_instances_share_sessions(
         &url,
+        Some(&database),
         &[
             ("TESSERA_STORE_KEY_PREFIX", &prefix),
             ("TESSERA_ABSOLUTE_TIMEOUT", "30m"),
@@ -154,8 +219,11 @@ async fn two_instances_on_one_redis() {
 async fn two_instances_on_one_redis_cluster() {
     let url = required_env("TESSERA_TEST_REDIS_CLUSTER_URL");
     let prefix = format!("{}:", unique("tessera-it"));
+    let shared = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", shared.path().join("users.db").display());
     two_instances_share_sessions(
         &url,
+        Some(&database),
         &[
             ("TESSERA_STORE_KEY_PREFIX", &prefix),
             ("TESSERA_ABSOLUTE_TIMEOUT", "30m"),
