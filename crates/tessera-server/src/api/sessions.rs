@@ -11,7 +11,7 @@ use tessera::{Access, Renewal, SessionError};
 
 use super::types::{
     CreateSession, IssuedSession, PatchData, Revoked, SessionSummary, SessionView, TokenRequest,
-    VerifyRequest,
+    VerifyRequest, valid_user_id,
 };
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -19,8 +19,6 @@ use crate::extract::JsonBody;
 use crate::state::AppState;
 
 /// Longest accepted user id, in bytes.
-const MAX_USER_ID: usize = 256;
-
 fn issued(record: &SessionRecord, token: &SessionToken) -> Result<IssuedSession, ApiError> {
     Ok(IssuedSession {
         token: token.expose().to_owned(),
@@ -51,16 +49,6 @@ async fn why_gone(state: &AppState, token: &SessionToken) -> ApiError {
         Err(e) => ApiError::from(e),
         Ok(_) => ApiError::unauthenticated("missing"),
     }
-}
-
-fn valid_user_id(user_id: &str) -> Result<(), ApiError> {
-    if user_id.is_empty() || user_id.len() > MAX_USER_ID || user_id.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_user_id",
-            format!("user_id must be 1 to {MAX_USER_ID} bytes without control characters"),
-        ));
-    }
-    Ok(())
 }
 
 /// Creates a signed-in session for `user_id`.

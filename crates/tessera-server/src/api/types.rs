@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 use tessera::record::SessionRecord;
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
+
 /// `POST /v1/sessions`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +22,35 @@ pub struct CreateSession {
     pub ip: Option<String>,
     /// Client user agent, for the device list.
     pub user_agent: Option<String>,
+}
+
+/// The longest accepted `user_id`, in bytes.
+pub const MAX_USER_ID: usize = 256;
+
+/// Checks a `user_id` from a body or a path: 1 to [`MAX_USER_ID`] bytes,
+/// no control characters (they would end up in logs and the device list).
+/// A pure function, so the fuzz target `v1_bodies` runs exactly what the
+/// handlers run.
+///
+/// ```
+/// use tessera_server::api::types::valid_user_id;
+/// assert!(valid_user_id("alice").is_ok());
+/// assert!(valid_user_id("").is_err());
+/// assert!(valid_user_id("a\nb").is_err());
+/// assert!(valid_user_id(&"x".repeat(257)).is_err());
+/// ```
+///
+/// # Errors
+///
+/// 400 `invalid_user_id`.
+pub fn valid_user_id(user_id: &str) -> Result<(), ApiError> {
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID || user_id.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_user_id",
+            format!("user_id must be 1 to {MAX_USER_ID} bytes without control characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// A newly issued token. The token appears here once; tessera keeps only its
