@@ -36,6 +36,11 @@ pub const CSRF_REJECTIONS: &str = "tessera_csrf_rejections_total";
 pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
 /// Sign-ins refused by the rate limiter.
 pub const LOGIN_RATE_LIMITED: &str = "tessera_login_rate_limited_total";
+/// Refresh tokens exchanged for a new pair (token mode).
+pub const TOKENS_REFRESHED: &str = "tessera_tokens_refreshed_total";
+/// Used refresh tokens presented again: families revoked as suspected theft
+/// (RFC 9700 §4.14.2). Alert on any increase.
+pub const REFRESH_REUSE_DETECTED: &str = "tessera_refresh_reuse_detected_total";
 /// Store call latency in seconds (label `op`).
 pub const STORE_LATENCY: &str = "tessera_store_latency_seconds";
 
@@ -67,6 +72,8 @@ pub fn describe() {
         CSRF_REJECTIONS,
         LOGIN_FAILURES,
         LOGIN_RATE_LIMITED,
+        TOKENS_REFRESHED,
+        REFRESH_REUSE_DETECTED,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -120,6 +127,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditMetrics {
             "csrf_rejected" => metrics::counter!(CSRF_REJECTIONS).increment(1),
             "login_failed" => metrics::counter!(LOGIN_FAILURES).increment(1),
             "rate_limited" => metrics::counter!(LOGIN_RATE_LIMITED).increment(1),
+            "refreshed" => metrics::counter!(TOKENS_REFRESHED).increment(1),
+            "refresh_reuse_detected" => metrics::counter!(REFRESH_REUSE_DETECTED).increment(1),
             _ => {}
         }
     }

@@ -253,6 +253,21 @@ async fn refresh_scenarios(server: &mut Server) {
     let (code, body) = refresh(server, &thief.refresh).await;
     refused(code, &body);
     assert!(!handles(server, &key, &user).await.contains(&stolen.handle));
+    // Both detections are counted for alerting.
+    let metrics = client()
+        .get(server.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "tessera_refresh_reuse_detected_total 2"),
+        "{metrics}"
+    );
 
     // Race: N concurrent refreshes with one token leave at most one
     // working lineage: every child returned is the same one, and only it
