@@ -14,6 +14,11 @@
 //! written before the kill survives it. PostgreSQL is stopped with
 //! `pg_ctl stop -m immediate` (no shutdown checkpoint: a crash as far as
 //! clients are concerned) and restarted on the same data directory.
+//! MariaDB (`mariadb-install-db`, then `mariadbd` on a temporary data
+//! directory, socket and free port) is killed with SIGKILL and restarted on
+//! its data. The Redis Cluster is the test's own 3 masters: all of them are
+//! killed at once (so every key of the session is gone, whatever its slot)
+//! and restarted with their `nodes.conf` and append-only files.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -471,4 +476,338 @@ async fn postgres_outage_is_503_and_recovers_without_restart() {
     pg.start();
     let (p1, p2) = (pg.clone(), pg.clone());
     outage_and_recovery(&pg.url(), &[], move || p1.kill(), move || p2.start()).await;
+}
+
+// --- MariaDB / MySQL ------------------------------------------------------
+
+/// The test's own `mariadbd` on a temporary data directory, socket and free
+/// port (as `scripts/services.sh` starts one), killed with SIGKILL and
+/// restarted on the same data. InnoDB flushes its log at every commit (the
+/// default), so the session written before the kill survives it.
+struct MariaDb {
+    dir: PathBuf,
+    port: u16,
+    user: String,
+    child: std::sync::Mutex<Option<Child>>,
+}
+
+impl MariaDb {
+    fn init(dir: &Path) -> Self {
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap();
+        let db = Self {
+            dir: dir.to_owned(),
+            port: free_port(),
+            user,
+            child: std::sync::Mutex::new(None),
+        };
+        let out = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", db.data().display()))
+            .arg(format!("--user={}", db.user))
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ])
+            .output()
+            .expect("mariadb-install-db (Debian package mariadb-server) must be installed");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("mysqld.sock")
+    }
+
+    fn start(&self) {
+        // --no-defaults: the machine's my.cnf (the shared server's socket
+        // and data directory) must not leak in.
+        let child = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", self.data().display()))
+            .arg(format!("--user={}", self.user))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.join("mysqld.pid").display()
+            ))
+            .arg(format!(
+                "--log-error={}",
+                self.dir.join("server.log").display()
+            ))
+            .args([
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+                "--max-connections=200",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd (Debian package mariadb-server) must be installed");
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + RECOVERY_BOUND;
+        loop {
+            let ping = Command::new("mariadb-admin")
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", self.socket().display()))
+                .args(["-uroot", "ping"])
+                .output();
+            if ping.is_ok_and(|o| o.status.success()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd did not start: {}",
+                std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Password-less root over TCP and the `test` database (first start).
+    fn setup(&self) {
+        let out = Command::new("mariadb")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args([
+                "-uroot",
+                "-e",
+                "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+                 GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+                 CREATE DATABASE IF NOT EXISTS test;
+                 FLUSH PRIVILEGES;",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mariadb setup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// SIGKILL: a crash as far as clients are concerned.
+    fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/test", self.port)
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.child.lock() {
+            if let Some(mut child) = guard.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn mariadb_outage_is_503_and_recovers_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(MariaDb::init(dir.path()));
+    db.start();
+    db.setup();
+    let (d1, d2) = (db.clone(), db.clone());
+    outage_and_recovery(&db.url(), &[], move || d1.kill(), move || d2.start()).await;
+}
+
+// --- Redis Cluster --------------------------------------------------------
+
+/// The test's own 3-master Redis Cluster (no replicas), each node with its
+/// own directory, `nodes.conf` and append-only file, so that killing every
+/// master and restarting it with its `nodes.conf` brings back the same
+/// cluster with the same data.
+struct Cluster {
+    dirs: Vec<PathBuf>,
+    ports: Vec<u16>,
+    nodes: std::sync::Mutex<Vec<Child>>,
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn start_cluster_node(dir: &Path, port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+        .arg("--cluster-config-file")
+        .arg(dir.join("nodes.conf"))
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(dir.join("redis.log"))
+                .unwrap(),
+        ))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (Debian package redis-server) must be installed");
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(POLL);
+    }
+    child
+}
+
+impl Cluster {
+    fn create(dir: &Path) -> Self {
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            let p = free_cluster_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let dirs: Vec<PathBuf> = ports
+            .iter()
+            .map(|p| dir.join(format!("node-{p}")))
+            .collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let cluster = Self {
+            dirs,
+            ports,
+            nodes: std::sync::Mutex::new(Vec::new()),
+        };
+        cluster.start();
+        let addrs: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli (Debian package redis-tools) must be installed");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Starts every node (again) on its port, directory and `nodes.conf`.
+    fn start(&self) {
+        let mut nodes = self.nodes.lock().unwrap();
+        for (dir, port) in self.dirs.iter().zip(&self.ports) {
+            nodes.push(start_cluster_node(dir, *port));
+        }
+    }
+
+    /// Every node reports `cluster_state:ok`.
+    fn wait_ok(&self) {
+        let deadline = Instant::now() + RECOVERY_BOUND;
+        loop {
+            let ok = self.ports.iter().all(|p| {
+                Command::new("redis-cli")
+                    .args(["-h", "127.0.0.1", "-p", &p.to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// SIGKILL to every master at once.
+    fn kill(&self) {
+        for mut node in self.nodes.lock().unwrap().drain(..) {
+            node.kill().unwrap();
+            node.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        let addrs: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis-cluster://{}", addrs.join(","))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Ok(mut nodes) = self.nodes.lock() {
+            for mut node in nodes.drain(..) {
+                let _ = node.kill();
+                let _ = node.wait();
+            }
+        }
+    }
+}
+
+/// Every master of the cluster is killed under load (so the session key,
+/// its handle and its user index are all gone, whichever slots they hash
+/// to) and restarted with its `nodes.conf`: 503 meanwhile, recovery
+/// without restarting tessera, and the old session works again.
+#[tokio::test]
+async fn redis_cluster_outage_is_503_and_recovers_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(Cluster::create(dir.path()));
+    let (c1, c2) = (cluster.clone(), cluster.clone());
+    outage_and_recovery(
+        &cluster.url(),
+        &[],
+        move || c1.kill(),
+        move || {
+            c2.start();
+            c2.wait_ok();
+        },
+    )
+    .await;
 }
