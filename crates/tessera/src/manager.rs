@@ -292,7 +292,7 @@ impl SessionManager {
         if !self.inner.policy.needs_touch(&record.deadlines, now) {
             return Ok(record);
         }
-        self.modify(&record.hash, &DataChanges::default(), Access::Activity)
+        self.modify_loaded(&record, &DataChanges::default(), Access::Activity)
             .await
     }
 
@@ -310,6 +310,48 @@ impl SessionManager {
         changes: &DataChanges,
         access: Access,
     ) -> Result<SessionRecord, SessionError> {
+        self.modify_base(Base::Hash(hash), changes, access).await
+    }
+
+    /// [`SessionManager::modify`] for a record this request already loaded:
+    /// the write is a compare-and-set on the loaded version, without
+    /// reading the record again first; if another write came in between,
+    /// the store re-reads and merges (see [`Store::modify_loaded`]), so no
+    /// change is lost and an ended session is never resurrected.
+    ///
+    /// ```
+    /// use tessera::{Access, SessionManager};
+    /// use tessera::record::DataChanges;
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let issued = manager.create(None, Default::default(), Default::default()).await?;
+    /// let mut changes = DataChanges::default();
+    /// changes.set("theme", "dark".into());
+    /// let record = manager.modify_loaded(&issued.record, &changes, Access::Activity).await?;
+    /// assert_eq!(record.version, 2);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::modify`].
+    pub async fn modify_loaded(
+        &self,
+        record: &SessionRecord,
+        changes: &DataChanges,
+        access: Access,
+    ) -> Result<SessionRecord, SessionError> {
+        self.modify_base(Base::Loaded(record), changes, access)
+            .await
+    }
+
+    async fn modify_base(
+        &self,
+        base: Base<'_>,
+        changes: &DataChanges,
+        access: Access,
+    ) -> Result<SessionRecord, SessionError> {
         let now = self.now();
         let policy = &self.inner.policy;
         let apply = |record: &mut SessionRecord| {
@@ -321,11 +363,21 @@ impl SessionManager {
             }
             Modify::Write
         };
-        self.inner
-            .store
-            .modify(hash, now, &apply)
+        self.store_modify(base, now, &apply)
             .await?
             .ok_or(SessionError::NotFound)
+    }
+
+    async fn store_modify(
+        &self,
+        base: Base<'_>,
+        now: Timestamp,
+        f: crate::store::ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, crate::error::StoreError> {
+        match base {
+            Base::Hash(hash) => self.inner.store.modify(hash, now, f).await,
+            Base::Loaded(record) => self.inner.store.modify_loaded(record, now, f).await,
+        }
     }
 
     /// Atomic read-modify-write of one data key: `f` gets the current value
@@ -341,6 +393,69 @@ impl SessionManager {
         key: &str,
         f: F,
     ) -> Result<T, SessionError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send,
+        F: Fn(Option<T>) -> T + Send + Sync,
+    {
+        Ok(self.update_value_base(Base::Hash(hash), key, f).await?.0)
+    }
+
+    /// [`SessionManager::update_value`] for a record this request already
+    /// loaded: one compare-and-set on the loaded version instead of a read
+    /// and a write; on a conflict the store re-reads the latest record and
+    /// `f` runs again on it, so no increment is lost.
+    ///
+    /// ```
+    /// use tessera::SessionManager;
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let issued = manager.create(None, Default::default(), Default::default()).await?;
+    /// let n = manager.update_value_loaded(&issued.record, "n", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+    /// assert_eq!(n, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::update_value`].
+    pub async fn update_value_loaded<T, F>(
+        &self,
+        record: &SessionRecord,
+        key: &str,
+        f: F,
+    ) -> Result<T, SessionError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send,
+        F: Fn(Option<T>) -> T + Send + Sync,
+    {
+        Ok(self
+            .update_value_base(Base::Loaded(record), key, f)
+            .await?
+            .0)
+    }
+
+    /// [`SessionManager::update_value_loaded`], also returning the record as
+    /// written (so the request's view has the new version and deadlines).
+    pub(crate) async fn update_value_written<T, F>(
+        &self,
+        record: &SessionRecord,
+        key: &str,
+        f: F,
+    ) -> Result<(T, SessionRecord), SessionError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send,
+        F: Fn(Option<T>) -> T + Send + Sync,
+    {
+        self.update_value_base(Base::Loaded(record), key, f).await
+    }
+
+    async fn update_value_base<T, F>(
+        &self,
+        base: Base<'_>,
+        key: &str,
+        f: F,
+    ) -> Result<(T, SessionRecord), SessionError>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send,
         F: Fn(Option<T>) -> T + Send + Sync,
@@ -372,16 +487,14 @@ impl SessionManager {
             Modify::Write
         };
         let record = self
-            .inner
-            .store
-            .modify(hash, now, &apply)
+            .store_modify(base, now, &apply)
             .await?
             .ok_or(SessionError::NotFound)?;
         if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(SessionError::Data(e));
         }
         let value = record.data.get(key).cloned().unwrap_or_default();
-        Ok(serde_json::from_value(value)?)
+        Ok((serde_json::from_value(value)?, record))
     }
 
     /// Replaces the session's token (and CSRF secret) atomically: the old
@@ -538,7 +651,7 @@ impl SessionManager {
     /// use tessera::store::MemoryStore;
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
-    /// let issued = manager.create(Some("alice"), Data::new(), ClientMeta::default()).await?;
+    /// let issued = manager.create(Some("alice".into()), Data::new(), ClientMeta::default()).await?;
     /// assert_eq!(manager.revoke_everyone().await?, 1);
     /// let token = issued.token.expose();
     /// assert!(manager.load(token, Access::Status).await.is_err());
@@ -599,6 +712,14 @@ impl SessionManager {
         }
         Ok(())
     }
+}
+
+/// Where a read-modify-write starts: from the key (read first) or from a
+/// record this request already loaded (compare-and-set first).
+#[derive(Clone, Copy)]
+enum Base<'a> {
+    Hash(&'a TokenHash),
+    Loaded(&'a SessionRecord),
 }
 
 fn set_failure(slot: &std::sync::Mutex<Option<serde_json::Error>>, e: serde_json::Error) {

@@ -187,6 +187,35 @@ impl SessionHandle {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 128 random bits of a well-formed handle (compact storage), or
+    /// `None` for a handle that did not come from [`SessionHandle::generate`]
+    /// (a non-canonical encoding, or text deserialized from elsewhere).
+    pub(crate) fn to_raw(&self) -> Option<[u8; 16]> {
+        let body = self.0.strip_prefix(Self::PREFIX)?;
+        if body.len() != 22 {
+            return None;
+        }
+        let mut buf = [0u8; 24];
+        // The decoder refuses non-zero trailing bits, so only the canonical
+        // spelling decodes and `from_raw(to_raw(h)) == h` always holds.
+        match URL_SAFE_NO_PAD.decode_slice(body, &mut buf) {
+            Ok(16) => {
+                let mut raw = [0u8; 16];
+                raw.copy_from_slice(&buf[..16]);
+                Some(raw)
+            }
+            _ => None,
+        }
+    }
+
+    /// The handle whose random bits are `raw` (inverse of `to_raw`).
+    pub(crate) fn from_raw(raw: &[u8; 16]) -> Self {
+        let mut s = String::with_capacity(Self::LEN);
+        s.push_str(Self::PREFIX);
+        URL_SAFE_NO_PAD.encode_string(raw, &mut s);
+        Self(s)
+    }
 }
 
 impl fmt::Debug for SessionHandle {

@@ -299,14 +299,14 @@ impl Session {
             self.issue(&mut state, None, data).await?;
             return Ok(value);
         };
-        let value = self
+        let (value, written) = self
             .shared
             .manager
-            .update_value(&record.hash, key, f)
+            .update_value_written(&record, key, f)
             .await?;
-        if let Some(r) = state.record.as_mut() {
-            r.data.insert(key.to_owned(), serde_json::to_value(&value)?);
-        }
+        // The record as now stored: its new version and deadlines make the
+        // commit's touch check (and any later write) start from the truth.
+        state.record = Some(written);
         Ok(value)
     }
 
@@ -456,15 +456,21 @@ impl Session {
         drop(state);
         let mut state = self.loaded().await?;
         let access = self.access();
-        // Only the key and deadlines are needed here: no record clone on
-        // the read path.
-        match state.record.as_ref().map(|r| (r.hash, r.deadlines)) {
-            Some((hash, deadlines)) => {
+        // Only the deadlines are needed to decide: no record clone on the
+        // read path.
+        match state.record.as_ref().map(|r| r.deadlines) {
+            Some(deadlines) => {
                 let manager = &self.shared.manager;
                 let touch = access == Access::Activity
                     && manager.policy().needs_touch(&deadlines, manager.now());
                 if has_changes || touch {
-                    match manager.modify(&hash, &state.changes, access).await {
+                    // The record loaded by this request is the first
+                    // compare-and-set base: no second read before the write.
+                    let written = match state.record.as_ref() {
+                        Some(record) => manager.modify_loaded(record, &state.changes, access).await,
+                        None => Err(SessionError::NotFound),
+                    };
+                    match written {
                         Ok(updated) => state.record = Some(updated),
                         Err(SessionError::NotFound) => {
                             // Revoked or expired during the request: the

@@ -1,30 +1,62 @@
 //! An in-process store for tests and development.
+//!
+//! # Layout (why it is small)
+//!
+//! A session costs about 250 bytes here (issue 7 asks for at most 300 at a
+//! million sessions). Records are kept in a *slab* of fixed-size [`Slot`]s
+//! (chunks of [`CHUNK`] slots, so growth never doubles the whole array), and
+//! every index is a [`HashTable`] of 4-byte slot numbers hashed by a field of
+//! the slot itself, so no key is stored twice:
+//!
+//! - `by_hash`: token hash → slot (the read path);
+//! - `by_handle`: public handle → slot (revocation, device list);
+//! - `by_user`: user id → the first slot of that user's sessions, which are
+//!   chained through `prev_user`/`next_user` in the slots themselves.
+//!
+//! A slot holds the token hash, the handle and the CSRF secret as raw bytes,
+//! times as milliseconds, the data as compact JSON bytes (nothing at all
+//! when empty) and the client metadata boxed only when present. Expired
+//! records are found by scanning the slab (a sweep from a cursor), not by a
+//! deadline index, which would cost more per session than the record.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use hashbrown::HashTable;
 
 use super::{CasOutcome, Modify, ModifyFn, Store};
+use crate::csrf::CsrfSecret;
 use crate::error::StoreError;
-use crate::record::{SessionHandle, SessionRecord};
+use crate::policy::Deadlines;
+use crate::record::{ClientMeta, Data, SessionHandle, SessionRecord};
 use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse, UsedRefresh};
 use crate::time::Timestamp;
 use crate::token::SECRET_LEN;
 use crate::token::TokenHash;
 
-/// Expired records removed, at most, by each `create` (amortised purging,
-/// so the map cannot grow without bound even if nobody calls
-/// [`Store::purge_expired`]).
-const PURGE_ON_CREATE: usize = 16;
+/// Slots examined, at most, by each `create` to remove expired records
+/// (amortised purging, so the store cannot grow without bound even if
+/// nobody calls [`Store::purge_expired`]).
+const SCAN_ON_CREATE: usize = 32;
 
-/// Sessions in a `HashMap` behind one mutex.
+/// Slots per slab chunk.
+const CHUNK: usize = 1024;
+
+/// "No slot" in the user chains.
+const NIL: u32 = u32::MAX;
+
+/// `authenticated_at` of a session that never authenticated.
+const NEVER: i64 = i64::MIN;
+
+/// Sessions in a slab of compact slots behind one mutex.
 ///
 /// **For tests and development only**: sessions live in one process and
 /// vanish on restart. It is complete, though: compare-and-set, atomic
 /// rotation, user index, and purging of expired records (each `create`
 /// removes a few, and [`Store::purge_expired`] removes any number), so it
-/// never grows without bound.
+/// never grows without bound. About 250 bytes per session with small data.
 ///
 /// ```
 /// use tessera::SessionManager;
@@ -38,15 +70,164 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
+/// A handle as stored: its 128 random bits, or (for a handle that did not
+/// come from the generator, e.g. one decoded from elsewhere) its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoredHandle {
+    Raw([u8; 16]),
+    Text(Box<str>),
+}
+
+impl StoredHandle {
+    fn of(handle: &SessionHandle) -> Self {
+        match handle.to_raw() {
+            Some(raw) => Self::Raw(raw),
+            None => Self::Text(handle.as_str().into()),
+        }
+    }
+
+    fn to_handle(&self) -> SessionHandle {
+        match self {
+            Self::Raw(raw) => SessionHandle::from_raw(raw),
+            Self::Text(text) => SessionHandle::parse(text).unwrap_or_else(|| {
+                // Only reachable for text that was stored from a handle, so
+                // round-trip it through serde, which accepts any text.
+                serde_json::from_value(serde_json::Value::String(text.to_string()))
+                    .unwrap_or_else(|_| SessionHandle::from_raw(&[0; 16]))
+            }),
+        }
+    }
+
+    fn hash_with(&self, hasher: &RandomState) -> u64 {
+        match self {
+            Self::Raw(raw) => hasher.hash_one(raw),
+            Self::Text(text) => hasher.hash_one(text.as_bytes()),
+        }
+    }
+}
+
+/// One session, compactly.
+#[derive(Debug)]
+struct Slot {
+    hash: [u8; 32],
+    csrf: [u8; 32],
+    handle: StoredHandle,
+    user: Option<Box<str>>,
+    /// The data map as JSON; empty (no allocation) when it has no key.
+    data: Box<[u8]>,
+    client: Option<Box<ClientMeta>>,
+    created_at: i64,
+    last_seen_at: i64,
+    /// [`NEVER`] for `None`.
+    authenticated_at: i64,
+    idle: i64,
+    absolute: i64,
+    version: u64,
+    prev_user: u32,
+    next_user: u32,
+}
+
+impl Slot {
+    fn new(record: &SessionRecord) -> Result<Self, StoreError> {
+        let mut slot = Self {
+            hash: *record.hash.as_bytes(),
+            csrf: [0; 32],
+            handle: StoredHandle::of(&record.handle),
+            user: record.user_id.as_deref().map(Box::from),
+            data: Box::default(),
+            client: None,
+            created_at: 0,
+            last_seen_at: 0,
+            authenticated_at: NEVER,
+            idle: 0,
+            absolute: 0,
+            version: 0,
+            prev_user: NIL,
+            next_user: NIL,
+        };
+        slot.set(record)?;
+        Ok(slot)
+    }
+
+    /// Copies everything but the key, the handle and the user (which never
+    /// change for a slot) from `record`.
+    fn set(&mut self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.csrf = *record.csrf_secret.as_bytes();
+        self.data = if record.data.is_empty() {
+            Box::default()
+        } else {
+            serde_json::to_vec(&record.data)
+                .map_err(StoreError::backend)?
+                .into_boxed_slice()
+        };
+        self.client =
+            (record.client != ClientMeta::default()).then(|| Box::new(record.client.clone()));
+        self.created_at = record.created_at.as_millis();
+        self.last_seen_at = record.last_seen_at.as_millis();
+        self.authenticated_at = record.authenticated_at.map_or(NEVER, Timestamp::as_millis);
+        self.idle = record.deadlines.idle.as_millis();
+        self.absolute = record.deadlines.absolute.as_millis();
+        self.version = record.version;
+        Ok(())
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            idle: Timestamp::from_millis(self.idle),
+            absolute: Timestamp::from_millis(self.absolute),
+        }
+    }
+
+    fn is_valid_at(&self, now: Timestamp) -> bool {
+        self.deadlines().expired_at(now).is_none()
+    }
+
+    fn to_record(&self) -> Result<SessionRecord, StoreError> {
+        let data: Data = if self.data.is_empty() {
+            Data::new()
+        } else {
+            serde_json::from_slice(&self.data).map_err(|e| StoreError::Corrupt(e.to_string()))?
+        };
+        Ok(SessionRecord {
+            hash: TokenHash::from_bytes(self.hash),
+            handle: self.handle.to_handle(),
+            user_id: self.user.as_deref().map(str::to_owned),
+            data,
+            created_at: Timestamp::from_millis(self.created_at),
+            last_seen_at: Timestamp::from_millis(self.last_seen_at),
+            authenticated_at: (self.authenticated_at != NEVER)
+                .then(|| Timestamp::from_millis(self.authenticated_at)),
+            deadlines: self.deadlines(),
+            version: self.version,
+            csrf_secret: CsrfSecret::from_bytes(self.csrf),
+            client: self.client.as_deref().cloned().unwrap_or_default(),
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    records: HashMap<TokenHash, SessionRecord>,
-    by_handle: HashMap<SessionHandle, TokenHash>,
-    by_user: HashMap<String, HashSet<TokenHash>>,
-    /// (earliest deadline, key): the purge order.
-    by_deadline: BTreeSet<(Timestamp, TokenHash)>,
+    /// The slab: `None` is a free slot (listed in `free`).
+    chunks: Vec<Box<[Option<Slot>]>>,
+    free: Vec<u32>,
+    by_hash: HashTable<u32>,
+    by_handle: HashTable<u32>,
+    by_user: HashTable<u32>,
+    hasher: RandomState,
+    /// Where the next expiry scan starts.
+    cursor: usize,
     refresh: HashMap<TokenHash, RefreshRecord>,
     refresh_by_family: HashMap<SessionHandle, HashSet<TokenHash>>,
+}
+
+fn slot_at(chunks: &[Box<[Option<Slot>]>], i: u32) -> Option<&Slot> {
+    let i = i as usize;
+    chunks.get(i / CHUNK)?.get(i % CHUNK)?.as_ref()
+}
+
+fn slot_at_mut(chunks: &mut [Box<[Option<Slot>]>], i: u32) -> Option<&mut Slot> {
+    let i = i as usize;
+    chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)?.as_mut()
 }
 
 impl MemoryStore {
@@ -61,7 +242,7 @@ impl MemoryStore {
     /// assert_eq!(tessera::store::MemoryStore::new().len(), 0);
     /// ```
     pub fn len(&self) -> usize {
-        self.lock().records.len()
+        self.lock().by_hash.len()
     }
 
     /// True when no record is held.
@@ -77,47 +258,176 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn insert(&mut self, record: SessionRecord) {
-        self.by_handle.insert(record.handle.clone(), record.hash);
-        if let Some(user) = &record.user_id {
-            self.by_user
-                .entry(user.clone())
-                .or_default()
-                .insert(record.hash);
-        }
-        self.by_deadline
-            .insert((record.deadlines.next(), record.hash));
-        self.records.insert(record.hash, record);
+    fn slot(&self, i: u32) -> Option<&Slot> {
+        slot_at(&self.chunks, i)
     }
 
-    fn remove(&mut self, hash: &TokenHash) -> Option<SessionRecord> {
-        let record = self.records.remove(hash)?;
-        self.by_handle.remove(&record.handle);
-        if let Some(user) = &record.user_id {
-            if let Some(set) = self.by_user.get_mut(user) {
-                set.remove(hash);
-                if set.is_empty() {
-                    self.by_user.remove(user);
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
+        slot_at_mut(&mut self.chunks, i)
+    }
+
+    fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    fn find(&self, hash: &TokenHash) -> Option<u32> {
+        let h = self.hasher.hash_one(hash.as_bytes());
+        let chunks = &self.chunks;
+        self.by_hash
+            .find(h, |&i| {
+                slot_at(chunks, i).is_some_and(|s| &s.hash == hash.as_bytes())
+            })
+            .copied()
+    }
+
+    fn find_handle(&self, handle: &SessionHandle) -> Option<u32> {
+        let stored = StoredHandle::of(handle);
+        let h = stored.hash_with(&self.hasher);
+        let chunks = &self.chunks;
+        self.by_handle
+            .find(h, |&i| {
+                slot_at(chunks, i).is_some_and(|s| s.handle == stored)
+            })
+            .copied()
+    }
+
+    /// The first slot of the user's chain.
+    fn find_user(&self, user: &str) -> Option<u32> {
+        let h = self.hasher.hash_one(user.as_bytes());
+        let chunks = &self.chunks;
+        self.by_user
+            .find(h, |&i| {
+                slot_at(chunks, i).is_some_and(|s| s.user.as_deref() == Some(user))
+            })
+            .copied()
+    }
+
+    fn user_slots(&self, user: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut next = self.find_user(user).unwrap_or(NIL);
+        while let Some(slot) = self.slot(next) {
+            out.push(next);
+            next = slot.next_user;
+        }
+        out
+    }
+
+    fn live(&self, hash: &TokenHash, now: Timestamp) -> Option<u32> {
+        self.find(hash)
+            .filter(|&i| self.slot(i).is_some_and(|s| s.is_valid_at(now)))
+    }
+
+    fn has_handle(&self, handle: &SessionHandle) -> bool {
+        self.find_handle(handle).is_some()
+    }
+
+    fn insert(&mut self, mut slot: Slot) -> Result<(), StoreError> {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(self.capacity())
+                    .ok()
+                    .filter(|&i| i < NIL)
+                    .ok_or_else(|| StoreError::backend("memory store full"))?;
+                self.chunks
+                    .push(std::iter::repeat_with(|| None).take(CHUNK).collect());
+                // The rest of the new chunk is free, lowest index first.
+                self.free.extend((i + 1..i + CHUNK as u32).rev());
+                i
+            }
+        };
+        let hasher = &self.hasher;
+        let h_hash = hasher.hash_one(slot.hash);
+        let h_handle = slot.handle.hash_with(hasher);
+        let h_user = slot.user.as_deref().map(|u| hasher.hash_one(u.as_bytes()));
+        // Chain into the user's list as its new head.
+        let head = slot.user.as_deref().and_then(|u| self.find_user(u));
+        if let Some(head) = head {
+            slot.next_user = head;
+        }
+        let chunks = &mut self.chunks;
+        if let Some(cell) = chunks
+            .get_mut(index as usize / CHUNK)
+            .and_then(|c| c.get_mut(index as usize % CHUNK))
+        {
+            *cell = Some(slot);
+        }
+        let hasher = &self.hasher;
+        let chunks = &self.chunks;
+        self.by_hash.insert_unique(h_hash, index, |&i| {
+            slot_at(chunks, i).map_or(0, |s| hasher.hash_one(s.hash))
+        });
+        self.by_handle.insert_unique(h_handle, index, |&i| {
+            slot_at(chunks, i).map_or(0, |s| s.handle.hash_with(hasher))
+        });
+        match (head, h_user) {
+            (Some(head), Some(h)) => {
+                if let Ok(entry) = self.by_user.find_entry(h, |&i| i == head) {
+                    *entry.into_mut() = index;
+                }
+                if let Some(old) = self.slot_mut(head) {
+                    old.prev_user = index;
+                }
+            }
+            (None, Some(h)) => {
+                self.by_user.insert_unique(h, index, |&i| {
+                    slot_at(chunks, i)
+                        .and_then(|s| s.user.as_deref())
+                        .map_or(0, |u| hasher.hash_one(u.as_bytes()))
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn remove_at(&mut self, index: u32) -> Option<Slot> {
+        let slot = self
+            .chunks
+            .get_mut(index as usize / CHUNK)?
+            .get_mut(index as usize % CHUNK)?
+            .take()?;
+        let hasher = &self.hasher;
+        if let Ok(entry) = self
+            .by_hash
+            .find_entry(hasher.hash_one(slot.hash), |&i| i == index)
+        {
+            entry.remove();
+        }
+        if let Ok(entry) = self
+            .by_handle
+            .find_entry(slot.handle.hash_with(hasher), |&i| i == index)
+        {
+            entry.remove();
+        }
+        if let Some(user) = slot.user.as_deref() {
+            if let Some(prev) = self.slot_mut(slot.prev_user) {
+                prev.next_user = slot.next_user;
+            }
+            if let Some(next) = self.slot_mut(slot.next_user) {
+                next.prev_user = slot.prev_user;
+            }
+            if slot.prev_user == NIL {
+                // It was the head: the next one (if any) becomes the head.
+                let h = self.hasher.hash_one(user.as_bytes());
+                if let Ok(entry) = self.by_user.find_entry(h, |&i| i == index) {
+                    if slot.next_user == NIL {
+                        entry.remove();
+                    } else {
+                        *entry.into_mut() = slot.next_user;
+                    }
                 }
             }
         }
-        self.by_deadline.remove(&(record.deadlines.next(), *hash));
-        Some(record)
+        self.free.push(index);
+        Some(slot)
     }
 
-    /// Replaces a record in place (same key, same user and handle).
-    fn replace(&mut self, record: SessionRecord) {
-        if let Some(old) = self.records.get(&record.hash) {
-            self.by_deadline
-                .remove(&(old.deadlines.next(), record.hash));
+    fn remove(&mut self, hash: &TokenHash) -> bool {
+        match self.find(hash) {
+            Some(i) => self.remove_at(i).is_some(),
+            None => false,
         }
-        self.by_deadline
-            .insert((record.deadlines.next(), record.hash));
-        self.records.insert(record.hash, record);
-    }
-
-    fn live(&self, hash: &TokenHash, now: Timestamp) -> Option<&SessionRecord> {
-        self.records.get(hash).filter(|r| r.is_valid_at(now))
     }
 
     fn insert_refresh(&mut self, record: RefreshRecord) {
@@ -148,17 +458,26 @@ impl Inner {
         u64::try_from(expired.len()).unwrap_or(u64::MAX)
     }
 
-    fn purge(&mut self, now: Timestamp, limit: usize) -> u64 {
-        let expired: Vec<TokenHash> = self
-            .by_deadline
-            .iter()
-            .take_while(|(deadline, _)| *deadline <= now)
-            .take(limit)
-            .map(|(_, hash)| *hash)
-            .collect();
+    /// Removes up to `limit` records expired at `now`, examining at most
+    /// `scan` slots from the cursor onwards (wrapping around).
+    fn purge(&mut self, now: Timestamp, limit: usize, scan: usize) -> u64 {
+        let capacity = self.capacity();
+        if capacity == 0 {
+            return 0;
+        }
         let mut n = 0;
-        for hash in expired {
-            if self.remove(&hash).is_some() {
+        for _ in 0..scan.min(capacity) {
+            if n as usize >= limit {
+                break;
+            }
+            let index = self.cursor % capacity;
+            self.cursor = (index + 1) % capacity;
+            let Ok(index) = u32::try_from(index) else {
+                continue;
+            };
+            if self.slot(index).is_some_and(|s| !s.is_valid_at(now))
+                && self.remove_at(index).is_some()
+            {
                 n += 1;
             }
         }
@@ -170,17 +489,21 @@ impl Inner {
 impl Store for MemoryStore {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        if inner.records.contains_key(&record.hash) || inner.by_handle.contains_key(&record.handle)
-        {
+        if inner.find(&record.hash).is_some() || inner.has_handle(&record.handle) {
             return Err(StoreError::Duplicate);
         }
-        inner.purge(record.created_at, PURGE_ON_CREATE);
-        inner.insert(record.clone());
-        Ok(())
+        let slot = Slot::new(record)?;
+        inner.purge(record.created_at, usize::MAX, SCAN_ON_CREATE);
+        inner.insert(slot)
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.lock().records.get(hash).cloned())
+        let inner = self.lock();
+        inner
+            .find(hash)
+            .and_then(|i| inner.slot(i))
+            .map(Slot::to_record)
+            .transpose()
     }
 
     async fn update(
@@ -190,17 +513,18 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<CasOutcome, StoreError> {
         let mut inner = self.lock();
-        let Some(current) = inner.live(&record.hash, now) else {
+        let Some(index) = inner.live(&record.hash, now) else {
             return Ok(CasOutcome::Missing);
         };
-        if current.version != expected_version {
+        let Some(slot) = inner.slot_mut(index) else {
+            return Ok(CasOutcome::Missing);
+        };
+        if slot.version != expected_version {
             return Ok(CasOutcome::Conflict);
         }
-        let mut record = record.clone();
-        // The user and handle are fixed for a record's life (indexes).
-        record.user_id.clone_from(&current.user_id);
-        record.handle = current.handle.clone();
-        inner.replace(record);
+        // The user and handle are fixed for a record's life (indexes):
+        // `set` leaves them alone.
+        slot.set(record)?;
         Ok(CasOutcome::Applied)
     }
 
@@ -212,23 +536,26 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<CasOutcome, StoreError> {
         let mut inner = self.lock();
-        let Some(current) = inner.live(old, now) else {
+        let Some(index) = inner.live(old, now) else {
             return Ok(CasOutcome::Missing);
         };
-        if current.version != expected_version {
+        if inner.slot(index).map(|s| s.version) != Some(expected_version) {
             return Ok(CasOutcome::Conflict);
         }
-        if inner.records.contains_key(&new.hash) {
+        if inner.find(&new.hash).is_some() {
             return Err(StoreError::Duplicate);
         }
-        // Both steps under one lock: no reader sees neither or both.
-        inner.remove(old);
-        inner.insert(new.clone());
+        // Both steps under one lock: no reader sees neither or both. The
+        // new slot is built first, so a failure leaves the old one intact
+        // (and the insert reuses the slot just freed, so it cannot fail).
+        let slot = Slot::new(new)?;
+        inner.remove_at(index);
+        inner.insert(slot)?;
         Ok(CasOutcome::Applied)
     }
 
     async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
-        Ok(self.lock().remove(hash).is_some())
+        Ok(self.lock().remove(hash))
     }
 
     async fn delete_by_handle(
@@ -237,19 +564,18 @@ impl Store for MemoryStore {
         owner: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        let Some(hash) = inner.by_handle.get(handle).copied() else {
+        let Some(index) = inner.find_handle(handle) else {
             return Ok(false);
         };
         if let Some(owner) = owner {
             let owned = inner
-                .records
-                .get(&hash)
-                .is_some_and(|r| r.user_id.as_deref() == Some(owner));
+                .slot(index)
+                .is_some_and(|s| s.user.as_deref() == Some(owner));
             if !owned {
                 return Ok(false);
             }
         }
-        Ok(inner.remove(&hash).is_some())
+        Ok(inner.remove_at(index).is_some())
     }
 
     async fn list_by_user(
@@ -258,13 +584,13 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let inner = self.lock();
-        let mut out: Vec<SessionRecord> = inner
-            .by_user
-            .get(user_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|hash| inner.live(hash, now).cloned())
-            .collect();
+        let mut out = Vec::new();
+        for index in inner.user_slots(user_id) {
+            if let Some(slot) = inner.slot(index).filter(|s| s.is_valid_at(now)) {
+                out.push(slot.to_record()?);
+            }
+        }
+        drop(inner);
         out.sort_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)
@@ -279,20 +605,13 @@ impl Store for MemoryStore {
         except: Option<&SessionHandle>,
     ) -> Result<u64, StoreError> {
         let mut inner = self.lock();
-        let hashes: Vec<TokenHash> = inner
-            .by_user
-            .get(user_id)
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
+        let except = except.map(StoredHandle::of);
         let mut n = 0;
-        for hash in hashes {
+        for index in inner.user_slots(user_id) {
             let keep = inner
-                .records
-                .get(&hash)
-                .is_some_and(|r| Some(&r.handle) == except);
-            if !keep && inner.remove(&hash).is_some() {
+                .slot(index)
+                .is_some_and(|s| Some(&s.handle) == except.as_ref());
+            if !keep && inner.remove_at(index).is_some() {
                 n += 1;
             }
         }
@@ -302,7 +621,9 @@ impl Store for MemoryStore {
     /// Purges expired sessions, then expired refresh tokens, `limit` in all.
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let mut inner = self.lock();
-        let sessions = inner.purge(now, limit);
+        // One full pass over the slab at most.
+        let scan = inner.capacity();
+        let sessions = inner.purge(now, limit, scan);
         let left = limit.saturating_sub(usize::try_from(sessions).unwrap_or(usize::MAX));
         Ok(sessions + inner.purge_refresh(now, left))
     }
@@ -310,7 +631,7 @@ impl Store for MemoryStore {
     /// Clears every map under the lock: no rotation can interleave.
     async fn delete_all(&self) -> Result<u64, StoreError> {
         let mut inner = self.lock();
-        let n = u64::try_from(inner.records.len()).unwrap_or(u64::MAX);
+        let n = u64::try_from(inner.by_hash.len()).unwrap_or(u64::MAX);
         *inner = Inner::default();
         Ok(n)
     }
@@ -327,19 +648,34 @@ impl Store for MemoryStore {
         f: ModifyFn<'_>,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let mut inner = self.lock();
-        let Some(current) = inner.live(hash, now) else {
+        let Some(index) = inner.live(hash, now) else {
             return Ok(None);
         };
+        let Some(slot) = inner.slot_mut(index) else {
+            return Ok(None);
+        };
+        let current = slot.to_record()?;
         let mut record = current.clone();
         if f(&mut record) == Modify::Keep {
-            return Ok(Some(record));
+            return Ok(Some(current));
         }
         record.version = current.version.saturating_add(1);
-        record.user_id.clone_from(&current.user_id);
-        record.handle = current.handle.clone();
+        record.user_id = current.user_id;
+        record.handle = current.handle;
         record.hash = *hash;
-        inner.replace(record.clone());
+        slot.set(&record)?;
         Ok(Some(record))
+    }
+
+    /// The lock makes `modify` exact and cheap already: no compare-and-set
+    /// round trip to save.
+    async fn modify_loaded(
+        &self,
+        current: &SessionRecord,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.modify(&current.hash, now, f).await
     }
 }
 
@@ -406,11 +742,197 @@ impl RefreshStore for MemoryStore {
         handle: &SessionHandle,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let inner = self.lock();
-        Ok(inner
-            .by_handle
-            .get(handle)
-            .and_then(|hash| inner.records.get(hash))
-            .cloned())
+        inner
+            .find_handle(handle)
+            .and_then(|i| inner.slot(i))
+            .map(Slot::to_record)
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::policy::SessionPolicy;
+    use crate::token::SessionToken;
+
+    fn record(user: Option<&str>, now: Timestamp) -> SessionRecord {
+        SessionRecord::new(
+            SessionToken::generate().unwrap().hash(),
+            user.map(str::to_owned),
+            now,
+            SessionPolicy::default().deadlines_at(now),
+            ClientMeta::default(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn user_chains_survive_removal_from_any_position_and_slot_reuse() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(1_000);
+        let rs: Vec<SessionRecord> = (0..5).map(|_| record(Some("ann"), now)).collect();
+        for r in &rs {
+            store.create(r).await.unwrap();
+        }
+        store.create(&record(Some("bob"), now)).await.unwrap();
+        // Middle, then head (the last created), then tail (the first).
+        for gone in [&rs[2], &rs[4], &rs[0]] {
+            assert!(store.delete(&gone.hash).await.unwrap());
+        }
+        let left: Vec<_> = store.list_by_user("ann", now).await.unwrap();
+        let mut handles: Vec<_> = left.iter().map(|r| r.handle.clone()).collect();
+        handles.sort();
+        let mut want = vec![rs[1].handle.clone(), rs[3].handle.clone()];
+        want.sort();
+        assert_eq!(handles, want);
+        // Freed slots are reused by new sessions without mixing indexes.
+        let fresh = record(Some("ann"), now);
+        store.create(&fresh).await.unwrap();
+        assert_eq!(store.list_by_user("ann", now).await.unwrap().len(), 3);
+        assert_eq!(store.list_by_user("bob", now).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .delete_by_user("ann", Some(&fresh.handle))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(store.load(&fresh.hash).await.unwrap(), Some(fresh.clone()));
+        assert!(store.load(&rs[1].hash).await.unwrap().is_none());
+        assert!(store.delete_by_handle(&fresh.handle, None).await.unwrap());
+        assert!(store.list_by_user("ann", now).await.unwrap().is_empty());
+        assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn records_round_trip_through_the_compact_slot() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_millis(5_000);
+        let mut r = record(Some("ann"), now);
+        r.data.insert("n".into(), 7.into());
+        r.authenticated_at = Some(now);
+        r.client = ClientMeta::new(Some("203.0.113.9".into()), Some("ua".into()));
+        store.create(&r).await.unwrap();
+        assert_eq!(store.load(&r.hash).await.unwrap(), Some(r.clone()));
+        let anonymous = record(None, now);
+        store.create(&anonymous).await.unwrap();
+        assert_eq!(store.load(&anonymous.hash).await.unwrap(), Some(anonymous));
+    }
+
+    /// The memory store behind the trait's *default* `modify` and
+    /// `modify_loaded` (compare-and-set loops), as a remote store sees them.
+    struct Cas(MemoryStore);
+
+    #[async_trait]
+    impl Store for Cas {
+        async fn create(&self, r: &SessionRecord) -> Result<(), StoreError> {
+            self.0.create(r).await
+        }
+        async fn load(&self, h: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+            self.0.load(h).await
+        }
+        async fn update(
+            &self,
+            v: u64,
+            r: &SessionRecord,
+            now: Timestamp,
+        ) -> Result<CasOutcome, StoreError> {
+            self.0.update(v, r, now).await
+        }
+        async fn rotate(
+            &self,
+            o: &TokenHash,
+            v: u64,
+            n: &SessionRecord,
+            now: Timestamp,
+        ) -> Result<CasOutcome, StoreError> {
+            self.0.rotate(o, v, n, now).await
+        }
+        async fn delete(&self, h: &TokenHash) -> Result<bool, StoreError> {
+            self.0.delete(h).await
+        }
+        async fn delete_by_handle(
+            &self,
+            h: &SessionHandle,
+            o: Option<&str>,
+        ) -> Result<bool, StoreError> {
+            self.0.delete_by_handle(h, o).await
+        }
+        async fn list_by_user(
+            &self,
+            u: &str,
+            now: Timestamp,
+        ) -> Result<Vec<SessionRecord>, StoreError> {
+            self.0.list_by_user(u, now).await
+        }
+        async fn delete_by_user(
+            &self,
+            u: &str,
+            e: Option<&SessionHandle>,
+        ) -> Result<u64, StoreError> {
+            self.0.delete_by_user(u, e).await
+        }
+        async fn delete_all(&self) -> Result<u64, StoreError> {
+            self.0.delete_all().await
+        }
+        async fn purge_expired(&self, now: Timestamp, l: usize) -> Result<u64, StoreError> {
+            self.0.purge_expired(now, l).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn bump(r: &mut SessionRecord) -> Modify {
+        let n = r
+            .data
+            .get("n")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        r.data.insert("n".into(), (n + 1).into());
+        Modify::Write
+    }
+
+    #[tokio::test]
+    async fn modify_loaded_from_a_stale_copy_loses_no_update() {
+        let store = Cas(MemoryStore::new());
+        let now = Timestamp::from_millis(1_000);
+        let r = record(None, now);
+        store.create(&r).await.unwrap();
+        // Two requests loaded version 1; both write from their copy.
+        let first = store.modify_loaded(&r, now, &bump).await.unwrap().unwrap();
+        assert_eq!(first.version, 2);
+        let second = store.modify_loaded(&r, now, &bump).await.unwrap().unwrap();
+        assert_eq!(second.version, 3);
+        let stored = store.load(&r.hash).await.unwrap().unwrap();
+        assert_eq!(stored.data.get("n"), Some(&2.into()));
+        assert_eq!(stored, second);
+    }
+
+    #[tokio::test]
+    async fn modify_loaded_never_resurrects_an_ended_session() {
+        let store = Cas(MemoryStore::new());
+        let now = Timestamp::from_millis(1_000);
+        let r = record(None, now);
+        store.create(&r).await.unwrap();
+        assert!(store.delete(&r.hash).await.unwrap());
+        assert_eq!(store.modify_loaded(&r, now, &bump).await.unwrap(), None);
+        assert_eq!(store.load(&r.hash).await.unwrap(), None);
+        // Expired at `now` by the stored deadlines: no write either.
+        let e = record(None, now);
+        store.create(&e).await.unwrap();
+        let late = Timestamp::from_millis(e.deadlines.absolute.as_millis() + 1);
+        assert_eq!(store.modify_loaded(&e, late, &bump).await.unwrap(), None);
+        assert_eq!(store.load(&e.hash).await.unwrap(), Some(e));
+    }
+
+    #[test]
+    fn a_slot_stays_small() {
+        // The footprint target of issue 7 (<= 300 B per session) leaves
+        // about 100 B for the indexes and the user id's allocation.
+        assert!(std::mem::size_of::<Option<Slot>>() <= 200);
     }
 }
 
