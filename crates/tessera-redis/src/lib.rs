@@ -14,7 +14,9 @@
 //! # Layout
 //!
 //! - `<prefix>s:{<token hash hex>}` — one Redis hash per session holding the
-//!   whole record, expiring at the record's next deadline (`PEXPIREAT`), so
+//!   whole record once, in one field `c` in a compact encoding (a short text
+//!   header the scripts check, then binary; no JSON, no copy of the hash),
+//!   expiring at the record's next deadline (`PEXPIREAT`), so
 //!   Redis removes ended sessions itself and no sweeper is needed
 //!   ([`Store::purge_expired`] returns 0). Reading a session is one `HGET`.
 //! - `<prefix>h:{<handle>}` — the handle record: the hashes registered for
@@ -48,6 +50,7 @@
 //! pipelining of concurrent commands, command timeouts and reconnection.
 #![forbid(unsafe_code)]
 
+mod codec;
 mod config;
 mod delete_all;
 mod refresh;
@@ -57,6 +60,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fred::bytes::Bytes;
 use fred::clients::Client;
 use fred::error::{Error as RedisError, ErrorKind};
 use fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
@@ -116,7 +120,7 @@ impl std::fmt::Debug for RedisStore {
 /// Outcome of the update script.
 enum Update {
     Missing,
-    Conflict(Option<String>),
+    Conflict(Option<Bytes>),
     Applied { old_absolute: i64 },
 }
 
@@ -235,6 +239,19 @@ impl RedisStore {
             .map_err(map_err)
     }
 
+    /// [`RedisStore::eval`] with binary-safe arguments (encoded records).
+    async fn eval_values(
+        &self,
+        script: &Script,
+        key: String,
+        args: Vec<Value>,
+    ) -> Result<Value, StoreError> {
+        script
+            .evalsha_with_reload::<Value, _, _>(&self.inner.client, key, args)
+            .await
+            .map_err(map_err)
+    }
+
     /// Bounds a whole operation by the operation timeout.
     async fn bounded<T>(
         &self,
@@ -245,30 +262,26 @@ impl RedisStore {
             .unwrap_or(Err(StoreError::Timeout))
     }
 
-    async fn get_json(&self, hash: &TokenHash) -> Result<Option<String>, StoreError> {
-        self.inner
+    /// The encoded record of a session: one `HGET`.
+    async fn get_value(&self, hash: &TokenHash) -> Result<Option<Bytes>, StoreError> {
+        let v = self
+            .inner
             .client
-            .hget::<Option<String>, _, _>(self.session_key(hash), "r")
+            .hget::<Value, _, _>(self.session_key(hash), codec::FIELD)
             .await
-            .map_err(map_err)
+            .map_err(map_err)?;
+        Ok(v.into_bytes())
     }
 
     async fn create_session_key(&self, record: &SessionRecord) -> Result<bool, StoreError> {
-        let json = encode(record)?;
-        let (has_user, user) = user_args(record);
+        let value = codec::encode(record)?;
         let v = self
-            .eval(
+            .eval_values(
                 &self.inner.scripts.create,
                 self.session_key(&record.hash),
                 vec![
-                    record.version.to_string(),
-                    ms(record.deadlines.idle),
-                    ms(record.deadlines.absolute),
-                    record.handle.as_str().to_owned(),
-                    has_user,
-                    user,
-                    json,
-                    ms(record.deadlines.next()),
+                    Value::from(Bytes::from(value)),
+                    Value::from(ms(record.deadlines.next())),
                 ],
             )
             .await?;
@@ -296,31 +309,24 @@ impl RedisStore {
         record: &SessionRecord,
         now: Timestamp,
     ) -> Result<Update, StoreError> {
-        let json = encode(record)?;
-        let (has_user, user) = user_args(record);
+        let value = codec::encode(record)?;
         let v = self
-            .eval(
+            .eval_values(
                 &self.inner.scripts.update,
                 self.session_key(&record.hash),
                 vec![
-                    ms(now),
-                    expected_version.to_string(),
-                    record.version.to_string(),
-                    ms(record.deadlines.idle),
-                    ms(record.deadlines.absolute),
-                    record.handle.as_str().to_owned(),
-                    has_user,
-                    user,
-                    json,
-                    ms(record.deadlines.next()),
+                    Value::from(ms(now)),
+                    Value::from(expected_version.to_string()),
+                    Value::from(Bytes::from(value)),
+                    Value::from(ms(record.deadlines.next())),
                 ],
             )
             .await?;
-        let items = array(v)?;
+        let mut items = array(v)?;
         let code = items.first().map(int).transpose()?;
         let out = match code {
             Some(0) => Update::Missing,
-            Some(1) => Update::Conflict(items.get(1).and_then(Value::as_string)),
+            Some(1) => Update::Conflict(items.get_mut(1).and_then(|v| v.take().into_bytes())),
             Some(2) => {
                 let old_absolute = items
                     .get(1)
@@ -332,6 +338,11 @@ impl RedisStore {
             Some(3) => {
                 return Err(StoreError::backend(
                     "update must not change a session's user or handle",
+                ));
+            }
+            Some(4) => {
+                return Err(StoreError::Corrupt(
+                    "stored session header does not parse".into(),
                 ));
             }
             _ => return Err(unexpected("update")),
@@ -447,7 +458,7 @@ impl RedisStore {
                 deleted += 1;
                 user = user.or(u);
                 gone.push(hash.clone());
-            } else if self.get_json_hex(hash).await?.is_none() {
+            } else if self.get_value_hex(hash).await?.is_none() {
                 // Expired or never created (an aborted rotation): forget it.
                 gone.push(hash.clone());
             }
@@ -456,12 +467,14 @@ impl RedisStore {
         Ok(deleted)
     }
 
-    async fn get_json_hex(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        self.inner
+    async fn get_value_hex(&self, hash: &str) -> Result<Option<Bytes>, StoreError> {
+        let v = self
+            .inner
             .client
-            .hget::<Option<String>, _, _>(format!("{}s:{{{hash}}}", self.inner.prefix), "r")
+            .hget::<Value, _, _>(format!("{}s:{{{hash}}}", self.inner.prefix), codec::FIELD)
             .await
-            .map_err(map_err)
+            .map_err(map_err)?;
+        Ok(v.into_bytes())
     }
 
     /// The live records registered under a handle.
@@ -469,11 +482,13 @@ impl RedisStore {
         let key = format!("{}h:{{{handle}}}", self.inner.prefix);
         let fields: Vec<String> = self.inner.client.hkeys(key).await.map_err(map_err)?;
         let hashes: Vec<&String> = fields.iter().filter(|f| f.as_str() != "g").collect();
-        let loaded = join_all(hashes.iter().map(|h| self.get_json_hex(h))).await;
+        let loaded = join_all(hashes.iter().map(|h| self.get_value_hex(h))).await;
         let mut out = Vec::new();
-        for json in loaded {
-            if let Some(json) = json? {
-                out.push(decode(&json)?);
+        for (hex, value) in hashes.iter().zip(loaded) {
+            if let Some(value) = value? {
+                let hash = TokenHash::from_hex(hex)
+                    .ok_or_else(|| StoreError::Corrupt("handle lists a bad hash".into()))?;
+                out.push(codec::decode(&hash, &value)?);
             }
         }
         Ok(out)
@@ -601,28 +616,56 @@ impl RedisStore {
         }
     }
 
+    /// The read-modify-write loop. With `seed` (a record the caller loaded
+    /// in this request) the first attempt is the compare-and-set itself, no
+    /// read; a conflict hands back the latest record for the next attempt.
     async fn modify_inner(
         &self,
         hash: &TokenHash,
         now: Timestamp,
         f: ModifyFn<'_>,
+        seed: Option<&SessionRecord>,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let stripe = usize::from(hash.as_bytes()[0]) % MODIFY_STRIPES;
         let _serialized = match self.inner.modify_locks.get(stripe) {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
-        let mut json = match self.get_json(hash).await? {
-            Some(json) => json,
-            None => return Ok(None),
+        let mut base = match seed {
+            Some(record) => Base::Record(record),
+            None => match self.get_value(hash).await? {
+                Some(value) => Base::Encoded(value),
+                None => return Ok(None),
+            },
         };
         for attempt in 0..MODIFY_ATTEMPTS {
-            let current = decode(&json)?;
+            let current = match base {
+                Base::Record(record) => record.clone(),
+                Base::Encoded(value) => codec::decode(hash, &value)?,
+            };
+            if seed.is_some() && attempt == 0 && !current.is_valid_at(now) {
+                // The request's copy looks expired, but another request may
+                // have moved the idle deadline: read the stored record.
+                base = match self.get_value(hash).await? {
+                    Some(value) => Base::Encoded(value),
+                    None => return Ok(None),
+                };
+                continue;
+            }
             if !current.is_valid_at(now) {
                 return Ok(None);
             }
             let mut next = current.clone();
             if f(&mut next) == Modify::Keep {
+                if seed.is_some() && attempt == 0 {
+                    // Keep reports the record *as stored*: the request's
+                    // copy may be older, so read and decide again.
+                    base = match self.get_value(hash).await? {
+                        Some(value) => Base::Encoded(value),
+                        None => return Ok(None),
+                    };
+                    continue;
+                }
                 // Nothing written: the record as stored.
                 return Ok(Some(current));
             }
@@ -636,8 +679,11 @@ impl RedisStore {
                 // The script handed back the latest record: retry on it
                 // without another read.
                 Update::Conflict(Some(latest)) => {
-                    json = latest;
-                    backoff(attempt).await;
+                    base = Base::Encoded(latest);
+                    // A stale seed is not contention: retry at once.
+                    if seed.is_none() || attempt > 0 {
+                        backoff(attempt).await;
+                    }
                 }
                 Update::Conflict(None) => return Err(unexpected("modify")),
             }
@@ -692,8 +738,8 @@ impl Store for RedisStore {
     /// One `HGET`: the whole read path of a request.
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         self.bounded(async {
-            match self.get_json(hash).await? {
-                Some(json) => decode(&json).map(Some),
+            match self.get_value(hash).await? {
+                Some(value) => codec::decode(hash, &value).map(Some),
                 None => Ok(None),
             }
         })
@@ -841,7 +887,19 @@ impl Store for RedisStore {
         now: Timestamp,
         f: ModifyFn<'_>,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.bounded(self.modify_inner(hash, now, f)).await
+        self.bounded(self.modify_inner(hash, now, f, None)).await
+    }
+
+    /// The compare-and-set script straight away on the request's record: a
+    /// write costs one round trip unless another write came in between.
+    async fn modify_loaded(
+        &self,
+        current: &SessionRecord,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.bounded(self.modify_inner(&current.hash, now, f, Some(current)))
+            .await
     }
 }
 
@@ -849,19 +907,11 @@ fn ms(t: Timestamp) -> String {
     t.as_millis().to_string()
 }
 
-fn user_args(record: &SessionRecord) -> (String, String) {
-    match &record.user_id {
-        Some(u) => ("1".to_owned(), u.clone()),
-        None => ("0".to_owned(), String::new()),
-    }
-}
-
-fn encode(record: &SessionRecord) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(StoreError::backend)
-}
-
-fn decode(json: &str) -> Result<SessionRecord, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+/// Where an attempt of `modify_inner` starts.
+enum Base<'a> {
+    /// The caller's own copy (a seed); cloned once when used.
+    Record(&'a SessionRecord),
+    Encoded(Bytes),
 }
 
 fn int(v: &Value) -> Result<i64, StoreError> {

@@ -4,83 +4,120 @@
 //! cluster; see the crate docs for how the multi-key operations are
 //! ordered instead).
 //!
-//! Session keys are Redis hashes with the fields
-//! `v` (version, decimal), `i` (idle deadline, ms), `a` (absolute deadline,
-//! ms), `h` (handle), `u` (user id, absent when anonymous) and `r` (the
-//! record as JSON). Versions are compared as strings, so no precision is
+//! Session keys are Redis hashes with one field, `c`: the record in the
+//! compact encoding of the `codec` module, whose text header (version, idle
+//! and absolute deadlines, handle, user) the scripts parse with
+//! `header_lua!`. Versions are compared as strings, so no precision is
 //! lost to Lua's doubles; deadlines are compared as numbers (milliseconds
 //! since the epoch are exact in a double until the year 287396).
 
 use fred::types::scripts::Script;
 
+/// Lua: `hdr(c)` returns version (string), idle and absolute deadlines
+/// (strings), handle, and user (`false` when anonymous) from an encoded
+/// record, or nothing when the header does not parse.
+macro_rules! header_lua {
+    () => {
+        r"
+local function hdr(c)
+  local v, i, a, h, ul, p = string.match(c, '^(%d+),(%-?%d+),(%-?%d+),([^,]*),([%-%d]+),()')
+  if not v then return nil end
+  local u = false
+  if ul ~= '-' then
+    local n = tonumber(ul)
+    if not n or n < 0 then return nil end
+    u = string.sub(c, p, p + n - 1)
+  end
+  return v, i, a, h, u
+end
+"
+    };
+}
+
 /// Creates a session key if absent.
 ///
-/// KEYS: session key. ARGV: version, idle, absolute, handle, has_user
-/// (`1`/`0`), user, record JSON, expire-at ms.
+/// KEYS: session key. ARGV: encoded record, expire-at ms.
 /// Returns 1 when created, 0 when the key exists.
 const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'i', ARGV[2], 'a', ARGV[3], 'h', ARGV[4], 'r', ARGV[7])
-if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'u', ARGV[6]) end
-redis.call('PEXPIREAT', KEYS[1], ARGV[8])
+redis.call('HSET', KEYS[1], 'c', ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 ";
 
 /// Compare-and-set of a session key.
 ///
-/// KEYS: session key. ARGV: now ms, expected version, new version, idle,
-/// absolute, handle, has_user, user, record JSON, expire-at ms.
-/// Returns `{0}` missing or expired at `now`; `{1, current JSON}` version
+/// KEYS: session key. ARGV: now ms, expected version, encoded new record
+/// (its version must be the next one), expire-at ms.
+/// Returns `{0}` missing or expired at `now`; `{1, current record}` version
 /// conflict; `{2, old absolute}` applied; `{3}` the write tried to change
-/// the handle or user.
-const UPDATE: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a', 'h', 'u', 'r')
-if not f[1] then return {0} end
+/// the handle or user; `{4}` a header does not parse.
+const UPDATE: &str = concat!(
+    header_lua!(),
+    r"
+local c = redis.call('HGET', KEYS[1], 'c')
+if not c then return {0} end
+local v, i, a, h, u = hdr(c)
+if not v then return {4} end
 local now = tonumber(ARGV[1])
-if now >= tonumber(f[2]) or now >= tonumber(f[3]) then return {0} end
-if f[1] ~= ARGV[2] then return {1, f[6]} end
-if f[4] ~= ARGV[6] then return {3} end
-if ARGV[7] == '1' then
-  if f[5] ~= ARGV[8] then return {3} end
-elseif f[5] then
-  return {3}
-end
-redis.call('HSET', KEYS[1], 'v', ARGV[3], 'i', ARGV[4], 'a', ARGV[5], 'r', ARGV[9])
-redis.call('PEXPIREAT', KEYS[1], ARGV[10])
-return {2, f[3]}
-";
+if now >= tonumber(i) or now >= tonumber(a) then return {0} end
+if v ~= ARGV[2] then return {1, c} end
+local nv, ni, na, nh, nu = hdr(ARGV[3])
+if not nv then return {4} end
+if nh ~= h or nu ~= u then return {3} end
+redis.call('HSET', KEYS[1], 'c', ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+return {2, a}
+"
+);
 
 /// Compare-and-delete of the old key of a rotation.
 ///
 /// KEYS: old session key. ARGV: now ms, expected version, handle.
 /// Returns 0 missing or expired, 1 version conflict, 2 deleted, 3 the
-/// handle differs (caller bug).
-const TAKE: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'v', 'i', 'a', 'h')
-if not f[1] then return 0 end
+/// handle differs (caller bug) or the header does not parse.
+const TAKE: &str = concat!(
+    header_lua!(),
+    r"
+local c = redis.call('HGET', KEYS[1], 'c')
+if not c then return 0 end
+local v, i, a, h = hdr(c)
+if not v then return 3 end
 local now = tonumber(ARGV[1])
-if now >= tonumber(f[2]) or now >= tonumber(f[3]) then return 0 end
-if f[1] ~= ARGV[2] then return 1 end
-if f[4] ~= ARGV[3] then return 3 end
+if now >= tonumber(i) or now >= tonumber(a) then return 0 end
+if v ~= ARGV[2] then return 1 end
+if h ~= ARGV[3] then return 3 end
 redis.call('DEL', KEYS[1])
 return 2
-";
+"
+);
 
 /// Conditional delete of a session key.
 ///
 /// KEYS: session key. ARGV: required handle (`''` = any), has_owner,
 /// owner, excepted handle (`''` = none).
 /// Returns `{0}` when nothing was deleted, `{1, handle, user|false}` when
-/// the key was deleted.
-const DELETE_IF: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'h', 'u')
-if not f[1] then return {0} end
-if ARGV[1] ~= '' and f[1] ~= ARGV[1] then return {0} end
-if ARGV[2] == '1' and f[2] ~= ARGV[3] then return {0} end
-if ARGV[4] ~= '' and f[1] == ARGV[4] then return {0} end
+/// the key was deleted. A key whose header does not parse is deleted only
+/// by an unconditional delete (no handle, owner or exception given).
+const DELETE_IF: &str = concat!(
+    header_lua!(),
+    r"
+local c = redis.call('HGET', KEYS[1], 'c')
+if not c then return {0} end
+local v, i, a, h, u = hdr(c)
+if not v then
+  if ARGV[1] == '' and ARGV[2] ~= '1' and ARGV[4] == '' then
+    redis.call('DEL', KEYS[1])
+  end
+  return {0}
+end
+if ARGV[1] ~= '' and h ~= ARGV[1] then return {0} end
+if ARGV[2] == '1' and u ~= ARGV[3] then return {0} end
+if ARGV[4] ~= '' and h == ARGV[4] then return {0} end
 redis.call('DEL', KEYS[1])
-return {1, f[1], f[2]}
-";
+return {1, h, u}
+"
+);
 
 /// Claims a handle for a new session.
 ///
