@@ -891,3 +891,64 @@ async fn openapi_documents_the_token_endpoints() {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_grace_a_refresh_race_leaves_no_working_lineage() {
+    let server = Server::start(&[("TESSERA_REFRESH_GRACE", "0s")]);
+    let key = server.api_key();
+    let pair = issue(&server, &key, "gina").await;
+
+    // Bad input first: clear 400s, and the token is untouched.
+    for (body, content_type) in [
+        ("{\"refresh_token\": ", "application/json"),
+        ("{}", "application/json"),
+        ("grant_type=password", "application/x-www-form-urlencoded"),
+    ] {
+        let res = client()
+            .post(server.at("/v1/tokens/refresh"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{body}");
+        let err: Value = res.json().await.unwrap();
+        assert!(
+            err["error"] == "invalid_request" || err["error"] == "unsupported_grant_type",
+            "{err}"
+        );
+    }
+    assert_eq!(
+        introspect(&server, &key, &pair.refresh).await["active"],
+        true
+    );
+
+    // Eight refreshes at once with one token and no grace period: at most
+    // one wins the rotation; every other presentation is a reuse, which
+    // revokes the family — so no child returned keeps working.
+    let results = futures_join(
+        (0..8)
+            .map(|_| refresh(&server, &pair.refresh))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let children: Vec<String> = results
+        .iter()
+        .filter(|(code, _)| *code == 200)
+        .map(|(_, body)| body["refresh_token"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(children.len() <= 1, "one rotation at most: {results:?}");
+    let mut working = 0;
+    for child in &children {
+        if refresh(&server, child).await.0 == 200 {
+            working += 1;
+        }
+    }
+    let refused_count = results.iter().filter(|(code, _)| *code == 401).count();
+    assert_eq!(refused_count + children.len(), 8, "{results:?}");
+    // The other presentations were reuses: the whole family is gone, the
+    // winner's child included.
+    assert_eq!(working, 0, "{results:?}");
+    assert!(!handles(&server, &key, "gina").await.contains(&pair.handle));
+    assert!(server.logs().contains("refresh_reuse_detected"));
+}
