@@ -952,3 +952,61 @@ async fn without_grace_a_refresh_race_leaves_no_working_lineage() {
     assert!(!handles(&server, &key, "gina").await.contains(&pair.handle));
     assert!(server.logs().contains("refresh_reuse_detected"));
 }
+
+#[tokio::test]
+async fn instances_sharing_a_key_directory_verify_each_others_tokens_and_rotations() {
+    let a = Server::start(&[]);
+    // B: same store and database file, so the same default key directory.
+    let b = Server::start_on(tempfile::tempdir().unwrap(), &a.store_url(), &[]);
+    let key = a.api_key();
+    let from_a = issue(&a, &key, "hana").await;
+    verify_with_jwks(&b, &from_a.access).await;
+    assert_eq!(introspect(&b, &key, &from_a.access).await["active"], true);
+    let (code, body) = refresh(&b, &from_a.refresh).await;
+    assert_eq!(code, 200, "{body}");
+
+    let (ok, out, err) = a.cli(&["keys", "rotate"], None);
+    assert!(ok, "{err}");
+    let new_kid = out
+        .split_whitespace()
+        .nth(3)
+        .expect("new signing key KID …")
+        .to_owned();
+    // Both instances sign with the new key at once and publish both.
+    for server in [&a, &b] {
+        let pair = issue(server, &key, "hana").await;
+        assert_eq!(kid_of(&pair.access), new_kid, "{out}");
+        assert_eq!(jwks(server).await.1["keys"].as_array().unwrap().len(), 2);
+        verify_with_jwks(server, &from_a.access).await;
+    }
+}
+
+#[tokio::test]
+async fn es256_keys_when_configured() {
+    let server = Server::start(&[("TESSERA_TOKEN_ALGORITHM", "es256")]);
+    let key = server.api_key();
+    let pair = issue(&server, &key, "ivan").await;
+    let (_, raw) = jwks(&server).await;
+    assert_eq!(raw["keys"][0]["alg"], "ES256", "{raw}");
+    assert_eq!(raw["keys"][0]["kty"], "EC", "{raw}");
+    assert_eq!(
+        verify_with_jwks(&server, &pair.access).await.algorithm,
+        tessera_jwt::Algorithm::Es256
+    );
+}
+
+#[test]
+fn a_key_directory_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let (ok, out, err) = crate::common::run_cli(&store, &["keys", "list"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("active"), "{out}");
+    let keys = dir.path().join("tessera-keys");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, out, err) = crate::common::run_cli(&store, &["keys", "list"], None);
+    assert!(!ok, "{out}");
+    assert!(err.contains("signing keys"), "{err}");
+    assert!(!out.contains("active"), "{out}");
+}
