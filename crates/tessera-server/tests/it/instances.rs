@@ -153,6 +153,27 @@ async fn two_instances_share_sessions(
         Some("fay-password-1\n"),
     );
     assert!(ok, "{err}");
+    // The database refuses a second "fay" and a second key named "backend"
+    // (a unique violation on every backend), changing nothing.
+    let (ok, _, err) = cli(
+        &["user", "add", "fay", "--password-stdin"],
+        Some("fay-password-2\n"),
+    );
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, _, err) = cli(&["api-key", "create", "backend"], None);
+    assert!(!ok && err.contains("exists"), "{err}");
+    let res = client()
+        .post(a.at("/v1/sessions"))
+        .bearer_auth(&key)
+        .json(&json!({"user_id": "gus"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "the first key still works: {}",
+        res.status()
+    );
     let on_a = login(&a, "fay", "fay-password-1").await;
     let on_b = login(&b, "fay", "fay-password-1").await;
     assert_eq!(crate::common::status(&b, &on_a.token).await.0, 200);
@@ -181,7 +202,14 @@ async fn two_instances_share_sessions(
     let (ok, _, err) = cli(&["api-key", "revoke", "backend"], None);
     assert!(ok, "{err}");
     for server in [&a, &b] {
-        assert_eq!(verify(server).await.unwrap().status(), 401);
+        let res = client()
+            .post(server.at("/v1/sessions"))
+            .bearer_auth(&key)
+            .json(&json!({"user_id": "gus"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "a revoked key is refused everywhere");
     }
 }
 
