@@ -27,5 +27,6 @@ pub use crate::postgres::PgStore;
 pub use crate::sqlite::SqliteStore;
 pub use crate::store::SqlStore;
 pub use crate::sweeper::{
-    DEFAULT_MAX_BATCHES, SweepStats, Sweeper, SweeperConfig, spawn_sweeper, sweep_once,
+    DEFAULT_MAX_BATCHES, DEFAULT_PACE, SweepStats, Sweeper, SweeperConfig, spawn_sweeper,
+    sweep_once, sweep_paced,
 };
