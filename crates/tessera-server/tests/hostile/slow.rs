@@ -306,3 +306,28 @@ async fn announced_oversized_body_gets_413_at_once_with_connection_close() {
     );
     assert_eq!(sessions_of(&server, &key, "bob").await, 0);
 }
+
+/// SIGTERM stops accepting and ends the process cleanly while slow and
+/// idle clients are still connected: graceful shutdown does not wait on a
+/// client that never finishes its request (bounded by the timeouts).
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly_with_slow_clients_connected() {
+    let mut server = Server::start(Mode::Secure, &[]);
+    let token = sign_in(&server).await;
+    let (code, _) = status_with_cookie(&server, &format!("{SECURE_COOKIE}={token}")).await;
+    assert_eq!(code, 200);
+    let _held = [
+        partial_head(server.port).await,
+        partial_body(server.port).await,
+        silent(server.port).await,
+    ];
+    server.terminate();
+    eventually(
+        "the server exited after SIGTERM",
+        Duration::from_secs(60),
+        || server.exit_status().is_some(),
+    )
+    .await;
+    let status = server.exit_status().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
