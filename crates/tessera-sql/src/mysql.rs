@@ -217,6 +217,12 @@ pub struct MySqlStore {
     timeout: Duration,
 }
 
+/// The `GET_LOCK` name held while migrating.
+const MIGRATION_LOCK: &str = "tessera_sql_migrations";
+
+/// How long an instance waits for another one's migrations, in seconds.
+const MIGRATION_LOCK_WAIT_SECS: i64 = 120;
+
 fn migrator() -> Migrator {
     let mut m = sqlx::migrate!("migrations/mysql");
     // The application may keep its own sqlx migrations in the same database.
@@ -260,16 +266,43 @@ impl MySqlStore {
         Ok(store)
     }
 
-    /// Runs the embedded migrations (idempotent).
+    /// Runs the embedded migrations (idempotent), under a database-wide
+    /// lock so that instances starting together migrate one at a time.
+    ///
+    /// sqlx's migrator takes `GET_LOCK(…, -1)` and ignores the answer, and
+    /// MariaDB does not wait on a negative timeout: two instances would run
+    /// the same migration at once and the second would find it "partially
+    /// applied". So the run holds a lock of its own, with a real timeout,
+    /// on the connection it migrates through.
     ///
     /// # Errors
     ///
-    /// Backend errors if a migration fails.
+    /// Backend errors if a migration fails or the lock is not granted
+    /// within two minutes.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrator()
-            .run(&self.pool)
+        let mut conn = self.pool.acquire().await.map_err(crate::error::map)?;
+        let granted: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+            .bind(MIGRATION_LOCK)
+            .bind(MIGRATION_LOCK_WAIT_SECS)
+            .fetch_one(&mut *conn)
             .await
-            .map_err(StoreError::backend)
+            .map_err(crate::error::map)?;
+        if granted != Some(1) {
+            return Err(StoreError::backend(
+                "another instance held the migration lock too long",
+            ));
+        }
+        let result = migrator()
+            .run(&mut *conn)
+            .await
+            .map_err(StoreError::backend);
+        // Also released when the connection closes, should this fail.
+        sqlx::query("DO RELEASE_LOCK(?)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await
+            .map_err(crate::error::map)?;
+        result
     }
 
     /// Closes every pooled connection.

@@ -285,3 +285,39 @@ fn migrate_prepares_a_postgresql_store_and_unknown_urls_are_refused() {
     assert!(err.contains("unsupported store URL"), "{err}");
     assert!(!err.contains("hunter2"), "password redacted: {err}");
 }
+
+/// Instances starting together on a fresh database: every one migrates
+/// the users/keys tables at the same moment, and the database-wide
+/// migration lock lets exactly one apply each migration while the others
+/// wait and find nothing to do.
+fn concurrent_migrations_apply_once(store: &str) {
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.to_owned();
+            std::thread::spawn(move || run_cli(&store, &["migrate"], None))
+        })
+        .collect();
+    let mut applied_now = 0;
+    for run in runs {
+        let (ok, out, err) = run.join().unwrap();
+        assert!(ok, "a concurrent migrate failed: {err}");
+        if out.contains("(1 migration(s) applied now)") {
+            applied_now += 1;
+        } else {
+            assert!(out.contains("(0 migration(s) applied now)"), "{out}");
+        }
+    }
+    assert_eq!(applied_now, 1, "exactly one instance applies the migration");
+}
+
+#[test]
+fn concurrent_migrations_on_postgresql_apply_once() {
+    let db = PgDatabase::create();
+    concurrent_migrations_apply_once(&db.url);
+}
+
+#[test]
+fn concurrent_migrations_on_mysql_apply_once() {
+    let db = MyDatabase::create();
+    concurrent_migrations_apply_once(&db.url);
+}
