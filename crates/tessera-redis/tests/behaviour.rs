@@ -262,3 +262,47 @@ async fn an_unreachable_redis_fails_fast_with_a_store_error() {
         "got {err:?}"
     );
 }
+
+/// `delete_all` (ASVS 5.0 V7.4.5) stays inside its key prefix, even when
+/// the prefix holds `SCAN MATCH` glob characters: a store whose prefix the
+/// pattern would match unescaped (`…[1]*:` matches `…1x:`) keeps its
+/// sessions.
+async fn delete_all_stays_inside_its_prefix(var: &str) {
+    let base = common::unique_prefix("wipe");
+    let url = common::url(var);
+    let connect = |prefix: String| {
+        let url = url.clone();
+        async move {
+            RedisStore::connect(
+                &url,
+                tessera_redis::RedisOptions::default().with_key_prefix(prefix),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let wiped = connect(format!("{base}t[1]*:")).await;
+    let neighbour = connect(format!("{base}t1x:")).await;
+    let (_, mine) = sample_record(Some(&unique_user("wipe")));
+    let (_, theirs) = sample_record(Some(&unique_user("keep")));
+    wiped.create(&mine).await.unwrap();
+    neighbour.create(&theirs).await.unwrap();
+
+    assert_eq!(wiped.delete_all().await.unwrap(), 1);
+    assert!(wiped.load(&mine.hash).await.unwrap().is_none());
+    assert!(
+        neighbour.load(&theirs.hash).await.unwrap().is_some(),
+        "another prefix's session must survive"
+    );
+    assert_eq!(neighbour.delete_all().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn standalone_delete_all_stays_inside_its_prefix() {
+    delete_all_stays_inside_its_prefix("TESSERA_TEST_REDIS_URL").await;
+}
+
+#[tokio::test]
+async fn cluster_delete_all_stays_inside_its_prefix() {
+    delete_all_stays_inside_its_prefix("TESSERA_TEST_REDIS_CLUSTER_URL").await;
+}
