@@ -131,6 +131,10 @@ pub enum IssueError {
     /// The OS CSPRNG failed while drawing the `jti`.
     #[error("the operating system's random number generator failed")]
     Random,
+    /// The deadline given to [`Issuer::issue_until`](crate::Issuer::issue_until)
+    /// has passed: the token would be expired when issued.
+    #[error("the session ends before the token could be valid")]
+    AlreadyEnded,
     /// The claims could not be serialised.
     #[error("claims could not be encoded: {0}")]
     Encoding(#[from] serde_json::Error),

@@ -168,10 +168,51 @@ impl Issuer {
     /// [`IssueError::InvalidClaim`] for an empty or over-long `sub`;
     /// [`IssueError::Random`] if the OS CSPRNG fails.
     pub fn issue(&self, sub: &str, sid: &SessionHandle) -> Result<AccessToken, IssueError> {
+        self.issue_until(sub, sid, Timestamp::from_millis(i64::MAX))
+    }
+
+    /// Issues a token like [`issue`](Self::issue), but never valid past
+    /// `not_after`: `exp` is the earlier of now + lifetime and `not_after`
+    /// (rounded down to the second). Pass the session's absolute deadline,
+    /// so an access token cannot outlive the session it names — a verifier
+    /// that makes no store call would otherwise accept it for up to one
+    /// lifetime after the session's absolute timeout (ASVS 5.0 V7.3.2).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use tessera::record::SessionHandle;
+    /// # use tessera::time::{Clock, ManualClock, Timestamp};
+    /// # use tessera_jwt::{Algorithm, Issuer, IssuerConfig, KeySet};
+    /// let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+    /// let keys = KeySet::generate(Algorithm::EdDSA, clock.now())?;
+    /// let issuer = Issuer::new(IssuerConfig::new("https://auth.example", "api"), &keys, clock.clone())?;
+    /// let ends = Timestamp::from_millis(1_700_000_060_000); // one minute from now
+    /// let token = issuer.issue_until("alice", &SessionHandle::generate()?, ends)?;
+    /// assert_eq!(token.expires_at(), ends);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`issue`](Self::issue), and [`IssueError::AlreadyEnded`] if
+    /// `not_after` is not after the current second (the token would be born
+    /// expired).
+    pub fn issue_until(
+        &self,
+        sub: &str,
+        sid: &SessionHandle,
+        not_after: Timestamp,
+    ) -> Result<AccessToken, IssueError> {
         check_claim(sub, "subject")?;
+        let iat = self.clock.now().as_secs();
+        let exp = iat
+            .saturating_add(self.lifetime_secs)
+            .min(not_after.as_secs());
+        if exp <= iat {
+            return Err(IssueError::AlreadyEnded);
+        }
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|_| IssueError::Random)?;
-        let iat = self.clock.now().as_secs();
         let claims = AccessClaims {
             iss: self.config.issuer.clone(),
             sub: sub.to_owned(),
@@ -180,7 +221,7 @@ impl Issuer {
             sid: sid.clone(),
             iat,
             nbf: iat,
-            exp: iat.saturating_add(self.lifetime_secs),
+            exp,
             jti: URL_SAFE_NO_PAD.encode(jti),
         };
         let header = Header {

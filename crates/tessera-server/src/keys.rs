@@ -313,6 +313,29 @@ impl SigningKeys {
             .issue(sub, sid)
     }
 
+    /// Signs an access token like [`issue`](Self::issue), but never valid
+    /// past `not_after` — the session's absolute deadline, so the token
+    /// cannot outlive its session (ASVS 5.0 V7.3.2).
+    ///
+    /// # Errors
+    ///
+    /// As [`issue`](Self::issue), and [`IssueError::AlreadyEnded`] when
+    /// `not_after` is not in the future.
+    pub fn issue_until(
+        &self,
+        sub: &str,
+        sid: &SessionHandle,
+        not_after: Timestamp,
+    ) -> Result<AccessToken, IssueError> {
+        self.sync();
+        let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
+        loaded
+            .issuer
+            .as_ref()
+            .ok_or(IssueError::NoSigningKey)?
+            .issue_until(sub, sid, not_after)
+    }
+
     /// Verifies an access token: signature, algorithm, `kid`, times,
     /// issuer, audience. No store call (see the crate docs of
     /// `tessera_jwt` on what that means for revocation).

@@ -29,6 +29,8 @@ const MAX_USER_ID: usize = 256;
 /// error shapes.
 enum PairError {
     Unavailable,
+    /// The session reaches its absolute deadline within the second.
+    Ended,
     Internal(&'static str),
 }
 
@@ -36,6 +38,8 @@ impl From<PairError> for ApiError {
     fn from(e: PairError) -> Self {
         match e {
             PairError::Unavailable => ApiError::unavailable(),
+            PairError::Ended => ApiError::new(StatusCode::UNAUTHORIZED, "session_ended")
+                .message("the session reached its absolute timeout"),
             PairError::Internal(what) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error").message(what)
             }
@@ -47,6 +51,7 @@ impl From<PairError> for OAuthError {
     fn from(e: PairError) -> Self {
         match e {
             PairError::Unavailable => OAuthError::unavailable(),
+            PairError::Ended => OAuthError::refused_refresh(),
             PairError::Internal(what) => {
                 OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", what)
             }
@@ -64,14 +69,28 @@ fn pair(
         .user_id
         .as_deref()
         .ok_or(PairError::Internal("the session has no user"))?;
-    let access = state.signing.issue(user, &session.handle).map_err(|e| {
-        tracing::error!(error = %e, "signing an access token failed");
-        PairError::Internal("no usable signing key; see the server log")
-    })?;
+    // Capped at the session's absolute deadline: the access token must not
+    // outlive its session (ASVS 5.0 V7.3.2).
+    let access = state
+        .signing
+        .issue_until(user, &session.handle, session.deadlines.absolute)
+        .map_err(|e| match e {
+            tessera_jwt::IssueError::AlreadyEnded => PairError::Ended,
+            e => {
+                tracing::error!(error = %e, "signing an access token failed");
+                PairError::Internal("no usable signing key; see the server log")
+            }
+        })?;
+    let expires_in = access
+        .claims
+        .exp
+        .saturating_sub(access.claims.iat)
+        .try_into()
+        .unwrap_or(0u64);
     Ok(TokenPair {
         access_token: access.into_string(),
         token_type: "Bearer",
-        expires_in: state.signing.lifetime().as_secs(),
+        expires_in,
         refresh_token: refresh.expose().to_owned(),
         handle: session.handle.to_string(),
         refresh_expires_at: session.deadlines.absolute.to_rfc3339(),

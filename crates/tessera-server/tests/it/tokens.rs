@@ -1010,3 +1010,30 @@ fn a_key_directory_others_can_read_is_refused() {
     assert!(err.contains("signing keys"), "{err}");
     assert!(!out.contains("active"), "{out}");
 }
+
+/// An access token never outlives its session: with a 5-minute absolute
+/// timeout and the default 10-minute access lifetime, `exp` is the
+/// session's absolute deadline and `expires_in` says so.
+#[tokio::test]
+async fn access_tokens_end_with_their_sessions_absolute_deadline() {
+    let server = Server::start(&[
+        ("TESSERA_IDLE_TIMEOUT", "2m"),
+        ("TESSERA_ABSOLUTE_TIMEOUT", "5m"),
+    ]);
+    let key = server.api_key();
+    let res = client()
+        .post(server.at("/v1/tokens"))
+        .bearer_auth(&key)
+        .json(&json!({"user_id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    let verified = verify_with_jwks(&server, body["access_token"].as_str().unwrap()).await;
+    let lifetime = verified.claims.exp - verified.claims.iat;
+    // 300 s, or 299 when the session began late in a second (`exp` is
+    // rounded down to the deadline's second).
+    assert!((299..=300).contains(&lifetime), "{lifetime}");
+    assert_eq!(body["expires_in"], lifetime, "{body}");
+}
