@@ -105,7 +105,15 @@ struct Inner {
     /// instead of racing each other's compare-and-set (many concurrent
     /// requests of one client would otherwise exhaust the retries). Across
     /// processes the compare-and-set alone keeps writes safe.
-    modify_locks: Vec<tokio::sync::Mutex<()>>,
+    ///
+    /// Each stripe also remembers the last record this process wrote
+    /// through it: when many requests of one session queue here, each
+    /// started from the copy it loaded, which the previous one in the queue
+    /// has just made stale. Starting from the remembered, newer record
+    /// instead saves a failed compare-and-set per write. It is only a
+    /// starting point: the compare-and-set still decides, so a stale memory
+    /// (another process wrote since) costs one retry and loses nothing.
+    modify_locks: Vec<tokio::sync::Mutex<Option<SessionRecord>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -178,7 +186,7 @@ impl RedisStore {
                 options,
                 clustered,
                 modify_locks: (0..MODIFY_STRIPES)
-                    .map(|_| tokio::sync::Mutex::new(()))
+                    .map(|_| tokio::sync::Mutex::new(None))
                     .collect(),
             }),
         })
@@ -627,10 +635,20 @@ impl RedisStore {
         seed: Option<&SessionRecord>,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let stripe = usize::from(hash.as_bytes()[0]) % MODIFY_STRIPES;
-        let _serialized = match self.inner.modify_locks.get(stripe) {
+        let mut last_written = match self.inner.modify_locks.get(stripe) {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
+        // A newer record of the same session written by this process beats
+        // the caller's copy as the first compare-and-set base.
+        let newer = seed.and_then(|seed| {
+            last_written
+                .as_deref()
+                .and_then(Option::as_ref)
+                .filter(|last| last.hash == seed.hash && last.version > seed.version)
+                .cloned()
+        });
+        let seed = newer.as_ref().or(seed);
         let mut base = match seed {
             Some(record) => Base::Record(record),
             None => match self.get_value(hash).await? {
@@ -674,7 +692,12 @@ impl RedisStore {
             next.handle = current.handle.clone();
             next.user_id.clone_from(&current.user_id);
             match self.update_inner(current.version, &next, now).await? {
-                Update::Applied { .. } => return Ok(Some(next)),
+                Update::Applied { .. } => {
+                    if let Some(slot) = last_written.as_deref_mut() {
+                        *slot = Some(next.clone());
+                    }
+                    return Ok(Some(next));
+                }
                 Update::Missing => return Ok(None),
                 // The script handed back the latest record: retry on it
                 // without another read.
