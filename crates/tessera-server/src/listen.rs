@@ -224,7 +224,14 @@ async fn accept_failed(e: &std::io::Error) {
 
 /// `app` with the body limits of [`Limits`] in front of every route: the
 /// declared-length check, the body deadline and `Connection: close` on
-/// 413 and 408.
+/// 413 and 408. [`serve`] applies it; exposed for in-process servers.
+///
+/// ```
+/// use tessera_server::{config::Config, listen};
+/// let limits = listen::Limits::from_config(&Config::default());
+/// let app = listen::with_limits(axum::Router::new(), limits);
+/// # drop(app);
+/// ```
 pub fn with_limits(app: Router, limits: Limits) -> Router {
     app.layer(middleware::from_fn_with_state(limits, body_limits))
 }

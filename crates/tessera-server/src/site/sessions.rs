@@ -139,6 +139,14 @@ pub async fn list(State(state): State<AppState>, ctx: SiteCtx, headers: HeaderMa
 /// terminate sessions "having authenticated again with at least one
 /// factor"). A stolen session alone can then not sign its victim out of
 /// their other devices.
+///
+/// ```
+/// use tessera_server::site::sessions::RevokeForm;
+/// let form: RevokeForm = serde_urlencoded::from_str("password=s3cret&csrf_token=t").unwrap();
+/// assert_eq!(form.password, "s3cret");
+/// let none: RevokeForm = serde_urlencoded::from_str("csrf_token=t").unwrap();
+/// assert!(none.password.is_empty()); // refused with 400 password_required
+/// ```
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RevokeForm {
     /// The user's current password; empty or absent is refused with 400
