@@ -331,3 +331,36 @@ async fn sigterm_shuts_down_cleanly_with_slow_clients_connected() {
     let status = server.exit_status().unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// `max_connections` bounds what the process holds: beyond it, clients
+/// wait in the kernel's accept queue, not in the server's memory; when the
+/// held ones leave, the waiting ones are served.
+#[tokio::test]
+async fn connections_beyond_max_connections_wait_outside_the_process() {
+    const CAP: usize = 5;
+    let server = Server::start(Mode::Secure, &[("TESSERA_MAX_CONNECTIONS", "5")]);
+    let baseline = server.open_fds();
+    let mut held = Vec::new();
+    for _ in 0..30 {
+        held.push(partial_head(server.port).await);
+    }
+    // The first CAP are taken in.
+    eventually(
+        "the server accepted the first connections",
+        Duration::from_secs(30),
+        || server.open_fds() + 2 >= baseline + CAP,
+    )
+    .await;
+    // Give it time to (wrongly) take more; never a timing assertion: a
+    // slow machine can only make this check pass, not fail.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let open = server.open_fds();
+    assert!(
+        open <= baseline + CAP + 2,
+        "{open} descriptors open with {CAP} allowed connections (baseline {baseline})"
+    );
+    // The queued ones are served once the held ones leave.
+    drop(held);
+    let (code, _) = status_with_cookie(&server, "").await;
+    assert_eq!(code, 401);
+}
