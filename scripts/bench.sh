@@ -14,6 +14,8 @@
 #   BENCH_SCALE_N     sessions of the memory, SQLite and sweeper scale tests (1000000)
 #   BENCH_STACKS      stacks to run (default: all, see below)
 #   BENCH_SKIP_SCALE  1 = skip the scale tests
+#   BENCH_SCALE_TESTS which scale tests to run ("memory sqlite sweeper")
+#   BENCH_SWEEP_N     expired sessions of the sweeper test (BENCH_SCALE_N)
 #   BENCH_OUT         output directory (default bench/target/results/<time>)
 #
 # What it does: installs missing tools (wrk, Node/npm, curl, python3 via
@@ -44,6 +46,8 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-32}
 SESSIONS=${BENCH_SESSIONS:-256}
 SCALE_N=${BENCH_SCALE_N:-1000000}
+SCALE_TESTS=${BENCH_SCALE_TESTS:-memory sqlite sweeper}
+SWEEP_N=${BENCH_SWEEP_N:-$SCALE_N}
 ALL_STACKS="bare tessera-memory tessera-sqlite tessera-redis ts-memory ts-redis ts-redis-sliding express"
 STACKS=${BENCH_STACKS:-$ALL_STACKS}
 OUT=${BENCH_OUT:-$BENCH/target/results/$(date +%Y%m%d-%H%M%S)}
@@ -119,23 +123,36 @@ PORT=""
 # start_server STACK [extra env...]: starts the stack on CPU 0 and waits
 # until it answers.
 start_server() {
-    local stack=$1
+    local stack=$1 attempt
     shift
-    PORT=$(_ts_free_port)
     local logf=$OUT/server-$stack.log
-    if [[ $stack == express ]]; then
-        env BENCH_REDIS_URL="$REDIS_URL" "$@" taskset -c "$SERVER_CPU" \
-            node "$BENCH/node/server.js" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
-    else
-        env BENCH_REDIS_URL="$REDIS_URL" BENCH_WORKERS=1 "$@" taskset -c "$SERVER_CPU" \
-            "$BIN/bench-server" "$stack" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
-    fi
-    SERVER_PID=$!
-    local deadline=$((SECONDS + 30))
-    until curl -s -o /dev/null "http://127.0.0.1:$PORT/counter"; do
-        kill -0 "$SERVER_PID" 2>/dev/null || die "$stack did not start (see $logf)"
-        ((SECONDS < deadline)) || die "$stack not ready after 30 s (see $logf)"
-        sleep 0.1
+    # The free port can be taken by another process before the server binds
+    # it (a shared machine): try another one a few times.
+    for attempt in 1 2 3; do
+        PORT=$(_ts_free_port)
+        if [[ $stack == express ]]; then
+            env BENCH_REDIS_URL="$REDIS_URL" "$@" taskset -c "$SERVER_CPU" \
+                node "$BENCH/node/server.js" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
+        else
+            env BENCH_REDIS_URL="$REDIS_URL" BENCH_WORKERS=1 "$@" taskset -c "$SERVER_CPU" \
+                "$BIN/bench-server" "$stack" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
+        fi
+        SERVER_PID=$!
+        local deadline=$((SECONDS + 30))
+        until curl -s -o /dev/null "http://127.0.0.1:$PORT/counter"; do
+            if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+                wait "$SERVER_PID" 2>/dev/null || true
+                SERVER_PID=""
+                if ((attempt < 3)) && grep -qi 'addr.*in use' "$logf"; then
+                    log "$stack: port $PORT was taken, retrying"
+                    continue 2
+                fi
+                die "$stack did not start (see $logf)"
+            fi
+            ((SECONDS < deadline)) || die "$stack not ready after 30 s (see $logf)"
+            sleep 0.1
+        done
+        return 0
     done
 }
 
@@ -289,12 +306,21 @@ count_sql() {
 
 # ---------------------------------------------------------------- scale
 scale_tests() {
+    [[ " $SCALE_TESTS " == *" memory "* ]] && scale_memory
+    [[ " $SCALE_TESTS " == *" sqlite "* ]] && scale_sqlite
+    [[ " $SCALE_TESTS " == *" sweeper "* ]] && scale_sweeper
+    return 0
+}
+
+scale_memory() {
     log "memory store: $SCALE_N sessions"
     local which
     for which in tessera tower-sessions; do
         printf 'memsize\t%s\n' "$("$BIN/bench-memsize" "$which" "$SCALE_N")" >>"$RESULTS"
     done
+}
 
+scale_sqlite() {
     log "SQLite: 1000 vs $SCALE_N stored sessions"
     local small=$OUT/scale-small/sessions.db big=$OUT/scale-big/sessions.db
     mkdir -p "$(dirname "$small")" "$(dirname "$big")"
@@ -312,11 +338,13 @@ scale_tests() {
         done
     done
     rm -rf "$(dirname "$small")" "$(dirname "$big")"
+}
 
-    log "SQLite sweeper: $SCALE_N expired sessions"
+scale_sweeper() {
+    log "SQLite sweeper: $SWEEP_N expired sessions"
     local sweep=$OUT/scale-sweep/sessions.db
     mkdir -p "$(dirname "$sweep")"
-    "$BIN/bench-sqlite-seed" "$sweep" 1000 "$SCALE_N" >&2
+    "$BIN/bench-sqlite-seed" "$sweep" 1000 "$SWEEP_N" >&2
     start_server tessera-sqlite BENCH_SQLITE_PATH="$sweep"
     seed "$SESSIONS" s "$OUT/sessions-sweep.txt"
     run_wrk "$WARMUP" GET /whoami "$OUT/sessions-sweep.txt" >/dev/null || true
@@ -328,7 +356,7 @@ scale_tests() {
         runs=$((runs + 1))
         measure "$runs" sweep-busy read GET /whoami "$OUT/sessions-sweep.txt"
         purged=$(curl -s "http://127.0.0.1:$PORT/__sweep" | cut -d' ' -f1)
-        ((purged >= SCALE_N)) && break
+        ((purged >= SWEEP_N)) && break
     done
     printf 'sweep\t%s\t%s\t%s\n' "$purged" "$((SECONDS - started))" "$runs" >>"$RESULTS"
     stop_server

@@ -255,7 +255,14 @@ mod tessera_stack {
                 if slot.is_none() {
                     // The sweeper as an application would run it, with a
                     // short interval so it works through the backlog now.
-                    let config = SweeperConfig::new(Duration::from_millis(100), 500);
+                    // BENCH_SWEEP_BATCH / BENCH_SWEEP_PACE override the
+                    // batch size and pacing (for tuning runs).
+                    let batch = env_or("BENCH_SWEEP_BATCH", 100);
+                    let config = SweeperConfig::new(Duration::from_millis(100), batch);
+                    let config = match std::env::var("BENCH_SWEEP_PACE") {
+                        Ok(p) => config.with_pace(p.parse().unwrap_or(tessera_sql::DEFAULT_PACE)),
+                        Err(_) => config,
+                    };
                     *slot = Some(Sweeper::spawn(
                         store,
                         Arc::new(tessera::time::SystemClock),
@@ -363,4 +370,12 @@ mod ts014 {
             .with_always_save(always_save);
         Ok(routes().layer(layer))
     }
+}
+
+/// A numeric setting from the environment, or `default`.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
