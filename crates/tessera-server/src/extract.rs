@@ -95,16 +95,15 @@ pub fn client_ip(
     peer: Option<std::net::SocketAddr>,
     trust_forwarded_for: bool,
 ) -> String {
-    if trust_forwarded_for {
-        if let Some(ip) = headers
+    if trust_forwarded_for
+        && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .map(str::trim)
             .and_then(|v| v.parse::<std::net::IpAddr>().ok())
-        {
-            return ip.to_string();
-        }
+    {
+        return ip.to_string();
     }
     peer.map_or_else(|| String::from("unknown"), |p| p.ip().to_string())
 }

@@ -280,6 +280,20 @@ impl Store for MeteredStore {
         observe("modify", t);
         r
     }
+
+    // Forwarded, not left to the provided method: the inner store may do
+    // the compare-and-set in one round trip (Redis runs one script).
+    async fn modify_loaded(
+        &self,
+        current: &SessionRecord,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.modify_loaded(current, now, f).await;
+        observe("modify_loaded", t);
+        r
+    }
 }
 
 #[async_trait]

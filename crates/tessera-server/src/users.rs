@@ -151,10 +151,10 @@ pub fn random_password() -> Result<String, UserError> {
         let [v] = b;
         // Rejection sampling keeps the choice uniform.
         let limit = 256 - 256 % ALPHABET.len();
-        if usize::from(v) < limit {
-            if let Some(c) = ALPHABET.get(usize::from(v) % ALPHABET.len()) {
-                out.push(char::from(*c));
-            }
+        if usize::from(v) < limit
+            && let Some(c) = ALPHABET.get(usize::from(v) % ALPHABET.len())
+        {
+            out.push(char::from(*c));
         }
     }
     Ok(out)

@@ -126,10 +126,10 @@ pub fn fail(json: bool, e: ApiError) -> Response {
         .clone()
         .unwrap_or_else(|| pages::describe_error(e.body.error).to_owned());
     let mut response = (status, pages::error_page(status, &message)).into_response();
-    if let Some(secs) = e.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(secs) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     response
 }

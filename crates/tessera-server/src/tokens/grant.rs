@@ -120,14 +120,13 @@ async fn new_pair(
         Ok(refresh) => pair(state, &record, &refresh),
         Err(e) => Err(unavailable(e)),
     };
-    if made.is_err() {
-        if let Err(e) = state
+    if made.is_err()
+        && let Err(e) = state
             .manager
             .revoke_family(&record.handle, record.user_id.as_deref())
             .await
-        {
-            tracing::warn!(error = %e, "could not revoke a half-made token session");
-        }
+    {
+        tracing::warn!(error = %e, "could not revoke a half-made token session");
     }
     made
 }
