@@ -9,18 +9,62 @@
 
 use libfuzzer_sys::fuzz_target;
 use tessera::record::{ClientMeta, Data, DataChanges, SessionHandle};
-use tessera::token::SessionToken;
+use tessera::token::{RefreshToken, SessionToken};
 use tessera_server::api::types::{
     CreateSession, MAX_USER_ID, PatchData, TokenRequest, VerifyRequest, valid_user_id,
 };
 use tessera_server::site::auth::{CsrfForm, LoginForm, PasswordForm, ReauthForm};
 use tessera_server::site::sessions::RevokeForm;
+use tessera_server::tokens::types::{RefreshRequest, TokenGrant, TokenQuery};
 
 /// What `valid_user_id` promises about the ids it accepts.
 fn check_user_id(user_id: &str) {
     if valid_user_id(user_id).is_ok() {
         assert!(!user_id.is_empty() && user_id.len() <= MAX_USER_ID);
         assert!(!user_id.chars().any(char::is_control));
+    }
+}
+
+/// A refresh token accepted by the parser names exactly itself.
+fn check_refresh_token(token: Option<&str>) {
+    if let Some(Ok(parsed)) = token.map(RefreshToken::parse) {
+        assert_eq!(parsed.expose(), token.unwrap_or_default());
+    }
+}
+
+/// The token endpoints' bodies (`POST /token`, `/v1/tokens/refresh`,
+/// `/v1/tokens/revoke`, `/v1/tokens/introspect`), each as JSON and as a
+/// form, as `FormOrJson` reads them.
+fn check_token_bodies(body: &[u8]) {
+    for grant in [
+        serde_json::from_slice::<TokenGrant>(body).ok(),
+        serde_urlencoded::from_bytes::<TokenGrant>(body).ok(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        check_refresh_token(grant.refresh_token.as_deref());
+    }
+    for req in [
+        serde_json::from_slice::<RefreshRequest>(body).ok(),
+        serde_urlencoded::from_bytes::<RefreshRequest>(body).ok(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        check_refresh_token(req.refresh_token.as_deref());
+    }
+    for query in [
+        serde_json::from_slice::<TokenQuery>(body).ok(),
+        serde_urlencoded::from_bytes::<TokenQuery>(body).ok(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        check_refresh_token(query.token.as_deref());
+        if let Some(token) = query.token.as_deref() {
+            check_token(token);
+        }
     }
 }
 
@@ -80,6 +124,7 @@ fn check_bodies(body: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     check_bodies(data);
+    check_token_bodies(data);
     // Path parameters: user ids and session handles.
     if let Ok(s) = std::str::from_utf8(data) {
         check_user_id(s);
