@@ -100,7 +100,7 @@ impl fmt::Display for Algorithm {
 /// let kid = Kid::generate()?;
 /// assert_eq!(Kid::parse(kid.as_str()), Some(kid));
 /// assert_eq!(Kid::parse("../../etc/passwd"), None);
-/// # Ok::<(), tessera_jwt::KeyError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -331,16 +331,16 @@ pub(crate) struct KeyEntry {
 ///
 /// let t0 = Timestamp::from_millis(1_700_000_000_000);
 /// let mut keys = KeySet::generate(Algorithm::EdDSA, t0)?;
-/// let first = keys.current().unwrap().kid.clone();
+/// let first = keys.current().ok_or("no active key")?.kid.clone();
 /// let second = keys.rotate(Algorithm::EdDSA, t0)?;
-/// assert_eq!(keys.current().unwrap().kid, second);
+/// assert_eq!(keys.current().ok_or("no active key")?.kid, second);
 /// // The retired key is still published, so tokens it signed still verify.
 /// assert_eq!(keys.jwks(t0).keys.len(), 2);
 /// // After the retention period it is gone.
 /// let later = t0 + keys.retention();
 /// assert_eq!(keys.jwks(later).keys.len(), 1);
 /// assert_eq!(keys.prune(later), vec![first]);
-/// # Ok::<(), tessera_jwt::KeyError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct KeySet {

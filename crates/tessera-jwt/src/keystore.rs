@@ -57,12 +57,12 @@ struct Manifest {
 /// let t0 = Timestamp::from_millis(1_700_000_000_000);
 ///
 /// let mut store = KeyStore::open_or_create(&path, Algorithm::EdDSA, DEFAULT_RETENTION, t0)?;
-/// let old = store.key_set().current().unwrap().kid.clone();
+/// let old = store.key_set().current().ok_or("no active key")?.kid.clone();
 /// let new = store.rotate(Algorithm::EdDSA, t0)?;
 ///
 /// // Another process (the server) sees the rotation.
 /// let reopened = KeyStore::open(&path, DEFAULT_RETENTION)?;
-/// assert_eq!(reopened.key_set().current().unwrap().kid, new);
+/// assert_eq!(reopened.key_set().current().ok_or("no active key")?.kid, new);
 /// assert_eq!(reopened.key_set().jwks(t0).keys.len(), 2);
 ///
 /// // Once every token of the old key has expired, pruning deletes it.

@@ -71,11 +71,13 @@ pub enum DbError {
 /// names. Cheap to clone (clones share the pool).
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Runtime::new()?.block_on(async {
 /// use std::time::Duration;
 /// let db = tessera_server::db::open("memory://", 1, Duration::from_secs(5)).await?;
 /// assert_eq!(db.backend(), "sqlite");
-/// # Ok::<(), tessera_server::db::DbError>(()) }).unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -165,11 +167,12 @@ pub(crate) fn is_duplicate(e: &sqlx::Error) -> bool {
 ///
 /// ```
 /// use tessera_server::db::data_url;
-/// assert_eq!(data_url("sqlite://tessera.db").unwrap(), "sqlite://tessera.db");
-/// assert_eq!(data_url("memory://").unwrap(), "sqlite::memory:");
-/// assert_eq!(data_url("postgresql://db/app").unwrap(), "postgresql://db/app");
-/// assert_eq!(data_url("mariadb://db/app").unwrap(), "mysql://db/app");
+/// assert_eq!(data_url("sqlite://tessera.db")?, "sqlite://tessera.db");
+/// assert_eq!(data_url("memory://")?, "sqlite::memory:");
+/// assert_eq!(data_url("postgresql://db/app")?, "postgresql://db/app");
+/// assert_eq!(data_url("mariadb://db/app")?, "mysql://db/app");
 /// assert!(data_url("redis://x").is_err());
+/// # Ok::<(), tessera_server::db::DbError>(())
 /// ```
 ///
 /// # Errors

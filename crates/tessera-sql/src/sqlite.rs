@@ -121,13 +121,15 @@ mod sql {
 /// "database is locked".
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Runtime::new()?.block_on(async {
 /// use tessera::Store;
 /// use tessera_sql::SqliteStore;
 ///
 /// let store = SqliteStore::connect("sqlite::memory:").await?;
 /// store.ping().await?;
-/// # Ok::<(), tessera::StoreError>(()) }).unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

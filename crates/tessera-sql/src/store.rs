@@ -21,16 +21,18 @@ use crate::options::SqlOptions;
 /// | `mysql://…`, `mariadb://…` | [`MySqlStore`](crate::MySqlStore) | `mysql` |
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Runtime::new()?.block_on(async {
 /// use tessera::SessionManager;
 /// use tessera_sql::SqlStore;
 ///
-/// let dir = tempfile::tempdir().unwrap();
+/// let dir = tempfile::tempdir()?;
 /// let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
 /// let store = SqlStore::connect(&url).await?;
 /// assert_eq!(store.backend(), "sqlite");
-/// let manager = SessionManager::builder(store).build().unwrap();
-/// # Ok::<(), tessera::StoreError>(()) }).unwrap();
+/// let manager = SessionManager::builder(store).build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -234,7 +236,8 @@ impl Store for SqlStore {
 /// [`SessionManagerBuilder::refresh_store`](tessera::manager::SessionManagerBuilder::refresh_store):
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Runtime::new()?.block_on(async {
 /// use std::sync::Arc;
 /// use tessera::SessionManager;
 /// use tessera_sql::SqlStore;
@@ -242,9 +245,9 @@ impl Store for SqlStore {
 /// let store = Arc::new(SqlStore::connect("sqlite::memory:").await?);
 /// let manager = SessionManager::builder_from_arc(store.clone())
 ///     .refresh_store(store)
-///     .build()
-///     .unwrap();
-/// # Ok::<(), tessera::StoreError>(()) }).unwrap();
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok(()) }
 /// ```
 #[async_trait]
 impl RefreshStore for SqlStore {

@@ -54,14 +54,16 @@ const MIN_REST: Duration = Duration::from_millis(1);
 /// The first store error; records deleted before it stay deleted.
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Runtime::new()?.block_on(async {
 /// use tessera::store::MemoryStore;
 /// use tessera::time::Timestamp;
 ///
 /// let store = MemoryStore::new();
 /// let n = tessera_sql::sweep_once(&store, Timestamp::from_millis(0), 500, 10).await?;
 /// assert_eq!(n, 0);
-/// # Ok::<(), tessera::StoreError>(()) }).unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok(()) }
 /// ```
 pub async fn sweep_once<S: Store + ?Sized>(
     store: &S,
@@ -83,14 +85,16 @@ pub async fn sweep_once<S: Store + ?Sized>(
 /// The first store error; records deleted before it stay deleted.
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Runtime::new()?.block_on(async {
 /// use tessera::store::MemoryStore;
 /// use tessera::time::Timestamp;
 ///
 /// let store = MemoryStore::new();
 /// let n = tessera_sql::sweep_paced(&store, Timestamp::from_millis(0), 100, 10, 1).await?;
 /// assert_eq!(n, 0);
-/// # Ok::<(), tessera::StoreError>(()) }).unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok(()) }
 /// ```
 pub async fn sweep_paced<S: Store + ?Sized>(
     store: &S,
@@ -187,7 +191,8 @@ impl SweeperConfig {
 /// A running sweeper task. Dropping it stops the task.
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Runtime::new()?.block_on(async {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use tessera::store::MemoryStore;
@@ -195,6 +200,7 @@ impl SweeperConfig {
 /// let sweeper = tessera_sql::spawn_sweeper(Arc::new(MemoryStore::new()), Duration::from_secs(60), 500);
 /// sweeper.stop();
 /// # });
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct Sweeper {

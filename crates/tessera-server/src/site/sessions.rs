@@ -142,10 +142,11 @@ pub async fn list(State(state): State<AppState>, ctx: SiteCtx, headers: HeaderMa
 ///
 /// ```
 /// use tessera_server::site::sessions::RevokeForm;
-/// let form: RevokeForm = serde_urlencoded::from_str("password=s3cret&csrf_token=t").unwrap();
+/// let form: RevokeForm = serde_urlencoded::from_str("password=s3cret&csrf_token=t")?;
 /// assert_eq!(form.password, "s3cret");
-/// let none: RevokeForm = serde_urlencoded::from_str("csrf_token=t").unwrap();
+/// let none: RevokeForm = serde_urlencoded::from_str("csrf_token=t")?;
 /// assert!(none.password.is_empty()); // refused with 400 password_required
+/// # Ok::<(), serde_urlencoded::de::Error>(())
 /// ```
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RevokeForm {

@@ -260,7 +260,7 @@ pub trait Store: Send + Sync + 'static {
     /// let written = store.modify_loaded(&record, now, &|r: &mut SessionRecord| {
     ///     r.data.insert("n".into(), 1.into());
     ///     Modify::Write
-    /// }).await?.expect("live");
+    /// }).await?.ok_or("the session ended")?;
     /// assert_eq!(written.version, 2);
     /// # Ok(()) }
     /// ```
