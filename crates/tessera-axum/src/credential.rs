@@ -49,7 +49,33 @@ pub(crate) fn find(
     )
 }
 
-fn find_bearer(headers: &HeaderMap) -> Option<Presented> {
+/// The session token presented as `Authorization: Bearer tss_…`, if any:
+/// `Token` for one token (repeated values of the same token count once),
+/// `Malformed` for a `tss_` value that does not parse (refuse it without a
+/// store call), `Ambiguous` for two different tokens (as for duplicate
+/// cookies: never guess which one the client meant). Values with another
+/// scheme, or without the `tss_` prefix, are not session tokens and are
+/// ignored; at most eight `Authorization` values are examined.
+///
+/// For servers that read the credential without [`SessionLayer`]
+/// (`tessera serve`'s forward auth).
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+/// use tessera::cookie::Presented;
+/// use tessera::token::SessionToken;
+/// let token = SessionToken::generate()?;
+/// let mut headers = HeaderMap::new();
+/// headers.append(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {}", token.expose()))?);
+/// assert!(matches!(tessera_axum::find_bearer(&headers), Some(Presented::Token(_))));
+/// let other = SessionToken::generate()?;
+/// headers.append(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {}", other.expose()))?);
+/// assert!(matches!(tessera_axum::find_bearer(&headers), Some(Presented::Ambiguous)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// [`SessionLayer`]: crate::SessionLayer
+pub fn find_bearer(headers: &HeaderMap) -> Option<Presented> {
     let prefix = <tessera::token::Session as TokenKind>::PREFIX;
     let mut found: Option<Presented> = None;
     for value in headers

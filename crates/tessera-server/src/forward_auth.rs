@@ -50,7 +50,6 @@ use axum::response::{IntoResponse, Response};
 use tessera::Access;
 use tessera::cookie::Presented;
 use tessera::csrf::{CsrfRejection, is_unsafe_method};
-use tessera::token::SessionToken;
 
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -115,21 +114,26 @@ pub async fn verify(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
-    match bearer(&state, &headers) {
-        Some(Bearer::Session(Ok(token))) => {
+    // A bearer session token is looked for exactly as the session layer
+    // does (one rule for duplicates: two different tokens are ambiguous).
+    match tessera_axum::find_bearer(&headers) {
+        Some(Presented::Token(token)) => {
             return match state.manager.load(token.expose(), Access::Activity).await {
                 Ok(record) => signed_in(record.user_id.as_deref(), record.handle.as_str()),
                 Err(e) => ApiError::from(e).into_response(),
             };
         }
-        // Ours by its prefix but broken: refused without a store call.
-        Some(Bearer::Session(Err(()))) => {
-            return ApiError::unauthenticated("missing").into_response();
+        // Ours by its prefix but broken, or two different tokens: refused
+        // without a store call.
+        Some(Presented::Absent) | None => {}
+        Some(Presented::Ambiguous) => {
+            return ApiError::unauthenticated("ambiguous").into_response();
         }
-        Some(Bearer::Access(verified)) => {
-            return signed_in(Some(&verified.claims.sub), verified.claims.sid.as_str());
-        }
-        None => {}
+        // Malformed (and any kind added later): never a store call.
+        Some(_) => return ApiError::unauthenticated("missing").into_response(),
+    }
+    if let Some(verified) = access_token(&state, &headers) {
+        return signed_in(Some(&verified.claims.sub), verified.claims.sid.as_str());
     }
     if let Err(rejection) = check_forwarded_origin(&state, &headers) {
         let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
@@ -159,40 +163,23 @@ pub async fn verify(
     signed_in(record.user_id.as_deref(), record.handle.as_str())
 }
 
-/// A bearer credential of this server found in `Authorization`.
-enum Bearer {
-    /// `tss_…`: parsed, or malformed.
-    Session(Result<SessionToken, ()>),
-    /// A valid access token signed by this server.
-    Access(Box<tessera_jwt::VerifiedToken>),
-}
-
-/// Looks for a bearer credential of ours (see the module docs): the first
-/// `Authorization: Bearer` value that is a session token or an access
-/// token this server signed.
-fn bearer(state: &AppState, headers: &HeaderMap) -> Option<Bearer> {
-    let prefix = <tessera::token::Session as tessera::token::TokenKind>::PREFIX;
+/// The first `Authorization: Bearer` value that is a valid access token
+/// signed by this server (session tokens are found by
+/// [`tessera_axum::find_bearer`]).
+fn access_token(state: &AppState, headers: &HeaderMap) -> Option<tessera_jwt::VerifiedToken> {
     // A few values at most: bounded work per request.
-    for value in headers.get_all(header::AUTHORIZATION).iter().take(8) {
-        let Ok(value) = value.to_str() else { continue };
-        let Some((scheme, credential)) = value.trim().split_once(' ') else {
-            continue;
-        };
-        // RFC 9110 §11.1: the scheme is case-insensitive.
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            continue;
-        }
-        let credential = credential.trim();
-        if credential.starts_with(prefix) {
-            return Some(Bearer::Session(
-                SessionToken::parse(credential).map_err(|_| ()),
-            ));
-        }
-        if let Ok(verified) = state.signing.verify(credential) {
-            return Some(Bearer::Access(Box::new(verified)));
-        }
-    }
-    None
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .take(8)
+        .filter_map(|value| {
+            let (scheme, credential) = value.to_str().ok()?.trim().split_once(' ')?;
+            // RFC 9110 §11.1: the scheme is case-insensitive.
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credential.trim())
+        })
+        .find_map(|credential| state.signing.verify(credential).ok())
 }
 
 /// 200 with the user and session headers, or 401 without a user.

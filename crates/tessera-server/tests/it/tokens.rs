@@ -846,6 +846,39 @@ async fn forward_auth_accepts_bearer_session_and_access_tokens() {
     // Malformed session token: 401.
     let res = forward(format!("{token}x"), false).await.unwrap();
     assert_eq!(res.status(), 401);
+    // Two different session tokens (the same rule as the session layer and
+    // duplicate cookies): 401 `ambiguous`, never a guess — even though one
+    // of them is valid.
+    let other: Value = client()
+        .post(server.at("/v1/sessions"))
+        .bearer_auth(&key)
+        .json(&json!({"user_id": "mallory"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = other["token"].as_str().unwrap().to_owned();
+    let res = client()
+        .get(server.at("/v1/auth/verify"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {other}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["reason"], "ambiguous", "{body}");
+    // The same token twice is one token.
+    let res = client()
+        .get(server.at("/v1/auth/verify"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 
     // Access token: accepted without a store call.
     let pair = issue(&server, &key, "erin").await;
