@@ -8,17 +8,37 @@
 //! the sessions.
 //!
 //! **Several instances, one directory.** Every instance that issues tokens
-//! for one issuer points at the same directory (a shared volume). Before
-//! each use (signing, verifying, serving the JWKS) an instance compares the
-//! manifest's inode, size and modification time with what it loaded — one
-//! `stat`, no read — and reloads when they differ. `tessera keys rotate` in
-//! any process writes the manifest by atomic rename, so every instance
-//! signs with the new key from its very next token and publishes it in its
-//! JWKS at once. A stat per use was chosen over a reload timer because a
-//! timer leaves a window in which an instance keeps signing with a key that
-//! was already retired (tokens whose `iat` is after their key's retirement
-//! are refused, RFC 8725 spirit: a retired key no longer signs). A failed
-//! reload keeps the keys already loaded and logs a warning.
+//! for one issuer points at the same directory (a shared volume). An
+//! instance notices a change by comparing the manifest's inode, size and
+//! modification time with what it loaded — one `stat`, no read — and
+//! reloads when they differ. `tessera keys rotate` in any process writes the
+//! manifest by atomic rename (a new inode), so the check never misses it.
+//! When it checks depends on the use:
+//!
+//! - **Signing** checks before every token. A timer would leave a window in
+//!   which an instance keeps signing with a key another instance already
+//!   retired (tokens whose `iat` is after their key's retirement are
+//!   refused, RFC 8725 spirit: a retired key no longer signs). Signing is
+//!   rare next to verifying (once per token grant or refresh, which write
+//!   to the store anyway), so the stat costs nothing that matters there.
+//! - **Verifying** is the hot path (forward auth with access tokens, every
+//!   proxied request) and does no file I/O per request. It checks when a
+//!   token names a `kid` the loaded set does not hold — so a token signed
+//!   with a key rotated in by another instance verifies at once — and
+//!   otherwise at most once per [`RECHECK_INTERVAL`] (1 s of the server
+//!   clock). **Bound:** a key taken out of the directory (`tessera keys
+//!   prune`, or a compromised key deleted with [`KeyStore::remove`]) stops
+//!   verifying on this instance at most 1 s after the change. An unknown
+//!   `kid` costs one `stat` (no read unless the manifest changed) — no more
+//!   than every request paid before, so forged `kid`s buy an attacker
+//!   nothing.
+//! - **The JWKS** checks on every request. It is fetched rarely (verifiers
+//!   cache it), and it must never lag behind the signers: a verifier that
+//!   fetched a JWKS without a key another instance already signs with
+//!   typically will not refetch for its cool-down (often 30 s or more), and
+//!   refuses those tokens all that time.
+//!
+//! A failed reload keeps the keys already loaded and logs a warning.
 //!
 //! Retired keys stay published for the access-token lifetime plus the
 //! verifier's leeway, so every token they signed can still be verified
@@ -29,6 +49,7 @@
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -43,6 +64,11 @@ use crate::cli::KeysCommand;
 use crate::config::Config;
 use crate::server::ServerError;
 use crate::store::{ServerClock, StoreKind};
+
+/// How often, at most, verifying re-checks the key directory when every
+/// presented `kid` is known: the bound on how long a key removed on disk
+/// keeps verifying here (see the [module docs](self)).
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The issuer used when neither `token_issuer` nor `public_url` is set.
 pub const DEFAULT_ISSUER: &str = "tessera";
@@ -138,6 +164,9 @@ struct Inner {
     verifier_config: VerifierConfig,
     clock: Arc<dyn Clock>,
     loaded: RwLock<Loaded>,
+    /// When the manifest was last compared (server clock, ms), for
+    /// [`RECHECK_INTERVAL`].
+    checked_at: AtomicI64,
 }
 
 /// The server's signing keys: an [`Issuer`] for new access tokens, a
@@ -238,6 +267,7 @@ impl SigningKeys {
                 retention,
                 issuer_config,
                 verifier_config,
+                checked_at: AtomicI64::new(clock.now().as_millis()),
                 clock,
                 loaded: RwLock::new(loaded),
             }),
@@ -260,9 +290,14 @@ impl SigningKeys {
     }
 
     /// Reloads the key directory if its manifest changed since the last
-    /// load (see the [module docs](self)).
-    fn sync(&self) {
-        let Some(dir) = &self.inner.dir else { return };
+    /// load (see the [module docs](self)). True when it reloaded.
+    fn sync(&self) -> bool {
+        let Some(dir) = &self.inner.dir else {
+            return false;
+        };
+        self.inner
+            .checked_at
+            .store(self.inner.clock.now().as_millis(), Ordering::Relaxed);
         let now = Fingerprint::of(dir);
         let current = self
             .inner
@@ -271,7 +306,7 @@ impl SigningKeys {
             .unwrap_or_else(|e| e.into_inner())
             .fingerprint;
         if now.is_none() || now == current {
-            return;
+            return false;
         }
         let reloaded = KeyStore::open(dir, self.inner.retention)
             .map_err(key_error)
@@ -290,10 +325,32 @@ impl SigningKeys {
                     tracing::info!(kid = %key.kid, alg = %key.algorithm, "signing keys reloaded");
                 }
                 *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+                true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "reloading the signing keys failed; keeping the loaded keys")
+                tracing::warn!(error = %e, "reloading the signing keys failed; keeping the loaded keys");
+                false
             }
+        }
+    }
+
+    /// [`sync`](Self::sync) if the last check is [`RECHECK_INTERVAL`] old
+    /// (or in the future: a clock set back must not stop the checks).
+    fn sync_if_due(&self) {
+        let now = self.inner.clock.now().as_millis();
+        let last = self.inner.checked_at.load(Ordering::Relaxed);
+        let interval = i64::try_from(RECHECK_INTERVAL.as_millis()).unwrap_or(i64::MAX);
+        let due = now < last || now.saturating_sub(last) >= interval;
+        // One request of many arriving together does the check; the others
+        // go on with the loaded keys, which are at most one interval old.
+        if due
+            && self
+                .inner
+                .checked_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sync();
         }
     }
 
@@ -338,13 +395,26 @@ impl SigningKeys {
 
     /// Verifies an access token: signature, algorithm, `kid`, times,
     /// issuer, audience. No store call (see the crate docs of
-    /// `tessera_jwt` on what that means for revocation).
+    /// `tessera_jwt` on what that means for revocation), and no file I/O
+    /// unless the `kid` is unknown or the last look at the key directory
+    /// is [`RECHECK_INTERVAL`] old (see the [module docs](self)).
     ///
     /// # Errors
     ///
     /// [`VerifyError`].
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
-        self.sync();
+        self.sync_if_due();
+        match self.verify_loaded(token) {
+            // A key this instance has not loaded yet, e.g. rotated in by
+            // another instance a moment ago: look at the directory now
+            // rather than refuse a good token for up to a second. The
+            // verifier refuses an unknown `kid` before any signature work.
+            Err(VerifyError::UnknownKid) if self.sync() => self.verify_loaded(token),
+            result => result,
+        }
+    }
+
+    fn verify_loaded(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
         loaded.verifier.verify(token)
     }
@@ -490,6 +560,42 @@ mod tests {
         // After the retention the old key leaves the JWKS.
         clock.advance(retention(&config));
         assert_eq!(keys.jwks().keys.len(), 1);
+    }
+
+    #[test]
+    fn verifying_rereads_the_directory_for_an_unknown_kid_and_once_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+        let keys = SigningKeys::open(&config, clock.clone()).unwrap();
+        let sid = SessionHandle::generate().unwrap();
+        let old = keys.issue("alice", &sid).unwrap();
+
+        // Another instance rotates and signs with the new key; the clock
+        // stands still, so only the unknown kid can make this one look.
+        let other = SigningKeys::open(&config, clock.clone()).unwrap();
+        KeyStore::open(config.keys_path(), retention(&config))
+            .unwrap()
+            .rotate(Algorithm::EdDSA, clock.now())
+            .unwrap();
+        let new = other.issue("alice", &sid).unwrap();
+        assert_ne!(new.kid(), old.kid());
+        assert_eq!(keys.verify(new.as_str()).unwrap().claims.sub, "alice");
+
+        // The old key is deleted on disk (say it leaked). Within the
+        // second the loaded set still holds it — verifying reads no file
+        // per token — and one interval later it is refused.
+        KeyStore::open(config.keys_path(), retention(&config))
+            .unwrap()
+            .remove(old.kid())
+            .unwrap();
+        keys.verify(old.as_str()).unwrap();
+        clock.advance(RECHECK_INTERVAL);
+        assert!(matches!(
+            keys.verify(old.as_str()),
+            Err(VerifyError::UnknownKid)
+        ));
+        keys.verify(new.as_str()).unwrap();
     }
 
     #[test]

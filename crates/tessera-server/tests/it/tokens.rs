@@ -1015,6 +1015,47 @@ async fn instances_sharing_a_key_directory_verify_each_others_tokens_and_rotatio
 }
 
 #[tokio::test]
+async fn a_token_signed_with_a_key_rotated_in_elsewhere_verifies_at_once() {
+    let a = Server::start(&[]);
+    let b = Server::start_on(tempfile::tempdir().unwrap(), &a.store_url(), &[]);
+    let key = a.api_key();
+    let forward = |server: &Server, access: &str| {
+        client()
+            .get(server.at("/v1/auth/verify"))
+            .bearer_auth(access)
+            .send()
+    };
+    let before = issue(&a, &key, "ivan").await;
+    assert_eq!(forward(&b, &before.access).await.unwrap().status(), 200);
+
+    let (ok, _, err) = a.cli(&["keys", "rotate"], None);
+    assert!(ok, "{err}");
+    let after = issue(&a, &key, "ivan").await;
+    assert_ne!(kid_of(&after.access), kid_of(&before.access));
+    // B has not signed or served its JWKS since the rotation, and its
+    // clock (the test clock file) stands still, so its once-a-second
+    // re-check never comes due: only the unknown kid makes it look.
+    let res = forward(&b, &after.access).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tessera-user"], "ivan");
+    assert_eq!(res.headers()["x-tessera-session"], after.handle.as_str());
+    // A kid that is nowhere on disk is still refused.
+    let mut header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(after.access.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"] = json!("k_unknown");
+    let forged = after.access.replacen(
+        after.access.split('.').next().unwrap(),
+        &URL_SAFE_NO_PAD.encode(header.to_string()),
+        1,
+    );
+    assert_eq!(forward(&b, &forged).await.unwrap().status(), 401);
+}
+
+#[tokio::test]
 async fn es256_keys_when_configured() {
     let server = Server::start(&[("TESSERA_TOKEN_ALGORITHM", "es256")]);
     let key = server.api_key();
