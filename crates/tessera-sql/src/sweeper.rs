@@ -238,7 +238,7 @@ impl Sweeper {
                 });
                 match result {
                     Ok(0) => {}
-                    Ok(n) => tracing::debug!(purged = n, "swept expired sessions"),
+                    Ok(n) => tracing::info!(purged = n, "swept expired sessions"),
                     // The store may be down; the next tick tries again.
                     Err(e) => tracing::warn!(error = %e, "session sweep failed"),
                 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::common::{BIN, Server, client, login, run_cli, status};
+use crate::common::{BIN, Server, client, login, now_ms, run_cli, status};
 
 #[test]
 fn help_texts_are_there() {
@@ -181,6 +181,66 @@ async fn sessions_survive_a_restart_and_sweep_runs() {
     let again = Server::start_in(dir, &[]);
     assert_eq!(status(&again, &s.token).await.0, 200);
     login(&again, "demo", &password).await;
+}
+
+/// A backlog of expired sessions larger than one sweep batch (and than the
+/// 1,000 rows the server once purged per interval) is gone after the one
+/// sweep the server runs at start-up: the paced sweeper works it off in
+/// batches within one sweep, and keeps the live session.
+#[tokio::test]
+async fn the_sweep_at_start_up_purges_a_backlog_larger_than_one_batch() {
+    use tessera::Store as _;
+    use tessera::policy::SessionPolicy;
+    use tessera::record::{ClientMeta, SessionRecord};
+    use tessera::time::Timestamp;
+    use tessera::token::SessionToken;
+
+    const BACKLOG: usize = 1_500;
+    const { assert!(BACKLOG > tessera_server::server::SWEEP_BATCH && BACKLOG > 1_000) };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let store = tessera_sql::SqlStore::connect(&url).await.unwrap();
+    let record_at = |at: Timestamp| {
+        SessionRecord::new(
+            SessionToken::generate().unwrap().hash(),
+            Some("sam".into()),
+            at,
+            SessionPolicy::default().deadlines_at(at),
+            ClientMeta::default(),
+        )
+        .unwrap()
+    };
+    // The live one first: a create purges a few records expired at its
+    // own time, which must not take expired ones before the server does.
+    store
+        .create(&record_at(Timestamp::from_millis(now_ms())))
+        .await
+        .unwrap();
+    let a_year_ago = Timestamp::from_millis(now_ms() - 365 * 24 * 3_600_000);
+    for _ in 0..BACKLOG {
+        store.create(&record_at(a_year_ago)).await.unwrap();
+    }
+    drop(store);
+    let count = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tessera_sessions")
+            .fetch_one(&count)
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, i64::try_from(BACKLOG).unwrap() + 1);
+
+    // An hour between sweeps: only the one at start-up runs in this test.
+    let _server = Server::start_in(dir, &[("TESSERA_SWEEP_INTERVAL", "1h")]);
+    // Not a timing assertion: the deadline only ends a test whose sweep
+    // stopped short (one batch, the old behaviour, leaves 500 rows forever).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut left = rows().await;
+    while left > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        left = rows().await;
+    }
+    assert_eq!(left, 1, "every expired session purged, the live one kept");
 }
 
 /// ASVS 5.0 V7.4.5: an administrator ends every session of every user at
