@@ -62,6 +62,11 @@ fn main() -> Result<(), BoxError> {
     let (Some(stack), Some(addr)) = (args.next(), args.next()) else {
         return Err("usage: bench-server <stack> <listen-addr>".into());
     };
+    if addr == "inproc" {
+        let n = args.next().map_or(Ok(10_000), |n| n.parse())?;
+        let path = args.next().unwrap_or_else(|| "/whoami".to_owned());
+        return inproc(&stack, n, &path);
+    }
     let addr: SocketAddr = addr.parse()?;
     let workers = match std::env::var("BENCH_WORKERS") {
         Ok(n) => n.parse()?,
@@ -72,6 +77,58 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     runtime.block_on(serve(&stack, addr))
+}
+
+/// `bench-server <stack> inproc <n> [path]`: drives `n` requests through
+/// the stack's router in this process (no sockets), after one sign-in, so
+/// `valgrind --tool=callgrind` / `--tool=dhat` can count the instructions
+/// and allocations a request costs per stack without the kernel and
+/// without noise from other processes.
+fn inproc(stack: &str, n: u64, path: &str) -> Result<(), BoxError> {
+    use tower::ServiceExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = match stack {
+            "bare" => bare::router(),
+            "tessera-memory" => tessera_stack::memory()?,
+            "ts-memory" => ts015::memory(),
+            other => return Err(format!("inproc: unsupported stack {other}").into()),
+        };
+        let login =
+            axum::http::Request::post("/login?user=inproc").body(axum::body::Body::empty())?;
+        let res = app.clone().oneshot(login).await?;
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or("anonymous=1")
+            .to_owned();
+        let csrf = res
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let method = if path == "/counter" { "POST" } else { "GET" };
+        for _ in 0..n {
+            let req = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "127.0.0.1")
+                .header("cookie", &cookie)
+                .header("x-csrf-token", &csrf)
+                .body(axum::body::Body::empty())?;
+            let res = app.clone().oneshot(req).await?;
+            if !res.status().is_success() {
+                return Err(format!("inproc: {path} answered {}", res.status()).into());
+            }
+            axum::body::to_bytes(res.into_body(), 1 << 16).await?;
+        }
+        Ok(())
+    })
 }
 
 async fn serve(stack: &str, addr: SocketAddr) -> Result<(), BoxError> {

@@ -36,17 +36,10 @@ pub(crate) fn find(
             return (presented, Via::Bearer);
         }
     }
-    // Lossy decoding: a non-ASCII byte in some other cookie must not hide
-    // ours (tokens are ASCII, so they survive the conversion intact).
-    let values: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect();
-    (
-        cookie.find_token(values.iter().map(String::as_str)),
-        Via::Cookie,
-    )
+    // The raw header bytes: `find_token` needs no decoding, so a non-ASCII
+    // byte in some other cookie cannot hide ours, and nothing is copied.
+    let values = headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
+    (cookie.find_token(values), Via::Cookie)
 }
 
 /// The session token presented as `Authorization: Bearer tss_…`, if any:

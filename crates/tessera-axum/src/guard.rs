@@ -32,7 +32,6 @@ use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tessera::audit::{self, AuditKind};
-use tessera::cookie::Presented;
 use tessera::csrf::{CsrfRejection, OriginCheck, is_unsafe_method};
 
 use crate::rejection::SessionRejection;
@@ -51,7 +50,7 @@ pub(crate) async fn check(
     origins: &OriginCheck,
     form_limit: usize,
     session: &tessera::Session,
-    presented: &Presented,
+    presented: bool,
     req: Request<Body>,
 ) -> Result<Request<Body>, SessionRejection> {
     if !is_unsafe_method(req.method().as_str()) {
@@ -64,23 +63,18 @@ pub(crate) async fn check(
     let sec_fetch_site = header_text(headers, &SEC_FETCH_SITE);
     let origin = header_text(headers, &ORIGIN);
     // HTTP/2 carries the host in `:authority`, which hyper exposes in the URI.
-    let host = header_text(headers, &HOST)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
-    if let Err(rejection) = origins.check(
-        sec_fetch_site.as_deref(),
-        origin.as_deref(),
-        host.as_deref(),
-    ) {
+    let host = header_text(headers, &HOST).or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if let Err(rejection) = origins.check(sec_fetch_site, origin, host) {
         return Err(reject(rejection, &req, None));
     }
 
-    if !presented.is_present() {
+    if !presented {
         return Ok(req);
     }
     // Loading reads the store without touching it; a failure fails closed.
-    let Some(record) = session.record().await? else {
+    if !session.is_live().await? {
         return Ok(req);
-    };
+    }
     let (req, token) = find_token(req, form_limit).await?;
     let verdict = match token {
         None => Err(CsrfRejection::MissingToken),
@@ -89,7 +83,12 @@ pub(crate) async fn check(
     };
     match verdict {
         Ok(()) => Ok(req),
-        Err(rejection) => Err(reject(rejection, &req, Some(&record))),
+        Err(rejection) => {
+            // Only a refusal needs the record (for the audit event), so the
+            // accepted path does not copy it.
+            let record = session.record().await?;
+            Err(reject(rejection, &req, record.as_ref()))
+        }
     }
 }
 
@@ -113,10 +112,8 @@ fn reject(
     SessionRejection::Csrf(rejection)
 }
 
-fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| v.to_str().map(str::to_owned).unwrap_or_default())
+fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers.get(name).map(|v| v.to_str().unwrap_or_default())
 }
 
 /// The token from the header, else from the form body (buffered up to

@@ -199,8 +199,8 @@ impl Shared {
         let config = &self.config;
         let (presented, via) =
             credential::find(config.cookie(), config.accepts_bearer(), req.headers());
-        let session =
-            tessera::Session::new(self.manager.clone(), presented.clone(), client_meta(&req));
+        let present = presented.is_present();
+        let session = tessera::Session::new(self.manager.clone(), presented, client_meta(&req));
 
         let mut req = match via {
             // A bearer token is not sent by browsers on their own, so a
@@ -211,7 +211,7 @@ impl Shared {
                     config.origin_check(),
                     config.csrf_form_limit(),
                     &session,
-                    &presented,
+                    present,
                     req,
                 )
                 .await

@@ -148,10 +148,7 @@ pub async fn verify(
             .reason(rejection.as_code())
             .into_response();
     }
-    let cookies = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
+    let cookies = headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes());
     let token = match state.cookie.find_token(cookies) {
         Presented::Token(token) => token,
         _ => return ApiError::unauthenticated("missing").into_response(),

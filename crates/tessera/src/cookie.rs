@@ -34,7 +34,6 @@
 //! At most [`MAX_COOKIE_PAIRS`] pairs are examined, so a header stuffed with
 //! cookies costs bounded work.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use cookie::{Cookie, SameSite};
@@ -231,31 +230,45 @@ impl CookieConfig {
     /// assert_eq!(config.find_token(["a=b"]), Presented::Absent);
     /// # Ok::<(), tessera::error::RandomError>(())
     /// ```
-    pub fn find_token<'a, I>(&self, headers: I) -> Presented
+    pub fn find_token<I>(&self, headers: I) -> Presented
     where
-        I: IntoIterator<Item = &'a str>,
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
     {
+        // Works on bytes, without decoding or copying the headers: a
+        // non-ASCII byte in some other cookie cannot hide ours, and a
+        // session value that is not ASCII is simply malformed (tokens are
+        // ASCII). This runs on every request, so it allocates nothing
+        // unless it finds a token.
+        let name = self.name.as_bytes();
         let mut found: Option<SessionToken> = None;
         let mut malformed = false;
-        let pairs = headers
-            .into_iter()
-            .flat_map(|h| h.split(';'))
-            .take(MAX_COOKIE_PAIRS);
-        for pair in pairs {
-            let Some((name, value)) = pair.split_once('=') else {
-                continue;
-            };
-            if name.trim() != self.name {
-                continue;
-            }
-            let value = unquote(value.trim());
-            match SessionToken::parse(&value) {
-                Err(_) => malformed = true,
-                Ok(token) => match &found {
-                    None => found = Some(token),
-                    Some(seen) if *seen == token => {}
-                    Some(_) => return Presented::Ambiguous,
-                },
+        let mut examined = 0;
+        'headers: for header in headers {
+            for pair in header.as_ref().split(|&b| b == b';') {
+                if examined == MAX_COOKIE_PAIRS {
+                    break 'headers;
+                }
+                examined += 1;
+                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                let (pair_name, value) = pair.split_at(eq);
+                if pair_name.trim_ascii() != name {
+                    continue;
+                }
+                let value = unquote(value.get(1..).unwrap_or_default().trim_ascii());
+                let parsed = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| SessionToken::parse(v).ok());
+                match parsed {
+                    None => malformed = true,
+                    Some(token) => match &found {
+                        None => found = Some(token),
+                        Some(seen) if *seen == token => {}
+                        Some(_) => return Presented::Ambiguous,
+                    },
+                }
             }
         }
         match (found, malformed) {
@@ -268,11 +281,10 @@ impl CookieConfig {
 
 /// Values may be sent quoted (RFC 6265 `cookie-value`); tokens never contain
 /// quotes, so strip one pair.
-fn unquote(v: &str) -> Cow<'_, str> {
-    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(inner) => Cow::Borrowed(inner),
-        None => Cow::Borrowed(v),
-    }
+fn unquote(v: &[u8]) -> &[u8] {
+    v.strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(v)
 }
 
 /// What a request presented as its session credential.
@@ -353,6 +365,43 @@ mod tests {
         let mut h = "a=b; ".repeat(MAX_COOKIE_PAIRS);
         h.push_str(&format!("__Host-session={}", t.expose()));
         assert_eq!(config.find_token([h.as_str()]), Presented::Absent);
+    }
+
+    #[test]
+    fn pair_count_is_bounded_across_headers() {
+        let config = CookieConfig::default();
+        let t = SessionToken::generate().unwrap();
+        let junk = "a=b; ".repeat(MAX_COOKIE_PAIRS / 2);
+        let ours = format!("__Host-session={}", t.expose());
+        assert_eq!(
+            config.find_token([junk.as_str(), junk.as_str(), ours.as_str()]),
+            Presented::Absent
+        );
+        assert_eq!(
+            config.find_token([junk.as_str(), ours.as_str()]),
+            Presented::Token(t)
+        );
+    }
+
+    #[test]
+    fn raw_header_bytes_are_searched_without_decoding() {
+        let config = CookieConfig::default();
+        let t = SessionToken::generate().unwrap();
+        // Invalid UTF-8 in another cookie does not hide ours.
+        let mut h = b"x=\xff\xfe; __Host-session=".to_vec();
+        h.extend_from_slice(t.expose().as_bytes());
+        assert_eq!(
+            config.find_token([h.as_slice()]),
+            Presented::Token(t.clone())
+        );
+        // Invalid UTF-8 in our own value is malformed, not absent.
+        assert_eq!(
+            config.find_token([b"__Host-session=tss_\xff".as_slice()]),
+            Presented::Malformed
+        );
+        // Quoted values (RFC 6265 cookie-value) are accepted.
+        let quoted = format!("__Host-session=\"{}\"", t.expose());
+        assert_eq!(config.find_token([quoted.as_str()]), Presented::Token(t));
     }
 
     #[test]

@@ -222,6 +222,31 @@ impl Session {
         }))
     }
 
+    /// Whether the request has a live session (anonymous or signed in),
+    /// loading it if not done yet. Cheaper than [`Session::record`] when
+    /// only existence matters: nothing is copied.
+    ///
+    /// ```
+    /// use tessera::{Session, SessionManager};
+    /// use tessera::cookie::Presented;
+    /// use tessera::store::MemoryStore;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let session = Session::new(manager, Presented::Absent, Default::default());
+    /// assert!(!session.is_live().await?);
+    /// session.login("alice").await?;
+    /// assert!(session.is_live().await?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Store errors (fail closed).
+    pub async fn is_live(&self) -> Result<bool, SessionError> {
+        Ok(self.loaded().await?.record.is_some())
+    }
+
     /// The signed-in user, if any.
     ///
     /// # Errors

@@ -99,8 +99,43 @@ pub type ApiKeyToken = Token<ApiKey>;
 /// ```
 pub struct Token<K: TokenKind> {
     secret: [u8; SECRET_LEN],
-    encoded: String,
+    encoded: Encoded,
     kind: PhantomData<K>,
+}
+
+/// Room for the longest encoded token (prefix plus 48 base64 characters).
+const MAX_ENCODED_LEN: usize = 64;
+
+/// The encoded token kept inline: parsing a presented token, which happens
+/// on every request, makes no heap allocation for it.
+#[derive(Clone, Copy)]
+struct Encoded {
+    bytes: [u8; MAX_ENCODED_LEN],
+    len: usize,
+}
+
+impl Encoded {
+    /// `prefix` then `body`; both are ASCII and fit (checked by
+    /// [`Token::FITS`] at compile time).
+    fn new(prefix: &str, body: &[u8]) -> Self {
+        let mut bytes = [0u8; MAX_ENCODED_LEN];
+        let len = prefix.len() + body.len();
+        let (head, rest) = bytes.split_at_mut(prefix.len());
+        head.copy_from_slice(prefix.as_bytes());
+        if let Some(tail) = rest.get_mut(..body.len()) {
+            tail.copy_from_slice(body);
+        }
+        Self { bytes, len }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever written, so this never fails; an empty string
+        // would be refused by every parser anyway.
+        self.bytes
+            .get(..self.len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// Why a presented string is not a token. Every variant is refused before
@@ -129,6 +164,9 @@ impl<K: TokenKind> Token<K> {
     /// Total length of an encoded token of this kind.
     pub const ENCODED_LEN: usize = K::PREFIX.len() + BODY_LEN;
 
+    /// Compile-time check that an encoded token fits [`Encoded`].
+    const FITS: () = assert!(Self::ENCODED_LEN <= MAX_ENCODED_LEN);
+
     /// Draws a new token from the operating system's CSPRNG.
     ///
     /// # Errors
@@ -152,12 +190,15 @@ impl<K: TokenKind> Token<K> {
         let (head, tail) = body.split_at_mut(SECRET_LEN);
         head.copy_from_slice(&secret);
         tail.copy_from_slice(&checksum::<K>(&secret));
-        let mut encoded = String::with_capacity(Self::ENCODED_LEN);
-        encoded.push_str(K::PREFIX);
-        URL_SAFE_NO_PAD.encode_string(body, &mut encoded);
+        let () = Self::FITS;
+        let mut text = [0u8; BODY_LEN];
+        // Cannot fail: `text` is exactly the encoded length of `body`.
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(body, &mut text)
+            .unwrap_or_default();
         Self {
             secret,
-            encoded,
+            encoded: Encoded::new(K::PREFIX, text.get(..written).unwrap_or_default()),
             kind: PhantomData,
         }
     }
@@ -200,9 +241,11 @@ impl<K: TokenKind> Token<K> {
         if checksum::<K>(&secret) != sum {
             return Err(MalformedToken::Checksum);
         }
+        let () = Self::FITS;
         Ok(Self {
             secret,
-            encoded: input.to_owned(),
+            // `input` has the prefix and is ENCODED_LEN long (checked above).
+            encoded: Encoded::new("", input.as_bytes()),
             kind: PhantomData,
         })
     }
@@ -210,7 +253,7 @@ impl<K: TokenKind> Token<K> {
     /// The encoded token, to be sent to the client. Named `expose` so that
     /// every place that reveals the secret is easy to find in review.
     pub fn expose(&self) -> &str {
-        &self.encoded
+        self.encoded.as_str()
     }
 
     /// The hash under which stores keep this token.
@@ -286,7 +329,7 @@ impl<K: TokenKind> Clone for Token<K> {
     fn clone(&self) -> Self {
         Self {
             secret: self.secret,
-            encoded: self.encoded.clone(),
+            encoded: self.encoded,
             kind: PhantomData,
         }
     }
