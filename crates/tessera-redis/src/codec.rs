@@ -35,27 +35,8 @@ const ABSENT: u16 = u16::MAX;
 
 /// Encodes `record` (without its hash, which is the key).
 pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(160);
-    out.extend_from_slice(record.version.to_string().as_bytes());
-    out.push(b',');
-    out.extend_from_slice(record.deadlines.idle.as_millis().to_string().as_bytes());
-    out.push(b',');
-    out.extend_from_slice(record.deadlines.absolute.as_millis().to_string().as_bytes());
-    out.push(b',');
-    let handle = record.handle.as_str();
-    if handle.contains(',') {
-        return Err(StoreError::backend("a session handle cannot contain ','"));
-    }
-    out.extend_from_slice(handle.as_bytes());
-    out.push(b',');
-    match &record.user_id {
-        Some(user) => {
-            out.extend_from_slice(user.len().to_string().as_bytes());
-            out.push(b',');
-            out.extend_from_slice(user.as_bytes());
-        }
-        None => out.extend_from_slice(b"-,"),
-    }
+    let mut out = Vec::with_capacity(160 + record.user_id.as_ref().map_or(0, String::len));
+    write_header(record, &mut out)?;
     out.extend_from_slice(&record.created_at.as_millis().to_le_bytes());
     out.extend_from_slice(&record.last_seen_at.as_millis().to_le_bytes());
     let auth = record.authenticated_at.map_or(NEVER, Timestamp::as_millis);
@@ -78,6 +59,69 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
         serde_json::to_writer(&mut out, &record.data).map_err(StoreError::backend)?;
     }
     Ok(out)
+}
+
+/// The text header of `record`'s encoding alone: what the compare-and-set
+/// script expects the stored value to start with.
+///
+/// The header is self-delimiting (numbers and the handle end at a `,`, the
+/// user id is length-prefixed), so a stored value starts with the header of
+/// `record` exactly when its own header has the same version, deadlines,
+/// handle and user: one prefix comparison in Lua checks all of them.
+pub(crate) fn header(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(96 + record.user_id.as_ref().map_or(0, String::len));
+    write_header(record, &mut out)?;
+    Ok(out)
+}
+
+/// `<version>,<idle ms>,<absolute ms>,<handle>,<user length or ->,<user>`.
+fn write_header(record: &SessionRecord, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    let handle = record.handle.as_str();
+    if handle.contains(',') {
+        return Err(StoreError::backend("a session handle cannot contain ','"));
+    }
+    decimal(out, i128::from(record.version));
+    out.push(b',');
+    decimal(out, i128::from(record.deadlines.idle.as_millis()));
+    out.push(b',');
+    decimal(out, i128::from(record.deadlines.absolute.as_millis()));
+    out.push(b',');
+    out.extend_from_slice(handle.as_bytes());
+    out.push(b',');
+    match &record.user_id {
+        Some(user) => {
+            decimal(out, i128::try_from(user.len()).unwrap_or(i128::MAX));
+            out.push(b',');
+            out.extend_from_slice(user.as_bytes());
+        }
+        None => out.extend_from_slice(b"-,"),
+    }
+    Ok(())
+}
+
+/// Appends `n` in decimal, as `to_string` writes it, without the
+/// formatting machinery or an allocation (this runs on every write).
+fn decimal(out: &mut Vec<u8>, n: i128) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 40];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        // `rest % 10` is below 10, so the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let digit = (rest % 10) as u8;
+        if let Some(slot) = digits.get_mut(at) {
+            *slot = b'0' + digit;
+        }
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or_default());
 }
 
 /// Decodes the value stored under the key of `hash`.
@@ -224,6 +268,61 @@ mod tests {
         bare.client = ClientMeta::default();
         let bytes = encode(&bare).unwrap();
         assert_eq!(decode(&bare.hash, &bytes).unwrap(), bare);
+    }
+
+    #[test]
+    fn decimals_are_written_as_to_string_does() {
+        for n in [
+            0i128,
+            1,
+            9,
+            10,
+            99,
+            100,
+            -1,
+            -10,
+            i128::from(i64::MIN),
+            i128::from(u64::MAX),
+        ] {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn a_value_starts_with_exactly_its_own_header() {
+        let mut record = sample(Some("a,b"));
+        record.version = 12;
+        let value = encode(&record).unwrap();
+        let own = header(&record).unwrap();
+        assert!(value.starts_with(&own));
+        // Any field that differs makes the header no prefix of the value,
+        // also when one number is a prefix of the other (12 vs 1, 123).
+        let mut variants = Vec::new();
+        for version in [1, 2, 120, 123] {
+            let mut r = record.clone();
+            r.version = version;
+            variants.push(r);
+        }
+        let mut r = record.clone();
+        r.deadlines.idle = Timestamp::from_millis(r.deadlines.idle.as_millis() / 10);
+        variants.push(r);
+        let mut r = record.clone();
+        r.deadlines.absolute = Timestamp::from_millis(r.deadlines.absolute.as_millis() + 1);
+        variants.push(r);
+        for user in [None, Some("a"), Some("a,"), Some("a,b,"), Some("b,b")] {
+            let mut r = record.clone();
+            r.user_id = user.map(str::to_owned);
+            variants.push(r);
+        }
+        let mut r = record.clone();
+        r.handle = sample(None).handle;
+        variants.push(r);
+        for other in variants {
+            let h = header(&other).unwrap();
+            assert!(!value.starts_with(&h), "{:?}", String::from_utf8_lossy(&h));
+        }
     }
 
     #[test]

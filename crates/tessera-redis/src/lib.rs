@@ -56,7 +56,11 @@ mod delete_all;
 mod refresh;
 mod scripts;
 
+use std::borrow::Cow;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -68,6 +72,7 @@ use fred::prelude::Builder;
 use fred::types::config::ReconnectPolicy;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand, Value};
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 use tessera::error::StoreError;
@@ -104,16 +109,48 @@ struct Inner {
     /// `modify` calls on the same session from this process queue here
     /// instead of racing each other's compare-and-set (many concurrent
     /// requests of one client would otherwise exhaust the retries). Across
-    /// processes the compare-and-set alone keeps writes safe.
-    ///
-    /// Each stripe also remembers the last record this process wrote
-    /// through it: when many requests of one session queue here, each
-    /// started from the copy it loaded, which the previous one in the queue
-    /// has just made stale. Starting from the remembered, newer record
-    /// instead saves a failed compare-and-set per write. It is only a
-    /// starting point: the compare-and-set still decides, so a stale memory
-    /// (another process wrote since) costs one retry and loses nothing.
-    modify_locks: Vec<tokio::sync::Mutex<Option<SessionRecord>>>,
+    /// processes the compare-and-set alone keeps writes safe. See
+    /// [`Stripe`].
+    modify_locks: Vec<tokio::sync::Mutex<Stripe>>,
+}
+
+/// One stripe of the in-process write queue of `modify`.
+///
+/// It remembers the last record this process wrote, *or is writing*,
+/// through it. When many requests of one session queue here, each started
+/// from the copy it loaded, which the writes ahead of it in the queue make
+/// stale; starting from the remembered, newer record instead saves a
+/// failed compare-and-set per write.
+///
+/// A write holds the stripe only until its compare-and-set is *queued* on
+/// the connection, not until Redis answers: the next write of the session
+/// is computed from the remembered result and sent right behind it, so a
+/// burst of writes to one session is pipelined instead of paying one round
+/// trip each in turn. Redis runs them in order; each is still a full
+/// compare-and-set, so if one fails (another process wrote first), those
+/// computed from it fail too, get the stored record back and retry from
+/// it. The memory is only ever a starting point: nothing is lost or
+/// written on its word alone.
+#[derive(Default)]
+struct Stripe {
+    last: Option<Written>,
+    /// Names the chains of writes computed one from another (see
+    /// [`Written::chain`]).
+    chains: u64,
+}
+
+/// A record written (or being written) through a [`Stripe`], encoded as
+/// sent (cloning the bytes is a reference count).
+struct Written {
+    hash: TokenHash,
+    version: u64,
+    value: Bytes,
+    /// Writes computed from the remembered record continue its chain; a
+    /// write computed from a record read from Redis (or the caller's copy)
+    /// starts a new one. When a write fails, every later write of its chain
+    /// was computed from it and fails too, so the memory is dropped if it
+    /// still belongs to that chain, and not if a new chain started since.
+    chain: u64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -125,10 +162,18 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Outcome of the `CAS` script.
+enum Cas {
+    Missing,
+    /// The stored record, which is not the write's base.
+    Conflict(Bytes),
+    Applied,
+}
+
 /// Outcome of the update script.
 enum Update {
     Missing,
-    Conflict(Option<Bytes>),
+    Conflict,
     Applied { old_absolute: i64 },
 }
 
@@ -186,7 +231,7 @@ impl RedisStore {
                 options,
                 clustered,
                 modify_locks: (0..MODIFY_STRIPES)
-                    .map(|_| tokio::sync::Mutex::new(None))
+                    .map(|_| tokio::sync::Mutex::new(Stripe::default()))
                     .collect(),
             }),
         })
@@ -207,7 +252,18 @@ impl RedisStore {
     /// # }
     /// ```
     pub fn session_key(&self, hash: &TokenHash) -> String {
-        format!("{}s:{{{}}}", self.inner.prefix, hash.to_hex())
+        // Built by hand: this runs for every request.
+        let prefix = &self.inner.prefix;
+        let mut key = String::with_capacity(prefix.len() + 4 + 2 * hash.as_bytes().len());
+        key.push_str(prefix);
+        key.push_str("s:{");
+        for &b in hash.as_bytes() {
+            for nibble in [b >> 4, b & 0x0f] {
+                key.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+            }
+        }
+        key.push('}');
+        key
     }
 
     /// The Redis key of a handle record.
@@ -235,14 +291,18 @@ impl RedisStore {
     }
 
     /// Runs a script with `EVALSHA`, loading it on `NOSCRIPT`.
+    ///
+    /// fred's command futures are large (about 5 KB): boxing them here, once
+    /// per command, keeps every future of this crate small, so that moving
+    /// them (into a timeout, into `async_trait`'s box) copies little. Unboxed,
+    /// a write request copied about 60 KB of future state.
     async fn eval(
         &self,
         script: &Script,
         key: String,
         args: Vec<String>,
     ) -> Result<Value, StoreError> {
-        script
-            .evalsha_with_reload::<Value, _, _>(&self.inner.client, key, args)
+        Box::pin(script.evalsha_with_reload::<Value, _, _>(&self.inner.client, key, args))
             .await
             .map_err(map_err)
     }
@@ -254,30 +314,83 @@ impl RedisStore {
         key: String,
         args: Vec<Value>,
     ) -> Result<Value, StoreError> {
-        script
-            .evalsha_with_reload::<Value, _, _>(&self.inner.client, key, args)
+        Box::pin(script.evalsha_with_reload::<Value, _, _>(&self.inner.client, key, args))
             .await
             .map_err(map_err)
     }
 
     /// Bounds a whole operation by the operation timeout.
-    async fn bounded<T>(
-        &self,
-        op: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    ///
+    /// Not an `async fn`: that would hold `op` twice (as its argument and
+    /// inside the timeout), doubling the future that `async_trait` boxes
+    /// and copies on every call (fred's command futures are ~5 KB each).
+    fn bounded<T, F>(&self, op: F) -> impl Future<Output = Result<T, StoreError>> + use<T, F>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
         tokio::time::timeout(self.inner.options.operation_timeout(), op)
-            .await
-            .unwrap_or(Err(StoreError::Timeout))
+            .map(|r| r.unwrap_or(Err(StoreError::Timeout)))
     }
 
-    /// The encoded record of a session: one `HGET`.
-    async fn get_value(&self, hash: &TokenHash) -> Result<Option<Bytes>, StoreError> {
+    /// The decoded record of a session: one `HGET`.
+    async fn get_record(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        match self.get_value(hash).await? {
+            Some(value) => codec::decode(hash, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The compare-and-set of the write path (the `CAS` script): writes
+    /// `value` if the stored record is still the one whose header is
+    /// `expected`.
+    async fn cas(
+        &self,
+        hash: &TokenHash,
+        expected: Vec<u8>,
+        value: Bytes,
+        expire_at: Timestamp,
+    ) -> Result<Cas, StoreError> {
         let v = self
+            .eval_values(
+                &self.inner.scripts.cas,
+                self.session_key(hash),
+                vec![
+                    Value::from(Bytes::from(expected)),
+                    Value::from(value),
+                    Value::from(expire_at.as_millis()),
+                ],
+            )
+            .await?;
+        let mut items = array(v)?;
+        match items.first().map(int).transpose()? {
+            Some(0) => Ok(Cas::Missing),
+            Some(1) => items
+                .get_mut(1)
+                .and_then(|v| v.take().into_bytes())
+                .map(Cas::Conflict)
+                .ok_or_else(|| unexpected("compare-and-set")),
+            Some(2) => Ok(Cas::Applied),
+            _ => Err(unexpected("compare-and-set")),
+        }
+    }
+
+    /// Forgets the stripe's memory if it belongs to `chain`, whose write
+    /// just failed (see [`Written::chain`]).
+    async fn forget_chain(&self, stripe: &tokio::sync::Mutex<Stripe>, chain: u64) {
+        let mut guard = stripe.lock().await;
+        if guard.last.as_ref().is_some_and(|w| w.chain == chain) {
+            guard.last = None;
+        }
+    }
+
+    /// The encoded record of a session: one `HGET` (boxed: see
+    /// [`RedisStore::eval`]).
+    async fn get_value(&self, hash: &TokenHash) -> Result<Option<Bytes>, StoreError> {
+        let hget = self
             .inner
             .client
-            .hget::<Value, _, _>(self.session_key(hash), codec::FIELD)
-            .await
-            .map_err(map_err)?;
+            .hget::<Value, _, _>(self.session_key(hash), codec::FIELD);
+        let v = Box::pin(hget).await.map_err(map_err)?;
         Ok(v.into_bytes())
     }
 
@@ -330,11 +443,11 @@ impl RedisStore {
                 ],
             )
             .await?;
-        let mut items = array(v)?;
+        let items = array(v)?;
         let code = items.first().map(int).transpose()?;
         let out = match code {
             Some(0) => Update::Missing,
-            Some(1) => Update::Conflict(items.get_mut(1).and_then(|v| v.take().into_bytes())),
+            Some(1) => Update::Conflict,
             Some(2) => {
                 let old_absolute = items
                     .get(1)
@@ -627,6 +740,11 @@ impl RedisStore {
     /// The read-modify-write loop. With `seed` (a record the caller loaded
     /// in this request) the first attempt is the compare-and-set itself, no
     /// read; a conflict hands back the latest record for the next attempt.
+    ///
+    /// Every compare-and-set is computed from a base record that was
+    /// checked valid at `now` here, and the `CAS` script writes only if the
+    /// stored record is that base (same version, deadlines, handle and
+    /// user): so nothing expired is written and no update is lost.
     async fn modify_inner(
         &self,
         hash: &TokenHash,
@@ -634,84 +752,138 @@ impl RedisStore {
         f: ModifyFn<'_>,
         seed: Option<&SessionRecord>,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let stripe = usize::from(hash.as_bytes()[0]) % MODIFY_STRIPES;
-        let mut last_written = match self.inner.modify_locks.get(stripe) {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        // A newer record of the same session written by this process beats
-        // the caller's copy as the first compare-and-set base.
-        let newer = seed.and_then(|seed| {
-            last_written
-                .as_deref()
-                .and_then(Option::as_ref)
-                .filter(|last| last.hash == seed.hash && last.version > seed.version)
-                .cloned()
-        });
-        let seed = newer.as_ref().or(seed);
-        let mut base = match seed {
-            Some(record) => Base::Record(record),
-            None => match self.get_value(hash).await? {
-                Some(value) => Base::Encoded(value),
+        let stripe = self
+            .inner
+            .modify_locks
+            .get(usize::from(hash.as_bytes()[0]) % MODIFY_STRIPES)
+            .ok_or_else(|| unexpected("modify"))?;
+        // The latest record known from the caller or from Redis, and
+        // whether it came from Redis (then an expired record, or `Keep`, is
+        // the final answer; a caller's copy may be older than the store).
+        let mut known: Cow<'_, SessionRecord> = match seed {
+            Some(record) => Cow::Borrowed(record),
+            None => match self.get_record(hash).await? {
+                Some(record) => Cow::Owned(record),
                 None => return Ok(None),
             },
         };
-        for attempt in 0..MODIFY_ATTEMPTS {
-            let current = match base {
-                Base::Record(record) => record.clone(),
-                Base::Encoded(value) => codec::decode(hash, &value)?,
+        let mut from_store = seed.is_none();
+        // Cleared when the stripe's memory must not be the base (it looked
+        // expired, or `f` kept the record: both need the stored record).
+        let mut use_memory = true;
+        let mut conflicts = 0u32;
+        loop {
+            let mut guard = stripe.lock().await;
+            let remembered = match guard.last.as_ref() {
+                Some(w) if use_memory && w.hash == *hash && w.version > known.version => {
+                    let record = codec::decode(hash, &w.value)?;
+                    record.is_valid_at(now).then_some((record, w.chain))
+                }
+                _ => None,
             };
-            if seed.is_some() && attempt == 0 && !current.is_valid_at(now) {
+            let (current, chain) = match &remembered {
+                Some((record, chain)) => (record, *chain),
+                None => {
+                    guard.chains = guard.chains.wrapping_add(1);
+                    (&*known, guard.chains)
+                }
+            };
+            let final_base = from_store && remembered.is_none();
+            if !current.is_valid_at(now) {
+                if final_base {
+                    return Ok(None);
+                }
                 // The request's copy looks expired, but another request may
                 // have moved the idle deadline: read the stored record.
-                base = match self.get_value(hash).await? {
-                    Some(value) => Base::Encoded(value),
+                drop(guard);
+                known = match self.get_record(hash).await? {
+                    Some(record) => Cow::Owned(record),
                     None => return Ok(None),
                 };
+                from_store = true;
+                use_memory = false;
                 continue;
-            }
-            if !current.is_valid_at(now) {
-                return Ok(None);
             }
             let mut next = current.clone();
             if f(&mut next) == Modify::Keep {
-                if seed.is_some() && attempt == 0 {
-                    // Keep reports the record *as stored*: the request's
-                    // copy may be older, so read and decide again.
-                    base = match self.get_value(hash).await? {
-                        Some(value) => Base::Encoded(value),
-                        None => return Ok(None),
-                    };
-                    continue;
+                if final_base {
+                    // Nothing written: the record as stored.
+                    return Ok(Some(known.into_owned()));
                 }
-                // Nothing written: the record as stored.
-                return Ok(Some(current));
+                // Keep reports the record *as stored*: the request's copy
+                // (or this process's memory) may differ, so read and decide
+                // again.
+                drop(guard);
+                known = match self.get_record(hash).await? {
+                    Some(record) => Cow::Owned(record),
+                    None => return Ok(None),
+                };
+                from_store = true;
+                use_memory = false;
+                continue;
             }
             next.version = current.version.saturating_add(1);
             next.hash = *hash;
             next.handle = current.handle.clone();
             next.user_id.clone_from(&current.user_id);
-            match self.update_inner(current.version, &next, now).await? {
-                Update::Applied { .. } => {
-                    if let Some(slot) = last_written.as_deref_mut() {
-                        *slot = Some(next.clone());
+            let value = Bytes::from(codec::encode(&next)?);
+            let expected = codec::header(current)?;
+            let grew = next.deadlines.absolute > current.deadlines.absolute;
+            let mut cas = pin!(self.cas(hash, expected, value.clone(), next.deadlines.next()));
+            // Poll once while holding the stripe: that queues the command on
+            // the connection, so the next write of this session, computed
+            // from `next`, is sent after it (see `Stripe`).
+            let first = poll_fn(|cx| Poll::Ready(cas.as_mut().poll(cx))).await;
+            guard.last = Some(Written {
+                hash: *hash,
+                version: next.version,
+                value,
+                chain,
+            });
+            drop(guard);
+            let outcome = match first {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => cas.await,
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    self.forget_chain(stripe, chain).await;
+                    return Err(e);
+                }
+            };
+            match outcome {
+                Cas::Applied => {
+                    // The indexes must live as long as the session: when the
+                    // absolute deadline moved later, extend them (rare: only
+                    // re-authentication moves it).
+                    if grew {
+                        self.extend_indexes(&next).await?;
                     }
                     return Ok(Some(next));
                 }
-                Update::Missing => return Ok(None),
-                // The script handed back the latest record: retry on it
-                // without another read.
-                Update::Conflict(Some(latest)) => {
-                    base = Base::Encoded(latest);
-                    // A stale seed is not contention: retry at once.
-                    if seed.is_none() || attempt > 0 {
-                        backoff(attempt).await;
+                Cas::Missing => {
+                    self.forget_chain(stripe, chain).await;
+                    return Ok(None);
+                }
+                Cas::Conflict(latest) => {
+                    self.forget_chain(stripe, chain).await;
+                    // A stale copy (the caller's, or this process's memory)
+                    // is not contention: retry at once the first time.
+                    let stale_copy = seed.is_some() || remembered.is_some();
+                    known = Cow::Owned(codec::decode(hash, &latest)?);
+                    from_store = true;
+                    use_memory = true;
+                    conflicts += 1;
+                    if conflicts >= MODIFY_ATTEMPTS {
+                        return Err(StoreError::Contention);
+                    }
+                    if conflicts > 1 || !stale_copy {
+                        backoff(conflicts - 1).await;
                     }
                 }
-                Update::Conflict(None) => return Err(unexpected("modify")),
             }
         }
-        Err(StoreError::Contention)
     }
 }
 
@@ -779,7 +951,7 @@ impl Store for RedisStore {
             Ok(
                 match self.update_inner(expected_version, record, now).await? {
                     Update::Missing => CasOutcome::Missing,
-                    Update::Conflict(_) => CasOutcome::Conflict,
+                    Update::Conflict => CasOutcome::Conflict,
                     Update::Applied { .. } => CasOutcome::Applied,
                 },
             )
@@ -928,13 +1100,6 @@ impl Store for RedisStore {
 
 fn ms(t: Timestamp) -> String {
     t.as_millis().to_string()
-}
-
-/// Where an attempt of `modify_inner` starts.
-enum Base<'a> {
-    /// The caller's own copy (a seed); cloned once when used.
-    Record(&'a SessionRecord),
-    Encoded(Bytes),
 }
 
 fn int(v: &Value) -> Result<i64, StoreError> {
