@@ -211,6 +211,31 @@ macro_rules! retrying {
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) use retrying;
 
+/// The body of [`Store::delete_all`](tessera::store::Store::delete_all),
+/// the same on every backend: every session, then every refresh token, in
+/// one transaction on `$pool` (so no rotated session survives). A macro,
+/// not a function, because the pools are of different types and sqlx has
+/// no backend-generic `rows_affected`. The caller decides on bounds and
+/// retries.
+macro_rules! delete_all {
+    ($pool:expr) => {
+        async {
+            let mut tx = $pool.begin().await?;
+            let n = sqlx::query("DELETE FROM tessera_sessions")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM tessera_refresh_tokens")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        }
+    };
+}
+
+pub(crate) use delete_all;
+
 /// Maps an operation's error onto [`StoreError`] without a time bound, for
 /// the one operation whose length grows with the table
 /// ([`tessera::store::Store::delete_all`]).

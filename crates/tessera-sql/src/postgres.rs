@@ -28,7 +28,7 @@ use tessera::store::{CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
-use crate::error::{bounded, retrying, unbounded};
+use crate::error::{bounded, delete_all, retrying, unbounded};
 use crate::options::SqlOptions;
 use crate::refresh_row::{EncodedRefresh, RawRefresh, bind_refresh, diagnose_unused};
 use crate::row::{
@@ -84,10 +84,6 @@ mod sql {
     pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = $1";
     pub(super) const DELETE_BY_HANDLE_OWNED: &str =
         "DELETE FROM tessera_sessions WHERE handle = $1 AND user_id = $2";
-    /// `delete_all`: every session, then every refresh token (one
-    /// transaction).
-    pub(super) const DELETE_ALL: &str = "DELETE FROM tessera_sessions";
-    pub(super) const REFRESH_DELETE_ALL: &str = "DELETE FROM tessera_refresh_tokens";
     pub(super) const DELETE_BY_USER: &str = "DELETE FROM tessera_sessions WHERE user_id = $1";
     pub(super) const DELETE_BY_USER_EXCEPT: &str =
         "DELETE FROM tessera_sessions WHERE user_id = $1 AND handle <> $2";
@@ -386,19 +382,7 @@ impl Store for PgStore {
     /// to the re-keyed row, so no rotated session survives. Not bounded by
     /// the operation timeout (see the trait).
     async fn delete_all(&self) -> Result<u64, StoreError> {
-        unbounded(async {
-            let mut tx = self.pool.begin().await?;
-            let n = sqlx::query(sql::DELETE_ALL)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            sqlx::query(sql::REFRESH_DELETE_ALL)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(n)
-        })
-        .await
+        unbounded(delete_all!(self.pool)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

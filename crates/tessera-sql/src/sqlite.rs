@@ -32,7 +32,7 @@ use tessera::store::{CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
-use crate::error::{bounded, unbounded};
+use crate::error::{bounded, delete_all, unbounded};
 use crate::options::SqlOptions;
 use crate::refresh_row::{EncodedRefresh, RawRefresh, bind_refresh, diagnose_unused};
 use crate::row::{
@@ -79,10 +79,6 @@ mod sql {
         last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
         client_ip, user_agent FROM tessera_sessions \
         WHERE user_id = ? AND next_deadline > ? ORDER BY created_at, handle";
-    /// `delete_all`: every session, then every refresh token (one
-    /// transaction).
-    pub(super) const DELETE_ALL: &str = "DELETE FROM tessera_sessions";
-    pub(super) const REFRESH_DELETE_ALL: &str = "DELETE FROM tessera_refresh_tokens";
     pub(super) const DELETE_BY_USER: &str = "DELETE FROM tessera_sessions WHERE user_id = ?";
     pub(super) const DELETE_BY_USER_EXCEPT: &str =
         "DELETE FROM tessera_sessions WHERE user_id = ? AND handle <> ?";
@@ -423,19 +419,7 @@ impl Store for SqliteStore {
     /// write interleaves. Not bounded by the operation timeout (see the
     /// trait); the writer's busy timeout still applies.
     async fn delete_all(&self) -> Result<u64, StoreError> {
-        unbounded(async {
-            let mut tx = self.writer.begin().await?;
-            let n = sqlx::query(sql::DELETE_ALL)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            sqlx::query(sql::REFRESH_DELETE_ALL)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(n)
-        })
-        .await
+        unbounded(delete_all!(self.writer)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -11,83 +11,34 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
 use tessera_sql::SqlStore;
 
-const ENV: &str = "TESSERA_TEST_POSTGRES_URL";
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+static ADMIN: common::Admin = common::Admin {
+    env: "TESSERA_TEST_POSTGRES_URL",
+    default_url: "postgres://postgres@127.0.0.1:5432/postgres",
+    server: "PostgreSQL",
+    drop_options: " WITH (FORCE)",
+    exec,
+};
 
-/// A database created for one test and dropped when this goes out of
-/// scope, even if the test panics.
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let admin_url = std::env::var(ENV).unwrap_or_else(|_| DEFAULT_URL.to_owned());
-        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is unreachable ({e}); set {ENV} to a server URL (scripts/services.sh starts one)")
-        });
-        let name = common::unique_name("tessera_test");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let url = common::with_database(&admin_url, &name);
-        Self {
-            admin_url,
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs outside async; use a runtime of its own on a thread.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let mut admin = PgConnection::connect(&admin_url).await?;
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await
-                        .map(|_| ())
-                })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
+fn exec(url: String, statement: String) -> common::BoxFuture<Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        let mut admin = PgConnection::connect(&url).await?;
+        sqlx::query(&statement).execute(&mut admin).await?;
+        admin.close().await
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_passes_conformance_suite_and_concurrency_scenarios() {
-    let db = TestDatabase::create().await;
-    let store = SqlStore::connect(&db.url).await.unwrap();
-    assert_eq!(store.backend(), "postgres");
-    // A second instance on the same database migrates idempotently.
-    let second = SqlStore::connect(&db.url).await.unwrap();
-    common::run_scenarios(Arc::new(store.clone())).await;
-    second.close().await;
-    store.close().await;
+    common::conformance_on_server(&ADMIN, "postgres").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_indexes_serve_user_and_deadline_lookups() {
-    let db = TestDatabase::create().await;
+    let db = common::TestDatabase::create(&ADMIN).await;
     let store = SqlStore::connect(&db.url).await.unwrap();
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     // Make sequential scans unattractive so the planner shows whether an
@@ -135,14 +86,5 @@ async fn postgres_indexes_serve_user_and_deadline_lookups() {
 
 #[tokio::test]
 async fn unreachable_postgres_is_unavailable() {
-    let options =
-        tessera_sql::SqlOptions::default().with_acquire_timeout(std::time::Duration::from_secs(2));
-    // Port 1 on loopback: nothing listens there.
-    let err = SqlStore::connect_with("postgres://nobody@127.0.0.1:1/none", options)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, tessera::StoreError::Unavailable(_)),
-        "{err:?}"
-    );
+    common::unreachable_is_unavailable("postgres://nobody@127.0.0.1:1/none").await;
 }

@@ -35,6 +35,106 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// A boxed future, for [`Admin::exec`].
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// How to administer one kind of database server in the tests.
+pub struct Admin {
+    /// The variable naming an account allowed to create databases.
+    pub env: &'static str,
+    /// The admin URL when the variable is not set (the local service).
+    pub default_url: &'static str,
+    /// The server's name, for the message when it is unreachable.
+    pub server: &'static str,
+    /// What follows `DROP DATABASE IF EXISTS name` on this server.
+    pub drop_options: &'static str,
+    /// Runs one statement on a new connection to the URL.
+    pub exec: fn(String, String) -> BoxFuture<Result<(), sqlx::Error>>,
+}
+
+/// A database created for one test and dropped when this goes out of
+/// scope, even if the test panics.
+pub struct TestDatabase {
+    admin: &'static Admin,
+    admin_url: String,
+    name: String,
+    /// The URL of the new database.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates a fresh database; an unreachable server fails the test.
+    pub async fn create(admin: &'static Admin) -> Self {
+        let env = admin.env;
+        let admin_url = std::env::var(env).unwrap_or_else(|_| admin.default_url.to_owned());
+        let name = unique_name("tessera_test");
+        (admin.exec)(admin_url.clone(), format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} is unreachable ({e}); set {env} to a server URL (scripts/services.sh starts one)",
+                    admin.server
+                )
+            });
+        let url = with_database(&admin_url, &name);
+        Self {
+            admin,
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let drop = (self.admin.exec)(
+            self.admin_url.clone(),
+            format!(
+                "DROP DATABASE IF EXISTS {}{}",
+                self.name, self.admin.drop_options
+            ),
+        );
+        // Drop runs outside async; use a runtime of its own on a thread.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(drop)
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// The conformance suite and the concurrency scenarios on a fresh
+/// database of a server backend.
+pub async fn conformance_on_server(admin: &'static Admin, backend: &str) {
+    let db = TestDatabase::create(admin).await;
+    let store = SqlStore::connect(&db.url).await.unwrap();
+    assert_eq!(store.backend(), backend);
+    // A second instance on the same database migrates idempotently.
+    let second = SqlStore::connect(&db.url).await.unwrap();
+    run_scenarios(Arc::new(store.clone())).await;
+    second.close().await;
+    store.close().await;
+}
+
+/// A server that does not answer (`url` points at port 1 on loopback,
+/// where nothing listens) is `Unavailable`, not a hang or a panic.
+pub async fn unreachable_is_unavailable(url: &str) {
+    let options =
+        tessera_sql::SqlOptions::default().with_acquire_timeout(std::time::Duration::from_secs(2));
+    let err = SqlStore::connect_with(url, options).await.unwrap_err();
+    assert!(
+        matches!(err, tessera::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+}
+
 /// `url` with its database path replaced by `db`.
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
