@@ -361,15 +361,13 @@ impl RedisStore {
                 ],
             )
             .await?;
-        let mut items = array(v)?;
-        match items.first().map(int).transpose()? {
-            Some(0) => Ok(Cas::Missing),
-            Some(1) => items
-                .get_mut(1)
-                .and_then(|v| v.take().into_bytes())
+        match v {
+            Value::Integer(0) => Ok(Cas::Missing),
+            Value::Integer(2) => Ok(Cas::Applied),
+            stored @ (Value::Bytes(_) | Value::String(_)) => stored
+                .into_bytes()
                 .map(Cas::Conflict)
                 .ok_or_else(|| unexpected("compare-and-set")),
-            Some(2) => Ok(Cas::Applied),
             _ => Err(unexpected("compare-and-set")),
         }
     }
