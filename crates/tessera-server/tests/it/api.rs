@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, client, cookie_header};
+use crate::common::{
+    Server, client, cookie_header, delete_session, get, get_json, get_text, list_sessions,
+};
 
 async fn create(server: &Server, key: &str, body: Value) -> reqwest::Response {
     client()
@@ -28,17 +30,6 @@ async fn verify(server: &Server, key: &str, token: &str) -> (u16, Value) {
     (code, res.json().await.unwrap())
 }
 
-async fn list(server: &Server, key: &str, user: &str) -> Vec<Value> {
-    let res = client()
-        .get(server.at(&format!("/v1/users/{user}/sessions")))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json::<Vec<Value>>().await.unwrap()
-}
-
 #[tokio::test]
 async fn v1_requires_an_api_key() {
     let server = Server::start(&[]);
@@ -60,7 +51,7 @@ async fn v1_requires_an_api_key() {
         assert_eq!(res.headers()["www-authenticate"], "Bearer");
     }
     assert!(
-        list(&server, &key, "alice").await.is_empty(),
+        list_sessions(&server, &key, "alice").await.is_empty(),
         "rejected requests created nothing"
     );
 
@@ -116,27 +107,17 @@ async fn v1_session_lifecycle() {
     assert_eq!(verify(&server, &key, &new_token).await.0, 200);
 
     // Listing shows it, with client metadata.
-    let sessions = list(&server, &key, "alice").await;
+    let sessions = list_sessions(&server, &key, "alice").await;
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["ip"], "192.0.2.9");
     assert_eq!(sessions[0]["user_agent"], "curl");
 
     // Delete by handle.
     let handle = created["handle"].as_str().unwrap();
-    let res = client()
-        .delete(server.at(&format!("/v1/sessions/{handle}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let res = delete_session(&server, &key, handle).await;
     assert_eq!(res.status(), 204);
     assert_eq!(verify(&server, &key, &new_token).await.0, 401);
-    let res = client()
-        .delete(server.at(&format!("/v1/sessions/{handle}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let res = delete_session(&server, &key, handle).await;
     assert_eq!(res.status(), 404);
 }
 
@@ -207,8 +188,8 @@ async fn revoke_all_of_a_user() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["revoked"], 3);
-    assert!(list(&server, &key, "carol").await.is_empty());
-    assert_eq!(list(&server, &key, "dave").await.len(), 1);
+    assert!(list_sessions(&server, &key, "carol").await.is_empty());
+    assert_eq!(list_sessions(&server, &key, "dave").await.len(), 1);
 }
 
 #[tokio::test]
@@ -309,11 +290,7 @@ async fn bad_input_gets_clear_4xx_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let res = client()
-        .get(server.at("/no/such/route"))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&server, "/no/such/route").await;
     assert_eq!(res.status(), 404);
 
     // Nothing was created by any of it.
@@ -369,34 +346,11 @@ async fn forward_auth_reads_the_session_cookie() {
 async fn ops_endpoints() {
     let server = Server::start(&[]);
     let key = server.api_key();
-    assert_eq!(
-        client()
-            .get(server.at("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client()
-            .get(server.at("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get(&server, "/healthz").await.status(), 200);
+    assert_eq!(get(&server, "/readyz").await.status(), 200);
     create(&server, &key, json!({"user_id": "gina"})).await;
 
-    let text = client()
-        .get(server.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&server, "/metrics").await;
     assert!(text.contains("tessera_sessions_created_total 1"), "{text}");
     for name in [
         "tessera_sessions_rotated_total",
@@ -410,14 +364,7 @@ async fn ops_endpoints() {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
 
-    let doc: Value = client()
-        .get(server.at("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&server, "/openapi.json").await;
     let paths = doc["paths"].as_object().unwrap();
     for p in [
         "/v1/sessions",

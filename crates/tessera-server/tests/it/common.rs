@@ -227,13 +227,18 @@ pub struct Login {
     pub body: Value,
 }
 
-pub async fn login(server: &Server, user: &str, password: &str) -> Login {
-    let res = client()
+/// `POST /login` with a JSON body: the response, whatever it is.
+pub async fn try_login(server: &Server, user: &str, password: &str) -> reqwest::Response {
+    client()
         .post(server.at("/login"))
         .json(&serde_json::json!({"username": user, "password": password}))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+pub async fn login(server: &Server, user: &str, password: &str) -> Login {
+    let res = try_login(server, user, password).await;
     assert_eq!(res.status(), 200, "login failed");
     let token = session_cookie(res.headers()).expect("login sets a cookie");
     let body: Value = res.json().await.unwrap();
@@ -259,4 +264,56 @@ pub async fn status(server: &Server, token: &str) -> (u16, Value) {
         .unwrap();
     let code = res.status().as_u16();
     (code, res.json().await.unwrap())
+}
+
+/// GET `path` with no credentials.
+pub async fn get(server: &Server, path: &str) -> reqwest::Response {
+    client().get(server.at(path)).send().await.unwrap()
+}
+
+/// GET `path` and the body as text (pages, `/metrics`).
+pub async fn get_text(server: &Server, path: &str) -> String {
+    get(server, path).await.text().await.unwrap()
+}
+
+/// GET `path` and the body as JSON (`/openapi.json`).
+pub async fn get_json(server: &Server, path: &str) -> Value {
+    get(server, path).await.json().await.unwrap()
+}
+
+/// `POST /v1/sessions` for `user` with API key `key`: the response body.
+pub async fn create_session(server: &Server, key: &str, user: &str) -> Value {
+    client()
+        .post(server.at("/v1/sessions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"user_id": user}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `DELETE /v1/sessions/{handle}` with API key `key`.
+pub async fn delete_session(server: &Server, key: &str, handle: &str) -> reqwest::Response {
+    client()
+        .delete(server.at(&format!("/v1/sessions/{handle}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `GET /v1/users/{user}/sessions` with API key `key`: the user's live
+/// sessions.
+pub async fn list_sessions(server: &Server, key: &str, user: &str) -> Vec<Value> {
+    let res = client()
+        .get(server.at(&format!("/v1/users/{user}/sessions")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json::<Vec<Value>>().await.unwrap()
 }

@@ -1,7 +1,7 @@
 //! Forward auth and cross-site requests: a forwarded unsafe method must pass
 //! the Origin / Sec-Fetch-Site check, or get 403 whatever the cookie.
 
-use crate::common::{Server, client, cookie_header, demo_login};
+use crate::common::{Server, client, cookie_header, demo_login, get_text};
 
 #[tokio::test]
 async fn forwarded_unsafe_requests_from_other_sites_are_refused() {
@@ -111,14 +111,7 @@ async fn forwarded_unsafe_requests_from_other_sites_are_refused() {
             "{code}: {logs}"
         );
     }
-    let metrics = client()
-        .get(server.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&server, "/metrics").await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("tessera_csrf_rejections_total "))

@@ -12,7 +12,10 @@
 use serde_json::{Value, json};
 
 use crate::backends::{MyDatabase, PgDatabase, required_env, unique};
-use crate::common::{Server, client, cookie_header, login, run_cli, run_cli_with, session_cookie};
+use crate::common::{
+    Server, client, cookie_header, create_session, login, run_cli, run_cli_with, session_cookie,
+    try_login,
+};
 
 /// Two instances on `store`, sharing users and keys — in `database` when
 /// given, else in the store's own database (the default for SQL stores) —
@@ -86,16 +89,7 @@ async fn two_instances_share_sessions(
     let (ok, key, err) = cli(&["api-key", "create", "backend"], None);
     assert!(ok, "{err}");
     let key = key.trim().to_owned();
-    let created: Value = client()
-        .post(b.at("/v1/sessions"))
-        .bearer_auth(&key)
-        .json(&json!({"user_id": "erin"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = create_session(&b, &key, "erin").await;
     let token = created["token"]
         .as_str()
         .unwrap_or_else(|| panic!("no token in {created}"))
@@ -179,22 +173,12 @@ async fn two_instances_share_sessions(
     assert_eq!(crate::common::status(&b, &on_a.token).await.0, 200);
     // Names are exact on every backend (MySQL compares case-insensitively
     // unless told otherwise): another spelling is an unknown user.
-    let res = client()
-        .post(b.at("/login"))
-        .json(&json!({"username": "FAY", "password": "fay-password-1"}))
-        .send()
-        .await
-        .unwrap();
+    let res = try_login(&b, "FAY", "fay-password-1").await;
     assert_eq!(res.status(), 401, "user names are case-sensitive");
     let (ok, _, err) = cli(&["user", "disable", "fay"], None);
     assert!(ok, "{err}");
     for server in [&a, &b] {
-        let res = client()
-            .post(server.at("/login"))
-            .json(&json!({"username": "fay", "password": "fay-password-1"}))
-            .send()
-            .await
-            .unwrap();
+        let res = try_login(server, "fay", "fay-password-1").await;
         assert_eq!(res.status(), 401, "a disabled user is refused everywhere");
     }
     assert_eq!(crate::common::status(&a, &on_b.token).await.0, 401);

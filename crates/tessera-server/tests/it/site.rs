@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, client, cookie_header, demo_login, login, session_cookie, status};
+use crate::common::{
+    Server, client, cookie_header, create_session, demo_login, get, get_text, login,
+    session_cookie, status, try_login,
+};
 
 #[tokio::test]
 async fn first_start_creates_demo_user_once() {
@@ -123,14 +126,7 @@ async fn failed_logins_are_generic_and_rate_limited() {
     assert!(logs.contains("\"event\":\"login_failed\""), "{logs}");
     assert!(logs.contains("\"event\":\"rate_limited\""), "{logs}");
     assert!(!logs.contains("wrong-password"), "passwords never logged");
-    let metrics = client()
-        .get(server.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&server, "/metrics").await;
     // Four failures before the limit, one for "nobody" after it.
     assert!(
         metrics.contains("tessera_login_failures_total 5"),
@@ -257,14 +253,7 @@ async fn expired_sessions_show_why_on_the_home_page() {
         Some(""),
         "dead cookie cleared"
     );
-    let page = client()
-        .get(server.at("/login?reason=expired_idle"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&server, "/login?reason=expired_idle").await;
     assert!(page.contains("because of inactivity"), "{page}");
 
     // Absolute: activity every 9 minutes does not help past 30 minutes.
@@ -285,24 +274,10 @@ async fn expired_sessions_show_why_on_the_home_page() {
         (code, body["reason"].as_str()),
         (401, Some("expired_absolute"))
     );
-    let page = client()
-        .get(server.at("/login?reason=expired_absolute"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&server, "/login?reason=expired_absolute").await;
     assert!(page.contains("time limit"));
     // Unknown reasons are not echoed.
-    let page = client()
-        .get(server.at("/login?reason=%3Cscript%3E"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&server, "/login?reason=%3Cscript%3E").await;
     assert!(!page.contains("<script>alert") && !page.contains("%3Cscript"));
 }
 
@@ -335,15 +310,11 @@ async fn home_page_and_security_headers() {
         assert!(page.contains(needle), "{needle}");
     }
     assert!(!page.contains("<script>"), "no inline script");
-    let js = client()
-        .get(server.at("/static/app.js"))
-        .send()
-        .await
-        .unwrap();
+    let js = get(&server, "/static/app.js").await;
     assert_eq!(js.status(), 200);
     assert!(js.text().await.unwrap().contains("/session/keepalive"));
     // Without a session, / sends you to sign in.
-    let res = client().get(server.at("/")).send().await.unwrap();
+    let res = get(&server, "/").await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/login");
 }
@@ -435,16 +406,7 @@ async fn device_list_revoke_and_revoke_others() {
 
     // Another user's handle cannot be revoked.
     let key = server.api_key();
-    let other: Value = client()
-        .post(server.at("/v1/sessions"))
-        .bearer_auth(&key)
-        .json(&json!({"user_id": "someone"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other: Value = create_session(&server, &key, "someone").await;
     let res = client()
         .delete(server.at(&format!("/sessions/{}", other["handle"].as_str().unwrap())))
         .header("cookie", cookie_header(&a.token))
@@ -641,12 +603,7 @@ async fn password_change_needs_recent_reauth_and_revokes_other_sessions() {
     assert_eq!(status(&server, &new_token).await.0, 200);
     // The new password works, the old one does not.
     login(&server, "demo", "brand-new-password").await;
-    let res = client()
-        .post(server.at("/login"))
-        .json(&json!({"username": "demo", "password": pw}))
-        .send()
-        .await
-        .unwrap();
+    let res = try_login(&server, "demo", &pw).await;
     assert_eq!(res.status(), 401);
 }
 
@@ -715,7 +672,7 @@ async fn signing_in_again_from_a_live_session_needs_its_csrf_token() {
     let start = page.find(marker).expect("csrf field in the form") + marker.len();
     let csrf = &page[start..start + page[start..].find('"').unwrap()];
     // …and none without a session.
-    let anonymous = client().get(server.at("/login")).send().await.unwrap();
+    let anonymous = get(&server, "/login").await;
     assert!(!anonymous.text().await.unwrap().contains("csrf_token"));
 
     let form = [("username", "demo"), ("password", pw.as_str())];

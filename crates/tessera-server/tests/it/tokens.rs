@@ -18,7 +18,10 @@ use tessera::time::SystemClock;
 use tessera_jwt::{PublicKeySet, VerifiedToken, Verifier, VerifierConfig};
 
 use crate::backends::{PgDatabase, required_env, unique};
-use crate::common::{Server, client, demo_login};
+use crate::common::{
+    Server, client, create_session, delete_session, demo_login, get, get_json, get_text,
+    list_sessions,
+};
 
 /// Past the default 10 s refresh grace period.
 const PAST_GRACE: Duration = Duration::from_secs(11);
@@ -47,11 +50,7 @@ impl Pair {
 
 /// The server's JWKS, checked for cache headers and private members.
 async fn jwks(server: &Server) -> (PublicKeySet, Value) {
-    let res = client()
-        .get(server.at("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let res = get(server, "/.well-known/jwks.json").await;
     assert_eq!(res.status(), 200);
     let cache = res.headers()["cache-control"].to_str().unwrap().to_owned();
     assert!(cache.contains("max-age="), "{cache}");
@@ -140,17 +139,8 @@ async fn revoke(server: &Server, token: &str, hint: Option<&str>) -> u16 {
 
 /// The handles of a user's live sessions.
 async fn handles(server: &Server, key: &str, user: &str) -> Vec<String> {
-    let res = client()
-        .get(server.at(&format!("/v1/users/{user}/sessions")))
-        .bearer_auth(key)
-        .send()
+    list_sessions(server, key, user)
         .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    body.as_array()
-        .or_else(|| body["sessions"].as_array())
-        .unwrap()
         .iter()
         .map(|s| s["handle"].as_str().unwrap().to_owned())
         .collect()
@@ -254,14 +244,7 @@ async fn refresh_scenarios(server: &mut Server) {
     refused(code, &body);
     assert!(!handles(server, &key, &user).await.contains(&stolen.handle));
     // Both detections are counted for alerting.
-    let metrics = client()
-        .get(server.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(server, "/metrics").await;
     assert!(
         metrics
             .lines()
@@ -727,16 +710,7 @@ async fn revocation_and_introspection_follow_rfc_7009_and_7662() {
     assert_eq!(res.status(), 401);
 
     // An opaque session token (tss_) can be revoked and introspected too.
-    let created: Value = client()
-        .post(server.at("/v1/sessions"))
-        .bearer_auth(&key)
-        .json(&json!({"user_id": "bob"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = create_session(&server, &key, "bob").await;
     let token = created["token"].as_str().unwrap();
     let active = introspect(&server, &key, token).await;
     assert_eq!(active["active"], true, "{active}");
@@ -810,16 +784,7 @@ async fn keys_rotate_publishes_both_keys_and_signs_with_the_new_one() {
 async fn forward_auth_accepts_bearer_session_and_access_tokens() {
     let server = Server::start(&[]);
     let key = server.api_key();
-    let created: Value = client()
-        .post(server.at("/v1/sessions"))
-        .bearer_auth(&key)
-        .json(&json!({"user_id": "dave"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = create_session(&server, &key, "dave").await;
     let token = created["token"].as_str().unwrap().to_owned();
     let handle = created["handle"].as_str().unwrap().to_owned();
     let forward = |credential: String, cross_site_post: bool| {
@@ -849,16 +814,7 @@ async fn forward_auth_accepts_bearer_session_and_access_tokens() {
     // Two different session tokens (the same rule as the session layer and
     // duplicate cookies): 401 `ambiguous`, never a guess — even though one
     // of them is valid.
-    let other: Value = client()
-        .post(server.at("/v1/sessions"))
-        .bearer_auth(&key)
-        .json(&json!({"user_id": "mallory"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other: Value = create_session(&server, &key, "mallory").await;
     let other = other["token"].as_str().unwrap().to_owned();
     let res = client()
         .get(server.at("/v1/auth/verify"))
@@ -892,12 +848,7 @@ async fn forward_auth_accepts_bearer_session_and_access_tokens() {
     assert_eq!(forward(tampered, false).await.unwrap().status(), 401);
 
     // Revoked session: the opaque token dies at once.
-    let res = client()
-        .delete(server.at(&format!("/v1/sessions/{handle}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let res = delete_session(&server, &key, &handle).await;
     assert_eq!(res.status(), 204);
     assert_eq!(forward(token, false).await.unwrap().status(), 401);
 }
@@ -905,14 +856,7 @@ async fn forward_auth_accepts_bearer_session_and_access_tokens() {
 #[tokio::test]
 async fn openapi_documents_the_token_endpoints() {
     let server = Server::start(&[]);
-    let doc: Value = client()
-        .get(server.at("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&server, "/openapi.json").await;
     for path in [
         "/v1/tokens",
         "/token",
