@@ -257,9 +257,12 @@ impl RedisStore {
         let mut key = String::with_capacity(prefix.len() + 4 + 2 * hash.as_bytes().len());
         key.push_str(prefix);
         key.push_str("s:{");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for &b in hash.as_bytes() {
             for nibble in [b >> 4, b & 0x0f] {
-                key.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+                key.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
             }
         }
         key.push('}');
