@@ -537,18 +537,52 @@ mod tests {
         }
     }
 
+    /// Keys in a fresh directory on a clock that moves only when told.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        config: Config,
+        clock: Arc<ManualClock>,
+        keys: SigningKeys,
+        sid: SessionHandle,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let config = config_in(dir.path());
+            let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+            let keys = SigningKeys::open(&config, clock.clone()).unwrap();
+            Self {
+                _dir: dir,
+                config,
+                clock,
+                keys,
+                sid: SessionHandle::generate().unwrap(),
+            }
+        }
+    }
+
+    /// The key directory of `config` as another process ("tessera keys
+    /// …") sees it: its own handle.
+    fn elsewhere(config: &Config) -> KeyStore {
+        KeyStore::open(config.keys_path(), retention(config)).unwrap()
+    }
+
     #[test]
     fn a_rotation_by_another_process_is_picked_up_at_the_next_use() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config_in(dir.path());
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
-        let keys = SigningKeys::open(&config, clock.clone()).unwrap();
-        let sid = SessionHandle::generate().unwrap();
+        let Fixture {
+            _dir,
+            config,
+            clock,
+            keys,
+            sid,
+        } = Fixture::new();
         let before = keys.issue("alice", &sid).unwrap();
 
-        // "tessera keys rotate" elsewhere: its own handle on the directory.
-        let mut other = KeyStore::open(config.keys_path(), retention(&config)).unwrap();
-        let new_kid = other.rotate(Algorithm::EdDSA, clock.now()).unwrap();
+        // "tessera keys rotate" elsewhere.
+        let new_kid = elsewhere(&config)
+            .rotate(Algorithm::EdDSA, clock.now())
+            .unwrap();
 
         let after = keys.issue("alice", &sid).unwrap();
         assert_eq!(after.kid(), &new_kid, "signs with the new key at once");
@@ -564,18 +598,19 @@ mod tests {
 
     #[test]
     fn verifying_rereads_the_directory_for_an_unknown_kid_and_once_a_second() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config_in(dir.path());
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
-        let keys = SigningKeys::open(&config, clock.clone()).unwrap();
-        let sid = SessionHandle::generate().unwrap();
+        let Fixture {
+            _dir,
+            config,
+            clock,
+            keys,
+            sid,
+        } = Fixture::new();
         let old = keys.issue("alice", &sid).unwrap();
 
         // Another instance rotates and signs with the new key; the clock
         // stands still, so only the unknown kid can make this one look.
         let other = SigningKeys::open(&config, clock.clone()).unwrap();
-        KeyStore::open(config.keys_path(), retention(&config))
-            .unwrap()
+        elsewhere(&config)
             .rotate(Algorithm::EdDSA, clock.now())
             .unwrap();
         let new = other.issue("alice", &sid).unwrap();
@@ -585,10 +620,7 @@ mod tests {
         // The old key is deleted on disk (say it leaked). Within the
         // second the loaded set still holds it — verifying reads no file
         // per token — and one interval later it is refused.
-        KeyStore::open(config.keys_path(), retention(&config))
-            .unwrap()
-            .remove(old.kid())
-            .unwrap();
+        elsewhere(&config).remove(old.kid()).unwrap();
         keys.verify(old.as_str()).unwrap();
         clock.advance(RECHECK_INTERVAL);
         assert!(matches!(
