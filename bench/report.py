@@ -53,7 +53,7 @@ def fmt_us(us):
 
 def main(results_path, machine_path):
     runs = defaultdict(list)  # (stack, workload) -> [run]
-    redis_mem, sql, memsize, sweep = {}, {}, {}, None
+    redis_mem, sql, memsize, sweep, instr = {}, {}, {}, None, {}
     with open(results_path, encoding="utf-8") as f:
         for raw in f:
             row = raw.rstrip("\n").split("\t")
@@ -68,6 +68,8 @@ def main(results_path, machine_path):
             elif kind == "memsize":
                 m = kv(row[1])
                 memsize[m["store"]] = m
+            elif kind == "instr":
+                instr[(row[1], row[2])] = int(row[3]) / int(row[4])
             elif kind == "sweep":
                 sweep = (int(row[1] or 0), int(row[2]), int(row[3]))
             else:
@@ -183,6 +185,21 @@ def main(results_path, machine_path):
           f"(**{busy_p99 / idle_p99:.2f}×**); throughput {fmt_rps(idle[0]['rps'])} → "
           f"{fmt_rps(statistics.median(r['rps'] for r in busy))} req/s")
     p("")
+
+    if instr:
+        p("### Instructions per request (callgrind, in-process, no sockets)")
+        p("")
+        p("Deterministic: the same binary and input give the same count whatever else runs. "
+          "Under valgrind SHA-256 runs without SHA-NI, which adds ~3.5k to tessera's count.")
+        p("")
+        p("| request | bare axum | tessera-axum + MemoryStore | tower-sessions + MemoryStore | tessera − bare | tower-sessions − bare |")
+        p("|---|---|---|---|---|---|")
+        for path in ("/whoami", "/counter"):
+            b, t, s_ = (instr.get((x, path)) for x in ("bare", "tessera-memory", "ts-memory"))
+            if b and t and s_:
+                method = "GET" if path == "/whoami" else "POST"
+                p(f"| {method} {path} | {b:,.0f} | {t:,.0f} | {s_:,.0f} | +{t - b:,.0f} | +{s_ - b:,.0f} |")
+        p("")
 
     # ---- targets of issue 7
     p("### Targets of issue 7")

@@ -17,6 +17,9 @@
 #   BENCH_SCALE_TESTS which scale tests to run ("memory sqlite sweeper")
 #   BENCH_SWEEP_N     expired sessions of the sweeper test (BENCH_SCALE_N)
 #   BENCH_OUT         output directory (default bench/target/results/<time>)
+#   BENCH_INSTR       1 = also count instructions per request with callgrind
+#                     (in-process, no sockets; default 1 when valgrind exists)
+#   BENCH_INSTR_N     requests per callgrind run (20000)
 #
 # What it does: installs missing tools (wrk, Node/npm, curl, python3 via
 # apt-get; `npm ci` in bench/node), builds bench/ in release mode, starts a
@@ -363,7 +366,34 @@ scale_sweeper() {
     rm -rf "$(dirname "$sweep")"
 }
 
+# ---------------------------------------------------------------- instructions
+# Instructions per request of the in-process stacks, counted by callgrind:
+# `bench-server <stack> inproc N PATH` signs in once and drives N requests
+# through the router without sockets. Instruction counts do not depend on
+# what else the machine is doing, so these ratios are exact where the
+# throughput ratios are noisy. Caveat: under valgrind the sha2 crate falls
+# back to its portable SHA-256 (no SHA-NI), which inflates tessera's token
+# hashing about tenfold (~3.5k of the counted instructions).
+instructions() {
+    local n=${BENCH_INSTR_N:-20000} stack path out ir
+    for path in /whoami /counter; do
+        for stack in bare tessera-memory ts-memory; do
+            out=$OUT/callgrind-$stack-${path#/}.out
+            valgrind --tool=callgrind --callgrind-out-file="$out" \
+                "$BIN/bench-server" "$stack" inproc "$n" "$path" >/dev/null 2>&1 ||
+                die "callgrind run of $stack $path failed"
+            ir=$(sed -n 's/^summary: *//p' "$out")
+            printf 'instr\t%s\t%s\t%s\t%s\n' "$stack" "$path" "$ir" "$n" >>"$RESULTS"
+            rm -f "$out"
+        done
+    done
+}
+
 # ---------------------------------------------------------------- main
+if [[ ${BENCH_INSTR:-$(command -v valgrind >/dev/null && echo 1 || echo 0)} == 1 ]]; then
+    log "instructions per request (callgrind, in-process)"
+    instructions
+fi
 read -r -a stack_list <<<"$STACKS"
 for ((round = 1; round <= ROUNDS; round++)); do
     # Rotate the order each round so no stack always runs first or last.
