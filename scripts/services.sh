@@ -36,7 +36,7 @@ _ts_log() { printf 'services: %s\n' "$*" >&2; }
 : "${TESSERA_SERVICES_TIMEOUT:=60}"
 
 # A free TCP port on 127.0.0.1. For Redis Cluster the bus port (port+10000)
-# must be free too, so ports stay below 55535 and both are checked.
+# must be free too, so both are checked.
 _ts_used_ports=""
 _ts_port_in_use() {
     local p=$1
@@ -52,9 +52,18 @@ _ts_port_in_use() {
     return 1
 }
 _ts_free_port() {
-    local p i
+    local p i lo hi
+    # Stay below the kernel's ephemeral range: a port in it can be taken as
+    # the source port of any outgoing connection between our check and the
+    # server's bind (seen: a cluster bus port, port+10000, lost that race).
+    # Both the port and port+10000 must lie below it.
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    hi=$((lo - 10000))
+    if ((hi <= 12000)); then
+        hi=55535 # an unusual ephemeral range: fall back to checking only
+    fi
     for i in $(seq 1 200); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 35000))
+        p=$((10000 + (RANDOM * 32768 + RANDOM) % (hi - 10000)))
         if ! _ts_port_in_use "$p" && ! _ts_port_in_use $((p + 10000)); then
             _ts_used_ports="$_ts_used_ports $p $((p + 10000))"
             echo "$p"
@@ -242,10 +251,23 @@ _ts_redis_server() {
         _ts_dump_log "$dir/server.log"
         return 1
     fi
-    if ! _ts_wait "redis:$port" _ts_redis_ping "$port"; then
-        _ts_dump_log "$dir/server.log"
-        return 1
-    fi
+    # Wait for PONG, but give up at once if the server exited (a port
+    # taken between the check and the bind): the caller can retry.
+    local deadline=$((SECONDS + TESSERA_SERVICES_TIMEOUT)) pid
+    until _ts_redis_ping "$port"; do
+        pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            _ts_log "redis:$port: exited during start-up"
+            _ts_dump_log "$dir/server.log"
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            _ts_log "redis:$port: not ready after ${TESSERA_SERVICES_TIMEOUT}s"
+            _ts_dump_log "$dir/server.log"
+            return 1
+        fi
+        sleep 0.1
+    done
     cat "$dir/redis.pid" >"$dir/pid" 2>/dev/null
 }
 _ts_redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]; }
@@ -266,16 +288,22 @@ _ts_cluster_ok() {
 }
 
 _ts_start_cluster() {
-    local ports=() p i addrs=()
+    local ports=() p i attempt addrs=()
     for i in 1 2 3; do
-        p=$(_ts_free_port) || return 1
+        # A node whose port (or bus port) was taken before it could bind
+        # exits at once: try another port, a few times.
+        for attempt in 1 2 3; do
+            p=$(_ts_free_port) || return 1
+            if _ts_redis_server "$TESSERA_SERVICES_DIR/cluster-$p" "$p" \
+                --cluster-enabled yes --cluster-config-file "$TESSERA_SERVICES_DIR/cluster-$p/nodes.conf" \
+                --cluster-node-timeout 5000; then
+                break
+            fi
+            ((attempt < 3)) || return 1
+            _ts_log "redis cluster: node on $p failed to start, trying another port"
+        done
         ports+=("$p")
         addrs+=("127.0.0.1:$p")
-    done
-    for p in "${ports[@]}"; do
-        _ts_redis_server "$TESSERA_SERVICES_DIR/cluster-$p" "$p" \
-            --cluster-enabled yes --cluster-config-file "$TESSERA_SERVICES_DIR/cluster-$p/nodes.conf" \
-            --cluster-node-timeout 5000 || return 1
     done
     if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
         >"$TESSERA_SERVICES_DIR/cluster-create.log" 2>&1; then
