@@ -335,21 +335,12 @@ impl RedisStore {
             .map(|r| r.unwrap_or(Err(StoreError::Timeout)))
     }
 
-    /// The decoded record of a session: one `HGET`.
-    async fn get_record(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        match self.get_value(hash).await? {
-            Some(value) => codec::decode(hash, &value).map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// The compare-and-set of the write path (the `CAS` script): writes
-    /// `value` if the stored record is still the one whose header is
-    /// `expected`.
+    /// `value` if the stored value is still exactly `expected`.
     async fn cas(
         &self,
         hash: &TokenHash,
-        expected: Vec<u8>,
+        expected: Bytes,
         value: Bytes,
         expire_at: Timestamp,
     ) -> Result<Cas, StoreError> {
@@ -358,7 +349,7 @@ impl RedisStore {
                 &self.inner.scripts.cas,
                 self.session_key(hash),
                 vec![
-                    Value::from(Bytes::from(expected)),
+                    Value::from(expected),
                     Value::from(value),
                     Value::from(expire_at.as_millis()),
                 ],
@@ -761,10 +752,12 @@ impl RedisStore {
         // The latest record known from the caller or from Redis, and
         // whether it came from Redis (then an expired record, or `Keep`, is
         // the final answer; a caller's copy may be older than the store).
-        let mut known: Cow<'_, SessionRecord> = match seed {
-            Some(record) => Cow::Borrowed(record),
-            None => match self.get_record(hash).await? {
-                Some(record) => Cow::Owned(record),
+        // `known_raw` holds the exact stored bytes of `known` when it came
+        // from Redis: the compare-and-set compares whole values (see `CAS`).
+        let (mut known, mut known_raw): (Cow<'_, SessionRecord>, Option<Bytes>) = match seed {
+            Some(record) => (Cow::Borrowed(record), None),
+            None => match self.get_value(hash).await? {
+                Some(raw) => (Cow::Owned(codec::decode(hash, &raw)?), Some(raw)),
                 None => return Ok(None),
             },
         };
@@ -778,12 +771,14 @@ impl RedisStore {
             let remembered = match guard.last.as_ref() {
                 Some(w) if use_memory && w.hash == *hash && w.version > known.version => {
                     let record = codec::decode(hash, &w.value)?;
-                    record.is_valid_at(now).then_some((record, w.chain))
+                    record
+                        .is_valid_at(now)
+                        .then(|| (record, w.chain, w.value.clone()))
                 }
                 _ => None,
             };
             let (current, chain) = match &remembered {
-                Some((record, chain)) => (record, *chain),
+                Some((record, chain, _)) => (record, *chain),
                 None => {
                     guard.chains = guard.chains.wrapping_add(1);
                     (&*known, guard.chains)
@@ -797,8 +792,8 @@ impl RedisStore {
                 // The request's copy looks expired, but another request may
                 // have moved the idle deadline: read the stored record.
                 drop(guard);
-                known = match self.get_record(hash).await? {
-                    Some(record) => Cow::Owned(record),
+                (known, known_raw) = match self.get_value(hash).await? {
+                    Some(raw) => (Cow::Owned(codec::decode(hash, &raw)?), Some(raw)),
                     None => return Ok(None),
                 };
                 from_store = true;
@@ -815,8 +810,8 @@ impl RedisStore {
                 // (or this process's memory) may differ, so read and decide
                 // again.
                 drop(guard);
-                known = match self.get_record(hash).await? {
-                    Some(record) => Cow::Owned(record),
+                (known, known_raw) = match self.get_value(hash).await? {
+                    Some(raw) => (Cow::Owned(codec::decode(hash, &raw)?), Some(raw)),
                     None => return Ok(None),
                 };
                 from_store = true;
@@ -828,7 +823,16 @@ impl RedisStore {
             next.handle = current.handle.clone();
             next.user_id.clone_from(&current.user_id);
             let value = Bytes::from(codec::encode(&next)?);
-            let expected = codec::header(current)?;
+            // The exact bytes the write is computed from: what this
+            // process sent for the remembered write, what Redis returned,
+            // or (for the caller's copy) its encoding, which is how it was
+            // stored; if that ever differs, the conflict hands back the
+            // stored bytes and the next attempt uses them.
+            let expected = match (&remembered, &known_raw) {
+                (Some((_, _, sent)), _) => sent.clone(),
+                (None, Some(raw)) => raw.clone(),
+                (None, None) => Bytes::from(codec::encode(current)?),
+            };
             let grew = next.deadlines.absolute > current.deadlines.absolute;
             let mut cas = pin!(self.cas(hash, expected, value.clone(), next.deadlines.next()));
             // Poll once while holding the stripe: that queues the command on
@@ -873,6 +877,7 @@ impl RedisStore {
                     // is not contention: retry at once the first time.
                     let stale_copy = seed.is_some() || remembered.is_some();
                     known = Cow::Owned(codec::decode(hash, &latest)?);
+                    known_raw = Some(latest);
                     from_store = true;
                     use_memory = true;
                     conflicts += 1;

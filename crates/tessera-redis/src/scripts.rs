@@ -7,7 +7,7 @@
 //! Session keys are Redis hashes with one field, `c`: the record in the
 //! compact encoding of the `codec` module, whose text header (version, idle
 //! and absolute deadlines, handle, user) most scripts parse with
-//! `header_lua!`; the write path's `CAS` only compares it as a prefix,
+//! `header_lua!`; the write path's `CAS` compares whole values instead,
 //! which is much cheaper. Versions are compared as strings, so no precision is
 //! lost to Lua's doubles; deadlines are compared as numbers (milliseconds
 //! since the epoch are exact in a double until the year 287396).
@@ -77,27 +77,29 @@ return {2, a}
 /// Compare-and-set of a session key against the record the write was
 /// computed from: the hot write path (`modify`, `modify_loaded`).
 ///
-/// KEYS: session key. ARGV: expected header (`codec::header` of the base
-/// record), encoded new record, expire-at ms.
-/// Returns 0 missing; the stored value when it does not start with the
-/// expected header (another write came first, or the stored record is not
-/// the caller's base); 2 applied. (Plain integers, not tables: building a
+/// KEYS: session key. ARGV: the base record's stored value (the exact
+/// bytes the write was computed from), encoded new record, expire-at ms.
+/// Returns 0 missing; the stored value when it is not the base (another
+/// write came first); 2 applied. (Plain integers, not tables: building a
 /// Lua table per call costs measurable Redis CPU on this hot path.)
 ///
-/// Why one prefix comparison is enough: the header holds the version,
-/// both deadlines, the handle and the user, and is self-delimiting, so the
-/// stored value starts with it exactly when the stored record *is* the
-/// base (same version, deadlines and identity). The caller checked that
-/// base valid at its `now` before sending (so an ended session is not
-/// written: DESIGN invariants 3 and 8), and copied the base's handle and
-/// user into the new record, so a write cannot change who a session
-/// belongs to: a forged or stale base does not match and gets the stored
-/// record back instead. An earlier version parsed both headers with
-/// `string.match` here; this costs about half the Redis CPU per write.
+/// Why the *whole* value is compared, not the version: within a process,
+/// a write may be computed from another write of the same session that is
+/// still in flight (see `Stripe` in the crate) and may yet fail. Another
+/// process can meanwhile store a record with the same version, deadlines
+/// and identity but other data; a version (or header) comparison would
+/// then accept a write that drops that other process's change (a lost
+/// update, DESIGN invariant 8). Equal bytes mean the stored record is
+/// exactly the base. Lua interns strings, so the comparison costs next to
+/// nothing. The caller checked that base valid at its `now` before sending
+/// (so an ended session is not written: DESIGN invariant 3) and copied the
+/// base's handle and user into the new record, so a write cannot change
+/// who a session belongs to; a stale or forged base does not match and
+/// gets the stored record back instead.
 const CAS: &str = r"
 local c = redis.call('HGET', KEYS[1], 'c')
 if not c then return 0 end
-if string.sub(c, 1, #ARGV[1]) ~= ARGV[1] then return c end
+if c ~= ARGV[1] then return c end
 redis.call('HSET', KEYS[1], 'c', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 2
