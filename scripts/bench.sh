@@ -19,7 +19,7 @@
 #   BENCH_OUT         output directory (default bench/target/results/<time>)
 #   BENCH_INSTR       1 = also count instructions per request with callgrind
 #                     (in-process, no sockets; default 1 when valgrind exists)
-#   BENCH_INSTR_N     requests per callgrind run (20000)
+#   BENCH_INSTR_N     requests per callgrind run (10000)
 #
 # What it does: installs missing tools (wrk, Node/npm, curl, python3 via
 # apt-get; `npm ci` in bench/node), builds bench/ in release mode, starts a
@@ -374,12 +374,16 @@ scale_sweeper() {
 # throughput ratios are noisy. Caveat: under valgrind the sha2 crate falls
 # back to its portable SHA-256 (no SHA-NI), which inflates tessera's token
 # hashing about tenfold (~3.5k of the counted instructions).
+#
+# The Redis stacks count this process's side only (the client library,
+# encoding, the session logic), not the Redis server's work.
 instructions() {
-    local n=${BENCH_INSTR_N:-20000} stack path out ir
+    local n=${BENCH_INSTR_N:-10000} stack path out ir
     for path in /whoami /counter; do
-        for stack in bare tessera-memory ts-memory; do
+        for stack in bare tessera-memory ts-memory tessera-redis ts-redis ts-redis-sliding; do
             out=$OUT/callgrind-$stack-${path#/}.out
-            valgrind --tool=callgrind --callgrind-out-file="$out" \
+            rcli flushall >/dev/null
+            BENCH_REDIS_URL="$REDIS_URL" valgrind --tool=callgrind --callgrind-out-file="$out" \
                 "$BIN/bench-server" "$stack" inproc "$n" "$path" >/dev/null 2>&1 ||
                 die "callgrind run of $stack $path failed"
             ir=$(sed -n 's/^summary: *//p' "$out")

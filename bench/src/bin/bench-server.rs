@@ -94,6 +94,11 @@ fn inproc(stack: &str, n: u64, path: &str) -> Result<(), BoxError> {
             "bare" => bare::router(),
             "tessera-memory" => tessera_stack::memory()?,
             "ts-memory" => ts015::memory(),
+            // With Redis (BENCH_REDIS_URL): the count then covers this
+            // process's client work, not the Redis server's.
+            "tessera-redis" => tessera_stack::redis().await?,
+            "ts-redis" => ts014::redis(false).await?,
+            "ts-redis-sliding" => ts014::redis(true).await?,
             other => return Err(format!("inproc: unsupported stack {other}").into()),
         };
         let login =
