@@ -377,6 +377,18 @@ impl RedisStore {
 
     /// The encoded record of a session: one `HGET` (boxed: see
     /// [`RedisStore::eval`]).
+    /// The stored record of a session and its exact stored bytes: one
+    /// `HGET`.
+    async fn get_stored(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(SessionRecord, Bytes)>, StoreError> {
+        match self.get_value(hash).await? {
+            Some(raw) => Ok(Some((codec::decode(hash, &raw)?, raw))),
+            None => Ok(None),
+        }
+    }
+
     async fn get_value(&self, hash: &TokenHash) -> Result<Option<Bytes>, StoreError> {
         let hget = self
             .inner
@@ -749,19 +761,18 @@ impl RedisStore {
             .modify_locks
             .get(usize::from(hash.as_bytes()[0]) % MODIFY_STRIPES)
             .ok_or_else(|| unexpected("modify"))?;
-        // The latest record known from the caller or from Redis, and
-        // whether it came from Redis (then an expired record, or `Keep`, is
-        // the final answer; a caller's copy may be older than the store).
-        // `known_raw` holds the exact stored bytes of `known` when it came
-        // from Redis: the compare-and-set compares whole values (see `CAS`).
+        // The latest record known from the caller or from Redis. When it
+        // came from Redis, `known_raw` holds its exact stored bytes: the
+        // compare-and-set compares whole values (see `CAS`), and an expired
+        // record, or `Keep`, is then the final answer (a caller's copy may
+        // be older than the store).
         let (mut known, mut known_raw): (Cow<'_, SessionRecord>, Option<Bytes>) = match seed {
             Some(record) => (Cow::Borrowed(record), None),
-            None => match self.get_value(hash).await? {
-                Some(raw) => (Cow::Owned(codec::decode(hash, &raw)?), Some(raw)),
+            None => match self.get_stored(hash).await? {
+                Some((record, raw)) => (Cow::Owned(record), Some(raw)),
                 None => return Ok(None),
             },
         };
-        let mut from_store = seed.is_none();
         // Cleared when the stripe's memory must not be the base (it looked
         // expired, or `f` kept the record: both need the stored record).
         let mut use_memory = true;
@@ -784,24 +795,16 @@ impl RedisStore {
                     (&*known, guard.chains)
                 }
             };
-            let final_base = from_store && remembered.is_none();
-            if !current.is_valid_at(now) {
+            let final_base = known_raw.is_some() && remembered.is_none();
+            let mut next = current.clone();
+            let reread = if !current.is_valid_at(now) {
                 if final_base {
                     return Ok(None);
                 }
                 // The request's copy looks expired, but another request may
                 // have moved the idle deadline: read the stored record.
-                drop(guard);
-                (known, known_raw) = match self.get_value(hash).await? {
-                    Some(raw) => (Cow::Owned(codec::decode(hash, &raw)?), Some(raw)),
-                    None => return Ok(None),
-                };
-                from_store = true;
-                use_memory = false;
-                continue;
-            }
-            let mut next = current.clone();
-            if f(&mut next) == Modify::Keep {
+                true
+            } else if f(&mut next) == Modify::Keep {
                 if final_base {
                     // Nothing written: the record as stored.
                     return Ok(Some(known.into_owned()));
@@ -809,12 +812,16 @@ impl RedisStore {
                 // Keep reports the record *as stored*: the request's copy
                 // (or this process's memory) may differ, so read and decide
                 // again.
+                true
+            } else {
+                false
+            };
+            if reread {
                 drop(guard);
-                (known, known_raw) = match self.get_value(hash).await? {
-                    Some(raw) => (Cow::Owned(codec::decode(hash, &raw)?), Some(raw)),
-                    None => return Ok(None),
+                let Some((record, raw)) = self.get_stored(hash).await? else {
+                    return Ok(None);
                 };
-                from_store = true;
+                (known, known_raw) = (Cow::Owned(record), Some(raw));
                 use_memory = false;
                 continue;
             }
@@ -878,7 +885,6 @@ impl RedisStore {
                     let stale_copy = seed.is_some() || remembered.is_some();
                     known = Cow::Owned(codec::decode(hash, &latest)?);
                     known_raw = Some(latest);
-                    from_store = true;
                     use_memory = true;
                     conflicts += 1;
                     if conflicts >= MODIFY_ATTEMPTS {

@@ -100,6 +100,60 @@ async fn cluster_bursts_from_two_processes_lose_nothing() {
     bursts_from_two_processes_lose_nothing("TESSERA_TEST_REDIS_CLUSTER_URL").await;
 }
 
+/// A write pipelined behind another write of the same process is computed
+/// from a record that was never stored if the write ahead of it fails.
+/// Another process may meanwhile have stored a record with the same
+/// version, deadlines, handle and user but other data: the pipelined write
+/// must not be applied on top of it (its data lacks the other process's
+/// change). With a version or header comparison it was; the `CAS` script
+/// compares whole values.
+async fn a_failed_write_never_becomes_the_base_of_a_later_one(var: &str) {
+    fn set(key: &'static str) -> impl Fn(&mut SessionRecord) -> Modify + Send + Sync {
+        move |r: &mut SessionRecord| {
+            r.data.insert(key.into(), json!(true));
+            Modify::Write
+        }
+    }
+    let (p, q) = two_processes(var).await;
+    for _ in 0..20 {
+        let loaded = create(&p, Some("alice")).await;
+        // Process Q writes first, from the same version, without moving the
+        // deadlines: its record has the same header as the one P computes.
+        let (set_q, set_p1, set_p2) = (set("q"), set("p1"), set("p2"));
+        q.modify_loaded(&loaded, now(), &set_q)
+            .await
+            .unwrap()
+            .unwrap();
+        // Process P: two requests that loaded the (now stale) version write
+        // at once; the second is computed from the first, which fails.
+        let (first, second) = tokio::join!(
+            p.modify_loaded(&loaded, now(), &set_p1),
+            p.modify_loaded(&loaded, now(), &set_p2),
+        );
+        first.unwrap().unwrap();
+        second.unwrap().unwrap();
+        let stored = p.load(&loaded.hash).await.unwrap().unwrap();
+        for key in ["q", "p1", "p2"] {
+            assert_eq!(
+                stored.data.get(key),
+                Some(&json!(true)),
+                "the write of {key} was lost: {:?}",
+                stored.data
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn standalone_a_failed_write_never_becomes_the_base_of_a_later_one() {
+    a_failed_write_never_becomes_the_base_of_a_later_one("TESSERA_TEST_REDIS_URL").await;
+}
+
+#[tokio::test]
+async fn cluster_a_failed_write_never_becomes_the_base_of_a_later_one() {
+    a_failed_write_never_becomes_the_base_of_a_later_one("TESSERA_TEST_REDIS_CLUSTER_URL").await;
+}
+
 /// `modify_loaded` takes the caller's copy as the base; a copy with another
 /// user or handle (a bug, or a forged record) must not change who the
 /// session belongs to: the compare-and-set refuses it and the write is
