@@ -7,7 +7,8 @@ use tessera::record::SessionHandle;
 use crate::api::types::SessionSummary;
 use crate::cli::{ApiKeyCommand, SessionsCommand, UserCommand};
 use crate::config::Config;
-use crate::server::{ServerError, build_state};
+use crate::server::{SWEEP_BATCH, ServerError, build_state};
+use crate::store::StoreKind;
 
 /// Reads one line (the password) from standard input.
 fn read_password() -> Result<String, ServerError> {
@@ -42,21 +43,29 @@ pub async fn migrate(config: Config) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// `tessera sweep`.
+/// `tessera sweep`: deletes every expired session, then exits.
+///
+/// On the SQL stores it deletes in the server's paced batches
+/// ([`SWEEP_BATCH`] rows, resting [`tessera_sql::DEFAULT_PACE`] times as
+/// long as each took), so running it next to live servers does not starve
+/// their reads; other stores purge 1,000 records at a time back to back.
 ///
 /// # Errors
 ///
 /// Store errors.
 pub async fn sweep(config: Config) -> Result<(), ServerError> {
     let state = build_state(config, None).await?;
-    let mut total = 0u64;
-    loop {
-        let n = state.manager.purge_expired(1000).await?;
-        total += n;
-        if n < 1000 {
-            break;
+    let (batch, pace) = match StoreKind::of(&state.config.store) {
+        Some(StoreKind::Sqlite | StoreKind::Postgres | StoreKind::MySql) => {
+            (SWEEP_BATCH, tessera_sql::DEFAULT_PACE)
         }
-    }
+        _ => (1000, 0),
+    };
+    let store = state.manager.store();
+    let total =
+        tessera_sql::sweep_paced(store.as_ref(), state.manager.now(), batch, u32::MAX, pace)
+            .await
+            .map_err(tessera::SessionError::from)?;
     println!("purged {total} expired session(s)");
     Ok(())
 }

@@ -183,20 +183,21 @@ async fn sessions_survive_a_restart_and_sweep_runs() {
     login(&again, "demo", &password).await;
 }
 
-/// A backlog of expired sessions larger than one sweep batch (and than the
-/// 1,000 rows the server once purged per interval) is gone after the one
-/// sweep the server runs at start-up: the paced sweeper works it off in
-/// batches within one sweep, and keeps the live session.
-#[tokio::test]
-async fn the_sweep_at_start_up_purges_a_backlog_larger_than_one_batch() {
+/// More expired sessions than one sweep batch (and than the 1,000 rows
+/// the server once purged per interval).
+const BACKLOG: usize = 1_500;
+const _: () = assert!(BACKLOG > tessera_server::server::SWEEP_BATCH && BACKLOG > 1_000);
+
+/// A SQLite store in a new directory holding one live session and
+/// [`BACKLOG`] sessions that expired a year ago; returns the directory and
+/// the store URL.
+async fn sqlite_with_expired_backlog() -> (tempfile::TempDir, String) {
     use tessera::Store as _;
     use tessera::policy::SessionPolicy;
     use tessera::record::{ClientMeta, SessionRecord};
     use tessera::time::Timestamp;
     use tessera::token::SessionToken;
 
-    const BACKLOG: usize = 1_500;
-    const { assert!(BACKLOG > tessera_server::server::SWEEP_BATCH && BACKLOG > 1_000) };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
     let store = tessera_sql::SqlStore::connect(&url).await.unwrap();
@@ -211,7 +212,7 @@ async fn the_sweep_at_start_up_purges_a_backlog_larger_than_one_batch() {
         .unwrap()
     };
     // The live one first: a create purges a few records expired at its
-    // own time, which must not take expired ones before the server does.
+    // own time, which must not take expired ones before the sweep does.
     store
         .create(&record_at(Timestamp::from_millis(now_ms())))
         .await
@@ -220,27 +221,49 @@ async fn the_sweep_at_start_up_purges_a_backlog_larger_than_one_batch() {
     for _ in 0..BACKLOG {
         store.create(&record_at(a_year_ago)).await.unwrap();
     }
-    drop(store);
-    let count = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let rows = || async {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tessera_sessions")
-            .fetch_one(&count)
-            .await
-            .unwrap()
-    };
-    assert_eq!(rows().await, i64::try_from(BACKLOG).unwrap() + 1);
+    assert_eq!(
+        session_rows(&url).await,
+        i64::try_from(BACKLOG).unwrap() + 1
+    );
+    (dir, url)
+}
 
+async fn session_rows(url: &str) -> i64 {
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tessera_sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
+/// The backlog is gone after the one sweep the server runs at start-up:
+/// the paced sweeper works it off in batches within one sweep, and keeps
+/// the live session.
+#[tokio::test]
+async fn the_sweep_at_start_up_purges_a_backlog_larger_than_one_batch() {
+    let (dir, url) = sqlite_with_expired_backlog().await;
     // An hour between sweeps: only the one at start-up runs in this test.
     let _server = Server::start_in(dir, &[("TESSERA_SWEEP_INTERVAL", "1h")]);
     // Not a timing assertion: the deadline only ends a test whose sweep
     // stopped short (one batch, the old behaviour, leaves 500 rows forever).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let mut left = rows().await;
+    let mut left = session_rows(&url).await;
     while left > 1 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        left = rows().await;
+        left = session_rows(&url).await;
     }
     assert_eq!(left, 1, "every expired session purged, the live one kept");
+}
+
+/// `tessera sweep` purges the whole backlog in paced batches and reports
+/// the count; the live session stays.
+#[tokio::test]
+async fn tessera_sweep_purges_a_backlog_larger_than_one_batch() {
+    let (_dir, url) = sqlite_with_expired_backlog().await;
+    let (ok, out, err) = run_cli(&url, &["sweep"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("purged {BACKLOG} expired")), "{out}");
+    assert_eq!(session_rows(&url).await, 1);
 }
 
 /// ASVS 5.0 V7.4.5: an administrator ends every session of every user at
