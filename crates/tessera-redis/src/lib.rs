@@ -375,8 +375,6 @@ impl RedisStore {
         }
     }
 
-    /// The encoded record of a session: one `HGET` (boxed: see
-    /// [`RedisStore::eval`]).
     /// The stored record of a session and its exact stored bytes: one
     /// `HGET`.
     async fn get_stored(
@@ -389,6 +387,8 @@ impl RedisStore {
         }
     }
 
+    /// The encoded record of a session: one `HGET` (boxed: see
+    /// [`RedisStore::eval`]).
     async fn get_value(&self, hash: &TokenHash) -> Result<Option<Bytes>, StoreError> {
         let hget = self
             .inner
