@@ -1,0 +1,164 @@
+"""HTTP clients for tessera's ``/v1`` API: :class:`TesseraClient` (blocking,
+for WSGI) and :class:`AsyncTesseraClient` (asyncio, for ASGI).
+
+Each holds one ``httpx`` connection pool for its lifetime, so requests reuse
+kept-alive connections to tessera. Both share every request and answer
+format with :mod:`tessera_client.wire`; they differ only in how they wait.
+
+Failure rule: a transport error, a timeout, a 5xx or an answer that is not
+tessera's raises :class:`~tessera_client.errors.TesseraUnavailable`; the
+middleware turns it into a 503. Nothing is ever guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from . import wire
+from .config import ClientConfig
+from .errors import TesseraUnavailable
+from .facts import RequestFacts
+from .wire import Decision, Issued, SessionView, Updated
+
+log = logging.getLogger("tessera_client")
+
+
+def _httpx_options(config: ClientConfig) -> dict[str, Any]:
+    return {
+        "base_url": config.url.rstrip("/"),
+        "headers": {"authorization": f"Bearer {config.api_key}"},
+        "timeout": httpx.Timeout(config.timeout),
+        "limits": httpx.Limits(
+            max_connections=config.max_connections,
+            max_keepalive_connections=config.max_connections,
+        ),
+        # tessera's answers are never redirects; following one could send
+        # the API key elsewhere.
+        "follow_redirects": False,
+    }
+
+
+def _unreachable(call: wire.Call, err: Exception) -> TesseraUnavailable:
+    # The exception type and the path only: no URL credentials, no body.
+    log.error("tessera unreachable: %s %s failed: %s", call.method, call.path, type(err).__name__)
+    return TesseraUnavailable()
+
+
+class TesseraClient:
+    """Blocking client. Thread-safe; share one per process.
+
+    >>> from tessera_client import ClientConfig, TesseraClient
+    >>> client = TesseraClient(ClientConfig(url="http://127.0.0.1:8080", api_key="tsk_example"))
+    >>> client.close()
+    """
+
+    def __init__(self, config: ClientConfig, http: httpx.Client | None = None) -> None:
+        self.config = config
+        self._http = http or httpx.Client(**_httpx_options(config))
+
+    def close(self) -> None:
+        """Closes the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> TesseraClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, call: wire.Call) -> httpx.Response:
+        try:
+            return self._http.request(call.method, call.path, json=call.body)
+        except httpx.HTTPError as err:
+            raise _unreachable(call, err) from None
+
+    def check(self, facts: RequestFacts, touch: bool = True) -> Decision:
+        """Asks tessera what to do with an incoming request: run the
+        CSRF/origin guard, find and load its session."""
+        return wire.check_answer(self._send(wire.check_call(facts, touch)))
+
+    def login(
+        self, user_id: str, token: str | None, ip: str | None = None, user_agent: str | None = None
+    ) -> Issued:
+        """A new signed-in session for ``user_id``; the session of ``token``
+        (if any) stops working."""
+        return wire.issued_answer(self._send(wire.login_call(user_id, token, ip, user_agent)))
+
+    def rotate(self, token: str) -> Issued:
+        """A new token for the same session; the old one dies at once."""
+        return wire.issued_answer(self._send(wire.rotate_call(token)))
+
+    def logout(self, token: str | None) -> list[str]:
+        """Ends the session (if any); returns the ``Set-Cookie`` values that
+        clear the cookie."""
+        return wire.signed_out_answer(self._send(wire.logout_call(token)))
+
+    def patch_data(self, token: str, set: dict[str, Any], remove: list[str]) -> SessionView:
+        """Sets and removes keys atomically, onto the latest stored data."""
+        return wire.view_answer(self._send(wire.patch_call(token, set, remove)))
+
+    def compare_and_set(self, token: str, key: str, current: Any, new: Any) -> Updated:
+        """Writes ``new`` to ``key`` only if it still holds ``current``
+        (``None`` = absent); says whether it did, with the stored session."""
+        return wire.cas_answer(self._send(wire.cas_call(token, key, current, new)))
+
+
+class AsyncTesseraClient:
+    """asyncio client. Share one per process and event loop.
+
+    >>> import asyncio
+    >>> from tessera_client import AsyncTesseraClient, ClientConfig
+    >>> client = AsyncTesseraClient(ClientConfig(url="http://127.0.0.1:8080", api_key="tsk_example"))
+    >>> asyncio.run(client.aclose())
+    """
+
+    def __init__(self, config: ClientConfig, http: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._http = http or httpx.AsyncClient(**_httpx_options(config))
+
+    async def aclose(self) -> None:
+        """Closes the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncTesseraClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(self, call: wire.Call) -> httpx.Response:
+        try:
+            return await self._http.request(call.method, call.path, json=call.body)
+        except httpx.HTTPError as err:
+            raise _unreachable(call, err) from None
+
+    async def check(self, facts: RequestFacts, touch: bool = True) -> Decision:
+        """Asks tessera what to do with an incoming request."""
+        return wire.check_answer(await self._send(wire.check_call(facts, touch)))
+
+    async def login(
+        self, user_id: str, token: str | None, ip: str | None = None, user_agent: str | None = None
+    ) -> Issued:
+        """A new signed-in session for ``user_id``; the session of ``token``
+        (if any) stops working."""
+        call = wire.login_call(user_id, token, ip, user_agent)
+        return wire.issued_answer(await self._send(call))
+
+    async def rotate(self, token: str) -> Issued:
+        """A new token for the same session; the old one dies at once."""
+        return wire.issued_answer(await self._send(wire.rotate_call(token)))
+
+    async def logout(self, token: str | None) -> list[str]:
+        """Ends the session (if any); returns the clearing ``Set-Cookie``."""
+        return wire.signed_out_answer(await self._send(wire.logout_call(token)))
+
+    async def patch_data(self, token: str, set: dict[str, Any], remove: list[str]) -> SessionView:
+        """Sets and removes keys atomically, onto the latest stored data."""
+        return wire.view_answer(await self._send(wire.patch_call(token, set, remove)))
+
+    async def compare_and_set(self, token: str, key: str, current: Any, new: Any) -> Updated:
+        """Writes ``new`` to ``key`` only if it still holds ``current``."""
+        return wire.cas_answer(await self._send(wire.cas_call(token, key, current, new)))

@@ -1,0 +1,93 @@
+"""Idle and absolute expiry, each on its own tessera with short timeouts:
+the app sees no session and the reason, and the dead cookie is cleared.
+
+These tests wait for a deadline to pass (a few seconds); they assert what
+happened after it, never how long anything took."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Browser, config_for, parse_set_cookie, running_app, start_tessera
+from tessera_server import TesseraServer
+
+
+@pytest.fixture(scope="module")
+def short_idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
+    server = start_tessera(
+        Path(tmp_path_factory.mktemp("idle")),
+        idle_timeout="2s",
+        absolute_timeout="1h",
+        touch_step="1s",
+        sweep_interval="1h",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def short_absolute(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
+    server = start_tessera(
+        Path(tmp_path_factory.mktemp("absolute")),
+        idle_timeout="1h",
+        absolute_timeout="3s",
+        sweep_interval="1h",
+    )
+    yield server
+    server.stop()
+
+
+def wait_past(deadline_iso: str) -> None:
+    from datetime import datetime, timezone
+
+    deadline = datetime.fromisoformat(deadline_iso)
+    while datetime.now(timezone.utc) <= deadline:
+        time.sleep(0.25)
+    time.sleep(0.5)
+
+
+def assert_ended(browser: Browser, reason: str, token: str | None = None) -> None:
+    response = browser.get("/whoami", headers={"cookie": f"__Host-session={token}"} if token else None)
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthenticated", "reason": reason}
+    # tessera asks for the dead cookie to be cleared, and the middleware
+    # passes that on.
+    [cleared] = response.headers.get_list("set-cookie")
+    name, value, attrs = parse_set_cookie(cleared)
+    assert (name, value, attrs["max-age"]) == ("__Host-session", "", "0")
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_idle_expiry_ends_the_session_with_its_reason(short_idle: TesseraServer, kind: str) -> None:
+    with running_app(kind, config_for(short_idle)) as app:
+        browser = Browser(app)
+        browser.login("alice")
+        me = browser.get("/whoami").json()
+        token = browser.token
+        wait_past(me["idle_expires_at"])
+        assert_ended(browser, "expired_idle", token)
+        # A write with the dead cookie is refused with the reason; it does
+        # not bring the session back.
+        stale = browser.post("/counter", headers={"cookie": f"__Host-session={token}"})
+        assert stale.status_code == 401
+        assert stale.json()["reason"] == "expired_idle"
+        assert_ended(browser, "expired_idle", token)
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_absolute_expiry_ends_an_active_session_with_its_reason(
+    short_absolute: TesseraServer, kind: str
+) -> None:
+    with running_app(kind, config_for(short_absolute)) as app:
+        browser = Browser(app)
+        browser.login("alice")
+        me = browser.get("/whoami").json()
+        # Activity does not move the absolute deadline.
+        assert browser.post("/counter").status_code == 200
+        assert browser.get("/whoami").json()["absolute_expires_at"] == me["absolute_expires_at"]
+        wait_past(me["absolute_expires_at"])
+        assert_ended(browser, "expired_absolute")

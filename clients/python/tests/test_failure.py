@@ -1,0 +1,71 @@
+"""Fail closed: when tessera cannot answer, requests get 503 and never reach
+the application — not as anonymous, not as the last known user."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from conftest import Browser, config_for, running_app, start_tessera
+from tessera_client import ClientConfig
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_tessera_down_is_503_not_a_pass_through(tmp_path: Path, kind: str) -> None:
+    server = start_tessera(tmp_path)
+    try:
+        with running_app(kind, config_for(server)) as app:
+            browser = Browser(app)
+            browser.login("alice")
+            assert browser.get("/whoami").status_code == 200
+            server.stop()
+            for method, path in (("GET", "/whoami"), ("POST", "/counter"), ("POST", "/login")):
+                before = len(app.calls.seen)
+                response = browser.request(method, path, json={"user": "bob"})
+                assert response.status_code == 503, response.text
+                assert response.json()["error"] == "unavailable"
+                assert response.headers["retry-after"] == "1"
+                # The handler never ran, and no cookie was changed.
+                assert len(app.calls.seen) == before
+                assert browser.last_set_cookie == []
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_tessera_never_started_is_503(kind: str) -> None:
+    config = ClientConfig(url=f"http://127.0.0.1:{closed_port()}", api_key="tsk_unused", timeout=2)
+    with running_app(kind, config) as app:
+        response = app.http.get("/whoami")
+        assert response.status_code == 503
+        assert response.json() == {
+            "error": "unavailable",
+            "message": "the session service is not available; try again",
+        }
+        assert app.calls.seen == []
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_wrong_api_key_is_503_with_a_clear_message(tessera_url_with_bad_key: ClientConfig, kind: str) -> None:
+    with running_app(kind, tessera_url_with_bad_key) as app:
+        response = app.http.get("/whoami")
+        assert response.status_code == 503
+        assert "API key" in response.json()["message"]
+        assert app.calls.seen == []
+
+
+@pytest.fixture
+def tessera_url_with_bad_key(tessera: object) -> ClientConfig:
+    from tessera_server import TesseraServer
+
+    assert isinstance(tessera, TesseraServer)
+    return ClientConfig(url=tessera.url, api_key="tsk_" + "A" * 43)
