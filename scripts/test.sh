@@ -11,7 +11,9 @@
 #    Cluster in a temp dir on free ports (scripts/services.sh) and stops
 #    them on exit — the machine's shared services are never touched;
 # 3. checks formatting and clippy (warnings are errors);
-# 4. runs every crate's tests, examples and doc tests.
+# 4. runs every crate's tests, examples and doc tests;
+# 5. runs the client suites (clients/python: pytest in a virtualenv it
+#    creates from pinned requirements) against the tessera binary.
 #
 # Nothing is skipped silently: a missing service or package is a failure.
 set -euo pipefail
@@ -75,8 +77,44 @@ for target in $(cd fuzz && cargo fuzz list); do
 done
 if ((fuzz_status)); then status=1; fi
 
-# One closing line for CI: the totals over every test binary.
+# ---------------------------------------------------------------------------
+# Client suites: each client's own tests against a real `tessera serve`.
+# ---------------------------------------------------------------------------
+
+# Python (clients/python): pinned dependencies in a fresh virtualenv, type
+# check, then pytest — its fixtures start `tessera serve` from TESSERA_BIN
+# and the FastAPI/Flask test apps on loopback ports.
+log "client suite: Python (clients/python: mypy --strict, pytest)"
+cargo build -p tessera-server --bin tessera
+py_venv="${TMPDIR:-/tmp}/tessera-python-venv"
+py_log="${TMPDIR:-/tmp}/tessera-pytest.log"
+: >"$py_log"
+if python3 -m venv --clear "$py_venv" &&
+    "$py_venv/bin/pip" install --quiet --disable-pip-version-check \
+        -r clients/python/requirements-test.txt; then
+    (cd clients/python && "$py_venv/bin/python" -m mypy) || status=1
+    # pytest exits non-zero on any failure, and 5 when it collected nothing:
+    # both fail the run.
+    if ! (cd clients/python && TESSERA_BIN="$PWD/../../target/debug/tessera" \
+        "$py_venv/bin/python" -m pytest -q 2>&1) | tee "$py_log"; then
+        status=1
+    fi
+else
+    echo "could not create the Python virtualenv or install clients/python/requirements-test.txt" >&2
+    status=1
+fi
+
+# One closing line for CI: the totals over every test binary and client
+# suite (pytest's last line reads "N passed, N failed, N skipped in Ts").
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     FILENAME ~ /pytest/ && / in [0-9.]+s/ {
+         for (n = 2; n <= NF; n++) {
+             w = $n; gsub(/[,=]/, "", w)
+             if (w == "passed") p += $(n - 1)
+             else if (w == "failed" || w == "error" || w == "errors") f += $(n - 1)
+             else if (w == "skipped") i += $(n - 1)
+         }
+     }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' \
-    "${TMPDIR:-/tmp}/tessera-test.log"
+    "${TMPDIR:-/tmp}/tessera-test.log" "$py_log"
 exit "$status"

@@ -193,7 +193,9 @@ def _view(body: Any) -> SessionView:
 def error_of(response: httpx.Response) -> TesseraError:
     """The error an unsuccessful answer stands for."""
     status = response.status_code
-    if status >= 500:
+    if status >= 500 or status == 429:
+        # tessera's store failed, or one of its limits applies: no decision,
+        # so fail closed.
         return TesseraUnavailable()
     try:
         body = _json(response)
