@@ -28,7 +28,7 @@ def tessera_binary() -> str:
         )
     if not os.access(path, os.X_OK):
         raise RuntimeError(f"TESSERA_BIN={path} is not an executable file")
-    return path
+    return os.path.abspath(path)
 
 
 class TesseraServer:

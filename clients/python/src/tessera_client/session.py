@@ -49,7 +49,8 @@ class _State:
     def __init__(self, decision: Decision, facts: RequestFacts) -> None:
         self._view: SessionView | None = decision.session
         self._token: str | None = decision.token
-        self._end_reason: str | None = decision.end_reason
+        presented = bool(facts.cookies or facts.authorization)
+        self._end_reason: str | None = decision.end_reason if presented else None
         self._facts = facts
         #: ``Set-Cookie`` values for the response. Each install or clearing
         #: replaces the earlier ones: only the last state of the session
@@ -126,6 +127,7 @@ class _State:
 
     def _require_token(self) -> str:
         if self._token is None or self._view is None:
+            # A write needs a session: 401 with the reason it is gone.
             raise SessionEnded(self._end_reason or "missing")
         return self._token
 
