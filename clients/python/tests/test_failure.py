@@ -4,6 +4,8 @@ the application — not as anonymous, not as the last known user."""
 from __future__ import annotations
 
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,45 @@ def tessera_url_with_bad_key(tessera: object) -> ClientConfig:
 
     assert isinstance(tessera, TesseraServer)
     return ClientConfig(url=tessera.url, api_key="tsk_" + "A" * 43)
+
+
+class _Broken(BaseHTTPRequestHandler):
+    """Stands where tessera should be and answers like a misbehaving proxy:
+    ``/html`` a 200 HTML page, ``/gateway`` a 502."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.server.mode == "html":  # type: ignore[attr-defined]
+            body, status, kind = b"<html>proxy login</html>", 200, "text/html"
+        else:
+            body, status, kind = b'{"error": "bad gateway"}', 502, "application/json"
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("mode", ["html", "gateway"])
+def test_an_answer_that_is_not_tesseras_is_503(kind: str, mode: str) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
+    server.mode = mode  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = ClientConfig(url=f"http://127.0.0.1:{server.server_port}", api_key="tsk_unused")
+        with running_app(kind, config) as app:
+            response = app.http.post(
+                "/counter",
+                headers={"cookie": "__Host-session=tss_x", "sec-fetch-site": "same-origin"},
+            )
+            assert response.status_code == 503
+            assert response.json()["error"] == "unavailable"
+            assert app.calls.seen == []
+    finally:
+        server.shutdown()
+        server.server_close()
