@@ -18,8 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from flask import Flask, jsonify, request
+
 from tessera_client import ClientConfig
+from tessera_client.asgi import TesseraMiddleware
 from tessera_client.errors import SessionEnded
+from tessera_client.fastapi import TesseraSession
+from tessera_client.flask import current_session, init_app
 
 
 class Calls:
@@ -53,12 +60,6 @@ def unauthenticated(session: Any) -> dict[str, Any]:
 
 
 def make_fastapi_app(config: ClientConfig, calls: Calls) -> Any:
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
-    from tessera_client.asgi import TesseraMiddleware
-    from tessera_client.fastapi import TesseraSession
-
     app = FastAPI()
     app.add_middleware(TesseraMiddleware, config=config)
 
@@ -117,10 +118,6 @@ def make_fastapi_app(config: ClientConfig, calls: Calls) -> Any:
 
 
 def make_flask_app(config: ClientConfig, calls: Calls) -> Any:
-    from flask import Flask, jsonify, request
-
-    from tessera_client.flask import current_session, init_app
-
     app = Flask(__name__)
     init_app(app, config)
 

@@ -5,6 +5,7 @@ the WSGI middleware (Flask under werkzeug's threaded server)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +21,9 @@ from tessera_client import ClientConfig
 from tessera_server import TesseraServer
 
 KINDS = ["asgi", "wsgi"]
+
+# werkzeug's request lines would drown pytest's output.
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
 @contextmanager

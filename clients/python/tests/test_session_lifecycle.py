@@ -44,15 +44,16 @@ def test_sign_in_rotates_and_kills_the_old_token(
 ) -> None:
     browser.login("alice")
     first_token = browser.token
-    first_handle = browser.get("/whoami").json()["handle"]
     assert first_token is not None
+    assert browser.post("/data", json={"key": "secret", "value": "alice's"}).status_code == 200
 
-    # Signing in again (say, as another user) is a new session identity.
+    # Signing in again, as another user: a new token, the old one dead, and
+    # nothing of the previous user's data.
     browser.login("bob")
     assert browser.token != first_token
     me = browser.get("/whoami").json()
     assert me["user"] == "bob"
-    assert me["handle"] != first_handle
+    assert me["data"] == {}
     assert not token_is_live(tessera, first_token)
 
     # The old cookie, replayed, opens nothing.
