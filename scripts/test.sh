@@ -11,7 +11,10 @@
 #    Cluster in a temp dir on free ports (scripts/services.sh) and stops
 #    them on exit — the machine's shared services are never touched;
 # 3. checks formatting and clippy (warnings are errors);
-# 4. runs every crate's tests, examples and doc tests.
+# 4. runs every crate's tests, examples and doc tests;
+# 5. client suites: builds the tessera binary and runs each
+#    clients/*/test.sh (the Node and Python packages, each against a real
+#    `tessera serve`; they install their own dependencies from lockfiles).
 #
 # Nothing is skipped silently: a missing service or package is a failure.
 set -euo pipefail
@@ -24,6 +27,8 @@ need=(
     "/usr/sbin/nginx nginx"
     "/usr/bin/chromium chromium"
     "/usr/bin/chromedriver chromium-driver"
+    "/usr/bin/node nodejs"
+    "/usr/bin/npm npm"
 )
 missing=()
 for pair in "${need[@]}"; do
@@ -75,8 +80,36 @@ for target in $(cd fuzz && cargo fuzz list); do
 done
 if ((fuzz_status)); then status=1; fi
 
-# One closing line for CI: the totals over every test binary.
+# ---------------------------------------------------------------- client suites
+# Each client package (clients/<name>/) owns a test.sh that installs its
+# dependencies from a lockfile and runs its own test runner against the
+# tessera binary in TESSERA_BIN, ending with the line
+# "client suite <name>: N passed, M failed, K skipped".
+log "client suites: building the tessera binary"
+client_logs=()
+if cargo build -p tessera-server --bin tessera; then
+    export TESSERA_BIN=$PWD/target/debug/tessera
+    for suite in clients/*/test.sh; do
+        name=$(basename "$(dirname "$suite")")
+        log "client suite: $name"
+        client_log="${TMPDIR:-/tmp}/tessera-client-$name.log"
+        client_logs+=("$client_log")
+        if ! "$suite" 2>&1 | tee "$client_log"; then
+            echo "client suite $name FAILED" >&2
+            status=1
+        fi
+        grep -q "^client suite $name: " "$client_log" ||
+            echo "client suite $name: 0 passed, 1 failed, 0 skipped (no summary)" >>"$client_log"
+    done
+else
+    echo "client suites: cargo build -p tessera-server failed" >&2
+    status=1
+fi
+
+# One closing line for CI: the totals over every test binary and client
+# suite.
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     /^client suite [^ ]+: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $4; f += $6; i += $8 }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' \
-    "${TMPDIR:-/tmp}/tessera-test.log"
+    "${TMPDIR:-/tmp}/tessera-test.log" "${client_logs[@]}"
 exit "$status"
