@@ -4,6 +4,7 @@
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
 use tessera::cookie::{CookieConfig, Presented};
+use tessera::guard::Credential;
 use tessera::token::{SessionToken, TokenKind};
 
 /// Bearer values examined per request; the rest are ignored.
@@ -17,6 +18,17 @@ pub(crate) enum Via {
     /// `Authorization: Bearer tss_…`: no ambient authority, so no CSRF
     /// check and no `Set-Cookie`.
     Bearer,
+}
+
+impl Via {
+    /// The credential kind the [`tessera::guard`] decides on.
+    pub(crate) fn credential(self, presented: &Presented) -> Credential {
+        match self {
+            Self::Bearer => Credential::Bearer,
+            Self::Cookie if presented.is_present() => Credential::Cookie,
+            Self::Cookie => Credential::Absent,
+        }
+    }
 }
 
 /// Finds the credential. A bearer session token, when accepted, wins over
@@ -40,6 +52,42 @@ pub(crate) fn find(
     // byte in some other cookie cannot hide ours, and nothing is copied.
     let values = headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
     (cookie.find_token(values), Via::Cookie)
+}
+
+/// Finds a request's session credential exactly as [`SessionLayer`] does:
+/// with `accept_bearer`, a bearer session token wins over any cookie;
+/// otherwise the session cookie, with the duplicate rule of
+/// [`tessera::cookie`]. Returns what was presented and how, as the
+/// [`tessera::guard`] needs it.
+///
+/// For servers that decide on requests they do not receive themselves
+/// (`tessera serve`'s request check for the Node and Python clients).
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, header::COOKIE};
+/// use tessera::cookie::{CookieConfig, Presented};
+/// use tessera::guard::Credential;
+/// use tessera::token::SessionToken;
+/// let token = SessionToken::generate()?;
+/// let mut headers = HeaderMap::new();
+/// headers.insert(COOKIE, HeaderValue::from_str(&format!("theme=dark; __Host-session={}", token.expose()))?);
+/// let (presented, credential) = tessera_axum::find_credential(&CookieConfig::default(), false, &headers);
+/// assert_eq!(presented, Presented::Token(token));
+/// assert_eq!(credential, Credential::Cookie);
+/// assert_eq!(tessera_axum::find_credential(&CookieConfig::default(), false, &HeaderMap::new()).1,
+///            Credential::Absent);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// [`SessionLayer`]: crate::SessionLayer
+pub fn find_credential(
+    cookie: &CookieConfig,
+    accept_bearer: bool,
+    headers: &HeaderMap,
+) -> (Presented, Credential) {
+    let (presented, via) = find(cookie, accept_bearer, headers);
+    let credential = via.credential(&presented);
+    (presented, credential)
 }
 
 /// The session token presented as `Authorization: Bearer tss_…`, if any:

@@ -1,4 +1,7 @@
-//! The CSRF guard (DESIGN invariant 7; OWASP CSRF Prevention Cheat Sheet).
+//! The CSRF guard (OWASP CSRF Prevention Cheat Sheet). The decision is
+//! [`tessera::guard`], the one implementation that `tessera serve`'s request
+//! check (for the Node and Python clients) runs too; this module reads its
+//! inputs from the request and finds the token in a header or form body.
 //!
 //! For every unsafe method (anything but GET, HEAD, OPTIONS, TRACE) of a
 //! request that is not bearer-authenticated:
@@ -31,8 +34,8 @@ use axum::body::Body;
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tessera::audit::{self, AuditKind};
-use tessera::csrf::{CsrfRejection, OriginCheck, is_unsafe_method};
+use tessera::csrf::{CsrfRejection, OriginCheck};
+use tessera::guard::{self as rules, Credential, GuardStep, RequestFacts};
 
 use crate::rejection::SessionRejection;
 
@@ -44,44 +47,41 @@ pub const CSRF_FIELD: &str = "csrf_token";
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 const ORIGIN: HeaderName = HeaderName::from_static("origin");
 
-/// Runs the guard; returns the request (its body restored if it was
-/// buffered) or the rejection.
+/// Runs the guard ([`tessera::guard`], the decision every integration
+/// shares); returns the request (its body restored if it was buffered) or
+/// the rejection.
 pub(crate) async fn check(
     origins: &OriginCheck,
     form_limit: usize,
     session: &tessera::Session,
-    presented: bool,
+    credential: Credential,
     req: Request<Body>,
 ) -> Result<Request<Body>, SessionRejection> {
-    if !is_unsafe_method(req.method().as_str()) {
-        return Ok(req);
-    }
     let headers = req.headers();
     // A header that is present but not visible ASCII must not read as
     // absent (which would let the token decide): it is passed as an empty
     // value, which the check refuses.
-    let sec_fetch_site = header_text(headers, &SEC_FETCH_SITE);
-    let origin = header_text(headers, &ORIGIN);
-    // HTTP/2 carries the host in `:authority`, which hyper exposes in the URI.
-    let host = header_text(headers, &HOST).or_else(|| req.uri().authority().map(|a| a.as_str()));
-    if let Err(rejection) = origins.check(sec_fetch_site, origin, host) {
-        return Err(reject(rejection, &req, None));
+    let facts = RequestFacts {
+        method: req.method().as_str(),
+        sec_fetch_site: header_text(headers, &SEC_FETCH_SITE),
+        origin: header_text(headers, &ORIGIN),
+        // HTTP/2 carries the host in `:authority`, which hyper exposes in
+        // the URI.
+        host: header_text(headers, &HOST).or_else(|| req.uri().authority().map(|a| a.as_str())),
+    };
+    match rules::precheck(origins, credential, &facts) {
+        Ok(GuardStep::Pass) => return Ok(req),
+        Ok(_) => {}
+        Err(rejection) => return Err(reject(rejection, &req, None)),
     }
-
-    if !presented {
-        return Ok(req);
-    }
-    // Loading reads the store without touching it; a failure fails closed.
+    // Only a live session needs a token: checking that first (a store read,
+    // no write; a failure fails closed) spares buffering the body of every
+    // form posted with a dead cookie.
     if !session.is_live().await? {
         return Ok(req);
     }
     let (req, token) = find_token(req, form_limit).await?;
-    let verdict = match token {
-        None => Err(CsrfRejection::MissingToken),
-        Some(token) if session.verify_csrf(&token).await? => Ok(()),
-        Some(_) => Err(CsrfRejection::InvalidToken),
-    };
-    match verdict {
+    match rules::check_token(session, token.as_deref()).await? {
         Ok(()) => Ok(req),
         Err(rejection) => {
             // Only a refusal needs the record (for the audit event), so the
@@ -97,18 +97,8 @@ fn reject(
     req: &Request<Body>,
     record: Option<&tessera::record::SessionRecord>,
 ) -> SessionRejection {
-    let detail = format!(
-        "{} {} {}",
-        rejection.as_code(),
-        req.method(),
-        req.uri().path()
-    );
-    audit::emit(
-        AuditKind::CsrfRejected,
-        record.map(|r| &r.handle),
-        record.and_then(|r| r.user_id.as_deref()),
-        &detail,
-    );
+    let detail = format!("{} {}", req.method(), req.uri().path());
+    rules::audit_rejection(rejection, record, &detail);
     SessionRejection::Csrf(rejection)
 }
 

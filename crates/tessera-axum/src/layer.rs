@@ -199,27 +199,22 @@ impl Shared {
         let config = &self.config;
         let (presented, via) =
             credential::find(config.cookie(), config.accepts_bearer(), req.headers());
-        let present = presented.is_present();
+        let credential = via.credential(&presented);
         let session = tessera::Session::new(self.manager.clone(), presented, client_meta(&req));
 
-        let mut req = match via {
-            // A bearer token is not sent by browsers on their own, so a
-            // bearer request cannot be forged cross-site (issue 5 item 1).
-            Via::Bearer => req,
-            Via::Cookie => {
-                match guard::check(
-                    config.origin_check(),
-                    config.csrf_form_limit(),
-                    &session,
-                    present,
-                    req,
-                )
-                .await
-                {
-                    Ok(req) => req,
-                    Err(rejection) => return rejection.render(json),
-                }
-            }
+        // A bearer token is not sent by browsers on their own, so a bearer
+        // request cannot be forged cross-site: the guard lets it pass.
+        let mut req = match guard::check(
+            config.origin_check(),
+            config.csrf_form_limit(),
+            &session,
+            credential,
+            req,
+        )
+        .await
+        {
+            Ok(req) => req,
+            Err(rejection) => return rejection.render(json),
         };
         req.extensions_mut().insert(session.clone());
 

@@ -131,7 +131,7 @@ mod layer;
 mod rejection;
 
 pub use crate::config::{DEFAULT_CSRF_FORM_LIMIT, SessionConfig};
-pub use crate::credential::find_bearer;
+pub use crate::credential::{find_bearer, find_credential};
 pub use crate::extract::{AuthUser, CsrfToken, Session};
 pub use crate::layer::{ClientIp, SessionLayer, SessionService};
 pub use crate::rejection::SessionRejection;

@@ -4,9 +4,12 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::api::requests::types::{
+    CheckRequest, CheckResponse, Installed, LoginRequest, Outcome, PresentedToken, SignedOut,
+};
 use crate::api::types::{
-    CreateSession, IssuedSession, PatchData, Revoked, SessionSummary, SessionView, TokenRequest,
-    VerifyRequest,
+    CreateSession, ExpectationFailed, IssuedSession, PatchData, Revoked, SessionSummary,
+    SessionView, TokenRequest, VerifyRequest,
 };
 use crate::error::ErrorBody;
 use crate::site::auth::{CsrfForm, LoginForm, LoginResponse, PasswordForm, ReauthForm};
@@ -26,6 +29,10 @@ use crate::tokens::types::{Introspection, RefreshRequest, TokenGrant, TokenPair,
         crate::api::sessions::delete,
         crate::api::sessions::list_user,
         crate::api::sessions::revoke_user,
+        crate::api::requests::check,
+        crate::api::requests::login,
+        crate::api::requests::rotate,
+        crate::api::requests::logout,
         crate::forward_auth::verify,
         crate::tokens::grant::issue,
         crate::tokens::grant::token,
@@ -50,7 +57,8 @@ use crate::tokens::types::{Introspection, RefreshRequest, TokenGrant, TokenPair,
         CreateSession, IssuedSession, PatchData, Revoked, SessionSummary, SessionView,
         TokenRequest, VerifyRequest, ErrorBody, LoginForm, LoginResponse, PasswordForm,
         ReauthForm, CsrfForm, Deadlines, SessionStatus, TokenGrant, RefreshRequest, TokenQuery,
-        TokenPair, Introspection, OAuthErrorBody
+        TokenPair, Introspection, OAuthErrorBody, CheckRequest, CheckResponse, Outcome,
+        LoginRequest, PresentedToken, Installed, SignedOut, ExpectationFailed
     )),
     modifiers(&ApiKeyScheme)
 )]

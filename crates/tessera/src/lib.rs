@@ -5,6 +5,7 @@ pub mod audit;
 pub mod cookie;
 pub mod csrf;
 pub mod error;
+pub mod guard;
 pub mod manager;
 
 /// Security rationale of every default, with sources.

@@ -17,6 +17,7 @@
 //!   (invariant 9).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::audit::{self, AuditKind};
@@ -344,6 +345,75 @@ impl SessionManager {
     ) -> Result<SessionRecord, SessionError> {
         self.modify_base(Base::Loaded(record), changes, access)
             .await
+    }
+
+    /// Compare-and-set of data keys, for clients that cannot run a closure
+    /// inside [`SessionManager::update_value`] (the HTTP API's clients):
+    /// `changes` are applied only if every key of `expected` currently holds
+    /// exactly that value (JSON `null` means "absent"). Checked and written
+    /// in one store compare-and-set, so two clients that both read 41 cannot
+    /// both write 42: one gets `Ok((false, latest))` and retries from the
+    /// latest value. Counts as activity when applied.
+    ///
+    /// Returns whether the changes were applied, and the record as stored.
+    ///
+    /// ```
+    /// use tessera::SessionManager;
+    /// use tessera::record::{Data, DataChanges};
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let issued = manager.create(None, Default::default(), Default::default()).await?;
+    /// let hash = issued.record.hash;
+    /// let mut expected = Data::new();
+    /// expected.insert("n".into(), serde_json::Value::Null); // absent so far
+    /// let mut changes = DataChanges::default();
+    /// changes.set("n", 1.into());
+    /// assert!(manager.modify_expecting(&hash, &expected, &changes).await?.0);
+    /// // The same expectation again no longer holds: nothing is written.
+    /// let (applied, latest) = manager.modify_expecting(&hash, &expected, &changes).await?;
+    /// assert!(!applied);
+    /// assert_eq!(latest.data["n"], 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`] if the session is gone or expired; store
+    /// errors.
+    pub async fn modify_expecting(
+        &self,
+        hash: &TokenHash,
+        expected: &Data,
+        changes: &DataChanges,
+    ) -> Result<(bool, SessionRecord), SessionError> {
+        let now = self.now();
+        let policy = &self.inner.policy;
+        // Set by the attempt whose expectation held; a later attempt (after
+        // a version conflict) sets it again from the record it saw.
+        let applied = AtomicBool::new(false);
+        let apply = |record: &mut SessionRecord| {
+            let holds = expected
+                .iter()
+                .all(|(key, want)| match record.data.get(key) {
+                    Some(have) => have == want,
+                    None => want.is_null(),
+                });
+            applied.store(holds, Ordering::Relaxed);
+            if !holds {
+                return Modify::Keep;
+            }
+            changes.apply(&mut record.data);
+            record.last_seen_at = now;
+            record.deadlines.idle =
+                policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+            Modify::Write
+        };
+        let record = self
+            .store_modify(Base::Hash(hash), now, &apply)
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        Ok((applied.load(Ordering::Relaxed), record))
     }
 
     async fn modify_base(

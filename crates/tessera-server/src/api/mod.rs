@@ -5,6 +5,7 @@
 //! attaches the key by itself), so they need no CSRF token (DESIGN
 //! invariant 7).
 
+pub mod requests;
 pub mod sessions;
 pub mod types;
 
@@ -30,6 +31,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/v1/sessions/rotate", post(sessions::rotate))
         .route("/v1/sessions/data", patch(sessions::patch_data))
         .route("/v1/sessions/{handle}", delete(sessions::delete))
+        .route("/v1/requests/check", post(requests::check))
+        .route("/v1/requests/login", post(requests::login))
+        .route("/v1/requests/rotate", post(requests::rotate))
+        .route("/v1/requests/logout", post(requests::logout))
         .route(
             "/v1/users/{user_id}/sessions",
             get(sessions::list_user).delete(sessions::revoke_user),

@@ -10,8 +10,8 @@ use tessera::token::SessionToken;
 use tessera::{Access, Renewal, SessionError};
 
 use super::types::{
-    CreateSession, IssuedSession, PatchData, Revoked, SessionSummary, SessionView, TokenRequest,
-    VerifyRequest, valid_user_id,
+    CreateSession, ExpectationFailed, IssuedSession, PatchData, Revoked, SessionSummary,
+    SessionView, TokenRequest, VerifyRequest, valid_user_id,
 };
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -116,12 +116,14 @@ pub async fn rotate(
 #[utoipa::path(patch, path = "/v1/sessions/data", tag = "v1",
     request_body = PatchData,
     responses((status = 200, body = SessionView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 401, body = ErrorBody),
+        (status = 409, body = ExpectationFailed, description = "An `expect`ed value did not hold; nothing was written"),
+        (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn patch_data(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<PatchData>,
-) -> Result<Json<SessionView>, ApiError> {
+) -> Result<Response, ApiError> {
     let token = parse_token(&req.token)?;
     let mut changes = DataChanges::default();
     for (key, value) in req.set {
@@ -130,12 +132,30 @@ pub async fn patch_data(
     for key in req.remove {
         changes.remove(key);
     }
-    match state
-        .manager
-        .modify(&token.hash(), &changes, Access::Activity)
-        .await
-    {
-        Ok(record) => Ok(Json(view(&record)?)),
+    let hash = token.hash();
+    let written = if req.expect.is_empty() {
+        state
+            .manager
+            .modify(&hash, &changes, Access::Activity)
+            .await
+            .map(|record| (true, record))
+    } else {
+        state
+            .manager
+            .modify_expecting(&hash, &req.expect, &changes)
+            .await
+    };
+    match written {
+        Ok((true, record)) => Ok(Json(view(&record)?).into_response()),
+        Ok((false, record)) => Ok((
+            StatusCode::CONFLICT,
+            Json(ExpectationFailed {
+                error: "conflict",
+                reason: "expectation_failed",
+                session: view(&record)?,
+            }),
+        )
+            .into_response()),
         Err(SessionError::NotFound) => Err(why_gone(&state, &token).await),
         Err(e) => Err(e.into()),
     }

@@ -107,6 +107,27 @@ pub struct PatchData {
     /// Keys to remove.
     #[serde(default)]
     pub remove: Vec<String>,
+    /// Compare-and-set: apply `set` and `remove` only if each of these keys
+    /// currently holds exactly this value (`null`: the key is absent).
+    /// Otherwise nothing is written and the answer is 409
+    /// [`ExpectationFailed`] with the current session, to retry from. This
+    /// is how a client updates a value from its current one (a counter)
+    /// without losing concurrent updates.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub expect: Map<String, Value>,
+}
+
+/// 409 answer of `PATCH /v1/sessions/data` when an `expect`ed value did not
+/// hold: nothing was written.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExpectationFailed {
+    /// Always `conflict`.
+    pub error: &'static str,
+    /// Always `expectation_failed`.
+    pub reason: &'static str,
+    /// The session as stored now (compute the change again from its data).
+    pub session: SessionView,
 }
 
 /// A live session as a backend sees it.

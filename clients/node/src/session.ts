@@ -1,0 +1,297 @@
+/**
+ * `req.session`: the session of one request, as tessera decided it.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+import { type TesseraClient, errorOf } from "./client.js";
+import { TesseraError, TesseraUnavailableError } from "./errors.js";
+
+/** A session as tessera returns it (`SessionView` in clients/PROTOCOL.md). */
+export interface SessionView {
+  user_id: string | null;
+  handle: string;
+  data: Record<string, unknown>;
+  created_at: string;
+  last_seen_at: string;
+  authenticated_at: string | null;
+  idle_expires_at: string;
+  absolute_expires_at: string;
+  csrf_token: string;
+}
+
+/** Attempts of {@link TesseraSession.update} before it gives up (409). */
+const UPDATE_ATTEMPTS = 64;
+
+/**
+ * The session of one request. Reads are local (tessera answered them in the
+ * request check); every change goes to tessera at once, so the handler
+ * learns about a failure while it can still answer 503.
+ */
+export class TesseraSession {
+  readonly #client: TesseraClient;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  /** Set-Cookie values this session added to the response. */
+  #cookies: string[] = [];
+  #token: string | null;
+  #view: SessionView | null;
+  #reason: string | null;
+  readonly #clearSiteData: boolean;
+
+  /** @internal Made by the middleware. */
+  constructor(
+    client: TesseraClient,
+    req: IncomingMessage,
+    res: ServerResponse,
+    token: string | null,
+    view: SessionView | null,
+    reason: string | null,
+    clearSiteData: boolean,
+  ) {
+    this.#client = client;
+    this.#req = req;
+    this.#res = res;
+    this.#token = token;
+    this.#view = view;
+    this.#reason = reason;
+    this.#clearSiteData = clearSiteData;
+  }
+
+  /** The signed-in user, or `null`. */
+  get user(): string | null {
+    return this.#view?.user_id ?? null;
+  }
+
+  /** True with a live session (signed in or anonymous). */
+  get isLive(): boolean {
+    return this.#view !== null;
+  }
+
+  /** The public session handle (`tsh_…`, safe to show and log), or `null`. */
+  get handle(): string | null {
+    return this.#view?.handle ?? null;
+  }
+
+  /**
+   * Why there is no session: `missing`, `expired_idle`, `expired_absolute`,
+   * or a newer code (treat unknown ones like `missing`); `null` with one.
+   */
+  get reason(): string | null {
+    return this.#view ? null : (this.#reason ?? "missing");
+  }
+
+  /** When the session ends without further activity (the earlier deadline). */
+  get expiresAt(): Date | null {
+    if (!this.#view) return null;
+    const idle = Date.parse(this.#view.idle_expires_at);
+    const absolute = Date.parse(this.#view.absolute_expires_at);
+    return new Date(Math.min(idle, absolute));
+  }
+
+  /** The idle deadline (moves with activity), or `null`. */
+  get idleExpiresAt(): Date | null {
+    return this.#view ? new Date(this.#view.idle_expires_at) : null;
+  }
+
+  /** The absolute deadline (fixed at sign-in), or `null`. */
+  get absoluteExpiresAt(): Date | null {
+    return this.#view ? new Date(this.#view.absolute_expires_at) : null;
+  }
+
+  /** When the user last signed in or re-authenticated, or `null`. */
+  get authenticatedAt(): Date | null {
+    const at = this.#view?.authenticated_at;
+    return at ? new Date(at) : null;
+  }
+
+  /** A copy of the session data. */
+  get data(): Record<string, unknown> {
+    return structuredClone(this.#view?.data ?? {});
+  }
+
+  /**
+   * A CSRF token for this render: put it in forms as the `csrf_token` field
+   * or send it as the `X-CSRF-Token` header. `null` without a session.
+   */
+  csrfToken(): string | null {
+    return this.#view?.csrf_token ?? null;
+  }
+
+  /** A value of the session data (a copy), or `undefined`. */
+  get<T = unknown>(key: string): T | undefined {
+    const value = this.#view?.data[key];
+    return value === undefined ? undefined : (structuredClone(value) as T);
+  }
+
+  /**
+   * Sets a value now (merged key by key onto the latest stored data, so
+   * concurrent writes of other keys are kept). Needs a live session.
+   */
+  async set(key: string, value: unknown): Promise<void> {
+    await this.#patch({ set: { [key]: value } });
+  }
+
+  /** Removes a key now. Needs a live session. */
+  async remove(key: string): Promise<void> {
+    await this.#patch({ remove: [key] });
+  }
+
+  /**
+   * Atomic read-modify-write of one key: `fn` gets the current value and
+   * returns the new one. tessera writes it only if the key still holds the
+   * value `fn` saw (compare-and-set); otherwise `fn` runs again on the
+   * newer value. So concurrent updates are never lost. `fn` may run more
+   * than once: keep it free of side effects. Returns the value written.
+   */
+  async update<T>(key: string, fn: (current: T | undefined) => T | Promise<T>): Promise<T> {
+    this.#requireLive();
+    const token = this.#token as string;
+    // Updates of one session from this process take turns, each starting
+    // from the data the previous one wrote: the compare-and-set then
+    // conflicts only with other processes, instead of every concurrent
+    // request of this process retrying against the others.
+    return this.#client.serialize(token, async (lane) => {
+      if (lane.latest !== null) this.#view = lane.latest as SessionView;
+      for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+        const current = this.get<T>(key);
+        const next = await fn(current);
+        const answer = await this.#client.call("PATCH", "/v1/sessions/data", {
+          token: this.#token,
+          set: { [key]: next },
+          expect: { [key]: current === undefined ? null : current },
+        });
+        if (answer.status === 200) {
+          this.#view = answer.body as unknown as SessionView;
+          lane.latest = this.#view;
+          return next;
+        }
+        if (answer.status === 409 && answer.body.reason === "expectation_failed") {
+          // Another process wrote first: start again from what is stored now.
+          this.#view = answer.body.session as SessionView;
+          lane.latest = this.#view;
+          continue;
+        }
+        throw this.#failed(answer);
+      }
+      throw new TesseraError(409, "conflict", "concurrent_modification");
+    });
+  }
+
+  /**
+   * Signs `userId` in: a brand-new token (and CSRF token) in a new cookie;
+   * the token this request presented stops working at once (no session
+   * fixation). Call it after checking the user's credentials.
+   */
+  async login(userId: string): Promise<void> {
+    const socket = this.#req.socket;
+    const agent = this.#req.headers["user-agent"];
+    const answer = await this.#client.call("POST", "/v1/requests/login", {
+      token: this.#token,
+      user_id: userId,
+      ip: ipOf(this.#req) ?? socket?.remoteAddress ?? null,
+      user_agent: typeof agent === "string" ? agent.slice(0, 512) : null,
+    });
+    this.#install(answer);
+  }
+
+  /** A new token for the same session (after a privilege change). */
+  async rotate(): Promise<void> {
+    this.#requireLive();
+    const answer = await this.#client.call("POST", "/v1/requests/rotate", { token: this.#token });
+    this.#install(answer);
+  }
+
+  /**
+   * Signs out: the session is deleted in tessera and the cookie cleared.
+   * Returns whether a live session ended. Without a session it only clears
+   * the cookie.
+   */
+  async logout(): Promise<boolean> {
+    const answer = await this.#client.call("POST", "/v1/requests/logout", { token: this.#token });
+    if (answer.status !== 200) throw this.#failed(answer);
+    this.#setCookies(stringList(answer.body.set_cookie));
+    if (this.#clearSiteData) {
+      // Also drops whatever else the site stored in cookies for this user
+      // (OWASP Session Management Cheat Sheet: clear on sign-out).
+      this.#res.setHeader("clear-site-data", '"cookies"');
+    }
+    this.#token = null;
+    this.#view = null;
+    this.#reason = "signed_out";
+    return answer.body.ended === true;
+  }
+
+  /** @internal Adds tessera's Set-Cookie values (from the request check). */
+  setCookies(values: string[]): void {
+    this.#setCookies(values);
+  }
+
+  #install(answer: Awaited<ReturnType<TesseraClient["call"]>>): void {
+    if (answer.status !== 200) throw this.#failed(answer);
+    const { token, session } = answer.body;
+    if (typeof token !== "string" || typeof session !== "object" || session === null) {
+      throw new TesseraUnavailableError("a sign-in answer without a token");
+    }
+    this.#token = token;
+    this.#view = session as SessionView;
+    this.#reason = null;
+    this.#setCookies(stringList(answer.body.set_cookie));
+  }
+
+  async #patch(body: Record<string, unknown>): Promise<void> {
+    this.#requireLive();
+    const answer = await this.#client.call("PATCH", "/v1/sessions/data", { token: this.#token, ...body });
+    if (answer.status !== 200) throw this.#failed(answer);
+    this.#view = answer.body as unknown as SessionView;
+  }
+
+  #requireLive(): void {
+    if (!this.#view || !this.#token) {
+      throw new TesseraError(401, "unauthenticated", this.reason ?? "missing");
+    }
+  }
+
+  /** A 4xx answer as an error; a 401 also ends the session locally. */
+  #failed(answer: Awaited<ReturnType<TesseraClient["call"]>>): TesseraError {
+    const error = errorOf(answer);
+    if (answer.status === 401) {
+      this.#view = null;
+      this.#token = null;
+      this.#reason = error.reason ?? "missing";
+    }
+    return error;
+  }
+
+  /**
+   * Puts tessera's Set-Cookie values on the response, replacing the ones
+   * this session set earlier in the request (a cleared dead cookie, then a
+   * sign-in: only the last word goes out). A response that changes the
+   * cookie is marked `Cache-Control: no-store`, so no cache keeps a session token
+   * (OWASP Session Management Cheat Sheet).
+   */
+  #setCookies(values: string[]): void {
+    if (values.length === 0 && this.#cookies.length === 0) return;
+    if (this.#res.headersSent) {
+      throw new TesseraError(500, "headers_sent", undefined, "tessera: the response was already sent; change the session before answering");
+    }
+    const existing = this.#res.getHeader("set-cookie");
+    const others = (Array.isArray(existing) ? existing : existing === undefined ? [] : [String(existing)]).filter(
+      (v) => !this.#cookies.includes(v),
+    );
+    this.#cookies = values;
+    this.#res.setHeader("set-cookie", [...others, ...values]);
+    if (values.length > 0) {
+      this.#res.setHeader("cache-control", "no-store");
+    }
+  }
+}
+
+function stringList(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+}
+
+/** Express's `req.ip` (honours its `trust proxy` setting) when present. */
+function ipOf(req: IncomingMessage): string | undefined {
+  const ip = (req as IncomingMessage & { ip?: unknown }).ip;
+  return typeof ip === "string" ? ip : undefined;
+}

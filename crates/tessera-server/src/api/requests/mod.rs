@@ -1,0 +1,302 @@
+//! `/v1/requests/…`: sessions for applications in other languages, decided
+//! by the same code as the axum layer.
+//!
+//! A client middleware (the Node and Python packages in `clients/`) sends
+//! what it saw of each incoming request to `POST /v1/requests/check` and
+//! gets back what to do: serve it with a session, serve it anonymously, or
+//! refuse it (CSRF / origin), plus the `Set-Cookie` values to pass on. The
+//! decision runs [`tessera::guard`] (the CSRF / origin rules) and
+//! [`tessera::Session`] (credential loading, expiry, the touch policy) —
+//! the very code behind [`tessera_axum::SessionLayer`] — and the cookies are
+//! rendered with this server's [`tessera::cookie::CookieConfig`], so no
+//! client re-implements any of it. Sign-in, rotation and sign-out go through
+//! the same [`tessera::Session`] operations (`/v1/requests/login`,
+//! `rotate`, `logout`).
+//!
+//! The wire contract is `clients/PROTOCOL.md`.
+
+pub mod types;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use tessera::cookie::Presented;
+use tessera::guard::{self, Credential, GuardStep, RequestFacts};
+use tessera::record::ClientMeta;
+use tessera::session::CookieAction;
+use tessera::token::SessionToken;
+use tessera::{Session, SessionError};
+
+use self::types::{
+    CheckRequest, CheckResponse, Installed, LoginRequest, Outcome, PresentedToken, SignedOut,
+};
+use super::types::{SessionView, valid_user_id};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+/// Longest accepted method name: real ones are a few letters.
+const MAX_METHOD_LEN: usize = 32;
+
+/// Checks one incoming request of a client application.
+#[utoipa::path(post, path = "/v1/requests/check", tag = "v1",
+    request_body = CheckRequest,
+    responses(
+        (status = 200, body = CheckResponse, description = "The decision: session, no_session or refused"),
+        (status = 400, body = ErrorBody, description = "invalid_method, invalid_header, invalid_json"),
+        (status = 401, body = ErrorBody, description = "No valid API key"),
+        (status = 503, body = ErrorBody, description = "The session store did not answer: fail closed")),
+    security(("api_key" = [])))]
+pub async fn check(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<CheckRequest>,
+) -> Result<Json<CheckResponse>, ApiError> {
+    let method = valid_method(&req.method)?;
+    let headers = credential_headers(req.cookie.as_deref(), req.authorization.as_deref())?;
+    let (presented, credential) =
+        tessera_axum::find_credential(&state.cookie, req.authorization.is_some(), &headers);
+    let token = presented.token().map(|t| t.expose().to_owned());
+    let session = Session::new(state.manager.clone(), presented, ClientMeta::default());
+    if !req.touch {
+        session.mark_status_query();
+    }
+
+    let facts = RequestFacts {
+        method: method.as_str(),
+        sec_fetch_site: req.sec_fetch_site.as_deref(),
+        origin: req.origin.as_deref(),
+        host: req.host.as_deref(),
+    };
+    let verdict = match guard::precheck(&state.origin, credential, &facts) {
+        Err(rejection) => Err((rejection, None)),
+        Ok(GuardStep::Pass) => Ok(()),
+        Ok(_) => match guard::check_token(&session, req.csrf_token.as_deref()).await? {
+            Ok(()) => Ok(()),
+            Err(rejection) => Err((rejection, session.record().await?)),
+        },
+    };
+    if let Err((rejection, record)) = verdict {
+        // The guard only read: nothing was written, nothing is committed.
+        guard::audit_rejection(
+            rejection,
+            record.as_ref(),
+            &format!("{method} (client check)"),
+        );
+        return Ok(Json(CheckResponse {
+            outcome: Outcome::Refused,
+            reason: Some(rejection.as_code().to_owned()),
+            status: Some(403),
+            token: None,
+            session: None,
+            set_cookie: Vec::new(),
+        }));
+    }
+
+    // Load (as a handler reading the session would), then commit: the
+    // commit applies the touch policy (one write at most, none inside the
+    // touch step) and says whether a dead cookie must go.
+    session.is_live().await?;
+    let action = session.commit().await?;
+    let set_cookie = cookie_headers(&state, credential, action)?;
+    let answer = match session.record().await? {
+        Some(record) => CheckResponse {
+            outcome: Outcome::Session,
+            reason: None,
+            status: None,
+            token,
+            session: Some(view(&record)?),
+            set_cookie,
+        },
+        None => CheckResponse {
+            outcome: Outcome::NoSession,
+            reason: Some(
+                session
+                    .end_reason()
+                    .await?
+                    .map_or("missing", |end| end.as_code())
+                    .to_owned(),
+            ),
+            status: None,
+            token: None,
+            session: None,
+            set_cookie,
+        },
+    };
+    Ok(Json(answer))
+}
+
+/// Signs a user in: a brand-new token; the presented one (if any) stops
+/// working at once.
+#[utoipa::path(post, path = "/v1/requests/login", tag = "v1",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = Installed),
+        (status = 400, body = ErrorBody, description = "invalid_user_id, invalid_token, invalid_json"),
+        (status = 401, body = ErrorBody, description = "No valid API key"),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn login(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Json<Installed>, ApiError> {
+    valid_user_id(&req.user_id)?;
+    let presented = match req.token.as_deref() {
+        None => Presented::Absent,
+        Some(token) => Presented::Token(SessionToken::parse(token).map_err(|_| {
+            ApiError::bad_request("invalid_token", "token is not a tessera session token")
+        })?),
+    };
+    let client = ClientMeta::new(req.ip, req.user_agent);
+    let session = Session::new(state.manager.clone(), presented, client);
+    session.login(&req.user_id).await?;
+    installed(&state, &session).await
+}
+
+/// Issues a new token for the presented session (after a privilege change);
+/// the old one stops working at once.
+#[utoipa::path(post, path = "/v1/requests/rotate", tag = "v1",
+    request_body = PresentedToken,
+    responses(
+        (status = 200, body = Installed),
+        (status = 401, body = ErrorBody, description = "No live session (reason: missing, expired_idle, expired_absolute, …), or no valid API key"),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<PresentedToken>,
+) -> Result<Json<Installed>, ApiError> {
+    let session = presented_session(&state, req.token.as_deref());
+    match session.rotate().await {
+        Ok(()) => installed(&state, &session).await,
+        Err(SessionError::Unauthenticated) => {
+            let reason = session.end_reason().await?;
+            Err(ApiError::unauthenticated(
+                reason.map_or("missing", |end| end.as_code()),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Signs out: deletes the presented session and clears the cookie. Signing
+/// out without a live session is not an error (`ended: false`).
+#[utoipa::path(post, path = "/v1/requests/logout", tag = "v1",
+    request_body = PresentedToken,
+    responses(
+        (status = 200, body = SignedOut),
+        (status = 401, body = ErrorBody, description = "No valid API key"),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn logout(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<PresentedToken>,
+) -> Result<Json<SignedOut>, ApiError> {
+    let session = presented_session(&state, req.token.as_deref());
+    let ended = session.logout().await?;
+    let action = session.commit().await?;
+    Ok(Json(SignedOut {
+        ended,
+        set_cookie: cookie_headers(&state, Credential::Cookie, action)?,
+    }))
+}
+
+/// A session for a token sent in a body. A value that is not a token opens
+/// no session (as a junk cookie would not), without a store call.
+fn presented_session(state: &AppState, token: Option<&str>) -> Session {
+    let presented = match token.map(SessionToken::parse) {
+        None => Presented::Absent,
+        Some(Ok(token)) => Presented::Token(token),
+        Some(Err(_)) => Presented::Malformed,
+    };
+    Session::new(state.manager.clone(), presented, ClientMeta::default())
+}
+
+/// Commits a session that was just issued a token and answers with it.
+async fn installed(state: &AppState, session: &Session) -> Result<Json<Installed>, ApiError> {
+    let action = session.commit().await?;
+    let CookieAction::Set { token, .. } = &action else {
+        // login and rotate always issue a token; anything else is a bug.
+        tracing::error!("a sign-in or rotation did not issue a token");
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+    };
+    let token = token.expose().to_owned();
+    let set_cookie = cookie_headers(state, Credential::Cookie, action)?;
+    let record = session
+        .record()
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("missing"))?;
+    Ok(Json(Installed {
+        token,
+        session: view(&record)?,
+        set_cookie,
+    }))
+}
+
+/// The `Set-Cookie` values for a cookie action, rendered with this server's
+/// cookie policy, as the axum layer renders them. Bearer requests never get
+/// a cookie: a token they did not receive in one must not become ambient.
+fn cookie_headers(
+    state: &AppState,
+    credential: Credential,
+    action: CookieAction,
+) -> Result<Vec<String>, ApiError> {
+    if credential == Credential::Bearer {
+        return Ok(Vec::new());
+    }
+    Ok(match action {
+        CookieAction::Keep => Vec::new(),
+        CookieAction::Set { token, max_age } => vec![state.cookie.set_cookie(&token, max_age)],
+        CookieAction::Clear { .. } => vec![state.cookie.clear_cookie()],
+        // A new action this server does not know how to render must not
+        // silently pass as "keep the cookie".
+        _ => {
+            tracing::error!("unknown cookie action");
+            return Err(ApiError::unavailable());
+        }
+    })
+}
+
+fn view(record: &tessera::record::SessionRecord) -> Result<SessionView, ApiError> {
+    SessionView::new(record).map_err(|e| ApiError::from(SessionError::from(e)))
+}
+
+/// A method name as RFC 9110 §9.1 allows (a `token`), of a sane length.
+fn valid_method(method: &str) -> Result<Method, ApiError> {
+    if method.is_empty() || method.len() > MAX_METHOD_LEN {
+        return Err(invalid_method());
+    }
+    Method::from_bytes(method.as_bytes()).map_err(|_| invalid_method())
+}
+
+fn invalid_method() -> ApiError {
+    ApiError::bad_request(
+        "invalid_method",
+        format!("method must be an HTTP method name of 1 to {MAX_METHOD_LEN} characters"),
+    )
+}
+
+/// The credential headers as a request would carry them, so that
+/// [`tessera_axum::find_credential`] reads them exactly as the layer reads
+/// a real request. Values that no HTTP request could carry (control
+/// characters) are bad input.
+fn credential_headers(
+    cookie: Option<&str>,
+    authorization: Option<&str>,
+) -> Result<HeaderMap, ApiError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        (header::COOKIE, cookie),
+        (header::AUTHORIZATION, authorization),
+    ] {
+        if let Some(value) = value {
+            let value = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_header",
+                    format!("{name} is not a valid header value"),
+                )
+            })?;
+            headers.insert(name, value);
+        }
+    }
+    Ok(headers)
+}

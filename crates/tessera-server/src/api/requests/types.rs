@@ -1,0 +1,126 @@
+//! Bodies of the `/v1/requests/…` routes (also the OpenAPI schemas). The
+//! wire contract, with examples, is `clients/PROTOCOL.md`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::types::SessionView;
+
+/// `POST /v1/requests/check`: what a client middleware saw of one incoming
+/// request. Header values are passed as received; a header the request did
+/// not carry is left out (or `null`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The request method, as sent (`GET`, `POST`, …).
+    pub method: String,
+    /// The request's `Cookie` header (several headers joined with `; `).
+    /// tessera finds its session cookie in it with the same duplicate rule
+    /// as its own routes; a client may leave out cookies that are not the
+    /// session cookie.
+    pub cookie: Option<String>,
+    /// The request's `Authorization` header, only if the application
+    /// accepts `Bearer tss_…` session tokens (API clients). A bearer token
+    /// wins over the cookie and is exempt from the CSRF check.
+    pub authorization: Option<String>,
+    /// The `Origin` header.
+    pub origin: Option<String>,
+    /// The `Sec-Fetch-Site` header.
+    pub sec_fetch_site: Option<String>,
+    /// The `Host` header (HTTP/2 `:authority`) the browser addressed.
+    pub host: Option<String>,
+    /// The CSRF token the request carried (`X-CSRF-Token` header or the
+    /// `csrf_token` form field).
+    pub csrf_token: Option<String>,
+    /// Count the request as user activity (moves the idle deadline per the
+    /// touch policy). Default true; false for status polls.
+    #[serde(default = "yes")]
+    pub touch: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What the client must do with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A live session: serve the request with it.
+    Session,
+    /// No live session: serve the request as anonymous (`reason` says why;
+    /// routes that need a user answer 401 with it).
+    NoSession,
+    /// Refused by the CSRF / origin guard: answer `status` (403) with
+    /// `reason`, without running the application's handler.
+    Refused,
+}
+
+/// The answer of `POST /v1/requests/check`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckResponse {
+    /// What to do.
+    pub outcome: Outcome,
+    /// For `no_session`: `missing`, `expired_idle`, `expired_absolute`, or
+    /// another code added later (an open set: treat unknown codes like
+    /// `missing`). For `refused`: `cross_site`, `untrusted_same_site`,
+    /// `foreign_origin`, `csrf_token_missing` or `csrf_token_invalid`.
+    pub reason: Option<String>,
+    /// For `refused`: the HTTP status to answer with (403).
+    pub status: Option<u16>,
+    /// For `session`: the token the request presented (as tessera resolved
+    /// it from the cookie or bearer header), for this request's follow-up
+    /// calls (`PATCH /v1/sessions/data`, rotate, sign-out). Never log it.
+    pub token: Option<String>,
+    /// For `session`: the session, after this request's activity.
+    pub session: Option<SessionView>,
+    /// `Set-Cookie` header values to add to the response, as they are
+    /// (here: clearing a dead session cookie). Empty for bearer requests.
+    pub set_cookie: Vec<String>,
+}
+
+/// `POST /v1/requests/login`: the user proved who they are; sign them in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The token the request presented (from its check), if any: it stops
+    /// working, whatever happens (no fixation).
+    pub token: Option<String>,
+    /// The user now signed in (1–256 bytes, no control characters).
+    pub user_id: String,
+    /// Client IP, for the device list.
+    pub ip: Option<String>,
+    /// Client user agent, for the device list.
+    pub user_agent: Option<String>,
+}
+
+/// `POST /v1/requests/rotate` and `POST /v1/requests/logout`: the session
+/// presented by the request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresentedToken {
+    /// The token the request presented (from its check).
+    pub token: Option<String>,
+}
+
+/// A newly issued token, for the client to install with `set_cookie`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Installed {
+    /// The new token (`tss_…`), for the rest of this request's calls. It
+    /// also travels in `set_cookie`; never log it.
+    pub token: String,
+    /// The session behind it.
+    pub session: SessionView,
+    /// `Set-Cookie` header values to add to the response (the new cookie,
+    /// `Max-Age` = remaining absolute lifetime).
+    pub set_cookie: Vec<String>,
+}
+
+/// The answer of `POST /v1/requests/logout`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedOut {
+    /// Whether a live session was ended.
+    pub ended: bool,
+    /// `Set-Cookie` header values that delete the cookie.
+    pub set_cookie: Vec<String>,
+}

@@ -1,0 +1,408 @@
+//! `/v1/requests/…` (what the Node and Python clients call) and the
+//! compare-and-set `PATCH /v1/sessions/data`, over real HTTP.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Server, client, get_json, list_sessions};
+
+/// POSTs `body` to `path` with the API key; (status, JSON body).
+async fn call(server: &Server, key: &str, path: &str, body: Value) -> (u16, Value) {
+    let res = client()
+        .post(server.at(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = res.status().as_u16();
+    (code, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn patch(server: &Server, key: &str, body: Value) -> (u16, Value) {
+    let res = client()
+        .patch(server.at("/v1/sessions/data"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = res.status().as_u16();
+    (code, res.json().await.unwrap())
+}
+
+/// Signs `user` in through the client API: (token, csrf token, body).
+async fn sign_in(server: &Server, key: &str, user: &str) -> (String, String, Value) {
+    let (code, body) = call(
+        server,
+        key,
+        "/v1/requests/login",
+        json!({"user_id": user, "ip": "192.0.2.1", "user_agent": "test"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let csrf = body["session"]["csrf_token"].as_str().unwrap().to_owned();
+    (token, csrf, body)
+}
+
+/// `POST /v1/requests/check` for a request with this session cookie.
+async fn check(server: &Server, key: &str, token: &str, extra: Value) -> (u16, Value) {
+    let mut body = json!({"method": "GET", "cookie": format!("theme=dark; session={token}")});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    call(server, key, "/v1/requests/check", body).await
+}
+
+fn only_cookie(body: &Value) -> String {
+    let cookies = body["set_cookie"].as_array().unwrap();
+    assert_eq!(cookies.len(), 1, "{body}");
+    cookies[0].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn client_sign_in_issues_a_cookie_and_kills_the_presented_token() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (first, _, body) = sign_in(&server, &key, "alice").await;
+    let cookie = only_cookie(&body);
+    assert!(cookie.starts_with(&format!("session={first};")), "{cookie}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert_eq!(body["session"]["user_id"], "alice");
+
+    let (code, seen) = check(&server, &key, &first, json!({})).await;
+    assert_eq!(code, 200);
+    assert_eq!(seen["outcome"], "session", "{seen}");
+    assert_eq!(seen["token"], first.as_str());
+    assert_eq!(seen["session"]["user_id"], "alice");
+    assert_eq!(seen["set_cookie"], json!([]));
+
+    // Signing in again from that session: a new token, the old one dead.
+    let (code, again) = call(
+        &server,
+        &key,
+        "/v1/requests/login",
+        json!({"token": first, "user_id": "bob"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{again}");
+    let second = again["token"].as_str().unwrap();
+    assert_ne!(second, first);
+    let (_, old) = check(&server, &key, &first, json!({})).await;
+    assert_eq!(old["outcome"], "no_session", "{old}");
+    assert_eq!(old["reason"], "missing");
+    // The dead cookie is cleared.
+    assert!(only_cookie(&old).contains("Max-Age=0"), "{old}");
+    let (_, new) = check(&server, &key, second, json!({})).await;
+    assert_eq!(new["session"]["user_id"], "bob");
+    assert!(list_sessions(&server, &key, "alice").await.is_empty());
+}
+
+#[tokio::test]
+async fn client_check_runs_the_csrf_and_origin_guard() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, csrf, _) = sign_in(&server, &key, "alice").await;
+    let (_, before) = check(&server, &key, &token, json!({"touch": false})).await;
+
+    // No token, a wrong token, a token from another session: refused.
+    let (_, other_csrf, _) = sign_in(&server, &key, "mallory").await;
+    for (csrf_token, reason) in [
+        (Value::Null, "csrf_token_missing"),
+        (json!("junk"), "csrf_token_invalid"),
+        (json!(other_csrf), "csrf_token_invalid"),
+    ] {
+        let (code, refused) = check(
+            &server,
+            &key,
+            &token,
+            json!({"method": "POST", "sec_fetch_site": "same-origin", "csrf_token": csrf_token}),
+        )
+        .await;
+        assert_eq!(code, 200);
+        assert_eq!(refused["outcome"], "refused", "{refused}");
+        assert_eq!(refused["reason"], reason);
+        assert_eq!(refused["status"], 403);
+        assert_eq!(refused["token"], Value::Null);
+        assert_eq!(refused["set_cookie"], json!([]));
+    }
+    // Cross-site: refused whatever token it carries, and with no cookie at
+    // all (login CSRF).
+    let cross = json!({"method": "POST", "sec_fetch_site": "cross-site",
+        "origin": "https://evil.test", "host": "app.test", "csrf_token": csrf});
+    let (_, refused) = check(&server, &key, &token, cross.clone()).await;
+    assert_eq!(refused["reason"], "cross_site", "{refused}");
+    let mut anonymous = cross.clone();
+    anonymous["cookie"] = Value::Null;
+    let (_, refused) = call(&server, &key, "/v1/requests/check", anonymous).await;
+    assert_eq!(refused["reason"], "cross_site", "{refused}");
+    let (_, refused) = check(
+        &server,
+        &key,
+        &token,
+        json!({"method": "DELETE", "origin": "https://evil.test", "host": "app.test", "csrf_token": csrf}),
+    )
+    .await;
+    assert_eq!(refused["reason"], "foreign_origin", "{refused}");
+
+    // Refusals wrote nothing.
+    let (_, after) = check(&server, &key, &token, json!({"touch": false})).await;
+    assert_eq!(
+        after["session"]["last_seen_at"],
+        before["session"]["last_seen_at"]
+    );
+    assert_eq!(after["session"]["data"], before["session"]["data"]);
+
+    // The right token, same origin: accepted. A bearer token is exempt.
+    let (_, ok) = check(
+        &server,
+        &key,
+        &token,
+        json!({"method": "POST", "sec_fetch_site": "same-origin",
+            "origin": "http://app.test", "host": "app.test", "csrf_token": csrf}),
+    )
+    .await;
+    assert_eq!(ok["outcome"], "session", "{ok}");
+    let (_, bearer) = call(
+        &server,
+        &key,
+        "/v1/requests/check",
+        json!({"method": "POST", "authorization": format!("Bearer {token}"),
+            "sec_fetch_site": "cross-site"}),
+    )
+    .await;
+    assert_eq!(bearer["outcome"], "session", "{bearer}");
+}
+
+#[tokio::test]
+async fn client_check_reports_idle_and_absolute_expiry() {
+    let mut server = Server::start(&[
+        ("TESSERA_IDLE_TIMEOUT", "10m"),
+        ("TESSERA_ABSOLUTE_TIMEOUT", "30m"),
+        ("TESSERA_TOUCH_STEP", "0s"),
+    ]);
+    let key = server.api_key();
+    let (idle, _, _) = sign_in(&server, &key, "alice").await;
+    let (absolute, _, _) = sign_in(&server, &key, "bob").await;
+    // Keep `absolute` active while `idle` idles out.
+    for _ in 0..3 {
+        server.advance(Duration::from_secs(8 * 60));
+        let (_, kept) = check(&server, &key, &absolute, json!({})).await;
+        assert_eq!(kept["outcome"], "session", "{kept}");
+    }
+    let (_, gone) = check(&server, &key, &idle, json!({})).await;
+    assert_eq!(gone["outcome"], "no_session");
+    assert_eq!(gone["reason"], "expired_idle");
+    assert!(only_cookie(&gone).contains("Max-Age=0"));
+    server.advance(Duration::from_secs(7 * 60));
+    let (_, gone) = check(&server, &key, &absolute, json!({})).await;
+    assert_eq!(gone["reason"], "expired_absolute", "{gone}");
+    // Rotating a dead session says why.
+    let (code, body) = call(
+        &server,
+        &key,
+        "/v1/requests/rotate",
+        json!({"token": absolute}),
+    )
+    .await;
+    assert_eq!(code, 401);
+    assert_eq!(
+        body["reason"], "missing",
+        "the expired record was deleted on first sight"
+    );
+}
+
+#[tokio::test]
+async fn client_status_check_does_not_move_the_idle_deadline() {
+    let mut server = Server::start(&[
+        ("TESSERA_IDLE_TIMEOUT", "10m"),
+        ("TESSERA_TOUCH_STEP", "1m"),
+    ]);
+    let key = server.api_key();
+    let (token, _, body) = sign_in(&server, &key, "alice").await;
+    let first = body["session"]["idle_expires_at"].clone();
+    server.advance(Duration::from_secs(2 * 60));
+    let (_, polled) = check(&server, &key, &token, json!({"touch": false})).await;
+    assert_eq!(polled["session"]["idle_expires_at"], first);
+    let (_, active) = check(&server, &key, &token, json!({})).await;
+    assert_ne!(active["session"]["idle_expires_at"], first, "{active}");
+}
+
+#[tokio::test]
+async fn client_rotate_and_logout() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, _, body) = sign_in(&server, &key, "alice").await;
+    let (code, _) = patch(
+        &server,
+        &key,
+        json!({"token": token, "set": {"theme": "dark"}}),
+    )
+    .await;
+    assert_eq!(code, 200);
+
+    let (code, rotated) = call(
+        &server,
+        &key,
+        "/v1/requests/rotate",
+        json!({"token": token}),
+    )
+    .await;
+    assert_eq!(code, 200, "{rotated}");
+    let new = rotated["token"].as_str().unwrap().to_owned();
+    assert!(only_cookie(&rotated).starts_with(&format!("session={new};")));
+    assert_eq!(rotated["session"]["handle"], body["session"]["handle"]);
+    assert_eq!(rotated["session"]["data"]["theme"], "dark");
+    let (_, old) = check(&server, &key, &token, json!({})).await;
+    assert_eq!(old["outcome"], "no_session");
+
+    let (code, out) = call(&server, &key, "/v1/requests/logout", json!({"token": new})).await;
+    assert_eq!(code, 200);
+    assert_eq!(out["ended"], true);
+    assert!(only_cookie(&out).contains("Max-Age=0"), "{out}");
+    let (_, after) = check(&server, &key, &new, json!({})).await;
+    assert_eq!(after["outcome"], "no_session");
+    // Signing out again, or without a session, is not an error.
+    let (code, out) = call(&server, &key, "/v1/requests/logout", json!({})).await;
+    assert_eq!(code, 200);
+    assert_eq!(out["ended"], false);
+}
+
+#[tokio::test]
+async fn client_routes_refuse_bad_input_with_400() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, _, _) = sign_in(&server, &key, "alice").await;
+    let (_, before) = check(&server, &key, &token, json!({"touch": false})).await;
+    for (path, body, error) in [
+        (
+            "/v1/requests/check",
+            json!({"method": ""}),
+            "invalid_method",
+        ),
+        (
+            "/v1/requests/check",
+            json!({"method": "GE T"}),
+            "invalid_method",
+        ),
+        (
+            "/v1/requests/check",
+            json!({"method": "GET", "cookie": "session=a\r\nx: y"}),
+            "invalid_header",
+        ),
+        (
+            "/v1/requests/check",
+            json!({"method": "GET", "surprise": 1}),
+            "invalid_json",
+        ),
+        ("/v1/requests/check", json!({}), "invalid_json"),
+        (
+            "/v1/requests/login",
+            json!({"user_id": ""}),
+            "invalid_user_id",
+        ),
+        (
+            "/v1/requests/login",
+            json!({"user_id": "a", "token": "nope"}),
+            "invalid_token",
+        ),
+    ] {
+        let (code, answer) = call(&server, &key, path, body.clone()).await;
+        assert_eq!(code, 400, "{path} {body}: {answer}");
+        assert_eq!(answer["error"], error, "{path} {body}: {answer}");
+    }
+    let (code, _) = patch(&server, &key, json!({"token": token, "expect": [1]})).await;
+    assert_eq!(code, 400);
+    // Nothing changed: no new session, the old one as it was.
+    assert_eq!(list_sessions(&server, &key, "alice").await.len(), 1);
+    let (_, after) = check(&server, &key, &token, json!({"touch": false})).await;
+    assert_eq!(after["session"]["data"], before["session"]["data"]);
+    assert_eq!(
+        after["session"]["last_seen_at"],
+        before["session"]["last_seen_at"]
+    );
+}
+
+#[tokio::test]
+async fn patch_with_expect_is_compare_and_set() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, _, _) = sign_in(&server, &key, "alice").await;
+    let (code, body) = patch(
+        &server,
+        &key,
+        json!({"token": token, "set": {"n": 1}, "expect": {"n": null}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // A stale expectation writes nothing and returns the current data.
+    let (code, body) = patch(
+        &server,
+        &key,
+        json!({"token": token, "set": {"n": 1}, "expect": {"n": null}}),
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["reason"], "expectation_failed");
+    assert_eq!(body["session"]["data"]["n"], 1);
+
+    // Concurrent read-modify-write loops lose nothing.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (url, key, token) = (server.at("/v1/sessions/data"), key.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut current = 1;
+                loop {
+                    let res = client()
+                        .patch(&url)
+                        .bearer_auth(&key)
+                        .json(&json!({"token": token, "set": {"n": current + 1}, "expect": {"n": current}}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = res.status().as_u16();
+                    let body: Value = res.json().await.unwrap();
+                    match status {
+                        200 => break,
+                        409 => current = body["session"]["data"]["n"].as_i64().unwrap(),
+                        other => panic!("{other}: {body}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (_, after) = check(&server, &key, &token, json!({})).await;
+    assert_eq!(after["session"]["data"]["n"], 21);
+}
+
+#[tokio::test]
+async fn client_routes_are_in_the_openapi_document() {
+    let server = Server::start(&[]);
+    let doc = get_json(&server, "/openapi.json").await;
+    for path in [
+        "/v1/requests/check",
+        "/v1/requests/login",
+        "/v1/requests/rotate",
+        "/v1/requests/logout",
+    ] {
+        assert!(doc["paths"][path]["post"].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["CheckResponse"].is_object());
+    // Without an API key: 401, like every /v1 route.
+    let res = client()
+        .post(server.at("/v1/requests/check"))
+        .json(&json!({"method": "GET"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
