@@ -109,6 +109,7 @@ class TesseraMiddleware:
                 for name, value in cookie_headers(session.set_cookie, existing):
                     headers.append((name.encode(), value.encode("latin-1")))
                 message = {**message, "headers": headers}
+                session.headers_sent = True
             await send(message)
 
         try:

@@ -12,8 +12,8 @@ to tessera at once:
 - ``update(key, fn)`` is a read-modify-write of one key that loses nothing
   under concurrency: a compare-and-set on the key's value, retried on
   conflict;
-- ``login(user_id)`` issues a new session (new token, new handle) and kills
-  the one the request came with (session fixation: ASVS 5.0 V7.2.4, OWASP
+- ``login(user_id)`` issues a new token and kills the one the request
+  came with (session fixation: ASVS 5.0 V7.2.4, OWASP
   Session Management Cheat Sheet "Renew the Session ID After Any Privilege
   Level Change");
 - ``rotate()`` replaces the token of the same session;
@@ -56,6 +56,8 @@ class _State:
         #: replaces the earlier ones: only the last state of the session
         #: reaches the browser.
         self.set_cookie: list[str] = list(decision.set_cookie)
+        #: Set by the middleware when the response headers have gone out.
+        self.headers_sent = False
 
     # -- reads ---------------------------------------------------------------
 
@@ -130,6 +132,18 @@ class _State:
             # A write needs a session: 401 with the reason it is gone.
             raise SessionEnded(self._end_reason or "missing")
         return self._token
+
+    def _before_cookie_change(self) -> None:
+        """Refuses a sign-in, rotation or sign-out once the response headers
+        are sent: tessera would replace or end the session, but the browser
+        would never get the new cookie (or the clearing one) — the user
+        would be signed out by a dead token, or keep a cookie for a session
+        that is gone. Checked before tessera is called, so nothing changes."""
+        if self.headers_sent:
+            raise RuntimeError(
+                "the response has already started: call login(), rotate() and logout() "
+                "before sending the response, so its Set-Cookie can go with it"
+            )
 
     def _installed(self, issued: Issued) -> None:
         self._token = issued.token
@@ -215,15 +229,17 @@ class Session(_State):
         raise _too_many_conflicts()
 
     def login(self, user_id: str) -> None:
-        """Signs ``user_id`` in on a new session (new token, new handle); the
-        session the request came with, if any, stops working, so a token
-        planted before sign-in is worth nothing after it."""
+        """Signs ``user_id`` in with a new token; the token the request came
+        with, if any, stops working, so a token planted before sign-in is
+        worth nothing after it. Another user's data is not carried over."""
+        self._before_cookie_change()
         self._installed(
             self._client.login(user_id, self._token, self._facts.ip, self._facts.user_agent)
         )
 
     def rotate(self) -> None:
         """Replaces the token of this session; the old one dies at once."""
+        self._before_cookie_change()
         token = self._require_token()
         try:
             self._installed(self._client.rotate(token))
@@ -233,6 +249,7 @@ class Session(_State):
 
     def logout(self) -> None:
         """Ends the session and clears the cookie. Safe to call without one."""
+        self._before_cookie_change()
         self._signed_out(self._client.logout(self._token))
 
 
@@ -286,12 +303,14 @@ class AsyncSession(_State):
 
     async def login(self, user_id: str) -> None:
         """Signs ``user_id`` in on a new session; the old one stops working."""
+        self._before_cookie_change()
         self._installed(
             await self._client.login(user_id, self._token, self._facts.ip, self._facts.user_agent)
         )
 
     async def rotate(self) -> None:
         """Replaces the token of this session; the old one dies at once."""
+        self._before_cookie_change()
         token = self._require_token()
         try:
             self._installed(await self._client.rotate(token))
@@ -301,4 +320,5 @@ class AsyncSession(_State):
 
     async def logout(self) -> None:
         """Ends the session and clears the cookie. Safe to call without one."""
+        self._before_cookie_change()
         self._signed_out(await self._client.logout(self._token))

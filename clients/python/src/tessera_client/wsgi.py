@@ -100,6 +100,7 @@ class TesseraMiddleware:
 
         def start_with_cookies(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             extra = cookie_headers(session.set_cookie, response_headers)
+            session.headers_sent = True
             return start_response(status, list(response_headers) + extra, exc_info)
 
         try:
