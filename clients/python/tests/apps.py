@@ -4,6 +4,8 @@ on the WSGI middleware. The tests run every scenario against both.
 Routes (JSON):
 
 - ``GET /whoami``: the session (401 with the end reason when there is none);
+- ``GET /status``: the same, as a status poll when the config lists it in
+  ``status_paths``;
 - ``POST /login`` ``{"user": …}``: signs in (new token);
 - ``POST /logout``, ``POST /rotate``;
 - ``POST /counter``: ``update("count", +1)``, answers the new value;
@@ -70,6 +72,13 @@ def make_fastapi_app(config: ClientConfig, calls: Calls) -> Any:
             return JSONResponse(unauthenticated(session), status_code=401)
         return whoami_body(session)
 
+    @app.get("/status")
+    async def status(session: TesseraSession) -> Any:
+        calls.add("status")
+        if not session.is_authenticated:
+            return JSONResponse(unauthenticated(session), status_code=401)
+        return whoami_body(session)
+
     @app.post("/login")
     async def login(request: Request, session: TesseraSession) -> Any:
         calls.add("login")
@@ -124,6 +133,14 @@ def make_flask_app(config: ClientConfig, calls: Calls) -> Any:
     @app.get("/whoami")
     def whoami() -> Any:
         calls.add("whoami")
+        session = current_session()
+        if not session.is_authenticated:
+            return jsonify(unauthenticated(session)), 401
+        return jsonify(whoami_body(session))
+
+    @app.get("/status")
+    def status() -> Any:
+        calls.add("status")
         session = current_session()
         if not session.is_authenticated:
             return jsonify(unauthenticated(session)), 401

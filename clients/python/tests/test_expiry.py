@@ -94,3 +94,31 @@ def test_absolute_expiry_ends_an_active_session_with_its_reason(
         assert browser.get("/whoami").json()["absolute_expires_at"] == me["absolute_expires_at"]
         wait_past(me["absolute_expires_at"])
         assert_ended(browser, "expired_absolute")
+
+
+@pytest.fixture(scope="module")
+def touchy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
+    server = start_tessera(
+        Path(tmp_path_factory.mktemp("touch")),
+        idle_timeout="6s",
+        absolute_timeout="1h",
+        touch_step="1s",
+        sweep_interval="1h",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_status_polls_do_not_keep_a_session_alive(touchy: TesseraServer, kind: str) -> None:
+    config = config_for(touchy, status_paths=frozenset({"/status"}))
+    with running_app(kind, config) as app:
+        browser = Browser(app)
+        browser.login("alice")
+        first = browser.get("/status").json()["idle_expires_at"]
+        # Later than touch_step plus the deadline's one-second resolution.
+        time.sleep(2.5)
+        assert browser.get("/status").json()["idle_expires_at"] == first
+        # A request that is not a status poll is activity: the deadline moves.
+        moved = browser.get("/whoami").json()["idle_expires_at"]
+        assert moved > first

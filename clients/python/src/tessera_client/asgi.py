@@ -88,7 +88,8 @@ class TesseraMiddleware:
             facts.authorization = []
         try:
             receive = await self._read_form_token(scope, facts, receive)
-            decision = await self.client.check(facts)
+            touch = scope.get("path") not in self.config.status_paths
+            decision = await self.client.check(facts, touch)
         except TesseraError as err:
             await _send_error(send, err)
             return

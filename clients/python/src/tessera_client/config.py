@@ -48,6 +48,11 @@ class ClientConfig:
     #: Also accept ``Authorization: Bearer tss_…`` session tokens (API
     #: clients). Off by default: a browser app needs only the cookie.
     accept_bearer: bool = False
+    #: Paths of status polls (an expiry banner asking "am I still signed
+    #: in?"): their requests do not count as activity, so polling does not
+    #: keep an idle session alive (ASVS 5.0 V7.3.1: the idle timeout must
+    #: measure the user's activity, not a timer's).
+    status_paths: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # Caught at start-up rather than as a 503 on every request.

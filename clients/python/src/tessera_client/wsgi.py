@@ -89,7 +89,8 @@ class TesseraMiddleware:
             facts.authorization = []
         try:
             self._read_form_token(environ, facts)
-            decision = self.client.check(facts)
+            touch = environ.get("PATH_INFO") not in self.config.status_paths
+            decision = self.client.check(facts, touch)
         except TesseraError as err:
             return _error(start_response, err)
         if decision.outcome == "refused":
