@@ -193,3 +193,112 @@ def make_flask_app(config: ClientConfig, calls: Calls) -> Any:
         return jsonify(user=session.user)
 
     return app
+
+
+# -- Django -------------------------------------------------------------------
+# Django's settings are global to the process: configured once, with views
+# that report to whichever ``Calls`` the running app installed.
+
+_django_calls = Calls()
+
+
+def _django_views() -> list[Any]:
+    import json
+
+    from django.http import HttpRequest, JsonResponse
+    from django.urls import path
+
+    from tessera_client.django import tessera_session
+
+    def whoami(request: HttpRequest) -> JsonResponse:
+        _django_calls.add("whoami")
+        session = tessera_session(request)
+        if not session.is_authenticated:
+            return JsonResponse(unauthenticated(session), status=401)
+        return JsonResponse(whoami_body(session))
+
+    def status(request: HttpRequest) -> JsonResponse:
+        _django_calls.add("status")
+        session = tessera_session(request)
+        if not session.is_authenticated:
+            return JsonResponse(unauthenticated(session), status=401)
+        return JsonResponse(whoami_body(session))
+
+    def login(request: HttpRequest) -> JsonResponse:
+        _django_calls.add("login")
+        session = tessera_session(request)
+        session.login(json.loads(request.body)["user"])
+        return JsonResponse({"user": session.user, "csrf_token": session.csrf_token()})
+
+    def logout(request: HttpRequest) -> JsonResponse:
+        _django_calls.add("logout")
+        tessera_session(request).logout()
+        return JsonResponse({"ok": True})
+
+    def rotate(request: HttpRequest) -> JsonResponse:
+        _django_calls.add("rotate")
+        session = tessera_session(request)
+        session.rotate()
+        return JsonResponse({"csrf_token": session.csrf_token()})
+
+    def counter(request: HttpRequest) -> JsonResponse:
+        _django_calls.add("counter")
+        value = tessera_session(request).update("count", lambda n: (n or 0) + 1)
+        return JsonResponse({"count": value})
+
+    def put_data(request: HttpRequest) -> JsonResponse:
+        _django_calls.add("data")
+        body = json.loads(request.body)
+        tessera_session(request).set(body["key"], body["value"])
+        return JsonResponse({"ok": True})
+
+    def get_data(request: HttpRequest, key: str) -> JsonResponse:
+        _django_calls.add("get")
+        return JsonResponse({"value": tessera_session(request).get(key)})
+
+    def form(request: HttpRequest) -> JsonResponse:
+        _django_calls.add("form")
+        session = tessera_session(request)
+        if not session.is_authenticated:
+            raise SessionEnded(session.end_reason or "missing")
+        return JsonResponse({"user": session.user})
+
+    return [
+        path("whoami", whoami),
+        path("status", status),
+        path("login", login),
+        path("logout", logout),
+        path("rotate", rotate),
+        path("counter", counter),
+        path("data", put_data),
+        path("data/<str:key>", get_data),
+        path("form", form),
+    ]
+
+
+urlpatterns: list[Any] = []
+
+
+def make_django_app(config: ClientConfig, calls: Calls) -> Any:
+    global _django_calls
+    import django
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+
+    from tessera_client.wsgi import TesseraMiddleware as WsgiMiddleware
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="tests-only",
+            ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+            ROOT_URLCONF=__name__,
+            MIDDLEWARE=["tessera_client.django.TesseraErrorMiddleware"],
+            INSTALLED_APPS=[],
+            DATABASES={},
+            USE_TZ=True,
+        )
+        django.setup()
+        urlpatterns.extend(_django_views())
+    _django_calls = calls
+    return WsgiMiddleware(get_wsgi_application(), config)

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from apps import Calls, make_fastapi_app, make_flask_app
+from apps import Calls, make_django_app, make_fastapi_app, make_flask_app
 from tessera_client import ClientConfig
 from tessera_server import TesseraServer
 
-KINDS = ["asgi", "wsgi"]
+KINDS = ["asgi", "wsgi", "django"]
 
 # werkzeug's request lines would drown pytest's output.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -87,9 +87,12 @@ def running_app(kind: str, config: ClientConfig) -> Iterator[App]:
     if kind == "asgi":
         serve: Callable[[Any], Any] = serve_asgi
         app = make_fastapi_app(config, calls)
-    else:
+    elif kind == "wsgi":
         serve = serve_wsgi
         app = make_flask_app(config, calls)
+    else:
+        serve = serve_wsgi
+        app = make_django_app(config, calls)
     with serve(app) as url:
         running = App(kind, url, calls, config)
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Browser, config_for, running_app
+from conftest import KINDS, Browser, config_for, running_app
 from tessera_server import TesseraServer
 
 
@@ -16,7 +16,7 @@ def signed_in_token(browser: Browser) -> str:
     return browser.token
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_bearer_token_is_accepted_when_enabled(tessera: TesseraServer, kind: str) -> None:
     with running_app(kind, config_for(tessera, accept_bearer=True)) as app:
         token = signed_in_token(Browser(app))
@@ -34,7 +34,7 @@ def test_bearer_token_is_accepted_when_enabled(tessera: TesseraServer, kind: str
         assert bumped.headers.get_list("set-cookie") == []
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_bearer_token_is_ignored_by_default(tessera: TesseraServer, kind: str) -> None:
     with running_app(kind, config_for(tessera)) as app:
         token = signed_in_token(Browser(app))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Browser, config_for, parse_set_cookie, running_app, start_tessera
+from conftest import KINDS, Browser, config_for, parse_set_cookie, running_app, start_tessera
 from tessera_server import TesseraServer
 
 
@@ -62,7 +62,7 @@ def assert_ended(browser: Browser, reason: str, token: str | None = None) -> Non
     assert (name, value, attrs["max-age"]) == ("__Host-session", "", "0")
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_idle_expiry_ends_the_session_with_its_reason(short_idle: TesseraServer, kind: str) -> None:
     with running_app(kind, config_for(short_idle)) as app:
         browser = Browser(app)
@@ -81,7 +81,7 @@ def test_idle_expiry_ends_the_session_with_its_reason(short_idle: TesseraServer,
         assert again.status_code == 401
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_absolute_expiry_ends_an_active_session_with_its_reason(
     short_absolute: TesseraServer, kind: str
 ) -> None:
@@ -109,7 +109,7 @@ def touchy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
     server.stop()
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_status_polls_do_not_keep_a_session_alive(touchy: TesseraServer, kind: str) -> None:
     config = config_for(touchy, status_paths=frozenset({"/status"}))
     with running_app(kind, config) as app:

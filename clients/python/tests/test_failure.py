@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Browser, config_for, running_app, start_tessera
+from conftest import KINDS, Browser, config_for, running_app, start_tessera
 from tessera_client import ClientConfig
 
 
@@ -21,7 +21,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_tessera_down_is_503_not_a_pass_through(tmp_path: Path, kind: str) -> None:
     server = start_tessera(tmp_path)
     try:
@@ -43,7 +43,7 @@ def test_tessera_down_is_503_not_a_pass_through(tmp_path: Path, kind: str) -> No
         server.stop()
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_tessera_never_started_is_503(kind: str) -> None:
     config = ClientConfig(url=f"http://127.0.0.1:{closed_port()}", api_key="tsk_unused", timeout=2)
     with running_app(kind, config) as app:
@@ -56,7 +56,7 @@ def test_tessera_never_started_is_503(kind: str) -> None:
         assert app.calls.seen == []
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_wrong_api_key_is_503_with_a_clear_message(tessera_url_with_bad_key: ClientConfig, kind: str) -> None:
     with running_app(kind, tessera_url_with_bad_key) as app:
         response = app.http.get("/whoami")
@@ -93,7 +93,7 @@ class _Broken(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mode", ["html", "gateway"])
 def test_an_answer_that_is_not_tesseras_is_503(kind: str, mode: str) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)

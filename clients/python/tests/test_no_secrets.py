@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Browser, config_for, running_app, start_tessera
+from conftest import KINDS, Browser, config_for, running_app, start_tessera
 
 
-@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_no_secret_in_logs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
