@@ -34,6 +34,10 @@ def _httpx_options(config: ClientConfig) -> dict[str, Any]:
         "limits": httpx.Limits(
             max_connections=config.max_connections,
             max_keepalive_connections=config.max_connections,
+            # Idle connections are let go after 4 s, before tessera drops
+            # them (its header_read_timeout is 10 s); one the other side
+            # closed anyway is seen as closed before reuse and replaced.
+            keepalive_expiry=4.0,
         ),
         # tessera's answers are never redirects; following one could send
         # the API key elsewhere.
