@@ -19,12 +19,14 @@ STACKS = [
     ("ts-redis", "(f) tower-sessions 0.14 + redis-store (fred)"),
     ("ts-redis-sliding", "(f') same, `always_save` (sliding)"),
     ("express", "(g) express-session + connect-redis"),
+    ("express-tessera", "(h) express + tessera client (`tessera serve` on Redis)"),
 ]
 # Each tessera row is compared with the stack a user would otherwise pick.
 PEERS = {
     "tessera-memory": ["ts-memory"],
     "tessera-redis": ["ts-redis-sliding", "ts-redis", "express"],
     "tessera-sqlite": [],
+    "express-tessera": ["express"],
 }
 WORKLOADS = [
     ("read", "GET /whoami (read path), sessions round-robin"),
@@ -251,6 +253,16 @@ def main(results_path, machine_path):
         tp = f"{fmt_rps(med(stack, 'write-shared'))} req/s" + (f", {r:.2f}× {peer}" if r else "")
         check(f"shared session, {stack}", f"kept {k:.1f}%, {tp}" if k is not None else None,
               k is not None and k >= 99.9 and (r is None or r >= 0.5), "100% kept, ≥ 0.5× tower-sessions' lossy figure")
+    # Issue 17: the Node client at least as fast as express-session on
+    # Redis, keeping every concurrent update.
+    for workload in ("read", "write"):
+        r = ratio("express-tessera", "express", workload)
+        k = kept_pct(runs.get(("express-tessera", workload), [])) if workload == "write" else None
+        shared = kept_pct(runs.get(("express-tessera", "write-shared"), [])) if workload == "write" else None
+        value = r and (f"{r:.2f}×" + (f", kept {k:.1f}% (shared session {shared:.1f}%)" if k is not None and shared is not None else ""))
+        check(f"express + tessera client vs express-session, {workload}", value,
+              r and r >= 1.0 and (workload == "read" or (k is not None and k >= 99.9 and shared is not None and shared >= 99.9)),
+              "≥ 1.0×" + (", every update kept" if workload == "write" else ""))
     m = memsize.get("tessera")
     if m:
         b = int(m["bytes_per_session"])

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The performance harness of issue 7: tessera next to bare axum,
-# tower-sessions and express-session, in one run on this machine.
+# tower-sessions, express-session and express + the tessera Node client, in
+# one run on this machine.
 #
 #   scripts/bench.sh                      # full run (about 40 minutes on 2 CPUs)
 #   BENCH_DURATION=2 BENCH_ROUNDS=1 BENCH_SCALE_N=20000 scripts/bench.sh   # smoke run
@@ -51,7 +52,7 @@ SESSIONS=${BENCH_SESSIONS:-256}
 SCALE_N=${BENCH_SCALE_N:-1000000}
 SCALE_TESTS=${BENCH_SCALE_TESTS:-memory sqlite sweeper}
 SWEEP_N=${BENCH_SWEEP_N:-$SCALE_N}
-ALL_STACKS="bare tessera-memory tessera-sqlite tessera-redis ts-memory ts-redis ts-redis-sliding express"
+ALL_STACKS="bare tessera-memory tessera-sqlite tessera-redis ts-memory ts-redis ts-redis-sliding express express-tessera"
 STACKS=${BENCH_STACKS:-$ALL_STACKS}
 OUT=${BENCH_OUT:-$BENCH/target/results/$(date +%Y%m%d-%H%M%S)}
 SERVER_CPU=0
@@ -90,9 +91,17 @@ RESULTS=$OUT/results.tsv
 log "building bench/ (release)"
 cargo build --release --manifest-path "$BENCH/Cargo.toml" --bins
 BIN=$BENCH/target/release
-if [[ " $STACKS " == *" express "* ]]; then
+if [[ " $STACKS " == *" express "* || " $STACKS " == *" express-tessera "* ]]; then
     log "npm ci in bench/node"
     (cd "$BENCH/node" && npm ci --no-audit --no-fund --silent)
+fi
+# express-tessera: express + clients/node in front of `tessera serve` (release
+# build) on the same Redis; both processes run on the server CPU.
+TESSERA_SERVE=$ROOT/target/release/tessera
+if [[ " $STACKS " == *" express-tessera "* ]]; then
+    log "building tessera serve (release) and clients/node"
+    cargo build --release -p tessera-server --bin tessera
+    (cd "$ROOT/clients/node" && npm ci --no-audit --no-fund --silent && npm run --silent build)
 fi
 
 # ---------------------------------------------------------------- Redis
@@ -111,12 +120,47 @@ taskset -pc "$SERVER_CPU" "$REDIS_PID" >/dev/null
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
 SERVER_PID=""
+TESSERA_PID=""
 stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
+    local pid
+    for pid in "$SERVER_PID" "$TESSERA_PID"; do
+        if [[ -n $pid ]]; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    SERVER_PID=""
+    TESSERA_PID=""
+}
+
+# start_tessera LOGFILE: `tessera serve` on Redis for the express-tessera
+# stack, on the server CPU, with a fresh API key; sets TESSERA_URL and
+# TESSERA_API_KEY.
+start_tessera() {
+    local logf=$1 db attempt port
+    db=$(mktemp -d "$OUT/tessera-db.XXXX")
+    export TESSERA_DATABASE="sqlite://$db/tessera.db" TESSERA_KEYS_DIR="$db/keys"
+    TESSERA_API_KEY=$("$TESSERA_SERVE" api-key create bench --store "$REDIS_URL" 2>>"$logf") ||
+        die "tessera api-key create failed (see $logf)"
+    for attempt in 1 2 3; do
+        port=$(_ts_free_port)
+        taskset -c "$SERVER_CPU" "$TESSERA_SERVE" serve --listen "127.0.0.1:$port" \
+            --store "$REDIS_URL" >>"$logf" 2>&1 &
+        TESSERA_PID=$!
+        local deadline=$((SECONDS + 30))
+        until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do
+            if ! kill -0 "$TESSERA_PID" 2>/dev/null; then
+                wait "$TESSERA_PID" 2>/dev/null || true
+                TESSERA_PID=""
+                ((attempt < 3)) && continue 2
+                die "tessera serve did not start (see $logf)"
+            fi
+            ((SECONDS < deadline)) || die "tessera serve not ready after 30 s (see $logf)"
+            sleep 0.1
+        done
+        TESSERA_URL="http://127.0.0.1:$port"
+        return 0
+    done
 }
 trap 'stop_server; tessera_services_stop' EXIT
 
@@ -136,6 +180,10 @@ start_server() {
         if [[ $stack == express ]]; then
             env BENCH_REDIS_URL="$REDIS_URL" "$@" taskset -c "$SERVER_CPU" \
                 node "$BENCH/node/server.js" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
+        elif [[ $stack == express-tessera ]]; then
+            [[ -n $TESSERA_PID ]] || start_tessera "$OUT/server-tessera-serve.log"
+            env TESSERA_URL="$TESSERA_URL" TESSERA_API_KEY="$TESSERA_API_KEY" "$@" \
+                taskset -c "$SERVER_CPU" node "$BENCH/node/tessera-server.mjs" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
         else
             env BENCH_REDIS_URL="$REDIS_URL" BENCH_WORKERS=1 "$@" taskset -c "$SERVER_CPU" \
                 "$BIN/bench-server" "$stack" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
@@ -213,7 +261,7 @@ sum_counters() {
 # field NAME LINE: value of NAME=... in a RESULT line.
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-is_redis_stack() { [[ $1 == tessera-redis || $1 == ts-redis* || $1 == express ]]; }
+is_redis_stack() { [[ $1 == tessera-redis || $1 == ts-redis* || $1 == express || $1 == express-tessera ]]; }
 
 # measure ROUND STACK WORKLOAD METHOD PATH FILE [shared]
 measure() {
@@ -271,6 +319,7 @@ run_stack() {
             tessera-redis) redis_memory "$stack" 'tessera:s:*' ;;
             ts-redis | ts-redis-sliding) redis_memory "$stack" '*' ;;
             express) redis_memory "$stack" 'sess:*' ;;
+            express-tessera) redis_memory "$stack" 'tessera:s:*' ;;
         esac
     fi
     run_wrk "$WARMUP" GET /whoami "$sess" >/dev/null || true

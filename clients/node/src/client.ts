@@ -71,7 +71,9 @@ export class TesseraClient {
     this.#base = base;
     this.#authorization = `Bearer ${options.apiKey}`;
     this.#timeoutMs = options.timeoutMs ?? 5000;
-    const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
+    // Idle sockets are closed after 4 s, before servers usually drop them
+    // (tessera's header_read_timeout is 10 s).
+    const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64, timeout: 4000 };
     this.#agent = base.protocol === "https:" ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
     this.#request = base.protocol === "https:" ? https.request : http.request;
   }
@@ -129,7 +131,32 @@ export class TesseraClient {
     const payload = Buffer.from(JSON.stringify(body));
     const url = new URL(path, this.#base);
     this.#stats.requests += 1;
-    const answer = await new Promise<Answer>((resolve, reject) => {
+    let answer: Answer;
+    try {
+      answer = await this.#send(method, url, path, payload);
+    } catch (e) {
+      // tessera (or a proxy) may close an idle kept-alive socket just as it
+      // is reused; the request then never reached it, and one retry on a
+      // fresh socket is what Node's documentation advises
+      // (`request.reusedSocket`).
+      if (!(e instanceof StaleSocket)) throw e;
+      answer = await this.#send(method, url, path, payload);
+    }
+
+    if (answer.status >= 500 || answer.status < 200 || (answer.status >= 300 && answer.status < 400)) {
+      throw this.#unavailable(path, `status ${answer.status} ${String(answer.body.error ?? "")}`.trim());
+    }
+    if (answer.status === 401 && answer.body.error === "unauthorized") {
+      throw this.#unavailable(path, "the API key was refused (check TESSERA_API_KEY)");
+    }
+    if (answer.status === 429) {
+      throw this.#unavailable(path, "rate limited");
+    }
+    return answer;
+  }
+
+  #send(method: string, url: URL, path: string, payload: Buffer): Promise<Answer> {
+    return new Promise<Answer>((resolve, reject) => {
       const req = this.#request(
         url,
         {
@@ -179,25 +206,21 @@ export class TesseraClient {
         });
       });
       req.on("timeout", () => req.destroy(new Error(`no answer within ${this.#timeoutMs} ms`)));
-      req.on("error", (e: NodeJS.ErrnoException) => reject(this.#unavailable(path, e.code ?? e.message)));
+      req.on("error", (e: NodeJS.ErrnoException) => {
+        const stale = req.reusedSocket && (e.code === "ECONNRESET" || e.code === "EPIPE");
+        reject(stale ? new StaleSocket() : this.#unavailable(path, e.code ?? e.message));
+      });
       req.end(payload);
     });
-    if (answer.status >= 500 || answer.status < 200 || (answer.status >= 300 && answer.status < 400)) {
-      throw this.#unavailable(path, `status ${answer.status} ${String(answer.body.error ?? "")}`.trim());
-    }
-    if (answer.status === 401 && answer.body.error === "unauthorized") {
-      throw this.#unavailable(path, "the API key was refused (check TESSERA_API_KEY)");
-    }
-    if (answer.status === 429) {
-      throw this.#unavailable(path, "rate limited");
-    }
-    return answer;
   }
 
   #unavailable(path: string, detail: string): TesseraUnavailableError {
     return new TesseraUnavailableError(`${this.#base.origin}${path}: ${detail}`);
   }
 }
+
+/** A kept-alive socket was closed by the other side before this request. */
+class StaleSocket extends Error {}
 
 /** Throws the error tessera answered, for a non-2xx answer. */
 export function errorOf(answer: Answer): TesseraError {

@@ -112,10 +112,15 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
       host: headers.host ?? null,
       csrf_token: csrf,
     });
+    if (check.status === 400) {
+      // The request carried something tessera refuses to decide on (a
+      // method that is not a method name, a header no HTTP request can
+      // carry): bad input, answered as such, never served.
+      answer(res, req, 400, "bad_request", String(check.body.error ?? "invalid_request"));
+      return false;
+    }
     if (check.status !== 200) {
-      // A 400 is a bug of this middleware (it sent something tessera does
-      // not accept): never serve the request on it.
-      throw new TesseraError(500, "client_error", String(check.body.error ?? check.status));
+      throw new TesseraError(503, "unavailable", `check answered ${check.status}`);
     }
     const body = check.body;
     const setCookie = Array.isArray(body.set_cookie) ? body.set_cookie.filter((v) => typeof v === "string") : [];
