@@ -7,7 +7,10 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-STYLE = "body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;line-height:1.5}"
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;line-height:1.5}"
+    "label{display:block;margin:.5rem 0}"
+)
 
 
 def sign_in_page(error: str | None = None, reason: str | None = None) -> str:
