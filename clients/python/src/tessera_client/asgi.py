@@ -37,9 +37,9 @@ from typing import Any
 
 from .client import AsyncTesseraClient
 from .config import ClientConfig
-from .errors import CsrfRejected, InvalidInput, TesseraError
+from .errors import InvalidInput, TesseraError
 from .facts import RequestFacts, facts_from_headers, form_csrf_token, is_form
-from .responses import SESSION_KEY, cookie_headers, error_parts, session_from
+from .responses import SESSION_KEY, cookie_headers, error_parts, refusal, session_from
 from .session import AsyncSession
 
 Scope = MutableMapping[str, Any]
@@ -94,7 +94,7 @@ class TesseraMiddleware:
             await _send_error(send, err)
             return
         if decision.outcome == "refused":
-            await _send_error(send, CsrfRejected(decision.reason or "csrf"))
+            await _send_error(send, refusal(decision), decision.set_cookie)
             return
 
         session = AsyncSession(self.client, decision, facts)

@@ -8,7 +8,8 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from .errors import TesseraError
+from .errors import CsrfRejected, TesseraError
+from .wire import Decision
 
 #: Key under which the middleware stores the session: in the ASGI scope and
 #: the WSGI environ alike.
@@ -36,6 +37,16 @@ def error_parts(err: TesseraError, set_cookie: list[str] | None = None) -> tuple
         headers.append(("retry-after", "1"))
     headers.extend(("set-cookie", value) for value in set_cookie or [])
     return err.status, headers, body
+
+
+def refusal(decision: Decision) -> TesseraError:
+    """The answer to a request tessera's guard refused: its status (403)
+    and reason; the application never runs (OWASP CSRF Prevention Cheat
+    Sheet)."""
+    err = CsrfRejected(decision.reason or "csrf_rejected")
+    if decision.status is not None and 400 <= decision.status < 500:
+        err.status = decision.status
+    return err
 
 
 def status_line(status: int) -> str:

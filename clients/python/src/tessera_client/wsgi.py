@@ -30,9 +30,16 @@ from typing import Any
 
 from .client import TesseraClient
 from .config import ClientConfig
-from .errors import CsrfRejected, InvalidInput, TesseraError
+from .errors import InvalidInput, TesseraError
 from .facts import RequestFacts, facts_from_headers, form_csrf_token, is_form
-from .responses import SESSION_KEY, cookie_headers, error_parts, session_from, status_line
+from .responses import (
+    SESSION_KEY,
+    cookie_headers,
+    error_parts,
+    refusal,
+    session_from,
+    status_line,
+)
 from .session import Session
 
 StartResponse = Callable[..., Any]
@@ -94,7 +101,7 @@ class TesseraMiddleware:
         except TesseraError as err:
             return _error(start_response, err)
         if decision.outcome == "refused":
-            return _error(start_response, CsrfRejected(decision.reason or "csrf"))
+            return _error(start_response, refusal(decision), decision.set_cookie)
 
         session = Session(self.client, decision, facts)
         environ[SESSION_KEY] = session
