@@ -57,12 +57,18 @@ def test_tessera_never_started_is_503(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_wrong_api_key_is_503_with_a_clear_message(tessera_url_with_bad_key: ClientConfig, kind: str) -> None:
+def test_wrong_api_key_is_503_with_a_clear_message(
+    tessera_url_with_bad_key: ClientConfig, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with running_app(kind, tessera_url_with_bad_key) as app:
         response = app.http.get("/whoami")
         assert response.status_code == 503
         assert "API key" in response.json()["message"]
         assert app.calls.seen == []
+    # The operator learns why from the log, without the key in it.
+    logged = [r.getMessage() for r in caplog.records if r.name == "tessera_client"]
+    assert any("API key" in line for line in logged)
+    assert not any(tessera_url_with_bad_key.api_key in line for line in logged)
 
 
 @pytest.fixture

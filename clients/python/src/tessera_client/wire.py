@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import logging
+
 import httpx
 
 from .errors import (
@@ -24,6 +26,8 @@ from .errors import (
     TesseraUnavailable,
 )
 from .facts import RequestFacts
+
+log = logging.getLogger("tessera_client")
 
 
 @dataclass(frozen=True)
@@ -196,16 +200,19 @@ def error_of(response: httpx.Response) -> TesseraError:
     if status >= 500 or status == 429:
         # tessera's store failed, or one of its limits applies: no decision,
         # so fail closed.
+        log.error("tessera answered %d: failing closed", status)
         return TesseraUnavailable()
     try:
         body = _json(response)
         code = _str(body, "error")
     except BadAnswer:
+        log.error("tessera answered %d with a body that is not its error shape", status)
         return TesseraUnavailable("the session service gave an answer this client cannot read")
     reason = body.get("reason") if isinstance(body.get("reason"), str) else None
     message = body.get("message") if isinstance(body.get("message"), str) else None
     if status == 401 and code == "unauthorized":
         # The API key, not the user's session: an operator's problem.
+        log.error("tessera refused this application's API key (401 unauthorized)")
         return TesseraMisconfigured()
     if status == 401:
         return SessionEnded(reason or "missing")
@@ -224,6 +231,7 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
     try:
         return _json(response)
     except BadAnswer:
+        log.error("tessera answered %d with a body that is not JSON", response.status_code)
         raise TesseraUnavailable(
             "the session service gave an answer this client cannot read"
         ) from None
@@ -233,7 +241,9 @@ def _reading(fn: Any) -> Any:
     """Runs a parser; a contract violation is 'unavailable' (fail closed)."""
     try:
         return fn()
-    except BadAnswer:
+    except BadAnswer as err:
+        # What was wrong, never the body (it may hold a token).
+        log.error("tessera's answer does not follow the protocol: %s", err)
         raise TesseraUnavailable(
             "the session service gave an answer this client cannot read"
         ) from None
