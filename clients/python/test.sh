@@ -6,7 +6,7 @@
 #
 # 1. a fresh virtualenv with the exact versions of requirements-test.txt
 #    (from PyPI with pip);
-# 2. mypy --strict on the package;
+# 2. ruff (lint, formatting) and mypy --strict on the package and tests;
 # 3. pytest: its fixtures start `tessera serve` from TESSERA_BIN and the
 #    FastAPI/Flask test apps on loopback ports.
 #
@@ -23,10 +23,16 @@ python3 -m venv --clear "$venv"
 
 status=0
 typecheck_failed=0
-if ! "$venv/bin/python" -m mypy; then
-    typecheck_failed=1
-    status=1
-fi
+# Lint, formatting and strict types (package and tests): each counts as one
+# failed check.
+for check in "ruff check ." "ruff format --check ." "mypy"; do
+    # shellcheck disable=SC2086 # the check's words are meant to split
+    if ! "$venv/bin/python" -m $check; then
+        echo "client suite python: '$check' failed" >&2
+        typecheck_failed=$((typecheck_failed + 1))
+        status=1
+    fi
+done
 if ! "$venv/bin/python" -m pytest -q 2>&1 | tee "$log"; then
     status=1
 fi

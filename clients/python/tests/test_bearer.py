@@ -26,9 +26,7 @@ def test_bearer_token_is_accepted_when_enabled(tessera: TesseraServer, kind: str
         assert me.json()["user"] == "alice"
         # An unsafe request without a CSRF token, even marked cross-site:
         # the bearer token is no ambient authority.
-        bumped = app.http.post(
-            "/counter", headers={**bearer, "sec-fetch-site": "cross-site"}
-        )
+        bumped = app.http.post("/counter", headers={**bearer, "sec-fetch-site": "cross-site"})
         assert bumped.status_code == 200, bumped.text
         assert bumped.json() == {"count": 1}
         assert bumped.headers.get_list("set-cookie") == []
@@ -40,7 +38,7 @@ def test_bearer_token_is_ignored_by_default(tessera: TesseraServer, kind: str) -
         token = signed_in_token(Browser(app))
         response = app.http.get("/whoami", headers={"authorization": f"Bearer {token}"})
         assert response.status_code == 401
-        assert app.http.post(
-            "/counter", headers={"authorization": f"Bearer {token}"}
-        ).status_code == 401
-
+        assert (
+            app.http.post("/counter", headers={"authorization": f"Bearer {token}"}).status_code
+            == 401
+        )

@@ -70,9 +70,7 @@ def test_csrf_token_in_a_urlencoded_form_field_is_accepted(browser: Browser) -> 
     assert browser.csrf is not None
     # The form body reaches the application intact after the middleware read
     # the token from it.
-    response = browser.post(
-        "/form", csrf=False, data={"csrf_token": browser.csrf, "note": "hello"}
-    )
+    response = browser.post("/form", csrf=False, data={"csrf_token": browser.csrf, "note": "hello"})
     assert response.status_code == 200, response.text
     assert response.json() == {"user": "alice"}
     refused = browser.post("/form", csrf=False, data={"csrf_token": "junk"})

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from conftest import Browser, serve_asgi, serve_wsgi, App
 from apps import Calls
+from conftest import App, Browser, serve_asgi, serve_wsgi
 from tessera_client import ClientConfig
 from tessera_server import TesseraServer
 

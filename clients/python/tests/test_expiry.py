@@ -7,8 +7,8 @@ happened after it, never how long anything took."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,9 @@ def wait_past(deadline_iso: str) -> None:
 
 
 def assert_ended(browser: Browser, reason: str, token: str | None = None) -> None:
-    response = browser.get("/whoami", headers={"cookie": f"__Host-session={token}"} if token else None)
+    response = browser.get(
+        "/whoami", headers={"cookie": f"__Host-session={token}"} if token else None
+    )
     assert response.status_code == 401
     assert response.json() == {"error": "unauthenticated", "reason": reason}
     # tessera asks for the dead cookie to be cleared, and the middleware

@@ -83,7 +83,7 @@ class _Broken(BaseHTTPRequestHandler):
     """Stands where tessera should be and answers like a misbehaving proxy:
     ``/html`` a 200 HTML page, ``/gateway`` a 502."""
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.server.mode == "html":  # type: ignore[attr-defined]
             body, status, kind = b"<html>proxy login</html>", 200, "text/html"

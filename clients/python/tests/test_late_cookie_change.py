@@ -57,11 +57,15 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 @pytest.mark.parametrize("path", ["/rotate", "/logout"])
-def test_cookie_change_after_headers_is_refused(tessera: TesseraServer, kind: str, path: str) -> None:
+def test_cookie_change_after_headers_is_refused(
+    tessera: TesseraServer, kind: str, path: str
+) -> None:
     import httpx
 
     config = config_for(tessera)
-    app: Any = AsgiMiddleware(asgi_app, config) if kind == "asgi" else WsgiMiddleware(wsgi_app, config)
+    app: Any = (
+        AsgiMiddleware(asgi_app, config) if kind == "asgi" else WsgiMiddleware(wsgi_app, config)
+    )
     serve: Any = serve_asgi if kind == "asgi" else serve_wsgi
     with serve(app) as url, httpx.Client(base_url=url) as http:
         login = http.get("/login")

@@ -14,9 +14,7 @@ from conftest import KINDS, Browser, config_for, running_app, start_tessera
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_no_secret_in_logs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
-) -> None:
+def test_no_secret_in_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str) -> None:
     server = start_tessera(tmp_path)
     caplog.set_level(logging.DEBUG)
     secrets: list[str] = [server.api_key]

@@ -39,9 +39,7 @@ def test_sign_in_sets_a_secure_cookie(browser: Browser) -> None:
     assert whoami.json()["user"] == "alice"
 
 
-def test_sign_in_rotates_and_kills_the_old_token(
-    browser: Browser, tessera: TesseraServer
-) -> None:
+def test_sign_in_rotates_and_kills_the_old_token(browser: Browser, tessera: TesseraServer) -> None:
     browser.login("alice")
     first_token = browser.token
     assert first_token is not None

@@ -16,8 +16,14 @@ from conftest import KINDS, running_app
 from tessera_client import ClientConfig
 
 NO_SESSION = json.dumps(
-    {"outcome": "no_session", "reason": "missing", "status": None, "token": None,
-     "session": None, "set_cookie": []}
+    {
+        "outcome": "no_session",
+        "reason": "missing",
+        "status": None,
+        "token": None,
+        "session": None,
+        "set_cookie": [],
+    }
 ).encode()
 
 
@@ -50,14 +56,21 @@ class OneShotServer:
                     data += chunk
                 head, _, body = data.partition(b"\r\n\r\n")
                 length = next(
-                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                     if line.lower().startswith(b"content-length:")), 0)
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 while len(body) < length:
                     body += conn.recv(65536)
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                     b"connection: keep-alive\r\ncontent-length: "
-                    + str(len(NO_SESSION)).encode() + b"\r\n\r\n" + NO_SESSION
+                    + str(len(NO_SESSION)).encode()
+                    + b"\r\n\r\n"
+                    + NO_SESSION
                 )
 
     def close(self) -> None:

@@ -12,12 +12,11 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from page import check_password, home_page, sign_in_page
 
 from tessera_client import ClientConfig
 from tessera_client.asgi import TesseraMiddleware
 from tessera_client.fastapi import TesseraSession
-
-from page import check_password, home_page, sign_in_page
 
 app = FastAPI()
 app.add_middleware(TesseraMiddleware, config=ClientConfig.from_env())

@@ -9,12 +9,11 @@ rotate the token, sign out.
 from __future__ import annotations
 
 from flask import Flask, redirect, request
+from page import check_password, home_page, sign_in_page
 from werkzeug.wrappers import Response
 
 from tessera_client import ClientConfig
 from tessera_client.flask import current_session, init_app
-
-from page import check_password, home_page, sign_in_page
 
 app = Flask(__name__)
 init_app(app, ClientConfig.from_env())

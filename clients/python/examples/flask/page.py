@@ -21,11 +21,12 @@ def sign_in_page(error: str | None = None, reason: str | None = None) -> str:
     note = notes.get(reason or "", "")
     return f"""<!doctype html><meta charset="utf-8"><title>Sign in</title><style>{STYLE}</style>
 <h1>Sign in</h1>
-{f'<p role="status">{escape(note)}</p>' if note else ''}
-{f'<p role="alert">{escape(error)}</p>' if error else ''}
+{f'<p role="status">{escape(note)}</p>' if note else ""}
+{f'<p role="alert">{escape(error)}</p>' if error else ""}
 <form method="post" action="/login">
   <label>User <input name="username" autocomplete="username" required></label>
-  <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+  <label>Password
+    <input name="password" type="password" autocomplete="current-password" required></label>
   <button>Sign in</button>
 </form>
 <p>Demo account: <code>demo</code> / <code>demo</code>.</p>"""

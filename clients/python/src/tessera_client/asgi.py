@@ -4,7 +4,8 @@
 >>> from tessera_client import ClientConfig
 >>> from tessera_client.asgi import TesseraMiddleware
 >>> app = Starlette()
->>> app.add_middleware(TesseraMiddleware, config=ClientConfig(url="http://127.0.0.1:8080", api_key="tsk_example"))
+>>> config = ClientConfig(url="http://127.0.0.1:8080", api_key="tsk_example")
+>>> app.add_middleware(TesseraMiddleware, config=config)
 
 For each HTTP request the middleware makes one call to tessera
 (``POST /v1/requests/check``) with what tessera's request guard needs, then:
@@ -120,7 +121,9 @@ class TesseraMiddleware:
                 raise
             await _send_error(send, err, session.set_cookie)
 
-    async def _read_form_token(self, scope: Scope, facts: RequestFacts, receive: Receive) -> Receive:
+    async def _read_form_token(
+        self, scope: Scope, facts: RequestFacts, receive: Receive
+    ) -> Receive:
         """For an unsafe url-encoded form with a cookie and no CSRF header,
         reads the body (up to ``form_limit``) to find its ``csrf_token``
         field, and returns a ``receive`` that hands the same body on."""
@@ -180,4 +183,3 @@ async def _send_error(send: Send, err: TesseraError, set_cookie: list[str] | Non
         }
     )
     await send({"type": "http.response.body", "body": body})
-

@@ -115,7 +115,8 @@ class AsyncTesseraClient:
 
     >>> import asyncio
     >>> from tessera_client import AsyncTesseraClient, ClientConfig
-    >>> client = AsyncTesseraClient(ClientConfig(url="http://127.0.0.1:8080", api_key="tsk_example"))
+    >>> config = ClientConfig(url="http://127.0.0.1:8080", api_key="tsk_example")
+    >>> client = AsyncTesseraClient(config)
     >>> asyncio.run(client.aclose())
     """
 

@@ -5,7 +5,8 @@
 >>> from tessera_client.asgi import TesseraMiddleware
 >>> from tessera_client.fastapi import TesseraSession
 >>> app = FastAPI()
->>> app.add_middleware(TesseraMiddleware, config=ClientConfig(url="http://127.0.0.1:8080", api_key="tsk_example"))
+>>> config = ClientConfig(url="http://127.0.0.1:8080", api_key="tsk_example")
+>>> app.add_middleware(TesseraMiddleware, config=config)
 >>> @app.get("/whoami")
 ... async def whoami(session: TesseraSession) -> dict[str, str | None]:
 ...     return {"user": session.user}

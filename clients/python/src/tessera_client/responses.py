@@ -16,7 +16,9 @@ from .wire import Decision
 SESSION_KEY = "tessera.session"
 
 
-def error_parts(err: TesseraError, set_cookie: list[str] | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+def error_parts(
+    err: TesseraError, set_cookie: list[str] | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
     """Status, headers and body of an error answer, in tessera's JSON error
     shape. ``no-store``: an error about one user's session must not be
     cached for another.

@@ -257,9 +257,7 @@ class AsyncSession(_State):
     """The session of a request under the ASGI middleware: the calls that
     reach tessera are coroutines."""
 
-    def __init__(
-        self, client: AsyncTesseraClient, decision: Decision, facts: RequestFacts
-    ) -> None:
+    def __init__(self, client: AsyncTesseraClient, decision: Decision, facts: RequestFacts) -> None:
         super().__init__(decision, facts)
         self._client = client
 

@@ -9,11 +9,10 @@ contract says (a proxy's HTML error page, a truncated body) is treated as
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import logging
 
 import httpx
 

@@ -91,7 +91,9 @@ class TesseraMiddleware:
             for key, name in _HEADERS.items()
             if key in environ
         ]
-        facts = facts_from_headers(environ.get("REQUEST_METHOD", "GET"), headers, environ.get("REMOTE_ADDR"))
+        facts = facts_from_headers(
+            environ.get("REQUEST_METHOD", "GET"), headers, environ.get("REMOTE_ADDR")
+        )
         if not self.config.accept_bearer:
             facts.authorization = []
         try:
@@ -106,7 +108,9 @@ class TesseraMiddleware:
         session = Session(self.client, decision, facts)
         environ[SESSION_KEY] = session
 
-        def start_with_cookies(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        def start_with_cookies(
+            status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
             extra = cookie_headers(session.set_cookie, response_headers)
             session.headers_sent = True
             return start_response(status, list(response_headers) + extra, exc_info)
