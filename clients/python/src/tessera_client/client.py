@@ -12,6 +12,7 @@ middleware turns it into a 503. Nothing is ever guessed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -111,7 +112,13 @@ class TesseraClient:
 
 
 class AsyncTesseraClient:
-    """asyncio client. Share one per process and event loop.
+    """asyncio client. Share one per process.
+
+    Connections belong to the event loop that opened them, so the pool is
+    opened per loop: an app served by one loop uses one pool, and an app
+    driven by several loops in turn (Starlette's ``TestClient`` starts one
+    per ``with`` block) gets a fresh pool in each instead of failing on
+    connections of a closed loop.
 
     >>> import asyncio
     >>> from tessera_client import AsyncTesseraClient, ClientConfig
@@ -122,11 +129,30 @@ class AsyncTesseraClient:
 
     def __init__(self, config: ClientConfig, http: httpx.AsyncClient | None = None) -> None:
         self.config = config
-        self._http = http or httpx.AsyncClient(**_httpx_options(config))
+        # A pool given by the caller is theirs to manage and always used.
+        self._given = http
+        self._pools: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def _pool(self) -> httpx.AsyncClient:
+        if self._given is not None:
+            return self._given
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            # Pools of loops that have ended cannot be closed any more (their
+            # sockets went with the loop); forget them.
+            self._pools = {lp: p for lp, p in self._pools.items() if not lp.is_closed()}
+            pool = self._pools[loop] = httpx.AsyncClient(**_httpx_options(self.config))
+        return pool
 
     async def aclose(self) -> None:
-        """Closes the connection pool."""
-        await self._http.aclose()
+        """Closes the connection pool of the running loop."""
+        if self._given is not None:
+            await self._given.aclose()
+            return
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()
 
     async def __aenter__(self) -> AsyncTesseraClient:
         return self
@@ -136,7 +162,7 @@ class AsyncTesseraClient:
 
     async def _send(self, call: wire.Call) -> httpx.Response:
         try:
-            return await self._http.request(call.method, call.path, json=call.body)
+            return await self._pool().request(call.method, call.path, json=call.body)
         except httpx.HTTPError as err:
             raise _unreachable(call, err) from None
 
