@@ -18,7 +18,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 venv="${TMPDIR:-/tmp}/tessera-python-venv"
 log="${TMPDIR:-/tmp}/tessera-python-pytest.log"
-python3 -m venv --clear "$venv"
+if ! python3 -m venv --clear "$venv"; then
+    # Debian's python3 has venv (and ensurepip) in a separate package.
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+        python3 -m venv --clear "$venv"
+    else
+        echo "python3 -m venv failed: install python3-venv" >&2
+        exit 1
+    fi
+fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements-test.txt
 
 status=0
