@@ -108,6 +108,7 @@ def test_logout_clears_the_cookie_and_ends_the_session(
     assert name == "__Host-session"
     assert value == ""
     assert attrs["max-age"] == "0"
+    assert response.headers["clear-site-data"] == '"cookies"'
     assert browser.token is None
     assert not token_is_live(tessera, token)
     # The old cookie, replayed, opens nothing.

@@ -108,7 +108,8 @@ class TesseraMiddleware:
                 started = True
                 headers = list(message.get("headers", []))
                 existing = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
-                for name, value in cookie_headers(session.set_cookie, existing):
+                clear = session.signed_out and self.config.clear_site_data_on_logout
+                for name, value in cookie_headers(session.set_cookie, existing, clear):
                     headers.append((name.encode(), value.encode("latin-1")))
                 message = {**message, "headers": headers}
                 session.headers_sent = True

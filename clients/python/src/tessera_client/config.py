@@ -53,6 +53,10 @@ class ClientConfig:
     #: keep an idle session alive (ASVS 5.0 V7.3.1: the idle timeout must
     #: measure the user's activity, not a timer's).
     status_paths: frozenset[str] = frozenset()
+    #: Send ``Clear-Site-Data: "cookies"`` with the sign-out response, as
+    #: tessera's own routes do (OWASP Session Management Cheat Sheet: clear
+    #: the client side on logout). It clears every cookie of the origin.
+    clear_site_data_on_logout: bool = True
 
     def __post_init__(self) -> None:
         # Caught at start-up rather than as a 503 on every request.

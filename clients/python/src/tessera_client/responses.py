@@ -59,16 +59,26 @@ def status_line(status: int) -> str:
         return f"{status} Error"
 
 
-def cookie_headers(set_cookie: list[str], existing: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def cookie_headers(
+    set_cookie: list[str], existing: list[tuple[str, str]], clear_site_data: bool = False
+) -> list[tuple[str, str]]:
     """Headers to add to a response that carries ``set_cookie``: the cookies,
     and ``Cache-Control: no-store`` unless the app chose a cache policy — a
     response installing a session token must never be stored by a shared
-    cache (OWASP Session Management Cheat Sheet, "Web Content Caching")."""
+    cache (OWASP Session Management Cheat Sheet, "Web Content Caching").
+    With ``clear_site_data`` (a sign-out), also ``Clear-Site-Data:
+    "cookies"``.
+
+    >>> cookie_headers(["s=v"], [("Cache-Control", "private")])
+    [('set-cookie', 's=v')]
+    """
     if not set_cookie:
         return []
     added = [("set-cookie", value) for value in set_cookie]
     if not any(name.lower() == "cache-control" for name, _ in existing):
         added.append(("cache-control", "no-store"))
+    if clear_site_data:
+        added.append(("clear-site-data", '"cookies"'))
     return added
 
 

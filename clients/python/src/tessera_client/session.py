@@ -58,6 +58,8 @@ class _State:
         self.set_cookie: list[str] = list(decision.set_cookie)
         #: Set by the middleware when the response headers have gone out.
         self.headers_sent = False
+        #: True after ``logout()``: the middleware may add Clear-Site-Data.
+        self.signed_out = False
 
     # -- reads ---------------------------------------------------------------
 
@@ -146,12 +148,14 @@ class _State:
             )
 
     def _installed(self, issued: Issued) -> None:
+        self.signed_out = False
         self._token = issued.token
         self._view = issued.session
         self._end_reason = None
         self.set_cookie = list(issued.set_cookie)
 
     def _signed_out(self, cookies: list[str]) -> None:
+        self.signed_out = True
         self._token = None
         self._view = None
         self._end_reason = None

@@ -111,7 +111,8 @@ class TesseraMiddleware:
         def start_with_cookies(
             status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            extra = cookie_headers(session.set_cookie, response_headers)
+            clear = session.signed_out and self.config.clear_site_data_on_logout
+            extra = cookie_headers(session.set_cookie, response_headers, clear)
             session.headers_sent = True
             return start_response(status, list(response_headers) + extra, exc_info)
 
