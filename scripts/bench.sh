@@ -88,9 +88,15 @@ mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 
-log "building bench/ (release)"
-cargo build --release --manifest-path "$BENCH/Cargo.toml" --bins
 BIN=$BENCH/target/release
+# The Rust stacks, the scale tests and the instruction counts run bench/'s
+# binaries; a run of the Node stacks alone does not need them.
+INSTR=${BENCH_INSTR:-$(command -v valgrind >/dev/null && echo 1 || echo 0)}
+if [[ -n $(tr ' ' '\n' <<<"$STACKS" | grep -vx -e express -e express-tessera -e '') ||
+    ${BENCH_SKIP_SCALE:-0} != 1 || $INSTR == 1 ]]; then
+    log "building bench/ (release)"
+    cargo build --release --manifest-path "$BENCH/Cargo.toml" --bins
+fi
 if [[ " $STACKS " == *" express "* || " $STACKS " == *" express-tessera "* ]]; then
     log "npm ci in bench/node"
     (cd "$BENCH/node" && npm ci --no-audit --no-fund --silent)
@@ -443,7 +449,7 @@ instructions() {
 }
 
 # ---------------------------------------------------------------- main
-if [[ ${BENCH_INSTR:-$(command -v valgrind >/dev/null && echo 1 || echo 0)} == 1 ]]; then
+if [[ $INSTR == 1 ]]; then
     log "instructions per request (callgrind, in-process)"
     instructions
 fi
