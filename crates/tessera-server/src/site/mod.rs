@@ -2,6 +2,7 @@
 //! when the request sends or accepts `application/json`).
 
 pub mod auth;
+pub mod device;
 pub mod guard;
 pub mod home;
 pub mod pages;
@@ -42,6 +43,7 @@ pub fn assets() -> Router<AppState> {
     Router::new()
         .route("/static/app.js", get(app_js))
         .route("/static/app.css", get(app_css))
+        .route("/static/tessera-browser.js", get(browser_js))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -62,6 +64,16 @@ async fn app_js() -> Response {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("../../static/app.js"),
+    )
+}
+
+/// The browser helper (the `@tessera/browser` package in
+/// `clients/browser`; a copy kept identical by a test, so this crate
+/// packages on its own).
+async fn browser_js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/tessera-browser.js"),
     )
 }
 

@@ -303,7 +303,7 @@ async fn home_page_and_security_headers() {
         "Signed in as",
         "demo",
         "Stay signed in",
-        "Re-authenticate",
+        "When this session ends",
         "/static/app.js",
         "csrf_token",
     ] {
@@ -313,6 +313,18 @@ async fn home_page_and_security_headers() {
     let js = get(&server, "/static/app.js").await;
     assert_eq!(js.status(), 200);
     assert!(js.text().await.unwrap().contains("/session/keepalive"));
+    // The browser helper is served as published in clients/browser.
+    let helper = get(&server, "/static/tessera-browser.js").await;
+    assert_eq!(helper.status(), 200);
+    let published = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../clients/browser/tessera-browser.js"),
+    )
+    .unwrap();
+    assert!(
+        helper.text().await.unwrap() == published,
+        "static/tessera-browser.js differs from clients/browser/tessera-browser.js: copy it"
+    );
     // Without a session, / sends you to sign in.
     let res = get(&server, "/").await;
     assert_eq!(res.status(), 303);
