@@ -40,5 +40,7 @@ export interface Session {
 }
 
 export function create(options?: Options): Session;
+/** Tells every open tab that a sign-out happened (for the page shown after it). */
+export function announceSignOut(): void;
 export const CHANNEL: string;
 export const LOCK: string;

@@ -84,6 +84,7 @@
     var checking = null;
     var ended = false;
     var lastWarning;
+    var signOutHint = null;
 
     function now() { return Date.now() + skew; }
 
@@ -118,12 +119,18 @@
     }
 
     // GET /session: not activity, so polling cannot keep a session alive.
-    function refresh() {
+    // `hint`: the reason to give when the server only says the session is
+    // missing (another tab signed out: the cookie is gone).
+    function refresh(hint) {
+      if (hint) { signOutHint = hint; }
       if (checking) { return checking; }
       checking = root.fetch(o.statusUrl, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
         .then(json)
         .then(function (r) {
-          if (r.status === 401) { signedOut(r.body.reason); return null; }
+          if (r.status === 401) {
+            signedOut(signOutHint && r.body.reason === "missing" ? signOutHint : r.body.reason);
+            return null;
+          }
           if (!r.ok) { return null; }
           update(r.body);
           changed(false);
@@ -164,7 +171,9 @@
       });
     }
 
-    // Tells the other tabs; the form or request doing the sign-out goes on.
+    // Tells the other tabs. Call it once the server has ended the session
+    // (after the sign-out response, or on the page shown after it): tabs
+    // told earlier would still find the session alive.
     function announceSignOut() {
       if (channel) { channel.postMessage({ type: "signed-out" }); }
     }
@@ -232,7 +241,7 @@
         var m = ev.data || {};
         if (m.type === "signed-out") {
           // A hint: the server says whether this tab's session ended too.
-          refresh();
+          refresh("signed_out");
         } else if (m.type === "deadlines") {
           if (typeof m.idle === "number") { state.idle = m.idle; }
           if (typeof m.absolute === "number") { state.absolute = m.absolute; }
@@ -244,7 +253,7 @@
     function start() {
       if (timers.length) { return; }
       timers.push(setInterval(tick, 1000));
-      timers.push(setInterval(refresh, o.pollInterval));
+      timers.push(setInterval(function () { refresh(); }, o.pollInterval));
       if (isNaN(state.idle) || isNaN(state.absolute) || !state.csrf) { refresh(); } else { tick(); }
     }
 
@@ -278,5 +287,14 @@
     };
   }
 
-  return { create: create, CHANNEL: CHANNEL, LOCK: LOCK };
+  // For a page without a session (the one shown after signing out):
+  // tells every open tab that a sign-out happened.
+  function announceSignOut() {
+    if (typeof root.BroadcastChannel !== "function") { return; }
+    var c = new root.BroadcastChannel(CHANNEL);
+    c.postMessage({ type: "signed-out" });
+    c.close();
+  }
+
+  return { create: create, announceSignOut: announceSignOut, CHANNEL: CHANNEL, LOCK: LOCK };
 }));

@@ -148,9 +148,14 @@ var tessera = (function () {
     });
   }
 
-  // Signing out here signs out every tab: tell them (they ask the server).
-  var forms = document.querySelectorAll("form[action='/logout']");
-  for (var i = 0; i < forms.length; i++) {
-    forms[i].addEventListener("submit", function () { session.announceSignOut(); });
+}());
+
+// The page after a sign-out tells every other open tab, which asks the
+// server and follows to the sign-in page (announcing on submit would race
+// the sign-out: those tabs would still find the session alive).
+(function () {
+  if (location.pathname === "/login" && /[?&]reason=signed_out(&|$)/.test(location.search) &&
+      typeof TesseraBrowser !== "undefined") {
+    TesseraBrowser.announceSignOut();
   }
 }());

@@ -545,3 +545,70 @@ async fn dark_scheme_pages_are_accessible() {
     .await;
     check_page(&b, "devices-dialog-dark").await;
 }
+
+/// The browser helper across tabs: "Stay signed in" in one tab moves the
+/// deadline shown in the other (one keepalive, broadcast), and signing out
+/// in one tab takes the other to the sign-in page, which says why.
+#[tokio::test]
+async fn tabs_share_the_keepalive_and_the_sign_out() {
+    // 12 s idle timeout: the pages warn in the last 3 s. The touch step
+    // keeps page loads from moving the deadline.
+    let mut server = Server::start(
+        Mode::Secure,
+        &[
+            ("TESSERA_IDLE_TIMEOUT", "12s"),
+            ("TESSERA_TOUCH_STEP", "11s"),
+        ],
+    );
+    let start = server.clock_ms;
+    let mut driver = Driver::start().await;
+    let b = driver.browser().await;
+    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    let first = b.client.window().await.unwrap();
+    let second = b.client.new_window(true).await.unwrap().handle;
+
+    // Ten seconds later both tabs open with the idle warning showing.
+    server.advance(Duration::from_secs(10));
+    b.client.switch_to_window(second.clone()).await.unwrap();
+    b.goto(&server.url).await;
+    b.wait_until(
+        "!document.getElementById('idle-warning').hidden",
+        "the warning in the second tab",
+    )
+    .await;
+    b.client.switch_to_window(first.clone()).await.unwrap();
+    b.goto(&server.url).await;
+    b.wait_until(
+        "!document.getElementById('idle-warning').hidden",
+        "the warning in the first tab",
+    )
+    .await;
+
+    // "Stay signed in" in the first tab: the second learns the new deadline
+    // from the broadcast.
+    b.click("#stay").await;
+    let extended = start + 10_000 + 12_000;
+    let moved = format!(
+        "Date.parse(document.getElementById('idle-at').getAttribute('datetime')) === {extended} \
+         && document.getElementById('idle-warning').hidden"
+    );
+    b.wait_until(&moved, "the new deadline in the first tab")
+        .await;
+    b.client.switch_to_window(second.clone()).await.unwrap();
+    b.wait_until(&moved, "the new deadline in the second tab")
+        .await;
+
+    // Sign out in the second tab: the first goes to the sign-in page by
+    // itself.
+    b.click_and_load("form[action='/logout'] button").await;
+    b.client.switch_to_window(first).await.unwrap();
+    b.wait_until(
+        "location.pathname === '/login' && location.search === '?reason=signed_out'",
+        "the first tab to follow the sign-out",
+    )
+    .await;
+    let reason = b
+        .js("var r = document.getElementById('reason'); return r ? r.textContent : null;")
+        .await;
+    assert_eq!(reason, Value::String("You have signed out.".into()));
+}
