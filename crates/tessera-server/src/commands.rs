@@ -87,11 +87,19 @@ pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerErro
             let password = read_password()?;
             state.users.set_password(&name, &password).await?;
             let n = state.manager.revoke_user(&name, None).await?;
+            state
+                .activity
+                .admin_signed_out(&name, state.manager.now().as_millis(), n)
+                .await;
             println!("changed the password of {name}; revoked {n} session(s)");
         }
         UserCommand::Disable { name } => {
             state.users.disable(&name).await?;
             let n = state.manager.revoke_user(&name, None).await?;
+            state
+                .activity
+                .admin_signed_out(&name, state.manager.now().as_millis(), n)
+                .await;
             println!("disabled {name}; revoked {n} session(s)");
         }
         UserCommand::List => {
@@ -148,6 +156,10 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
         SessionsCommand::Revoke { user, handle, .. } => match (user, handle) {
             (Some(user), _) => {
                 let n = state.manager.revoke_user(&user, None).await?;
+                state
+                    .activity
+                    .admin_signed_out(&user, state.manager.now().as_millis(), n)
+                    .await;
                 println!("revoked {n} session(s) of {user}");
             }
             (None, Some(handle)) => {

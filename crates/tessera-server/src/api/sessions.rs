@@ -191,6 +191,10 @@ pub async fn revoke_user(
     valid_user_id(&user_id)?;
     let n = state.manager.revoke_user(&user_id, None).await?;
     crate::metrics::count_revoked(n);
+    state
+        .activity
+        .admin_signed_out(&user_id, state.manager.now().as_millis(), n)
+        .await;
     audit::emit(
         ServerEvent::ApiRevoked,
         Some(&user_id),

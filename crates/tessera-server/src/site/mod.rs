@@ -1,6 +1,7 @@
 //! The sign-in site and the browser session routes (HTML for browsers, JSON
 //! when the request sends or accepts `application/json`).
 
+pub mod activity;
 pub mod auth;
 pub mod device;
 pub mod guard;
@@ -14,7 +15,34 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
+use crate::activity::{EventKind, NewEvent};
 use crate::state::AppState;
+
+/// Records a security event of `user` done from this request's client
+/// (its IP and `User-Agent`), best effort (see [`crate::activity`]).
+pub(crate) async fn note(
+    state: &AppState,
+    ip: &str,
+    headers: &axum::http::HeaderMap,
+    user: &str,
+    kind: EventKind,
+    detail: &str,
+) {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    state
+        .activity
+        .record_or_log(&NewEvent {
+            user,
+            at_ms: state.manager.now().as_millis(),
+            kind,
+            ip: Some(ip),
+            user_agent,
+            detail,
+        })
+        .await;
+}
 
 /// The site routes, behind [`tessera_axum::SessionLayer`] (all session and
 /// CSRF rules) wrapped in [`guard::site_context`] (client IP, error
@@ -29,6 +57,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/session", get(sessions::status))
         .route("/session/keepalive", post(sessions::keepalive))
         .route("/sessions", get(sessions::list))
+        .route("/activity", get(activity::page))
         .route("/sessions/revoke-others", post(sessions::revoke_others))
         .route("/sessions/{handle}", delete(sessions::revoke))
         .route("/sessions/{handle}/revoke", post(sessions::revoke_form))

@@ -10,6 +10,7 @@ use axum::response::Html;
 use tessera::record::SessionRecord;
 use tessera::time::Timestamp;
 
+use crate::activity::{Event, EventKind};
 use crate::api::types::SessionSummary;
 
 /// Escapes text for HTML element content and quoted attributes.
@@ -39,7 +40,7 @@ pub fn escape(s: &str) -> String {
 /// phrase times relative to the server's clock, not a skewed client's.
 fn page(title: &str, body: &str, nav: bool, now: Option<Timestamp>) -> String {
     let nav = if nav {
-        "<nav aria-label=\"Account\"><a href=\"/\">Home</a><a href=\"/sessions\">Devices</a></nav>"
+        "<nav aria-label=\"Account\"><a href=\"/\">Home</a><a href=\"/sessions\">Devices</a><a href=\"/activity\">Activity</a></nav>"
     } else {
         ""
     };
@@ -300,7 +301,8 @@ pub fn home_page(v: &HomeView<'_>) -> String {
          {password_section}</section>\
          <section class=\"card\" aria-labelledby=\"h-devices\"><h2 id=\"h-devices\">Your devices</h2>\
          <p>See every device where you are signed in, and sign out the ones you do not use.</p>\
-         <p><a class=\"button secondary\" href=\"/sessions\">Manage devices</a></p></section>\
+         <p class=\"actions\"><a class=\"button secondary\" href=\"/sessions\">Manage devices</a>\
+         <a class=\"button secondary\" href=\"/activity\">Security activity</a></p></section>\
          <form method=\"post\" action=\"/logout\" class=\"signout\">{csrf}<button type=\"submit\" class=\"secondary\">Sign out</button></form>\
          </div>",
         now = v.now.as_millis(),
@@ -464,4 +466,69 @@ pub fn sessions_page(v: &SessionsView<'_>) -> String {
         dialog = confirm_form(v.csrf, "/sessions", "this device", None, "dialog"),
     );
     page("Your devices", &body, true, Some(v.now))
+}
+
+/// One security event in words: what happened, and from where.
+fn describe_event(e: &Event) -> (String, String) {
+    let device = super::device::describe(e.user_agent.as_deref());
+    let from = match e.ip.as_deref() {
+        Some(ip) => format!("{device} · IP address {ip}"),
+        None => device,
+    };
+    let n = |d: &str| match d {
+        "1" => String::from("1 device"),
+        d => format!("{d} devices"),
+    };
+    match e.kind {
+        EventKind::SignedIn => (String::from("Signed in"), from),
+        EventKind::SignedOut => (String::from("Signed out"), from),
+        EventKind::DeviceSignedOut => (
+            format!("Signed out {}", e.detail),
+            format!("by you, from {from}"),
+        ),
+        EventKind::OthersSignedOut => (
+            format!("Signed out all other devices ({})", n(&e.detail)),
+            format!("by you, from {from}"),
+        ),
+        EventKind::PasswordChanged => (
+            String::from("Password changed"),
+            format!("from {from}; other devices signed out: {}", n(&e.detail)),
+        ),
+        EventKind::AdminSignedOut => (
+            format!("Signed out by an administrator ({})", n(&e.detail)),
+            String::from("every device of the account"),
+        ),
+    }
+}
+
+/// The security activity page: the user's recent events, newest first.
+pub fn activity_page(events: &[Event], now: Timestamp) -> String {
+    let mut items = String::new();
+    for e in events {
+        let (what, from) = describe_event(e);
+        let at = Timestamp::from_millis(e.at_ms).to_rfc3339();
+        let _ = write!(
+            items,
+            "<li class=\"event {kind}\"><div class=\"event-text\"><h2 class=\"event-what\">{what}</h2>\
+             <p class=\"secondary-text\">{from}</p></div>{time}</li>",
+            kind = e.kind.as_str(),
+            what = escape(&what),
+            from = escape(&from),
+            time = time_element(&at, "relative", None),
+        );
+    }
+    let list = if items.is_empty() {
+        String::from("<p>Nothing yet.</p>")
+    } else {
+        format!("<ul class=\"events\">{items}</ul>")
+    };
+    let body = format!(
+        "<h1>Security activity</h1><p class=\"lead\">Sign-ins, sign-outs and password \
+         changes of your account, newest first (the last {keep}, up to {days} days). \
+         If something here was not you, <a href=\"/sessions\">sign out the device</a> \
+         and change your password.</p>{list}",
+        keep = crate::activity::KEEP_PER_USER,
+        days = crate::activity::RETENTION.as_secs() / 86_400,
+    );
+    page("Security activity", &body, true, Some(now))
 }

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::auth::CsrfForm;
 use super::guard::{SiteCtx, fail, signed_in};
 use super::pages;
+use crate::activity::EventKind;
 use crate::api::types::{Revoked, SessionSummary};
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -279,14 +280,33 @@ async fn confirm_password(
 async fn revoke_inner(
     state: &AppState,
     ctx: &SiteCtx,
+    headers: &HeaderMap,
     handle: &str,
     password: &str,
 ) -> Result<(), ApiError> {
     let (user, _) = signed_in(ctx).await?;
     let handle = SessionHandle::parse(handle).ok_or_else(ApiError::not_found)?;
     confirm_password(state, ctx, &user, password).await?;
+    // The device's name for the security activity, read before it goes.
+    let device = state
+        .manager
+        .list_user(&user)
+        .await?
+        .iter()
+        .find(|r| r.handle == handle)
+        .map(|r| super::device::describe(r.client.user_agent.as_deref()));
     // Only the user's own sessions: someone else's handle is "not found".
     if state.manager.revoke(&handle, Some(&user)).await? {
+        let device = device.unwrap_or_else(|| String::from("a device"));
+        super::note(
+            state,
+            &ctx.ip,
+            headers,
+            &user,
+            EventKind::DeviceSignedOut,
+            &device,
+        )
+        .await;
         Ok(())
     } else {
         Err(ApiError::not_found())
@@ -309,7 +329,7 @@ pub async fn revoke(
     Path(handle): Path<String>,
     FormOrJson(form): FormOrJson<RevokeForm>,
 ) -> Response {
-    match revoke_inner(&state, &ctx, &handle, &form.password).await {
+    match revoke_inner(&state, &ctx, &headers, &handle, &form.password).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => fail(wants_json(&headers), e),
     }
@@ -323,7 +343,7 @@ pub async fn revoke_form(
     Path(handle): Path<String>,
     FormOrJson(form): FormOrJson<RevokeForm>,
 ) -> Response {
-    match revoke_inner(&state, &ctx, &handle, &form.password).await {
+    match revoke_inner(&state, &ctx, &headers, &handle, &form.password).await {
         Ok(()) => Redirect::to("/sessions").into_response(),
         Err(e) if !wants_json(&headers) => {
             refused_form(&state, &ctx, pages::Confirm::Device(&handle), e).await
@@ -355,6 +375,15 @@ pub async fn revoke_others(
             .revoke_user(&user, Some(&current.handle))
             .await?;
         crate::metrics::count_revoked(n);
+        super::note(
+            &state,
+            &ctx.ip,
+            &headers,
+            &user,
+            EventKind::OthersSignedOut,
+            &n.to_string(),
+        )
+        .await;
         Ok::<_, ApiError>(Revoked { revoked: n })
     }
     .await;

@@ -612,3 +612,73 @@ async fn tabs_share_the_keepalive_and_the_sign_out() {
         .await;
     assert_eq!(reason, Value::String("You have signed out.".into()));
 }
+
+/// The security activity page: sign-ins with device and IP, a device
+/// signed out by the user (from which device), a password change, and an
+/// administrator's revocation, newest first.
+#[tokio::test]
+async fn security_activity_tells_what_happened_and_from_where() {
+    let server = Server::start(Mode::Secure, &[]);
+    sign_in_elsewhere(&server, DEVICES[0].0).await;
+    let mut driver = Driver::start().await;
+    let b = driver
+        .browser_with(&Options {
+            user_agent: Some(MAC_CHROME),
+            ..Options::default()
+        })
+        .await;
+    b.sign_in(&server.url, "demo", &server.demo_password).await;
+
+    // Sign the iPhone out from the device list.
+    b.goto(&server.at("/sessions")).await;
+    b.click("li.device:not(.current) a.revoke").await;
+    b.wait_until(
+        "document.getElementById('confirm-dialog').open",
+        "the password dialog",
+    )
+    .await;
+    b.type_into("#dialog-password", &server.demo_password).await;
+    b.click_and_load("#dialog-form button[type='submit']").await;
+    b.wait_until(
+        "document.querySelectorAll('li.device').length === 1",
+        "the iPhone gone from the list",
+    )
+    .await;
+
+    // An administrator ends every session of demo; demo signs in again.
+    let (ok, out, err) = server.cli(&["sessions", "revoke", "--user", "demo"], None);
+    assert!(ok, "{out}{err}");
+    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.goto(&server.at("/activity")).await;
+    let events = b
+        .js(
+            "return Array.from(document.querySelectorAll('li.event')).map(function (li) {
+               return li.querySelector('.event-what').textContent + ' | ' +
+                 li.querySelector('p').textContent; });",
+        )
+        .await;
+    let events: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "Signed in | Chrome on macOS · IP address 127.0.0.1",
+            "Signed out by an administrator (1 device) | every device of the account",
+            "Signed out Safari on iPhone | by you, from Chrome on macOS · IP address 127.0.0.1",
+            "Signed in | Chrome on macOS · IP address 127.0.0.1",
+            "Signed in | Safari on iPhone · IP address 127.0.0.1",
+        ],
+        "{events:#?}"
+    );
+    // Times for people here too.
+    assert_eq!(
+        b.js("return document.querySelector('li.event time').textContent;")
+            .await,
+        Value::String("now".into())
+    );
+    check_page(&b, "activity").await;
+}
