@@ -139,7 +139,7 @@ async fn capture(b: &Browser, name: &str, width: u32) {
 }
 
 /// Accessibility at both widths, and the screenshots.
-async fn check_page(b: &Browser, name: &str) {
+pub async fn check_page(b: &Browser, name: &str) {
     for width in [1280, 390] {
         capture(b, name, width).await;
         assert_accessible(b, &format!("{name} at {width} px")).await;
@@ -302,9 +302,29 @@ async fn keyboard_only_sign_in_and_device_sign_out() {
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
 
+    b.goto(&server.at("/login?reason=signed_out")).await;
+    check_page(&b, "signed-out").await;
     b.goto(&server.at("/login")).await;
     check_page(&b, "sign-in").await;
     b.client.set_window_size(1280, 900).await.unwrap();
+
+    // A wrong password first: the refusal is announced in the page.
+    tab_to(&b, "document.activeElement.name === 'username'").await;
+    press(&b, "demo").await;
+    press(&b, TAB).await;
+    press(&b, "not-the-password").await;
+    b.js("window.__beforeSubmit = true; return null;").await;
+    press(&b, ENTER).await;
+    b.wait_until(
+        "window.__beforeSubmit === undefined && document.readyState === 'complete' \
+         && document.querySelector('[role=alert]') !== null",
+        "the refused sign-in",
+    )
+    .await;
+    check_page(&b, "sign-in-refused").await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+
+    b.goto(&server.at("/login")).await;
     tab_to(&b, "document.activeElement.name === 'username'").await;
     press(&b, "demo").await;
     press(&b, TAB).await;
