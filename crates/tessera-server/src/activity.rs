@@ -42,6 +42,9 @@ pub enum EventKind {
     PasswordChanged,
     /// Sessions ended by an administrator (CLI or `/v1` API).
     AdminSignedOut,
+    /// A used refresh token was presented again: its session was ended
+    /// (RFC 9700 §4.14.2).
+    RefreshReuseDetected,
 }
 
 impl EventKind {
@@ -59,6 +62,7 @@ impl EventKind {
             Self::OthersSignedOut => "others_signed_out",
             Self::PasswordChanged => "password_changed",
             Self::AdminSignedOut => "admin_signed_out",
+            Self::RefreshReuseDetected => "refresh_reuse_detected",
         }
     }
 
@@ -71,6 +75,7 @@ impl EventKind {
             Self::OthersSignedOut,
             Self::PasswordChanged,
             Self::AdminSignedOut,
+            Self::RefreshReuseDetected,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -209,6 +214,21 @@ impl Activity {
             ip: None,
             user_agent: None,
             detail: &n.to_string(),
+        })
+        .await;
+    }
+
+    /// Records that a used refresh token of `user` was presented again and
+    /// its session ended, best effort. No IP or device: the presenter may
+    /// be the thief or the victim, and the token endpoint knows neither.
+    pub async fn refresh_reuse_detected(&self, user: &str, at_ms: i64) {
+        self.record_or_log(&NewEvent {
+            user,
+            at_ms,
+            kind: EventKind::RefreshReuseDetected,
+            ip: None,
+            user_agent: None,
+            detail: "",
         })
         .await;
     }

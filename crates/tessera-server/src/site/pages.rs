@@ -494,6 +494,13 @@ fn describe_event(e: &Event) -> (String, String) {
             String::from("Password changed"),
             format!("from {from}; other devices signed out: {}", n(&e.detail)),
         ),
+        EventKind::RefreshReuseDetected => (
+            String::from("An app's sign-in was used twice, so it was signed out"),
+            String::from(
+                "a refresh token was presented again after it had been used: \
+                 possibly a stolen copy; sign in to that app again",
+            ),
+        ),
         EventKind::AdminSignedOut => (
             format!("Signed out by an administrator ({})", n(&e.detail)),
             String::from("every device of the account"),

@@ -702,3 +702,60 @@ async fn security_activity_tells_what_happened_and_from_where() {
     );
     check_page(&b, "activity").await;
 }
+
+/// An app signed in through the token endpoint; its used refresh token is
+/// presented again after the grace period (a stolen copy): the session
+/// ends, and the user's security activity says so, next to the app's
+/// sign-in with its device name.
+#[tokio::test]
+async fn security_activity_shows_refresh_token_reuse() {
+    let mut server = Server::start(Mode::Secure, &[]);
+    let http = reqwest::Client::new();
+    let res = http
+        .post(server.at("/token"))
+        .header("user-agent", "curl/8.5.0")
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "demo"),
+            ("password", server.demo_password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let first: Value = res.json().await.unwrap();
+    let stolen = first["refresh_token"].as_str().unwrap().to_owned();
+    let refresh_url = server.at("/v1/tokens/refresh");
+    let refresh = |token: String| {
+        http.post(&refresh_url)
+            .json(&json!({ "refresh_token": token }))
+            .send()
+    };
+    assert_eq!(refresh(stolen.clone()).await.unwrap().status(), 200);
+    // Past the grace period for a retried refresh: this is reuse.
+    server.advance(Duration::from_secs(11));
+    let res = refresh(stolen).await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    let mut driver = Driver::start().await;
+    let b = driver.browser().await;
+    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.goto(&server.at("/activity")).await;
+    let kinds = b
+        .js(
+            "return Array.from(document.querySelectorAll('li.event')).map(function (li) {
+               return li.className.replace('event ', ''); });",
+        )
+        .await;
+    assert_eq!(
+        kinds,
+        json!(["signed_in", "refresh_reuse_detected", "signed_in"]),
+        "{}",
+        b.source().await
+    );
+    let app = b
+        .js("return document.querySelectorAll('li.event')[2].querySelector('p').textContent;")
+        .await;
+    assert_eq!(app, Value::String("curl · IP address 127.0.0.1".into()));
+    check_page(&b, "activity-reuse").await;
+}
