@@ -2,7 +2,7 @@
 //! `/sessions`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -124,7 +124,7 @@ pub async fn list(
     State(state): State<AppState>,
     ctx: SiteCtx,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let json = wants_json(&headers);
     if json {
@@ -133,6 +133,14 @@ pub async fn list(
             Err(e) => fail(json, e),
         };
     }
+    // Read leniently: a malformed or repeated parameter shows the plain
+    // list rather than an error.
+    let q: ListQuery = query
+        .as_deref()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "confirm"))
+        .map(|(_, v)| ListQuery { confirm: Some(v) })
+        .unwrap_or_default();
     let confirm = match q.confirm.as_deref() {
         Some("others") => Some(pages::Confirm::Others),
         Some(handle) => Some(pages::Confirm::Device(handle)),

@@ -795,3 +795,59 @@ async fn the_device_list_shows_the_forwarded_ip_only_when_trusted() {
         assert_eq!(list[0]["ip"], expected, "trust_forwarded_for={trust}");
     }
 }
+
+/// The device list's confirmation without JavaScript: `?confirm=HANDLE`
+/// or `?confirm=others` opens the password form in the page for a device
+/// of the user's; anything else (someone else's handle, markup, a
+/// malformed or repeated parameter) shows the plain list, never an echo.
+#[tokio::test]
+async fn device_list_confirmation_in_the_page() {
+    let server = Server::start(&[]);
+    let a = demo_login(&server).await;
+    let b = demo_login(&server).await;
+    let page = |query: String| {
+        let token = a.token.clone();
+        let url = server.at(&format!("/sessions{query}"));
+        async move {
+            let res = client()
+                .get(url)
+                .header("cookie", cookie_header(&token))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let (code, html) = page(format!("?confirm={}", b.handle)).await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains(&format!(
+            "action=\"/sessions/{}/revoke\" id=\"confirm-form\"",
+            b.handle
+        )),
+        "{html}"
+    );
+    let (code, html) = page(String::from("?confirm=others")).await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("action=\"/sessions/revoke-others\" id=\"confirm-form\""),
+        "{html}"
+    );
+    // Its own session is signed out with the plain sign-out button.
+    let (_, html) = page(format!("?confirm={}", a.handle)).await;
+    assert!(!html.contains("id=\"confirm-form\""), "{html}");
+    for junk in [
+        "?confirm=%3Cscript%3Ealert(1)%3C/script%3E",
+        "?confirm=tsh_unknown",
+        "?confirm=a&confirm=b",
+        "?confirm=%ZZ&&=",
+    ] {
+        let (code, html) = page(junk.to_owned()).await;
+        assert_eq!(code, 200, "{junk}");
+        assert!(!html.contains("id=\"confirm-form\""), "{junk}: {html}");
+        assert!(!html.contains("<script>alert"), "{junk}");
+    }
+    // Looking is not signing out: both sessions live.
+    assert_eq!(status(&server, &a.token).await.0, 200);
+    assert_eq!(status(&server, &b.token).await.0, 200);
+}
