@@ -264,6 +264,23 @@ impl Activity {
     }
 }
 
+/// The user of the session with `handle`, read before an administrator
+/// revokes it by handle, so the revocation can be recorded for that user.
+/// Best effort: `None` when unknown or on a store error.
+pub async fn owner_of(
+    manager: &tessera::SessionManager,
+    handle: &tessera::record::SessionHandle,
+) -> Option<String> {
+    let store = manager.refresh_backend()?;
+    match store.load_session_by_handle(handle).await {
+        Ok(record) => record.and_then(|r| r.user_id),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read a session's owner");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]

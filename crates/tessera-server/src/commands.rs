@@ -166,7 +166,14 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
                 let parsed = SessionHandle::parse(&handle).ok_or_else(|| {
                     ServerError::Message(format!("{handle:?} is not a session handle (tsh_…)"))
                 })?;
+                let owner = crate::activity::owner_of(&state.manager, &parsed).await;
                 if state.manager.revoke(&parsed, None).await? {
+                    if let Some(user) = owner {
+                        state
+                            .activity
+                            .admin_signed_out(&user, state.manager.now().as_millis(), 1)
+                            .await;
+                    }
                     println!("revoked session {handle}");
                 } else {
                     return Err(ServerError::Message(format!("no session {handle}")));

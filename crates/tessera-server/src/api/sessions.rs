@@ -152,8 +152,15 @@ pub async fn delete(
     Path(handle): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let handle = SessionHandle::parse(&handle).ok_or_else(ApiError::not_found)?;
+    let owner = crate::activity::owner_of(&state.manager, &handle).await;
     if state.manager.revoke(&handle, None).await? {
         audit::emit(ServerEvent::ApiRevoked, None, None, handle.as_str());
+        if let Some(user) = owner {
+            state
+                .activity
+                .admin_signed_out(&user, state.manager.now().as_millis(), 1)
+                .await;
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found())

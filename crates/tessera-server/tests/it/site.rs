@@ -851,3 +851,37 @@ async fn device_list_confirmation_in_the_page() {
     assert_eq!(status(&server, &a.token).await.0, 200);
     assert_eq!(status(&server, &b.token).await.0, 200);
 }
+
+/// An administrator's revocation by handle (`DELETE /v1/sessions/{handle}`)
+/// shows in the security activity of the session's user, once.
+#[tokio::test]
+async fn revocation_by_handle_shows_in_the_security_activity() {
+    let server = Server::start(&[]);
+    let a = demo_login(&server).await;
+    let b = demo_login(&server).await;
+    let key = server.api_key();
+    let res = client()
+        .delete(server.at(&format!("/v1/sessions/{}", b.handle)))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(status(&server, &b.token).await.0, 401);
+    let html = client()
+        .get(server.at("/activity"))
+        .header("cookie", cookie_header(&a.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let admin = html
+        .matches("Signed out by an administrator (1 device)")
+        .count();
+    let sign_ins = html
+        .matches("<h2 class=\"event-what\">Signed in</h2>")
+        .count();
+    assert_eq!((admin, sign_ins), (1, 2), "{html}");
+}
