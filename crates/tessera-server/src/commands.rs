@@ -87,11 +87,19 @@ pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerErro
             let password = read_password()?;
             state.users.set_password(&name, &password).await?;
             let n = state.manager.revoke_user(&name, None).await?;
+            state
+                .activity
+                .admin_signed_out(&name, state.manager.now().as_millis(), n)
+                .await;
             println!("changed the password of {name}; revoked {n} session(s)");
         }
         UserCommand::Disable { name } => {
             state.users.disable(&name).await?;
             let n = state.manager.revoke_user(&name, None).await?;
+            state
+                .activity
+                .admin_signed_out(&name, state.manager.now().as_millis(), n)
+                .await;
             println!("disabled {name}; revoked {n} session(s)");
         }
         UserCommand::List => {
@@ -148,13 +156,24 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
         SessionsCommand::Revoke { user, handle, .. } => match (user, handle) {
             (Some(user), _) => {
                 let n = state.manager.revoke_user(&user, None).await?;
+                state
+                    .activity
+                    .admin_signed_out(&user, state.manager.now().as_millis(), n)
+                    .await;
                 println!("revoked {n} session(s) of {user}");
             }
             (None, Some(handle)) => {
                 let parsed = SessionHandle::parse(&handle).ok_or_else(|| {
                     ServerError::Message(format!("{handle:?} is not a session handle (tsh_…)"))
                 })?;
+                let owner = crate::activity::owner_of(&state.manager, &parsed).await;
                 if state.manager.revoke(&parsed, None).await? {
+                    if let Some(user) = owner {
+                        state
+                            .activity
+                            .admin_signed_out(&user, state.manager.now().as_millis(), 1)
+                            .await;
+                    }
                     println!("revoked session {handle}");
                 } else {
                     return Err(ServerError::Message(format!("no session {handle}")));

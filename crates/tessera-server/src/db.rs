@@ -30,23 +30,44 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 /// The embedded migrations of one backend, in order: (version, name, SQL).
 type Migrations = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE_MIGRATIONS: Migrations = &[(
-    1,
-    "users_and_api_keys",
-    include_str!("../migrations/sqlite/0001_users_and_api_keys.sql"),
-)];
+const SQLITE_MIGRATIONS: Migrations = &[
+    (
+        1,
+        "users_and_api_keys",
+        include_str!("../migrations/sqlite/0001_users_and_api_keys.sql"),
+    ),
+    (
+        3,
+        "security_events",
+        include_str!("../migrations/sqlite/0003_security_events.sql"),
+    ),
+];
 
-const POSTGRES_MIGRATIONS: Migrations = &[(
-    1,
-    "users_and_api_keys",
-    include_str!("../migrations/postgres/0001_users_and_api_keys.sql"),
-)];
+const POSTGRES_MIGRATIONS: Migrations = &[
+    (
+        1,
+        "users_and_api_keys",
+        include_str!("../migrations/postgres/0001_users_and_api_keys.sql"),
+    ),
+    (
+        3,
+        "security_events",
+        include_str!("../migrations/postgres/0003_security_events.sql"),
+    ),
+];
 
-const MYSQL_MIGRATIONS: Migrations = &[(
-    1,
-    "users_and_api_keys",
-    include_str!("../migrations/mysql/0001_users_and_api_keys.sql"),
-)];
+const MYSQL_MIGRATIONS: Migrations = &[
+    (
+        1,
+        "users_and_api_keys",
+        include_str!("../migrations/mysql/0001_users_and_api_keys.sql"),
+    ),
+    (
+        3,
+        "security_events",
+        include_str!("../migrations/mysql/0003_security_events.sql"),
+    ),
+];
 
 /// The lock every instance takes around migrations (PostgreSQL advisory
 /// lock key; MySQL lock name).

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod api;
 pub mod api_keys;
 pub mod audit;

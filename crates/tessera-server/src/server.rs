@@ -79,6 +79,7 @@ pub async fn build_state(
         .build()?;
     let signing = SigningKeys::open(&config, Arc::new(ServerClock::from_env()))?;
     let users = Users::new(pool.clone()).await?;
+    let activity = crate::activity::Activity::new(pool.clone());
     let keys = ApiKeys::new(pool);
     let cookie = CookieConfig::default().insecure_http(config.insecure_http);
     let origin = OriginCheck::new(&config.trusted_origins);
@@ -91,6 +92,7 @@ pub async fn build_state(
         config: Arc::new(config),
         manager,
         users,
+        activity,
         keys,
         cookie,
         origin,

@@ -22,6 +22,8 @@ pub struct AppState {
     pub manager: SessionManager,
     /// User accounts.
     pub users: Users,
+    /// Each user's recent security events.
+    pub activity: crate::activity::Activity,
     /// `/v1` API keys.
     pub keys: ApiKeys,
     /// Session cookie name and attributes.

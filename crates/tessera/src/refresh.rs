@@ -168,9 +168,13 @@ pub enum RefreshError {
     #[error("invalid refresh token")]
     Invalid,
     /// A used token was presented again: the family and its session were
-    /// revoked.
+    /// revoked (RFC 9700 §4.14.2). `user_id` is the session's user, so the
+    /// caller can tell them (a security activity page, a notification).
     #[error("refresh token reuse detected; the session was revoked")]
-    ReuseDetected,
+    ReuseDetected {
+        /// The user of the revoked session, if it had one.
+        user_id: Option<String>,
+    },
     /// Session-level failure (store, randomness).
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -322,7 +326,9 @@ impl SessionManager {
             record.user_id.as_deref(),
             "a used refresh token was presented again; family and session revoked",
         );
-        Err(RefreshError::ReuseDetected)
+        Err(RefreshError::ReuseDetected {
+            user_id: record.user_id.clone(),
+        })
     }
 
     /// The live session a refresh family belongs to.

@@ -93,7 +93,7 @@ async fn reuse_after_the_grace_period_revokes_the_family_and_the_session() {
     clock.advance(Duration::from_secs(11));
     assert!(matches!(
         manager.refresh(stolen.expose()).await,
-        Err(RefreshError::ReuseDetected)
+        Err(RefreshError::ReuseDetected { .. })
     ));
     // Both are logged out: the victim's token and the session are dead.
     assert!(matches!(
@@ -129,7 +129,7 @@ async fn a_retry_after_the_child_was_used_is_theft() {
     let _grandchild = manager.refresh(child.token.expose()).await.unwrap();
     assert!(matches!(
         manager.refresh(rt.expose()).await,
-        Err(RefreshError::ReuseDetected)
+        Err(RefreshError::ReuseDetected { .. })
     ));
     assert!(
         manager

@@ -172,8 +172,15 @@ pub async fn delete(
     Path(handle): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let handle = SessionHandle::parse(&handle).ok_or_else(ApiError::not_found)?;
+    let owner = crate::activity::owner_of(&state.manager, &handle).await;
     if state.manager.revoke(&handle, None).await? {
         audit::emit(ServerEvent::ApiRevoked, None, None, handle.as_str());
+        if let Some(user) = owner {
+            state
+                .activity
+                .admin_signed_out(&user, state.manager.now().as_millis(), 1)
+                .await;
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found())
@@ -211,6 +218,10 @@ pub async fn revoke_user(
     valid_user_id(&user_id)?;
     let n = state.manager.revoke_user(&user_id, None).await?;
     crate::metrics::count_revoked(n);
+    state
+        .activity
+        .admin_signed_out(&user_id, state.manager.now().as_millis(), n)
+        .await;
     audit::emit(
         ServerEvent::ApiRevoked,
         Some(&user_id),

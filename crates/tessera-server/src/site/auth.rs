@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::guard::{SiteCtx, fail, signed_in};
 use super::pages;
+use crate::activity::EventKind;
 use crate::api::types::Revoked;
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -86,7 +87,19 @@ pub async fn login(
     FormOrJson(form): FormOrJson<LoginForm>,
 ) -> Response {
     let json = wants_json(&headers);
-    match login_inner(&state, &ctx, &form).await {
+    let result = login_inner(&state, &ctx, &form).await;
+    if let Ok(body) = &result {
+        super::note(
+            &state,
+            &ctx.ip,
+            &headers,
+            &body.user,
+            EventKind::SignedIn,
+            "",
+        )
+        .await;
+    }
+    match result {
         Ok(body) if json => Json(body).into_response(),
         Ok(_) => Redirect::to("/").into_response(),
         Err(e) if !json && e.status == StatusCode::UNAUTHORIZED => {
@@ -179,20 +192,24 @@ pub struct CsrfForm {
     responses((status = 204, description = "JSON: signed out"), (status = 303, description = "Form: signed out"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn logout(
+    State(state): State<AppState>,
     ctx: SiteCtx,
     headers: HeaderMap,
     FormOrJson(_form): FormOrJson<CsrfForm>,
 ) -> Response {
     let json = wants_json(&headers);
     let result = async {
-        signed_in(&ctx).await?;
+        let (user, _) = signed_in(&ctx).await?;
         ctx.session.logout().await?;
-        Ok::<(), ApiError>(())
+        Ok::<String, ApiError>(user)
     }
     .await;
+    if let Ok(user) = &result {
+        super::note(&state, &ctx.ip, &headers, user, EventKind::SignedOut, "").await;
+    }
     match result {
-        Ok(()) if json => StatusCode::NO_CONTENT.into_response(),
-        Ok(()) => Redirect::to("/login?reason=signed_out").into_response(),
+        Ok(_) if json => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => Redirect::to("/login?reason=signed_out").into_response(),
         Err(e) => fail(json, e),
     }
 }
@@ -326,6 +343,15 @@ pub async fn change_password(
         // A privilege change: new token for the surviving session.
         ctx.session.rotate().await?;
         audit::emit(ServerEvent::PasswordChanged, Some(&user), Some(&ctx.ip), "");
+        super::note(
+            &state,
+            &ctx.ip,
+            &headers,
+            &user,
+            EventKind::PasswordChanged,
+            &revoked.to_string(),
+        )
+        .await;
         Ok(Revoked { revoked })
     }
     .await;

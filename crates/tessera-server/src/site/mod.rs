@@ -1,7 +1,9 @@
 //! The sign-in site and the browser session routes (HTML for browsers, JSON
 //! when the request sends or accepts `application/json`).
 
+pub mod activity;
 pub mod auth;
+pub mod device;
 pub mod guard;
 pub mod home;
 pub mod pages;
@@ -13,7 +15,34 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
+use crate::activity::{EventKind, NewEvent};
 use crate::state::AppState;
+
+/// Records a security event of `user` done from this request's client
+/// (its IP and `User-Agent`), best effort (see [`crate::activity`]).
+pub(crate) async fn note(
+    state: &AppState,
+    ip: &str,
+    headers: &axum::http::HeaderMap,
+    user: &str,
+    kind: EventKind,
+    detail: &str,
+) {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    state
+        .activity
+        .record_or_log(&NewEvent {
+            user,
+            at_ms: state.manager.now().as_millis(),
+            kind,
+            ip: Some(ip),
+            user_agent,
+            detail,
+        })
+        .await;
+}
 
 /// The site routes, behind [`tessera_axum::SessionLayer`] (all session and
 /// CSRF rules) wrapped in [`guard::site_context`] (client IP, error
@@ -28,6 +57,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/session", get(sessions::status))
         .route("/session/keepalive", post(sessions::keepalive))
         .route("/sessions", get(sessions::list))
+        .route("/activity", get(activity::page))
         .route("/sessions/revoke-others", post(sessions::revoke_others))
         .route("/sessions/{handle}", delete(sessions::revoke))
         .route("/sessions/{handle}/revoke", post(sessions::revoke_form))
@@ -42,6 +72,7 @@ pub fn assets() -> Router<AppState> {
     Router::new()
         .route("/static/app.js", get(app_js))
         .route("/static/app.css", get(app_css))
+        .route("/static/tessera-browser.js", get(browser_js))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -62,6 +93,16 @@ async fn app_js() -> Response {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("../../static/app.js"),
+    )
+}
+
+/// The browser helper (the `@tessera/browser` package in
+/// `clients/browser`; a copy kept identical by a test, so this crate
+/// packages on its own).
+async fn browser_js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/tessera-browser.js"),
     )
 }
 

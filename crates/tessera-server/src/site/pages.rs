@@ -10,8 +10,8 @@ use axum::response::Html;
 use tessera::record::SessionRecord;
 use tessera::time::Timestamp;
 
+use crate::activity::{Event, EventKind};
 use crate::api::types::SessionSummary;
-use crate::config::duration;
 
 /// Escapes text for HTML element content and quoted attributes.
 ///
@@ -34,16 +34,108 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn layout(title: &str, body: &str) -> String {
+/// Wraps a page body: the document head (stylesheet and script, both
+/// external: the CSP allows no inline ones), the site header, and `<main>`.
+/// `nav` adds the signed-in navigation; `now` (server time) lets the script
+/// phrase times relative to the server's clock, not a skewed client's.
+fn page(title: &str, body: &str, nav: bool, now: Option<Timestamp>) -> String {
+    let nav = if nav {
+        "<nav aria-label=\"Account\"><a href=\"/\">Home</a><a href=\"/sessions\">Devices</a><a href=\"/activity\">Activity</a></nav>"
+    } else {
+        ""
+    };
+    let now = now.map_or_else(String::new, |t| format!(" data-now=\"{}\"", t.as_millis()));
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\">\
          <title>{} · tessera</title><link rel=\"stylesheet\" href=\"/static/app.css\">\
+         <script src=\"/static/tessera-browser.js\" defer></script>\
          <script src=\"/static/app.js\" defer></script></head>\
-         <body><header><a href=\"/\">tessera</a></header><main>{}</main></body></html>\n",
+         <body><header class=\"site\"><a class=\"brand\" href=\"/\">tessera</a>{nav}</header>\
+         <main{now}>{}</main></body></html>\n",
         escape(title),
         body
     )
+}
+
+fn layout(title: &str, body: &str) -> String {
+    page(title, body, false, None)
+}
+
+/// A `<time>` element: the machine-readable instant in `datetime`, the
+/// server's UTC text as the content (what a page without JavaScript shows),
+/// and `data-format` telling `app.js` how to phrase it in the reader's
+/// time zone and language (`relative`: "2 minutes ago", "in 25 minutes";
+/// `datetime`: the local date and time). `rfc3339` is the server's UTC
+/// RFC 3339 text.
+///
+/// ```
+/// use tessera_server::site::pages::time_element;
+/// assert_eq!(
+///     time_element("2026-12-02T18:21:03Z", "relative", None),
+///     "<time datetime=\"2026-12-02T18:21:03Z\" data-format=\"relative\" \
+///      title=\"2026-12-02 18:21:03 UTC\">2026-12-02 18:21 UTC</time>"
+/// );
+/// ```
+pub fn time_element(rfc3339: &str, format: &str, id: Option<&str>) -> String {
+    let id = id.map_or_else(String::new, |id| format!(" id=\"{}\"", escape(id)));
+    format!(
+        "<time{id} datetime=\"{dt}\" data-format=\"{format}\" title=\"{long}\">{short}</time>",
+        dt = escape(rfc3339),
+        format = escape(format),
+        long = escape(&utc_text(rfc3339, true)),
+        short = escape(&utc_text(rfc3339, false)),
+    )
+}
+
+/// "2026-12-02 18:21 UTC" (with seconds when `seconds`) from RFC 3339 UTC
+/// text; other text is returned unchanged.
+fn utc_text(rfc3339: &str, seconds: bool) -> String {
+    let (Some(date), Some(clock)) = (rfc3339.get(..10), rfc3339.get(11..19)) else {
+        return rfc3339.to_owned();
+    };
+    if !rfc3339.ends_with('Z') {
+        return rfc3339.to_owned();
+    }
+    let clock = if seconds {
+        clock
+    } else {
+        clock.get(..5).unwrap_or(clock)
+    };
+    format!("{date} {clock} UTC")
+}
+
+/// A duration in words, to the minute: "30 minutes", "12 hours",
+/// "1 day 2 hours", "45 seconds" (under a minute).
+///
+/// ```
+/// use std::time::Duration;
+/// use tessera_server::site::pages::in_words;
+/// assert_eq!(in_words(Duration::from_secs(30 * 60)), "30 minutes");
+/// assert_eq!(in_words(Duration::from_secs(3600 + 60)), "1 hour 1 minute");
+/// assert_eq!(in_words(Duration::from_secs(12)), "12 seconds");
+/// ```
+pub fn in_words(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        return plural(secs, "second");
+    }
+    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    let parts: Vec<String> = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| plural(n, unit))
+        .collect();
+    parts.join(" ")
+}
+
+fn plural(n: u64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }
 
 /// Text for a sign-out reason code, if it is one we know (the code comes
@@ -140,7 +232,21 @@ fn csrf_input(csrf: &str) -> String {
     )
 }
 
-/// The home page: identity, deadlines, expiry warnings, account actions.
+/// The password field of a confirmation form (re-authentication, ASVS 5.0
+/// V7.5.2 for ending sessions, V7.5.1 for the password change).
+fn password_field(id: &str, label: &str) -> String {
+    format!(
+        "<label for=\"{id}\">{label}</label>\
+         <input id=\"{id}\" name=\"password\" type=\"password\" \
+         autocomplete=\"current-password\" required>"
+    )
+}
+
+/// The home page: who is signed in, on which device since when, when the
+/// session ends (in words, with the expiry warnings and "Stay signed in"),
+/// and the account actions. Re-authentication is asked for only where an
+/// action needs it: the password change asks in its own section when the
+/// last sign-in is older than the re-authentication window.
 pub fn home_page(v: &HomeView<'_>) -> String {
     let r = v.record;
     let csrf = csrf_input(v.csrf);
@@ -148,102 +254,288 @@ pub fn home_page(v: &HomeView<'_>) -> String {
     let warn_ms = (v.idle_timeout / 4)
         .min(Duration::from_secs(300))
         .as_millis();
-    let authenticated = r
+    let device = super::device::describe(r.client.user_agent.as_deref());
+    let since = r.authenticated_at.unwrap_or(r.created_at);
+    let recent = r
         .authenticated_at
-        .map_or_else(|| String::from("unknown"), |t| t.to_rfc3339());
-    format!(
+        .is_some_and(|at| at.until(v.now) <= v.reauth_window);
+    let password_section = if recent {
+        format!(
+            "<form method=\"post\" action=\"/account/password\" id=\"password-form\">{csrf}\
+             <label for=\"current-password\">Current password</label>\
+             <input id=\"current-password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <label for=\"new-password\">New password <span class=\"hint\">(at least 8 characters)</span></label>\
+             <input id=\"new-password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"8\" required>\
+             <button type=\"submit\">Change password</button></form>\
+             <p class=\"hint\">Changing your password signs out every other device.</p>"
+        )
+    } else {
+        format!(
+            "<p>To change your password, first confirm it is you: your last sign-in \
+             was more than {window} ago.</p>\
+             <form method=\"post\" action=\"/reauth\" id=\"reauth-form\">{csrf}{field}\
+             <button type=\"submit\">Confirm</button></form>",
+            window = in_words(v.reauth_window),
+            field = password_field("reauth-password", "Your password"),
+        )
+    };
+    let body = format!(
         "<div id=\"session\" data-now=\"{now}\" data-idle=\"{idle}\" data-absolute=\"{abs}\" \
-         data-warn=\"{warn_ms}\" data-csrf=\"{csrf_attr}\">\
+         data-warn=\"{warn_ms}\" data-csrf=\"{csrf_attr}\" data-handle=\"{handle}\">\
          <h1>Signed in as <span id=\"user\">{user}</span></h1>\
-         <dl>\
-         <dt>Session</dt><dd><code>{handle}</code></dd>\
-         <dt>Signed in at</dt><dd><time>{authenticated}</time></dd>\
-         <dt>Ends after inactivity at</dt><dd><time id=\"idle-at\">{idle_text}</time> ({idle_timeout} without activity)</dd>\
-         <dt>Ends at the latest at</dt><dd><time id=\"absolute-at\">{abs_text}</time></dd>\
-         </dl>\
+         <p class=\"lead\">Signed in on this device, <strong>{device}</strong>, since {since}.</p>\
          <div id=\"idle-warning\" class=\"warning\" hidden role=\"alert\">\
          <p>You will be signed out soon because of inactivity.</p>\
          <form method=\"post\" action=\"/session/keepalive\" id=\"stay-form\">{csrf}\
          <button type=\"submit\" id=\"stay\">Stay signed in</button></form></div>\
          <div id=\"absolute-warning\" class=\"warning\" hidden role=\"alert\">\
-         <p>This session reaches its time limit soon. Enter your password to continue without interruption.</p></div>\
-         <section><h2>Confirm your password</h2>\
-         <p>Sensitive actions need a sign-in within the last {reauth}.</p>\
-         <form method=\"post\" action=\"/reauth\" id=\"reauth-form\">{csrf}\
-         <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-         <button type=\"submit\">Re-authenticate</button></form></section>\
-         <section><h2>Change password</h2>\
-         <form method=\"post\" action=\"/account/password\">{csrf}\
-         <label>Current password <input name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-         <label>New password <input name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"8\" required></label>\
-         <button type=\"submit\">Change password</button></form>\
-         <p>Changing the password signs out every other device.</p></section>\
-         <section><h2>Devices</h2><p><a href=\"/sessions\">Your sessions</a></p>\
-         <form method=\"post\" action=\"/logout\">{csrf}<button type=\"submit\">Sign out</button></form></section>\
+         <p>This session reaches its time limit {abs_rel}. Confirm your password to continue without interruption.</p>\
+         <form method=\"post\" action=\"/reauth\">{csrf}{abs_field}\
+         <button type=\"submit\">Continue</button></form></div>\
+         <section class=\"card\" aria-labelledby=\"h-session\"><h2 id=\"h-session\">When this session ends</h2>\
+         <ul class=\"facts\">\
+         <li>Ends {idle_el} if you stay inactive (after {idle_words} without activity).</li>\
+         <li>At the latest {abs_el}, however active you are.</li>\
+         </ul></section>\
+         <section class=\"card\" id=\"password\" aria-labelledby=\"h-password\"><h2 id=\"h-password\">Change password</h2>\
+         {password_section}</section>\
+         <section class=\"card\" aria-labelledby=\"h-devices\"><h2 id=\"h-devices\">Your devices</h2>\
+         <p>See every device where you are signed in, and sign out the ones you do not use.</p>\
+         <p class=\"actions\"><a class=\"button secondary\" href=\"/sessions\">Manage devices</a>\
+         <a class=\"button secondary\" href=\"/activity\">Security activity</a></p></section>\
+         <form method=\"post\" action=\"/logout\" class=\"signout\">{csrf}<button type=\"submit\" class=\"secondary\">Sign out</button></form>\
          </div>",
         now = v.now.as_millis(),
         idle = r.deadlines.idle.as_millis(),
         abs = r.deadlines.absolute.as_millis(),
         csrf_attr = escape(v.csrf),
-        user = escape(v.user),
         handle = escape(r.handle.as_str()),
-        idle_text = r.deadlines.idle.to_rfc3339(),
-        abs_text = r.deadlines.absolute.to_rfc3339(),
-        idle_timeout = duration::format(v.idle_timeout),
-        reauth = duration::format(v.reauth_window),
-    )
-    .pipe(|body| layout("Home", &body))
+        user = escape(v.user),
+        device = escape(&device),
+        since = time_element(&since.to_rfc3339(), "datetime", Some("since")),
+        abs_rel = time_element(&r.deadlines.absolute.to_rfc3339(), "relative", None),
+        abs_field = password_field("absolute-password", "Your password"),
+        idle_words = in_words(v.idle_timeout),
+        idle_el = time_element(&r.deadlines.idle.to_rfc3339(), "relative", Some("idle-at")),
+        abs_el = time_element(
+            &r.deadlines.absolute.to_rfc3339(),
+            "relative",
+            Some("absolute-at")
+        ),
+    );
+    page("Home", &body, true, Some(v.now))
 }
 
-/// The password every revoke form asks for (re-authentication, ASVS 5.0
-/// V7.5.2).
-const PASSWORD_FIELD: &str = "<input name=\"password\" type=\"password\" \
-     autocomplete=\"current-password\" placeholder=\"Your password\" \
-     aria-label=\"Your password\" required>";
+/// What the device list asks to confirm (from `?confirm=` or a refused
+/// attempt): signing out one device, or all the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm<'a> {
+    /// Sign out the session with this handle.
+    Device(&'a str),
+    /// Sign out every other session.
+    Others,
+}
 
-/// The device list.
-pub fn sessions_page(user: &str, list: &[SessionSummary], csrf: &str) -> String {
-    let csrf_field = csrf_input(csrf);
-    let mut rows = String::new();
-    for s in list {
+/// What the device list shows.
+#[derive(Debug)]
+pub struct SessionsView<'a> {
+    /// The user's sessions.
+    pub list: &'a [SessionSummary],
+    /// A CSRF token for the forms.
+    pub csrf: &'a str,
+    /// Server time.
+    pub now: Timestamp,
+    /// A confirmation to show in the page (the no-JavaScript path, and
+    /// after a refused password).
+    pub confirm: Option<Confirm<'a>>,
+    /// Why the last attempt was refused.
+    pub error: Option<&'a str>,
+}
+
+/// The confirmation form for `confirm`: one password field, whichever
+/// device is signed out. With JavaScript it lives in a `<dialog>`; without,
+/// the server renders it in the page.
+fn confirm_form(csrf: &str, action: &str, what: &str, error: Option<&str>, id: &str) -> String {
+    let error = error.map_or_else(String::new, |e| {
+        format!(
+            "<p class=\"error\" role=\"alert\" id=\"{id}-error\">{}</p>",
+            escape(e)
+        )
+    });
+    format!(
+        "<form method=\"post\" action=\"{action}\" id=\"{id}-form\" class=\"confirm\">\
+         <h2 id=\"{id}-title\">Sign out <span id=\"{id}-what\">{what}</span>?</h2>\
+         {error}<p>Enter your password to confirm it is you.</p>{csrf}{field}\
+         <div class=\"actions\"><button type=\"submit\" class=\"danger\">Sign out</button>\
+         <a class=\"button secondary\" href=\"/sessions\" id=\"{id}-cancel\">Cancel</a></div></form>",
+        action = escape(action),
+        what = escape(what),
+        csrf = csrf_input(csrf),
+        field = password_field(&format!("{id}-password"), "Your password"),
+    )
+}
+
+/// The device list: one entry per session, named after its browser and
+/// system, "This device" marked, last activity and sign-in time, the IP
+/// address as secondary detail; one "Sign out" per other device and "Sign
+/// out all other devices", each confirmed by the password once.
+pub fn sessions_page(v: &SessionsView<'_>) -> String {
+    let mut items = String::new();
+    let mut others = 0usize;
+    let mut confirm_what = None;
+    // This device first, then the most recently active.
+    let mut sorted: Vec<&SessionSummary> = v.list.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.current
+            .cmp(&a.current)
+            .then_with(|| b.last_seen_at.cmp(&a.last_seen_at))
+    });
+    for s in sorted {
+        let name = super::device::describe(s.user_agent.as_deref());
         let action = if s.current {
-            String::from("<em>this device</em>")
-        } else {
             format!(
-                "<form method=\"post\" action=\"/sessions/{}/revoke\">{}{}<button type=\"submit\">Revoke</button></form>",
-                escape(&s.handle),
-                csrf_field,
-                PASSWORD_FIELD
+                "<form method=\"post\" action=\"/logout\">{}\
+                 <button type=\"submit\" class=\"secondary\">Sign out</button></form>",
+                csrf_input(v.csrf)
+            )
+        } else {
+            others += 1;
+            if v.confirm == Some(Confirm::Device(&s.handle)) {
+                confirm_what = Some((format!("/sessions/{}/revoke", s.handle), name.clone()));
+            }
+            format!(
+                "<a class=\"button secondary revoke\" href=\"/sessions?confirm={h}#confirm\" \
+                 data-action=\"/sessions/{h}/revoke\" data-what=\"{n}\" \
+                 aria-label=\"Sign out {n}, signed in {created}\">Sign out</a>",
+                h = escape(&s.handle),
+                n = escape(&name),
+                created = escape(&utc_text(&s.created_at, false)),
             )
         };
+        let badge = if s.current {
+            " <span class=\"badge\">This device</span>"
+        } else {
+            ""
+        };
+        let ip = s.ip.as_deref().map_or_else(String::new, |ip| {
+            format!("<p class=\"secondary-text\">IP address {}</p>", escape(ip))
+        });
         let _ = write!(
-            rows,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&s.handle),
-            escape(&s.created_at),
-            escape(&s.last_seen_at),
-            escape(s.ip.as_deref().unwrap_or("")),
-            escape(s.user_agent.as_deref().unwrap_or("")),
-            action
+            items,
+            "<li class=\"device{current}\" data-handle=\"{handle}\">\
+             <div class=\"device-text\"><h2 class=\"device-name\">{name}{badge}</h2>\
+             <p>Last active {last} · signed in {created}</p>{ip}</div>\
+             <div class=\"device-action\">{action}</div></li>",
+            current = if s.current { " current" } else { "" },
+            handle = escape(&s.handle),
+            name = escape(&name),
+            last = time_element(&s.last_seen_at, "relative", None),
+            created = time_element(&s.created_at, "datetime", None),
         );
     }
+    if v.confirm == Some(Confirm::Others) && others > 0 {
+        confirm_what = Some((
+            String::from("/sessions/revoke-others"),
+            String::from("all other devices"),
+        ));
+    }
+    let count = match v.list.len() {
+        1 => String::from("You are signed in on this device only."),
+        n => format!("You are signed in on {n} devices."),
+    };
+    let all_others = if others > 0 {
+        "<p><a class=\"button danger revoke\" href=\"/sessions?confirm=others#confirm\" \
+         data-action=\"/sessions/revoke-others\" data-what=\"all other devices\" \
+         id=\"revoke-others\">Sign out all other devices</a></p>"
+    } else {
+        ""
+    };
+    // Without JavaScript (or after a refused password) the confirmation is
+    // part of the page; with it, the same form opens in a dialog.
+    let inline = confirm_what.map_or_else(String::new, |(action, what)| {
+        format!(
+            "<section class=\"card\" id=\"confirm\" aria-labelledby=\"confirm-title\">{}</section>",
+            confirm_form(v.csrf, &action, &what, v.error, "confirm")
+        )
+    });
     let body = format!(
-        "<h1>Sessions of {}</h1><table><thead><tr><th>Session</th><th>Signed in</th><th>Last seen</th>\
-         <th>IP</th><th>Browser</th><th></th></tr></thead><tbody>{}</tbody></table>\
-         <p>Signing a device out needs your password.</p>\
-         <form method=\"post\" action=\"/sessions/revoke-others\">{}{}\
-         <button type=\"submit\">Sign out all other devices</button></form>",
-        escape(user),
-        rows,
-        csrf_field,
-        PASSWORD_FIELD
+        "<h1>Your devices</h1><p class=\"lead\">{count} If you do not recognise a device, \
+         sign it out and change your password.</p>{inline}\
+         <ul class=\"devices\">{items}</ul>{all_others}\
+         <dialog id=\"confirm-dialog\" aria-labelledby=\"dialog-title\">{dialog}</dialog>",
+        dialog = confirm_form(v.csrf, "/sessions", "this device", None, "dialog"),
     );
-    layout("Sessions", &body)
+    page("Your devices", &body, true, Some(v.now))
 }
 
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
+/// One security event in words: what happened, and from where.
+fn describe_event(e: &Event) -> (String, String) {
+    let device = super::device::describe(e.user_agent.as_deref());
+    let from = match e.ip.as_deref() {
+        Some(ip) => format!("{device} · IP address {ip}"),
+        None => device,
+    };
+    let n = |d: &str| match d {
+        "1" => String::from("1 device"),
+        d => format!("{d} devices"),
+    };
+    match e.kind {
+        EventKind::SignedIn => (String::from("Signed in"), from),
+        EventKind::SignedOut => (String::from("Signed out"), from),
+        EventKind::DeviceSignedOut => (
+            format!("Signed out {}", e.detail),
+            format!("by you, from {from}"),
+        ),
+        EventKind::OthersSignedOut => (
+            format!("Signed out all other devices ({})", n(&e.detail)),
+            format!("by you, from {from}"),
+        ),
+        EventKind::PasswordChanged => (
+            String::from("Password changed"),
+            format!("from {from}; other devices signed out: {}", n(&e.detail)),
+        ),
+        EventKind::RefreshReuseDetected => (
+            String::from("An app's sign-in was used twice, so it was signed out"),
+            String::from(
+                "a refresh token was presented again after it had been used: \
+                 possibly a stolen copy; sign in to that app again",
+            ),
+        ),
+        EventKind::AdminSignedOut => (
+            format!("Signed out by an administrator ({})", n(&e.detail)),
+            String::from("every device of the account"),
+        ),
     }
 }
-impl Pipe for String {}
+
+/// The security activity page: the user's recent events, newest first.
+pub fn activity_page(events: &[Event], now: Timestamp) -> String {
+    let mut items = String::new();
+    for e in events {
+        let (what, from) = describe_event(e);
+        let at = Timestamp::from_millis(e.at_ms).to_rfc3339();
+        let _ = write!(
+            items,
+            "<li class=\"event {kind}\"><div class=\"event-text\"><h2 class=\"event-what\">{what}</h2>\
+             <p class=\"secondary-text\">{from}</p></div>{time}</li>",
+            kind = e.kind.as_str(),
+            what = escape(&what),
+            from = escape(&from),
+            time = time_element(&at, "relative", None),
+        );
+    }
+    let list = if items.is_empty() {
+        String::from("<p>Nothing yet.</p>")
+    } else {
+        format!("<ul class=\"events\">{items}</ul>")
+    };
+    let body = format!(
+        "<h1>Security activity</h1><p class=\"lead\">Sign-ins, sign-outs and password \
+         changes of your account, newest first (the last {keep}, up to {days} days). \
+         If something here was not you, <a href=\"/sessions\">sign out the device</a> \
+         and change your password.</p>{list}",
+        keep = crate::activity::KEEP_PER_USER,
+        days = crate::activity::RETENTION.as_secs() / 86_400,
+    );
+    page("Security activity", &body, true, Some(now))
+}

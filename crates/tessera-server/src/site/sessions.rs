@@ -2,7 +2,7 @@
 //! `/sessions`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::auth::CsrfForm;
 use super::guard::{SiteCtx, fail, signed_in};
 use super::pages;
+use crate::activity::EventKind;
 use crate::api::types::{Revoked, SessionSummary};
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -108,30 +109,107 @@ pub async fn keepalive(
     }
 }
 
+/// Query of `GET /sessions`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    /// A device to confirm signing out (its handle, or `others`): the
+    /// page's confirmation without JavaScript.
+    pub confirm: Option<String>,
+}
+
 /// `GET /sessions`: the user's sessions, the current one marked.
 #[utoipa::path(get, path = "/sessions", tag = "session",
     responses((status = 200, body = [SessionSummary]), (status = 401, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, ctx: SiteCtx, headers: HeaderMap) -> Response {
+pub async fn list(
+    State(state): State<AppState>,
+    ctx: SiteCtx,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let json = wants_json(&headers);
+    if json {
+        return match summaries(&state, &ctx).await {
+            Ok(list) => Json(list).into_response(),
+            Err(e) => fail(json, e),
+        };
+    }
+    // Read leniently: a malformed or repeated parameter shows the plain
+    // list rather than an error.
+    let q: ListQuery = query
+        .as_deref()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "confirm"))
+        .map(|(_, v)| ListQuery { confirm: Some(v) })
+        .unwrap_or_default();
+    let confirm = match q.confirm.as_deref() {
+        Some("others") => Some(pages::Confirm::Others),
+        Some(handle) => Some(pages::Confirm::Device(handle)),
+        None => None,
+    };
+    device_list(&state, &ctx, confirm, None, StatusCode::OK).await
+}
+
+/// The user's sessions as the API and the page show them.
+async fn summaries(state: &AppState, ctx: &SiteCtx) -> Result<Vec<SessionSummary>, ApiError> {
+    let (user, current) = signed_in(ctx).await?;
+    let records = state.manager.list_user(&user).await?;
+    Ok(records
+        .iter()
+        .map(|r| SessionSummary::new(r, r.handle == current.handle))
+        .collect())
+}
+
+/// Renders the device list page with `status`: with `confirm` open and
+/// `error` in it after a refused confirmation. Not signed in: to the
+/// sign-in page.
+async fn device_list(
+    state: &AppState,
+    ctx: &SiteCtx,
+    confirm: Option<pages::Confirm<'_>>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let result = async {
-        let (user, current) = signed_in(&ctx).await?;
-        let records = state.manager.list_user(&user).await?;
-        let list: Vec<SessionSummary> = records
-            .iter()
-            .map(|r| SessionSummary::new(r, r.handle == current.handle))
-            .collect();
+        let list = summaries(state, ctx).await?;
         let csrf = ctx.session.csrf_token().await?.unwrap_or_default();
-        Ok::<_, ApiError>((user, list, csrf))
+        Ok::<_, ApiError>((list, csrf))
     }
     .await;
     match result {
-        Ok((_, list, _)) if json => Json(list).into_response(),
-        Ok((user, list, csrf)) => Html(pages::sessions_page(&user, &list, &csrf)).into_response(),
-        Err(e) if !json && e.status == StatusCode::UNAUTHORIZED => {
-            Redirect::to("/login").into_response()
+        Ok((list, csrf)) => {
+            let view = pages::SessionsView {
+                list: &list,
+                csrf: &csrf,
+                now: state.manager.now(),
+                confirm,
+                error,
+            };
+            (status, Html(pages::sessions_page(&view))).into_response()
         }
-        Err(e) => fail(json, e),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => Redirect::to("/login").into_response(),
+        Err(e) => fail(false, e),
     }
+}
+
+/// A refused confirmation of a form post, shown where it was asked: the
+/// device list with the confirmation open and the reason in it. Other
+/// errors (rate limiting, not found, signed out) get the error page.
+async fn refused_form(
+    state: &AppState,
+    ctx: &SiteCtx,
+    confirm: pages::Confirm<'_>,
+    e: ApiError,
+) -> Response {
+    let asks_again = e.body.error == "password_required" || e.body.error == "invalid_credentials";
+    if !asks_again {
+        return fail(false, e);
+    }
+    let message = e
+        .body
+        .message
+        .clone()
+        .unwrap_or_else(|| pages::describe_error(e.body.error).to_owned());
+    device_list(state, ctx, Some(confirm), Some(&message), e.status).await
 }
 
 /// The body of every revoke request: the user's current password, because
@@ -210,14 +288,33 @@ async fn confirm_password(
 async fn revoke_inner(
     state: &AppState,
     ctx: &SiteCtx,
+    headers: &HeaderMap,
     handle: &str,
     password: &str,
 ) -> Result<(), ApiError> {
     let (user, _) = signed_in(ctx).await?;
     let handle = SessionHandle::parse(handle).ok_or_else(ApiError::not_found)?;
     confirm_password(state, ctx, &user, password).await?;
+    // The device's name for the security activity, read before it goes.
+    let device = state
+        .manager
+        .list_user(&user)
+        .await?
+        .iter()
+        .find(|r| r.handle == handle)
+        .map(|r| super::device::describe(r.client.user_agent.as_deref()));
     // Only the user's own sessions: someone else's handle is "not found".
     if state.manager.revoke(&handle, Some(&user)).await? {
+        let device = device.unwrap_or_else(|| String::from("a device"));
+        super::note(
+            state,
+            &ctx.ip,
+            headers,
+            &user,
+            EventKind::DeviceSignedOut,
+            &device,
+        )
+        .await;
         Ok(())
     } else {
         Err(ApiError::not_found())
@@ -240,7 +337,7 @@ pub async fn revoke(
     Path(handle): Path<String>,
     FormOrJson(form): FormOrJson<RevokeForm>,
 ) -> Response {
-    match revoke_inner(&state, &ctx, &handle, &form.password).await {
+    match revoke_inner(&state, &ctx, &headers, &handle, &form.password).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => fail(wants_json(&headers), e),
     }
@@ -254,9 +351,12 @@ pub async fn revoke_form(
     Path(handle): Path<String>,
     FormOrJson(form): FormOrJson<RevokeForm>,
 ) -> Response {
-    match revoke_inner(&state, &ctx, &handle, &form.password).await {
+    match revoke_inner(&state, &ctx, &headers, &handle, &form.password).await {
         Ok(()) => Redirect::to("/sessions").into_response(),
-        Err(e) => fail(wants_json(&headers), e),
+        Err(e) if !wants_json(&headers) => {
+            refused_form(&state, &ctx, pages::Confirm::Device(&handle), e).await
+        }
+        Err(e) => fail(true, e),
     }
 }
 
@@ -283,12 +383,22 @@ pub async fn revoke_others(
             .revoke_user(&user, Some(&current.handle))
             .await?;
         crate::metrics::count_revoked(n);
+        super::note(
+            &state,
+            &ctx.ip,
+            &headers,
+            &user,
+            EventKind::OthersSignedOut,
+            &n.to_string(),
+        )
+        .await;
         Ok::<_, ApiError>(Revoked { revoked: n })
     }
     .await;
     match result {
         Ok(body) if json => Json(body).into_response(),
         Ok(_) => Redirect::to("/sessions").into_response(),
+        Err(e) if !json => refused_form(&state, &ctx, pages::Confirm::Others, e).await,
         Err(e) => fail(json, e),
     }
 }

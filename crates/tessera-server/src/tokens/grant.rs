@@ -274,7 +274,7 @@ async fn password_grant(
         ));
     }
     state.limiter.succeeded(&username);
-    let client = ClientMeta::new(Some(ip.clone()), user_agent);
+    let client = ClientMeta::new(Some(ip.clone()), user_agent.clone());
     let pair = new_pair(state, username.clone(), serde_json::Map::new(), client).await?;
     audit::emit(
         ServerEvent::LoginSucceeded,
@@ -282,6 +282,17 @@ async fn password_grant(
         Some(&ip),
         "token endpoint",
     );
+    state
+        .activity
+        .record_or_log(&crate::activity::NewEvent {
+            user: &username,
+            at_ms: state.manager.now().as_millis(),
+            kind: crate::activity::EventKind::SignedIn,
+            ip: Some(&ip),
+            user_agent: user_agent.as_deref(),
+            detail: "",
+        })
+        .await;
     Ok(token_response(StatusCode::OK, pair))
 }
 
@@ -293,9 +304,20 @@ async fn refresh_pair(state: &AppState, presented: &str) -> Result<Response, OAu
             tracing::error!(error = %e, "refresh failed: store unavailable");
             return Err(OAuthError::unavailable());
         }
-        // Malformed, unknown, expired, revoked, reused (the core has
-        // revoked the family and audited `refresh_reuse_detected`), or the
-        // session ended meanwhile: one answer for all.
+        // Reused: the core has revoked the family and its session and
+        // audited `refresh_reuse_detected`; the user's security activity
+        // says so too. The client gets the same answer as for any refusal.
+        Err(RefreshError::ReuseDetected {
+            user_id: Some(user),
+        }) => {
+            state
+                .activity
+                .refresh_reuse_detected(&user, state.manager.now().as_millis())
+                .await;
+            return Err(OAuthError::refused_refresh());
+        }
+        // Malformed, unknown, expired, revoked, or the session ended
+        // meanwhile: one answer for all.
         Err(_) => return Err(OAuthError::refused_refresh()),
     };
     let pair = pair(state, &refreshed.session, &refreshed.token)?;

@@ -17,6 +17,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The browsers' time zone.
+pub const BROWSER_TZ: &str = "America/New_York";
 
 /// How long any single wait for the page may take. Generous: it bounds a
 /// hang, it is not a timing assertion.
@@ -48,6 +50,27 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// How a browser is started.
+pub struct Options {
+    /// The `User-Agent` it sends (Chromium's own when `None`).
+    pub user_agent: Option<&'static str>,
+    /// Whether pages may run JavaScript.
+    pub javascript: bool,
+    /// Whether the system asks for the dark colour scheme
+    /// (`prefers-color-scheme: dark`).
+    pub dark: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            user_agent: None,
+            javascript: true,
+            dark: false,
+        }
+    }
+}
+
 /// A chromedriver process, killed on drop.
 pub struct Driver {
     child: Child,
@@ -61,8 +84,11 @@ impl Driver {
         require_packages();
         let slot = SLOTS.acquire().await.unwrap();
         let port = free_port();
+        // Browsers run in a time zone other than the server's UTC, so a
+        // test can tell local times from the server's.
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .env("TZ", BROWSER_TZ)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,26 +114,49 @@ impl Driver {
 
     /// A new browser with a fresh profile.
     pub async fn browser(&mut self) -> Browser {
+        self.browser_with(&Options::default()).await
+    }
+
+    /// A new browser with a fresh profile and `options`.
+    pub async fn browser_with(&mut self, options: &Options) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
+        let mut extra = Vec::new();
+        if let Some(ua) = options.user_agent {
+            extra.push(format!("--user-agent={ua}"));
+        }
+        if options.dark {
+            // Blink's preferred colour scheme: 0 is dark.
+            extra.push("--blink-settings=preferredColorScheme=0".to_owned());
+            extra.push("--force-dark-mode".to_owned());
+        }
+        // Page scripts off through the content setting (as a person who
+        // disables JavaScript would); WebDriver's own scripts still run.
+        let prefs = if options.javascript {
+            json!({})
+        } else {
+            json!({ "profile.managed_default_content_settings.javascript": 2 })
+        };
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1024,900",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra);
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--disable-dev-shm-usage",
-                    "--window-size=1024,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
+            json!({ "binary": CHROMIUM, "prefs": prefs, "args": args }),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)

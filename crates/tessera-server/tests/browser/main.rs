@@ -18,3 +18,4 @@ mod attacker;
 mod harness;
 mod server;
 mod site;
+mod ux;

@@ -8,6 +8,7 @@
 )]
 #![allow(missing_docs, unreachable_pub)]
 
+mod activity;
 mod api;
 mod backends;
 mod cli;

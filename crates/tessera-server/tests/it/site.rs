@@ -303,7 +303,7 @@ async fn home_page_and_security_headers() {
         "Signed in as",
         "demo",
         "Stay signed in",
-        "Re-authenticate",
+        "When this session ends",
         "/static/app.js",
         "csrf_token",
     ] {
@@ -313,6 +313,18 @@ async fn home_page_and_security_headers() {
     let js = get(&server, "/static/app.js").await;
     assert_eq!(js.status(), 200);
     assert!(js.text().await.unwrap().contains("/session/keepalive"));
+    // The browser helper is served as published in clients/browser.
+    let helper = get(&server, "/static/tessera-browser.js").await;
+    assert_eq!(helper.status(), 200);
+    let published = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../clients/browser/tessera-browser.js"),
+    )
+    .unwrap();
+    assert!(
+        helper.text().await.unwrap() == published,
+        "static/tessera-browser.js differs from clients/browser/tessera-browser.js: copy it"
+    );
     // Without a session, / sends you to sign in.
     let res = get(&server, "/").await;
     assert_eq!(res.status(), 303);
@@ -782,4 +794,94 @@ async fn the_device_list_shows_the_forwarded_ip_only_when_trusted() {
             .unwrap();
         assert_eq!(list[0]["ip"], expected, "trust_forwarded_for={trust}");
     }
+}
+
+/// The device list's confirmation without JavaScript: `?confirm=HANDLE`
+/// or `?confirm=others` opens the password form in the page for a device
+/// of the user's; anything else (someone else's handle, markup, a
+/// malformed or repeated parameter) shows the plain list, never an echo.
+#[tokio::test]
+async fn device_list_confirmation_in_the_page() {
+    let server = Server::start(&[]);
+    let a = demo_login(&server).await;
+    let b = demo_login(&server).await;
+    let page = |query: String| {
+        let token = a.token.clone();
+        let url = server.at(&format!("/sessions{query}"));
+        async move {
+            let res = client()
+                .get(url)
+                .header("cookie", cookie_header(&token))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let (code, html) = page(format!("?confirm={}", b.handle)).await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains(&format!(
+            "action=\"/sessions/{}/revoke\" id=\"confirm-form\"",
+            b.handle
+        )),
+        "{html}"
+    );
+    let (code, html) = page(String::from("?confirm=others")).await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("action=\"/sessions/revoke-others\" id=\"confirm-form\""),
+        "{html}"
+    );
+    // Its own session is signed out with the plain sign-out button.
+    let (_, html) = page(format!("?confirm={}", a.handle)).await;
+    assert!(!html.contains("id=\"confirm-form\""), "{html}");
+    for junk in [
+        "?confirm=%3Cscript%3Ealert(1)%3C/script%3E",
+        "?confirm=tsh_unknown",
+        "?confirm=a&confirm=b",
+        "?confirm=%ZZ&&=",
+    ] {
+        let (code, html) = page(junk.to_owned()).await;
+        assert_eq!(code, 200, "{junk}");
+        assert!(!html.contains("id=\"confirm-form\""), "{junk}: {html}");
+        assert!(!html.contains("<script>alert"), "{junk}");
+    }
+    // Looking is not signing out: both sessions live.
+    assert_eq!(status(&server, &a.token).await.0, 200);
+    assert_eq!(status(&server, &b.token).await.0, 200);
+}
+
+/// An administrator's revocation by handle (`DELETE /v1/sessions/{handle}`)
+/// shows in the security activity of the session's user, once.
+#[tokio::test]
+async fn revocation_by_handle_shows_in_the_security_activity() {
+    let server = Server::start(&[]);
+    let a = demo_login(&server).await;
+    let b = demo_login(&server).await;
+    let key = server.api_key();
+    let res = client()
+        .delete(server.at(&format!("/v1/sessions/{}", b.handle)))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(status(&server, &b.token).await.0, 401);
+    let html = client()
+        .get(server.at("/activity"))
+        .header("cookie", cookie_header(&a.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let admin = html
+        .matches("Signed out by an administrator (1 device)")
+        .count();
+    let sign_ins = html
+        .matches("<h2 class=\"event-what\">Signed in</h2>")
+        .count();
+    assert_eq!((admin, sign_ins), (1, 2), "{html}");
 }
