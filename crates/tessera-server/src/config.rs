@@ -14,6 +14,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::proxy::{ForwardedHeader, TrustedProxies};
+
 /// Environment variables read into the configuration (without the prefix,
 /// lower-cased). Others with the `TESSERA_` prefix are ignored, so a variable
 /// meant for something else cannot break start-up; unknown TOML keys are
@@ -30,7 +32,8 @@ const ENV_KEYS: &[&str] = &[
     "max_sessions_per_user",
     "insecure_http",
     "trusted_origins",
-    "trust_forwarded_for",
+    "trusted_proxies",
+    "client_ip_header",
     "body_limit",
     "header_read_timeout",
     "request_body_timeout",
@@ -51,6 +54,15 @@ const ENV_KEYS: &[&str] = &[
     "token_algorithm",
     "refresh_grace",
 ];
+
+/// Keys of earlier versions, refused with what to write instead (a
+/// silently ignored security setting would be worse than a failed start).
+const REMOVED_KEYS: &[(&str, &str)] = &[(
+    "trust_forwarded_for",
+    "list the networks of your reverse proxies instead, e.g. \
+     trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]; the client IP is then the \
+     right-most X-Forwarded-For address not in them (see docs/security.md)",
+)];
 
 /// The complete server configuration.
 ///
@@ -104,9 +116,6 @@ pub struct Config {
     /// (`https://admin.example.com`). A list, or one comma-separated string.
     #[serde(deserialize_with = "string_or_list")]
     pub trusted_origins: Vec<String>,
-    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that
-    /// sets it; otherwise clients could pick their own IP for rate limits).
-    pub trust_forwarded_for: bool,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub body_limit: usize,
     /// Time a client has to send a complete request head; past it the
@@ -168,6 +177,18 @@ pub struct Config {
     /// same new token back (lost responses) instead of counting as theft.
     #[serde(with = "duration")]
     pub refresh_grace: Duration,
+
+    // --- Client IP behind reverse proxies (src/proxy.rs) ---
+    /// Networks of the reverse proxies in front of the server, in CIDR
+    /// notation (`["10.0.0.0/8", "127.0.0.1"]`, or one comma-separated
+    /// string). Only requests whose socket peer is in them have their
+    /// forwarding header read, and the client is the right-most address in
+    /// it that is not (RFC 7239 §5.2). Empty (default): forwarding headers
+    /// change nothing.
+    pub trusted_proxies: TrustedProxies,
+    /// The header those proxies maintain: `x-forwarded-for` (default) or
+    /// `forwarded` (RFC 7239). Only this one is read.
+    pub client_ip_header: ForwardedHeader,
 }
 
 impl Default for Config {
@@ -185,7 +206,6 @@ impl Default for Config {
             max_sessions_per_user: None,
             insecure_http: false,
             trusted_origins: Vec::new(),
-            trust_forwarded_for: false,
             body_limit: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(30),
@@ -205,6 +225,8 @@ impl Default for Config {
             token_audience: None,
             token_algorithm: String::from("eddsa"),
             refresh_grace: policy.refresh_grace,
+            trusted_proxies: TrustedProxies::default(),
+            client_ip_header: ForwardedHeader::default(),
         }
     }
 }
@@ -262,9 +284,18 @@ impl Config {
         let env = Env::prefixed("TESSERA_").filter(|key| {
             ENV_KEYS
                 .iter()
+                .chain(REMOVED_KEYS.iter().map(|(k, _)| k))
                 .any(|k| key.as_str().eq_ignore_ascii_case(k))
         });
         figment = figment.merge(env).merge(Serialized::defaults(overrides));
+        for (key, instead) in REMOVED_KEYS {
+            if figment.contains(key) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} (TESSERA_{}) is no longer supported: {instead}",
+                    key.to_ascii_uppercase()
+                )));
+            }
+        }
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Parse(Box::new(e)))?;
@@ -710,6 +741,44 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_a_list_or_a_string() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "proxies.toml",
+                "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nclient_ip_header = \"forwarded\"\n",
+            )?;
+            let config =
+                Config::load(Some(Path::new("proxies.toml")), &Overrides::default()).unwrap();
+            assert_eq!(config.trusted_proxies.networks().len(), 2);
+            assert_eq!(config.client_ip_header, ForwardedHeader::Forwarded);
+            jail.set_env("TESSERA_TRUSTED_PROXIES", "192.168.0.0/16, 127.0.0.1");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                config.trusted_proxies,
+                "192.168.0.0/16,127.0.0.1/32".parse().unwrap()
+            );
+            assert_eq!(config.client_ip_header, ForwardedHeader::XForwardedFor);
+            jail.set_env("TESSERA_TRUSTED_PROXIES", "10.0.0.0/8, gateway");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("gateway"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_removed_trust_forwarded_for_names_its_replacement() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("old.toml", "trust_forwarded_for = true\n")?;
+            let err = Config::load(Some(Path::new("old.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("trusted_proxies"), "{err}");
+            jail.set_env("TESSERA_TRUST_FORWARDED_FOR", "false");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("trusted_proxies"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

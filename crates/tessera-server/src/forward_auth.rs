@@ -137,7 +137,7 @@ pub async fn verify(
     }
     if let Err(rejection) = check_forwarded_origin(&state, &headers) {
         let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
+        let ip = client_ip(&headers, peer, &state.config);
         audit::emit(
             ServerEvent::CsrfRejected,
             None,

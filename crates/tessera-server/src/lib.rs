@@ -16,6 +16,7 @@ pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod site;

@@ -16,5 +16,6 @@ mod faults;
 mod forward;
 mod instances;
 mod nginx;
+mod proxy;
 mod site;
 mod tokens;
