@@ -255,3 +255,36 @@ async fn a_missing_method_header_is_not_a_safe_get_for_cross_site_requests() {
         assert_eq!(res.headers()["x-tessera-user"], "demo");
     }
 }
+
+#[tokio::test]
+async fn forward_auth_sees_every_cookie_pair() {
+    let server = Server::start(&[]);
+    let victim = demo_login(&server).await;
+    let key = server.api_key();
+    let planted = crate::common::create_session(&server, &key, "mallory").await;
+    let planted = planted["token"].as_str().unwrap().to_owned();
+    let verify = |cookie: String| {
+        client()
+            .get(server.at("/v1/auth/verify"))
+            .header("cookie", cookie)
+            .send()
+    };
+    // The planted cookie first, then enough junk to hide the victim's from
+    // a parser that stops after 64 pairs.
+    for junk in [64, 3000] {
+        let cookie = format!(
+            "session={planted}; {}session={}",
+            "j=1; ".repeat(junk),
+            victim.token
+        );
+        let res = verify(cookie).await.unwrap();
+        assert_eq!(res.status(), 401, "{junk} junk pairs");
+        assert!(res.headers().get("x-tessera-user").is_none());
+    }
+    // Alone behind the same junk, the victim's cookie is found.
+    let res = verify(format!("{}session={}", "j=1; ".repeat(3000), victim.token))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tessera-user"], "demo");
+}
