@@ -154,6 +154,12 @@ pub async fn ensure_demo_user(users: &Users) -> Result<Option<String>, ServerErr
 pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<(), ServerError> {
     let listen = config.listen;
     let state = build_state(config, metrics).await?;
+    // Created 0600 if new; an older database open to others is reported.
+    let database = state.config.database_url();
+    crate::files::warn_if_exposed(&database);
+    if state.config.store != database {
+        crate::files::warn_if_exposed(&state.config.store);
+    }
     // The session layer warns about an insecure cookie when it is built.
     if !state.config.insecure_http {
         tracing::info!(

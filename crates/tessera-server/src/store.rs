@@ -138,6 +138,10 @@ pub async fn open_session_store(config: &Config) -> Result<Arc<MeteredStore>, St
     let metered = match StoreKind::of(url) {
         Some(StoreKind::Memory) => MeteredStore::new(Arc::new(MemoryStore::new())),
         Some(StoreKind::Sqlite | StoreKind::Postgres | StoreKind::MySql) => {
+            // A SQLite file is created 0600 before SQLite opens it
+            // (src/files.rs); other URLs are left alone.
+            crate::files::create_private_sqlite(url)
+                .map_err(|e| fail(tessera::StoreError::Backend(Box::new(e))))?;
             let options = tessera_sql::SqlOptions::default()
                 .with_max_connections(config.store_pool_size)
                 .with_acquire_timeout(config.store_timeout)

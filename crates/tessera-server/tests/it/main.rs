@@ -13,6 +13,7 @@ mod backends;
 mod cli;
 mod common;
 mod faults;
+mod files;
 mod forward;
 mod instances;
 mod nginx;
