@@ -17,9 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::proxy::{ForwardedHeader, TrustedProxies};
 
 /// Environment variables read into the configuration (without the prefix,
-/// lower-cased). Others with the `TESSERA_` prefix are ignored, so a variable
-/// meant for something else cannot break start-up; unknown TOML keys are
-/// refused, so a typo in the file is caught.
+/// lower-cased). Others with the `TESSERA_` prefix do not change the
+/// configuration, so a variable meant for something else cannot break
+/// start-up, but each is reported with a warning at start-up (see
+/// [`unknown_env_vars`]), so a typo such as `TESSERA_IDEL_TIMEOUT` does not
+/// silently leave the default in force; unknown TOML keys are refused.
 const ENV_KEYS: &[&str] = &[
     "listen",
     "store",
@@ -64,6 +66,72 @@ const REMOVED_KEYS: &[(&str, &str)] = &[(
      right-most X-Forwarded-For address not in them (see docs/security.md)",
 )];
 
+/// `TESSERA_` variables that are not settings but are read elsewhere
+/// (exact names), and a prefix reserved for test harnesses.
+const OTHER_ENV: &[&str] = &["TESSERA_TEST_CLOCK_FILE"];
+const TEST_ENV_PREFIX: &str = "TESSERA_TEST_";
+
+/// A `TESSERA_*` environment variable that names no setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVar {
+    /// The variable's name.
+    pub name: String,
+    /// The known variable it most resembles, if any is close.
+    pub did_you_mean: Option<String>,
+}
+
+/// The `TESSERA_*` names among `names` (environment variable names) that
+/// no setting reads, each with the closest known name when one is close
+/// (a typo). Names under `TESSERA_TEST_` belong to test harnesses and are
+/// not reported.
+///
+/// ```
+/// use tessera_server::config::unknown_env_vars;
+/// let unknown = unknown_env_vars(["TESSERA_IDEL_TIMEOUT", "TESSERA_IDLE_TIMEOUT", "HOME"]);
+/// assert_eq!(unknown.len(), 1);
+/// assert_eq!(unknown[0].name, "TESSERA_IDEL_TIMEOUT");
+/// assert_eq!(unknown[0].did_you_mean.as_deref(), Some("TESSERA_IDLE_TIMEOUT"));
+/// ```
+pub fn unknown_env_vars<I, S>(names: I) -> Vec<UnknownVar>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let known: Vec<String> = ENV_KEYS
+        .iter()
+        .chain(REMOVED_KEYS.iter().map(|(k, _)| k))
+        .map(|k| format!("TESSERA_{}", k.to_ascii_uppercase()))
+        .chain(OTHER_ENV.iter().map(|k| (*k).to_owned()))
+        .collect();
+    let mut unknown = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        let upper = name.to_ascii_uppercase();
+        if !upper.starts_with("TESSERA_")
+            || upper.starts_with(TEST_ENV_PREFIX)
+            || known.contains(&upper)
+        {
+            continue;
+        }
+        // A few edits away: a typo of that name.
+        let did_you_mean = known
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(&upper, k), k))
+            .filter(|(distance, _)| *distance <= 3)
+            .min_by_key(|(distance, _)| *distance)
+            .map(|(_, k)| k.clone());
+        unknown.push(UnknownVar {
+            name: name.to_owned(),
+            did_you_mean,
+        });
+    }
+    unknown
+}
+
+/// The touch step when the idle timeout is long enough for it (see
+/// [`Config::effective_touch_step`]).
+const DEFAULT_TOUCH_STEP: Duration = Duration::from_secs(60);
+
 /// The complete server configuration.
 ///
 /// ```
@@ -100,9 +168,12 @@ pub struct Config {
     #[serde(with = "duration")]
     pub absolute_timeout: Duration,
     /// Read-only activity is written back only when it moves the idle
-    /// deadline by more than this.
-    #[serde(with = "duration")]
-    pub touch_step: Duration,
+    /// deadline by more than this. Unset (default): it follows the idle
+    /// timeout, `min(60s, idle_timeout / 10)` (see
+    /// [`Config::effective_touch_step`]); set, it must be shorter than
+    /// `idle_timeout`.
+    #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
+    pub touch_step: Option<Duration>,
     /// How recent a sign-in must be for sensitive actions such as a
     /// password change (ASVS 5.0 V7.5.3).
     #[serde(with = "duration")]
@@ -201,7 +272,7 @@ impl Default for Config {
             public_url: None,
             idle_timeout: policy.idle_timeout,
             absolute_timeout: policy.absolute_timeout,
-            touch_step: policy.touch_step,
+            touch_step: None,
             reauth_window: Duration::from_secs(5 * 60),
             max_sessions_per_user: None,
             insecure_http: false,
@@ -308,18 +379,61 @@ impl Config {
         tessera::SessionPolicy::default()
             .with_idle_timeout(self.idle_timeout)
             .with_absolute_timeout(self.absolute_timeout)
-            .with_touch_step(self.touch_step)
+            .with_touch_step(self.effective_touch_step())
             .with_max_sessions_per_user(self.max_sessions_per_user)
             .with_refresh_grace(self.refresh_grace)
     }
 
+    /// The touch step in force: `touch_step` when set, else derived from
+    /// the idle timeout as `min(60s, idle_timeout / 10)`, so that a short
+    /// idle timeout given alone never clashes with a default meant for the
+    /// default idle timeout. A tenth of the idle timeout is the most a
+    /// session may end early for want of a write (see the `policy` module of
+    /// the core).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera_server::config::Config;
+    /// let mut config = Config::default(); // idle 30 min
+    /// assert_eq!(config.effective_touch_step(), Duration::from_secs(60));
+    /// config.idle_timeout = Duration::from_secs(25);
+    /// assert_eq!(config.effective_touch_step(), Duration::from_millis(2500));
+    /// config.touch_step = Some(Duration::from_secs(5));
+    /// assert_eq!(config.effective_touch_step(), Duration::from_secs(5));
+    /// ```
+    pub fn effective_touch_step(&self) -> Duration {
+        self.touch_step
+            .unwrap_or_else(|| DEFAULT_TOUCH_STEP.min(self.idle_timeout / 10))
+    }
+
     /// Checks values no parser catches.
+    ///
+    /// Cross-field checks only ever compare values the operator set: a
+    /// default derived from another setting follows it
+    /// ([`Config::effective_touch_step`], [`Config::database_url`],
+    /// [`Config::keys_path`]), so it cannot refuse a valid setting.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for an unenforceable policy or nonsensical limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(step) = self.touch_step
+            && step >= self.idle_timeout
+            && !self.idle_timeout.is_zero()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "touch_step ({}) must be shorter than idle_timeout ({}); leave touch_step \
+                 unset to follow the idle timeout",
+                duration::format(step),
+                duration::format(self.idle_timeout)
+            )));
+        }
         self.policy().validate()?;
+        if self.sweep_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "sweep_interval must be positive".into(),
+            ));
+        }
         if self.body_limit == 0 {
             return Err(ConfigError::Invalid("body_limit must be positive".into()));
         }
@@ -488,6 +602,35 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
     })
 }
 
+/// [`duration`] for an optional value (serde helper): absent is `None`.
+pub mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    /// serde `serialize_with` (use with `skip_serializing_if =
+    /// "Option::is_none"`).
+    ///
+    /// # Errors
+    ///
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// serde `deserialize_with`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad value.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
 /// Parses and prints durations like `90s`, `30m`, `12h` (serde helper).
 pub mod duration {
     use std::time::Duration;
@@ -613,6 +756,7 @@ mod tests {
                 "TESSERA_TRUSTED_ORIGINS",
                 "https://a.example, https://b.example",
             );
+            // Reported at start-up (unknown_env_vars), not an error.
             jail.set_env("TESSERA_UNRELATED_THING", "ignored");
             let overrides = Overrides {
                 listen: Some("127.0.0.1:9999".parse().unwrap()),
@@ -669,9 +813,65 @@ mod tests {
             jail.set_env("TESSERA_TOUCH_STEP", "1h");
             jail.set_env("TESSERA_IDLE_TIMEOUT", "30m");
             let err = Config::load(None, &Overrides::default()).unwrap_err();
-            assert!(matches!(err, ConfigError::Policy(_)), "{err}");
+            assert!(err.to_string().contains("touch_step (1h)"), "{err}");
+            assert!(err.to_string().contains("idle_timeout (30m)"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_short_idle_timeout_alone_is_accepted_and_the_touch_step_follows() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_IDLE_TIMEOUT", "25s");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.touch_step, None);
+            assert_eq!(config.effective_touch_step(), Duration::from_millis(2500));
+            assert_eq!(config.policy().touch_step, Duration::from_millis(2500));
+            // Long idle timeouts keep the 60 s step.
+            jail.set_env("TESSERA_IDLE_TIMEOUT", "8h");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.effective_touch_step(), Duration::from_secs(60));
+            // An explicit step is kept as given.
+            jail.set_env("TESSERA_TOUCH_STEP", "5m");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.effective_touch_step(), Duration::from_secs(300));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_tessera_variables_are_found_with_a_suggestion() {
+        let unknown = unknown_env_vars([
+            "TESSERA_IDEL_TIMEOUT",
+            "TESSERA_SOMETHING_ELSE",
+            "TESSERA_TEST_POSTGRES_URL",
+            "TESSERA_TEST_CLOCK_FILE",
+            "TESSERA_STORE",
+            "tessera_store",
+            "PATH",
+        ]);
+        assert_eq!(
+            unknown,
+            vec![
+                UnknownVar {
+                    name: "TESSERA_IDEL_TIMEOUT".into(),
+                    did_you_mean: Some("TESSERA_IDLE_TIMEOUT".into()),
+                },
+                UnknownVar {
+                    name: "TESSERA_SOMETHING_ELSE".into(),
+                    did_you_mean: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_zero_sweep_interval_is_refused() {
+        let config = Config {
+            sweep_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -19,4 +19,5 @@ mod instances;
 mod nginx;
 mod proxy;
 mod site;
+mod startup;
 mod tokens;
