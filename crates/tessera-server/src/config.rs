@@ -14,6 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::ops::MetricsToken;
 use crate::proxy::{ForwardedHeader, TrustedProxies};
 
 /// Environment variables read into the configuration (without the prefix,
@@ -36,6 +37,10 @@ const ENV_KEYS: &[&str] = &[
     "trusted_origins",
     "trusted_proxies",
     "client_ip_header",
+    "metrics_token",
+    "metrics_listen",
+    "hsts_max_age",
+    "demo_user",
     "body_limit",
     "header_read_timeout",
     "request_body_timeout",
@@ -148,7 +153,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Session store URL: `sqlite://PATH` (created if missing),
     /// `postgres://…`/`postgresql://…`, `mysql://…`/`mariadb://…`,
-    /// `redis://…`/`rediss://…`, `redis-cluster://host:port,host:port,…`,
+    /// `redis://…`/`rediss://…`, `redis-cluster://host:port,host:port,…`
+    /// (`rediss-cluster://…` with TLS),
     /// or `memory://` (one process only, lost at exit).
     pub store: String,
     /// The server's own database (users, API keys): `sqlite://PATH`,
@@ -260,6 +266,28 @@ pub struct Config {
     /// The header those proxies maintain: `x-forwarded-for` (default) or
     /// `forwarded` (RFC 7239). Only this one is read.
     pub client_ip_header: ForwardedHeader,
+
+    // --- Operations: metrics access, HSTS, demo user (src/ops.rs, src/server.rs) ---
+    /// Bearer token `GET /metrics` requires on the main listener
+    /// (`Authorization: Bearer …`, at least 32 characters; an empty value
+    /// is unset). Unset (default): the main listener does not serve
+    /// metrics at all (404), so they are never public by accident.
+    pub metrics_token: Option<MetricsToken>,
+    /// A second address that serves only `GET /metrics` (for example
+    /// `127.0.0.1:9464`, reachable by the scraper but not by the public);
+    /// `metrics_token` is required there too when it is set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `max-age` of the `Strict-Transport-Security` header sent on every
+    /// response (with `includeSubDomains`) unless `insecure_http`. Default
+    /// one year (ASVS 5.0 V3.4.1; OWASP HTTP Strict Transport Security
+    /// Cheat Sheet); `0s` tells browsers to forget the policy.
+    #[serde(with = "duration")]
+    pub hsts_max_age: Duration,
+    /// Create the user `demo` with a random password when a first start
+    /// finds no users. Its password is printed only when standard output is
+    /// a terminal; otherwise it is written once to a 0600 file whose path
+    /// is logged (see [`Config::demo_password_path`]).
+    pub demo_user: bool,
 }
 
 impl Default for Config {
@@ -298,6 +326,10 @@ impl Default for Config {
             refresh_grace: policy.refresh_grace,
             trusted_proxies: TrustedProxies::default(),
             client_ip_header: ForwardedHeader::default(),
+            metrics_token: None,
+            metrics_listen: None,
+            hsts_max_age: Duration::from_secs(365 * 24 * 3600),
+            demo_user: true,
         }
     }
 }
@@ -500,6 +532,15 @@ impl Config {
                     .into(),
             ));
         }
+        if let Some(token) = &self.metrics_token
+            && !token.is_unset()
+            && token.len() < MetricsToken::MIN_LEN
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics_token must be at least {} characters (e.g. openssl rand -hex 32)",
+                MetricsToken::MIN_LEN
+            )));
+        }
         for origin in &self.trusted_origins {
             if !(origin.starts_with("https://") || origin.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(
@@ -573,6 +614,30 @@ impl Config {
             Some(p) if !p.as_os_str().is_empty() => p.join("tessera-keys"),
             _ => std::path::PathBuf::from("tessera-keys"),
         }
+    }
+
+    /// Where the first-start demo password is written when standard output
+    /// is not a terminal: `tessera-demo-password` beside the SQLite
+    /// database file, else in the working directory.
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// use tessera_server::config::Config;
+    /// let mut config = Config::default();
+    /// assert_eq!(config.demo_password_path(), PathBuf::from("tessera-demo-password"));
+    /// config.store = "sqlite:///var/lib/tessera/all.db".into();
+    /// assert_eq!(config.demo_password_path(), PathBuf::from("/var/lib/tessera/tessera-demo-password"));
+    /// ```
+    pub fn demo_password_path(&self) -> std::path::PathBuf {
+        let dir = crate::files::sqlite_file(&self.database_url())
+            .and_then(|file| file.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        dir.join("tessera-demo-password")
+    }
+
+    /// The metrics token, unless unset or empty.
+    pub fn metrics_token(&self) -> Option<&MetricsToken> {
+        self.metrics_token.as_ref().filter(|t| !t.is_unset())
     }
 
     /// The URL to print for people to open.
@@ -913,6 +978,7 @@ mod tests {
             "redis://r:6379",
             "rediss://r:6380",
             "redis-cluster://a:1,b:2",
+            "rediss-cluster://a:1,b:2",
         ] {
             config.store = url.into();
             config.validate().unwrap();

@@ -12,7 +12,8 @@ use crate::metrics::MeteredStore;
 /// The store URL forms the server understands, for error messages.
 pub const SUPPORTED: &str = "use sqlite://PATH, postgres://…, postgresql://…, mysql://…, \
                              mariadb://…, redis://…, rediss://…, \
-                             redis-cluster://host:port,host:port,… or memory://";
+                             redis-cluster://host:port,host:port,…, \
+                             rediss-cluster://… (TLS) or memory://";
 
 /// The backend a store URL selects, by its scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub enum StoreKind {
     MySql,
     /// `redis://`, `rediss://`.
     Redis,
-    /// `redis-cluster://`.
+    /// `redis-cluster://`, `rediss-cluster://` (TLS).
     RedisCluster,
 }
 
@@ -40,6 +41,7 @@ impl StoreKind {
     /// assert_eq!(StoreKind::of("postgresql://db/tessera"), Some(StoreKind::Postgres));
     /// assert_eq!(StoreKind::of("mariadb://db/tessera"), Some(StoreKind::MySql));
     /// assert_eq!(StoreKind::of("redis-cluster://a:7000,b:7001"), Some(StoreKind::RedisCluster));
+    /// assert_eq!(StoreKind::of("rediss-cluster://a:7000,b:7001"), Some(StoreKind::RedisCluster));
     /// assert_eq!(StoreKind::of("ftp://x"), None);
     /// ```
     pub fn of(url: &str) -> Option<Self> {
@@ -54,7 +56,7 @@ impl StoreKind {
             "postgres" | "postgresql" => Some(Self::Postgres),
             "mysql" | "mariadb" => Some(Self::MySql),
             "redis" | "rediss" => Some(Self::Redis),
-            "redis-cluster" => Some(Self::RedisCluster),
+            "redis-cluster" | "rediss-cluster" => Some(Self::RedisCluster),
             _ => None,
         }
     }
