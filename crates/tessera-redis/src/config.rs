@@ -108,14 +108,24 @@ pub(crate) fn config_error(msg: impl Into<String>) -> StoreError {
     StoreError::Backend(msg.into().into())
 }
 
-/// Parses `redis://`, `rediss://` and `redis-cluster://h:p,h:p,…` URLs.
+/// Parses `redis://`, `rediss://`, `redis-cluster://h:p,h:p,…` and
+/// `rediss-cluster://h:p,…` (TLS) URLs.
 pub(crate) fn parse_url(url: &str) -> Result<Config, StoreError> {
     if let Some(rest) = url.strip_prefix("redis-cluster://") {
-        return parse_cluster(rest);
+        return parse_cluster(rest, false);
+    }
+    if let Some(rest) = url.strip_prefix("rediss-cluster://") {
+        if !cfg!(feature = "tls") {
+            return Err(config_error(
+                "rediss-cluster:// needs the `tls` feature of tessera-redis",
+            ));
+        }
+        return parse_cluster(rest, true);
     }
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(config_error(
-            "unsupported Redis URL: expected redis://, rediss:// or redis-cluster://",
+            "unsupported Redis URL: expected redis://, rediss://, redis-cluster:// or \
+             rediss-cluster://",
         ));
     }
     if url.starts_with("rediss://") && !cfg!(feature = "tls") {
@@ -126,8 +136,12 @@ pub(crate) fn parse_url(url: &str) -> Result<Config, StoreError> {
     Config::from_url_centralized(url).map_err(|e| config_error(format!("invalid Redis URL: {e}")))
 }
 
-/// `[user[:password]@]host:port,host:port,…` — the seed nodes of a cluster.
-fn parse_cluster(rest: &str) -> Result<Config, StoreError> {
+/// `[user[:password]@]host:port,host:port,…` — the seed nodes of a cluster;
+/// with `tls`, every node connection uses TLS, verified against the
+/// system's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured) with
+/// the node's address as the server name: the nodes' certificates must name
+/// the addresses the cluster announces (IP SANs, or `cluster-announce-hostname`).
+fn parse_cluster(rest: &str, tls: bool) -> Result<Config, StoreError> {
     let rest = rest.trim_end_matches('/');
     let (auth, hosts) = match rest.rsplit_once('@') {
         Some((auth, hosts)) => (Some(auth), hosts),
@@ -159,12 +173,22 @@ fn parse_cluster(rest: &str) -> Result<Config, StoreError> {
             None => (Some(a.to_owned()), None),
         },
     };
-    Ok(Config {
+    #[allow(unused_mut)] // assigned only with the `tls` feature
+    let mut config = Config {
         server: ServerConfig::new_clustered(nodes),
         username,
         password,
         ..Config::default()
-    })
+    };
+    #[cfg(feature = "tls")]
+    if tls {
+        let connector = fred::types::config::TlsConnector::default_rustls()
+            .map_err(|e| config_error(format!("cannot set up TLS: {e}")))?;
+        config.tls = Some(connector.into());
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = tls;
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -191,6 +215,23 @@ mod tests {
         let c = parse_url("redis-cluster://u:secret@h:1").unwrap();
         assert_eq!(c.username.as_deref(), Some("u"));
         assert_eq!(c.password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn rediss_cluster_urls_use_tls_and_redis_cluster_urls_do_not() {
+        let plain = parse_url("redis-cluster://127.0.0.1:7000,127.0.0.1:7001").unwrap();
+        assert!(!plain.uses_tls());
+        let secure = parse_url("rediss-cluster://u:secret@127.0.0.1:7000,[::1]:7001");
+        if cfg!(feature = "tls") {
+            let secure = secure.unwrap();
+            assert!(secure.uses_tls());
+            assert!(secure.server.is_clustered());
+            assert_eq!(secure.password.as_deref(), Some("secret"));
+        } else {
+            let err = secure.unwrap_err().to_string();
+            assert!(err.contains("tls"), "{err}");
+        }
+        assert!(parse_url("rediss-cluster://").is_err());
     }
 
     #[test]

@@ -178,8 +178,9 @@ enum Update {
 }
 
 impl RedisStore {
-    /// Connects to `redis://host:port[/db]`, `rediss://…` (feature `tls`)
-    /// or `redis-cluster://host:port,host:port,…` and checks that the
+    /// Connects to `redis://host:port[/db]`, `rediss://…` (feature `tls`),
+    /// `redis-cluster://host:port,host:port,…` or `rediss-cluster://…`
+    /// (feature `tls`) and checks that the
     /// server answers.
     ///
     /// After this, the client reconnects by itself (exponential backoff up

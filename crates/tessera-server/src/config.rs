@@ -14,10 +14,15 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::ops::MetricsToken;
+use crate::proxy::{ForwardedHeader, TrustedProxies};
+
 /// Environment variables read into the configuration (without the prefix,
-/// lower-cased). Others with the `TESSERA_` prefix are ignored, so a variable
-/// meant for something else cannot break start-up; unknown TOML keys are
-/// refused, so a typo in the file is caught.
+/// lower-cased). Others with the `TESSERA_` prefix do not change the
+/// configuration, so a variable meant for something else cannot break
+/// start-up, but each is reported with a warning at start-up (see
+/// [`unknown_env_vars`]), so a typo such as `TESSERA_IDEL_TIMEOUT` does not
+/// silently leave the default in force; unknown TOML keys are refused.
 const ENV_KEYS: &[&str] = &[
     "listen",
     "store",
@@ -30,7 +35,12 @@ const ENV_KEYS: &[&str] = &[
     "max_sessions_per_user",
     "insecure_http",
     "trusted_origins",
-    "trust_forwarded_for",
+    "trusted_proxies",
+    "client_ip_header",
+    "metrics_token",
+    "metrics_listen",
+    "hsts_max_age",
+    "demo_user",
     "body_limit",
     "header_read_timeout",
     "request_body_timeout",
@@ -52,6 +62,81 @@ const ENV_KEYS: &[&str] = &[
     "refresh_grace",
 ];
 
+/// Keys of earlier versions, refused with what to write instead (a
+/// silently ignored security setting would be worse than a failed start).
+const REMOVED_KEYS: &[(&str, &str)] = &[(
+    "trust_forwarded_for",
+    "list the networks of your reverse proxies instead, e.g. \
+     trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]; the client IP is then the \
+     right-most X-Forwarded-For address not in them (see docs/security.md)",
+)];
+
+/// `TESSERA_` variables that are not settings but are read elsewhere
+/// (exact names), and a prefix reserved for test harnesses.
+const OTHER_ENV: &[&str] = &["TESSERA_TEST_CLOCK_FILE"];
+const TEST_ENV_PREFIX: &str = "TESSERA_TEST_";
+
+/// A `TESSERA_*` environment variable that names no setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVar {
+    /// The variable's name.
+    pub name: String,
+    /// The known variable it most resembles, if any is close.
+    pub did_you_mean: Option<String>,
+}
+
+/// The `TESSERA_*` names among `names` (environment variable names) that
+/// no setting reads, each with the closest known name when one is close
+/// (a typo). Names under `TESSERA_TEST_` belong to test harnesses and are
+/// not reported.
+///
+/// ```
+/// use tessera_server::config::unknown_env_vars;
+/// let unknown = unknown_env_vars(["TESSERA_IDEL_TIMEOUT", "TESSERA_IDLE_TIMEOUT", "HOME"]);
+/// assert_eq!(unknown.len(), 1);
+/// assert_eq!(unknown[0].name, "TESSERA_IDEL_TIMEOUT");
+/// assert_eq!(unknown[0].did_you_mean.as_deref(), Some("TESSERA_IDLE_TIMEOUT"));
+/// ```
+pub fn unknown_env_vars<I, S>(names: I) -> Vec<UnknownVar>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let known: Vec<String> = ENV_KEYS
+        .iter()
+        .chain(REMOVED_KEYS.iter().map(|(k, _)| k))
+        .map(|k| format!("TESSERA_{}", k.to_ascii_uppercase()))
+        .chain(OTHER_ENV.iter().map(|k| (*k).to_owned()))
+        .collect();
+    let mut unknown = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        let upper = name.to_ascii_uppercase();
+        if !upper.starts_with("TESSERA_")
+            || upper.starts_with(TEST_ENV_PREFIX)
+            || known.contains(&upper)
+        {
+            continue;
+        }
+        // A few edits away: a typo of that name.
+        let did_you_mean = known
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(&upper, k), k))
+            .filter(|(distance, _)| *distance <= 3)
+            .min_by_key(|(distance, _)| *distance)
+            .map(|(_, k)| k.clone());
+        unknown.push(UnknownVar {
+            name: name.to_owned(),
+            did_you_mean,
+        });
+    }
+    unknown
+}
+
+/// The touch step when the idle timeout is long enough for it (see
+/// [`Config::effective_touch_step`]).
+const DEFAULT_TOUCH_STEP: Duration = Duration::from_secs(60);
+
 /// The complete server configuration.
 ///
 /// ```
@@ -68,7 +153,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Session store URL: `sqlite://PATH` (created if missing),
     /// `postgres://…`/`postgresql://…`, `mysql://…`/`mariadb://…`,
-    /// `redis://…`/`rediss://…`, `redis-cluster://host:port,host:port,…`,
+    /// `redis://…`/`rediss://…`, `redis-cluster://host:port,host:port,…`
+    /// (`rediss-cluster://…` with TLS),
     /// or `memory://` (one process only, lost at exit).
     pub store: String,
     /// The server's own database (users, API keys): `sqlite://PATH`,
@@ -88,9 +174,12 @@ pub struct Config {
     #[serde(with = "duration")]
     pub absolute_timeout: Duration,
     /// Read-only activity is written back only when it moves the idle
-    /// deadline by more than this.
-    #[serde(with = "duration")]
-    pub touch_step: Duration,
+    /// deadline by more than this. Unset (default): it follows the idle
+    /// timeout, `min(60s, idle_timeout / 10)` (see
+    /// [`Config::effective_touch_step`]); set, it must be shorter than
+    /// `idle_timeout`.
+    #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
+    pub touch_step: Option<Duration>,
     /// How recent a sign-in must be for sensitive actions such as a
     /// password change (ASVS 5.0 V7.5.3).
     #[serde(with = "duration")]
@@ -104,9 +193,6 @@ pub struct Config {
     /// (`https://admin.example.com`). A list, or one comma-separated string.
     #[serde(deserialize_with = "string_or_list")]
     pub trusted_origins: Vec<String>,
-    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that
-    /// sets it; otherwise clients could pick their own IP for rate limits).
-    pub trust_forwarded_for: bool,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub body_limit: usize,
     /// Time a client has to send a complete request head; past it the
@@ -168,6 +254,40 @@ pub struct Config {
     /// same new token back (lost responses) instead of counting as theft.
     #[serde(with = "duration")]
     pub refresh_grace: Duration,
+
+    // --- Client IP behind reverse proxies (src/proxy.rs) ---
+    /// Networks of the reverse proxies in front of the server, in CIDR
+    /// notation (`["10.0.0.0/8", "127.0.0.1"]`, or one comma-separated
+    /// string). Only requests whose socket peer is in them have their
+    /// forwarding header read, and the client is the right-most address in
+    /// it that is not (RFC 7239 §5.2). Empty (default): forwarding headers
+    /// change nothing.
+    pub trusted_proxies: TrustedProxies,
+    /// The header those proxies maintain: `x-forwarded-for` (default) or
+    /// `forwarded` (RFC 7239). Only this one is read.
+    pub client_ip_header: ForwardedHeader,
+
+    // --- Operations: metrics access, HSTS, demo user (src/ops.rs, src/server.rs) ---
+    /// Bearer token `GET /metrics` requires on the main listener
+    /// (`Authorization: Bearer …`, at least 32 characters; an empty value
+    /// is unset). Unset (default): the main listener does not serve
+    /// metrics at all (404), so they are never public by accident.
+    pub metrics_token: Option<MetricsToken>,
+    /// A second address that serves only `GET /metrics` (for example
+    /// `127.0.0.1:9464`, reachable by the scraper but not by the public);
+    /// `metrics_token` is required there too when it is set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `max-age` of the `Strict-Transport-Security` header sent on every
+    /// response (with `includeSubDomains`) unless `insecure_http`. Default
+    /// one year (ASVS 5.0 V3.4.1; OWASP HTTP Strict Transport Security
+    /// Cheat Sheet); `0s` tells browsers to forget the policy.
+    #[serde(with = "duration")]
+    pub hsts_max_age: Duration,
+    /// Create the user `demo` with a random password when a first start
+    /// finds no users. Its password is printed only when standard output is
+    /// a terminal; otherwise it is written once to a 0600 file whose path
+    /// is logged (see [`Config::demo_password_path`]).
+    pub demo_user: bool,
 }
 
 impl Default for Config {
@@ -180,12 +300,11 @@ impl Default for Config {
             public_url: None,
             idle_timeout: policy.idle_timeout,
             absolute_timeout: policy.absolute_timeout,
-            touch_step: policy.touch_step,
+            touch_step: None,
             reauth_window: Duration::from_secs(5 * 60),
             max_sessions_per_user: None,
             insecure_http: false,
             trusted_origins: Vec::new(),
-            trust_forwarded_for: false,
             body_limit: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(30),
@@ -205,6 +324,12 @@ impl Default for Config {
             token_audience: None,
             token_algorithm: String::from("eddsa"),
             refresh_grace: policy.refresh_grace,
+            trusted_proxies: TrustedProxies::default(),
+            client_ip_header: ForwardedHeader::default(),
+            metrics_token: None,
+            metrics_listen: None,
+            hsts_max_age: Duration::from_secs(365 * 24 * 3600),
+            demo_user: true,
         }
     }
 }
@@ -262,9 +387,18 @@ impl Config {
         let env = Env::prefixed("TESSERA_").filter(|key| {
             ENV_KEYS
                 .iter()
+                .chain(REMOVED_KEYS.iter().map(|(k, _)| k))
                 .any(|k| key.as_str().eq_ignore_ascii_case(k))
         });
         figment = figment.merge(env).merge(Serialized::defaults(overrides));
+        for (key, instead) in REMOVED_KEYS {
+            if figment.contains(key) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} (TESSERA_{}) is no longer supported: {instead}",
+                    key.to_ascii_uppercase()
+                )));
+            }
+        }
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Parse(Box::new(e)))?;
@@ -277,18 +411,61 @@ impl Config {
         tessera::SessionPolicy::default()
             .with_idle_timeout(self.idle_timeout)
             .with_absolute_timeout(self.absolute_timeout)
-            .with_touch_step(self.touch_step)
+            .with_touch_step(self.effective_touch_step())
             .with_max_sessions_per_user(self.max_sessions_per_user)
             .with_refresh_grace(self.refresh_grace)
     }
 
+    /// The touch step in force: `touch_step` when set, else derived from
+    /// the idle timeout as `min(60s, idle_timeout / 10)`, so that a short
+    /// idle timeout given alone never clashes with a default meant for the
+    /// default idle timeout. A tenth of the idle timeout is the most a
+    /// session may end early for want of a write (see the `policy` module of
+    /// the core).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera_server::config::Config;
+    /// let mut config = Config::default(); // idle 30 min
+    /// assert_eq!(config.effective_touch_step(), Duration::from_secs(60));
+    /// config.idle_timeout = Duration::from_secs(25);
+    /// assert_eq!(config.effective_touch_step(), Duration::from_millis(2500));
+    /// config.touch_step = Some(Duration::from_secs(5));
+    /// assert_eq!(config.effective_touch_step(), Duration::from_secs(5));
+    /// ```
+    pub fn effective_touch_step(&self) -> Duration {
+        self.touch_step
+            .unwrap_or_else(|| DEFAULT_TOUCH_STEP.min(self.idle_timeout / 10))
+    }
+
     /// Checks values no parser catches.
+    ///
+    /// Cross-field checks only ever compare values the operator set: a
+    /// default derived from another setting follows it
+    /// ([`Config::effective_touch_step`], [`Config::database_url`],
+    /// [`Config::keys_path`]), so it cannot refuse a valid setting.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for an unenforceable policy or nonsensical limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(step) = self.touch_step
+            && step >= self.idle_timeout
+            && !self.idle_timeout.is_zero()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "touch_step ({}) must be shorter than idle_timeout ({}); leave touch_step \
+                 unset to follow the idle timeout",
+                duration::format(step),
+                duration::format(self.idle_timeout)
+            )));
+        }
         self.policy().validate()?;
+        if self.sweep_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "sweep_interval must be positive".into(),
+            ));
+        }
         if self.body_limit == 0 {
             return Err(ConfigError::Invalid("body_limit must be positive".into()));
         }
@@ -354,6 +531,15 @@ impl Config {
                  how long an access token outlives a revoked session)"
                     .into(),
             ));
+        }
+        if let Some(token) = &self.metrics_token
+            && !token.is_unset()
+            && token.len() < MetricsToken::MIN_LEN
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics_token must be at least {} characters (e.g. openssl rand -hex 32)",
+                MetricsToken::MIN_LEN
+            )));
         }
         for origin in &self.trusted_origins {
             if !(origin.starts_with("https://") || origin.starts_with("http://")) {
@@ -430,6 +616,30 @@ impl Config {
         }
     }
 
+    /// Where the first-start demo password is written when standard output
+    /// is not a terminal: `tessera-demo-password` beside the SQLite
+    /// database file, else in the working directory.
+    ///
+    /// ```
+    /// use std::path::PathBuf;
+    /// use tessera_server::config::Config;
+    /// let mut config = Config::default();
+    /// assert_eq!(config.demo_password_path(), PathBuf::from("tessera-demo-password"));
+    /// config.store = "sqlite:///var/lib/tessera/all.db".into();
+    /// assert_eq!(config.demo_password_path(), PathBuf::from("/var/lib/tessera/tessera-demo-password"));
+    /// ```
+    pub fn demo_password_path(&self) -> std::path::PathBuf {
+        let dir = crate::files::sqlite_file(&self.database_url())
+            .and_then(|file| file.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        dir.join("tessera-demo-password")
+    }
+
+    /// The metrics token, unless unset or empty.
+    pub fn metrics_token(&self) -> Option<&MetricsToken> {
+        self.metrics_token.as_ref().filter(|t| !t.is_unset())
+    }
+
     /// The URL to print for people to open.
     pub fn display_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
@@ -455,6 +665,35 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
             .collect(),
         OneOrMany::Many(v) => v,
     })
+}
+
+/// [`duration`] for an optional value (serde helper): absent is `None`.
+pub mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    /// serde `serialize_with` (use with `skip_serializing_if =
+    /// "Option::is_none"`).
+    ///
+    /// # Errors
+    ///
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// serde `deserialize_with`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad value.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
 }
 
 /// Parses and prints durations like `90s`, `30m`, `12h` (serde helper).
@@ -582,6 +821,7 @@ mod tests {
                 "TESSERA_TRUSTED_ORIGINS",
                 "https://a.example, https://b.example",
             );
+            // Reported at start-up (unknown_env_vars), not an error.
             jail.set_env("TESSERA_UNRELATED_THING", "ignored");
             let overrides = Overrides {
                 listen: Some("127.0.0.1:9999".parse().unwrap()),
@@ -638,9 +878,65 @@ mod tests {
             jail.set_env("TESSERA_TOUCH_STEP", "1h");
             jail.set_env("TESSERA_IDLE_TIMEOUT", "30m");
             let err = Config::load(None, &Overrides::default()).unwrap_err();
-            assert!(matches!(err, ConfigError::Policy(_)), "{err}");
+            assert!(err.to_string().contains("touch_step (1h)"), "{err}");
+            assert!(err.to_string().contains("idle_timeout (30m)"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_short_idle_timeout_alone_is_accepted_and_the_touch_step_follows() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TESSERA_IDLE_TIMEOUT", "25s");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.touch_step, None);
+            assert_eq!(config.effective_touch_step(), Duration::from_millis(2500));
+            assert_eq!(config.policy().touch_step, Duration::from_millis(2500));
+            // Long idle timeouts keep the 60 s step.
+            jail.set_env("TESSERA_IDLE_TIMEOUT", "8h");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.effective_touch_step(), Duration::from_secs(60));
+            // An explicit step is kept as given.
+            jail.set_env("TESSERA_TOUCH_STEP", "5m");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.effective_touch_step(), Duration::from_secs(300));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_tessera_variables_are_found_with_a_suggestion() {
+        let unknown = unknown_env_vars([
+            "TESSERA_IDEL_TIMEOUT",
+            "TESSERA_SOMETHING_ELSE",
+            "TESSERA_TEST_POSTGRES_URL",
+            "TESSERA_TEST_CLOCK_FILE",
+            "TESSERA_STORE",
+            "tessera_store",
+            "PATH",
+        ]);
+        assert_eq!(
+            unknown,
+            vec![
+                UnknownVar {
+                    name: "TESSERA_IDEL_TIMEOUT".into(),
+                    did_you_mean: Some("TESSERA_IDLE_TIMEOUT".into()),
+                },
+                UnknownVar {
+                    name: "TESSERA_SOMETHING_ELSE".into(),
+                    did_you_mean: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_zero_sweep_interval_is_refused() {
+        let config = Config {
+            sweep_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
     }
 
     #[test]
@@ -682,6 +978,7 @@ mod tests {
             "redis://r:6379",
             "rediss://r:6380",
             "redis-cluster://a:1,b:2",
+            "rediss-cluster://a:1,b:2",
         ] {
             config.store = url.into();
             config.validate().unwrap();
@@ -710,6 +1007,44 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_a_list_or_a_string() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "proxies.toml",
+                "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nclient_ip_header = \"forwarded\"\n",
+            )?;
+            let config =
+                Config::load(Some(Path::new("proxies.toml")), &Overrides::default()).unwrap();
+            assert_eq!(config.trusted_proxies.networks().len(), 2);
+            assert_eq!(config.client_ip_header, ForwardedHeader::Forwarded);
+            jail.set_env("TESSERA_TRUSTED_PROXIES", "192.168.0.0/16, 127.0.0.1");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                config.trusted_proxies,
+                "192.168.0.0/16,127.0.0.1/32".parse().unwrap()
+            );
+            assert_eq!(config.client_ip_header, ForwardedHeader::XForwardedFor);
+            jail.set_env("TESSERA_TRUSTED_PROXIES", "10.0.0.0/8, gateway");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("gateway"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_removed_trust_forwarded_for_names_its_replacement() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("old.toml", "trust_forwarded_for = true\n")?;
+            let err = Config::load(Some(Path::new("old.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("trusted_proxies"), "{err}");
+            jail.set_env("TESSERA_TRUST_FORWARDED_FOR", "false");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("trusted_proxies"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

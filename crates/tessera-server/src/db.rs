@@ -86,6 +86,9 @@ pub enum DbError {
     /// The database failed.
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// The SQLite file or its directory could not be created.
+    #[error("cannot create the database file: {0}")]
+    File(String),
 }
 
 /// A connection pool to the server database, on whichever backend its URL
@@ -235,6 +238,8 @@ pub async fn open(url: &str, pool_size: u32, timeout: Duration) -> Result<Db, Db
 pub async fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<Db, DbError> {
     let url = data_url(url)?;
     if url.starts_with("sqlite:") {
+        // Created 0600 before SQLite opens it (src/files.rs).
+        crate::files::create_private_sqlite(&url).map_err(|e| DbError::File(e.to_string()))?;
         return connect_sqlite(&url, pool_size, timeout)
             .await
             .map(Db::Sqlite);

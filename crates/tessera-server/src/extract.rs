@@ -88,24 +88,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormOrJson<T> {
     }
 }
 
-/// The client's IP: the socket peer, or with `trust_forwarded_for` the
-/// left-most `X-Forwarded-For` entry (set by a trusted proxy).
+/// The client's IP as text: the socket peer, or behind the configured
+/// `trusted_proxies` the right-most untrusted address of the forwarding
+/// header (see [`crate::proxy`]); `"unknown"` without a peer.
 pub fn client_ip(
     headers: &HeaderMap,
     peer: Option<std::net::SocketAddr>,
-    trust_forwarded_for: bool,
+    config: &crate::config::Config,
 ) -> String {
-    if trust_forwarded_for
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .and_then(|v| v.parse::<std::net::IpAddr>().ok())
-    {
-        return ip.to_string();
-    }
-    peer.map_or_else(|| String::from("unknown"), |p| p.ip().to_string())
+    config
+        .trusted_proxies
+        .client_ip(headers, peer, config.client_ip_header)
+        .map_or_else(|| String::from("unknown"), |ip| ip.to_string())
 }
 
 #[cfg(test)]

@@ -10,19 +10,37 @@
 //! **Cross-site requests.** The session cookie is ambient authority: a page
 //! on another site can make the browser send it with a form post to the
 //! protected application. So when the proxy says the original request used
-//! an unsafe method (`X-Forwarded-Method`, as Traefik and Caddy send it, or
-//! `X-Original-Method`, as the shipped nginx example sets it: anything but
-//! GET, HEAD, OPTIONS, TRACE), the original request must pass the same
-//! Fetch-Metadata / `Origin` check as tessera's own routes
-//! ([`tessera::csrf::OriginCheck`], OWASP CSRF Prevention Cheat Sheet,
-//! "Fetch Metadata" and "Verifying Origin With Standard Headers"): a
+//! an unsafe method (anything but GET, HEAD, OPTIONS, TRACE), the original
+//! request must pass the same Fetch-Metadata / `Origin` check as tessera's
+//! own routes ([`tessera::csrf::OriginCheck`], OWASP CSRF Prevention Cheat
+//! Sheet, "Fetch Metadata" and "Verifying Origin With Standard Headers"): a
 //! `Sec-Fetch-Site: cross-site` or untrusted `same-site` request, or an
 //! `Origin` whose host is not the original `Host` (`X-Forwarded-Host` when
 //! the proxy sets it), is refused with 403 whatever the cookie. The
 //! protected application still owns any synchronizer token of its own
 //! forms; this check is what a proxy can enforce without reading bodies.
-//! Without a method header the request is treated as a GET: a proxy that
-//! protects unsafe requests must forward the method.
+//!
+//! **The original method and URI** come from the headers the proxies set:
+//!
+//! | proxy | method | URI |
+//! |---|---|---|
+//! | Traefik `ForwardAuth` | `X-Forwarded-Method` | `X-Forwarded-Uri` |
+//! | Caddy `forward_auth` | `X-Forwarded-Method` | `X-Forwarded-Uri` |
+//! | nginx `auth_request` (shipped example) | `X-Original-Method` and `X-Forwarded-Method` | `X-Original-URI` |
+//!
+//! Each of these proxies also passes the client's *other* request headers
+//! on to the check, so a client can add the header its proxy does not set
+//! (`X-Forwarded-Method: GET` beside nginx's `X-Original-Method: POST`).
+//! There is therefore no precedence between them: every value of every
+//! method header must name the same method (compared case-insensitively),
+//! and every URI header the same URI, else the request is refused with 400
+//! `conflicting_forwarded_headers` (nginx turns any answer other than 2xx,
+//! 401 and 403 into a 500, which still keeps the request out). A request
+//! with **no** method header is not assumed to be a safe GET: it gets the
+//! origin check too, so a cross-site `Origin` or `Sec-Fetch-Site` is
+//! refused — a proxy that does not forward the method cannot tell a
+//! cross-site form post from a link, and only the safe answer is right for
+//! both. The URI is only used in audit lines.
 //!
 //! **Bearer credentials.** API and mobile clients present
 //! `Authorization: Bearer …` instead of a cookie:
@@ -56,8 +74,16 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::client_ip;
 use crate::state::AppState;
 
-/// Headers naming the original request's method, in order of preference.
+/// Headers naming the original request's method (see the module docs for
+/// which proxy sets which). All values present must agree.
 pub const METHOD_HEADERS: [&str; 2] = ["x-forwarded-method", "x-original-method"];
+
+/// Headers naming the original request's URI. All values present must
+/// agree.
+pub const URI_HEADERS: [&str; 2] = ["x-forwarded-uri", "x-original-uri"];
+
+/// Longest URI quoted in an audit line.
+const MAX_LOGGED_URI: usize = 256;
 
 /// A header's value; a present but non-ASCII value reads as empty (refused
 /// by the check), never as absent.
@@ -65,24 +91,76 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.to_str().unwrap_or(""))
 }
 
-/// The original request's method, upper-cased, if the proxy forwarded it.
-fn forwarded_method(headers: &HeaderMap) -> Option<String> {
-    METHOD_HEADERS
-        .iter()
-        .find_map(|name| header_text(headers, name))
-        .map(|m| m.trim().to_ascii_uppercase())
+/// Why a forwarded request is refused before any session lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardRefusal {
+    /// The method (or URI) headers name different values: someone other
+    /// than the proxy wrote one of them.
+    Conflicting,
+    /// The original request failed the Fetch-Metadata / `Origin` check.
+    Csrf(CsrfRejection),
 }
 
-/// Runs the origin check on a forwarded unsafe request.
+/// The one value that every line of every header in `names` carries
+/// (after `normalize`), `Ok(None)` if none is present.
 ///
 /// # Errors
 ///
-/// The [`CsrfRejection`] that applies.
-pub fn check_forwarded_origin(state: &AppState, headers: &HeaderMap) -> Result<(), CsrfRejection> {
-    let Some(method) = forwarded_method(headers) else {
-        return Ok(());
-    };
-    if !is_unsafe_method(&method) {
+/// [`ForwardRefusal::Conflicting`] when two values differ.
+fn agreed_value(
+    headers: &HeaderMap,
+    names: &[&str],
+    normalize: fn(&str) -> String,
+) -> Result<Option<String>, ForwardRefusal> {
+    let mut agreed: Option<String> = None;
+    for name in names {
+        for value in headers.get_all(*name) {
+            // Not text: cannot match anything a proxy writes.
+            let value = normalize(value.to_str().unwrap_or("\u{fffd}"));
+            match &agreed {
+                None => agreed = Some(value),
+                Some(seen) if *seen == value => {}
+                Some(_) => return Err(ForwardRefusal::Conflicting),
+            }
+        }
+    }
+    Ok(agreed)
+}
+
+/// The original request's method, upper-cased, if the proxy forwarded it.
+///
+/// # Errors
+///
+/// [`ForwardRefusal::Conflicting`] when the method headers disagree.
+pub fn forwarded_method(headers: &HeaderMap) -> Result<Option<String>, ForwardRefusal> {
+    agreed_value(headers, &METHOD_HEADERS, |m| m.trim().to_ascii_uppercase())
+}
+
+/// The original request's URI, if the proxy forwarded it.
+///
+/// # Errors
+///
+/// [`ForwardRefusal::Conflicting`] when the URI headers disagree.
+pub fn forwarded_uri(headers: &HeaderMap) -> Result<Option<String>, ForwardRefusal> {
+    agreed_value(headers, &URI_HEADERS, |u| u.trim().to_owned())
+}
+
+/// Checks what the proxy says about the original request: consistent
+/// method and URI headers, and the origin check for an unsafe or unknown
+/// method.
+///
+/// # Errors
+///
+/// The [`ForwardRefusal`] that applies.
+pub fn check_forwarded_request(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(), ForwardRefusal> {
+    let method = forwarded_method(headers)?;
+    forwarded_uri(headers)?;
+    // No method header: checked like an unsafe method (see the module docs).
+    if method.as_deref().is_some_and(|m| !is_unsafe_method(m)) {
         return Ok(());
     }
     // The host the browser addressed: what the proxy says it received, else
@@ -91,23 +169,50 @@ pub fn check_forwarded_origin(state: &AppState, headers: &HeaderMap) -> Result<(
     let host = header_text(headers, "x-forwarded-host")
         .map(|h| h.split(',').next().unwrap_or("").trim())
         .or_else(|| header_text(headers, "host"));
-    state.origin.check(
-        header_text(headers, "sec-fetch-site"),
-        header_text(headers, "origin"),
-        host,
-    )
+    state
+        .origin
+        .check(
+            header_text(headers, "sec-fetch-site"),
+            header_text(headers, "origin"),
+            host,
+        )
+        .map_err(ForwardRefusal::Csrf)
+}
+
+/// `METHOD URI` of the original request for an audit line, bounded.
+fn describe_request(headers: &HeaderMap) -> String {
+    let method = match forwarded_method(headers) {
+        Ok(Some(method)) => method,
+        Ok(None) => String::from("(no method)"),
+        Err(_) => return String::from("conflicting methods"),
+    };
+    let mut uri = match forwarded_uri(headers) {
+        Ok(uri) => uri.unwrap_or_default(),
+        Err(_) => String::from("conflicting URIs"),
+    };
+    if uri.len() > MAX_LOGGED_URI {
+        let mut end = MAX_LOGGED_URI;
+        while !uri.is_char_boundary(end) {
+            end -= 1;
+        }
+        uri.truncate(end);
+        uri.push('…');
+    }
+    format!("{method} {uri}").trim_end().to_owned()
 }
 
 /// Forward-auth check.
 #[utoipa::path(get, path = "/v1/auth/verify", tag = "forward-auth",
     params(
-        ("X-Forwarded-Method" = Option<String>, Header, description = "Method of the original request (or X-Original-Method); unsafe methods get the origin check"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "Method of the original request (Traefik, Caddy); X-Original-Method (nginx) must agree with it. Unsafe or missing methods get the origin check"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "URI of the original request (Traefik, Caddy; X-Original-URI for nginx), for audit lines; all values must agree"),
         ("X-Forwarded-Host" = Option<String>, Header, description = "Host of the original request, compared with its Origin"),
     ),
     responses(
         (status = 200, description = "Signed in (session cookie, Authorization: Bearer tss_… session token, or Bearer access token); X-Tessera-User and X-Tessera-Session headers set"),
+        (status = 400, body = ErrorBody, description = "The method or URI headers disagree (conflicting_forwarded_headers)"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "A forwarded unsafe request from another site (csrf_rejected)"),
+        (status = 403, body = ErrorBody, description = "A forwarded unsafe (or unnamed) request from another site (csrf_rejected)"),
         (status = 503, body = ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
@@ -135,18 +240,29 @@ pub async fn verify(
     if let Some(verified) = access_token(&state, &headers) {
         return signed_in(Some(&verified.claims.sub), verified.claims.sid.as_str());
     }
-    if let Err(rejection) = check_forwarded_origin(&state, &headers) {
+    if let Err(refusal) = check_forwarded_request(&state, &headers) {
         let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
+        let ip = client_ip(&headers, peer, &state.config);
+        let (code, error) = match refusal {
+            ForwardRefusal::Conflicting => (
+                "conflicting_method",
+                ApiError::bad_request(
+                    "conflicting_forwarded_headers",
+                    "the forwarded method or URI headers name different values",
+                ),
+            ),
+            ForwardRefusal::Csrf(rejection) => (
+                rejection.as_code(),
+                ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected").reason(rejection.as_code()),
+            ),
+        };
         audit::emit(
             ServerEvent::CsrfRejected,
             None,
             Some(&ip),
-            &format!("forward auth: {}", rejection.as_code()),
+            &format!("forward auth: {code} ({})", describe_request(&headers)),
         );
-        return ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected")
-            .reason(rejection.as_code())
-            .into_response();
+        return error.into_response();
     }
     let cookies = headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes());
     let token = match state.cookie.find_token(cookies) {

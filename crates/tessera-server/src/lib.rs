@@ -11,12 +11,14 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod forward_auth;
 pub mod keys;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod site;
@@ -72,6 +74,22 @@ pub async fn run(cli: Cli) -> Result<(), ServerError> {
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     init_tracing(&config.log_filter);
+    // A misspelt variable leaves a default in force: say so.
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for unknown in crate::config::unknown_env_vars(names) {
+        match &unknown.did_you_mean {
+            Some(known) => tracing::warn!(
+                variable = %unknown.name,
+                did_you_mean = %known,
+                "unknown TESSERA_ environment variable ignored; did you mean {known}?"
+            ),
+            None => tracing::warn!(
+                variable = %unknown.name,
+                "unknown TESSERA_ environment variable ignored (see the configuration table \
+                 in the server README)"
+            ),
+        }
+    }
     match cli.command {
         Command::Serve(_) => {
             let handle = crate::metrics::install().map_err(ServerError::Message)?;

@@ -1,8 +1,21 @@
 //! Operations endpoints: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! **Metrics are never public by accident.** They show sign-in failures,
+//! refresh-token reuse and store latencies: useful to an attacker probing
+//! the limiter. The main listener serves `GET /metrics` only when
+//! `metrics_token` is set, and then only to `Authorization: Bearer <token>`
+//! (compared in constant time); without it the route answers 404. A
+//! scraper on a private network can use `metrics_listen` instead: a second
+//! listener serving only `/metrics`, which requires the token too when one
+//! is set (OWASP REST Security Cheat Sheet, "Management endpoints": not
+//! exposed to the Internet, strong authentication).
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -34,9 +47,109 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// The bearer token of `/metrics` (`metrics_token`). Its `Debug` never
+/// shows the value.
+///
+/// ```
+/// use tessera_server::ops::MetricsToken;
+/// let token = MetricsToken::new("0123456789abcdef0123456789abcdef");
+/// assert!(token.matches("0123456789abcdef0123456789abcdef"));
+/// assert!(!token.matches("0123456789abcdef0123456789abcdeX"));
+/// assert_eq!(format!("{token:?}"), "MetricsToken(***)");
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    /// Shortest accepted token (a token is a password for the metrics).
+    pub const MIN_LEN: usize = 32;
+
+    /// A token with this value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty value, which means "no token" (so that
+    /// `TESSERA_METRICS_TOKEN=` can switch a file's token off).
+    pub fn is_unset(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Compares `presented` with the token in constant time (over SHA-256
+    /// digests, so neither content nor length leaks through timing).
+    pub fn matches(&self, presented: &str) -> bool {
+        let expected = Sha256::digest(self.0.as_bytes());
+        let presented = Sha256::digest(presented.as_bytes());
+        bool::from(expected.ct_eq(&presented))
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(***)")
+    }
+}
+
+/// True if `headers` carry `Authorization: Bearer <token>`.
+fn bearer_matches(headers: &HeaderMap, token: &MetricsToken) -> bool {
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .take(8)
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.trim().split_once(' '))
+        // RFC 9110 §11.1: the scheme is case-insensitive.
+        .any(|(scheme, credential)| {
+            scheme.eq_ignore_ascii_case("bearer") && token.matches(credential.trim())
+        })
+}
+
+/// `GET /metrics` on the main listener: only with `metrics_token` set and
+/// presented (see the module docs); 404 without a token configured, 401
+/// with a wrong or missing one.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses(
+        (status = 200, description = "Prometheus text"),
+        (status = 401, description = "metrics_token is set and was not presented as a bearer token"),
+        (status = 404, description = "no metrics_token configured: metrics are not served on this listener")))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.config.metrics_token() {
+        None => ApiError::not_found()
+            .message("metrics are served with metrics_token or on metrics_listen")
+            .into_response(),
+        Some(token) => guarded(&state, &headers, Some(token)),
+    }
+}
+
+/// `GET /metrics` on `metrics_listen`: the token is required when set.
+pub async fn metrics_listener(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    guarded(&state, &headers, state.config.metrics_token())
+}
+
+fn guarded(state: &AppState, headers: &HeaderMap, token: Option<&MetricsToken>) -> Response {
+    if let Some(token) = token
+        && !bearer_matches(headers, token)
+    {
+        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated")
+            .message("send Authorization: Bearer <metrics_token>")
+            .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tessera metrics\""),
+        );
+        return response;
+    }
+    render(state)
+}
+
+/// The Prometheus text of the installed recorder (404 when none is).
+fn render(state: &AppState) -> Response {
     match &state.metrics {
         Some(handle) => (
             [(

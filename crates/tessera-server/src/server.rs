@@ -156,6 +156,12 @@ pub async fn ensure_demo_user(users: &Users) -> Result<Option<String>, ServerErr
 pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<(), ServerError> {
     let listen = config.listen;
     let state = build_state(config, metrics).await?;
+    // Created 0600 if new; an older database open to others is reported.
+    let database = state.config.database_url();
+    crate::files::warn_if_exposed(&database);
+    if state.config.store != database {
+        crate::files::warn_if_exposed(&state.config.store);
+    }
     // The session layer warns about an insecure cookie when it is built.
     if !state.config.insecure_http {
         tracing::info!(
@@ -163,15 +169,29 @@ pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<
              put tessera behind TLS, or use --insecure-http for local development"
         );
     }
-    let demo_password = ensure_demo_user(&state.users).await?;
+    let demo_password = if state.config.demo_user {
+        ensure_demo_user(&state.users).await?
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     let url = state.config.display_url(bound);
-    // stdout, not the log: the password must not end up in log storage.
     if let Some(password) = demo_password {
-        println!("created user \"demo\" with password {password}");
-        println!("open {url} and sign in (this password is shown only once)");
+        show_demo_password(&state.config, &password, &url)?;
     }
+    let metrics_server = match state.config.metrics_listen {
+        Some(address) => Some(start_metrics_listener(&state, address).await?),
+        None => {
+            if state.config.metrics_token().is_none() {
+                tracing::info!(
+                    "metrics are off: set metrics_token (bearer token for GET /metrics) or \
+                     metrics_listen (a private address) to serve them"
+                );
+            }
+            None
+        }
+    };
     // Printed last, so scripts can wait for it.
     println!("tessera listening on http://{bound}");
 
@@ -180,7 +200,72 @@ pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<
     let limits = crate::listen::Limits::from_config(&state.config);
     let result = crate::listen::serve(listener, app(state), limits, shutdown_signal()).await;
     sweeper.stop();
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     result.map_err(ServerError::Io)
+}
+
+/// Hands the first-start demo password to the person starting the server,
+/// never to log storage: on a terminal it is printed; otherwise (systemd,
+/// containers, where standard output is the log) it is written once to a
+/// new 0600 file whose path is printed and logged.
+///
+/// # Errors
+///
+/// The I/O error of writing the file.
+fn show_demo_password(config: &Config, password: &str, url: &str) -> Result<(), ServerError> {
+    use std::io::{IsTerminal as _, Write as _};
+    if std::io::stdout().is_terminal() {
+        println!("created user \"demo\" with password {password}");
+        println!("open {url} and sign in (this password is shown only once)");
+        return Ok(());
+    }
+    let path = config.demo_password_path();
+    // A leftover from an earlier database is replaced, never appended to,
+    // and the new file is created 0600 whatever the old one's mode was.
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let mut file = crate::files::create_private_file(&path)?;
+    writeln!(file, "{password}")?;
+    tracing::warn!(
+        file = %path.display(),
+        "created user \"demo\"; its password is in this file (mode 0600): sign in at {url}, \
+         change the password, then delete the file"
+    );
+    println!(
+        "created user \"demo\"; password written to {}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Binds `metrics_listen` and serves `GET /metrics` there (only that
+/// route), with the same connection limits as the main listener. Prints
+/// the address before the main listener's line.
+///
+/// # Errors
+///
+/// The I/O error of binding.
+async fn start_metrics_listener(
+    state: &AppState,
+    address: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    let router = Router::new()
+        .route("/metrics", get(ops::metrics_listener))
+        .fallback(not_found)
+        .with_state(state.clone());
+    let limits = crate::listen::Limits::from_config(&state.config);
+    println!("tessera metrics on http://{bound}/metrics");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = crate::listen::serve(listener, router, limits, shutdown_signal()).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    }))
 }
 
 /// Rows one sweep statement deletes on the SQL stores: the batch size

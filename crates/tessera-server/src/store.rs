@@ -12,7 +12,8 @@ use crate::metrics::MeteredStore;
 /// The store URL forms the server understands, for error messages.
 pub const SUPPORTED: &str = "use sqlite://PATH, postgres://…, postgresql://…, mysql://…, \
                              mariadb://…, redis://…, rediss://…, \
-                             redis-cluster://host:port,host:port,… or memory://";
+                             redis-cluster://host:port,host:port,…, \
+                             rediss-cluster://… (TLS) or memory://";
 
 /// The backend a store URL selects, by its scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub enum StoreKind {
     MySql,
     /// `redis://`, `rediss://`.
     Redis,
-    /// `redis-cluster://`.
+    /// `redis-cluster://`, `rediss-cluster://` (TLS).
     RedisCluster,
 }
 
@@ -40,6 +41,7 @@ impl StoreKind {
     /// assert_eq!(StoreKind::of("postgresql://db/tessera"), Some(StoreKind::Postgres));
     /// assert_eq!(StoreKind::of("mariadb://db/tessera"), Some(StoreKind::MySql));
     /// assert_eq!(StoreKind::of("redis-cluster://a:7000,b:7001"), Some(StoreKind::RedisCluster));
+    /// assert_eq!(StoreKind::of("rediss-cluster://a:7000,b:7001"), Some(StoreKind::RedisCluster));
     /// assert_eq!(StoreKind::of("ftp://x"), None);
     /// ```
     pub fn of(url: &str) -> Option<Self> {
@@ -54,7 +56,7 @@ impl StoreKind {
             "postgres" | "postgresql" => Some(Self::Postgres),
             "mysql" | "mariadb" => Some(Self::MySql),
             "redis" | "rediss" => Some(Self::Redis),
-            "redis-cluster" => Some(Self::RedisCluster),
+            "redis-cluster" | "rediss-cluster" => Some(Self::RedisCluster),
             _ => None,
         }
     }
@@ -138,6 +140,10 @@ pub async fn open_session_store(config: &Config) -> Result<Arc<MeteredStore>, St
     let metered = match StoreKind::of(url) {
         Some(StoreKind::Memory) => MeteredStore::new(Arc::new(MemoryStore::new())),
         Some(StoreKind::Sqlite | StoreKind::Postgres | StoreKind::MySql) => {
+            // A SQLite file is created 0600 before SQLite opens it
+            // (src/files.rs); other URLs are left alone.
+            crate::files::create_private_sqlite(url)
+                .map_err(|e| fail(tessera::StoreError::Backend(Box::new(e))))?;
             let options = tessera_sql::SqlOptions::default()
                 .with_max_connections(config.store_pool_size)
                 .with_acquire_timeout(config.store_timeout)

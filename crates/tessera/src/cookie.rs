@@ -31,17 +31,20 @@
 //!    victim out (which planting a cookie achieves anyway), never making
 //!    the victim act inside the attacker's session.
 //!
-//! At most [`MAX_COOKIE_PAIRS`] pairs are examined, so a header stuffed with
-//! cookies costs bounded work.
+//! **Every** pair of every `Cookie` header is examined. A cut-off after
+//! some number of pairs would let an attacker who can plant one cookie
+//! (a sibling subdomain) put theirs first, pad the header with junk pairs
+//! and push the victim's cookie past the cut-off, where the duplicate rule
+//! never sees it. The work stays bounded all the same: it is one pass over
+//! the header bytes, allocating nothing for pairs under other names, and the
+//! HTTP server already bounds the size of a request head (hyper: about
+//! 400 KiB; `tessera serve` refuses larger heads before any handler runs).
 
 use std::time::Duration;
 
 use cookie::{Cookie, SameSite};
 
 use crate::token::SessionToken;
-
-/// Pairs examined per request; the rest are ignored.
-pub const MAX_COOKIE_PAIRS: usize = 64;
 
 /// The SameSite attribute (RFC 6265bis). `None` is deliberately absent: a
 /// session cookie sent on cross-site subrequests is a CSRF amplifier.
@@ -243,13 +246,8 @@ impl CookieConfig {
         let name = self.name.as_bytes();
         let mut found: Option<SessionToken> = None;
         let mut malformed = false;
-        let mut examined = 0;
-        'headers: for header in headers {
+        for header in headers {
             for pair in header.as_ref().split(|&b| b == b';') {
-                if examined == MAX_COOKIE_PAIRS {
-                    break 'headers;
-                }
-                examined += 1;
                 let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                     continue;
                 };
@@ -359,27 +357,32 @@ mod tests {
     }
 
     #[test]
-    fn pair_count_is_bounded() {
+    fn a_token_behind_many_pairs_is_found() {
         let config = CookieConfig::default();
         let t = SessionToken::generate().unwrap();
-        let mut h = "a=b; ".repeat(MAX_COOKIE_PAIRS);
+        let mut h = "a=b; ".repeat(10_000);
         h.push_str(&format!("__Host-session={}", t.expose()));
-        assert_eq!(config.find_token([h.as_str()]), Presented::Absent);
+        assert_eq!(config.find_token([h.as_str()]), Presented::Token(t));
     }
 
     #[test]
-    fn pair_count_is_bounded_across_headers() {
+    fn a_planted_cookie_cannot_push_the_victims_out_of_sight() {
         let config = CookieConfig::default();
-        let t = SessionToken::generate().unwrap();
-        let junk = "a=b; ".repeat(MAX_COOKIE_PAIRS / 2);
-        let ours = format!("__Host-session={}", t.expose());
-        assert_eq!(
-            config.find_token([junk.as_str(), junk.as_str(), ours.as_str()]),
-            Presented::Absent
+        let planted = SessionToken::generate().unwrap();
+        let victim = SessionToken::generate().unwrap();
+        let junk = "a=b; ".repeat(64);
+        let h = format!(
+            "__Host-session={}; {junk}__Host-session={}",
+            planted.expose(),
+            victim.expose()
         );
+        assert_eq!(config.find_token([h.as_str()]), Presented::Ambiguous);
+        // The same spread over several header lines.
+        let first = format!("__Host-session={}; {junk}", planted.expose());
+        let last = format!("__Host-session={}", victim.expose());
         assert_eq!(
-            config.find_token([junk.as_str(), ours.as_str()]),
-            Presented::Token(t)
+            config.find_token([first.as_str(), junk.as_str(), last.as_str()]),
+            Presented::Ambiguous
         );
     }
 

@@ -10,7 +10,8 @@
 //! only adapts them to the server:
 //!
 //! - [`site_context`], a middleware *outside* the layer, gives the layer the
-//!   client IP (from `X-Forwarded-For` when `trust_forwarded_for` is set) and
+//!   client IP ([`crate::proxy`]: the forwarding header only behind
+//!   `trusted_proxies`) and
 //!   re-renders the layer's refusals in the server's formats (JSON
 //!   [`ApiError`] or an HTML error page);
 //! - [`SiteCtx`] hands handlers the session and the client IP.
@@ -103,7 +104,7 @@ pub async fn site_context(State(state): State<AppState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let ip = client_ip(req.headers(), peer, state.config.trust_forwarded_for);
+    let ip = client_ip(req.headers(), peer, &state.config);
     if let Ok(ip) = ip.parse::<IpAddr>() {
         req.extensions_mut().insert(ClientIp(ip));
     }

@@ -195,7 +195,7 @@ pub async fn token(
     match grant.grant_type.as_deref() {
         Some("password") => {
             let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-            let ip = client_ip(&headers, peer, state.config.trust_forwarded_for);
+            let ip = client_ip(&headers, peer, &state.config);
             let user_agent = headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())

@@ -21,6 +21,9 @@ pub const SECURE_COOKIE: &str = "__Host-session";
 /// The session cookie's name in plain-HTTP development mode.
 pub const INSECURE_COOKIE: &str = "session";
 
+/// The `metrics_token` of the test servers.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
+
 /// How the server is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -82,6 +85,7 @@ impl Server {
                 },
             )
             .env("TESSERA_TEST_CLOCK_FILE", dir.path().join("clock"))
+            .env("TESSERA_METRICS_TOKEN", METRICS_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
@@ -102,8 +106,10 @@ impl Server {
         let mut demo_password = None;
         // The demo lines come first; the listening line is printed last.
         while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
-            if let Some(rest) = line.strip_prefix("created user \"demo\" with password ") {
-                demo_password = Some(rest.trim().to_owned());
+            // Standard output is a pipe: the password is in a 0600 file.
+            if let Some(path) = line.strip_prefix("created user \"demo\"; password written to ") {
+                let password = std::fs::read_to_string(path.trim()).unwrap();
+                demo_password = Some(password.trim().to_owned());
             } else if let Some(u) = line.strip_prefix("tessera listening on ") {
                 url = Some(u.trim().to_owned());
                 break;

@@ -18,7 +18,10 @@ fn artifacts_dir() -> std::path::PathBuf {
 }
 
 async fn metrics_text(server: &Server) -> String {
-    reqwest::get(server.at("/metrics"))
+    reqwest::Client::new()
+        .get(server.at("/metrics"))
+        .bearer_auth(crate::server::METRICS_TOKEN)
+        .send()
         .await
         .unwrap()
         .text()

@@ -55,6 +55,7 @@ pub async fn status_with_cookie(server: &Server, cookie: &str) -> (u16, Value) {
 pub async fn store_calls(server: &Server) -> BTreeMap<String, u64> {
     let text = client()
         .get(server.at("/metrics"))
+        .bearer_auth(crate::server::METRICS_TOKEN)
         .send()
         .await
         .unwrap()

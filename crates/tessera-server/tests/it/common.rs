@@ -11,12 +11,18 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
+/// The `metrics_token` every test server gets (override with
+/// `("TESSERA_METRICS_TOKEN", "")` to start one without).
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
+
 /// A running server.
 pub struct Server {
     pub child: Child,
     pub url: String,
     pub dir: tempfile::TempDir,
     pub demo_password: Option<String>,
+    /// `http://ADDR/metrics` when started with `TESSERA_METRICS_LISTEN`.
+    pub metrics_url: Option<String>,
     pub clock_ms: i64,
     pub stderr_path: PathBuf,
 }
@@ -65,6 +71,7 @@ impl Server {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TESSERA_INSECURE_HTTP", "true")
+            .env("TESSERA_METRICS_TOKEN", METRICS_TOKEN)
             .env("TESSERA_TEST_CLOCK_FILE", Self::clock_path(dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -84,10 +91,16 @@ impl Server {
         });
         let mut url = None;
         let mut demo_password = None;
+        let mut metrics_url = None;
         // The demo lines (if any) come first; the listening line is last.
+        // Standard output is a pipe, not a terminal: the demo password is
+        // in a file.
         while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
-            if let Some(rest) = line.strip_prefix("created user \"demo\" with password ") {
-                demo_password = Some(rest.trim().to_owned());
+            if let Some(path) = line.strip_prefix("created user \"demo\"; password written to ") {
+                let password = std::fs::read_to_string(path.trim()).unwrap();
+                demo_password = Some(password.trim().to_owned());
+            } else if let Some(u) = line.strip_prefix("tessera metrics on ") {
+                metrics_url = Some(u.trim().to_owned());
             } else if let Some(u) = line.strip_prefix("tessera listening on ") {
                 url = Some(u.trim().to_owned());
                 break;
@@ -102,6 +115,7 @@ impl Server {
             url,
             dir,
             demo_password,
+            metrics_url,
             clock_ms,
             stderr_path,
         }
@@ -266,9 +280,14 @@ pub async fn status(server: &Server, token: &str) -> (u16, Value) {
     (code, res.json().await.unwrap())
 }
 
-/// GET `path` with no credentials.
+/// GET `path` with no credentials (`/metrics`: with the test servers'
+/// metrics token).
 pub async fn get(server: &Server, path: &str) -> reqwest::Response {
-    client().get(server.at(path)).send().await.unwrap()
+    let mut request = client().get(server.at(path));
+    if path.starts_with("/metrics") {
+        request = request.bearer_auth(METRICS_TOKEN);
+    }
+    request.send().await.unwrap()
 }
 
 /// GET `path` and the body as text (pages, `/metrics`).

@@ -205,6 +205,18 @@ async fn nginx_refuses_cross_site_unsafe_requests_to_the_upstream() {
         assert_eq!(res.status(), 403, "{extra:?}");
         assert!(!res.text().await.unwrap().contains("hello from the app"));
     }
+    // A client cannot make its post look like a GET by naming the method
+    // itself: nginx overwrites it (and tessera refuses disagreeing ones).
+    for forged in ["x-forwarded-method", "x-original-method"] {
+        let res = post(&[
+            (forged, "GET".to_owned()),
+            ("sec-fetch-site", "cross-site".to_owned()),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 403, "{forged}");
+        assert!(!res.text().await.unwrap().contains("hello from the app"));
+    }
     // The same post from the site itself reaches the upstream as the user
     // (the Origin carries the port, which X-Forwarded-Host keeps).
     for extra in [
