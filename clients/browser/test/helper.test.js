@@ -120,3 +120,13 @@ test("warnings come before the idle and the absolute deadline", () => {
   const skewed = tab({ serverNow: now + 3600 * 1000, idleExpiresAt: now + 3600 * 1000 + 60 * 1000 });
   assert.equal(skewed.warning().kind, "idle");
 });
+
+test("a page without a session can tell every tab about a sign-out", async () => {
+  const calls = fakeFetch({ "/session": { status: 401, body: { error: "unauthenticated", reason: "missing" } } });
+  let reason = null;
+  tab({ onSignedOut: (r) => { reason = r; } });
+  TesseraBrowser.announceSignOut();
+  await until(() => reason !== null, "the tab to follow the sign-out");
+  assert.equal(reason, "signed_out");
+  assert.equal(calls.filter((c) => c.url === "/session").length, 1);
+});

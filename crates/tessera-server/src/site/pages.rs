@@ -255,7 +255,8 @@ pub fn home_page(v: &HomeView<'_>) -> String {
         .min(Duration::from_secs(300))
         .as_millis();
     let device = super::device::describe(r.client.user_agent.as_deref());
-    let since = r.authenticated_at.unwrap_or(r.created_at);
+    // The session's start, not the last re-authentication.
+    let since = r.created_at;
     let recent = r
         .authenticated_at
         .is_some_and(|at| at.until(v.now) <= v.reauth_window);
