@@ -199,11 +199,9 @@ export class TesseraClient {
           });
         },
       );
-      req.on("socket", (socket) => {
-        // A fresh socket emits "connect"; a reused one is already connected.
-        socket.once("connect", () => {
-          this.#stats.connections += 1;
-        });
+      req.on("socket", () => {
+        // The agent marks a kept-alive socket it hands out again.
+        if (!req.reusedSocket) this.#stats.connections += 1;
       });
       req.on("timeout", () => req.destroy(new Error(`no answer within ${this.#timeoutMs} ms`)));
       req.on("error", (e: NodeJS.ErrnoException) => {
