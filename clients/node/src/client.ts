@@ -27,14 +27,6 @@ export interface Answer {
   body: Record<string, unknown>;
 }
 
-/** A queue of operations on one key, see {@link TesseraClient.serialize}. */
-export interface Lane {
-  tail: Promise<void>;
-  waiting: number;
-  /** The freshest value seen by the operations of this lane. */
-  latest: unknown;
-}
-
 /** Connection figures, for tests and monitoring. */
 export interface ClientStats {
   /** Calls made. */
@@ -54,7 +46,6 @@ export class TesseraClient {
   readonly #agent: http.Agent;
   readonly #request: typeof http.request;
   readonly #stats: ClientStats = { requests: 0, connections: 0 };
-  readonly #lanes = new Map<string, Lane>();
 
   constructor(options: ClientOptions) {
     const base = new URL(options.url);
@@ -86,34 +77,6 @@ export class TesseraClient {
   /** Calls and connections so far. */
   get stats(): Readonly<ClientStats> {
     return { ...this.#stats };
-  }
-
-  /**
-   * Runs `fn` after every earlier `fn` of the same `key` finished: one at a
-   * time per key within this process. The lane's `latest` is handed from
-   * one to the next (the freshest data this process has seen).
-   */
-  async serialize<T>(key: string, fn: (lane: Lane) => Promise<T>): Promise<T> {
-    let lane = this.#lanes.get(key);
-    if (!lane) {
-      lane = { tail: Promise.resolve(), waiting: 0, latest: null };
-      this.#lanes.set(key, lane);
-    }
-    const current = lane;
-    current.waiting += 1;
-    const previous = current.tail;
-    let release!: () => void;
-    current.tail = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    try {
-      await previous;
-      return await fn(current);
-    } finally {
-      current.waiting -= 1;
-      if (current.waiting === 0) this.#lanes.delete(key);
-      release();
-    }
   }
 
   /** Closes the kept-alive sockets (at shutdown). */
@@ -199,11 +162,9 @@ export class TesseraClient {
           });
         },
       );
-      req.on("socket", (socket) => {
-        // A fresh socket emits "connect"; a reused one is already connected.
-        socket.once("connect", () => {
-          this.#stats.connections += 1;
-        });
+      req.on("socket", () => {
+        // The agent marks a kept-alive socket it hands out again.
+        if (!req.reusedSocket) this.#stats.connections += 1;
       });
       req.on("timeout", () => req.destroy(new Error(`no answer within ${this.#timeoutMs} ms`)));
       req.on("error", (e: NodeJS.ErrnoException) => {

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { type ClientOptions, TesseraClient } from "./client.js";
 import { TesseraError } from "./errors.js";
 import { type SessionView, TesseraSession } from "./session.js";
+import { UpdateQueues } from "./updates.js";
 
 /** Options of {@link tessera}. */
 export interface TesseraOptions extends ClientOptions {
@@ -75,6 +76,7 @@ const DEFAULT_FORM_LIMIT = 64 * 1024;
  */
 export function tessera(options: TesseraOptions): TesseraMiddleware {
   const client = new TesseraClient(options);
+  const updates = new UpdateQueues(client);
   const log = options.log ?? ((message: string) => console.error(message));
   const formLimit = options.formLimit ?? DEFAULT_FORM_LIMIT;
   const acceptBearer = options.acceptBearer ?? false;
@@ -136,6 +138,7 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
     }
     const session = new TesseraSession(
       client,
+      updates,
       req,
       res,
       live && typeof body.token === "string" ? body.token : null,

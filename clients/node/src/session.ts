@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 
 import { type TesseraClient, errorOf } from "./client.js";
 import { TesseraError, TesseraUnavailableError } from "./errors.js";
+import type { UpdateQueues } from "./updates.js";
 
 /** A session as tessera returns it (`SessionView` in clients/PROTOCOL.md). */
 export interface SessionView {
@@ -19,9 +20,6 @@ export interface SessionView {
   csrf_token: string;
 }
 
-/** Attempts of {@link TesseraSession.update} before it gives up (409). */
-const UPDATE_ATTEMPTS = 64;
-
 /**
  * The session of one request. Reads are local (tessera answered them in the
  * request check); every change goes to tessera at once, so the handler
@@ -29,6 +27,7 @@ const UPDATE_ATTEMPTS = 64;
  */
 export class TesseraSession {
   readonly #client: TesseraClient;
+  readonly #updates: UpdateQueues;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   /** Set-Cookie values this session added to the response. */
@@ -41,6 +40,7 @@ export class TesseraSession {
   /** @internal Made by the middleware. */
   constructor(
     client: TesseraClient,
+    updates: UpdateQueues,
     req: IncomingMessage,
     res: ServerResponse,
     token: string | null,
@@ -49,6 +49,7 @@ export class TesseraSession {
     clearSiteData: boolean,
   ) {
     this.#client = client;
+    this.#updates = updates;
     this.#req = req;
     this.#res = res;
     this.#token = token;
@@ -140,41 +141,31 @@ export class TesseraSession {
    * Atomic read-modify-write of one key: `fn` gets the current value and
    * returns the new one. tessera writes it only if the key still holds the
    * value `fn` saw (compare-and-set); otherwise `fn` runs again on the
-   * newer value. So concurrent updates are never lost. `fn` may run more
-   * than once: keep it free of side effects. Returns the value written.
+   * newer value. So concurrent updates are never lost. Concurrent updates
+   * of one session in this process are batched into one write (see
+   * `updates.ts`). `fn` may run more than once: keep it free of side
+   * effects. Returns the value written.
    */
   async update<T>(key: string, fn: (current: T | undefined) => T | Promise<T>): Promise<T> {
     this.#requireLive();
-    const token = this.#token as string;
-    // Updates of one session from this process take turns, each starting
-    // from the data the previous one wrote: the compare-and-set then
-    // conflicts only with other processes, instead of every concurrent
-    // request of this process retrying against the others.
-    return this.#client.serialize(token, async (lane) => {
-      if (lane.latest !== null) this.#view = lane.latest as SessionView;
-      for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-        const current = this.get<T>(key);
-        const next = await fn(current);
-        const answer = await this.#client.call("PATCH", "/v1/sessions/data", {
-          token: this.#token,
-          set: { [key]: next },
-          expect: { [key]: current === undefined ? null : current },
-        });
-        if (answer.status === 200) {
-          this.#view = answer.body as unknown as SessionView;
-          lane.latest = this.#view;
-          return next;
-        }
-        if (answer.status === 409 && answer.body.reason === "expectation_failed") {
-          // Another process wrote first: start again from what is stored now.
-          this.#view = answer.body.session as SessionView;
-          lane.latest = this.#view;
-          continue;
-        }
-        throw this.#failed(answer);
+    try {
+      const { value, view } = await this.#updates.update(
+        this.#token as string,
+        this.#view as SessionView,
+        key,
+        fn as (current: unknown) => unknown,
+      );
+      this.#view = view;
+      return value as T;
+    } catch (error) {
+      if (error instanceof TesseraError && error.status === 401) {
+        // The session ended meanwhile.
+        this.#view = null;
+        this.#token = null;
+        this.#reason = error.reason ?? "missing";
       }
-      throw new TesseraError(409, "conflict", "concurrent_modification");
-    });
+      throw error;
+    }
   }
 
   /**

@@ -72,3 +72,25 @@ def test_write_without_a_session_is_401_with_the_reason(browser: Browser) -> Non
     response = browser.post("/counter")
     assert response.status_code == 401
     assert response.json() == {"error": "unauthenticated", "reason": "missing"}
+
+
+def test_other_cookies_do_not_reach_tessera_or_hide_the_session(browser: Browser) -> None:
+    browser.login("alice")
+    others = "; ".join(f"pref{i}={'x' * 30}" for i in range(150))
+    both = f"{others}; __Host-session={browser.token}; theme=dark"
+    response = browser.app.http.get("/whoami", headers={"cookie": both})
+    assert response.status_code == 200
+    assert response.json()["user"] == "alice"
+
+
+def test_a_cookie_header_stuffed_past_tesseras_body_limit_is_no_session(browser: Browser) -> None:
+    # 70 KB of unrelated cookies: the WSGI servers refuse such a header
+    # themselves (431); under ASGI it reaches the middleware, which passes
+    # tessera only the session-shaped pairs (none): no session, not a 413.
+    stuffed = "; ".join(f"c{i}={'x' * 60}" for i in range(1100))
+    response = browser.app.http.get("/whoami", headers={"cookie": stuffed})
+    if browser.app.kind == "asgi":
+        assert response.status_code == 401
+        assert response.json() == {"error": "unauthenticated", "reason": "missing"}
+    else:
+        assert response.status_code == 431

@@ -21,7 +21,7 @@ from tessera_server import TesseraServer
 def short_idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
     server = start_tessera(
         Path(tmp_path_factory.mktemp("idle")),
-        idle_timeout="2s",
+        idle_timeout="3s",
         absolute_timeout="1h",
         touch_step="1s",
         sweep_interval="1h",
@@ -35,7 +35,7 @@ def short_absolute(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tessera
     server = start_tessera(
         Path(tmp_path_factory.mktemp("absolute")),
         idle_timeout="1h",
-        absolute_timeout="3s",
+        absolute_timeout="5s",
         sweep_interval="1h",
     )
     yield server

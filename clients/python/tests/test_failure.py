@@ -80,13 +80,17 @@ def tessera_url_with_bad_key(tessera: object) -> ClientConfig:
 
 
 class _Broken(BaseHTTPRequestHandler):
-    """Stands where tessera should be and answers like a misbehaving proxy:
-    ``/html`` a 200 HTML page, ``/gateway`` a 502."""
+    """Stands where tessera should be and misbehaves: ``html`` answers a 200
+    HTML page (a proxy's login page), ``gateway`` a 502, ``unknown`` JSON
+    with an outcome this client does not know."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.server.mode == "html":  # type: ignore[attr-defined]
             body, status, kind = b"<html>proxy login</html>", 200, "text/html"
+        elif self.server.mode == "unknown":  # type: ignore[attr-defined]
+            # Valid JSON, but no outcome this client knows: never a pass.
+            body, status, kind = b'{"outcome": "allow", "set_cookie": []}', 200, "application/json"
         else:
             body, status, kind = b'{"error": "bad gateway"}', 502, "application/json"
         self.send_response(status)
@@ -100,7 +104,7 @@ class _Broken(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mode", ["html", "gateway"])
+@pytest.mark.parametrize("mode", ["html", "gateway", "unknown"])
 def test_an_answer_that_is_not_tesseras_is_503(kind: str, mode: str) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
     server.mode = mode  # type: ignore[attr-defined]

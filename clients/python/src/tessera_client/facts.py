@@ -19,9 +19,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_HEADER = "x-csrf-token"
 #: Form field carrying the CSRF token in url-encoded bodies.
 CSRF_FIELD = "csrf_token"
-#: Cookie headers and bearer values examined per request; the rest are
-#: ignored, so a stuffed request costs bounded work.
+#: Bearer values examined per request; the rest are ignored, so a stuffed
+#: request costs bounded work.
 MAX_VALUES = 16
+#: Session-token cookie pairs passed on per request: as many as tessera
+#: examines (``tessera::cookie::MAX_COOKIE_PAIRS``).
+MAX_COOKIE_PAIRS = 64
+#: Prefix of every tessera session token.
+TOKEN_PREFIX = "tss_"
 
 
 @dataclass
@@ -36,6 +41,7 @@ class RequestFacts:
     """
 
     method: str
+    #: Cookie pairs shaped like session tokens (see session_cookie_pairs).
     cookies: list[str] = field(default_factory=list, repr=False)
     authorization: list[str] = field(default_factory=list, repr=False)
     origin: str | None = None
@@ -77,8 +83,8 @@ def facts_from_headers(
     # Methods are case-sensitive (RFC 9110 §9.1): passed on as sent.
     facts = RequestFacts(method=method, ip=ip)
     for name, value in headers:
-        if name == b"cookie" and len(facts.cookies) < MAX_VALUES:
-            facts.cookies.append(value.decode("latin-1"))
+        if name == b"cookie":
+            facts.cookies.extend(session_cookie_pairs(value, MAX_COOKIE_PAIRS - len(facts.cookies)))
         elif name == b"authorization" and len(facts.authorization) < MAX_VALUES:
             facts.authorization.append(value.decode("latin-1"))
         elif name == b"origin" and facts.origin is None:
@@ -92,6 +98,29 @@ def facts_from_headers(
         elif name == b"user-agent" and facts.user_agent is None:
             facts.user_agent = value.decode("latin-1")[:512]
     return facts
+
+
+def session_cookie_pairs(header: bytes, limit: int) -> list[str]:
+    """The ``name=value`` pairs of a ``Cookie`` header whose value is shaped
+    like a tessera session token, at most ``limit``.
+
+    Only these go to tessera: it ignores every value that is not a
+    well-formed token anyway (``crates/tessera/src/cookie.rs``, rule 1), so
+    its decision is the same — duplicates of the session cookie included —
+    while the application's other cookies (other systems' credentials among
+    them) never leave it, and a header stuffed with cookies stays small.
+
+    >>> session_cookie_pairs(b"theme=dark; __Host-session=tss_abc; b=tss_x", 64)
+    ['__Host-session=tss_abc', 'b=tss_x']
+    """
+    pairs: list[str] = []
+    for pair in header.decode("latin-1").split(";"):
+        if len(pairs) >= limit:
+            break
+        name, sep, value = pair.strip().partition("=")
+        if sep and value.strip().strip('"').startswith(TOKEN_PREFIX):
+            pairs.append(f"{name}={value}")
+    return pairs
 
 
 def is_form(content_type: str | None) -> bool:

@@ -92,6 +92,7 @@ def check_call(facts: RequestFacts, touch: bool = True) -> Call:
     """``POST /v1/requests/check``."""
     body: dict[str, Any] = {"method": facts.method, "touch": touch}
     if facts.cookies:
+        # Only the pairs shaped like session tokens (facts.session_cookie_pairs).
         body["cookie"] = "; ".join(facts.cookies)
     if facts.authorization:
         body["authorization"] = facts.authorization[0]
