@@ -534,7 +534,7 @@ impl Config {
         }
         if let Some(token) = &self.metrics_token
             && !token.is_unset()
-            && token.len() < MetricsToken::MIN_LEN
+            && !token.is_long_enough()
         {
             return Err(ConfigError::Invalid(format!(
                 "metrics_token must be at least {} characters (e.g. openssl rand -hex 32)",
