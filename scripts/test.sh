@@ -24,6 +24,7 @@ need=(
     "/usr/sbin/nginx nginx"
     "/usr/bin/chromium chromium"
     "/usr/bin/chromedriver chromium-driver"
+    "/usr/bin/openssl openssl"
 )
 missing=()
 for pair in "${need[@]}"; do

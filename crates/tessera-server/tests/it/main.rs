@@ -20,4 +20,5 @@ mod nginx;
 mod proxy;
 mod site;
 mod startup;
+mod tls_cluster;
 mod tokens;
