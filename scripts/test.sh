@@ -31,6 +31,7 @@ need=(
     "/usr/bin/chromedriver chromium-driver"
     "/usr/bin/node nodejs"
     "/usr/bin/npm npm"
+    "/usr/bin/openssl openssl"
 )
 missing=()
 for pair in "${need[@]}"; do

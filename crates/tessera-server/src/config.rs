@@ -41,6 +41,7 @@ const ENV_KEYS: &[&str] = &[
     "metrics_listen",
     "hsts_max_age",
     "demo_user",
+    "demo_password_file",
     "body_limit",
     "header_read_timeout",
     "request_body_timeout",
@@ -288,6 +289,9 @@ pub struct Config {
     /// a terminal; otherwise it is written once to a 0600 file whose path
     /// is logged (see [`Config::demo_password_path`]).
     pub demo_user: bool,
+    /// Where that file goes; empty or unset: `tessera-demo-password` beside
+    /// the SQLite database, else in the working directory.
+    pub demo_password_file: Option<String>,
 }
 
 impl Default for Config {
@@ -330,6 +334,7 @@ impl Default for Config {
             metrics_listen: None,
             hsts_max_age: Duration::from_secs(365 * 24 * 3600),
             demo_user: true,
+            demo_password_file: None,
         }
     }
 }
@@ -534,7 +539,7 @@ impl Config {
         }
         if let Some(token) = &self.metrics_token
             && !token.is_unset()
-            && token.len() < MetricsToken::MIN_LEN
+            && !token.is_long_enough()
         {
             return Err(ConfigError::Invalid(format!(
                 "metrics_token must be at least {} characters (e.g. openssl rand -hex 32)",
@@ -617,8 +622,9 @@ impl Config {
     }
 
     /// Where the first-start demo password is written when standard output
-    /// is not a terminal: `tessera-demo-password` beside the SQLite
-    /// database file, else in the working directory.
+    /// is not a terminal: `demo_password_file` when set, else
+    /// `tessera-demo-password` beside the SQLite database file, else in the
+    /// working directory.
     ///
     /// ```
     /// use std::path::PathBuf;
@@ -629,6 +635,9 @@ impl Config {
     /// assert_eq!(config.demo_password_path(), PathBuf::from("/var/lib/tessera/tessera-demo-password"));
     /// ```
     pub fn demo_password_path(&self) -> std::path::PathBuf {
+        if let Some(file) = self.demo_password_file.as_deref().filter(|f| !f.is_empty()) {
+            return std::path::PathBuf::from(file);
+        }
         let dir = crate::files::sqlite_file(&self.database_url())
             .and_then(|file| file.parent().map(Path::to_path_buf))
             .unwrap_or_default();

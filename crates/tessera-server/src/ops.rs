@@ -70,9 +70,9 @@ impl MetricsToken {
         Self(value.into())
     }
 
-    /// Its length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
+    /// True when it has at least [`Self::MIN_LEN`] bytes.
+    pub fn is_long_enough(&self) -> bool {
+        self.0.len() >= Self::MIN_LEN
     }
 
     /// True for an empty value, which means "no token" (so that

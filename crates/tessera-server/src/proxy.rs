@@ -12,9 +12,9 @@
 //!    ignored: the request did not come through our proxies.
 //! 3. Otherwise the chain `header entries…, socket peer` is walked from the
 //!    right, skipping trusted proxies; the first address *not* in the trusted
-//!    networks is the client (RFC 7239 §5.2 and §8.1; OWASP "Logging Cheat
-//!    Sheet" on untrusted `X-Forwarded-For`). If every hop is trusted, the
-//!    left-most one is the client (an internal caller).
+//!    networks is the client (RFC 7239 §5.2; §8.1 on forged values). If
+//!    every hop is trusted, the left-most one is the client (an internal
+//!    caller).
 //! 4. An entry that is not an IP address (RFC 7239 `unknown` or an
 //!    obfuscated `_name`, or junk) ends the walk: the client is then the
 //!    last trusted hop, the nearest address we can vouch for. Rate limits then

@@ -72,6 +72,12 @@ impl Server {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TESSERA_INSECURE_HTTP", "true")
             .env("TESSERA_METRICS_TOKEN", METRICS_TOKEN)
+            // Its own file: servers whose database is not a SQLite file
+            // would otherwise share one in the working directory.
+            .env(
+                "TESSERA_DEMO_PASSWORD_FILE",
+                dir.path().join("tessera-demo-password"),
+            )
             .env("TESSERA_TEST_CLOCK_FILE", Self::clock_path(dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

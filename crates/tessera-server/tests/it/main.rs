@@ -22,4 +22,5 @@ mod proxy;
 mod requests;
 mod site;
 mod startup;
+mod tls_cluster;
 mod tokens;

@@ -175,7 +175,8 @@ async fn every_response_carries_hsts_unless_insecure_http() {
 
 #[tokio::test]
 async fn the_demo_password_goes_to_a_private_file_not_to_the_log() {
-    let server = Server::start(&[]);
+    // The default place: beside the SQLite database.
+    let server = Server::start(&[("TESSERA_DEMO_PASSWORD_FILE", "")]);
     let password = server.demo_password.clone().expect("demo user created");
     let file = server.dir.path().join("tessera-demo-password");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
