@@ -31,6 +31,13 @@ export interface TesseraOptions extends ClientOptions {
    * do. Default true.
    */
   clearSiteDataOnLogout?: boolean;
+  /**
+   * Which requests are status queries (a page polling its own expiry):
+   * they do not count as activity, so polling cannot keep an idle session
+   * alive (OWASP Session Management Cheat Sheet, idle timeout). Default:
+   * none.
+   */
+  statusQuery?: (req: IncomingMessage) => boolean;
 }
 
 /** A connect/Express middleware with its tessera client. */
@@ -81,6 +88,7 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
   const formLimit = options.formLimit ?? DEFAULT_FORM_LIMIT;
   const acceptBearer = options.acceptBearer ?? false;
   const clearSiteData = options.clearSiteDataOnLogout ?? true;
+  const statusQuery = options.statusQuery ?? (() => false);
 
   const middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void => {
     handle(req, res).then(
@@ -113,6 +121,7 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
       sec_fetch_site: header(req, "sec-fetch-site"),
       host: headers.host ?? null,
       csrf_token: csrf,
+      touch: !statusQuery(req),
     });
     if (check.status === 400) {
       // The request carried something tessera refuses to decide on (a

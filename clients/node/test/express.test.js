@@ -257,6 +257,16 @@ describe("expiry", () => {
     const ended = await active.request("GET", "/me");
     assert.equal(ended.status, 401);
     assert.equal(ended.json.reason, "expired_absolute");
+    // Polling the status route does not keep a session alive.
+    const poller = new Browser(app);
+    await poller.login();
+    const first = (await poller.request("GET", "/session/status")).json.idle_expires_at;
+    tessera.advance(5 * MINUTE);
+    assert.equal((await poller.request("GET", "/session/status")).json.idle_expires_at, first);
+    tessera.advance(6 * MINUTE);
+    const polled = await poller.request("GET", "/session/status");
+    assert.equal(polled.status, 401);
+    assert.equal(polled.json.reason, "expired_idle");
     // The page can say so.
     assert.match((await idle.request("GET", "/", { headers: { accept: "text/html" } })).text, /Sign in/);
   });

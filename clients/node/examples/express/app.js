@@ -29,7 +29,13 @@ const escape = (s) =>
 
 /** The app, for tests and for `node app.js`. */
 export function createApp({ url, apiKey, log }) {
-  const sessions = tessera({ url, apiKey, ...(log ? { log } : {}) });
+  const sessions = tessera({
+    url,
+    apiKey,
+    // The expiry poll of the page does not count as activity.
+    statusQuery: (req) => req.method === "GET" && req.url === "/session/status",
+    ...(log ? { log } : {}),
+  });
   const app = express();
   app.disable("x-powered-by");
   app.use(sessions); // every route below sees req.session; unsafe requests are CSRF-checked
@@ -80,6 +86,12 @@ export function createApp({ url, apiKey, log }) {
       absolute_expires_at: s.absoluteExpiresAt,
       data: s.data,
     });
+  });
+
+  // For a page that warns before its session expires: polling this does
+  // not move the idle deadline.
+  app.get("/session/status", requireUser(), (req, res) => {
+    res.json({ idle_expires_at: req.session.idleExpiresAt, absolute_expires_at: req.session.absoluteExpiresAt });
   });
 
   app.post("/counter", requireUser(), async (req, res) => {
