@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod api_keys;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod password_check;
 pub mod ratelimit;
 pub mod server;
 pub mod site;

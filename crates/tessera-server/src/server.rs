@@ -12,6 +12,7 @@ use tessera::SessionManager;
 use tessera::cookie::CookieConfig;
 use tessera::csrf::OriginCheck;
 
+use crate::admission::HashAdmission;
 use crate::api_keys::ApiKeys;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -78,14 +79,20 @@ pub async fn build_state(
         .clock(ServerClock::from_env())
         .build()?;
     let signing = SigningKeys::open(&config, Arc::new(ServerClock::from_env()))?;
-    let users = Users::new(pool.clone()).await?;
+    let admission = HashAdmission::new(
+        config
+            .password_hash_concurrency
+            .unwrap_or_else(crate::admission::default_width),
+    );
+    let users = Users::with_admission(pool.clone(), admission).await?;
     let keys = ApiKeys::new(pool);
     let cookie = CookieConfig::default().insecure_http(config.insecure_http);
     let origin = OriginCheck::new(&config.trusted_origins);
-    let limiter = LoginLimiter::new(
+    let limiter = LoginLimiter::local(
         config.login_max_failures_per_user,
         config.login_max_failures_per_ip,
         config.login_failure_window,
+        config.login_limiter_memory,
     );
     Ok(AppState {
         config: Arc::new(config),
@@ -161,6 +168,18 @@ pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<
              put tessera behind TLS, or use --insecure-http for local development"
         );
     }
+    if state.config.password_grant {
+        tracing::warn!(
+            "password_grant is on: POST /token accepts grant_type=password, which RFC 9700 \
+             §2.4 says MUST NOT be used (the client sees the user's password); prefer \
+             signing in on the site and issuing tokens from your backend (POST /v1/tokens)"
+        );
+    }
+    tracing::info!(
+        slots = state.users.admission().width(),
+        "password hashing admitted {} at a time",
+        state.users.admission().width()
+    );
     let demo_password = ensure_demo_user(&state.users).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;

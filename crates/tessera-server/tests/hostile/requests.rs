@@ -280,7 +280,7 @@ async fn cr_lf_in_echoed_values_never_reaches_a_header_or_a_log_line() {
     let key = api_key(&server);
     let c = client();
 
-    // A user name with CR/LF (echoed in the audit log and error pages).
+    // A user name with CR/LF (it would reach the audit log and error pages).
     for json in [true, false] {
         let username = "demo\r\nSet-Cookie: evil=1\r\n{\"event\":\"forged\"}";
         let req = c.post(server.at("/login"));
@@ -290,7 +290,8 @@ async fn cr_lf_in_echoed_values_never_reaches_a_header_or_a_log_line() {
             req.form(&[("username", username), ("password", "wrong-password")])
         };
         let res = req.send().await.unwrap();
-        assert_eq!(res.status(), 401);
+        // Refused as malformed before it reaches the limiter or the log.
+        assert_eq!(res.status(), 400);
         for (name, value) in res.headers() {
             let v = value.to_str().unwrap_or("");
             assert!(!v.contains("evil"), "injected header {name}: {v}");

@@ -12,6 +12,7 @@ mod api;
 mod backends;
 mod cli;
 mod common;
+mod edge;
 mod faults;
 mod forward;
 mod instances;
