@@ -36,17 +36,31 @@ const SQLITE_MIGRATIONS: Migrations = &[(
     include_str!("../migrations/sqlite/0001_users_and_api_keys.sql"),
 )];
 
-const POSTGRES_MIGRATIONS: Migrations = &[(
-    1,
-    "users_and_api_keys",
-    include_str!("../migrations/postgres/0001_users_and_api_keys.sql"),
-)];
+const POSTGRES_MIGRATIONS: Migrations = &[
+    (
+        1,
+        "users_and_api_keys",
+        include_str!("../migrations/postgres/0001_users_and_api_keys.sql"),
+    ),
+    (
+        2,
+        "login_counters",
+        include_str!("../migrations/postgres/0002_login_counters.sql"),
+    ),
+];
 
-const MYSQL_MIGRATIONS: Migrations = &[(
-    1,
-    "users_and_api_keys",
-    include_str!("../migrations/mysql/0001_users_and_api_keys.sql"),
-)];
+const MYSQL_MIGRATIONS: Migrations = &[
+    (
+        1,
+        "users_and_api_keys",
+        include_str!("../migrations/mysql/0001_users_and_api_keys.sql"),
+    ),
+    (
+        2,
+        "login_counters",
+        include_str!("../migrations/mysql/0002_login_counters.sql"),
+    ),
+];
 
 /// The lock every instance takes around migrations (PostgreSQL advisory
 /// lock key; MySQL lock name).

@@ -85,15 +85,10 @@ pub async fn build_state(
             .unwrap_or_else(crate::admission::default_width),
     );
     let users = Users::with_admission(pool.clone(), admission).await?;
-    let keys = ApiKeys::new(pool);
+    let keys = ApiKeys::new(pool.clone());
     let cookie = CookieConfig::default().insecure_http(config.insecure_http);
     let origin = OriginCheck::new(&config.trusted_origins);
-    let limiter = LoginLimiter::local(
-        config.login_max_failures_per_user,
-        config.login_max_failures_per_ip,
-        config.login_failure_window,
-        config.login_limiter_memory,
-    );
+    let limiter = open_limiter(&config, &pool).await?;
     Ok(AppState {
         config: Arc::new(config),
         manager,
@@ -105,6 +100,38 @@ pub async fn build_state(
         signing,
         metrics,
     })
+}
+
+/// The sign-in limiter, its counters where every instance sees them: in
+/// Redis (Cluster) with a Redis store, in the database with a PostgreSQL or
+/// MySQL store (the server database, which is the store's own unless
+/// `database` says otherwise), else in this process.
+async fn open_limiter(config: &Config, db: &db::Db) -> Result<LoginLimiter, ServerError> {
+    let (per_user, per_ip, window) = (
+        config.login_max_failures_per_user,
+        config.login_max_failures_per_ip,
+        config.login_failure_window,
+    );
+    let limiter = match StoreKind::of(&config.store) {
+        Some(StoreKind::Redis | StoreKind::RedisCluster) => {
+            let store = tessera_redis::RedisStore::connect(
+                &config.store,
+                crate::store::redis_options(config),
+            )
+            .await
+            .map_err(|source| crate::store::StoreOpenError::Store {
+                url: crate::store::redact(&config.store),
+                source,
+            })?;
+            LoginLimiter::in_redis(per_user, per_ip, window, store)
+        }
+        Some(StoreKind::Postgres | StoreKind::MySql) if !matches!(db, db::Db::Sqlite(_)) => {
+            LoginLimiter::in_database(per_user, per_ip, window, db.clone())
+        }
+        _ => LoginLimiter::local(per_user, per_ip, window, config.login_limiter_memory),
+    };
+    tracing::info!(counters = limiter.backend(), "sign-in limiter ready");
+    Ok(limiter)
 }
 
 async fn not_found() -> Response {

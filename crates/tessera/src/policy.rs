@@ -138,9 +138,8 @@ impl SessionPolicy {
 
     /// Whether `data` fits [`SessionPolicy::max_data_bytes`].
     pub fn data_fits(&self, data: &crate::record::Data) -> bool {
-        self.max_data_bytes.is_none_or(|max| {
-            serde_json::to_vec(data).is_ok_and(|encoded| encoded.len() <= max)
-        })
+        self.max_data_bytes
+            .is_none_or(|max| serde_json::to_vec(data).is_ok_and(|encoded| encoded.len() <= max))
     }
 
     /// Checks that the policy can be enforced.

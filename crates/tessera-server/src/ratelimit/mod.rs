@@ -21,10 +21,15 @@
 //! first one finishes through.
 //!
 //! Counters live in this process ([`LoginLimiter::new`], a moka cache
-//! bounded in bytes) or in the shared store, so that several instances give
-//! an attacker one budget, not one each.
+//! bounded in bytes: the memory and SQLite stores) or in the shared store
+//! ([`LoginLimiter::in_database`] for PostgreSQL and MySQL,
+//! [`LoginLimiter::in_redis`] for Redis and Redis Cluster: an atomic
+//! increment whose first hit starts the window's expiry), so that several
+//! instances give an attacker one budget, not one each. When shared
+//! counters cannot be reached the attempt fails closed with 503.
 
 mod local;
+mod shared;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -32,6 +37,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use self::local::LocalCounters;
+use self::shared::{RedisCounters, SqlCounters};
 
 /// Default memory for local counters: 16 MiB, about 40,000 of the longest
 /// user names or 90,000 ordinary ones.
@@ -75,12 +81,16 @@ pub struct Reservation {
 #[derive(Clone)]
 enum Counters {
     Local(LocalCounters),
+    Sql(SqlCounters),
+    Redis(RedisCounters),
 }
 
 impl Counters {
     async fn incr(&self, key: &str) -> Result<(u32, Duration), LimitError> {
         match self {
             Self::Local(c) => Ok(c.incr(key)),
+            Self::Sql(c) => c.incr(key).await,
+            Self::Redis(c) => c.incr(key).await,
         }
     }
 
@@ -90,6 +100,8 @@ impl Counters {
                 c.decr(key);
                 Ok(())
             }
+            Self::Sql(c) => c.decr(key).await,
+            Self::Redis(c) => c.decr(key).await,
         }
     }
 
@@ -99,6 +111,8 @@ impl Counters {
                 c.clear(key);
                 Ok(())
             }
+            Self::Sql(c) => c.clear(key).await,
+            Self::Redis(c) => c.clear(key).await,
         }
     }
 }
@@ -158,6 +172,50 @@ impl LoginLimiter {
             max_user,
             max_ip,
             window,
+        }
+    }
+
+    /// A limiter whose counters live in a PostgreSQL or MySQL database
+    /// (table `tessera_login_counters`), shared by every instance using it.
+    /// A SQLite database gets counters in this process instead, with
+    /// [`DEFAULT_MEMORY_BYTES`].
+    pub fn in_database(max_user: u32, max_ip: u32, window: Duration, db: crate::db::Db) -> Self {
+        let counters = match db {
+            crate::db::Db::Sqlite(_) => {
+                Counters::Local(LocalCounters::new(window, DEFAULT_MEMORY_BYTES))
+            }
+            db => Counters::Sql(SqlCounters::new(db, window)),
+        };
+        Self {
+            counters,
+            max_user,
+            max_ip,
+            window,
+        }
+    }
+
+    /// A limiter whose counters live in Redis or Redis Cluster (keys
+    /// `{prefix}c:login:…`), shared by every instance using it.
+    pub fn in_redis(
+        max_user: u32,
+        max_ip: u32,
+        window: Duration,
+        store: tessera_redis::RedisStore,
+    ) -> Self {
+        Self {
+            counters: Counters::Redis(RedisCounters::new(store, window)),
+            max_user,
+            max_ip,
+            window,
+        }
+    }
+
+    /// Where the counters live: `memory`, `database` or `redis`.
+    pub fn backend(&self) -> &'static str {
+        match self.counters {
+            Counters::Local(_) => "memory",
+            Counters::Sql(_) => "database",
+            Counters::Redis(_) => "redis",
         }
     }
 

@@ -351,11 +351,19 @@ async fn cr_lf_in_echoed_values_never_reaches_a_header_or_a_log_line() {
             .unwrap();
         assert_eq!(res.status(), 400, "user id {user_id:?} was accepted");
     }
-    // CR/LF in the user agent: stored as data, returned only inside JSON.
+    // CR/LF in the user agent: refused too (it is shown and logged).
     let res = c
         .post(server.at("/v1/sessions"))
         .bearer_auth(&key)
         .json(&serde_json::json!({"user_id": "bob", "user_agent": "ua\r\nX-Evil: 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = c
+        .post(server.at("/v1/sessions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"user_id": "bob", "user_agent": "ua X-Evil: 1"}))
         .send()
         .await
         .unwrap();

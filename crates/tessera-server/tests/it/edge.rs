@@ -448,3 +448,96 @@ async fn the_password_grant_is_off_by_default_and_tokens_carry_client_id() {
     // The grant still signs in with the password only once per budget.
     login(&server, "demo", &password).await;
 }
+
+/// Two instances on one shared store: concurrent wrong passwords split
+/// between them evaluate at most one budget, and both refuse afterwards.
+/// (With counters in each process, two instances gave twice the budget.)
+async fn two_instances_share_one_budget(
+    store: &str,
+    database: Option<&str>,
+    extra_env: &[(&str, &str)],
+) {
+    let mut env = vec![
+        ("TESSERA_LOGIN_MAX_FAILURES_PER_USER", "4"),
+        ("TESSERA_LOGIN_MAX_FAILURES_PER_IP", "1000"),
+    ];
+    if let Some(database) = database {
+        env.push(("TESSERA_DATABASE", database));
+    }
+    env.extend_from_slice(extra_env);
+    let a = Server::start_on(tempfile::tempdir().unwrap(), store, &env);
+    let b = Server::start_on(tempfile::tempdir().unwrap(), store, &env);
+    let password = a.demo_password.clone().expect("A creates the demo user");
+    let http = client();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let server = if i % 2 == 0 { &a } else { &b };
+            let req = http
+                .post(server.at("/login"))
+                .json(&json!({"username": "demo", "password": format!("guess-{i}")}));
+            tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut evaluated = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            401 => evaluated += 1,
+            429 | 503 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        evaluated <= 4,
+        "{evaluated} guesses evaluated over two instances"
+    );
+    // Spend what a 503 may have left, then both refuse the right password.
+    for server in [&a, &b, &a, &b] {
+        try_login(server, "demo", "one-more-guess").await;
+    }
+    for server in [&a, &b] {
+        let res = try_login(server, "demo", &password).await;
+        assert_eq!(res.status(), 429);
+        assert!(session_cookie(res.headers()).is_none());
+    }
+    assert!(a.logs().contains("\"counters\":\"") && !a.logs().contains("\"counters\":\"memory\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgresql_share_one_sign_in_budget() {
+    let db = crate::backends::PgDatabase::create();
+    two_instances_share_one_budget(&db.url, None, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_mysql_share_one_sign_in_budget() {
+    let db = crate::backends::MyDatabase::create();
+    two_instances_share_one_budget(&db.url, None, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_redis_share_one_sign_in_budget() {
+    let url = crate::backends::required_env("TESSERA_TEST_REDIS_URL");
+    let prefix = format!("{}:", crate::backends::unique("tessera-edge"));
+    let shared = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", shared.path().join("users.db").display());
+    two_instances_share_one_budget(
+        &url,
+        Some(&database),
+        &[("TESSERA_STORE_KEY_PREFIX", &prefix)],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_redis_cluster_share_one_sign_in_budget() {
+    let url = crate::backends::required_env("TESSERA_TEST_REDIS_CLUSTER_URL");
+    let prefix = format!("{}:", crate::backends::unique("tessera-edge"));
+    let shared = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", shared.path().join("users.db").display());
+    two_instances_share_one_budget(
+        &url,
+        Some(&database),
+        &[("TESSERA_STORE_KEY_PREFIX", &prefix)],
+    )
+    .await;
+}
