@@ -2,8 +2,9 @@
 //!
 //! Passwords are hashed with Argon2id at the OWASP Password Storage Cheat
 //! Sheet's first recommended setting (m = 19 MiB, t = 2, p = 1), which also
-//! satisfies ASVS 5.0 V11.4.2. Hashing runs on the blocking pool so a burst
-//! of sign-ins cannot stall the request threads.
+//! satisfies ASVS 5.0 V11.4.2. Hashing runs on the admission's own threads
+//! (see [`crate::admission`]) so a burst of sign-ins cannot stall the
+//! request threads.
 //!
 //! A sign-in for an unknown (or disabled) user runs exactly the same Argon2
 //! verification, against a dummy hash made at start-up with the same
@@ -144,14 +145,11 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
 
 async fn hash(admission: &HashAdmission, password: String) -> Result<String, UserError> {
     let permit = admission.admit().await?;
-    tokio::task::spawn_blocking(move || {
-        // The slot is held until the hash is done, even if the request
-        // that asked for it is gone.
-        let _permit = permit;
-        hash_blocking(&password)
-    })
-    .await
-    .map_err(|e| UserError::Hash(e.to_string()))?
+    // The slot is held until the hash is done, even if the request that
+    // asked for it is gone.
+    admission
+        .run(permit, move || hash_blocking(&password))
+        .await?
 }
 
 /// A random password for the demo user: 20 characters from a 56-symbol
@@ -366,13 +364,13 @@ impl Users {
         } else {
             password.to_owned()
         };
-        let matched = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            metrics::counter!(crate::metrics::PASSWORD_VERIFICATIONS).increment(1);
-            verify_blocking(&candidate, &phc)
-        })
-        .await
-        .map_err(|e| UserError::Hash(e.to_string()))?;
+        let matched = self
+            .admission
+            .run(permit, move || {
+                metrics::counter!(crate::metrics::PASSWORD_VERIFICATIONS).increment(1);
+                verify_blocking(&candidate, &phc)
+            })
+            .await?;
         Ok(matched && usable && !too_long)
     }
 

@@ -291,7 +291,10 @@ fn concurrent_migrations_apply_once(store: &str) {
             applied_now += 1;
         }
     }
-    assert_eq!(applied_now, 1, "exactly one instance applies the migrations");
+    assert_eq!(
+        applied_now, 1,
+        "exactly one instance applies the migrations"
+    );
 }
 
 #[test]
