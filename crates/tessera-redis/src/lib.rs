@@ -52,6 +52,7 @@
 
 mod codec;
 mod config;
+mod counter;
 mod delete_all;
 mod refresh;
 mod scripts;

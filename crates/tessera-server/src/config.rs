@@ -61,6 +61,12 @@ const ENV_KEYS: &[&str] = &[
     "token_audience",
     "token_algorithm",
     "refresh_grace",
+    // Sign-in admission, throttling and input bounds.
+    "password_hash_concurrency",
+    "login_limiter_memory",
+    "password_grant",
+    "max_session_data",
+    "token_client_id",
 ];
 
 /// Keys of earlier versions, refused with what to write instead (a
@@ -292,6 +298,28 @@ pub struct Config {
     /// Where that file goes; empty or unset: `tessera-demo-password` beside
     /// the SQLite database, else in the working directory.
     pub demo_password_file: Option<String>,
+    // --- Sign-in admission, throttling and input bounds -------------------
+    // (docs/security.md, "Sign-in under load")
+    /// Argon2 password hashes computed at once (each holds 19 MiB while it
+    /// runs); a short line of 4 per slot waits behind them and further
+    /// sign-ins get 503 with `Retry-After` at once. Default: the number of
+    /// CPUs.
+    pub password_hash_concurrency: Option<usize>,
+    /// Bytes of memory for the sign-in limiter's counters when they live in
+    /// this process (memory and SQLite stores). Default 16 MiB.
+    pub login_limiter_memory: u64,
+    /// Enables the OAuth password grant (`grant_type=password` on
+    /// `POST /token`). Off by default: RFC 9700 §2.4 says the resource
+    /// owner password credentials grant MUST NOT be used. Logs a warning at
+    /// start-up when on.
+    pub password_grant: bool,
+    /// `client_id` claim of access tokens (RFC 9068 §2.2 requires one):
+    /// tessera keeps no client registry, so every token it issues names the
+    /// one first-party client of this deployment. Default `tessera`.
+    pub token_client_id: String,
+    /// Largest session `data` (its JSON encoding, in bytes) a `/v1` request
+    /// may leave behind, after its changes are merged. Default 16 KiB.
+    pub max_session_data: usize,
 }
 
 impl Default for Config {
@@ -335,6 +363,11 @@ impl Default for Config {
             hsts_max_age: Duration::from_secs(365 * 24 * 3600),
             demo_user: true,
             demo_password_file: None,
+            password_hash_concurrency: None,
+            login_limiter_memory: crate::ratelimit::DEFAULT_MEMORY_BYTES,
+            password_grant: false,
+            token_client_id: String::from("tessera"),
+            max_session_data: 16 * 1024,
         }
     }
 }
@@ -419,6 +452,7 @@ impl Config {
             .with_touch_step(self.effective_touch_step())
             .with_max_sessions_per_user(self.max_sessions_per_user)
             .with_refresh_grace(self.refresh_grace)
+            .with_max_data_bytes(Some(self.max_session_data))
     }
 
     /// The touch step in force: `touch_step` when set, else derived from
@@ -545,6 +579,24 @@ impl Config {
                 "metrics_token must be at least {} characters (e.g. openssl rand -hex 32)",
                 MetricsToken::MIN_LEN
             )));
+        }
+        if self.token_client_id.is_empty()
+            || self.token_client_id.len() > 256
+            || self.token_client_id.chars().any(char::is_control)
+        {
+            return Err(ConfigError::Invalid(
+                "token_client_id must be 1 to 256 bytes without control characters".into(),
+            ));
+        }
+        if self.password_hash_concurrency == Some(0) {
+            return Err(ConfigError::Invalid(
+                "password_hash_concurrency must be positive".into(),
+            ));
+        }
+        if self.login_limiter_memory < 64 * 1024 || self.max_session_data == 0 {
+            return Err(ConfigError::Invalid(
+                "login_limiter_memory must be at least 64 KiB and max_session_data positive".into(),
+            ));
         }
         for origin in &self.trusted_origins {
             if !(origin.starts_with("https://") || origin.starts_with("http://")) {

@@ -50,6 +50,11 @@ const POSTGRES_MIGRATIONS: Migrations = &[
         include_str!("../migrations/postgres/0001_users_and_api_keys.sql"),
     ),
     (
+        2,
+        "login_counters",
+        include_str!("../migrations/postgres/0002_login_counters.sql"),
+    ),
+    (
         3,
         "security_events",
         include_str!("../migrations/postgres/0003_security_events.sql"),
@@ -61,6 +66,11 @@ const MYSQL_MIGRATIONS: Migrations = &[
         1,
         "users_and_api_keys",
         include_str!("../migrations/mysql/0001_users_and_api_keys.sql"),
+    ),
+    (
+        2,
+        "login_counters",
+        include_str!("../migrations/mysql/0002_login_counters.sql"),
     ),
     (
         3,

@@ -83,6 +83,17 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 503 `busy` with `Retry-After: 1`: every password-hashing slot is
+    /// taken (see [`crate::admission`]); nothing was checked or counted.
+    pub fn busy() -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy")
+            .message("too many sign-ins at once; try again in a moment");
+        e.retry_after = Some(1);
+        e
+    }
+}
+
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         if e.is_unavailable() {
@@ -93,6 +104,11 @@ impl From<SessionError> for ApiError {
             SessionError::Conflict => Self::new(StatusCode::CONFLICT, "conflict")
                 .message("the session changed concurrently; retry"),
             SessionError::Data(err) => Self::bad_request("invalid_data", err.to_string()),
+            SessionError::DataTooLarge { limit } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "data_too_large").message(format!(
+                    "the session data would exceed {limit} bytes; nothing was changed"
+                ))
+            }
             other => Self::unauthenticated(other.reason_code().unwrap_or("missing")),
         }
     }
@@ -106,6 +122,7 @@ impl From<crate::users::UserError> for ApiError {
             UserError::InvalidName => Self::bad_request("invalid_user", e.to_string()),
             UserError::Exists => Self::new(StatusCode::CONFLICT, "exists"),
             UserError::NotFound => Self::not_found(),
+            UserError::Busy(_) => Self::busy(),
             other => {
                 tracing::error!(error = %other, "user database failure");
                 Self::unavailable()

@@ -248,7 +248,9 @@ impl SigningKeys {
             (Some(dir), store.key_set().clone())
         };
         let (issuer, audience) = issuer_and_audience(config);
+        // RFC 9068 §2.2: an access token names the client it was issued to.
         let issuer_config = IssuerConfig::new(issuer.clone(), audience.clone())
+            .client_id(config.token_client_id.clone())
             .lifetime(config.access_token_lifetime);
         // Both algorithms: a key is bound to one for life, so accepting both
         // opens no confusion, and tokens signed before an operator switched

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activity;
+pub mod admission;
 pub mod api;
 pub mod api_keys;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod password_check;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;

@@ -36,6 +36,11 @@ pub const CSRF_REJECTIONS: &str = "tessera_csrf_rejections_total";
 pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
 /// Sign-ins refused by the rate limiter.
 pub const LOGIN_RATE_LIMITED: &str = "tessera_login_rate_limited_total";
+/// Password verifications actually run (Argon2 computations for sign-in
+/// and re-authentication), whatever their outcome: the guesses evaluated.
+pub const PASSWORD_VERIFICATIONS: &str = "tessera_password_verifications_total";
+/// Password checks refused because every hashing slot was taken (503).
+pub const PASSWORD_ADMISSION_REFUSED: &str = "tessera_password_admission_refused_total";
 /// Refresh tokens exchanged for a new pair (token mode).
 pub const TOKENS_REFRESHED: &str = "tessera_tokens_refreshed_total";
 /// Used refresh tokens presented again: families revoked as suspected theft
@@ -72,6 +77,8 @@ pub fn describe() {
         CSRF_REJECTIONS,
         LOGIN_FAILURES,
         LOGIN_RATE_LIMITED,
+        PASSWORD_VERIFICATIONS,
+        PASSWORD_ADMISSION_REFUSED,
         TOKENS_REFRESHED,
         REFRESH_REUSE_DETECTED,
     ] {

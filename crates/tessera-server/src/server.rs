@@ -12,6 +12,7 @@ use tessera::SessionManager;
 use tessera::cookie::CookieConfig;
 use tessera::csrf::OriginCheck;
 
+use crate::admission::HashAdmission;
 use crate::api_keys::ApiKeys;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -78,16 +79,17 @@ pub async fn build_state(
         .clock(ServerClock::from_env())
         .build()?;
     let signing = SigningKeys::open(&config, Arc::new(ServerClock::from_env()))?;
-    let users = Users::new(pool.clone()).await?;
+    let admission = HashAdmission::new(
+        config
+            .password_hash_concurrency
+            .unwrap_or_else(crate::admission::default_width),
+    );
+    let users = Users::with_admission(pool.clone(), admission).await?;
     let activity = crate::activity::Activity::new(pool.clone());
-    let keys = ApiKeys::new(pool);
+    let keys = ApiKeys::new(pool.clone());
     let cookie = CookieConfig::default().insecure_http(config.insecure_http);
     let origin = OriginCheck::new(&config.trusted_origins);
-    let limiter = LoginLimiter::new(
-        config.login_max_failures_per_user,
-        config.login_max_failures_per_ip,
-        config.login_failure_window,
-    );
+    let limiter = open_limiter(&config, &pool).await?;
     Ok(AppState {
         config: Arc::new(config),
         manager,
@@ -100,6 +102,38 @@ pub async fn build_state(
         signing,
         metrics,
     })
+}
+
+/// The sign-in limiter, its counters where every instance sees them: in
+/// Redis (Cluster) with a Redis store, in the database with a PostgreSQL or
+/// MySQL store (the server database, which is the store's own unless
+/// `database` says otherwise), else in this process.
+async fn open_limiter(config: &Config, db: &db::Db) -> Result<LoginLimiter, ServerError> {
+    let (per_user, per_ip, window) = (
+        config.login_max_failures_per_user,
+        config.login_max_failures_per_ip,
+        config.login_failure_window,
+    );
+    let limiter = match StoreKind::of(&config.store) {
+        Some(StoreKind::Redis | StoreKind::RedisCluster) => {
+            let store = tessera_redis::RedisStore::connect(
+                &config.store,
+                crate::store::redis_options(config),
+            )
+            .await
+            .map_err(|source| crate::store::StoreOpenError::Store {
+                url: crate::store::redact(&config.store),
+                source,
+            })?;
+            LoginLimiter::in_redis(per_user, per_ip, window, store)
+        }
+        Some(StoreKind::Postgres | StoreKind::MySql) if !matches!(db, db::Db::Sqlite(_)) => {
+            LoginLimiter::in_database(per_user, per_ip, window, db.clone())
+        }
+        _ => LoginLimiter::local(per_user, per_ip, window, config.login_limiter_memory),
+    };
+    tracing::info!(counters = limiter.backend(), "sign-in limiter ready");
+    Ok(limiter)
 }
 
 async fn not_found() -> Response {
@@ -169,6 +203,18 @@ pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<
              put tessera behind TLS, or use --insecure-http for local development"
         );
     }
+    if state.config.password_grant {
+        tracing::warn!(
+            "password_grant is on: POST /token accepts grant_type=password, which RFC 9700 \
+             §2.4 says MUST NOT be used (the client sees the user's password); prefer \
+             signing in on the site and issuing tokens from your backend (POST /v1/tokens)"
+        );
+    }
+    tracing::info!(
+        slots = state.users.admission().width(),
+        "password hashing admitted {} at a time",
+        state.users.admission().width()
+    );
     let demo_password = if state.config.demo_user {
         ensure_demo_user(&state.users).await?
     } else {

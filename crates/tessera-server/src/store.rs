@@ -155,22 +155,24 @@ pub async fn open_session_store(config: &Config) -> Result<Arc<MeteredStore>, St
                     .map_err(fail)?,
             ))
         }
-        Some(StoreKind::Redis | StoreKind::RedisCluster) => {
-            // One command never waits longer than a whole operation may.
-            let options = tessera_redis::RedisOptions::default()
-                .with_key_prefix(config.store_key_prefix.clone())
-                .with_connect_timeout(config.store_connect_timeout)
-                .with_response_timeout(config.store_timeout)
-                .with_operation_timeout(config.store_timeout);
-            MeteredStore::new(Arc::new(
-                tessera_redis::RedisStore::connect(url, options)
-                    .await
-                    .map_err(fail)?,
-            ))
-        }
+        Some(StoreKind::Redis | StoreKind::RedisCluster) => MeteredStore::new(Arc::new(
+            tessera_redis::RedisStore::connect(url, redis_options(config))
+                .await
+                .map_err(fail)?,
+        )),
         None => return Err(StoreOpenError::Unsupported(redact(url))),
     };
     Ok(Arc::new(metered))
+}
+
+/// The Redis options of `config`: key prefix and timeouts.
+pub fn redis_options(config: &Config) -> tessera_redis::RedisOptions {
+    // One command never waits longer than a whole operation may.
+    tessera_redis::RedisOptions::default()
+        .with_key_prefix(config.store_key_prefix.clone())
+        .with_connect_timeout(config.store_connect_timeout)
+        .with_response_timeout(config.store_timeout)
+        .with_operation_timeout(config.store_timeout)
 }
 
 /// The server's clock: the system clock, except in debug builds when

@@ -2,14 +2,21 @@
 //!
 //! Passwords are hashed with Argon2id at the OWASP Password Storage Cheat
 //! Sheet's first recommended setting (m = 19 MiB, t = 2, p = 1), which also
-//! satisfies ASVS 5.0 V11.4.2. Hashing runs on the blocking pool so a burst
-//! of sign-ins cannot stall the request threads.
+//! satisfies ASVS 5.0 V11.4.2. Hashing runs on the admission's own threads
+//! (see [`crate::admission`]) so a burst of sign-ins cannot stall the
+//! request threads.
 //!
 //! A sign-in for an unknown (or disabled) user runs exactly the same Argon2
 //! verification, against a dummy hash made at start-up with the same
 //! parameters, and returns the same answer as a wrong password: neither the
 //! message nor the time tells whether a user exists (OWASP Authentication
 //! Cheat Sheet, "Authentication and Error Messages").
+//!
+//! Every hash and verification first takes a slot of the
+//! [`HashAdmission`] gate, so a flood of sign-ins costs at most its width
+//! times the Argon2 memory; past the gate's line the answer is
+//! [`UserError::Busy`] at once. A sign-in for an unknown user takes its slot
+//! the same way, before the database lookup.
 
 use std::sync::Arc;
 
@@ -17,6 +24,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::Serialize;
 
+use crate::admission::{Busy, HashAdmission};
 use crate::db::{Db, is_duplicate, now_secs, on_pool};
 
 /// Argon2 memory cost in KiB (OWASP: 19 MiB).
@@ -53,6 +61,10 @@ pub enum UserError {
     /// Hashing failed (or the OS CSPRNG did).
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// Every password-hashing slot is taken and the line is full; the
+    /// caller answers 503 with `Retry-After`.
+    #[error(transparent)]
+    Busy(#[from] Busy),
 }
 
 /// A user as listed (never with the hash).
@@ -71,6 +83,7 @@ pub struct UserInfo {
 pub struct Users {
     db: Db,
     dummy_hash: Arc<str>,
+    admission: HashAdmission,
 }
 
 impl std::fmt::Debug for Users {
@@ -130,10 +143,13 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn hash(password: String) -> Result<String, UserError> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .map_err(|e| UserError::Hash(e.to_string()))?
+async fn hash(admission: &HashAdmission, password: String) -> Result<String, UserError> {
+    let permit = admission.admit().await?;
+    // The slot is held until the hash is done, even if the request that
+    // asked for it is gone.
+    admission
+        .run(permit, move || hash_blocking(&password))
+        .await?
 }
 
 /// A random password for the demo user: 20 characters from a 56-symbol
@@ -169,11 +185,30 @@ impl Users {
     ///
     /// [`UserError::Hash`] if hashing fails.
     pub async fn new(db: impl Into<Db>) -> Result<Self, UserError> {
-        let dummy = hash(random_password()?).await?;
+        Self::with_admission(db, HashAdmission::default()).await
+    }
+
+    /// Like [`Users::new`], with every hash and verification admitted by
+    /// `admission`.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::Hash`] if hashing fails.
+    pub async fn with_admission(
+        db: impl Into<Db>,
+        admission: HashAdmission,
+    ) -> Result<Self, UserError> {
+        let dummy = hash(&admission, random_password()?).await?;
         Ok(Self {
             db: db.into(),
             dummy_hash: Arc::from(dummy),
+            admission,
         })
+    }
+
+    /// The gate in front of this table's password hashing.
+    pub fn admission(&self) -> &HashAdmission {
+        &self.admission
     }
 
     /// Number of users.
@@ -197,7 +232,7 @@ impl Users {
             return Err(UserError::InvalidName);
         }
         check_password(password)?;
-        let phc = hash(password.to_owned()).await?;
+        let phc = hash(&self.admission, password.to_owned()).await?;
         let now = now_secs();
         let sql = self.db.dialect(
             "INSERT INTO tessera_users (username, password_hash, disabled, created_at, password_changed_at)
@@ -226,7 +261,7 @@ impl Users {
     /// hashing errors.
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), UserError> {
         check_password(password)?;
-        let phc = hash(password.to_owned()).await?;
+        let phc = hash(&self.admission, password.to_owned()).await?;
         let sql = self.db.dialect(
             "UPDATE tessera_users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
         );
@@ -298,8 +333,14 @@ impl Users {
     ///
     /// # Errors
     ///
-    /// Database and task errors (the caller answers 503, not 401).
+    /// [`UserError::Busy`] when the hashing gate is full; database and task
+    /// errors (the caller answers 503, not 401).
     pub async fn verify(&self, name: &str, password: &str) -> Result<bool, UserError> {
+        // The slot is taken before the lookup, so known and unknown users
+        // meet the gate the same way.
+        let permit = self.admission.admit().await.inspect_err(|_| {
+            metrics::counter!(crate::metrics::PASSWORD_ADMISSION_REFUSED).increment(1);
+        })?;
         let row: Option<(String, i64)> = if valid_username(name) {
             let sql = self
                 .db
@@ -323,9 +364,13 @@ impl Users {
         } else {
             password.to_owned()
         };
-        let matched = tokio::task::spawn_blocking(move || verify_blocking(&candidate, &phc))
-            .await
-            .map_err(|e| UserError::Hash(e.to_string()))?;
+        let matched = self
+            .admission
+            .run(permit, move || {
+                metrics::counter!(crate::metrics::PASSWORD_VERIFICATIONS).increment(1);
+                verify_blocking(&candidate, &phc)
+            })
+            .await?;
         Ok(matched && usable && !too_long)
     }
 

@@ -89,6 +89,14 @@ pub enum SessionError {
     /// A value could not be (de)serialized.
     #[error("session data error: {0}")]
     Data(#[from] serde_json::Error),
+    /// The session data would exceed the policy's
+    /// [`max_data_bytes`](crate::SessionPolicy::max_data_bytes); nothing
+    /// was written.
+    #[error("session data larger than {limit} bytes")]
+    DataTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The store failed; the request must fail closed.
     #[error(transparent)]
     Store(#[from] StoreError),

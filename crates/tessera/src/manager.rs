@@ -222,6 +222,7 @@ impl SessionManager {
             client,
         )?;
         record.data = data;
+        self.check_data_size(&record.data)?;
         if record.user_id.is_some() {
             record.authenticated_at = Some(now);
         }
@@ -424,8 +425,16 @@ impl SessionManager {
     ) -> Result<SessionRecord, SessionError> {
         let now = self.now();
         let policy = &self.inner.policy;
+        // Set by the attempt (the closure may run again on a newer record)
+        // whose merged data is over the limit; that attempt writes nothing.
+        let too_large = std::sync::atomic::AtomicBool::new(false);
         let apply = |record: &mut SessionRecord| {
             changes.apply(&mut record.data);
+            let fits = changes.is_empty() || policy.data_fits(&record.data);
+            too_large.store(!fits, std::sync::atomic::Ordering::Relaxed);
+            if !fits {
+                return Modify::Keep;
+            }
             if access == Access::Activity {
                 record.last_seen_at = now;
                 record.deadlines.idle =
@@ -433,9 +442,26 @@ impl SessionManager {
             }
             Modify::Write
         };
-        self.store_modify(base, now, &apply)
-            .await?
-            .ok_or(SessionError::NotFound)
+        let written = self.store_modify(base, now, &apply).await?;
+        if too_large.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(self.data_too_large());
+        }
+        written.ok_or(SessionError::NotFound)
+    }
+
+    fn data_too_large(&self) -> SessionError {
+        SessionError::DataTooLarge {
+            limit: self.inner.policy.max_data_bytes.unwrap_or(usize::MAX),
+        }
+    }
+
+    /// [`SessionError::DataTooLarge`] unless `data` fits the policy.
+    fn check_data_size(&self, data: &crate::record::Data) -> Result<(), SessionError> {
+        if self.inner.policy.data_fits(data) {
+            Ok(())
+        } else {
+            Err(self.data_too_large())
+        }
     }
 
     async fn store_modify(

@@ -57,6 +57,14 @@ pub struct SessionPolicy {
     /// same child back (lost responses, racing tabs) instead of counting as
     /// theft. Default 10 seconds; zero disables it. See [`crate::refresh`].
     pub refresh_grace: Duration,
+    /// Largest session data, as the bytes of its JSON encoding, that
+    /// creating a session or changing its data may leave behind; checked
+    /// after the changes are merged onto the stored data, inside the atomic
+    /// write, so concurrent writers cannot add up past it. `None` for no
+    /// limit (the default; the server sets 16 KiB). Bounds what one client
+    /// can make every later request load (OWASP Denial of Service Cheat
+    /// Sheet).
+    pub max_data_bytes: Option<usize>,
 }
 
 impl Default for SessionPolicy {
@@ -67,6 +75,7 @@ impl Default for SessionPolicy {
             touch_step: Duration::from_secs(60),
             max_sessions_per_user: None,
             refresh_grace: crate::refresh::DEFAULT_REFRESH_GRACE,
+            max_data_bytes: None,
         }
     }
 }
@@ -113,6 +122,24 @@ impl SessionPolicy {
     pub fn with_refresh_grace(mut self, grace: Duration) -> Self {
         self.refresh_grace = grace;
         self
+    }
+
+    /// Limits the size of session data (see
+    /// [`SessionPolicy::max_data_bytes`]).
+    ///
+    /// ```
+    /// let policy = tessera::SessionPolicy::default().with_max_data_bytes(Some(16 * 1024));
+    /// assert_eq!(policy.max_data_bytes, Some(16 * 1024));
+    /// ```
+    pub fn with_max_data_bytes(mut self, max: Option<usize>) -> Self {
+        self.max_data_bytes = max;
+        self
+    }
+
+    /// Whether `data` fits [`SessionPolicy::max_data_bytes`].
+    pub fn data_fits(&self, data: &crate::record::Data) -> bool {
+        self.max_data_bytes
+            .is_none_or(|max| serde_json::to_vec(data).is_ok_and(|encoded| encoded.len() <= max))
     }
 
     /// Checks that the policy can be enforced.

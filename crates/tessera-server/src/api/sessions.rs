@@ -11,7 +11,7 @@ use tessera::{Access, Renewal, SessionError};
 
 use super::types::{
     CreateSession, ExpectationFailed, IssuedSession, PatchData, Revoked, SessionSummary,
-    SessionView, TokenRequest, VerifyRequest, valid_user_id,
+    SessionView, TokenRequest, VerifyRequest, valid_client_meta, valid_data_keys, valid_user_id,
 };
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -64,6 +64,8 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateSession>,
 ) -> Result<Response, ApiError> {
     valid_user_id(&req.user_id)?;
+    valid_data_keys(req.data.keys())?;
+    valid_client_meta(req.ip.as_deref(), req.user_agent.as_deref())?;
     let client = ClientMeta::new(req.ip, req.user_agent);
     let issued_session = state
         .manager
@@ -125,6 +127,7 @@ pub async fn patch_data(
     JsonBody(req): JsonBody<PatchData>,
 ) -> Result<Response, ApiError> {
     let token = parse_token(&req.token)?;
+    valid_data_keys(req.set.keys().chain(req.remove.iter()))?;
     let mut changes = DataChanges::default();
     for (key, value) in req.set {
         changes.set(key, value);

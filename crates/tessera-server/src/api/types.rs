@@ -53,6 +53,83 @@ pub fn valid_user_id(user_id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Most keys one `/v1` request may send in a data map (`data`, `set`) or a
+/// removal list (`remove`).
+pub const MAX_DATA_KEYS: usize = 256;
+
+/// Longest data key, in bytes.
+pub const MAX_DATA_KEY_BYTES: usize = 256;
+
+/// Longest accepted `ip`, in bytes (a textual IPv6 address with a zone
+/// fits in 64).
+pub const MAX_IP_BYTES: usize = 64;
+
+/// Longest accepted `user_agent`, in bytes (the record keeps the first
+/// [`ClientMeta::MAX_USER_AGENT`](tessera::record::ClientMeta::MAX_USER_AGENT)).
+pub const MAX_USER_AGENT_BYTES: usize = 1024;
+
+/// Checks the data keys of a request: at most [`MAX_DATA_KEYS`], each
+/// 1 to [`MAX_DATA_KEY_BYTES`] bytes. The size of the data itself is
+/// checked after merging, by the session policy (`max_session_data`).
+///
+/// ```
+/// use tessera_server::api::types::valid_data_keys;
+/// assert!(valid_data_keys(["theme", "cart"]).is_ok());
+/// assert!(valid_data_keys([""]).is_err());
+/// assert!(valid_data_keys((0..300).map(|i| i.to_string())).is_err());
+/// ```
+///
+/// # Errors
+///
+/// 400 `invalid_data`.
+pub fn valid_data_keys<K: AsRef<str>>(keys: impl IntoIterator<Item = K>) -> Result<(), ApiError> {
+    let mut count = 0usize;
+    for key in keys {
+        count += 1;
+        let key = key.as_ref();
+        if count > MAX_DATA_KEYS || key.is_empty() || key.len() > MAX_DATA_KEY_BYTES {
+            return Err(ApiError::bad_request(
+                "invalid_data",
+                format!(
+                    "at most {MAX_DATA_KEYS} keys per request, each 1 to \
+                     {MAX_DATA_KEY_BYTES} bytes"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the client metadata of a request: `ip` at most [`MAX_IP_BYTES`],
+/// `user_agent` at most [`MAX_USER_AGENT_BYTES`], neither with control
+/// characters (both are shown in the device list and logged).
+///
+/// ```
+/// use tessera_server::api::types::valid_client_meta;
+/// assert!(valid_client_meta(Some("2001:db8::1"), Some("Mozilla/5.0")).is_ok());
+/// assert!(valid_client_meta(Some(&"1".repeat(65)), None).is_err());
+/// assert!(valid_client_meta(None, Some("a\r\nb")).is_err());
+/// ```
+///
+/// # Errors
+///
+/// 400 `invalid_client`.
+pub fn valid_client_meta(ip: Option<&str>, user_agent: Option<&str>) -> Result<(), ApiError> {
+    let bad = |v: Option<&str>, max: usize| {
+        v.is_some_and(|v| v.len() > max || v.chars().any(char::is_control))
+    };
+    if bad(ip, MAX_IP_BYTES) || bad(user_agent, MAX_USER_AGENT_BYTES) {
+        return Err(ApiError::bad_request(
+            "invalid_client",
+            format!(
+                "ip must be at most {MAX_IP_BYTES} bytes and user_agent at most \
+                 {MAX_USER_AGENT_BYTES}, without control characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A newly issued token. The token appears here once; tessera keeps only its
 /// hash.
 #[derive(Debug, Serialize, ToSchema)]

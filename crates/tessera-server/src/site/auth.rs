@@ -1,7 +1,5 @@
 //! Sign-in, sign-out, re-authentication and password change.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,6 +14,7 @@ use crate::api::types::Revoked;
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{FormOrJson, wants_json};
+use crate::password_check::{Door, check_password};
 use crate::state::AppState;
 
 /// The one message every failed sign-in gets, whatever the cause (OWASP
@@ -67,10 +66,6 @@ pub async fn login_page(
         None,
         csrf.as_deref(),
     ))
-}
-
-fn retry_secs(d: Duration) -> u64 {
-    d.as_secs().saturating_add(1)
 }
 
 /// `POST /login`.
@@ -126,35 +121,9 @@ async fn login_inner(
     ctx: &SiteCtx,
     form: &LoginForm,
 ) -> Result<LoginResponse, ApiError> {
-    if let Err(limited) = state.limiter.check(&form.username, &ctx.ip) {
-        audit::emit(
-            ServerEvent::RateLimited,
-            Some(&form.username),
-            Some(&ctx.ip),
-            if limited.by_user {
-                "per user"
-            } else {
-                "per ip"
-            },
-        );
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
-            .message("too many failed sign-ins; try again later");
-        e.retry_after = Some(retry_secs(limited.retry_after));
-        return Err(e);
-    }
-    if !state.users.verify(&form.username, &form.password).await? {
-        state.limiter.failed(&form.username, &ctx.ip);
-        audit::emit(
-            ServerEvent::LoginFailed,
-            Some(&form.username),
-            Some(&ctx.ip),
-            "",
-        );
-        return Err(
-            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials").message(GENERIC_FAILURE),
-        );
-    }
-    state.limiter.succeeded(&form.username);
+    check_password(state, &form.username, &ctx.ip, &form.password, Door::SignIn)
+        .await
+        .map_err(|e| e.into_api(GENERIC_FAILURE))?;
     // A brand-new token; any presented one stops working (fixation).
     ctx.session.login(&form.username).await?;
     audit::emit(
@@ -241,25 +210,9 @@ pub async fn reauth(
     let json = wants_json(&headers);
     let result = async {
         let (user, _) = signed_in(&ctx).await?;
-        if let Err(limited) = state.limiter.check(&user, &ctx.ip) {
-            audit::emit(
-                ServerEvent::RateLimited,
-                Some(&user),
-                Some(&ctx.ip),
-                "reauth",
-            );
-            let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-            e.retry_after = Some(retry_secs(limited.retry_after));
-            return Err(e);
-        }
-        if !state.users.verify(&user, &form.password).await? {
-            state.limiter.failed(&user, &ctx.ip);
-            audit::emit(ServerEvent::ReauthFailed, Some(&user), Some(&ctx.ip), "");
-            return Err(
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
-                    .message("The password is not correct."),
-            );
-        }
+        check_password(&state, &user, &ctx.ip, &form.password, Door::Reauth)
+            .await
+            .map_err(|e| e.into_api("The password is not correct."))?;
         ctx.session.reauthenticated().await?;
         let record = ctx
             .session
@@ -321,19 +274,15 @@ pub async fn change_password(
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "reauth_required")
                 .message("Confirm your password (re-authenticate) first."));
         }
-        if !state.users.verify(&user, &form.current_password).await? {
-            state.limiter.failed(&user, &ctx.ip);
-            audit::emit(
-                ServerEvent::ReauthFailed,
-                Some(&user),
-                Some(&ctx.ip),
-                "password change",
-            );
-            return Err(
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
-                    .message("The current password is not correct."),
-            );
-        }
+        check_password(
+            &state,
+            &user,
+            &ctx.ip,
+            &form.current_password,
+            Door::PasswordChange,
+        )
+        .await
+        .map_err(|e| e.into_api("The current password is not correct."))?;
         state.users.set_password(&user, &form.new_password).await?;
         let revoked = state
             .manager

@@ -15,9 +15,9 @@ use super::guard::{SiteCtx, fail, signed_in};
 use super::pages;
 use crate::activity::EventKind;
 use crate::api::types::{Revoked, SessionSummary};
-use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{FormOrJson, wants_json};
+use crate::password_check::{CheckError, Door, check_password};
 use crate::state::AppState;
 
 /// `GET /session`.
@@ -240,7 +240,8 @@ pub struct RevokeForm {
 }
 
 /// Checks `password` for the signed-in `user` before a revocation: 400
-/// `password_required` when empty; 429 `rate_limited` when the
+/// `password_required` when empty; then the one password path of
+/// [`crate::password_check`]: 429 `rate_limited` when the
 /// [`LoginLimiter`](crate::ratelimit::LoginLimiter) says so; a wrong
 /// password is counted there (against the user and the IP, like a failed
 /// sign-in, so the form is no password oracle), audited as
@@ -257,32 +258,14 @@ async fn confirm_password(
             "Enter your password to sign out a device; no session was revoked.",
         ));
     }
-    if let Err(limited) = state.limiter.check(user, &ctx.ip) {
-        audit::emit(
-            ServerEvent::RateLimited,
-            Some(user),
-            Some(&ctx.ip),
-            "revoke",
-        );
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
-            .message("Too many wrong passwords; try again later. No session was revoked.");
-        e.retry_after = Some(limited.retry_after.as_secs().saturating_add(1));
-        return Err(e);
-    }
-    if !state.users.verify(user, password).await? {
-        state.limiter.failed(user, &ctx.ip);
-        audit::emit(
-            ServerEvent::ReauthFailed,
-            Some(user),
-            Some(&ctx.ip),
-            "revoke",
-        );
-        return Err(
-            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
-                .message("The password is not correct; no session was revoked."),
-        );
-    }
-    Ok(())
+    check_password(state, user, &ctx.ip, password, Door::Revoke)
+        .await
+        .map_err(|e| match e {
+            CheckError::Limited(_) => e
+                .into_api("")
+                .message("Too many wrong passwords; try again later. No session was revoked."),
+            e => e.into_api("The password is not correct; no session was revoked."),
+        })
 }
 
 async fn revoke_inner(

@@ -15,20 +15,20 @@ use tessera::token::RefreshToken;
 
 use super::error::OAuthError;
 use super::types::{RefreshRequest, TokenGrant, TokenPair};
-use crate::api::types::CreateSession;
+use crate::api::types::{CreateSession, valid_client_meta, valid_data_keys, valid_user_id};
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{FormOrJson, JsonBody, client_ip};
+use crate::password_check::{CheckError, Door, MAX_USER_NAME_BYTES, check_password};
 use crate::site::auth::GENERIC_FAILURE;
 use crate::state::AppState;
-
-/// Longest accepted user id, in bytes (the `sub` claim's limit too).
-const MAX_USER_ID: usize = 256;
 
 /// Why a pair could not be made, before it is mapped to one of the two
 /// error shapes.
 enum PairError {
     Unavailable,
+    /// The initial data is over `max_session_data`.
+    TooLarge(SessionError),
     /// The session reaches its absolute deadline within the second.
     Ended,
     Internal(&'static str),
@@ -38,6 +38,7 @@ impl From<PairError> for ApiError {
     fn from(e: PairError) -> Self {
         match e {
             PairError::Unavailable => ApiError::unavailable(),
+            PairError::TooLarge(e) => e.into(),
             PairError::Ended => ApiError::new(StatusCode::UNAUTHORIZED, "session_ended")
                 .message("the session reached its absolute timeout"),
             PairError::Internal(what) => {
@@ -51,6 +52,7 @@ impl From<PairError> for OAuthError {
     fn from(e: PairError) -> Self {
         match e {
             PairError::Unavailable => OAuthError::unavailable(),
+            PairError::TooLarge(e) => ApiError::from(e).into(),
             PairError::Ended => OAuthError::refused_refresh(),
             PairError::Internal(what) => {
                 OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", what)
@@ -114,7 +116,10 @@ async fn new_pair(
         .manager
         .create(Some(user), data, client)
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| match e {
+            e @ SessionError::DataTooLarge { .. } => PairError::TooLarge(e),
+            e => unavailable(e),
+        })?;
     let record = issued.record;
     let made = match state.manager.issue_refresh(&record).await {
         Ok(refresh) => pair(state, &record, &refresh),
@@ -154,24 +159,21 @@ pub async fn issue(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateSession>,
 ) -> Result<Response, ApiError> {
-    if req.user_id.is_empty()
-        || req.user_id.len() > MAX_USER_ID
-        || req.user_id.chars().any(char::is_control)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_user_id",
-            format!("user_id must be 1 to {MAX_USER_ID} bytes without control characters"),
-        ));
-    }
+    valid_user_id(&req.user_id)?;
+    valid_data_keys(req.data.keys())?;
+    valid_client_meta(req.ip.as_deref(), req.user_agent.as_deref())?;
     let client = ClientMeta::new(req.ip, req.user_agent);
     let pair = new_pair(&state, req.user_id, req.data, client).await?;
     Ok(token_response(StatusCode::CREATED, pair))
 }
 
 /// The OAuth token endpoint for first-party clients (mobile and desktop
-/// apps, SPAs of the same site): `grant_type=password` signs a user in and
-/// returns a token pair; `grant_type=refresh_token` is the same as
-/// `POST /v1/tokens/refresh`. Form-encoded (RFC 6749) or JSON.
+/// apps, SPAs of the same site): `grant_type=refresh_token` is the same as
+/// `POST /v1/tokens/refresh`; `grant_type=password` signs a user in and
+/// returns a token pair, only when the server runs with
+/// `password_grant = true` (off by default: RFC 9700 §2.4 says the password
+/// grant MUST NOT be used; otherwise it is `unsupported_grant_type`).
+/// Form-encoded (RFC 6749) or JSON.
 ///
 /// Sign-in failures are rate limited and audited exactly like the site's
 /// sign-in form. No cookie is read or set: there is no ambient credential,
@@ -193,6 +195,13 @@ pub async fn token(
 ) -> Result<Response, OAuthError> {
     let FormOrJson(grant) = form?;
     match grant.grant_type.as_deref() {
+        // RFC 9700 §2.4: the resource owner password credentials grant
+        // MUST NOT be used; it is off unless the operator turns it on.
+        Some("password") if !state.config.password_grant => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "the password grant is disabled on this server (password_grant = false)",
+        )),
         Some("password") => {
             let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
             let ip = client_ip(&headers, peer, &state.config);
@@ -228,52 +237,22 @@ async fn password_grant(
             "grant_type=password needs username and password",
         ));
     };
-    // The same throttle as the sign-in form: one budget per user name and
-    // per IP, whichever door the guesses come through.
-    if let Err(limited) = state.limiter.check(&username, &ip) {
-        audit::emit(
-            ServerEvent::RateLimited,
-            Some(&username),
-            Some(&ip),
-            if limited.by_user {
-                "token endpoint, per user"
-            } else {
-                "token endpoint, per ip"
-            },
-        );
-        let mut e = OAuthError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed sign-ins; try again later",
-        );
-        e.retry_after = Some(limited.retry_after.as_secs().saturating_add(1));
-        return Err(e);
-    }
-    let verified = state
-        .users
-        .verify(&username, &password)
+    // The same path as the sign-in form: one budget per user name and per
+    // IP, whichever door the guesses come through.
+    check_password(state, &username, &ip, &password, Door::TokenGrant)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "user database failure");
-            OAuthError::unavailable()
+        .map_err(|e| match e {
+            // RFC 6749 §5.2: wrong resource-owner credentials are
+            // invalid_grant (400); one message whatever the cause (no user
+            // enumeration).
+            CheckError::Wrong => {
+                OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", GENERIC_FAILURE)
+            }
+            CheckError::InvalidName => OAuthError::invalid_request(format!(
+                "username must be 1 to {MAX_USER_NAME_BYTES} bytes without control characters"
+            )),
+            other => OAuthError::from(other.into_api(GENERIC_FAILURE)),
         })?;
-    if !verified {
-        state.limiter.failed(&username, &ip);
-        audit::emit(
-            ServerEvent::LoginFailed,
-            Some(&username),
-            Some(&ip),
-            "token endpoint",
-        );
-        // RFC 6749 §5.2: wrong resource-owner credentials are invalid_grant
-        // (400); one message whatever the cause (no user enumeration).
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            GENERIC_FAILURE,
-        ));
-    }
-    state.limiter.succeeded(&username);
     let client = ClientMeta::new(Some(ip.clone()), user_agent.clone());
     let pair = new_pair(state, username.clone(), serde_json::Map::new(), client).await?;
     audit::emit(

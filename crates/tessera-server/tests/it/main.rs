@@ -13,6 +13,7 @@ mod api;
 mod backends;
 mod cli;
 mod common;
+mod edge;
 mod faults;
 mod files;
 mod forward;

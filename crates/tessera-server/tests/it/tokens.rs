@@ -495,7 +495,10 @@ async fn v1_tokens_pair_verifies_against_the_served_jwks() {
 
 #[tokio::test]
 async fn token_endpoint_signs_in_with_a_password_and_sets_no_cookie() {
-    let server = Server::start(&[("TESSERA_LOGIN_MAX_FAILURES_PER_USER", "3")]);
+    let server = Server::start(&[
+        ("TESSERA_LOGIN_MAX_FAILURES_PER_USER", "3"),
+        ("TESSERA_PASSWORD_GRANT", "true"),
+    ]);
     let key = server.api_key();
     let password = server.demo_password.clone().unwrap();
 
