@@ -690,7 +690,9 @@ impl RedisStore {
                 return Err(e);
             }
         }
-        // 3. Compare-and-delete the old key: the linearization point.
+        // 3. Compare-and-delete the old key: the linearization point. From
+        //    here on the old token, and for a sign-in the old handle (whose
+        //    handle record now lists only a deleted key), find nothing.
         let taken = self
             .eval(
                 &self.inner.scripts.take,
@@ -702,20 +704,31 @@ impl RedisStore {
                 ],
             )
             .await
-            .and_then(|v| int(&v));
-        let outcome = match taken {
-            Ok(2) => None,
-            Ok(0) => Some(Ok(CasOutcome::Missing)),
-            Ok(1) => Some(Ok(CasOutcome::Conflict)),
-            Ok(3) => Some(Err(StoreError::backend(
-                "rotate must keep the session's handle",
-            ))),
-            Ok(_) => Some(Err(unexpected("rotate"))),
-            Err(e) => Some(Err(e)),
+            .and_then(array)
+            .and_then(|items| Ok((items.first().map(int).transpose()?, items)));
+        let (items, outcome) = match taken {
+            Ok((Some(2 | 4), items)) => (items, None),
+            Ok((Some(0), _)) => (Vec::new(), Some(Ok(CasOutcome::Missing))),
+            Ok((Some(1), _)) => (Vec::new(), Some(Ok(CasOutcome::Conflict))),
+            Ok(_) => (Vec::new(), Some(Err(unexpected("rotate")))),
+            Err(e) => (Vec::new(), Some(Err(e))),
         };
         if let Some(outcome) = outcome {
             self.discard_pending(new).await;
             return outcome;
+        }
+        // A sign-in: the session left its old handle. Forget the old key
+        // there and drop the handle from the old user's index. Only
+        // housekeeping (readers skip keys that are gone; the handle record
+        // expires at its absolute deadline), so a failure is logged.
+        if let Some(old_handle) = items.get(1).and_then(Value::as_string) {
+            let old_user = items.get(2).and_then(Value::as_string);
+            if let Err(e) = self
+                .forget(&old_handle, vec![old.to_hex()], old_user.as_deref())
+                .await
+            {
+                tracing::debug!(error = %e, "index cleanup after a sign-in failed");
+            }
         }
         // 4. If the handle was revoked since step 1, the revocation may have
         //    listed the hashes before the new key existed: delete it here.

@@ -107,22 +107,26 @@ return 2
 
 /// Compare-and-delete of the old key of a rotation.
 ///
-/// KEYS: old session key. ARGV: now ms, expected version, handle.
-/// Returns 0 missing or expired, 1 version conflict, 2 deleted, 3 the
-/// handle differs (caller bug) or the header does not parse.
+/// KEYS: old session key. ARGV: now ms, expected version, the new record's
+/// handle.
+/// Returns `{0}` missing or expired, `{1}` version conflict, `{2}` deleted
+/// (same handle: a token rotation), `{3}` the header does not parse,
+/// `{4, old handle, old user|false}` deleted, and the session had another
+/// handle: a sign-in moving it to a new identity, whose old handle the
+/// caller then retires.
 const TAKE: &str = concat!(
     header_lua!(),
     r"
 local c = redis.call('HGET', KEYS[1], 'c')
-if not c then return 0 end
-local v, i, a, h = hdr(c)
-if not v then return 3 end
+if not c then return {0} end
+local v, i, a, h, u = hdr(c)
+if not v then return {3} end
 local now = tonumber(ARGV[1])
-if now >= tonumber(i) or now >= tonumber(a) then return 0 end
-if v ~= ARGV[2] then return 1 end
-if h ~= ARGV[3] then return 3 end
+if now >= tonumber(i) or now >= tonumber(a) then return {0} end
+if v ~= ARGV[2] then return {1} end
 redis.call('DEL', KEYS[1])
-return 2
+if h ~= ARGV[3] then return {4, h, u} end
+return {2}
 "
 );
 

@@ -230,17 +230,31 @@ async fn a_failed_rotation_leaves_the_old_session_intact_and_no_new_key() {
     );
     assert_eq!(store.load(&old.hash).await.unwrap(), Some(old.clone()));
     assert!(store.load(&new.hash).await.unwrap().is_none());
-    // A handle change is refused as a caller bug, and also changes nothing.
+    // A failed sign-in rotation (new handle, stale version) changes nothing
+    // either: the new handle answers to nothing.
     let mut other = new.clone();
     other.handle = tessera::record::SessionHandle::generate().unwrap();
-    assert!(
+    assert_eq!(
         store
-            .rotate(&old.hash, old.version, &other, SystemClock.now())
+            .rotate(&old.hash, old.version + 1, &other, SystemClock.now())
             .await
-            .is_err()
+            .unwrap(),
+        CasOutcome::Conflict
     );
     assert_eq!(store.load(&old.hash).await.unwrap(), Some(old.clone()));
     assert!(store.load(&other.hash).await.unwrap().is_none());
+    assert!(
+        tessera::refresh::RefreshStore::load_session_by_handle(&store, &other.handle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        tessera::refresh::RefreshStore::load_session_by_handle(&store, &old.handle)
+            .await
+            .unwrap(),
+        Some(old.clone())
+    );
 }
 
 #[tokio::test]

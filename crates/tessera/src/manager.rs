@@ -48,7 +48,14 @@ pub enum Access {
 pub enum Renewal {
     /// New token, same session: after a privilege change, or periodically.
     Rotate,
-    /// The user signed in. The session gets fresh deadlines and
+    /// The user signed in. A sign-in is a **new session identity**: a new
+    /// token *and* a new public handle, so everything keyed by the earlier
+    /// handle (its refresh-token family, device-list entries, access
+    /// tokens naming it as `sid`) stops resolving at the same instant the
+    /// earlier token stops working — nothing issued before the sign-in
+    /// keeps working for the new user (OWASP Session Management Cheat
+    /// Sheet, "Renew the Session ID After Any Privilege Level Change";
+    /// ASVS 5.0 V7.2.4). The session gets fresh deadlines and
     /// `authenticated_at`; data is kept only if the previous session was
     /// anonymous or the same user's, so nothing leaks between accounts.
     Login {
@@ -533,6 +540,9 @@ impl SessionManager {
                     if current.user_id.as_deref().is_some_and(|u| u != user_id) {
                         next.data = Data::new();
                     }
+                    // A new identity: the store retires the earlier handle
+                    // in the same atomic step as the earlier token.
+                    next.handle = SessionHandle::generate()?;
                     next.user_id = Some(user_id.clone());
                     next.created_at = now;
                     next.authenticated_at = Some(now);
@@ -557,6 +567,7 @@ impl SessionManager {
                     };
                     audit::emit(kind, Some(&next.handle), next.user_id.as_deref(), "");
                     if let Renewal::Login { user_id } = &renewal {
+                        self.retire_identity(&current).await;
                         self.enforce_session_limit(user_id, &next.handle).await?;
                     }
                     return Ok(Issued {
@@ -569,6 +580,25 @@ impl SessionManager {
             }
         }
         Err(SessionError::Conflict)
+    }
+
+    /// Tidies up after a sign-in replaced `earlier` with a new identity:
+    /// deletes the earlier handle's refresh-token family. Not needed for
+    /// safety — a refresh requires a live session under the family's
+    /// handle, and the rotation removed that handle atomically with the
+    /// earlier token — so a failure here is only logged.
+    async fn retire_identity(&self, earlier: &SessionRecord) {
+        audit::emit(
+            AuditKind::Revoked,
+            Some(&earlier.handle),
+            earlier.user_id.as_deref(),
+            "replaced by a sign-in (new session identity)",
+        );
+        if let Some(refresh) = self.refresh_backend() {
+            if let Err(e) = refresh.delete_refresh_family(&earlier.handle).await {
+                tracing::warn!(error = %e, "could not delete a retired refresh family");
+            }
+        }
     }
 
     /// Ends a session (sign-out). Returns whether it existed.

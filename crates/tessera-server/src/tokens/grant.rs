@@ -121,10 +121,7 @@ async fn new_pair(
         Err(e) => Err(unavailable(e)),
     };
     if made.is_err()
-        && let Err(e) = state
-            .manager
-            .revoke_family(&record.handle, record.user_id.as_deref())
-            .await
+        && let Err(e) = state.manager.revoke_family(&record.handle).await
     {
         tracing::warn!(error = %e, "could not revoke a half-made token session");
     }

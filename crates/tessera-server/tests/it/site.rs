@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{
-    Server, client, cookie_header, create_session, demo_login, get, get_text, login,
-    session_cookie, status, try_login,
+    Server, client, cookie_header, create_session, delete_session, demo_login, get, get_text,
+    list_sessions, login, session_cookie, status, try_login,
 };
 
 #[tokio::test]
@@ -71,6 +71,50 @@ async fn login_sets_a_new_cookie_and_kills_the_old_token() {
     assert_eq!(res.headers()["location"], "/");
     let set = res.headers()["set-cookie"].to_str().unwrap();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"));
+}
+
+/// A sign-in is a new session identity: signing in on a session another
+/// user planted (session fixation) gives a new handle as well as a new
+/// token, and nothing answers to the planted session's handle any more.
+#[tokio::test]
+async fn sign_in_on_a_planted_session_is_a_new_identity() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (ok, _, err) = server.cli(
+        &["user", "add", "mallory", "--password-stdin"],
+        Some("mallory-password-1\n"),
+    );
+    assert!(ok, "{err}");
+    let planted = login(&server, "mallory", "mallory-password-1").await;
+    let res = client()
+        .post(server.at("/login"))
+        .header("cookie", cookie_header(&planted.token))
+        .header("x-csrf-token", &planted.csrf)
+        .json(&json!({"username": "demo", "password": server.demo_password.as_deref().unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let token = session_cookie(res.headers()).unwrap();
+    let body: Value = res.json().await.unwrap();
+    let handle = body["handle"].as_str().unwrap().to_owned();
+    assert_ne!(handle, planted.handle, "a sign-in mints a new handle");
+    assert_eq!(status(&server, &planted.token).await.0, 401);
+    assert!(list_sessions(&server, &key, "mallory").await.is_empty());
+    let demo: Vec<String> = list_sessions(&server, &key, "demo")
+        .await
+        .iter()
+        .map(|s| s["handle"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(demo, vec![handle.clone()]);
+    // The planted handle cannot be used to revoke (or find) demo's session.
+    assert_eq!(
+        delete_session(&server, &key, &planted.handle)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(status(&server, &token).await.0, 200);
 }
 
 #[tokio::test]

@@ -545,6 +545,13 @@ impl Store for MemoryStore {
         if inner.find(&new.hash).is_some() {
             return Err(StoreError::Duplicate);
         }
+        // A sign-in moves the session to a new handle, which must be free.
+        let same_handle = inner
+            .slot(index)
+            .is_some_and(|s| s.handle == StoredHandle::of(&new.handle));
+        if !same_handle && inner.has_handle(&new.handle) {
+            return Err(StoreError::Duplicate);
+        }
         // Both steps under one lock: no reader sees neither or both. The
         // new slot is built first, so a failure leaves the old one intact
         // (and the insert reuses the slot just freed, so it cannot fail).

@@ -12,9 +12,9 @@
 //! - [`Store::modify`] is a read-modify-write of one record; backends that
 //!   can lock a row (SQL) or a map shard (memory) do it without retries, and
 //!   the default implementation is a compare-and-set loop.
-//! - [`Store::rotate`] replaces a record's key in one atomic step: there is
-//!   no moment when both or neither token works, and on failure the old
-//!   session is intact.
+//! - [`Store::rotate`] replaces a record's key (and, for a sign-in, its
+//!   handle) in one atomic step: there is no moment when both or neither
+//!   token works, and on failure the old session is intact.
 //!
 //! Expired records: stores may keep them until [`Store::purge_expired`] (or a
 //! TTL) removes them, and [`Store::load`] may return them, so the caller can
@@ -106,12 +106,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CasOutcome, StoreError>;
 
     /// Atomically: if the record under `old` has `expected_version` and is
-    /// valid at `now`, delete it and insert `new` (which keeps the old
-    /// handle). Otherwise change nothing.
+    /// valid at `now`, delete it and insert `new`. Otherwise change nothing.
+    ///
+    /// `new` keeps the old handle and user (a token rotation), or carries a
+    /// new handle and possibly another user (a sign-in: a new session
+    /// identity). In the second case the old handle is retired in the same
+    /// step: from the instant `new` can be loaded, nothing can be found,
+    /// listed or revoked under the old handle, so a refresh-token family or
+    /// an access token naming it is dead
+    /// ([`RefreshStore::load_session_by_handle`](crate::refresh::RefreshStore::load_session_by_handle)
+    /// finds nothing).
     ///
     /// # Errors
     ///
-    /// Backend errors; on error the old record is intact.
+    /// [`StoreError::Duplicate`] if `new`'s hash, or its new handle, is
+    /// taken; backend errors. On error the old record is intact.
     async fn rotate(
         &self,
         old: &TokenHash,

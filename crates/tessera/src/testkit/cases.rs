@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use super::{record_at, unique_user};
 use crate::error::StoreError;
-use crate::record::SessionRecord;
+use crate::record::{SessionHandle, SessionRecord};
 use crate::store::{CasOutcome, Modify, Store};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::SessionToken;
@@ -40,6 +40,7 @@ pub(super) fn all() -> Vec<(&'static str, Case)> {
         list_by_user_returns_live_sessions_oldest_first,
         delete_by_user_can_keep_one,
         user_index_follows_rotation,
+        sign_in_rotation_retires_the_old_handle,
         purge_removes_expired_records_in_bounded_batches,
         modify_applies_and_bumps_version,
         modify_keep_writes_nothing,
@@ -350,6 +351,55 @@ async fn user_index_follows_rotation(store: Arc<dyn Store>) {
     assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 2);
     assert!(store.load(&new.hash).await.unwrap().is_none());
     assert!(store.load(&signed_in.hash).await.unwrap().is_none());
+}
+
+/// A sign-in is a new session identity: `rotate` to a record with a new
+/// handle (and another user) retires the old handle in the same step, so
+/// nothing can be listed or revoked under it any more, and the old user's
+/// index no longer holds the session.
+async fn sign_in_rotation_retires_the_old_handle(store: Arc<dyn Store>) {
+    let mallory = unique_user("fix-m");
+    let alice = unique_user("fix-a");
+    let (_, old) = create(&store, Some(&mallory)).await;
+    let mut new = old.clone();
+    new.hash = SessionToken::generate().unwrap().hash();
+    new.handle = SessionHandle::generate().unwrap();
+    new.user_id = Some(alice.clone());
+    new.version = old.version + 1;
+    assert_eq!(
+        store
+            .rotate(&old.hash, old.version, &new, now())
+            .await
+            .unwrap(),
+        CasOutcome::Applied
+    );
+    assert!(store.load(&old.hash).await.unwrap().is_none());
+    assert_eq!(store.load(&new.hash).await.unwrap(), Some(new.clone()));
+    assert!(
+        store
+            .list_by_user(&mallory, now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the old user must not see the session any more"
+    );
+    assert_eq!(
+        store.list_by_user(&alice, now()).await.unwrap(),
+        vec![new.clone()]
+    );
+    assert!(
+        !store.delete_by_handle(&old.handle, None).await.unwrap(),
+        "nothing answers to the old handle"
+    );
+    assert_eq!(store.delete_by_user(&mallory, None).await.unwrap(), 0);
+    assert_eq!(store.load(&new.hash).await.unwrap(), Some(new.clone()));
+    assert!(
+        store
+            .delete_by_handle(&new.handle, Some(&alice))
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&new.hash).await.unwrap().is_none());
 }
 
 async fn purge_removes_expired_records_in_bounded_batches(store: Arc<dyn Store>) {
