@@ -75,6 +75,7 @@ use fred::types::{ClusterHash, CustomCommand, Value};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
+use tessera::ended::{Ended, Revocation};
 use tessera::error::StoreError;
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::store::{CasOutcome, Modify, ModifyFn, Store};
@@ -503,6 +504,7 @@ impl RedisStore {
         hash: &str,
         handle: Option<&SessionHandle>,
         owner: Option<&str>,
+        why: Option<Ended>,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
         let key = format!("{}s:{{{hash}}}", self.inner.prefix);
         let v = self
@@ -514,6 +516,7 @@ impl RedisStore {
                     if owner.is_some() { "1" } else { "0" }.to_owned(),
                     owner.unwrap_or_default().to_owned(),
                     String::new(),
+                    why.map(Ended::to_stored).unwrap_or_default(),
                 ],
             )
             .await?;
@@ -560,7 +563,12 @@ impl RedisStore {
     /// Revokes every session registered under a handle (owned by `owner`
     /// when given). Bumps the handle's generation first, so that a rotation
     /// in flight aborts (see the README).
-    async fn revoke_handle(&self, handle: &str, owner: Option<&str>) -> Result<u64, StoreError> {
+    async fn revoke_handle(
+        &self,
+        handle: &str,
+        owner: Option<&str>,
+        why: Option<Ended>,
+    ) -> Result<u64, StoreError> {
         let generation = random_generation()?;
         let key = format!("{}h:{{{handle}}}", self.inner.prefix);
         let listed = array(
@@ -572,7 +580,7 @@ impl RedisStore {
         let results = join_all(
             hashes
                 .iter()
-                .map(|h| self.delete_if(h, parsed.as_ref(), owner)),
+                .map(|h| self.delete_if(h, parsed.as_ref(), owner, why)),
         )
         .await;
         let mut deleted = 0u64;
@@ -998,7 +1006,7 @@ impl Store for RedisStore {
     async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
         self.bounded(async {
             let hex = hash.to_hex();
-            match self.delete_if(&hex, None, None).await? {
+            match self.delete_if(&hex, None, None, None).await? {
                 Some((handle, user)) => {
                     if let Err(e) = self.forget(&handle, vec![hex], user.as_deref()).await {
                         tracing::debug!(error = %e, "index cleanup after delete failed");
@@ -1015,9 +1023,50 @@ impl Store for RedisStore {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
-        self.bounded(async { Ok(self.revoke_handle(handle.as_str(), owner).await? > 0) })
+        let why = Some(Ended::Revoked(why));
+        self.bounded(async { Ok(self.revoke_handle(handle.as_str(), owner, why).await? > 0) })
             .await
+    }
+
+    /// The `DELETE_IF` script with a tombstone: the record and its
+    /// tombstone change places on the one session key.
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let hex = hash.to_hex();
+            match self.delete_if(&hex, None, None, Some(why)).await? {
+                Some((handle, user)) => {
+                    if let Err(e) = self.forget(&handle, vec![hex], user.as_deref()).await {
+                        tracing::debug!(error = %e, "index cleanup after end failed");
+                    }
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    /// One `HGET` of the tombstone field (`<absolute ms>,<reason>`); Redis
+    /// drops the key at the session's absolute deadline, and a tombstone
+    /// read at or after it is ignored like an expired record.
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        self.bounded(async {
+            let hget = self
+                .inner
+                .client
+                .hget::<Option<String>, _, _>(self.session_key(hash), "t");
+            let stored = Box::pin(hget).await.map_err(map_err)?;
+            Ok(stored.as_deref().and_then(|t| {
+                let (until, reason) = t.split_once(',')?;
+                let until: i64 = until.parse().ok()?;
+                (now.as_millis() < until)
+                    .then(|| Ended::from_stored(reason))
+                    .flatten()
+            }))
+        })
+        .await
     }
 
     async fn list_by_user(
@@ -1054,15 +1103,21 @@ impl Store for RedisStore {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
+        let why = Some(Ended::Revoked(why));
         self.bounded(async {
             let handles = self.user_handles(user_id).await?;
             let targets: Vec<&String> = handles
                 .iter()
                 .filter(|h| except.is_none_or(|e| e.as_str() != h.as_str()))
                 .collect();
-            let results =
-                join_all(targets.iter().map(|h| self.revoke_handle(h, Some(user_id)))).await;
+            let results = join_all(
+                targets
+                    .iter()
+                    .map(|h| self.revoke_handle(h, Some(user_id), why)),
+            )
+            .await;
             let mut n = 0;
             for r in results {
                 n += r?;

@@ -130,13 +130,19 @@ return {2}
 "
 );
 
-/// Conditional delete of a session key.
+/// Conditional delete of a session key, leaving a tombstone.
 ///
 /// KEYS: session key. ARGV: required handle (`''` = any), has_owner,
-/// owner, excepted handle (`''` = none).
+/// owner, excepted handle (`''` = none), tombstone (`''` = none: the
+/// stored `tessera::ended::Ended` code).
 /// Returns `{0}` when nothing was deleted, `{1, handle, user|false}` when
-/// the key was deleted. A key whose header does not parse is deleted only
-/// by an unconditional delete (no handle, owner or exception given).
+/// the record was deleted. A key whose header does not parse is deleted
+/// only by an unconditional delete (no handle, owner or exception given).
+///
+/// With a tombstone, the same key keeps only the field `t` (`<absolute
+/// deadline ms>,<reason>`, nothing secret) and expires at that deadline: the
+/// record and its tombstone change places atomically, on one key, so this
+/// holds on a cluster too. Readers of the record (`HGET c`) find nothing.
 const DELETE_IF: &str = concat!(
     header_lua!(),
     r"
@@ -153,6 +159,10 @@ if ARGV[1] ~= '' and h ~= ARGV[1] then return {0} end
 if ARGV[2] == '1' and u ~= ARGV[3] then return {0} end
 if ARGV[4] ~= '' and h == ARGV[4] then return {0} end
 redis.call('DEL', KEYS[1])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 't', a .. ',' .. ARGV[5])
+  redis.call('PEXPIREAT', KEYS[1], a)
+end
 return {1, h, u}
 "
 );

@@ -142,11 +142,18 @@ async fn cluster_revoke_all_spans_every_slot() {
     }
     assert_eq!(slots.len(), 3, "30 random keys land on all 3 masters");
     let keep = records[0].handle.clone();
-    assert_eq!(store.delete_by_user(&user, Some(&keep)).await.unwrap(), 29);
+    assert_eq!(
+        store
+            .delete_by_user(&user, Some(&keep), tessera::Revocation::Other)
+            .await
+            .unwrap(),
+        29
+    );
     for r in &records[1..] {
         assert!(store.load(&r.hash).await.unwrap().is_none());
-        let exists: i64 = client.exists(store.session_key(&r.hash)).await.unwrap();
-        assert_eq!(exists, 0);
+        // Only the tombstone is left on the key: the reason, no record.
+        let fields: Vec<String> = client.hkeys(store.session_key(&r.hash)).await.unwrap();
+        assert_eq!(fields, vec!["t".to_owned()]);
     }
     assert!(store.load(&records[0].hash).await.unwrap().is_some());
     let listed = store.list_by_user(&user, SystemClock.now()).await.unwrap();
@@ -181,7 +188,9 @@ async fn revoke_racing_rotation_needs_no_second_pass(store: RedisStore) {
                 for _ in 0..(i % 6) {
                     tokio::task::yield_now().await;
                 }
-                store.delete_by_user(&user, None).await
+                store
+                    .delete_by_user(&user, None, tessera::Revocation::Other)
+                    .await
             })
         };
         if rotating.await.unwrap().unwrap() == CasOutcome::Applied {

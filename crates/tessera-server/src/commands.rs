@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, IsTerminal};
 
+use tessera::Revocation;
 use tessera::record::SessionHandle;
 
 use crate::api::types::SessionSummary;
@@ -86,12 +87,18 @@ pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerErro
         UserCommand::Passwd { name, .. } => {
             let password = read_password()?;
             state.users.set_password(&name, &password).await?;
-            let n = state.manager.revoke_user(&name, None).await?;
+            let n = state
+                .manager
+                .revoke_user(&name, None, Revocation::PasswordChanged)
+                .await?;
             println!("changed the password of {name}; revoked {n} session(s)");
         }
         UserCommand::Disable { name } => {
             state.users.disable(&name).await?;
-            let n = state.manager.revoke_user(&name, None).await?;
+            let n = state
+                .manager
+                .revoke_user(&name, None, Revocation::Disabled)
+                .await?;
             println!("disabled {name}; revoked {n} session(s)");
         }
         UserCommand::List => {
@@ -147,14 +154,21 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
         }
         SessionsCommand::Revoke { user, handle, .. } => match (user, handle) {
             (Some(user), _) => {
-                let n = state.manager.revoke_user(&user, None).await?;
+                let n = state
+                    .manager
+                    .revoke_user(&user, None, Revocation::Admin)
+                    .await?;
                 println!("revoked {n} session(s) of {user}");
             }
             (None, Some(handle)) => {
                 let parsed = SessionHandle::parse(&handle).ok_or_else(|| {
                     ServerError::Message(format!("{handle:?} is not a session handle (tsh_…)"))
                 })?;
-                if state.manager.revoke(&parsed, None).await? {
+                if state
+                    .manager
+                    .revoke(&parsed, None, Revocation::Admin)
+                    .await?
+                {
                     println!("revoked session {handle}");
                 } else {
                     return Err(ServerError::Message(format!("no session {handle}")));

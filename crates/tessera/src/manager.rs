@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crate::audit::{self, AuditKind};
 use crate::csrf::CsrfSecret;
+use crate::ended::{Ended, Revocation};
 use crate::error::SessionError;
 use crate::policy::{PolicyError, SessionPolicy};
 use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
@@ -267,16 +268,24 @@ impl SessionManager {
     ///
     /// [`SessionError::NotFound`], [`SessionError::Expired`], store errors.
     pub async fn load_hash(&self, hash: &TokenHash) -> Result<SessionRecord, SessionError> {
-        let Some(record) = self.inner.store.load(hash).await? else {
-            return Err(SessionError::NotFound);
-        };
         let now = self.now();
+        let Some(record) = self.inner.store.load(hash).await? else {
+            // Only a refused token pays for the second lookup: why it ended,
+            // if a tombstone remembers (see `crate::ended`).
+            return Err(match self.inner.store.ended(hash, now).await? {
+                Some(Ended::SignedOut) => SessionError::SignedOut,
+                Some(Ended::Revoked(by)) => SessionError::Revoked { by },
+                Some(Ended::Expired(reason)) => SessionError::Expired { reason },
+                _ => SessionError::NotFound,
+            });
+        };
         if let Some(reason) = record.deadlines.expired_at(now) {
-            // An expired session is gone: delete it now rather than wait for
-            // the sweeper. A failed delete does not matter for safety (the
-            // record is refused at every use), so it is only logged.
-            if let Err(e) = self.inner.store.delete(hash).await {
-                tracing::warn!(error = %e, "could not delete an expired session");
+            // An expired session is gone: replace it with its tombstone now
+            // rather than wait for the sweeper. A failure does not matter
+            // for safety (the record is refused at every use), so it is
+            // only logged.
+            if let Err(e) = self.inner.store.end(hash, Ended::Expired(reason)).await {
+                tracing::warn!(error = %e, "could not end an expired session");
             }
             let kind = match reason {
                 crate::policy::ExpiryReason::Idle => AuditKind::ExpiredIdle,
@@ -565,7 +574,13 @@ impl SessionManager {
                         Renewal::Reauthenticate => AuditKind::Reauthenticated,
                         _ => AuditKind::Rotated,
                     };
-                    audit::emit(kind, Some(&next.handle), next.user_id.as_deref(), "");
+                    let detail = if next.handle == current.handle {
+                        String::new()
+                    } else {
+                        // A sign-in: name the identity it replaced.
+                        format!("sign-in; replaces {}", current.handle)
+                    };
+                    audit::emit(kind, Some(&next.handle), next.user_id.as_deref(), &detail);
                     if let Renewal::Login { user_id } = &renewal {
                         self.retire_identity(&current).await;
                         self.enforce_session_limit(user_id, &next.handle).await?;
@@ -588,12 +603,6 @@ impl SessionManager {
     /// handle, and the rotation removed that handle atomically with the
     /// earlier token — so a failure here is only logged.
     async fn retire_identity(&self, earlier: &SessionRecord) {
-        audit::emit(
-            AuditKind::Revoked,
-            Some(&earlier.handle),
-            earlier.user_id.as_deref(),
-            "replaced by a sign-in (new session identity)",
-        );
         if let Some(refresh) = self.refresh_backend() {
             if let Err(e) = refresh.delete_refresh_family(&earlier.handle).await {
                 tracing::warn!(error = %e, "could not delete a retired refresh family");
@@ -607,7 +616,7 @@ impl SessionManager {
     ///
     /// Store errors.
     pub async fn destroy(&self, hash: &TokenHash) -> Result<bool, SessionError> {
-        let existed = self.inner.store.delete(hash).await?;
+        let existed = self.inner.store.end(hash, Ended::SignedOut).await?;
         if existed {
             audit::emit(AuditKind::Destroyed, None, None, &hash.fingerprint());
         }
@@ -625,7 +634,8 @@ impl SessionManager {
 
     /// Revokes one session by handle; with `owner`, only if it belongs to
     /// that user (so a user cannot revoke someone else's session by
-    /// guessing handles).
+    /// guessing handles). Its token then answers `revoked` (with `why`)
+    /// until its absolute deadline.
     ///
     /// # Errors
     ///
@@ -634,10 +644,15 @@ impl SessionManager {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, SessionError> {
-        let done = self.inner.store.delete_by_handle(handle, owner).await?;
+        let done = self
+            .inner
+            .store
+            .delete_by_handle(handle, owner, why)
+            .await?;
         if done {
-            audit::emit(AuditKind::Revoked, Some(handle), owner, "by handle");
+            audit::emit(AuditKind::Revoked, Some(handle), owner, why.as_code());
         }
         Ok(done)
     }
@@ -653,8 +668,13 @@ impl SessionManager {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, SessionError> {
-        let n = self.inner.store.delete_by_user(user_id, except).await?;
+        let n = self
+            .inner
+            .store
+            .delete_by_user(user_id, except, why)
+            .await?;
         audit::emit(
             AuditKind::Revoked,
             except,
@@ -729,7 +749,7 @@ impl SessionManager {
             if self
                 .inner
                 .store
-                .delete_by_handle(&record.handle, Some(user_id))
+                .delete_by_handle(&record.handle, Some(user_id), Revocation::SessionLimit)
                 .await?
             {
                 audit::emit(

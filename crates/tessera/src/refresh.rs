@@ -48,6 +48,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, AuditKind};
+use crate::ended::Revocation;
 use crate::error::{SessionError, StoreError};
 use crate::manager::SessionManager;
 use crate::record::{SessionHandle, SessionRecord};
@@ -328,7 +329,8 @@ impl SessionManager {
                 });
             }
         }
-        self.revoke_family(&record.family).await?;
+        self.revoke_family(&record.family, Revocation::RefreshReuse)
+            .await?;
         audit::emit(
             AuditKind::RefreshReuseDetected,
             Some(&record.family),
@@ -349,7 +351,12 @@ impl SessionManager {
         };
         match self.load_hash(&session.hash).await {
             Ok(s) => Ok(Some(s)),
-            Err(SessionError::NotFound | SessionError::Expired { .. }) => Ok(None),
+            Err(
+                SessionError::NotFound
+                | SessionError::Expired { .. }
+                | SessionError::SignedOut
+                | SessionError::Revoked { .. },
+            ) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -362,7 +369,11 @@ impl SessionManager {
     /// # Errors
     ///
     /// Store errors.
-    pub async fn revoke_family(&self, family: &SessionHandle) -> Result<(), SessionError> {
+    pub async fn revoke_family(
+        &self,
+        family: &SessionHandle,
+        why: Revocation,
+    ) -> Result<(), SessionError> {
         let store = self.refresh_store()?;
         let owner = store
             .load_session_by_handle(family)
@@ -370,7 +381,7 @@ impl SessionManager {
             .and_then(|s| s.user_id);
         // Session first: once it is gone no refresh can succeed, even if
         // deleting the tokens fails half-way.
-        self.revoke(family, None).await?;
+        self.revoke(family, None, why).await?;
         store.delete_refresh_family(family).await?;
         audit::emit(
             AuditKind::Revoked,
@@ -396,7 +407,9 @@ impl SessionManager {
         let Some(record) = store.load_refresh(&token.hash()).await? else {
             return Ok(false);
         };
-        self.revoke_family(&record.family).await?;
+        // The client gave up its grant (RFC 7009).
+        self.revoke_family(&record.family, Revocation::Other)
+            .await?;
         Ok(true)
     }
 

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use tessera::Access;
+use tessera::Revocation;
 use tessera::record::{DataChanges, SessionHandle};
 use utoipa::ToSchema;
 
@@ -217,7 +218,11 @@ async fn revoke_inner(
     let handle = SessionHandle::parse(handle).ok_or_else(ApiError::not_found)?;
     confirm_password(state, ctx, &user, password).await?;
     // Only the user's own sessions: someone else's handle is "not found".
-    if state.manager.revoke(&handle, Some(&user)).await? {
+    if state
+        .manager
+        .revoke(&handle, Some(&user), Revocation::OtherDevice)
+        .await?
+    {
         Ok(())
     } else {
         Err(ApiError::not_found())
@@ -280,7 +285,7 @@ pub async fn revoke_others(
         confirm_password(&state, &ctx, &user, &form.password).await?;
         let n = state
             .manager
-            .revoke_user(&user, Some(&current.handle))
+            .revoke_user(&user, Some(&current.handle), Revocation::OtherDevice)
             .await?;
         crate::metrics::count_revoked(n);
         Ok::<_, ApiError>(Revoked { revoked: n })

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tessera::Revocation;
 use tessera::token::{Refresh, Session, SessionToken, TokenKind};
 use tessera::{Access, SessionError};
 
@@ -91,7 +92,7 @@ pub async fn revoke(
                 match state.manager.load_hash(&parsed.hash()).await {
                     Ok(record) => state
                         .manager
-                        .revoke_family(&record.handle)
+                        .revoke_family(&record.handle, Revocation::Other)
                         .await
                         .map_err(|e| unavailable(&e))?,
                     Err(e) if e.is_unavailable() => return Err(unavailable(&e)),
@@ -105,7 +106,7 @@ pub async fn revoke(
             if let Ok(verified) = state.signing.verify(t) {
                 state
                     .manager
-                    .revoke_family(&verified.claims.sid)
+                    .revoke_family(&verified.claims.sid, Revocation::Other)
                     .await
                     .map_err(|e| unavailable(&e))?;
             }

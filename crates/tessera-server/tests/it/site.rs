@@ -117,6 +117,75 @@ async fn sign_in_on_a_planted_session_is_a_new_identity() {
     assert_eq!(status(&server, &token).await.0, 200);
 }
 
+/// A refused session says why it ended (`signed_out`, `revoked` with who
+/// or what revoked it, `missing`), and the sign-in page says it in words.
+#[tokio::test]
+async fn an_ended_session_says_why_and_the_sign_in_page_tells_the_person() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let password = server.demo_password.clone().unwrap();
+    let here = demo_login(&server).await;
+    let phone = demo_login(&server).await;
+    let tablet = demo_login(&server).await;
+
+    let res = client()
+        .post(server.at("/sessions/revoke-others"))
+        .header("cookie", cookie_header(&here.token))
+        .header("x-csrf-token", &here.csrf)
+        .json(&json!({"password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for revoked in [&phone, &tablet] {
+        let (code, body) = status(&server, &revoked.token).await;
+        assert_eq!(code, 401);
+        assert_eq!(body["reason"], "revoked");
+        assert_eq!(body["revoked_by"], "other_device");
+    }
+    // The page a revoked browser opens sends it to the sign-in page, which
+    // says what happened.
+    let res = client()
+        .get(server.at("/"))
+        .header("cookie", cookie_header(&phone.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, "/login?reason=revoked&by=other_device");
+    let page = get_text(&server, &location).await;
+    assert!(
+        page.contains("You were signed out from another device."),
+        "{page}"
+    );
+    let page = get_text(&server, "/login?reason=revoked&by=password_changed").await;
+    assert!(
+        page.contains("You were signed out because your password was changed."),
+        "{page}"
+    );
+    let page = get_text(&server, "/login?reason=revoked&by=%3Cscript%3E").await;
+    assert!(!page.contains("<script>") && !page.contains("id=\"reason\""));
+
+    // An administrator's revocation through /v1.
+    assert_eq!(
+        delete_session(&server, &key, &here.handle).await.status(),
+        204
+    );
+    let (code, body) = status(&server, &here.token).await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("revoked")));
+    assert_eq!(body["revoked_by"], "admin");
+
+    // An unknown (well-formed) token is still just missing.
+    let (code, body) = status(
+        &server,
+        "tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA_AAAAAA",
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("missing")));
+    assert!(body.get("revoked_by").is_none());
+}
+
 #[tokio::test]
 async fn failed_logins_are_generic_and_rate_limited() {
     let server = Server::start(&[
@@ -389,7 +458,7 @@ async fn logout_deletes_the_session_and_clears_the_cookie() {
     assert_eq!(res.status(), 204);
     assert_eq!(session_cookie(res.headers()).as_deref(), Some(""));
     let (code, body) = status(&server, &s.token).await;
-    assert_eq!((code, body["reason"].as_str()), (401, Some("missing")));
+    assert_eq!((code, body["reason"].as_str()), (401, Some("signed_out")));
 
     // Form variant: 303.
     let s = demo_login(&server).await;

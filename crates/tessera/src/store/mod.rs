@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
 use crate::record::{SessionHandle, SessionRecord};
 use crate::time::Timestamp;
@@ -136,8 +137,29 @@ pub trait Store: Send + Sync + 'static {
     /// Backend errors.
     async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError>;
 
+    /// Deletes the record under `hash` and, in the same atomic step, leaves
+    /// a tombstone saying `why` (see [`crate::ended`]) that
+    /// [`Store::ended`] reports until the session's absolute deadline.
+    /// Returns whether a record was there (without one, nothing is
+    /// written).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError>;
+
+    /// Why the session under `hash` ended, if a tombstone valid at `now`
+    /// remembers it. `None` for a live session, an unknown token, or a
+    /// tombstone past its session's absolute deadline.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError>;
+
     /// Deletes the session with this handle, if it belongs to `owner` (any
-    /// owner when `None`). Returns whether one was deleted.
+    /// owner when `None`), leaving a tombstone `Ended::Revoked(why)` as
+    /// [`Store::end`] does. Returns whether one was deleted.
     ///
     /// # Errors
     ///
@@ -146,6 +168,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError>;
 
     /// The user's sessions that are valid at `now`, oldest first.
@@ -160,8 +183,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// Deletes every session of the user except the one with handle
-    /// `except`. Returns how many were deleted. Afterwards no deleted
-    /// session can be loaded, including by a concurrent `rotate`.
+    /// `except`, leaving a tombstone `Ended::Revoked(why)` for each as
+    /// [`Store::end`] does. Returns how many were deleted. Afterwards no
+    /// deleted session can be loaded, including by a concurrent `rotate`.
     ///
     /// # Errors
     ///
@@ -170,6 +194,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError>;
 
     /// Deletes **every** session in the store, and every refresh-token
