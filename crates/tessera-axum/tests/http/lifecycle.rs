@@ -142,5 +142,6 @@ async fn a_dead_cookie_is_cleared_without_clear_site_data() {
     assert!(r.headers().get("clear-site-data").is_none());
     let c = set_cookies(r.headers()).pop().unwrap();
     assert!(c.contains("Max-Age=0"), "{c}");
-    assert_eq!(r.text().await.unwrap(), "ended:missing");
+    // The tombstone tells the handler why the session ended.
+    assert_eq!(r.text().await.unwrap(), "ended:revoked");
 }
