@@ -54,7 +54,8 @@ impl RedisStore {
                         .map(str::to_owned)
                 })
                 .collect();
-            for revoked in join_all(handles.iter().map(|h| self.revoke_handle(h, None))).await {
+            for revoked in join_all(handles.iter().map(|h| self.revoke_handle(h, None, None))).await
+            {
                 deleted = deleted.saturating_add(revoked?);
             }
         }

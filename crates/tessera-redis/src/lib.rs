@@ -76,6 +76,7 @@ use fred::types::{ClusterHash, CustomCommand, Value};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
+use tessera::ended::{Ended, Revocation};
 use tessera::error::StoreError;
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::store::{CasOutcome, Modify, ModifyFn, Store};
@@ -505,6 +506,7 @@ impl RedisStore {
         hash: &str,
         handle: Option<&SessionHandle>,
         owner: Option<&str>,
+        why: Option<Ended>,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
         let key = format!("{}s:{{{hash}}}", self.inner.prefix);
         let v = self
@@ -516,6 +518,7 @@ impl RedisStore {
                     if owner.is_some() { "1" } else { "0" }.to_owned(),
                     owner.unwrap_or_default().to_owned(),
                     String::new(),
+                    why.map(Ended::to_stored).unwrap_or_default(),
                 ],
             )
             .await?;
@@ -562,7 +565,12 @@ impl RedisStore {
     /// Revokes every session registered under a handle (owned by `owner`
     /// when given). Bumps the handle's generation first, so that a rotation
     /// in flight aborts (see the README).
-    async fn revoke_handle(&self, handle: &str, owner: Option<&str>) -> Result<u64, StoreError> {
+    async fn revoke_handle(
+        &self,
+        handle: &str,
+        owner: Option<&str>,
+        why: Option<Ended>,
+    ) -> Result<u64, StoreError> {
         let generation = random_generation()?;
         let key = format!("{}h:{{{handle}}}", self.inner.prefix);
         let listed = array(
@@ -574,7 +582,7 @@ impl RedisStore {
         let results = join_all(
             hashes
                 .iter()
-                .map(|h| self.delete_if(h, parsed.as_ref(), owner)),
+                .map(|h| self.delete_if(h, parsed.as_ref(), owner, why)),
         )
         .await;
         let mut deleted = 0u64;
@@ -692,7 +700,9 @@ impl RedisStore {
                 return Err(e);
             }
         }
-        // 3. Compare-and-delete the old key: the linearization point.
+        // 3. Compare-and-delete the old key: the linearization point. From
+        //    here on the old token, and for a sign-in the old handle (whose
+        //    handle record now lists only a deleted key), find nothing.
         let taken = self
             .eval(
                 &self.inner.scripts.take,
@@ -704,20 +714,31 @@ impl RedisStore {
                 ],
             )
             .await
-            .and_then(|v| int(&v));
-        let outcome = match taken {
-            Ok(2) => None,
-            Ok(0) => Some(Ok(CasOutcome::Missing)),
-            Ok(1) => Some(Ok(CasOutcome::Conflict)),
-            Ok(3) => Some(Err(StoreError::backend(
-                "rotate must keep the session's handle",
-            ))),
-            Ok(_) => Some(Err(unexpected("rotate"))),
-            Err(e) => Some(Err(e)),
+            .and_then(array)
+            .and_then(|items| Ok((items.first().map(int).transpose()?, items)));
+        let (items, outcome) = match taken {
+            Ok((Some(2 | 4), items)) => (items, None),
+            Ok((Some(0), _)) => (Vec::new(), Some(Ok(CasOutcome::Missing))),
+            Ok((Some(1), _)) => (Vec::new(), Some(Ok(CasOutcome::Conflict))),
+            Ok(_) => (Vec::new(), Some(Err(unexpected("rotate")))),
+            Err(e) => (Vec::new(), Some(Err(e))),
         };
         if let Some(outcome) = outcome {
             self.discard_pending(new).await;
             return outcome;
+        }
+        // A sign-in: the session left its old handle. Forget the old key
+        // there and drop the handle from the old user's index. Only
+        // housekeeping (readers skip keys that are gone; the handle record
+        // expires at its absolute deadline), so a failure is logged.
+        if let Some(old_handle) = items.get(1).and_then(Value::as_string) {
+            let old_user = items.get(2).and_then(Value::as_string);
+            if let Err(e) = self
+                .forget(&old_handle, vec![old.to_hex()], old_user.as_deref())
+                .await
+            {
+                tracing::debug!(error = %e, "index cleanup after a sign-in failed");
+            }
         }
         // 4. If the handle was revoked since step 1, the revocation may have
         //    listed the hashes before the new key existed: delete it here.
@@ -987,7 +1008,7 @@ impl Store for RedisStore {
     async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
         self.bounded(async {
             let hex = hash.to_hex();
-            match self.delete_if(&hex, None, None).await? {
+            match self.delete_if(&hex, None, None, None).await? {
                 Some((handle, user)) => {
                     if let Err(e) = self.forget(&handle, vec![hex], user.as_deref()).await {
                         tracing::debug!(error = %e, "index cleanup after delete failed");
@@ -1004,9 +1025,50 @@ impl Store for RedisStore {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
-        self.bounded(async { Ok(self.revoke_handle(handle.as_str(), owner).await? > 0) })
+        let why = Some(Ended::Revoked(why));
+        self.bounded(async { Ok(self.revoke_handle(handle.as_str(), owner, why).await? > 0) })
             .await
+    }
+
+    /// The `DELETE_IF` script with a tombstone: the record and its
+    /// tombstone change places on the one session key.
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let hex = hash.to_hex();
+            match self.delete_if(&hex, None, None, Some(why)).await? {
+                Some((handle, user)) => {
+                    if let Err(e) = self.forget(&handle, vec![hex], user.as_deref()).await {
+                        tracing::debug!(error = %e, "index cleanup after end failed");
+                    }
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    /// One `HGET` of the tombstone field (`<absolute ms>,<reason>`); Redis
+    /// drops the key at the session's absolute deadline, and a tombstone
+    /// read at or after it is ignored like an expired record.
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        self.bounded(async {
+            let hget = self
+                .inner
+                .client
+                .hget::<Option<String>, _, _>(self.session_key(hash), "t");
+            let stored = Box::pin(hget).await.map_err(map_err)?;
+            Ok(stored.as_deref().and_then(|t| {
+                let (until, reason) = t.split_once(',')?;
+                let until: i64 = until.parse().ok()?;
+                (now.as_millis() < until)
+                    .then(|| Ended::from_stored(reason))
+                    .flatten()
+            }))
+        })
+        .await
     }
 
     async fn list_by_user(
@@ -1043,15 +1105,21 @@ impl Store for RedisStore {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
+        let why = Some(Ended::Revoked(why));
         self.bounded(async {
             let handles = self.user_handles(user_id).await?;
             let targets: Vec<&String> = handles
                 .iter()
                 .filter(|h| except.is_none_or(|e| e.as_str() != h.as_str()))
                 .collect();
-            let results =
-                join_all(targets.iter().map(|h| self.revoke_handle(h, Some(user_id)))).await;
+            let results = join_all(
+                targets
+                    .iter()
+                    .map(|h| self.revoke_handle(h, Some(user_id), why)),
+            )
+            .await;
             let mut n = 0;
             for r in results {
                 n += r?;

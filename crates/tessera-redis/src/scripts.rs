@@ -107,32 +107,42 @@ return 2
 
 /// Compare-and-delete of the old key of a rotation.
 ///
-/// KEYS: old session key. ARGV: now ms, expected version, handle.
-/// Returns 0 missing or expired, 1 version conflict, 2 deleted, 3 the
-/// handle differs (caller bug) or the header does not parse.
+/// KEYS: old session key. ARGV: now ms, expected version, the new record's
+/// handle.
+/// Returns `{0}` missing or expired, `{1}` version conflict, `{2}` deleted
+/// (same handle: a token rotation), `{3}` the header does not parse,
+/// `{4, old handle, old user|false}` deleted, and the session had another
+/// handle: a sign-in moving it to a new identity, whose old handle the
+/// caller then retires.
 const TAKE: &str = concat!(
     header_lua!(),
     r"
 local c = redis.call('HGET', KEYS[1], 'c')
-if not c then return 0 end
-local v, i, a, h = hdr(c)
-if not v then return 3 end
+if not c then return {0} end
+local v, i, a, h, u = hdr(c)
+if not v then return {3} end
 local now = tonumber(ARGV[1])
-if now >= tonumber(i) or now >= tonumber(a) then return 0 end
-if v ~= ARGV[2] then return 1 end
-if h ~= ARGV[3] then return 3 end
+if now >= tonumber(i) or now >= tonumber(a) then return {0} end
+if v ~= ARGV[2] then return {1} end
 redis.call('DEL', KEYS[1])
-return 2
+if h ~= ARGV[3] then return {4, h, u} end
+return {2}
 "
 );
 
-/// Conditional delete of a session key.
+/// Conditional delete of a session key, leaving a tombstone.
 ///
 /// KEYS: session key. ARGV: required handle (`''` = any), has_owner,
-/// owner, excepted handle (`''` = none).
+/// owner, excepted handle (`''` = none), tombstone (`''` = none: the
+/// stored `tessera::ended::Ended` code).
 /// Returns `{0}` when nothing was deleted, `{1, handle, user|false}` when
-/// the key was deleted. A key whose header does not parse is deleted only
-/// by an unconditional delete (no handle, owner or exception given).
+/// the record was deleted. A key whose header does not parse is deleted
+/// only by an unconditional delete (no handle, owner or exception given).
+///
+/// With a tombstone, the same key keeps only the field `t` (`<absolute
+/// deadline ms>,<reason>`, nothing secret) and expires at that deadline: the
+/// record and its tombstone change places atomically, on one key, so this
+/// holds on a cluster too. Readers of the record (`HGET c`) find nothing.
 const DELETE_IF: &str = concat!(
     header_lua!(),
     r"
@@ -149,6 +159,10 @@ if ARGV[1] ~= '' and h ~= ARGV[1] then return {0} end
 if ARGV[2] == '1' and u ~= ARGV[3] then return {0} end
 if ARGV[4] ~= '' and h == ARGV[4] then return {0} end
 redis.call('DEL', KEYS[1])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 't', a .. ',' .. ARGV[5])
+  redis.call('PEXPIREAT', KEYS[1], a)
+end
 return {1, h, u}
 "
 );

@@ -142,11 +142,18 @@ async fn cluster_revoke_all_spans_every_slot() {
     }
     assert_eq!(slots.len(), 3, "30 random keys land on all 3 masters");
     let keep = records[0].handle.clone();
-    assert_eq!(store.delete_by_user(&user, Some(&keep)).await.unwrap(), 29);
+    assert_eq!(
+        store
+            .delete_by_user(&user, Some(&keep), tessera::Revocation::Other)
+            .await
+            .unwrap(),
+        29
+    );
     for r in &records[1..] {
         assert!(store.load(&r.hash).await.unwrap().is_none());
-        let exists: i64 = client.exists(store.session_key(&r.hash)).await.unwrap();
-        assert_eq!(exists, 0);
+        // Only the tombstone is left on the key: the reason, no record.
+        let fields: Vec<String> = client.hkeys(store.session_key(&r.hash)).await.unwrap();
+        assert_eq!(fields, vec!["t".to_owned()]);
     }
     assert!(store.load(&records[0].hash).await.unwrap().is_some());
     let listed = store.list_by_user(&user, SystemClock.now()).await.unwrap();
@@ -181,7 +188,9 @@ async fn revoke_racing_rotation_needs_no_second_pass(store: RedisStore) {
                 for _ in 0..(i % 6) {
                     tokio::task::yield_now().await;
                 }
-                store.delete_by_user(&user, None).await
+                store
+                    .delete_by_user(&user, None, tessera::Revocation::Other)
+                    .await
             })
         };
         if rotating.await.unwrap().unwrap() == CasOutcome::Applied {
@@ -230,17 +239,31 @@ async fn a_failed_rotation_leaves_the_old_session_intact_and_no_new_key() {
     );
     assert_eq!(store.load(&old.hash).await.unwrap(), Some(old.clone()));
     assert!(store.load(&new.hash).await.unwrap().is_none());
-    // A handle change is refused as a caller bug, and also changes nothing.
+    // A failed sign-in rotation (new handle, stale version) changes nothing
+    // either: the new handle answers to nothing.
     let mut other = new.clone();
     other.handle = tessera::record::SessionHandle::generate().unwrap();
-    assert!(
+    assert_eq!(
         store
-            .rotate(&old.hash, old.version, &other, SystemClock.now())
+            .rotate(&old.hash, old.version + 1, &other, SystemClock.now())
             .await
-            .is_err()
+            .unwrap(),
+        CasOutcome::Conflict
     );
     assert_eq!(store.load(&old.hash).await.unwrap(), Some(old.clone()));
     assert!(store.load(&other.hash).await.unwrap().is_none());
+    assert!(
+        tessera::refresh::RefreshStore::load_session_by_handle(&store, &other.handle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        tessera::refresh::RefreshStore::load_session_by_handle(&store, &old.handle)
+            .await
+            .unwrap(),
+        Some(old.clone())
+    );
 }
 
 #[tokio::test]

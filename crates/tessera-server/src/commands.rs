@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, IsTerminal};
 
+use tessera::Revocation;
 use tessera::record::SessionHandle;
 
 use crate::api::types::SessionSummary;
@@ -86,7 +87,10 @@ pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerErro
         UserCommand::Passwd { name, .. } => {
             let password = read_password()?;
             state.users.set_password(&name, &password).await?;
-            let n = state.manager.revoke_user(&name, None).await?;
+            let n = state
+                .manager
+                .revoke_user(&name, None, Revocation::PasswordChanged)
+                .await?;
             state
                 .activity
                 .admin_signed_out(&name, state.manager.now().as_millis(), n)
@@ -95,7 +99,10 @@ pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerErro
         }
         UserCommand::Disable { name } => {
             state.users.disable(&name).await?;
-            let n = state.manager.revoke_user(&name, None).await?;
+            let n = state
+                .manager
+                .revoke_user(&name, None, Revocation::Disabled)
+                .await?;
             state
                 .activity
                 .admin_signed_out(&name, state.manager.now().as_millis(), n)
@@ -155,7 +162,10 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
         }
         SessionsCommand::Revoke { user, handle, .. } => match (user, handle) {
             (Some(user), _) => {
-                let n = state.manager.revoke_user(&user, None).await?;
+                let n = state
+                    .manager
+                    .revoke_user(&user, None, Revocation::Admin)
+                    .await?;
                 state
                     .activity
                     .admin_signed_out(&user, state.manager.now().as_millis(), n)
@@ -167,7 +177,11 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
                     ServerError::Message(format!("{handle:?} is not a session handle (tsh_…)"))
                 })?;
                 let owner = crate::activity::owner_of(&state.manager, &parsed).await;
-                if state.manager.revoke(&parsed, None).await? {
+                if state
+                    .manager
+                    .revoke(&parsed, None, Revocation::Admin)
+                    .await?
+                {
                     if let Some(user) = owner {
                         state
                             .activity

@@ -15,10 +15,17 @@ pub struct ErrorBody {
     /// `payload_too_large`, `csrf_rejected`, `reauth_required`,
     /// `rate_limited`, `unavailable`, …
     pub error: &'static str,
-    /// Why a session is unusable: `expired_idle`, `expired_absolute`,
-    /// `revoked` or `missing`; or which check refused a request.
+    /// Why a session is unusable: `signed_out`, `revoked`,
+    /// `expired_idle`, `expired_absolute` or `missing`; or which check
+    /// refused a request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For `reason: "revoked"`: who or what revoked the session
+    /// (`other_device`, `password_changed`, `disabled`, `admin`,
+    /// `refresh_reuse`, `session_limit`, `other`), so a page can tell the
+    /// person in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<&'static str>,
     /// A human-readable explanation (never echoes secrets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -43,6 +50,7 @@ impl ApiError {
             body: ErrorBody {
                 error,
                 reason: None,
+                revoked_by: None,
                 message: None,
             },
             retry_after: None,
@@ -64,6 +72,14 @@ impl ApiError {
     /// 400 with a message naming the problem.
     pub fn bad_request(error: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error).message(message)
+    }
+
+    /// 401 `unauthenticated`, reason `revoked`, with who or what revoked
+    /// the session.
+    pub fn revoked(by: tessera::Revocation) -> Self {
+        let mut e = Self::unauthenticated("revoked");
+        e.body.revoked_by = Some(by.as_code());
+        e
     }
 
     /// 401 `unauthenticated` with a session reason.
@@ -109,6 +125,7 @@ impl From<SessionError> for ApiError {
                     "the session data would exceed {limit} bytes; nothing was changed"
                 ))
             }
+            SessionError::Revoked { by } => Self::revoked(by),
             other => Self::unauthenticated(other.reason_code().unwrap_or("missing")),
         }
     }

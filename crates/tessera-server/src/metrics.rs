@@ -12,6 +12,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera::StoreError;
+use tessera::ended::{Ended, Revocation};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
@@ -226,10 +227,25 @@ impl Store for MeteredStore {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
         let t = Instant::now();
-        let r = self.inner.delete_by_handle(handle, owner).await;
+        let r = self.inner.delete_by_handle(handle, owner, why).await;
         observe("delete_by_handle", t);
+        r
+    }
+
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.end(hash, why).await;
+        observe("end", t);
+        r
+    }
+
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.ended(hash, now).await;
+        observe("ended", t);
         r
     }
 
@@ -248,9 +264,10 @@ impl Store for MeteredStore {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
         let t = Instant::now();
-        let r = self.inner.delete_by_user(user_id, except).await;
+        let r = self.inner.delete_by_user(user_id, except, why).await;
         observe("delete_by_user", t);
         r
     }

@@ -16,6 +16,7 @@ mod row;
 mod sqlite;
 mod store;
 mod sweeper;
+mod tombstone;
 
 pub use crate::error::UnsupportedUrl;
 #[cfg(feature = "mysql")]

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use tessera::StoreError;
+use tessera::ended::{Ended, Revocation};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
@@ -36,6 +37,7 @@ use crate::row::{
     Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
     remaining, version_to_sql,
 };
+use crate::tombstone::{Target, bind_target};
 
 mod sql {
     //! The statements, in one place.
@@ -81,12 +83,6 @@ mod sql {
         )
     }
     pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = ?";
-    pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
-    pub(super) const DELETE_BY_HANDLE_OWNED: &str =
-        "DELETE FROM tessera_sessions WHERE handle = ? AND user_id = ?";
-    pub(super) const DELETE_BY_USER: &str = "DELETE FROM tessera_sessions WHERE user_id = ?";
-    pub(super) const DELETE_BY_USER_EXCEPT: &str =
-        "DELETE FROM tessera_sessions WHERE user_id = ? AND handle <> ?";
     pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE next_deadline <= ? \
         ORDER BY next_deadline LIMIT ?";
     pub(super) fn select_by_handle() -> String {
@@ -114,6 +110,11 @@ mod sql {
         WHERE hash = ? AND used_at IS NULL AND expires_at > ?";
     pub(super) const REFRESH_DELETE_FAMILY: &str =
         "DELETE FROM tessera_refresh_tokens WHERE family = ?";
+    pub(super) const TOMBSTONE: &str =
+        "SELECT reason FROM tessera_tombstones WHERE hash = ? AND expires_at > ?";
+    /// Bounded like `PURGE`, through the `expires_at` index.
+    pub(super) const TOMBSTONE_PURGE: &str = "DELETE FROM tessera_tombstones \
+        WHERE expires_at <= ? ORDER BY expires_at LIMIT ?";
     pub(super) const REFRESH_PURGE: &str = "DELETE FROM tessera_refresh_tokens \
         WHERE expires_at <= ? ORDER BY expires_at LIMIT ?";
 }
@@ -227,6 +228,41 @@ fn migrator() -> Migrator {
 }
 
 impl MySqlStore {
+    /// Deletes the target's sessions and records why, in one transaction
+    /// (retried on a deadlock): the rows are locked first (`FOR UPDATE`),
+    /// so a racing rotation cannot re-key one between the two statements.
+    /// Returns how many sessions were deleted.
+    async fn bury(&self, target: &Target<'_>, why: Ended) -> Result<u64, StoreError> {
+        let cond = target.condition(None);
+        let lock = format!("SELECT hash FROM tessera_sessions WHERE {cond} FOR UPDATE");
+        let record = format!(
+            "INSERT INTO tessera_tombstones (hash, reason, expires_at) \
+             SELECT hash, ?, absolute_deadline FROM tessera_sessions WHERE {cond} \
+             ON DUPLICATE KEY UPDATE reason = VALUES(reason), expires_at = VALUES(expires_at)"
+        );
+        let delete = format!("DELETE FROM tessera_sessions WHERE {cond}");
+        let reason = why.to_stored();
+        bounded(
+            self.timeout,
+            retrying!(async {
+                let mut tx = self.pool.begin().await?;
+                bind_target!(sqlx::query(&lock), target)
+                    .execute(&mut *tx)
+                    .await?;
+                bind_target!(sqlx::query(&record).bind(&reason), target)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = bind_target!(sqlx::query(&delete), target)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }),
+        )
+        .await
+    }
+
     /// Connects with default [`SqlOptions`] and runs the migrations.
     /// `mysql://` and `mariadb://` URLs are accepted alike.
     ///
@@ -425,25 +461,33 @@ impl Store for MySqlStore {
         Ok(n > 0)
     }
 
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        Ok(self.bury(&Target::Hash(hash), why).await? > 0)
+    }
+
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        let reason: Option<Vec<u8>> = bounded(self.timeout, async {
+            Ok(sqlx::query_scalar(sql::TOMBSTONE)
+                .bind(hash.as_bytes().as_slice())
+                .bind(now.as_millis())
+                .fetch_optional(&self.pool)
+                .await?)
+        })
+        .await?;
+        Ok(reason
+            .as_deref()
+            .and_then(|r| std::str::from_utf8(r).ok())
+            .and_then(Ended::from_stored))
+    }
+
     async fn delete_by_handle(
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
-        let n = bounded(
-            self.timeout,
-            retrying!(async {
-                let query = match owner {
-                    None => sqlx::query(sql::DELETE_BY_HANDLE).bind(handle.as_str()),
-                    Some(owner) => sqlx::query(sql::DELETE_BY_HANDLE_OWNED)
-                        .bind(handle.as_str())
-                        .bind(owner),
-                };
-                Ok(query.execute(&self.pool).await?.rows_affected())
-            }),
-        )
-        .await?;
-        Ok(n > 0)
+        let target = Target::Handle(handle, owner);
+        Ok(self.bury(&target, Ended::Revoked(why)).await? > 0)
     }
 
     async fn list_by_user(
@@ -468,20 +512,10 @@ impl Store for MySqlStore {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
-        bounded(
-            self.timeout,
-            retrying!(async {
-                let query = match except {
-                    None => sqlx::query(sql::DELETE_BY_USER).bind(user_id),
-                    Some(keep) => sqlx::query(sql::DELETE_BY_USER_EXCEPT)
-                        .bind(user_id)
-                        .bind(keep.as_str()),
-                };
-                Ok(query.execute(&self.pool).await?.rows_affected())
-            }),
-        )
-        .await
+        self.bury(&Target::User(user_id, except), Ended::Revoked(why))
+            .await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
@@ -517,7 +551,23 @@ impl Store for MySqlStore {
             }),
         )
         .await?;
-        Ok(sessions.saturating_add(tokens))
+        let left = remaining(left, tokens);
+        if left == 0 {
+            return Ok(sessions.saturating_add(tokens));
+        }
+        let tombstones = bounded(
+            self.timeout,
+            retrying!(async {
+                let done = sqlx::query(sql::TOMBSTONE_PURGE)
+                    .bind(now.as_millis())
+                    .bind(limit_to_sql(left))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }),
+        )
+        .await?;
+        Ok(sessions.saturating_add(tokens).saturating_add(tombstones))
     }
 
     /// Two statements in one transaction, retried on a deadlock. A

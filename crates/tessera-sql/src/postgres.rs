@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tessera::StoreError;
+use tessera::ended::{Ended, Revocation};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
@@ -35,6 +36,7 @@ use crate::row::{
     Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
     remaining, version_to_sql,
 };
+use crate::tombstone::{Target, bind_target};
 
 mod sql {
     //! The statements, in one place.
@@ -81,12 +83,6 @@ mod sql {
         csrf_secret = $12, client_ip = $13, user_agent = $14 \
         WHERE hash = $15 AND version = $16 AND next_deadline > $17";
     pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = $1";
-    pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = $1";
-    pub(super) const DELETE_BY_HANDLE_OWNED: &str =
-        "DELETE FROM tessera_sessions WHERE handle = $1 AND user_id = $2";
-    pub(super) const DELETE_BY_USER: &str = "DELETE FROM tessera_sessions WHERE user_id = $1";
-    pub(super) const DELETE_BY_USER_EXCEPT: &str =
-        "DELETE FROM tessera_sessions WHERE user_id = $1 AND handle <> $2";
     /// The outer `next_deadline <= $1` re-checks rows a concurrent writer
     /// changed between the sub-select and the delete.
     pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE hash IN \
@@ -111,6 +107,12 @@ mod sql {
         WHERE hash = $4 AND used_at IS NULL AND expires_at > $5";
     pub(super) const REFRESH_DELETE_FAMILY: &str =
         "DELETE FROM tessera_refresh_tokens WHERE family = $1";
+    pub(super) const TOMBSTONE: &str =
+        "SELECT reason FROM tessera_tombstones WHERE hash = $1 AND expires_at > $2";
+    /// Bounded like `PURGE`, through the `expires_at` index.
+    pub(super) const TOMBSTONE_PURGE: &str = "DELETE FROM tessera_tombstones WHERE hash IN \
+        (SELECT hash FROM tessera_tombstones WHERE expires_at <= $1 \
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
     /// Bounded like `PURGE`; skips rows a rotation holds.
     pub(super) const REFRESH_PURGE: &str = "DELETE FROM tessera_refresh_tokens WHERE hash IN \
         (SELECT hash FROM tessera_refresh_tokens WHERE expires_at <= $1 \
@@ -139,6 +141,28 @@ fn migrator() -> Migrator {
 }
 
 impl PgStore {
+    /// Deletes the target's sessions and records why, in **one statement**
+    /// (the `DELETE … RETURNING` feeds the `INSERT`), so each deleted row,
+    /// whichever key a racing rotation gave it, gets its tombstone. Returns
+    /// how many sessions were deleted.
+    async fn bury(&self, target: &Target<'_>, why: Ended) -> Result<u64, StoreError> {
+        let cond = target.condition(Some(2));
+        let statement = format!(
+            "WITH gone AS (DELETE FROM tessera_sessions WHERE {cond} \
+             RETURNING hash, absolute_deadline) \
+             INSERT INTO tessera_tombstones (hash, reason, expires_at) \
+             SELECT hash, $1, absolute_deadline FROM gone \
+             ON CONFLICT (hash) DO UPDATE \
+             SET reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at"
+        );
+        let reason = why.to_stored();
+        bounded(self.timeout, async {
+            let query = bind_target!(sqlx::query(&statement).bind(&reason), target);
+            Ok(query.execute(&self.pool).await?.rows_affected())
+        })
+        .await
+    }
+
     /// Connects with default [`SqlOptions`] and runs the migrations.
     ///
     /// # Errors
@@ -298,21 +322,30 @@ impl Store for PgStore {
         .await
     }
 
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        Ok(self.bury(&Target::Hash(hash), why).await? > 0)
+    }
+
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        let reason: Option<String> = bounded(self.timeout, async {
+            Ok(sqlx::query_scalar(sql::TOMBSTONE)
+                .bind(hash.as_bytes().as_slice())
+                .bind(now.as_millis())
+                .fetch_optional(&self.pool)
+                .await?)
+        })
+        .await?;
+        Ok(reason.as_deref().and_then(Ended::from_stored))
+    }
+
     async fn delete_by_handle(
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
-        bounded(self.timeout, async {
-            let query = match owner {
-                None => sqlx::query(sql::DELETE_BY_HANDLE).bind(handle.as_str()),
-                Some(owner) => sqlx::query(sql::DELETE_BY_HANDLE_OWNED)
-                    .bind(handle.as_str())
-                    .bind(owner),
-            };
-            Ok(query.execute(&self.pool).await?.rows_affected() > 0)
-        })
-        .await
+        let target = Target::Handle(handle, owner);
+        Ok(self.bury(&target, Ended::Revoked(why)).await? > 0)
     }
 
     async fn list_by_user(
@@ -337,17 +370,10 @@ impl Store for PgStore {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
-        bounded(self.timeout, async {
-            let query = match except {
-                None => sqlx::query(sql::DELETE_BY_USER).bind(user_id),
-                Some(keep) => sqlx::query(sql::DELETE_BY_USER_EXCEPT)
-                    .bind(user_id)
-                    .bind(keep.as_str()),
-            };
-            Ok(query.execute(&self.pool).await?.rows_affected())
-        })
-        .await
+        self.bury(&Target::User(user_id, except), Ended::Revoked(why))
+            .await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
@@ -372,7 +398,17 @@ impl Store for PgStore {
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
-            Ok(sessions.saturating_add(tokens))
+            let left = remaining(left, tokens);
+            if left == 0 {
+                return Ok(sessions.saturating_add(tokens));
+            }
+            let tombstones = sqlx::query(sql::TOMBSTONE_PURGE)
+                .bind(now.as_millis())
+                .bind(limit_to_sql(left))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(sessions.saturating_add(tokens).saturating_add(tombstones))
         })
         .await
     }

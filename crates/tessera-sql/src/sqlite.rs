@@ -26,6 +26,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use tessera::StoreError;
+use tessera::ended::{Ended, Revocation};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
@@ -39,6 +40,7 @@ use crate::row::{
     Applied, Encoded, RawRecord, apply, bind_all, bind_mutable, limit_to_sql, miss_or_conflict,
     remaining, version_to_sql,
 };
+use crate::tombstone::{Target, bind_target};
 
 mod sql {
     //! The statements, in one place so tests can `EXPLAIN` the very text
@@ -72,14 +74,15 @@ mod sql {
         )
     }
     pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = ?";
+    /// Same condition as the deletes of `bury` (index plan tests).
+    #[cfg(test)]
     pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
-    pub(super) const DELETE_BY_HANDLE_OWNED: &str =
-        "DELETE FROM tessera_sessions WHERE handle = ? AND user_id = ?";
     pub(super) const LIST_BY_USER: &str = "SELECT hash, handle, user_id, data, created_at, \
         last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
         client_ip, user_agent FROM tessera_sessions \
         WHERE user_id = ? AND next_deadline > ? ORDER BY created_at, handle";
-    pub(super) const DELETE_BY_USER: &str = "DELETE FROM tessera_sessions WHERE user_id = ?";
+    /// Same condition as the deletes of `bury` (index plan tests).
+    #[cfg(test)]
     pub(super) const DELETE_BY_USER_EXCEPT: &str =
         "DELETE FROM tessera_sessions WHERE user_id = ? AND handle <> ?";
     /// Bounded: at most `LIMIT` rows per statement, oldest deadline first,
@@ -104,6 +107,12 @@ mod sql {
         WHERE hash = ? AND used_at IS NULL AND expires_at > ?";
     pub(super) const REFRESH_DELETE_FAMILY: &str =
         "DELETE FROM tessera_refresh_tokens WHERE family = ?";
+    pub(super) const TOMBSTONE: &str =
+        "SELECT reason FROM tessera_tombstones WHERE hash = ? AND expires_at > ?";
+    /// Bounded like `PURGE`, through the `expires_at` index.
+    pub(super) const TOMBSTONE_PURGE: &str = "DELETE FROM tessera_tombstones WHERE hash IN \
+        (SELECT hash FROM tessera_tombstones WHERE expires_at <= ? \
+         ORDER BY expires_at LIMIT ?)";
     /// Bounded like `PURGE`, through the `expires_at` index.
     pub(super) const REFRESH_PURGE: &str = "DELETE FROM tessera_refresh_tokens WHERE hash IN \
         (SELECT hash FROM tessera_refresh_tokens WHERE expires_at <= ? \
@@ -143,6 +152,32 @@ fn migrator() -> Migrator {
 }
 
 impl SqliteStore {
+    /// Deletes the target's sessions and records why, in one transaction
+    /// on the single writer (no other write interleaves). Returns how many
+    /// sessions were deleted.
+    async fn bury(&self, target: &Target<'_>, why: Ended) -> Result<u64, StoreError> {
+        let cond = target.condition(None);
+        let record = format!(
+            "INSERT OR REPLACE INTO tessera_tombstones (hash, reason, expires_at) \
+             SELECT hash, ?, absolute_deadline FROM tessera_sessions WHERE {cond}"
+        );
+        let delete = format!("DELETE FROM tessera_sessions WHERE {cond}");
+        let reason = why.to_stored();
+        bounded(self.timeout, async {
+            let mut tx = self.writer.begin().await?;
+            bind_target!(sqlx::query(&record).bind(&reason), target)
+                .execute(&mut *tx)
+                .await?;
+            let n = bind_target!(sqlx::query(&delete), target)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+
     /// Opens (creating if missing) the database at `url` with default
     /// [`SqlOptions`], and runs the migrations.
     ///
@@ -334,21 +369,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        Ok(self.bury(&Target::Hash(hash), why).await? > 0)
+    }
+
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        let reason: Option<String> = bounded(self.timeout, async {
+            Ok(sqlx::query_scalar(sql::TOMBSTONE)
+                .bind(hash.as_bytes().as_slice())
+                .bind(now.as_millis())
+                .fetch_optional(&self.reader)
+                .await?)
+        })
+        .await?;
+        Ok(reason.as_deref().and_then(Ended::from_stored))
+    }
+
     async fn delete_by_handle(
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
-        bounded(self.timeout, async {
-            let query = match owner {
-                None => sqlx::query(sql::DELETE_BY_HANDLE).bind(handle.as_str()),
-                Some(owner) => sqlx::query(sql::DELETE_BY_HANDLE_OWNED)
-                    .bind(handle.as_str())
-                    .bind(owner),
-            };
-            Ok(query.execute(&self.writer).await?.rows_affected() > 0)
-        })
-        .await
+        let target = Target::Handle(handle, owner);
+        Ok(self.bury(&target, Ended::Revoked(why)).await? > 0)
     }
 
     async fn list_by_user(
@@ -372,19 +416,10 @@ impl Store for SqliteStore {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
-        bounded(self.timeout, async {
-            // One statement: atomic against every other write, which all
-            // go through the same single writer.
-            let query = match except {
-                None => sqlx::query(sql::DELETE_BY_USER).bind(user_id),
-                Some(keep) => sqlx::query(sql::DELETE_BY_USER_EXCEPT)
-                    .bind(user_id)
-                    .bind(keep.as_str()),
-            };
-            Ok(query.execute(&self.writer).await?.rows_affected())
-        })
-        .await
+        self.bury(&Target::User(user_id, except), Ended::Revoked(why))
+            .await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
@@ -410,7 +445,17 @@ impl Store for SqliteStore {
                 .execute(&self.writer)
                 .await?
                 .rows_affected();
-            Ok(sessions.saturating_add(tokens))
+            let left = remaining(left, tokens);
+            if left == 0 {
+                return Ok(sessions.saturating_add(tokens));
+            }
+            let tombstones = sqlx::query(sql::TOMBSTONE_PURGE)
+                .bind(now.as_millis())
+                .bind(limit_to_sql(left))
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+            Ok(sessions.saturating_add(tokens).saturating_add(tombstones))
         })
         .await
     }

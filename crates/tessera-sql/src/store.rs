@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use tessera::StoreError;
+use tessera::ended::{Ended, Revocation};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
@@ -188,8 +189,17 @@ impl Store for SqlStore {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.delete_by_handle(handle, owner).await)
+        dispatch!(self, s => s.delete_by_handle(handle, owner, why).await)
+    }
+
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.end(hash, why).await)
+    }
+
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        dispatch!(self, s => s.ended(hash, now).await)
     }
 
     async fn list_by_user(
@@ -204,8 +214,9 @@ impl Store for SqlStore {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.delete_by_user(user_id, except).await)
+        dispatch!(self, s => s.delete_by_user(user_id, except, why).await)
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {

@@ -74,6 +74,17 @@ pub enum SessionError {
     /// No such session (never existed, signed out, revoked or purged).
     #[error("unknown session")]
     NotFound,
+    /// The session ended by its own sign-out (a tombstone remembers it;
+    /// see [`crate::ended`]).
+    #[error("session signed out")]
+    SignedOut,
+    /// The session was revoked (device list, password change, an
+    /// administrator, …; see [`crate::ended`]).
+    #[error("session revoked ({})", by.as_code())]
+    Revoked {
+        /// Who or what revoked it.
+        by: crate::ended::Revocation,
+    },
     /// The session ended.
     #[error("session expired ({})", reason.as_code())]
     Expired {
@@ -116,10 +127,13 @@ impl SessionError {
     }
 
     /// The `reason` code reported to clients for an unusable session:
-    /// `expired_idle`, `expired_absolute` or `missing`.
+    /// `signed_out`, `revoked`, `expired_idle`, `expired_absolute` or
+    /// `missing`.
     pub fn reason_code(&self) -> Option<&'static str> {
         match self {
             Self::Expired { reason } => Some(reason.as_code()),
+            Self::SignedOut => Some("signed_out"),
+            Self::Revoked { .. } => Some("revoked"),
             Self::NotFound | Self::Malformed(_) | Self::Unauthenticated => Some("missing"),
             _ => None,
         }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod cookie;
 pub mod csrf;
+pub mod ended;
 pub mod error;
 pub mod guard;
 pub mod manager;
@@ -23,6 +24,7 @@ pub mod testkit;
 pub mod time;
 pub mod token;
 
+pub use crate::ended::{Ended, Revocation};
 pub use crate::error::{SessionError, StoreError};
 pub use crate::manager::{Access, Issued, Renewal, SessionManager};
 pub use crate::policy::{ExpiryReason, SessionPolicy};

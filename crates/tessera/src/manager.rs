@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::audit::{self, AuditKind};
 use crate::csrf::CsrfSecret;
+use crate::ended::{Ended, Revocation};
 use crate::error::SessionError;
 use crate::policy::{PolicyError, SessionPolicy};
 use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
@@ -49,7 +50,14 @@ pub enum Access {
 pub enum Renewal {
     /// New token, same session: after a privilege change, or periodically.
     Rotate,
-    /// The user signed in. The session gets fresh deadlines and
+    /// The user signed in. A sign-in is a **new session identity**: a new
+    /// token *and* a new public handle, so everything keyed by the earlier
+    /// handle (its refresh-token family, device-list entries, access
+    /// tokens naming it as `sid`) stops resolving at the same instant the
+    /// earlier token stops working — nothing issued before the sign-in
+    /// keeps working for the new user (OWASP Session Management Cheat
+    /// Sheet, "Renew the Session ID After Any Privilege Level Change";
+    /// ASVS 5.0 V7.2.4). The session gets fresh deadlines and
     /// `authenticated_at`; data is kept only if the previous session was
     /// anonymous or the same user's, so nothing leaks between accounts.
     Login {
@@ -262,16 +270,24 @@ impl SessionManager {
     ///
     /// [`SessionError::NotFound`], [`SessionError::Expired`], store errors.
     pub async fn load_hash(&self, hash: &TokenHash) -> Result<SessionRecord, SessionError> {
-        let Some(record) = self.inner.store.load(hash).await? else {
-            return Err(SessionError::NotFound);
-        };
         let now = self.now();
+        let Some(record) = self.inner.store.load(hash).await? else {
+            // Only a refused token pays for the second lookup: why it ended,
+            // if a tombstone remembers (see `crate::ended`).
+            return Err(match self.inner.store.ended(hash, now).await? {
+                Some(Ended::SignedOut) => SessionError::SignedOut,
+                Some(Ended::Revoked(by)) => SessionError::Revoked { by },
+                Some(Ended::Expired(reason)) => SessionError::Expired { reason },
+                _ => SessionError::NotFound,
+            });
+        };
         if let Some(reason) = record.deadlines.expired_at(now) {
-            // An expired session is gone: delete it now rather than wait for
-            // the sweeper. A failed delete does not matter for safety (the
-            // record is refused at every use), so it is only logged.
-            if let Err(e) = self.inner.store.delete(hash).await {
-                tracing::warn!(error = %e, "could not delete an expired session");
+            // An expired session is gone: replace it with its tombstone now
+            // rather than wait for the sweeper. A failure does not matter
+            // for safety (the record is refused at every use), so it is
+            // only logged.
+            if let Err(e) = self.inner.store.end(hash, Ended::Expired(reason)).await {
+                tracing::warn!(error = %e, "could not end an expired session");
             }
             let kind = match reason {
                 crate::policy::ExpiryReason::Idle => AuditKind::ExpiredIdle,
@@ -629,6 +645,9 @@ impl SessionManager {
                     if current.user_id.as_deref().is_some_and(|u| u != user_id) {
                         next.data = Data::new();
                     }
+                    // A new identity: the store retires the earlier handle
+                    // in the same atomic step as the earlier token.
+                    next.handle = SessionHandle::generate()?;
                     next.user_id = Some(user_id.clone());
                     next.created_at = now;
                     next.authenticated_at = Some(now);
@@ -651,8 +670,15 @@ impl SessionManager {
                         Renewal::Reauthenticate => AuditKind::Reauthenticated,
                         _ => AuditKind::Rotated,
                     };
-                    audit::emit(kind, Some(&next.handle), next.user_id.as_deref(), "");
+                    let detail = if next.handle == current.handle {
+                        String::new()
+                    } else {
+                        // A sign-in: name the identity it replaced.
+                        format!("sign-in; replaces {}", current.handle)
+                    };
+                    audit::emit(kind, Some(&next.handle), next.user_id.as_deref(), &detail);
                     if let Renewal::Login { user_id } = &renewal {
+                        self.retire_identity(&current).await;
                         self.enforce_session_limit(user_id, &next.handle).await?;
                     }
                     return Ok(Issued {
@@ -667,13 +693,26 @@ impl SessionManager {
         Err(SessionError::Conflict)
     }
 
+    /// Tidies up after a sign-in replaced `earlier` with a new identity:
+    /// deletes the earlier handle's refresh-token family. Not needed for
+    /// safety — a refresh requires a live session under the family's
+    /// handle, and the rotation removed that handle atomically with the
+    /// earlier token — so a failure here is only logged.
+    async fn retire_identity(&self, earlier: &SessionRecord) {
+        if let Some(refresh) = self.refresh_backend() {
+            if let Err(e) = refresh.delete_refresh_family(&earlier.handle).await {
+                tracing::warn!(error = %e, "could not delete a retired refresh family");
+            }
+        }
+    }
+
     /// Ends a session (sign-out). Returns whether it existed.
     ///
     /// # Errors
     ///
     /// Store errors.
     pub async fn destroy(&self, hash: &TokenHash) -> Result<bool, SessionError> {
-        let existed = self.inner.store.delete(hash).await?;
+        let existed = self.inner.store.end(hash, Ended::SignedOut).await?;
         if existed {
             audit::emit(AuditKind::Destroyed, None, None, &hash.fingerprint());
         }
@@ -691,7 +730,8 @@ impl SessionManager {
 
     /// Revokes one session by handle; with `owner`, only if it belongs to
     /// that user (so a user cannot revoke someone else's session by
-    /// guessing handles).
+    /// guessing handles). Its token then answers `revoked` (with `why`)
+    /// until its absolute deadline.
     ///
     /// # Errors
     ///
@@ -700,10 +740,15 @@ impl SessionManager {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, SessionError> {
-        let done = self.inner.store.delete_by_handle(handle, owner).await?;
+        let done = self
+            .inner
+            .store
+            .delete_by_handle(handle, owner, why)
+            .await?;
         if done {
-            audit::emit(AuditKind::Revoked, Some(handle), owner, "by handle");
+            audit::emit(AuditKind::Revoked, Some(handle), owner, why.as_code());
         }
         Ok(done)
     }
@@ -719,8 +764,13 @@ impl SessionManager {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, SessionError> {
-        let n = self.inner.store.delete_by_user(user_id, except).await?;
+        let n = self
+            .inner
+            .store
+            .delete_by_user(user_id, except, why)
+            .await?;
         audit::emit(
             AuditKind::Revoked,
             except,
@@ -795,7 +845,7 @@ impl SessionManager {
             if self
                 .inner
                 .store
-                .delete_by_handle(&record.handle, Some(user_id))
+                .delete_by_handle(&record.handle, Some(user_id), Revocation::SessionLimit)
                 .await?
             {
                 audit::emit(

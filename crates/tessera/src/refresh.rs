@@ -36,6 +36,11 @@
 //! activity on the session. Revoking the session (sign-out, revoke by
 //! handle, revoke-all) makes its refresh tokens unusable at once: a
 //! refresh requires the session to be live.
+//!
+//! A sign-in gives the session a new handle (a new identity, see
+//! [`crate::Renewal::Login`]), so a family issued before it has no live
+//! session any more and is refused; as a second line, a refresh also
+//! refuses when the family's user is not the session's user.
 
 use std::time::Duration;
 
@@ -43,6 +48,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, AuditKind};
+use crate::ended::Revocation;
 use crate::error::{SessionError, StoreError};
 use crate::manager::SessionManager;
 use crate::record::{SessionHandle, SessionRecord};
@@ -241,7 +247,16 @@ impl SessionManager {
             return Err(RefreshError::Invalid);
         }
         let session = match self.session_of(&record).await? {
-            Some(s) => s,
+            Some(s) if s.user_id == record.user_id => s,
+            Some(_) => {
+                // The family was issued to another user than the one the
+                // session now belongs to. A sign-in mints a new handle, so
+                // this should not happen; if it does, the tokens must not
+                // mint credentials for the new user (session fixation moved
+                // to the refresh token).
+                store.delete_refresh_family(&record.family).await?;
+                return Err(RefreshError::Invalid);
+            }
             None => {
                 // The session ended: its tokens are worthless; tidy up.
                 store.delete_refresh_family(&record.family).await?;
@@ -318,12 +333,12 @@ impl SessionManager {
                 });
             }
         }
-        self.revoke_family(&record.family, record.user_id.as_deref())
+        self.revoke_family(&record.family, Revocation::RefreshReuse)
             .await?;
         audit::emit(
             AuditKind::RefreshReuseDetected,
             Some(&record.family),
-            record.user_id.as_deref(),
+            session.user_id.as_deref(),
             "a used refresh token was presented again; family and session revoked",
         );
         Err(RefreshError::ReuseDetected {
@@ -342,13 +357,20 @@ impl SessionManager {
         };
         match self.load_hash(&session.hash).await {
             Ok(s) => Ok(Some(s)),
-            Err(SessionError::NotFound | SessionError::Expired { .. }) => Ok(None),
+            Err(
+                SessionError::NotFound
+                | SessionError::Expired { .. }
+                | SessionError::SignedOut
+                | SessionError::Revoked { .. },
+            ) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Revokes a session and every refresh token of its family (RFC 7009
-    /// revocation of a refresh token revokes the grant).
+    /// revocation of a refresh token revokes the grant). The audit event
+    /// names the session's real owner, read from the store, not a user a
+    /// caller or a token claims.
     ///
     /// # Errors
     ///
@@ -356,14 +378,23 @@ impl SessionManager {
     pub async fn revoke_family(
         &self,
         family: &SessionHandle,
-        user: Option<&str>,
+        why: Revocation,
     ) -> Result<(), SessionError> {
         let store = self.refresh_store()?;
+        let owner = store
+            .load_session_by_handle(family)
+            .await?
+            .and_then(|s| s.user_id);
         // Session first: once it is gone no refresh can succeed, even if
         // deleting the tokens fails half-way.
-        self.revoke(family, None).await?;
+        self.revoke(family, None, why).await?;
         store.delete_refresh_family(family).await?;
-        audit::emit(AuditKind::Revoked, Some(family), user, "refresh family");
+        audit::emit(
+            AuditKind::Revoked,
+            Some(family),
+            owner.as_deref(),
+            "refresh family",
+        );
         Ok(())
     }
 
@@ -382,13 +413,17 @@ impl SessionManager {
         let Some(record) = store.load_refresh(&token.hash()).await? else {
             return Ok(false);
         };
-        self.revoke_family(&record.family, record.user_id.as_deref())
+        // The client gave up its grant (RFC 7009).
+        self.revoke_family(&record.family, Revocation::Other)
             .await?;
         Ok(true)
     }
 
     /// Whether a presented refresh token is currently usable, and its
-    /// record (RFC 7662 introspection). Never changes anything.
+    /// record and session (RFC 7662 introspection). Report the session's
+    /// user: a token whose family was issued to another user than the
+    /// session's is not usable (see [`SessionManager::refresh`]) and is
+    /// answered `None`. Never changes anything.
     ///
     /// # Errors
     ///
@@ -408,7 +443,7 @@ impl SessionManager {
             return Ok(None);
         }
         let session = match store.load_session_by_handle(&record.family).await? {
-            Some(s) if s.is_valid_at(self.now()) => s,
+            Some(s) if s.is_valid_at(self.now()) && s.user_id == record.user_id => s,
             _ => return Ok(None),
         };
         Ok(Some((record, session)))

@@ -55,8 +55,12 @@ pub enum CookieAction {
 pub enum EndReason {
     /// The session expired (idle or absolute).
     Expired(ExpiryReason),
-    /// Unknown token: signed out, revoked, or purged.
+    /// Unknown token: never issued, or its tombstone is gone.
     Unknown,
+    /// Ended by its own sign-out.
+    SignedOut,
+    /// Revoked (device list, password change, an administrator, …).
+    Revoked(crate::ended::Revocation),
     /// The presented value is not a well-formed token.
     Malformed,
     /// Several different session cookies were presented.
@@ -64,8 +68,8 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    /// The client-facing code: `expired_idle`, `expired_absolute` or
-    /// `missing`.
+    /// The client-facing code: `signed_out`, `revoked`, `expired_idle`,
+    /// `expired_absolute` or `missing`.
     ///
     /// ```
     /// use tessera::session::EndReason;
@@ -74,6 +78,8 @@ impl EndReason {
     pub const fn as_code(self) -> &'static str {
         match self {
             Self::Expired(reason) => reason.as_code(),
+            Self::SignedOut => "signed_out",
+            Self::Revoked(_) => "revoked",
             _ => "missing",
         }
     }
@@ -188,6 +194,10 @@ impl Session {
                 match self.shared.manager.load_hash(&token.hash()).await {
                     Ok(record) => state.record = Some(record),
                     Err(SessionError::NotFound) => state.end = Some(EndReason::Unknown),
+                    Err(SessionError::SignedOut) => state.end = Some(EndReason::SignedOut),
+                    Err(SessionError::Revoked { by }) => {
+                        state.end = Some(EndReason::Revoked(by));
+                    }
                     Err(SessionError::Expired { reason }) => {
                         state.end = Some(EndReason::Expired(reason));
                     }

@@ -348,7 +348,10 @@ async fn a_write_after_revocation_does_not_resurrect_the_session() {
     let session = request(&manager, Some(&token));
     assert!(session.user_id().await.unwrap().is_some());
     session.insert("late", true).await.unwrap();
-    manager.revoke_user("alice", None).await.unwrap();
+    manager
+        .revoke_user("alice", None, tessera::Revocation::Other)
+        .await
+        .unwrap();
     assert_eq!(
         session.commit().await.unwrap(),
         CookieAction::Clear { logout: false }
@@ -370,10 +373,18 @@ async fn devices_are_listed_and_revoked_per_user() {
         .unwrap()
         .handle;
     assert!(
-        !manager.revoke(&phone_handle, Some("bob")).await.unwrap(),
+        !manager
+            .revoke(&phone_handle, Some("bob"), tessera::Revocation::Other)
+            .await
+            .unwrap(),
         "not bob's"
     );
-    assert!(manager.revoke(&phone_handle, Some("alice")).await.unwrap());
+    assert!(
+        manager
+            .revoke(&phone_handle, Some("alice"), tessera::Revocation::Other)
+            .await
+            .unwrap()
+    );
     assert!(manager.load(phone.expose(), Access::Status).await.is_err());
     assert!(manager.load(laptop.expose(), Access::Status).await.is_ok());
     let laptop_handle = manager
@@ -384,7 +395,7 @@ async fn devices_are_listed_and_revoked_per_user() {
     let _tablet = sign_in(&manager, "alice").await;
     assert_eq!(
         manager
-            .revoke_user("alice", Some(&laptop_handle))
+            .revoke_user("alice", Some(&laptop_handle), tessera::Revocation::Other)
             .await
             .unwrap(),
         1

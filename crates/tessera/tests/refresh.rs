@@ -164,7 +164,10 @@ async fn concurrent_refreshes_leave_one_lineage() {
 async fn revoking_the_session_kills_its_refresh_tokens_at_once() {
     let (manager, _) = setup();
     let (issued, rt) = sign_in(&manager).await;
-    manager.revoke_user("alice", None).await.unwrap();
+    manager
+        .revoke_user("alice", None, tessera::Revocation::Other)
+        .await
+        .unwrap();
     assert!(matches!(
         manager.refresh(rt.expose()).await,
         Err(RefreshError::Invalid)

@@ -258,7 +258,10 @@ async fn safe_methods_are_not_guarded() {
 async fn an_expired_cookie_does_not_block_signing_in_again() {
     let app = TestApp::start().await;
     let token = app.login("alice").await;
-    app.manager.revoke_user("alice", None).await.unwrap();
+    app.manager
+        .revoke_user("alice", None, tessera::Revocation::Other)
+        .await
+        .unwrap();
     // The browser still holds the dead cookie and has no CSRF token.
     let r = app
         .post("/login/alice", Some(&token), None)

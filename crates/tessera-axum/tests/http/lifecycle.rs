@@ -134,10 +134,14 @@ async fn clear_site_data_can_be_turned_off() {
 async fn a_dead_cookie_is_cleared_without_clear_site_data() {
     let app = TestApp::start().await;
     let token = app.login("alice").await;
-    app.manager.revoke_user("alice", None).await.unwrap();
+    app.manager
+        .revoke_user("alice", None, tessera::Revocation::Other)
+        .await
+        .unwrap();
     let r = app.get("/whoami", Some(&token)).send().await.unwrap();
     assert!(r.headers().get("clear-site-data").is_none());
     let c = set_cookies(r.headers()).pop().unwrap();
     assert!(c.contains("Max-Age=0"), "{c}");
-    assert_eq!(r.text().await.unwrap(), "ended:missing");
+    // The tombstone tells the handler why the session ended.
+    assert_eq!(r.text().await.unwrap(), "ended:revoked");
 }

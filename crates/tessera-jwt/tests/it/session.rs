@@ -28,7 +28,12 @@ async fn revoked_session_keeps_its_access_token_until_exp_unless_checked() {
 
     assert!(verifier.verify_with(token.as_str(), &check).await.is_ok());
 
-    assert!(manager.revoke(&issued.record.handle, None).await.unwrap());
+    assert!(
+        manager
+            .revoke(&issued.record.handle, None, tessera::Revocation::Other)
+            .await
+            .unwrap()
+    );
     // The store-free path cannot know: the token lives until exp.
     assert!(verifier.verify(token.as_str()).is_ok());
     // The checked path refuses at once.

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tessera::Revocation;
 use tessera::record::{ClientMeta, DataChanges, SessionHandle, SessionRecord};
 use tessera::token::SessionToken;
 use tessera::{Access, Renewal, SessionError};
@@ -176,7 +177,11 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let handle = SessionHandle::parse(&handle).ok_or_else(ApiError::not_found)?;
     let owner = crate::activity::owner_of(&state.manager, &handle).await;
-    if state.manager.revoke(&handle, None).await? {
+    if state
+        .manager
+        .revoke(&handle, None, Revocation::Admin)
+        .await?
+    {
         audit::emit(ServerEvent::ApiRevoked, None, None, handle.as_str());
         if let Some(user) = owner {
             state
@@ -219,7 +224,10 @@ pub async fn revoke_user(
     Path(user_id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
     valid_user_id(&user_id)?;
-    let n = state.manager.revoke_user(&user_id, None).await?;
+    let n = state
+        .manager
+        .revoke_user(&user_id, None, Revocation::Admin)
+        .await?;
     crate::metrics::count_revoked(n);
     state
         .activity

@@ -16,6 +16,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{FormOrJson, wants_json};
 use crate::password_check::{Door, check_password};
 use crate::state::AppState;
+use tessera::Revocation;
 
 /// The one message every failed sign-in gets, whatever the cause (OWASP
 /// Authentication Cheat Sheet: no user enumeration through messages).
@@ -50,6 +51,8 @@ pub struct LoginResponse {
 pub struct LoginQuery {
     /// Why the user was signed out.
     pub reason: Option<String>,
+    /// For `reason=revoked`: who or what revoked the session.
+    pub by: Option<String>,
 }
 
 /// `GET /login`: the sign-in form, with the reason for a sign-out if any.
@@ -61,11 +64,12 @@ pub async fn login_page(
     csrf: Option<tessera_axum::CsrfToken>,
 ) -> Html<String> {
     let csrf = csrf.map(|tessera_axum::CsrfToken(t)| t);
-    Html(pages::login_page(
-        q.reason.as_deref(),
-        None,
-        csrf.as_deref(),
-    ))
+    // `revoked` with its cause selects a more specific text.
+    let reason = match (q.reason.as_deref(), q.by.as_deref()) {
+        (Some("revoked"), Some(by)) => Some(format!("revoked:{by}")),
+        (reason, _) => reason.map(str::to_owned),
+    };
+    Html(pages::login_page(reason.as_deref(), None, csrf.as_deref()))
 }
 
 /// `POST /login`.
@@ -286,7 +290,7 @@ pub async fn change_password(
         state.users.set_password(&user, &form.new_password).await?;
         let revoked = state
             .manager
-            .revoke_user(&user, Some(&record.handle))
+            .revoke_user(&user, Some(&record.handle), Revocation::PasswordChanged)
             .await?;
         crate::metrics::count_revoked(revoked);
         // A privilege change: new token for the surviving session.

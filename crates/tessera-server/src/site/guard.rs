@@ -150,14 +150,12 @@ pub async fn signed_in(
             Some(user) => Ok((user, r)),
             None => Err(ApiError::unauthenticated("missing")),
         },
-        None => {
-            let reason = ctx
-                .session
-                .end_reason()
-                .await?
-                .map_or("missing", |r| r.as_code());
-            Err(ApiError::unauthenticated(reason))
-        }
+        None => match ctx.session.end_reason().await? {
+            Some(tessera::session::EndReason::Revoked(by)) => Err(ApiError::revoked(by)),
+            reason => Err(ApiError::unauthenticated(
+                reason.map_or("missing", |r| r.as_code()),
+            )),
+        },
     }
 }
 

@@ -35,10 +35,13 @@ pub async fn home(State(state): State<AppState>, ctx: SiteCtx, headers: HeaderMa
         }
         Err(e) if e.status == StatusCode::UNAUTHORIZED && !json => {
             let reason = e.body.reason.as_deref().unwrap_or("missing");
-            if reason == "missing" {
-                Redirect::to("/login").into_response()
-            } else {
-                Redirect::to(&format!("/login?reason={reason}")).into_response()
+            match (reason, e.body.revoked_by) {
+                ("missing", _) => Redirect::to("/login").into_response(),
+                // The sign-in page says in words who or what revoked it.
+                (reason, Some(by)) => {
+                    Redirect::to(&format!("/login?reason={reason}&by={by}")).into_response()
+                }
+                (reason, None) => Redirect::to(&format!("/login?reason={reason}")).into_response(),
             }
         }
         Err(e) => fail(json, e),

@@ -144,7 +144,15 @@ pub fn reason_text(reason: &str) -> Option<&'static str> {
     Some(match reason {
         "expired_idle" => "You were signed out because of inactivity.",
         "expired_absolute" => "You were signed out because the session reached its time limit.",
-        "revoked" => "You were signed out: this session was ended from another device.",
+        "revoked" | "revoked:other" => "You were signed out: this session was ended.",
+        "revoked:other_device" => "You were signed out from another device.",
+        "revoked:password_changed" => "You were signed out because your password was changed.",
+        "revoked:disabled" => "You were signed out because your account was disabled.",
+        "revoked:admin" => "You were signed out by an administrator.",
+        "revoked:refresh_reuse" => {
+            "You were signed out because your session was used from two places at once."
+        }
+        "revoked:session_limit" => "You were signed out because you signed in on too many devices.",
         "signed_out" => "You have signed out.",
         _ => return None,
     })

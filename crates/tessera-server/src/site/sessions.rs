@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use tessera::Access;
+use tessera::Revocation;
 use tessera::record::{DataChanges, SessionHandle};
 use utoipa::ToSchema;
 
@@ -287,7 +288,11 @@ async fn revoke_inner(
         .find(|r| r.handle == handle)
         .map(|r| super::device::describe(r.client.user_agent.as_deref()));
     // Only the user's own sessions: someone else's handle is "not found".
-    if state.manager.revoke(&handle, Some(&user)).await? {
+    if state
+        .manager
+        .revoke(&handle, Some(&user), Revocation::OtherDevice)
+        .await?
+    {
         let device = device.unwrap_or_else(|| String::from("a device"));
         super::note(
             state,
@@ -363,7 +368,7 @@ pub async fn revoke_others(
         confirm_password(&state, &ctx, &user, &form.password).await?;
         let n = state
             .manager
-            .revoke_user(&user, Some(&current.handle))
+            .revoke_user(&user, Some(&current.handle), Revocation::OtherDevice)
             .await?;
         crate::metrics::count_revoked(n);
         super::note(

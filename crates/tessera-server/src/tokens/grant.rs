@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tessera::Revocation;
 use tessera::SessionError;
 use tessera::record::{ClientMeta, SessionRecord};
 use tessera::refresh::RefreshError;
@@ -128,7 +129,7 @@ async fn new_pair(
     if made.is_err()
         && let Err(e) = state
             .manager
-            .revoke_family(&record.handle, record.user_id.as_deref())
+            .revoke_family(&record.handle, Revocation::Other)
             .await
     {
         tracing::warn!(error = %e, "could not revoke a half-made token session");

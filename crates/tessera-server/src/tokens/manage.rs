@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tessera::Revocation;
 use tessera::token::{Refresh, Session, SessionToken, TokenKind};
 use tessera::{Access, SessionError};
 
@@ -91,7 +92,7 @@ pub async fn revoke(
                 match state.manager.load_hash(&parsed.hash()).await {
                     Ok(record) => state
                         .manager
-                        .revoke_family(&record.handle, record.user_id.as_deref())
+                        .revoke_family(&record.handle, Revocation::Other)
                         .await
                         .map_err(|e| unavailable(&e))?,
                     Err(e) if e.is_unavailable() => return Err(unavailable(&e)),
@@ -105,7 +106,7 @@ pub async fn revoke(
             if let Ok(verified) = state.signing.verify(t) {
                 state
                     .manager
-                    .revoke_family(&verified.claims.sid, Some(&verified.claims.sub))
+                    .revoke_family(&verified.claims.sid, Revocation::Other)
                     .await
                     .map_err(|e| unavailable(&e))?;
             }
@@ -146,11 +147,12 @@ pub async fn introspect(
         .ok_or_else(|| ApiError::bad_request("invalid_request", "missing parameter: token"))?;
     let answer = match classify(&token) {
         Presented::Refresh(t) => match state.manager.introspect_refresh(t).await? {
-            Some((record, _session)) => Introspection {
+            // The session's user: the real owner of the family.
+            Some((record, session)) => Introspection {
                 active: true,
                 token_type: Some("refresh_token"),
-                sub: record.user_id.clone(),
-                username: record.user_id,
+                sub: session.user_id.clone(),
+                username: session.user_id,
                 sid: Some(record.family.to_string()),
                 exp: Some(record.expires_at.as_secs()),
                 iat: Some(record.issued_at.as_secs()),

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{
-    Server, client, cookie_header, create_session, demo_login, get, get_text, login,
-    session_cookie, status, try_login,
+    Server, client, cookie_header, create_session, delete_session, demo_login, get, get_text,
+    list_sessions, login, session_cookie, status, try_login,
 };
 
 #[tokio::test]
@@ -71,6 +71,119 @@ async fn login_sets_a_new_cookie_and_kills_the_old_token() {
     assert_eq!(res.headers()["location"], "/");
     let set = res.headers()["set-cookie"].to_str().unwrap();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"));
+}
+
+/// A sign-in is a new session identity: signing in on a session another
+/// user planted (session fixation) gives a new handle as well as a new
+/// token, and nothing answers to the planted session's handle any more.
+#[tokio::test]
+async fn sign_in_on_a_planted_session_is_a_new_identity() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (ok, _, err) = server.cli(
+        &["user", "add", "mallory", "--password-stdin"],
+        Some("mallory-password-1\n"),
+    );
+    assert!(ok, "{err}");
+    let planted = login(&server, "mallory", "mallory-password-1").await;
+    let res = client()
+        .post(server.at("/login"))
+        .header("cookie", cookie_header(&planted.token))
+        .header("x-csrf-token", &planted.csrf)
+        .json(&json!({"username": "demo", "password": server.demo_password.as_deref().unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let token = session_cookie(res.headers()).unwrap();
+    let body: Value = res.json().await.unwrap();
+    let handle = body["handle"].as_str().unwrap().to_owned();
+    assert_ne!(handle, planted.handle, "a sign-in mints a new handle");
+    assert_eq!(status(&server, &planted.token).await.0, 401);
+    assert!(list_sessions(&server, &key, "mallory").await.is_empty());
+    let demo: Vec<String> = list_sessions(&server, &key, "demo")
+        .await
+        .iter()
+        .map(|s| s["handle"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(demo, vec![handle.clone()]);
+    // The planted handle cannot be used to revoke (or find) demo's session.
+    assert_eq!(
+        delete_session(&server, &key, &planted.handle)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(status(&server, &token).await.0, 200);
+}
+
+/// A refused session says why it ended (`signed_out`, `revoked` with who
+/// or what revoked it, `missing`), and the sign-in page says it in words.
+#[tokio::test]
+async fn an_ended_session_says_why_and_the_sign_in_page_tells_the_person() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let password = server.demo_password.clone().unwrap();
+    let here = demo_login(&server).await;
+    let phone = demo_login(&server).await;
+    let tablet = demo_login(&server).await;
+
+    let res = client()
+        .post(server.at("/sessions/revoke-others"))
+        .header("cookie", cookie_header(&here.token))
+        .header("x-csrf-token", &here.csrf)
+        .json(&json!({"password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for revoked in [&phone, &tablet] {
+        let (code, body) = status(&server, &revoked.token).await;
+        assert_eq!(code, 401);
+        assert_eq!(body["reason"], "revoked");
+        assert_eq!(body["revoked_by"], "other_device");
+    }
+    // The page a revoked browser opens sends it to the sign-in page, which
+    // says what happened.
+    let res = client()
+        .get(server.at("/"))
+        .header("cookie", cookie_header(&phone.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, "/login?reason=revoked&by=other_device");
+    let page = get_text(&server, &location).await;
+    assert!(
+        page.contains("You were signed out from another device."),
+        "{page}"
+    );
+    let page = get_text(&server, "/login?reason=revoked&by=password_changed").await;
+    assert!(
+        page.contains("You were signed out because your password was changed."),
+        "{page}"
+    );
+    let page = get_text(&server, "/login?reason=revoked&by=%3Cscript%3E").await;
+    assert!(!page.contains("<script>") && !page.contains("id=\"reason\""));
+
+    // An administrator's revocation through /v1.
+    assert_eq!(
+        delete_session(&server, &key, &here.handle).await.status(),
+        204
+    );
+    let (code, body) = status(&server, &here.token).await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("revoked")));
+    assert_eq!(body["revoked_by"], "admin");
+
+    // An unknown (well-formed) token is still just missing.
+    let (code, body) = status(
+        &server,
+        "tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA_AAAAAA",
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("missing")));
+    assert!(body.get("revoked_by").is_none());
 }
 
 #[tokio::test]
@@ -357,7 +470,7 @@ async fn logout_deletes_the_session_and_clears_the_cookie() {
     assert_eq!(res.status(), 204);
     assert_eq!(session_cookie(res.headers()).as_deref(), Some(""));
     let (code, body) = status(&server, &s.token).await;
-    assert_eq!((code, body["reason"].as_str()), (401, Some("missing")));
+    assert_eq!((code, body["reason"].as_str()), (401, Some("signed_out")));
 
     // Form variant: 303.
     let s = demo_login(&server).await;

@@ -260,7 +260,10 @@ pub async fn purge_is_bounded(store: Arc<dyn Store>) {
         );
     }
     assert_eq!(store.list_by_user(&user, now).await.unwrap().len(), 5);
-    store.delete_by_user(&user, None).await.unwrap();
+    store
+        .delete_by_user(&user, None, tessera::Revocation::Other)
+        .await
+        .unwrap();
 }
 
 /// The sweeper, driven by a manual clock, deletes expired records in

@@ -28,8 +28,9 @@ use hashbrown::HashTable;
 
 use super::{CasOutcome, Modify, ModifyFn, Store};
 use crate::csrf::CsrfSecret;
+use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
-use crate::policy::Deadlines;
+use crate::policy::{Deadlines, ExpiryReason};
 use crate::record::{ClientMeta, Data, SessionHandle, SessionRecord};
 use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse, UsedRefresh};
 use crate::time::Timestamp;
@@ -218,6 +219,9 @@ struct Inner {
     cursor: usize,
     refresh: HashMap<TokenHash, RefreshRecord>,
     refresh_by_family: HashMap<SessionHandle, HashSet<TokenHash>>,
+    /// Why ended sessions ended, by token hash, until their absolute
+    /// deadline (see [`crate::ended`]).
+    tombstones: HashMap<TokenHash, (Ended, Timestamp)>,
 }
 
 fn slot_at(chunks: &[Box<[Option<Slot>]>], i: u32) -> Option<&Slot> {
@@ -430,6 +434,50 @@ impl Inner {
         }
     }
 
+    /// Removes the slot and leaves a tombstone saying why, in the same
+    /// step (under the same lock).
+    fn bury(&mut self, index: u32, why: Ended) -> bool {
+        match self.remove_at(index) {
+            Some(slot) => {
+                self.tombstones.insert(
+                    TokenHash::from_bytes(slot.hash),
+                    (why, Timestamp::from_millis(slot.absolute)),
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes an expired slot; an idle-expired one leaves a tombstone
+    /// until its absolute deadline, so the reason can still be told.
+    fn bury_expired(&mut self, index: u32, reason: ExpiryReason, now: Timestamp) -> bool {
+        let absolute_passed = self
+            .slot(index)
+            .is_some_and(|s| s.absolute <= now.as_millis());
+        if absolute_passed {
+            self.remove_at(index).is_some()
+        } else {
+            self.bury(index, Ended::Expired(reason))
+        }
+    }
+
+    /// Removes up to `limit` tombstones whose session's absolute deadline
+    /// passed.
+    fn purge_tombstones(&mut self, now: Timestamp, limit: usize) -> u64 {
+        let done: Vec<TokenHash> = self
+            .tombstones
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .take(limit)
+            .map(|(hash, _)| *hash)
+            .collect();
+        for hash in &done {
+            self.tombstones.remove(hash);
+        }
+        u64::try_from(done.len()).unwrap_or(u64::MAX)
+    }
+
     fn insert_refresh(&mut self, record: RefreshRecord) {
         self.refresh_by_family
             .entry(record.family.clone())
@@ -475,8 +523,9 @@ impl Inner {
             let Ok(index) = u32::try_from(index) else {
                 continue;
             };
-            if self.slot(index).is_some_and(|s| !s.is_valid_at(now))
-                && self.remove_at(index).is_some()
+            let expired = self.slot(index).and_then(|s| s.deadlines().expired_at(now));
+            if let Some(reason) = expired
+                && self.bury_expired(index, reason, now)
             {
                 n += 1;
             }
@@ -545,6 +594,13 @@ impl Store for MemoryStore {
         if inner.find(&new.hash).is_some() {
             return Err(StoreError::Duplicate);
         }
+        // A sign-in moves the session to a new handle, which must be free.
+        let same_handle = inner
+            .slot(index)
+            .is_some_and(|s| s.handle == StoredHandle::of(&new.handle));
+        if !same_handle && inner.has_handle(&new.handle) {
+            return Err(StoreError::Duplicate);
+        }
         // Both steps under one lock: no reader sees neither or both. The
         // new slot is built first, so a failure leaves the old one intact
         // (and the insert reuses the slot just freed, so it cannot fail).
@@ -558,10 +614,28 @@ impl Store for MemoryStore {
         Ok(self.lock().remove(hash))
     }
 
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.find(hash) {
+            Some(index) => Ok(inner.bury(index, why)),
+            None => Ok(false),
+        }
+    }
+
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        Ok(self
+            .lock()
+            .tombstones
+            .get(hash)
+            .filter(|(_, until)| now < *until)
+            .map(|(why, _)| *why))
+    }
+
     async fn delete_by_handle(
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         let Some(index) = inner.find_handle(handle) else {
@@ -575,7 +649,7 @@ impl Store for MemoryStore {
                 return Ok(false);
             }
         }
-        Ok(inner.remove_at(index).is_some())
+        Ok(inner.bury(index, Ended::Revoked(why)))
     }
 
     async fn list_by_user(
@@ -603,6 +677,7 @@ impl Store for MemoryStore {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
         let mut inner = self.lock();
         let except = except.map(StoredHandle::of);
@@ -611,7 +686,7 @@ impl Store for MemoryStore {
             let keep = inner
                 .slot(index)
                 .is_some_and(|s| Some(&s.handle) == except.as_ref());
-            if !keep && inner.remove_at(index).is_some() {
+            if !keep && inner.bury(index, Ended::Revoked(why)) {
                 n += 1;
             }
         }
@@ -625,7 +700,9 @@ impl Store for MemoryStore {
         let scan = inner.capacity();
         let sessions = inner.purge(now, limit, scan);
         let left = limit.saturating_sub(usize::try_from(sessions).unwrap_or(usize::MAX));
-        Ok(sessions + inner.purge_refresh(now, left))
+        let refresh = inner.purge_refresh(now, left);
+        let left = left.saturating_sub(usize::try_from(refresh).unwrap_or(usize::MAX));
+        Ok(sessions + refresh + inner.purge_tombstones(now, left))
     }
 
     /// Clears every map under the lock: no rotation can interleave.
@@ -820,14 +897,19 @@ mod layout_tests {
         assert_eq!(store.list_by_user("bob", now).await.unwrap().len(), 1);
         assert_eq!(
             store
-                .delete_by_user("ann", Some(&fresh.handle))
+                .delete_by_user("ann", Some(&fresh.handle), Revocation::Other)
                 .await
                 .unwrap(),
             2
         );
         assert_eq!(store.load(&fresh.hash).await.unwrap(), Some(fresh.clone()));
         assert!(store.load(&rs[1].hash).await.unwrap().is_none());
-        assert!(store.delete_by_handle(&fresh.handle, None).await.unwrap());
+        assert!(
+            store
+                .delete_by_handle(&fresh.handle, None, Revocation::Other)
+                .await
+                .unwrap()
+        );
         assert!(store.list_by_user("ann", now).await.unwrap().is_empty());
         assert_eq!(store.len(), 1);
     }
@@ -883,8 +965,15 @@ mod layout_tests {
             &self,
             h: &SessionHandle,
             o: Option<&str>,
+            w: Revocation,
         ) -> Result<bool, StoreError> {
-            self.0.delete_by_handle(h, o).await
+            self.0.delete_by_handle(h, o, w).await
+        }
+        async fn end(&self, h: &TokenHash, w: Ended) -> Result<bool, StoreError> {
+            self.0.end(h, w).await
+        }
+        async fn ended(&self, h: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+            self.0.ended(h, now).await
         }
         async fn list_by_user(
             &self,
@@ -897,8 +986,9 @@ mod layout_tests {
             &self,
             u: &str,
             e: Option<&SessionHandle>,
+            w: Revocation,
         ) -> Result<u64, StoreError> {
-            self.0.delete_by_user(u, e).await
+            self.0.delete_by_user(u, e, w).await
         }
         async fn delete_all(&self) -> Result<u64, StoreError> {
             self.0.delete_all().await

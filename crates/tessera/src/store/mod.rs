@@ -12,9 +12,9 @@
 //! - [`Store::modify`] is a read-modify-write of one record; backends that
 //!   can lock a row (SQL) or a map shard (memory) do it without retries, and
 //!   the default implementation is a compare-and-set loop.
-//! - [`Store::rotate`] replaces a record's key in one atomic step: there is
-//!   no moment when both or neither token works, and on failure the old
-//!   session is intact.
+//! - [`Store::rotate`] replaces a record's key (and, for a sign-in, its
+//!   handle) in one atomic step: there is no moment when both or neither
+//!   token works, and on failure the old session is intact.
 //!
 //! Expired records: stores may keep them until [`Store::purge_expired`] (or a
 //! TTL) removes them, and [`Store::load`] may return them, so the caller can
@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
 use crate::record::{SessionHandle, SessionRecord};
 use crate::time::Timestamp;
@@ -106,12 +107,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CasOutcome, StoreError>;
 
     /// Atomically: if the record under `old` has `expected_version` and is
-    /// valid at `now`, delete it and insert `new` (which keeps the old
-    /// handle). Otherwise change nothing.
+    /// valid at `now`, delete it and insert `new`. Otherwise change nothing.
+    ///
+    /// `new` keeps the old handle and user (a token rotation), or carries a
+    /// new handle and possibly another user (a sign-in: a new session
+    /// identity). In the second case the old handle is retired in the same
+    /// step: from the instant `new` can be loaded, nothing can be found,
+    /// listed or revoked under the old handle, so a refresh-token family or
+    /// an access token naming it is dead
+    /// ([`RefreshStore::load_session_by_handle`](crate::refresh::RefreshStore::load_session_by_handle)
+    /// finds nothing).
     ///
     /// # Errors
     ///
-    /// Backend errors; on error the old record is intact.
+    /// [`StoreError::Duplicate`] if `new`'s hash, or its new handle, is
+    /// taken; backend errors. On error the old record is intact.
     async fn rotate(
         &self,
         old: &TokenHash,
@@ -127,8 +137,29 @@ pub trait Store: Send + Sync + 'static {
     /// Backend errors.
     async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError>;
 
+    /// Deletes the record under `hash` and, in the same atomic step, leaves
+    /// a tombstone saying `why` (see [`crate::ended`]) that
+    /// [`Store::ended`] reports until the session's absolute deadline.
+    /// Returns whether a record was there (without one, nothing is
+    /// written).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError>;
+
+    /// Why the session under `hash` ended, if a tombstone valid at `now`
+    /// remembers it. `None` for a live session, an unknown token, or a
+    /// tombstone past its session's absolute deadline.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError>;
+
     /// Deletes the session with this handle, if it belongs to `owner` (any
-    /// owner when `None`). Returns whether one was deleted.
+    /// owner when `None`), leaving a tombstone `Ended::Revoked(why)` as
+    /// [`Store::end`] does. Returns whether one was deleted.
     ///
     /// # Errors
     ///
@@ -137,6 +168,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError>;
 
     /// The user's sessions that are valid at `now`, oldest first.
@@ -151,8 +183,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// Deletes every session of the user except the one with handle
-    /// `except`. Returns how many were deleted. Afterwards no deleted
-    /// session can be loaded, including by a concurrent `rotate`.
+    /// `except`, leaving a tombstone `Ended::Revoked(why)` for each as
+    /// [`Store::end`] does. Returns how many were deleted. Afterwards no
+    /// deleted session can be loaded, including by a concurrent `rotate`.
     ///
     /// # Errors
     ///
@@ -161,6 +194,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError>;
 
     /// Deletes **every** session in the store, and every refresh-token

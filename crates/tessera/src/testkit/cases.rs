@@ -8,11 +8,16 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{record_at, unique_user};
+use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
-use crate::record::SessionRecord;
+use crate::manager::SessionManager;
+use crate::policy::ExpiryReason;
+use crate::record::{ClientMeta, Data};
+use crate::record::{SessionHandle, SessionRecord};
 use crate::store::{CasOutcome, Modify, Store};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::SessionToken;
+use crate::{Access, SessionError};
 
 type Case = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -40,6 +45,9 @@ pub(super) fn all() -> Vec<(&'static str, Case)> {
         list_by_user_returns_live_sessions_oldest_first,
         delete_by_user_can_keep_one,
         user_index_follows_rotation,
+        sign_in_rotation_retires_the_old_handle,
+        ended_sessions_leave_a_tombstone_saying_why,
+        a_refused_token_reports_why_its_session_ended,
         purge_removes_expired_records_in_bounded_batches,
         modify_applies_and_bumps_version,
         modify_keep_writes_nothing,
@@ -241,7 +249,7 @@ async fn delete_by_handle_respects_owner(store: Arc<dyn Store>) {
     let (_, record) = create(&store, Some(&alice)).await;
     assert!(
         !store
-            .delete_by_handle(&record.handle, Some("mallory"))
+            .delete_by_handle(&record.handle, Some("mallory"), Revocation::Other)
             .await
             .unwrap(),
         "another user's handle must not be revocable"
@@ -249,14 +257,24 @@ async fn delete_by_handle_respects_owner(store: Arc<dyn Store>) {
     assert!(live(&store, &record, now()).await);
     assert!(
         store
-            .delete_by_handle(&record.handle, Some(&alice))
+            .delete_by_handle(&record.handle, Some(&alice), Revocation::Other)
             .await
             .unwrap()
     );
     assert!(store.load(&record.hash).await.unwrap().is_none());
-    assert!(!store.delete_by_handle(&record.handle, None).await.unwrap());
+    assert!(
+        !store
+            .delete_by_handle(&record.handle, None, Revocation::Other)
+            .await
+            .unwrap()
+    );
     let (_, other) = create(&store, Some(&alice)).await;
-    assert!(store.delete_by_handle(&other.handle, None).await.unwrap());
+    assert!(
+        store
+            .delete_by_handle(&other.handle, None, Revocation::Other)
+            .await
+            .unwrap()
+    );
     assert!(store.load(&other.hash).await.unwrap().is_none());
 }
 
@@ -304,7 +322,7 @@ async fn delete_by_user_can_keep_one(store: Arc<dyn Store>) {
     let (_, bystander) = create(&store, Some(&unique_user("bystander"))).await;
     assert_eq!(
         store
-            .delete_by_user(&user, Some(&keep.handle))
+            .delete_by_user(&user, Some(&keep.handle), Revocation::Other)
             .await
             .unwrap(),
         2
@@ -313,7 +331,13 @@ async fn delete_by_user_can_keep_one(store: Arc<dyn Store>) {
     assert!(store.load(&a.hash).await.unwrap().is_none());
     assert!(store.load(&b.hash).await.unwrap().is_none());
     assert!(live(&store, &bystander, now()).await);
-    assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .delete_by_user(&user, None, Revocation::Other)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(store.load(&keep.hash).await.unwrap().is_none());
     assert!(store.list_by_user(&user, now()).await.unwrap().is_empty());
 }
@@ -347,9 +371,206 @@ async fn user_index_follows_rotation(store: Arc<dyn Store>) {
         CasOutcome::Applied
     );
     assert_eq!(store.list_by_user(&user, now()).await.unwrap().len(), 2);
-    assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .delete_by_user(&user, None, Revocation::Other)
+            .await
+            .unwrap(),
+        2
+    );
     assert!(store.load(&new.hash).await.unwrap().is_none());
     assert!(store.load(&signed_in.hash).await.unwrap().is_none());
+}
+
+/// A sign-in is a new session identity: `rotate` to a record with a new
+/// handle (and another user) retires the old handle in the same step, so
+/// nothing can be listed or revoked under it any more, and the old user's
+/// index no longer holds the session.
+async fn sign_in_rotation_retires_the_old_handle(store: Arc<dyn Store>) {
+    let mallory = unique_user("fix-m");
+    let alice = unique_user("fix-a");
+    let (_, old) = create(&store, Some(&mallory)).await;
+    let mut new = old.clone();
+    new.hash = SessionToken::generate().unwrap().hash();
+    new.handle = SessionHandle::generate().unwrap();
+    new.user_id = Some(alice.clone());
+    new.version = old.version + 1;
+    assert_eq!(
+        store
+            .rotate(&old.hash, old.version, &new, now())
+            .await
+            .unwrap(),
+        CasOutcome::Applied
+    );
+    assert!(store.load(&old.hash).await.unwrap().is_none());
+    assert_eq!(store.load(&new.hash).await.unwrap(), Some(new.clone()));
+    assert!(
+        store
+            .list_by_user(&mallory, now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the old user must not see the session any more"
+    );
+    assert_eq!(
+        store.list_by_user(&alice, now()).await.unwrap(),
+        vec![new.clone()]
+    );
+    assert!(
+        !store
+            .delete_by_handle(&old.handle, None, Revocation::Other)
+            .await
+            .unwrap(),
+        "nothing answers to the old handle"
+    );
+    assert_eq!(
+        store
+            .delete_by_user(&mallory, None, Revocation::Other)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.load(&new.hash).await.unwrap(), Some(new.clone()));
+    assert!(
+        store
+            .delete_by_handle(&new.handle, Some(&alice), Revocation::Other)
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&new.hash).await.unwrap().is_none());
+}
+
+/// `end`, `delete_by_handle` and `delete_by_user` leave a tombstone keyed
+/// by the token hash that says why, until the session's absolute deadline;
+/// a live or unknown token has none, and ending nothing writes nothing.
+async fn ended_sessions_leave_a_tombstone_saying_why(store: Arc<dyn Store>) {
+    let user = unique_user("tomb");
+    let (_, signed_out) = create(&store, Some(&user)).await;
+    let (_, by_handle) = create(&store, Some(&user)).await;
+    let (_, by_user) = create(&store, Some(&user)).await;
+    let (_, kept) = create(&store, Some(&user)).await;
+    let at = now();
+    assert!(store.end(&signed_out.hash, Ended::SignedOut).await.unwrap());
+    assert!(store.load(&signed_out.hash).await.unwrap().is_none());
+    assert!(
+        store
+            .delete_by_handle(&by_handle.handle, Some(&user), Revocation::OtherDevice)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .delete_by_user(&user, Some(&kept.handle), Revocation::PasswordChanged)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.ended(&signed_out.hash, at).await.unwrap(),
+        Some(Ended::SignedOut)
+    );
+    assert_eq!(
+        store.ended(&by_handle.hash, at).await.unwrap(),
+        Some(Ended::Revoked(Revocation::OtherDevice))
+    );
+    assert_eq!(
+        store.ended(&by_user.hash, at).await.unwrap(),
+        Some(Ended::Revoked(Revocation::PasswordChanged))
+    );
+    assert_eq!(store.ended(&kept.hash, at).await.unwrap(), None, "live");
+    let unknown = SessionToken::generate().unwrap().hash();
+    assert_eq!(store.ended(&unknown, at).await.unwrap(), None);
+    assert!(!store.end(&unknown, Ended::SignedOut).await.unwrap());
+    assert_eq!(store.ended(&unknown, at).await.unwrap(), None);
+    // Bounded: a tombstone does not outlive its session's absolute deadline.
+    let after = Timestamp::from_millis(signed_out.deadlines.absolute.as_millis() + 1);
+    assert_eq!(store.ended(&signed_out.hash, after).await.unwrap(), None);
+    // The token of a tombstone cannot be written back to life.
+    let mut next = signed_out.clone();
+    next.version += 1;
+    assert_eq!(
+        store.update(signed_out.version, &next, at).await.unwrap(),
+        CasOutcome::Missing
+    );
+    assert!(store.load(&signed_out.hash).await.unwrap().is_none());
+    assert_eq!(
+        store.list_by_user(&user, at).await.unwrap(),
+        vec![kept.clone()]
+    );
+    assert!(store.delete(&kept.hash).await.unwrap());
+}
+
+/// Through the manager: a refused token says `signed_out`, `revoked`,
+/// `expired_idle` or `missing`, and keeps saying it.
+async fn a_refused_token_reports_why_its_session_ended(store: Arc<dyn Store>) {
+    let manager = SessionManager::builder_from_arc(store.clone())
+        .build()
+        .unwrap();
+    let user = unique_user("why");
+    let issue = || manager.create(Some(user.clone()), Data::new(), ClientMeta::default());
+    let own = issue().await.unwrap();
+    let other = issue().await.unwrap();
+    let changed = issue().await.unwrap();
+    manager.destroy(&own.record.hash).await.unwrap();
+    manager
+        .revoke(&other.record.handle, Some(&user), Revocation::OtherDevice)
+        .await
+        .unwrap();
+    manager
+        .revoke_user(&user, None, Revocation::PasswordChanged)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let code = |token: &crate::token::SessionToken| {
+            let manager = manager.clone();
+            let token = token.expose().to_owned();
+            async move {
+                match manager.load(&token, Access::Status).await {
+                    Ok(_) => panic!("an ended session must be refused"),
+                    Err(e) => (e.reason_code(), e),
+                }
+            }
+        };
+        assert_eq!(code(&own.token).await.0, Some("signed_out"));
+        let (reason, e) = code(&other.token).await;
+        assert_eq!(reason, Some("revoked"));
+        assert!(matches!(
+            e,
+            SessionError::Revoked {
+                by: Revocation::OtherDevice
+            }
+        ));
+        let (reason, e) = code(&changed.token).await;
+        assert_eq!(reason, Some("revoked"));
+        assert!(matches!(
+            e,
+            SessionError::Revoked {
+                by: Revocation::PasswordChanged
+            }
+        ));
+        let unknown = SessionToken::generate().unwrap();
+        assert_eq!(code(&unknown).await.0, Some("missing"));
+    }
+    // Idle expiry, seen once by a load, is remembered after the record is
+    // replaced by its tombstone. (The manager's clock runs ahead, so the
+    // store's own expiry, a Redis TTL, has not removed the record yet.)
+    let (token, idle) = record_at(Some(&user), now(), 15_000);
+    store.create(&idle).await.unwrap();
+    let clock = crate::time::ManualClock::new(now());
+    clock.advance(std::time::Duration::from_secs(20));
+    let manager = SessionManager::builder_from_arc(store.clone())
+        .clock(clock)
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        match manager.load(token.expose(), Access::Status).await {
+            Err(SessionError::Expired {
+                reason: ExpiryReason::Idle,
+            }) => {}
+            other => panic!("expected expired_idle, got {other:?}"),
+        }
+    }
+    assert!(store.load(&idle.hash).await.unwrap().is_none());
 }
 
 async fn purge_removes_expired_records_in_bounded_batches(store: Arc<dyn Store>) {
@@ -558,7 +779,7 @@ async fn revoke_all_racing_rotation_leaves_no_live_session(store: Arc<dyn Store>
         let revoking = {
             let store = store.clone();
             let user = user.clone();
-            tokio::spawn(async move { store.delete_by_user(&user, None).await })
+            tokio::spawn(async move { store.delete_by_user(&user, None, Revocation::Other).await })
         };
         let _outcome: CasOutcome = rotating.await.expect("task").expect("rotate");
         revoking.await.expect("task").expect("revoke");

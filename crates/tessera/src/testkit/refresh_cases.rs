@@ -8,8 +8,9 @@ use tokio::task::JoinSet;
 
 use super::{record_at, unique_user};
 use crate::error::StoreError;
-use crate::record::SessionHandle;
-use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse};
+use crate::manager::{Renewal, SessionManager};
+use crate::record::{ClientMeta, Data, DataChanges, SessionHandle};
+use crate::refresh::{RefreshError, RefreshRecord, RefreshStore, RefreshUse};
 use crate::store::{CasOutcome, Store};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{RefreshToken, SessionToken};
@@ -31,6 +32,8 @@ pub(super) fn all() -> Vec<(&'static str, Case)> {
         concurrent_uses_of_one_token_have_one_winner,
         deleting_a_family_deletes_only_its_tokens,
         sessions_load_by_handle_across_rotation,
+        a_sign_in_kills_refresh_tokens_issued_before_it,
+        a_refresh_family_of_another_user_is_refused,
         // Last: it empties the store.
         delete_all_removes_refresh_families,
     ]
@@ -253,6 +256,128 @@ async fn sessions_load_by_handle_across_rotation((sessions, store): Stores) {
     assert!(
         store
             .load_session_by_handle(&family())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn manager((sessions, store): &Stores) -> SessionManager {
+    SessionManager::builder_from_arc(sessions.clone())
+        .refresh_store(store.clone())
+        .build()
+        .unwrap()
+}
+
+/// Session fixation moved to the refresh token: Mallory holds a session
+/// with a refresh token, plants the session on Alice's browser, Alice signs
+/// in on it. Mallory's refresh token must not mint tokens for Alice.
+async fn a_sign_in_kills_refresh_tokens_issued_before_it(stores: Stores) {
+    let manager = manager(&stores);
+    let mallory = unique_user("fix-m");
+    let alice = unique_user("fix-a");
+    let planted = manager
+        .create(Some(mallory.clone()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let old_refresh = manager.issue_refresh(&planted.record).await.unwrap();
+    let signed_in = manager
+        .rotate(
+            &planted.record.hash,
+            Renewal::Login {
+                user_id: alice.clone(),
+            },
+            &DataChanges::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        manager
+            .introspect_refresh(old_refresh.expose())
+            .await
+            .unwrap()
+            .is_none(),
+        "a refresh token from before the sign-in must not introspect as active"
+    );
+    match manager.refresh(old_refresh.expose()).await {
+        Err(RefreshError::Invalid) => {}
+        other => panic!("a refresh token from before the sign-in must be refused, got {other:?}"),
+    }
+    assert_ne!(
+        signed_in.record.handle, planted.record.handle,
+        "a sign-in mints a new handle"
+    );
+    assert!(
+        stores
+            .1
+            .load_refresh(&old_refresh.hash())
+            .await
+            .unwrap()
+            .is_none(),
+        "the old family is gone"
+    );
+    // Alice's session is untouched, and her own refresh tokens work.
+    let hers = manager.issue_refresh(&signed_in.record).await.unwrap();
+    let refreshed = manager.refresh(hers.expose()).await.unwrap();
+    assert_eq!(refreshed.session.user_id.as_deref(), Some(alice.as_str()));
+    assert_eq!(refreshed.session.handle, signed_in.record.handle);
+
+    // The same user signing in again is a new identity too.
+    let again = manager
+        .rotate(
+            &signed_in.record.hash,
+            Renewal::Login {
+                user_id: alice.clone(),
+            },
+            &DataChanges::default(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(again.record.handle, signed_in.record.handle);
+    assert!(matches!(
+        manager.refresh(refreshed.token.expose()).await,
+        Err(RefreshError::Invalid)
+    ));
+    manager.load_hash(&again.record.hash).await.unwrap();
+}
+
+/// A family whose user is not the session's user is refused (and not
+/// introspected as active), whatever put it there; revoking it audits the
+/// session's real owner.
+async fn a_refresh_family_of_another_user_is_refused(stores: Stores) {
+    let manager = manager(&stores);
+    let alice = unique_user("own-a");
+    let issued = manager
+        .create(Some(alice.clone()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let token = RefreshToken::generate().unwrap();
+    let forged = RefreshRecord {
+        hash: token.hash(),
+        family: issued.record.handle.clone(),
+        user_id: Some(unique_user("own-m")),
+        issued_at: now(),
+        expires_at: issued.record.deadlines.absolute,
+        used: None,
+    };
+    stores.1.insert_refresh(&forged).await.unwrap();
+    assert!(
+        manager
+            .introspect_refresh(token.expose())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        manager.refresh(token.expose()).await,
+        Err(RefreshError::Invalid)
+    ));
+    let after = manager.load_hash(&issued.record.hash).await.unwrap();
+    assert_eq!(after, issued.record, "a refused refresh changes nothing");
+    assert!(
+        stores
+            .1
+            .load_refresh(&token.hash())
             .await
             .unwrap()
             .is_none()

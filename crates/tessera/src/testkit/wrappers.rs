@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
+use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
 use crate::record::{SessionHandle, SessionRecord};
 use crate::store::{CasOutcome, ModifyFn, Store};
@@ -135,9 +136,18 @@ impl<S: Store> Store for CountingStore<S> {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
         self.write();
-        self.inner.delete_by_handle(handle, owner).await
+        self.inner.delete_by_handle(handle, owner, why).await
+    }
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        self.write();
+        self.inner.end(hash, why).await
+    }
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        self.other();
+        self.inner.ended(hash, now).await
     }
     async fn list_by_user(
         &self,
@@ -151,9 +161,10 @@ impl<S: Store> Store for CountingStore<S> {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
         self.write();
-        self.inner.delete_by_user(user_id, except).await
+        self.inner.delete_by_user(user_id, except, why).await
     }
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         self.write();
@@ -269,9 +280,18 @@ impl<S: Store> Store for FailingStore<S> {
         &self,
         handle: &SessionHandle,
         owner: Option<&str>,
+        why: Revocation,
     ) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.delete_by_handle(handle, owner).await
+        self.inner.delete_by_handle(handle, owner, why).await
+    }
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.end(hash, why).await
+    }
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        self.check()?;
+        self.inner.ended(hash, now).await
     }
     async fn list_by_user(
         &self,
@@ -285,9 +305,10 @@ impl<S: Store> Store for FailingStore<S> {
         &self,
         user_id: &str,
         except: Option<&SessionHandle>,
+        why: Revocation,
     ) -> Result<u64, StoreError> {
         self.check()?;
-        self.inner.delete_by_user(user_id, except).await
+        self.inner.delete_by_user(user_id, except, why).await
     }
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         self.check()?;

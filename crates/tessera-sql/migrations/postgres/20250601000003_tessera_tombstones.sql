@@ -1,0 +1,13 @@
+-- tessera tombstones, PostgreSQL: why an ended session ended (signed out,
+-- revoked and by what, expired), keyed by the SHA-256 of its token (never
+-- the token), until the session's absolute deadline. Nothing secret: a
+-- reason code and a time. See tessera::ended.
+CREATE TABLE tessera_tombstones (
+    hash       BYTEA       NOT NULL PRIMARY KEY CHECK (octet_length(hash) = 32),
+    reason     VARCHAR(32) NOT NULL,
+    -- The session's absolute deadline: the tombstone is dropped then.
+    expires_at BIGINT      NOT NULL
+);
+
+-- purge_expired: the oldest first.
+CREATE INDEX tessera_tombstones_expires_at ON tessera_tombstones (expires_at);
