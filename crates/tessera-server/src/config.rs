@@ -1117,4 +1117,34 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
     }
+
+    #[test]
+    fn sign_in_edge_defaults_are_the_safe_ones_and_nonsense_is_refused() {
+        let config = Config::default();
+        assert!(!config.password_grant, "RFC 9700: password grant off");
+        assert_eq!(config.password_hash_concurrency, None);
+        assert_eq!(config.max_session_data, 16 * 1024);
+        assert_eq!(config.token_client_id, "tessera");
+        assert_eq!(config.policy().max_data_bytes, Some(16 * 1024));
+        for bad in [
+            Config {
+                password_hash_concurrency: Some(0),
+                ..Config::default()
+            },
+            Config {
+                login_limiter_memory: 1024,
+                ..Config::default()
+            },
+            Config {
+                max_session_data: 0,
+                ..Config::default()
+            },
+            Config {
+                token_client_id: "a\nb".into(),
+                ..Config::default()
+            },
+        ] {
+            assert!(matches!(bad.validate(), Err(ConfigError::Invalid(_))));
+        }
+    }
 }

@@ -507,3 +507,41 @@ async fn a_swallowed_store_error_still_fails_the_commit() {
     // ...but the request still fails closed.
     assert!(session.commit().await.unwrap_err().is_unavailable());
 }
+
+#[tokio::test]
+async fn session_data_over_the_policy_limit_is_refused_and_nothing_is_written() {
+    let manager = SessionManager::builder(MemoryStore::new())
+        .policy(policy().with_max_data_bytes(Some(64)))
+        .build()
+        .unwrap();
+    let mut big = serde_json::Map::new();
+    big.insert("blob".into(), json!("x".repeat(100)));
+    assert!(matches!(
+        manager.create(None, big, ClientMeta::default()).await,
+        Err(SessionError::DataTooLarge { limit: 64 })
+    ));
+    let issued = manager
+        .create(None, serde_json::Map::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let hash = issued.token.hash();
+    let mut small = tessera::record::DataChanges::default();
+    small.set("a", json!("y".repeat(20)));
+    manager
+        .modify(&hash, &small, Access::Activity)
+        .await
+        .unwrap();
+    // Fits alone, not merged onto what is stored.
+    let mut more = tessera::record::DataChanges::default();
+    more.set("b", json!("z".repeat(40)));
+    assert!(matches!(
+        manager.modify(&hash, &more, Access::Activity).await,
+        Err(SessionError::DataTooLarge { .. })
+    ));
+    let record = manager
+        .load(issued.token.expose(), Access::Status)
+        .await
+        .unwrap();
+    assert_eq!(record.data.len(), 1);
+    assert_eq!(record.version, 2, "the refused change wrote nothing");
+}
