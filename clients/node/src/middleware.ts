@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { type ClientOptions, TesseraClient } from "./client.js";
 import { TesseraError } from "./errors.js";
 import { type SessionView, TesseraSession } from "./session.js";
+import { Checks } from "./checks.js";
 import { UpdateQueues } from "./updates.js";
 
 /** Options of {@link tessera}. */
@@ -38,6 +39,11 @@ export interface TesseraOptions extends ClientOptions {
    * none.
    */
   statusQuery?: (req: IncomingMessage) => boolean;
+  /**
+   * Send the checks of requests that arrive together in one call to
+   * tessera (`POST /v1/requests/check-batch`). Default true.
+   */
+  batchChecks?: boolean;
 }
 
 /** A connect/Express middleware with its tessera client. */
@@ -84,6 +90,7 @@ const DEFAULT_FORM_LIMIT = 64 * 1024;
 export function tessera(options: TesseraOptions): TesseraMiddleware {
   const client = new TesseraClient(options);
   const updates = new UpdateQueues(client);
+  const checks = new Checks(client, options.batchChecks ?? true);
   const log = options.log ?? ((message: string) => console.error(message));
   const formLimit = options.formLimit ?? DEFAULT_FORM_LIMIT;
   const acceptBearer = options.acceptBearer ?? false;
@@ -113,7 +120,7 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
       answer(res, req, 413, "payload_too_large", "csrf_form_too_large");
       return false;
     }
-    const check = await client.call("POST", "/v1/requests/check", {
+    const check = await checks.check({
       method: req.method ?? "GET",
       cookie: header(req, "cookie"),
       authorization: acceptBearer ? header(req, "authorization") : null,

@@ -211,6 +211,23 @@ describe("signed in through tessera", () => {
     }
   });
 
+  test("concurrent requests are each decided on their own (batched checks)", async () => {
+    const browser = new Browser(app);
+    await browser.login();
+    const stranger = new Browser(app);
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => {
+        if (i % 5 === 1) return browser.request("POST", "/counter", { csrf: false }); // no token
+        if (i % 5 === 2) return stranger.request("GET", "/me"); // no session
+        return browser.request("GET", "/me");
+      }),
+    );
+    answers.forEach((res, i) => {
+      const expected = i % 5 === 1 ? 403 : i % 5 === 2 ? 401 : 200;
+      assert.equal(res.status, expected, `request ${i}: ${res.text}`);
+    });
+  });
+
   test("connections to tessera are reused (keep-alive)", async () => {
     const browser = new Browser(app);
     await browser.login();

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { test } from "node:test";
 
+import { Checks } from "../dist/checks.js";
 import { TesseraClient, TesseraUnavailableError } from "../dist/index.js";
 
 async function listen(handler) {
@@ -68,4 +69,40 @@ test("credentials in the URL and header-breaking keys are refused at start", () 
   assert.throws(() => new TesseraClient({ url: "http://user:pw@127.0.0.1:1", apiKey: "tsk_x" }), /credentials/);
   assert.throws(() => new TesseraClient({ url: "http://127.0.0.1:1", apiKey: "tsk_x\r\nx: y" }), /apiKey/);
   assert.throws(() => new TesseraClient({ url: "ftp://127.0.0.1:1", apiKey: "tsk_x" }), /http/);
+});
+
+test("checks made in one event-loop turn go out in one call, answers in order", async () => {
+  const calls = [];
+  const { server, url } = await listen((req, res) => {
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      calls.push(req.url);
+      const parsed = JSON.parse(body);
+      res.setHeader("content-type", "application/json");
+      if (req.url === "/v1/requests/check-batch") {
+        const results = parsed.requests.map((r) =>
+          r.method === "BAD" ? { outcome: "bad_request", reason: "invalid_method", status: 400 } : { outcome: "no_session", reason: r.method },
+        );
+        res.end(JSON.stringify({ results }));
+      } else {
+        res.end(JSON.stringify({ outcome: "no_session", reason: parsed.method }));
+      }
+    });
+  });
+  const client = new TesseraClient({ url, apiKey: "tsk_test" });
+  try {
+    const checks = new Checks(client, true);
+    const answers = await Promise.all(["A", "BAD", "C"].map((method) => checks.check({ method })));
+    assert.deepEqual(calls, ["/v1/requests/check-batch"]);
+    assert.deepEqual(answers[0], { status: 200, body: { outcome: "no_session", reason: "A" } });
+    assert.deepEqual(answers[1], { status: 400, body: { error: "invalid_method" } });
+    assert.equal(answers[2].body.reason, "C");
+    // A lone check uses the single route.
+    assert.equal((await checks.check({ method: "D" })).body.reason, "D");
+    assert.deepEqual(calls, ["/v1/requests/check-batch", "/v1/requests/check"]);
+  } finally {
+    client.close();
+    server.close();
+  }
 });

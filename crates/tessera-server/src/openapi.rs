@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::requests::types::{
-    CheckRequest, CheckResponse, Installed, LoginRequest, Outcome, PresentedToken, SignedOut,
+    CheckBatch, CheckBatchResponse, CheckRequest, CheckResponse, Installed, LoginRequest, Outcome,
+    PresentedToken, SignedOut,
 };
 use crate::api::types::{
     CreateSession, ExpectationFailed, IssuedSession, PatchData, Revoked, SessionSummary,
@@ -30,6 +31,7 @@ use crate::tokens::types::{Introspection, RefreshRequest, TokenGrant, TokenPair,
         crate::api::sessions::list_user,
         crate::api::sessions::revoke_user,
         crate::api::requests::check,
+        crate::api::requests::check_batch,
         crate::api::requests::login,
         crate::api::requests::rotate,
         crate::api::requests::logout,
@@ -58,7 +60,7 @@ use crate::tokens::types::{Introspection, RefreshRequest, TokenGrant, TokenPair,
         TokenRequest, VerifyRequest, ErrorBody, LoginForm, LoginResponse, PasswordForm,
         ReauthForm, CsrfForm, Deadlines, SessionStatus, TokenGrant, RefreshRequest, TokenQuery,
         TokenPair, Introspection, OAuthErrorBody, CheckRequest, CheckResponse, Outcome,
-        LoginRequest, PresentedToken, Installed, SignedOut, ExpectationFailed
+        CheckBatch, CheckBatchResponse, LoginRequest, PresentedToken, Installed, SignedOut, ExpectationFailed
     )),
     modifiers(&ApiKeyScheme)
 )]

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/v1/sessions/data", patch(sessions::patch_data))
         .route("/v1/sessions/{handle}", delete(sessions::delete))
         .route("/v1/requests/check", post(requests::check))
+        .route("/v1/requests/check-batch", post(requests::check_batch))
         .route("/v1/requests/login", post(requests::login))
         .route("/v1/requests/rotate", post(requests::rotate))
         .route("/v1/requests/logout", post(requests::logout))

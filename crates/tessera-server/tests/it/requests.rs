@@ -390,6 +390,7 @@ async fn client_routes_are_in_the_openapi_document() {
     let doc = get_json(&server, "/openapi.json").await;
     for path in [
         "/v1/requests/check",
+        "/v1/requests/check-batch",
         "/v1/requests/login",
         "/v1/requests/rotate",
         "/v1/requests/logout",
@@ -405,4 +406,57 @@ async fn client_routes_are_in_the_openapi_document() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn client_check_batch_decides_each_request_as_the_single_check() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, csrf, _) = sign_in(&server, &key, "alice").await;
+    let cookie = format!("session={token}");
+    let (code, body) = call(
+        &server,
+        &key,
+        "/v1/requests/check-batch",
+        json!({"requests": [
+            {"method": "GET", "cookie": cookie},
+            {"method": "POST", "cookie": cookie, "sec_fetch_site": "same-origin"},
+            {"method": "GE T", "cookie": cookie},
+            {"method": "POST", "cookie": cookie, "sec_fetch_site": "same-origin", "csrf_token": csrf},
+            {"method": "GET"},
+        ]}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[0]["outcome"], "session");
+    assert_eq!(results[0]["session"]["user_id"], "alice");
+    assert_eq!(results[1]["outcome"], "refused");
+    assert_eq!(results[1]["reason"], "csrf_token_missing");
+    assert_eq!(results[2]["outcome"], "bad_request");
+    assert_eq!(results[2]["reason"], "invalid_method");
+    assert_eq!(results[2]["status"], 400);
+    assert_eq!(results[3]["outcome"], "session");
+    assert_eq!(results[4]["outcome"], "no_session");
+    assert_eq!(results[4]["reason"], "missing");
+
+    for bad in [
+        json!({"requests": []}),
+        json!({"requests": [{}]}),
+        json!([]),
+    ] {
+        let (code, _) = call(&server, &key, "/v1/requests/check-batch", bad.clone()).await;
+        assert_eq!(code, 400, "{bad}");
+    }
+    let too_many: Vec<Value> = (0..257).map(|_| json!({"method": "GET"})).collect();
+    let (code, body) = call(
+        &server,
+        &key,
+        "/v1/requests/check-batch",
+        json!({ "requests": too_many }),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(body["error"], "invalid_batch");
 }

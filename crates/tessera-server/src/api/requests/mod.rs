@@ -28,7 +28,8 @@ use tessera::token::SessionToken;
 use tessera::{Session, SessionError};
 
 use self::types::{
-    CheckRequest, CheckResponse, Installed, LoginRequest, Outcome, PresentedToken, SignedOut,
+    CheckBatch, CheckBatchResponse, CheckRequest, CheckResponse, Installed, LoginRequest, Outcome,
+    PresentedToken, SignedOut,
 };
 use super::types::{SessionView, valid_user_id};
 use crate::error::{ApiError, ErrorBody};
@@ -51,6 +52,59 @@ pub async fn check(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CheckRequest>,
 ) -> Result<Json<CheckResponse>, ApiError> {
+    decide(&state, req).await.map(Json)
+}
+
+/// Checks several incoming requests in one call: a client serving many
+/// requests at once sends their checks together instead of one call each.
+/// Each is decided exactly as by `POST /v1/requests/check`, concurrently;
+/// one with bad input gets the outcome `bad_request` without affecting the
+/// others. If the store fails for any of them, the whole call is a 503
+/// (fail closed).
+#[utoipa::path(post, path = "/v1/requests/check-batch", tag = "v1",
+    request_body = CheckBatch,
+    responses(
+        (status = 200, body = CheckBatchResponse, description = "One decision per request, in order"),
+        (status = 400, body = ErrorBody, description = "invalid_json, invalid_batch (empty or more than MAX_BATCH requests)"),
+        (status = 401, body = ErrorBody, description = "No valid API key"),
+        (status = 503, body = ErrorBody, description = "The session store did not answer: fail closed")),
+    security(("api_key" = [])))]
+pub async fn check_batch(
+    State(state): State<AppState>,
+    JsonBody(batch): JsonBody<CheckBatch>,
+) -> Result<Json<CheckBatchResponse>, ApiError> {
+    if batch.requests.is_empty() || batch.requests.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "invalid_batch",
+            format!("send 1 to {MAX_BATCH} requests"),
+        ));
+    }
+    let decisions =
+        futures_util::future::join_all(batch.requests.into_iter().map(|req| decide(&state, req)))
+            .await;
+    let mut results = Vec::with_capacity(decisions.len());
+    for decision in decisions {
+        results.push(match decision {
+            Ok(answer) => answer,
+            Err(e) if e.status == StatusCode::BAD_REQUEST => CheckResponse {
+                outcome: Outcome::BadRequest,
+                reason: Some(e.body.error.to_owned()),
+                status: Some(400),
+                token: None,
+                session: None,
+                set_cookie: Vec::new(),
+            },
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(Json(CheckBatchResponse { results }))
+}
+
+/// Most requests in one `check-batch` call.
+pub const MAX_BATCH: usize = 256;
+
+/// The decision for one incoming request (see [`check`]).
+async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, ApiError> {
     let method = valid_method(&req.method)?;
     let headers = credential_headers(req.cookie.as_deref(), req.authorization.as_deref())?;
     let (presented, credential) =
@@ -82,14 +136,14 @@ pub async fn check(
             record.as_ref(),
             &format!("{method} (client check)"),
         );
-        return Ok(Json(CheckResponse {
+        return Ok(CheckResponse {
             outcome: Outcome::Refused,
             reason: Some(rejection.as_code().to_owned()),
             status: Some(403),
             token: None,
             session: None,
             set_cookie: Vec::new(),
-        }));
+        });
     }
 
     // Load (as a handler reading the session would), then commit: the
@@ -97,7 +151,7 @@ pub async fn check(
     // touch step) and says whether a dead cookie must go.
     session.is_live().await?;
     let action = session.commit().await?;
-    let set_cookie = cookie_headers(&state, credential, action)?;
+    let set_cookie = cookie_headers(state, credential, action)?;
     let answer = match session.record().await? {
         Some(record) => CheckResponse {
             outcome: Outcome::Session,
@@ -122,7 +176,7 @@ pub async fn check(
             set_cookie,
         },
     };
-    Ok(Json(answer))
+    Ok(answer)
 }
 
 /// Signs a user in: a brand-new token; the presented one (if any) stops

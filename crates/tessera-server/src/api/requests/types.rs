@@ -54,6 +54,25 @@ pub enum Outcome {
     /// Refused by the CSRF / origin guard: answer `status` (403) with
     /// `reason`, without running the application's handler.
     Refused,
+    /// Only in a `check-batch` answer: this request carried something
+    /// tessera will not decide on (`reason`: `invalid_method`,
+    /// `invalid_header`); answer `status` (400) without running the handler.
+    BadRequest,
+}
+
+/// `POST /v1/requests/check-batch`: several checks in one call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBatch {
+    /// The checks, each as for `POST /v1/requests/check` (1 to 256).
+    pub requests: Vec<CheckRequest>,
+}
+
+/// The answer of `POST /v1/requests/check-batch`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckBatchResponse {
+    /// One answer per request, in the order of the requests.
+    pub results: Vec<CheckResponse>,
 }
 
 /// The answer of `POST /v1/requests/check`.
