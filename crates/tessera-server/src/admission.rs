@@ -25,15 +25,15 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
+//! # async fn main() -> Result<(), tessera_server::admission::Busy> {
 //! use tessera_server::admission::HashAdmission;
 //!
 //! let admission = HashAdmission::new(1);
-//! let first = admission.admit().await.unwrap();
+//! let first = admission.admit().await?;
 //! assert_eq!(admission.running(), 1);
 //! drop(first);
 //! assert_eq!(admission.running(), 0);
-//! # }
+//! # Ok(()) }
 //! ```
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};

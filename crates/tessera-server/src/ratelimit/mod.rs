@@ -121,22 +121,22 @@ impl Counters {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use tessera_server::ratelimit::{LimitError, LoginLimiter};
 ///
 /// let limiter = LoginLimiter::new(2, 10, Duration::from_secs(60));
 /// for _ in 0..2 {
-///     let attempt = limiter.reserve("alice", "192.0.2.1").await.unwrap();
+///     let attempt = limiter.reserve("alice", "192.0.2.1").await?;
 ///     limiter.failed(attempt); // a wrong password keeps its count
 /// }
 /// assert!(matches!(
 ///     limiter.reserve("alice", "192.0.2.1").await,
 ///     Err(LimitError::Limited(l)) if l.by_user
 /// ));
-/// let bob = limiter.reserve("bob", "192.0.2.1").await.unwrap();
-/// limiter.succeeded(bob).await.unwrap();
-/// # }
+/// let bob = limiter.reserve("bob", "192.0.2.1").await?;
+/// limiter.succeeded(bob).await?;
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct LoginLimiter {
