@@ -709,7 +709,7 @@ async fn security_activity_tells_what_happened_and_from_where() {
 /// sign-in with its device name.
 #[tokio::test]
 async fn security_activity_shows_refresh_token_reuse() {
-    let mut server = Server::start(Mode::Secure, &[]);
+    let mut server = Server::start(Mode::Secure, &[("TESSERA_PASSWORD_GRANT", "true")]);
     let http = reqwest::Client::new();
     let res = http
         .post(server.at("/token"))
