@@ -123,3 +123,50 @@ async fn an_unknown_session_limit_action_stops_the_start() {
         "the error names the valid values: {err}"
     );
 }
+
+/// Two server instances sharing one Redis Cluster store: 30 creations for
+/// one user raced across both, with `refuse_new` and a cap of 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_redis_cluster_admit_exactly_three() {
+    let url = crate::backends::required_env("TESSERA_TEST_REDIS_CLUSTER_URL");
+    let prefix = format!("{}:", crate::backends::unique("tessera-cap"));
+    let shared = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", shared.path().join("users.db").display());
+    let env = [
+        ("TESSERA_DATABASE", database.as_str()),
+        ("TESSERA_STORE_KEY_PREFIX", prefix.as_str()),
+        ("TESSERA_MAX_SESSIONS_PER_USER", "3"),
+        ("TESSERA_SESSION_LIMIT_ACTION", "refuse_new"),
+    ];
+    let a = Server::start_on(tempfile::tempdir().unwrap(), &url, &env);
+    let b = Server::start_on(tempfile::tempdir().unwrap(), &url, &env);
+    let (ok, out, err) =
+        crate::common::run_cli_with(&url, &["api-key", "create", "backend"], None, &env);
+    assert!(ok, "{err}");
+    let key = out.trim().to_owned();
+    let mut set = JoinSet::new();
+    for i in 0..30 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let req = client()
+            .post(server.at("/v1/sessions"))
+            .bearer_auth(&key)
+            .json(&json!({"user_id": "alice"}));
+        set.spawn(async move {
+            let res = req.send().await.unwrap();
+            let code = res.status().as_u16();
+            (code, res.json::<Value>().await.unwrap_or(Value::Null))
+        });
+    }
+    let mut outs = Vec::new();
+    while let Some(r) = set.join_next().await {
+        outs.push(r.unwrap());
+    }
+    let created = outs.iter().filter(|(c, _)| *c == 201).count();
+    let refused = outs
+        .iter()
+        .filter(|(c, b)| *c == 409 && b["error"] == "session_limit")
+        .count();
+    assert_eq!((created, refused), (3, 27), "{outs:?}");
+    assert_eq!(list_sessions(&a, &key, "alice").await.len(), 3);
+    assert_eq!(list_sessions(&b, &key, "alice").await.len(), 3);
+}
