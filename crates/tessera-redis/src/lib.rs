@@ -68,7 +68,7 @@ use async_trait::async_trait;
 use fred::bytes::Bytes;
 use fred::clients::Client;
 use fred::error::{Error as RedisError, ErrorKind};
-use fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
+use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, SortedSetsInterface};
 use fred::prelude::Builder;
 use fred::types::config::ReconnectPolicy;
 use fred::types::scripts::Script;
@@ -78,8 +78,9 @@ use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 use tessera::ended::{Ended, Revocation};
 use tessera::error::StoreError;
+use tessera::policy::{SessionCap, SessionLimitAction};
 use tessera::record::{SessionHandle, SessionRecord};
-use tessera::store::{CasOutcome, Modify, ModifyFn, Store};
+use tessera::store::{Capped, CasOutcome, Modify, ModifyFn, Store};
 use tessera::time::Timestamp;
 use tessera::token::TokenHash;
 
@@ -629,6 +630,79 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// The body of [`Store::create_capped`] once the handle is claimed:
+    /// admit into the user index (the linearization point), revoke what
+    /// the admission evicted, create the session key, and check that no
+    /// later admission evicted the new handle before its key existed (its
+    /// revocation would have found nothing to delete).
+    async fn admit_and_create(
+        &self,
+        record: &SessionRecord,
+        user: &str,
+        cap: SessionCap,
+    ) -> Result<Capped, StoreError> {
+        let action = match cap.action {
+            SessionLimitAction::EvictOldest => "evict",
+            SessionLimitAction::RefuseNew => "refuse",
+        };
+        let user_key = self.user_key(user);
+        let admitted = array(
+            self.eval(
+                &self.inner.scripts.user_admit,
+                user_key.clone(),
+                vec![
+                    record.handle.as_str().to_owned(),
+                    ms(record.deadlines.absolute),
+                    cap.max.max(1).to_string(),
+                    action.to_owned(),
+                ],
+            )
+            .await?,
+        )?;
+        if admitted.first().map(int).transpose()? != Some(1) {
+            return Ok(Capped::Refused);
+        }
+        let evicted: Vec<String> = admitted
+            .iter()
+            .skip(1)
+            .filter_map(Value::as_string)
+            .collect();
+        let why = Some(Ended::Revoked(Revocation::SessionLimit));
+        for handle in &evicted {
+            self.revoke_handle(handle, Some(user), why).await?;
+        }
+        if !self.create_session_key(record).await? {
+            return Err(StoreError::Duplicate);
+        }
+        let still: Option<f64> = self
+            .inner
+            .client
+            .zscore(user_key, record.handle.as_str())
+            .await
+            .map_err(map_err)?;
+        if still.is_none() {
+            // A racing admission evicted this handle first: end the
+            // session as that eviction meant to.
+            let hex = record.hash.to_hex();
+            if self
+                .delete_if(&hex, Some(&record.handle), Some(user), why)
+                .await?
+                .is_some()
+            {
+                self.forget(record.handle.as_str(), vec![hex], Some(user))
+                    .await?;
+            }
+        }
+        let evicted = evicted
+            .iter()
+            .map(|h| {
+                SessionHandle::parse(h)
+                    .ok_or_else(|| StoreError::Corrupt("user index lists a bad handle".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Capped::Created { evicted })
+    }
+
     async fn user_handles(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
         let v = self
             .eval(
@@ -961,6 +1035,52 @@ impl Store for RedisStore {
                     }
                 }
             }
+        })
+        .await
+    }
+
+    /// The admission and the eviction are one `USER_ADMIT` script on the
+    /// user's index key (see the crate README, "Session cap"); the
+    /// evicted sessions are then revoked by handle, with their tombstones.
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        _now: Timestamp, // The script prunes by the server's clock.
+    ) -> Result<Capped, StoreError> {
+        let Some(user) = record.user_id.as_deref() else {
+            self.create(record).await?;
+            return Ok(Capped::Created {
+                evicted: Vec::new(),
+            });
+        };
+        self.bounded(async {
+            let claim = self.eval(
+                &self.inner.scripts.claim,
+                self.handle_key(&record.handle),
+                vec![record.hash.to_hex(), ms(record.deadlines.absolute)],
+            );
+            if int(&claim.await?)? != 1 {
+                return Err(StoreError::Duplicate);
+            }
+            let outcome = self.admit_and_create(record, user, cap).await;
+            if !matches!(outcome, Ok(Capped::Created { .. })) {
+                // Refused or failed: release the handle we claimed (it holds
+                // only our hash) and our place in the index, if taken.
+                let _ = self
+                    .inner
+                    .client
+                    .del::<i64, _>(self.handle_key(&record.handle))
+                    .await;
+                if outcome.is_err() {
+                    let _ = self
+                        .inner
+                        .client
+                        .zrem::<i64, _, _>(self.user_key(user), record.handle.as_str())
+                        .await;
+                }
+            }
+            outcome
         })
         .await
     }

@@ -260,6 +260,38 @@ if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
 return 1
 ";
 
+/// Admits a new session into a user index under the per-user session cap,
+/// in one step on the one index key: prunes members whose absolute
+/// deadline passed (server clock), counts the rest, then either refuses,
+/// or removes the oldest (lowest score — the absolute deadline, so the
+/// earliest created under one policy — then handle) to make room and adds
+/// the new handle.
+///
+/// KEYS: user index key. ARGV: handle, absolute deadline ms, cap,
+/// `evict` or `refuse`.
+/// Returns `{0}` refused (nothing changed but pruning); `{1, evicted…}`
+/// admitted, with the handles removed to make room.
+const USER_ADMIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+local max = tonumber(ARGV[3])
+local out = {1}
+if n >= max then
+  if ARGV[4] == 'refuse' then return {0} end
+  local evicted = redis.call('ZRANGE', KEYS[1], 0, n - max)
+  for _, h in ipairs(evicted) do
+    redis.call('ZREM', KEYS[1], h)
+    out[#out + 1] = h
+  end
+end
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
+return out
+";
+
 /// Prunes a user index by the server's clock and returns its handles.
 ///
 /// KEYS: user index key.
@@ -342,6 +374,7 @@ pub(crate) struct Scripts {
     pub(crate) forget: Script,
     pub(crate) user_add: Script,
     pub(crate) user_list: Script,
+    pub(crate) user_admit: Script,
     pub(crate) refresh_insert: Script,
     pub(crate) refresh_use: Script,
     pub(crate) refresh_drop: Script,
@@ -363,6 +396,7 @@ impl Scripts {
             forget: Script::from_lua(FORGET),
             user_add: Script::from_lua(USER_ADD),
             user_list: Script::from_lua(USER_LIST),
+            user_admit: Script::from_lua(USER_ADMIT),
             refresh_insert: Script::from_lua(REFRESH_INSERT),
             refresh_use: Script::from_lua(REFRESH_USE),
             refresh_drop: Script::from_lua(REFRESH_DROP),

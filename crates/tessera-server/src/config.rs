@@ -67,6 +67,8 @@ const ENV_KEYS: &[&str] = &[
     "password_grant",
     "max_session_data",
     "token_client_id",
+    // Concurrent sessions per user.
+    "session_limit_action",
 ];
 
 /// Keys of earlier versions, refused with what to write instead (a
@@ -320,6 +322,14 @@ pub struct Config {
     /// Largest session `data` (its JSON encoding, in bytes) a `/v1` request
     /// may leave behind, after its changes are merged. Default 16 KiB.
     pub max_session_data: usize,
+
+    // --- Concurrent sessions per user (core `tessera::policy`) -----------
+    /// What a sign-in does when its user already holds
+    /// `max_sessions_per_user` sessions: `evict_oldest` (default; the
+    /// oldest end with `revoked` by `session_limit`) or `refuse_new` (the
+    /// sign-in gets 409 `session_limit`). Enforced in the same store
+    /// operation that creates the session (ASVS 5.0 V7.1.2).
+    pub session_limit_action: tessera::policy::SessionLimitAction,
 }
 
 impl Default for Config {
@@ -368,6 +378,7 @@ impl Default for Config {
             password_grant: false,
             token_client_id: String::from("tessera"),
             max_session_data: 16 * 1024,
+            session_limit_action: policy.session_limit_action,
         }
     }
 }
@@ -451,6 +462,7 @@ impl Config {
             .with_absolute_timeout(self.absolute_timeout)
             .with_touch_step(self.effective_touch_step())
             .with_max_sessions_per_user(self.max_sessions_per_user)
+            .with_session_limit_action(self.session_limit_action)
             .with_refresh_grace(self.refresh_grace)
             .with_max_data_bytes(Some(self.max_session_data))
     }

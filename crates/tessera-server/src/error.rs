@@ -119,6 +119,8 @@ impl From<SessionError> for ApiError {
         match e {
             SessionError::Conflict => Self::new(StatusCode::CONFLICT, "conflict")
                 .message("the session changed concurrently; retry"),
+            SessionError::SessionLimit => Self::new(StatusCode::CONFLICT, "session_limit")
+                .message("the user holds the maximum number of sessions; sign out elsewhere first"),
             SessionError::Data(err) => Self::bad_request("invalid_data", err.to_string()),
             SessionError::DataTooLarge { limit } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "data_too_large").message(format!(

@@ -184,6 +184,18 @@ impl Store for MeteredStore {
         r
     }
 
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: tessera::policy::SessionCap,
+        now: Timestamp,
+    ) -> Result<tessera::store::Capped, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.create_capped(record, cap, now).await;
+        observe("create", t);
+        r
+    }
+
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         let t = Instant::now();
         let r = self.inner.load(hash).await;

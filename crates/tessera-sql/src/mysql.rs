@@ -24,9 +24,10 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
+use tessera::policy::SessionCap;
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
-use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::store::{Capped, CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
@@ -63,6 +64,21 @@ mod sql {
     }
     pub(super) const NEXT_DEADLINE: &str =
         "SELECT next_deadline FROM tessera_sessions WHERE hash = ?";
+    /// Takes the user's cap lock row for the rest of the transaction
+    /// (see the migration `tessera_session_cap_locks`).
+    pub(super) const LOCK_USER: &str = "INSERT INTO tessera_session_cap_locks (user_id) \
+        VALUES (?) ON DUPLICATE KEY UPDATE user_id = user_id";
+    /// The user's live sessions, oldest first (the eviction order, as
+    /// `list_by_user`); a locking read, so it sees the latest commits.
+    pub(super) const LIVE_HANDLES_BY_USER: &str = "SELECT handle FROM tessera_sessions \
+        WHERE user_id = ? AND next_deadline > ? ORDER BY created_at, handle FOR UPDATE";
+    /// Tombstone, then delete, of one evicted session: it ends the way any
+    /// revocation does.
+    pub(super) const TOMBSTONE_BY_HANDLE: &str = "INSERT INTO tessera_tombstones \
+        (hash, reason, expires_at) \
+        SELECT hash, ?, absolute_deadline FROM tessera_sessions WHERE handle = ? \
+        ON DUPLICATE KEY UPDATE reason = VALUES(reason), expires_at = VALUES(expires_at)";
+    pub(super) const DELETE_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
     pub(super) const INSERT: &str = "INSERT INTO tessera_sessions (hash, handle, user_id, data, \
         created_at, last_seen_at, authenticated_at, idle_deadline, absolute_deadline, \
         next_deadline, version, csrf_secret, client_ip, user_agent) \
@@ -363,6 +379,75 @@ impl Store for MySqlStore {
             }),
         )
         .await
+    }
+
+    /// One transaction that first takes the user's row in
+    /// `tessera_session_cap_locks`, so racing creations for one user run
+    /// one after the other; the count is a locking read, which sees every
+    /// earlier creation committed. Retried whole after a deadlock.
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        let Some(user) = record.user_id.as_deref() else {
+            self.create(record).await?;
+            return Ok(Capped::Created {
+                evicted: Vec::new(),
+            });
+        };
+        let e = Encoded::new(record)?;
+        let reason = Ended::Revoked(Revocation::SessionLimit).to_stored();
+        let pool = &self.pool;
+        let evicted: Option<Vec<Vec<u8>>> = bounded(
+            self.timeout,
+            retrying!(async {
+                let mut tx = pool.begin().await?;
+                sqlx::query(sql::LOCK_USER)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                let live: Vec<Vec<u8>> = sqlx::query_scalar(sql::LIVE_HANDLES_BY_USER)
+                    .bind(user)
+                    .bind(now.as_millis())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let Some(excess) = cap.excess(live.len()) else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let evict: Vec<Vec<u8>> = live.into_iter().take(excess).collect();
+                for handle in &evict {
+                    sqlx::query(sql::TOMBSTONE_BY_HANDLE)
+                        .bind(&reason)
+                        .bind(handle.as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(sql::DELETE_HANDLE)
+                        .bind(handle.as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                bind_all!(sqlx::query(sql::INSERT), &e)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(evict))
+            }),
+        )
+        .await?;
+        let evicted = evicted
+            .map(|v| {
+                v.into_iter()
+                    .map(|h| {
+                        String::from_utf8(h)
+                            .map_err(|_| StoreError::Corrupt("session handle is not UTF-8".into()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        crate::row::capped_outcome(evicted)
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {

@@ -23,9 +23,10 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
+use tessera::policy::SessionCap;
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
-use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::store::{Capped, CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
@@ -83,6 +84,25 @@ mod sql {
         csrf_secret = $12, client_ip = $13, user_agent = $14 \
         WHERE hash = $15 AND version = $16 AND next_deadline > $17";
     pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = $1";
+    /// Serializes the capped creations of one user for the rest of the
+    /// transaction (a transaction-level advisory lock on a hash of the
+    /// user id; a collision only serializes two users' sign-ins). Row
+    /// locks would not do: `SELECT … FOR UPDATE` cannot lock the row a
+    /// concurrent transaction is about to insert.
+    pub(super) const LOCK_USER: &str =
+        "SELECT pg_advisory_xact_lock(hashtextextended('tessera_session_cap:' || $1, 0))";
+    /// The user's live sessions, oldest first (the eviction order, as
+    /// `list_by_user`).
+    pub(super) const LIVE_HANDLES_BY_USER: &str = "SELECT handle FROM tessera_sessions \
+        WHERE user_id = $1 AND next_deadline > $2 ORDER BY created_at, handle COLLATE \"C\"";
+    /// Ends the evicted sessions the way any revocation does: deleted,
+    /// with a tombstone, in one statement.
+    pub(super) const EVICT: &str = "WITH gone AS (DELETE FROM tessera_sessions \
+        WHERE handle = ANY($2) RETURNING hash, absolute_deadline) \
+        INSERT INTO tessera_tombstones (hash, reason, expires_at) \
+        SELECT hash, $1, absolute_deadline FROM gone \
+        ON CONFLICT (hash) DO UPDATE \
+        SET reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at";
     /// The outer `next_deadline <= $1` re-checks rows a concurrent writer
     /// changed between the sub-select and the delete.
     pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE hash IN \
@@ -236,6 +256,57 @@ impl Store for PgStore {
             Ok(())
         })
         .await
+    }
+
+    /// One transaction that first takes the user's advisory lock, so
+    /// racing creations for one user run one after the other; each
+    /// statement after the lock sees every earlier creation committed
+    /// (READ COMMITTED takes a new snapshot per statement).
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        let Some(user) = record.user_id.as_deref() else {
+            self.create(record).await?;
+            return Ok(Capped::Created {
+                evicted: Vec::new(),
+            });
+        };
+        let e = Encoded::new(record)?;
+        let reason = Ended::Revoked(Revocation::SessionLimit).to_stored();
+        let evicted: Option<Vec<String>> = bounded(self.timeout, async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(sql::LOCK_USER)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            let live: Vec<String> = sqlx::query_scalar(sql::LIVE_HANDLES_BY_USER)
+                .bind(user)
+                .bind(now.as_millis())
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some(excess) = cap.excess(live.len()) else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let evict: Vec<String> = live.into_iter().take(excess).collect();
+            if !evict.is_empty() {
+                sqlx::query(sql::EVICT)
+                    .bind(&reason)
+                    .bind(&evict)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            bind_all!(sqlx::query(sql::INSERT), &e)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(evict))
+        })
+        .await?;
+        crate::row::capped_outcome(evicted)
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {

@@ -247,6 +247,24 @@ pub(crate) fn apply(
     Ok(Applied::Write(record))
 }
 
+/// The [`Capped`](tessera::store::Capped) outcome of a capped creation from
+/// the handles it evicted, or `None` if it refused.
+pub(crate) fn capped_outcome(
+    evicted: Option<Vec<String>>,
+) -> Result<tessera::store::Capped, StoreError> {
+    let Some(evicted) = evicted else {
+        return Ok(tessera::store::Capped::Refused);
+    };
+    let evicted = evicted
+        .iter()
+        .map(|h| {
+            tessera::record::SessionHandle::parse(h)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad session handle {h:?}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(tessera::store::Capped::Created { evicted })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(

@@ -27,9 +27,10 @@ use sqlx::sqlite::{
 };
 use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
+use tessera::policy::SessionCap;
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
-use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::store::{Capped, CasOutcome, ModifyFn, Store};
 use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
@@ -74,6 +75,15 @@ mod sql {
         )
     }
     pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = ?";
+    /// The user's live sessions, oldest first (the eviction order).
+    pub(super) const LIVE_HANDLES_BY_USER: &str = "SELECT handle FROM tessera_sessions \
+        WHERE user_id = ? AND next_deadline > ? ORDER BY created_at, handle";
+    /// Tombstone, then delete, of one session by handle: an eviction by
+    /// the session cap ends a session the way any revocation does.
+    pub(super) const TOMBSTONE_BY_HANDLE: &str = "INSERT OR REPLACE INTO tessera_tombstones \
+        (hash, reason, expires_at) \
+        SELECT hash, ?, absolute_deadline FROM tessera_sessions WHERE handle = ?";
+    pub(super) const DELETE_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
     /// Same condition as the deletes of `bury` (index plan tests).
     #[cfg(test)]
     pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
@@ -279,6 +289,57 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction on the writer: it holds the
+    /// database's write lock from the start, so the count, the evictions
+    /// and the insert of racing creations (also from other processes) are
+    /// serialized.
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        let Some(user) = record.user_id.as_deref() else {
+            self.create(record).await?;
+            return Ok(Capped::Created {
+                evicted: Vec::new(),
+            });
+        };
+        let e = Encoded::new(record)?;
+        let reason = Ended::Revoked(Revocation::SessionLimit).to_stored();
+        let evicted: Option<Vec<String>> = bounded(self.timeout, async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let live: Vec<String> = sqlx::query_scalar(sql::LIVE_HANDLES_BY_USER)
+                .bind(user)
+                .bind(now.as_millis())
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some(excess) = cap.excess(live.len()) else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let evict: Vec<String> = live.into_iter().take(excess).collect();
+            for handle in &evict {
+                sqlx::query(sql::TOMBSTONE_BY_HANDLE)
+                    .bind(&reason)
+                    .bind(handle)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::DELETE_HANDLE)
+                    .bind(handle)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            bind_all!(sqlx::query(sql::INSERT), &e)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(evict))
+        })
+        .await?;
+        crate::row::capped_outcome(evicted)
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {

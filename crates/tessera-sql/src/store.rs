@@ -158,6 +158,15 @@ impl Store for SqlStore {
         dispatch!(self, s => s.create(record).await)
     }
 
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: tessera::policy::SessionCap,
+        now: Timestamp,
+    ) -> Result<tessera::store::Capped, StoreError> {
+        dispatch!(self, s => s.create_capped(record, cap, now).await)
+    }
+
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         dispatch!(self, s => s.load(hash).await)
     }

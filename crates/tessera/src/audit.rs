@@ -39,6 +39,9 @@ pub enum AuditKind {
     /// A refresh token that had already been used was presented again: the
     /// whole family was revoked (RFC 9700 §4.14.2, suspected theft).
     RefreshReuseDetected,
+    /// A sign-in was refused because the user already holds
+    /// `max_sessions_per_user` sessions and the policy is `refuse_new`.
+    SessionLimitRefused,
 }
 
 impl AuditKind {
@@ -58,6 +61,7 @@ impl AuditKind {
             Self::AmbiguousCookie => "ambiguous_cookie",
             Self::CsrfRejected => "csrf_rejected",
             Self::Reauthenticated => "reauthenticated",
+            Self::SessionLimitRefused => "session_limit_refused",
             Self::Refreshed => "refreshed",
             Self::RefreshReuseDetected => "refresh_reuse_detected",
         }

@@ -97,6 +97,13 @@ pub enum SessionError {
     /// A concurrent change won and retrying did not help.
     #[error("concurrent modification")]
     Conflict,
+    /// The user already holds
+    /// [`max_sessions_per_user`](crate::SessionPolicy::max_sessions_per_user)
+    /// sessions and the policy is
+    /// [`RefuseNew`](crate::policy::SessionLimitAction::RefuseNew); no
+    /// session was created or changed.
+    #[error("the user holds the maximum number of sessions")]
+    SessionLimit,
     /// A value could not be (de)serialized.
     #[error("session data error: {0}")]
     Data(#[from] serde_json::Error),

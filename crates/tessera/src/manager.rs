@@ -24,10 +24,10 @@ use crate::audit::{self, AuditKind};
 use crate::csrf::CsrfSecret;
 use crate::ended::{Ended, Revocation};
 use crate::error::SessionError;
-use crate::policy::{PolicyError, SessionPolicy};
+use crate::policy::{PolicyError, SessionLimitAction, SessionPolicy};
 use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
 use crate::refresh::RefreshStore;
-use crate::store::{CasOutcome, Modify, Store};
+use crate::store::{Capped, CasOutcome, Modify, Store};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{SessionToken, TokenHash};
 
@@ -208,12 +208,15 @@ impl SessionManager {
 
     /// Creates a session. With a `user_id` it counts as a sign-in
     /// (`authenticated_at` = now). Enforces
-    /// [`SessionPolicy::max_sessions_per_user`] by revoking the user's oldest
-    /// sessions.
+    /// [`SessionPolicy::max_sessions_per_user`] in the same atomic store
+    /// operation as the insert ([`Store::create_capped`]): the user's
+    /// oldest sessions end, or the new one is refused, per
+    /// [`SessionPolicy::session_limit_action`].
     ///
     /// # Errors
     ///
-    /// Store and randomness errors.
+    /// [`SessionError::SessionLimit`] when refused at the cap; store and
+    /// randomness errors.
     pub async fn create(
         &self,
         user_id: Option<String>,
@@ -234,15 +237,40 @@ impl SessionManager {
         if record.user_id.is_some() {
             record.authenticated_at = Some(now);
         }
-        self.inner.store.create(&record).await?;
+        let cap = self.inner.policy.session_cap();
+        let evicted = match (&record.user_id, cap) {
+            (Some(_), Some(cap)) => {
+                match self.inner.store.create_capped(&record, cap, now).await? {
+                    Capped::Created { evicted } => evicted,
+                    Capped::Refused => {
+                        audit::emit(
+                            AuditKind::SessionLimitRefused,
+                            None,
+                            record.user_id.as_deref(),
+                            "session limit",
+                        );
+                        return Err(SessionError::SessionLimit);
+                    }
+                }
+            }
+            _ => {
+                self.inner.store.create(&record).await?;
+                Vec::new()
+            }
+        };
         audit::emit(
             AuditKind::Created,
             Some(&record.handle),
             record.user_id.as_deref(),
             "",
         );
-        if let Some(user) = record.user_id.clone() {
-            self.enforce_session_limit(&user, &record.handle).await?;
+        for handle in &evicted {
+            audit::emit(
+                AuditKind::Revoked,
+                Some(handle),
+                record.user_id.as_deref(),
+                "session limit",
+            );
         }
         Ok(Issued { token, record })
     }
@@ -659,6 +687,9 @@ impl SessionManager {
                 }
             }
             pending.apply(&mut next.data);
+            if let Renewal::Login { user_id } = &renewal {
+                self.refuse_at_limit(user_id, &current.handle, now).await?;
+            }
             match self
                 .inner
                 .store
@@ -827,6 +858,47 @@ impl SessionManager {
         Ok(self.inner.store.purge_expired(self.now(), limit).await?)
     }
 
+    /// With [`SessionLimitAction::RefuseNew`], refuses a sign-in on an
+    /// existing session (a rotation to a new identity) when `user_id`
+    /// already holds the maximum, not counting `replaced`, which the
+    /// rotation retires.
+    ///
+    /// Unlike [`Store::create_capped`], this check and the rotation are
+    /// two store operations, so racing sign-ins on existing sessions can
+    /// overshoot the cap (sign-ins without a presented session, and
+    /// `POST /v1/sessions`, go through the atomic `create_capped`).
+    async fn refuse_at_limit(
+        &self,
+        user_id: &str,
+        replaced: &SessionHandle,
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
+        let Some(cap) = self.inner.policy.session_cap() else {
+            return Ok(());
+        };
+        if cap.action != SessionLimitAction::RefuseNew {
+            return Ok(());
+        }
+        let held = self
+            .inner
+            .store
+            .list_by_user(user_id, now)
+            .await?
+            .iter()
+            .filter(|r| r.handle != *replaced)
+            .count();
+        if held >= cap.max {
+            audit::emit(
+                AuditKind::SessionLimitRefused,
+                None,
+                Some(user_id),
+                "session limit",
+            );
+            return Err(SessionError::SessionLimit);
+        }
+        Ok(())
+    }
+
     /// Keeps at most `max_sessions_per_user` sessions, revoking the oldest
     /// others. Every concurrent caller sees the same order (created_at, then
     /// handle), so racing sign-ins converge on the same survivors instead of
@@ -836,11 +908,14 @@ impl SessionManager {
         user_id: &str,
         keep: &SessionHandle,
     ) -> Result<(), SessionError> {
-        let Some(max) = self.inner.policy.max_sessions_per_user else {
+        let Some(cap) = self.inner.policy.session_cap() else {
             return Ok(());
         };
+        if cap.action != SessionLimitAction::EvictOldest {
+            return Ok(());
+        }
         let sessions = self.list_user(user_id).await?;
-        let excess = sessions.len().saturating_sub(max.max(1));
+        let excess = sessions.len().saturating_sub(cap.max);
         for record in sessions.iter().filter(|r| r.handle != *keep).take(excess) {
             if self
                 .inner

@@ -50,9 +50,13 @@ pub struct SessionPolicy {
     /// more than this. Default 60 seconds. Zero writes on every request.
     pub touch_step: Duration,
     /// How many concurrent sessions one user may hold; `None` for no limit.
-    /// At the limit, creating a session revokes the oldest ones (ASVS 5.0
-    /// V7.1.2 asks that this be documented). Default `None`.
+    /// What happens at the limit is [`SessionPolicy::session_limit_action`]
+    /// (ASVS 5.0 V7.1.2 asks that both be documented). Default `None`.
     pub max_sessions_per_user: Option<usize>,
+    /// What a new session does when its user already holds
+    /// `max_sessions_per_user`: evict the oldest (the default) or be
+    /// refused.
+    pub session_limit_action: SessionLimitAction,
     /// How long a used refresh token may be presented again and get the
     /// same child back (lost responses, racing tabs) instead of counting as
     /// theft. Default 10 seconds; zero disables it. See [`crate::refresh`].
@@ -74,8 +78,93 @@ impl Default for SessionPolicy {
             absolute_timeout: Duration::from_secs(12 * 3600),
             touch_step: Duration::from_secs(60),
             max_sessions_per_user: None,
+            session_limit_action: SessionLimitAction::EvictOldest,
             refresh_grace: crate::refresh::DEFAULT_REFRESH_GRACE,
             max_data_bytes: None,
+        }
+    }
+}
+
+/// What creating a session does when its user already holds
+/// [`SessionPolicy::max_sessions_per_user`] live sessions (ASVS 5.0 V7.1.2:
+/// the number of concurrent sessions is limited, and what happens at the
+/// limit is documented).
+///
+/// ```
+/// use tessera::policy::SessionLimitAction;
+///
+/// assert_eq!("refuse_new".parse(), Ok(SessionLimitAction::RefuseNew));
+/// assert_eq!(SessionLimitAction::EvictOldest.as_str(), "evict_oldest");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionLimitAction {
+    /// The new session is created and the user's oldest sessions (by
+    /// creation time) end, with the tombstone `revoked` by `session_limit`.
+    #[default]
+    EvictOldest,
+    /// The new session is refused
+    /// ([`SessionError::SessionLimit`](crate::error::SessionError::SessionLimit));
+    /// the existing ones are untouched.
+    RefuseNew,
+}
+
+impl SessionLimitAction {
+    /// The configuration spelling: `evict_oldest` or `refuse_new`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EvictOldest => "evict_oldest",
+            Self::RefuseNew => "refuse_new",
+        }
+    }
+}
+
+impl std::str::FromStr for SessionLimitAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "evict_oldest" => Ok(Self::EvictOldest),
+            "refuse_new" => Ok(Self::RefuseNew),
+            other => Err(format!(
+                "unknown session_limit_action {other:?} (expected evict_oldest or refuse_new)"
+            )),
+        }
+    }
+}
+
+/// The per-user session cap a store enforces in
+/// [`Store::create_capped`](crate::store::Store::create_capped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCap {
+    /// Most live sessions one user may hold (at least one).
+    pub max: usize,
+    /// What to do when the new session would exceed `max`.
+    pub action: SessionLimitAction,
+}
+
+impl SessionCap {
+    /// For a user holding `live` sessions, how many of the oldest a new
+    /// session evicts, or `None` if it is refused.
+    ///
+    /// ```
+    /// use tessera::policy::{SessionCap, SessionLimitAction};
+    ///
+    /// let evict = SessionCap { max: 3, action: SessionLimitAction::EvictOldest };
+    /// assert_eq!(evict.excess(2), Some(0));
+    /// assert_eq!(evict.excess(3), Some(1));
+    /// let refuse = SessionCap { max: 3, action: SessionLimitAction::RefuseNew };
+    /// assert_eq!(refuse.excess(2), Some(0));
+    /// assert_eq!(refuse.excess(3), None);
+    /// ```
+    pub fn excess(self, live: usize) -> Option<usize> {
+        let max = self.max.max(1);
+        if live < max {
+            return Some(0);
+        }
+        match self.action {
+            SessionLimitAction::EvictOldest => Some(live + 1 - max),
+            SessionLimitAction::RefuseNew => None,
         }
     }
 }
@@ -116,6 +205,30 @@ impl SessionPolicy {
     pub fn with_max_sessions_per_user(mut self, max: Option<usize>) -> Self {
         self.max_sessions_per_user = max;
         self
+    }
+
+    /// Sets what happens when a user reaches `max_sessions_per_user`.
+    ///
+    /// ```
+    /// use tessera::policy::{SessionLimitAction, SessionPolicy};
+    ///
+    /// let policy = SessionPolicy::default()
+    ///     .with_max_sessions_per_user(Some(3))
+    ///     .with_session_limit_action(SessionLimitAction::RefuseNew);
+    /// assert_eq!(policy.session_cap().map(|c| c.max), Some(3));
+    /// ```
+    pub fn with_session_limit_action(mut self, action: SessionLimitAction) -> Self {
+        self.session_limit_action = action;
+        self
+    }
+
+    /// The cap a store enforces when it creates a session for a user, or
+    /// `None` without a limit. A limit of zero counts as one.
+    pub fn session_cap(&self) -> Option<SessionCap> {
+        self.max_sessions_per_user.map(|max| SessionCap {
+            max: max.max(1),
+            action: self.session_limit_action,
+        })
     }
 
     /// Sets the refresh-token grace period.

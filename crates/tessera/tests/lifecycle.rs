@@ -424,6 +424,58 @@ async fn the_session_limit_revokes_the_oldest() {
 }
 
 #[tokio::test]
+async fn refuse_new_refuses_a_fourth_sign_in_with_or_without_a_presented_session() {
+    use tessera::policy::SessionLimitAction;
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    let manager = SessionManager::builder(store)
+        .policy(
+            policy()
+                .with_max_sessions_per_user(Some(3))
+                .with_session_limit_action(SessionLimitAction::RefuseNew),
+        )
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(sign_in(&manager, "alice").await);
+        clock.advance(MIN);
+    }
+    // Without a presented session: the creation is refused.
+    let fresh = request(&manager, None);
+    assert!(matches!(
+        fresh.login("alice").await,
+        Err(SessionError::SessionLimit)
+    ));
+    // On an anonymous session: the sign-in is refused and the anonymous
+    // session is left as it was.
+    let anonymous = manager
+        .create(None, Default::default(), ClientMeta::default())
+        .await
+        .unwrap();
+    let on_it = request(&manager, Some(&anonymous.token));
+    assert!(matches!(
+        on_it.login("alice").await,
+        Err(SessionError::SessionLimit)
+    ));
+    let still = manager
+        .load(anonymous.token.expose(), Access::Status)
+        .await
+        .unwrap();
+    assert_eq!(still.user_id, None);
+    assert_eq!(still.version, anonymous.record.version);
+    // Re-signing in on one of the held sessions replaces it: allowed.
+    let again = request(&manager, Some(&held[0]));
+    again.login("alice").await.unwrap();
+    again.commit().await.unwrap();
+    assert_eq!(manager.list_user("alice").await.unwrap().len(), 3);
+    for token in &held[1..] {
+        assert!(manager.load(token.expose(), Access::Status).await.is_ok());
+    }
+}
+
+#[tokio::test]
 async fn concurrent_requests_changing_different_keys_both_survive() {
     let (manager, _, _) = setup();
     let token = sign_in(&manager, "alice").await;

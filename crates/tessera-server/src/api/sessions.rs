@@ -58,6 +58,9 @@ async fn why_gone(state: &AppState, token: &SessionToken) -> ApiError {
     responses(
         (status = 201, body = IssuedSession, description = "Session created"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody,
+            description = "`session_limit`: the user holds `max_sessions_per_user` sessions \
+                and `session_limit_action` is `refuse_new`"),
         (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create(

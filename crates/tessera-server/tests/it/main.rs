@@ -21,6 +21,7 @@ mod instances;
 mod nginx;
 mod proxy;
 mod requests;
+mod session_cap;
 mod site;
 mod startup;
 mod tls_cluster;

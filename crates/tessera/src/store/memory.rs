@@ -26,11 +26,11 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use hashbrown::HashTable;
 
-use super::{CasOutcome, Modify, ModifyFn, Store};
+use super::{Capped, CasOutcome, Modify, ModifyFn, Store};
 use crate::csrf::CsrfSecret;
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
-use crate::policy::{Deadlines, ExpiryReason};
+use crate::policy::{Deadlines, ExpiryReason, SessionCap};
 use crate::record::{ClientMeta, Data, SessionHandle, SessionRecord};
 use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse, UsedRefresh};
 use crate::time::Timestamp;
@@ -544,6 +544,45 @@ impl Store for MemoryStore {
         let slot = Slot::new(record)?;
         inner.purge(record.created_at, usize::MAX, SCAN_ON_CREATE);
         inner.insert(slot)
+    }
+
+    /// Counts, evicts (or refuses) and inserts under the one store lock,
+    /// so racing creations for a user are serialized.
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        let mut inner = self.lock();
+        if inner.find(&record.hash).is_some() || inner.has_handle(&record.handle) {
+            return Err(StoreError::Duplicate);
+        }
+        let slot = Slot::new(record)?;
+        inner.purge(record.created_at, usize::MAX, SCAN_ON_CREATE);
+        let mut evicted = Vec::new();
+        if let Some(user) = record.user_id.as_deref() {
+            // The user's live sessions, oldest first.
+            let mut live: Vec<(i64, SessionHandle, u32)> = inner
+                .user_slots(user)
+                .into_iter()
+                .filter_map(|i| {
+                    let s = inner.slot(i).filter(|s| s.is_valid_at(now))?;
+                    Some((s.created_at, s.handle.to_handle(), i))
+                })
+                .collect();
+            let Some(excess) = cap.excess(live.len()) else {
+                return Ok(Capped::Refused);
+            };
+            live.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            for (_, handle, index) in live.into_iter().take(excess) {
+                if inner.bury(index, Ended::Revoked(Revocation::SessionLimit)) {
+                    evicted.push(handle);
+                }
+            }
+        }
+        inner.insert(slot)?;
+        Ok(Capped::Created { evicted })
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {

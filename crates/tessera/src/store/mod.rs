@@ -35,6 +35,7 @@ use async_trait::async_trait;
 
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
+use crate::policy::{SessionCap, SessionLimitAction};
 use crate::record::{SessionHandle, SessionRecord};
 use crate::time::Timestamp;
 use crate::token::TokenHash;
@@ -50,6 +51,21 @@ pub enum CasOutcome {
     /// No live record under that key (deleted, expired or never there);
     /// nothing was written.
     Missing,
+}
+
+/// Result of [`Store::create_capped`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Capped {
+    /// The record was created; these sessions of the same user (oldest
+    /// first) ended in the same step to make room.
+    Created {
+        /// Handles of the evicted sessions.
+        evicted: Vec<SessionHandle>,
+    },
+    /// The user was at the cap and the action is
+    /// [`SessionLimitAction::RefuseNew`]: nothing was written.
+    Refused,
 }
 
 /// What a [`Store::modify`] closure decided.
@@ -82,6 +98,68 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// [`StoreError::Duplicate`] if the key or handle exists; backend errors.
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Inserts `record` (which has a user) and enforces the per-user `cap`
+    /// **in the same atomic step**: counting the user's sessions valid at
+    /// `now`, then either ending the oldest ones (by `created_at`, then
+    /// handle) with the tombstone `Ended::Revoked(Revocation::SessionLimit)`
+    /// as [`Store::end`] leaves, or refusing. Concurrent calls for one user
+    /// are linearizable: N racing creations with a cap of k leave exactly k
+    /// live sessions (evict), or exactly k succeed while fewer than k
+    /// existed before (refuse). ASVS 5.0 V7.1.2.
+    ///
+    /// How each bundled store makes it one step: the memory store under
+    /// its lock, SQL in one transaction that first locks the user's lock
+    /// row, Redis in one Lua script on the user's index key.
+    ///
+    /// The default implementation is **not** atomic (create, list, then
+    /// evict; or count, then create): racing creations can overshoot the
+    /// cap. Stores that can do better must override it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Duplicate`] if the key or handle exists; backend
+    /// errors (nothing was written, or the store says otherwise).
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        let Some(user) = record.user_id.as_deref() else {
+            self.create(record).await?;
+            return Ok(Capped::Created {
+                evicted: Vec::new(),
+            });
+        };
+        let max = cap.max.max(1);
+        if cap.action == SessionLimitAction::RefuseNew {
+            if self.list_by_user(user, now).await?.len() >= max {
+                return Ok(Capped::Refused);
+            }
+            self.create(record).await?;
+            return Ok(Capped::Created {
+                evicted: Vec::new(),
+            });
+        }
+        self.create(record).await?;
+        let sessions = self.list_by_user(user, now).await?;
+        let excess = sessions.len().saturating_sub(max);
+        let mut evicted = Vec::new();
+        for old in sessions
+            .iter()
+            .filter(|r| r.handle != record.handle)
+            .take(excess)
+        {
+            if self
+                .delete_by_handle(&old.handle, Some(user), Revocation::SessionLimit)
+                .await?
+            {
+                evicted.push(old.handle.clone());
+            }
+        }
+        Ok(Capped::Created { evicted })
+    }
 
     /// The record under `hash`, possibly expired, or `None`.
     ///

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
+use crate::policy::SessionCap;
 use crate::record::{SessionHandle, SessionRecord};
-use crate::store::{CasOutcome, ModifyFn, Store};
+use crate::store::{Capped, CasOutcome, ModifyFn, Store};
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 
@@ -104,6 +105,15 @@ impl<S: Store> Store for CountingStore<S> {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         self.write();
         self.inner.create(record).await
+    }
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        self.write();
+        self.inner.create_capped(record, cap, now).await
     }
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         self.read();
@@ -248,6 +258,15 @@ impl<S: Store> Store for FailingStore<S> {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         self.check()?;
         self.inner.create(record).await
+    }
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        self.check()?;
+        self.inner.create_capped(record, cap, now).await
     }
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         self.check()?;

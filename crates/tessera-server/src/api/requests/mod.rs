@@ -187,6 +187,8 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
         (status = 200, body = Installed),
         (status = 400, body = ErrorBody, description = "invalid_user_id, invalid_token, invalid_json"),
         (status = 401, body = ErrorBody, description = "No valid API key"),
+        (status = 409, body = ErrorBody, description = "session_limit: the user holds \
+            max_sessions_per_user sessions and session_limit_action is refuse_new"),
         (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn login(
