@@ -24,7 +24,7 @@ use crate::audit::{self, AuditKind};
 use crate::csrf::CsrfSecret;
 use crate::ended::{Ended, Revocation};
 use crate::error::SessionError;
-use crate::policy::{PolicyError, SessionPolicy};
+use crate::policy::{PolicyError, SessionClass, SessionPolicy};
 use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
 use crate::refresh::RefreshStore;
 use crate::store::{CasOutcome, Modify, Store};
@@ -220,15 +220,50 @@ impl SessionManager {
         data: Data,
         client: ClientMeta,
     ) -> Result<Issued, SessionError> {
+        self.create_with_class(user_id, data, client, SessionClass::Default)
+            .await
+    }
+
+    /// [`SessionManager::create`] for a session of lifetime `class` (for
+    /// example [`SessionClass::Remember`] when the user ticked "keep me
+    /// signed in").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera::{SessionError, SessionManager, SessionPolicy};
+    /// use tessera::policy::SessionClass;
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plain = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let refused = plain
+    ///     .create_with_class(None, Default::default(), Default::default(), SessionClass::Remember)
+    ///     .await;
+    /// assert!(matches!(refused, Err(SessionError::Unsupported(_))));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::create`]; [`SessionError::Unsupported`] for a
+    /// class the policy does not offer (nothing is stored).
+    pub async fn create_with_class(
+        &self,
+        user_id: Option<String>,
+        data: Data,
+        client: ClientMeta,
+        class: SessionClass,
+    ) -> Result<Issued, SessionError> {
+        self.check_class(class)?;
         let now = self.now();
         let token = SessionToken::generate()?;
         let mut record = SessionRecord::new(
             token.hash(),
             user_id,
             now,
-            self.inner.policy.deadlines_at(now),
+            self.inner.policy.deadlines_for(class, now),
             client,
         )?;
+        record.class = class;
         record.data = data;
         self.check_data_size(&record.data)?;
         if record.user_id.is_some() {
@@ -307,7 +342,11 @@ impl SessionManager {
     /// [`SessionError::NotFound`] if the session ended meanwhile; store errors.
     pub async fn touch(&self, record: SessionRecord) -> Result<SessionRecord, SessionError> {
         let now = self.now();
-        if !self.inner.policy.needs_touch(&record.deadlines, now) {
+        if !self
+            .inner
+            .policy
+            .needs_touch_for(record.class, &record.deadlines, now)
+        {
             return Ok(record);
         }
         self.modify_loaded(&record, &DataChanges::default(), Access::Activity)
@@ -423,7 +462,7 @@ impl SessionManager {
             changes.apply(&mut record.data);
             record.last_seen_at = now;
             record.deadlines.idle =
-                policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+                policy.idle_deadline_for(record.class, now, record.deadlines.absolute);
             Modify::Write
         };
         let record = self
@@ -454,7 +493,7 @@ impl SessionManager {
             if access == Access::Activity {
                 record.last_seen_at = now;
                 record.deadlines.idle =
-                    policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+                    policy.idle_deadline_for(record.class, now, record.deadlines.absolute);
             }
             Modify::Write
         };
@@ -463,6 +502,17 @@ impl SessionManager {
             return Err(self.data_too_large());
         }
         written.ok_or(SessionError::NotFound)
+    }
+
+    /// [`SessionError::Unsupported`] unless the policy offers `class`.
+    fn check_class(&self, class: SessionClass) -> Result<(), SessionError> {
+        if self.inner.policy.offers(class) {
+            Ok(())
+        } else {
+            Err(SessionError::Unsupported(
+                "this lifetime class is not configured",
+            ))
+        }
     }
 
     fn data_too_large(&self) -> SessionError {
@@ -595,7 +645,7 @@ impl SessionManager {
             }
             record.last_seen_at = now;
             record.deadlines.idle =
-                policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+                policy.idle_deadline_for(record.class, now, record.deadlines.absolute);
             Modify::Write
         };
         let record = self
@@ -625,6 +675,55 @@ impl SessionManager {
         renewal: Renewal,
         pending: &DataChanges,
     ) -> Result<Issued, SessionError> {
+        self.rotate_with_class(hash, renewal, pending, None).await
+    }
+
+    /// [`SessionManager::rotate`], also choosing the session's lifetime
+    /// class: `Some(class)` sets it (with fresh deadlines of that class) on
+    /// a sign-in or re-authentication, `None` keeps the session's class. A
+    /// plain [`Renewal::Rotate`] never changes the class or the absolute
+    /// deadline, so `class` must be `None` for it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera::{Renewal, SessionManager, SessionPolicy};
+    /// use tessera::policy::SessionClass;
+    /// use tessera::record::DataChanges;
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let day = Duration::from_secs(24 * 3600);
+    /// let policy = SessionPolicy::default().with_remember(day, 30 * day);
+    /// let manager = SessionManager::builder(MemoryStore::new()).policy(policy).build()?;
+    /// let anonymous = manager.create(None, Default::default(), Default::default()).await?;
+    /// let login = Renewal::Login { user_id: "alice".into() };
+    /// let issued = manager
+    ///     .rotate_with_class(&anonymous.record.hash, login, &DataChanges::default(),
+    ///         Some(SessionClass::Remember))
+    ///     .await?;
+    /// assert_eq!(issued.record.class, SessionClass::Remember);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::rotate`]; [`SessionError::Unsupported`] for a
+    /// class the policy does not offer, or a class with
+    /// [`Renewal::Rotate`] (nothing is written).
+    pub async fn rotate_with_class(
+        &self,
+        hash: &TokenHash,
+        renewal: Renewal,
+        pending: &DataChanges,
+        class: Option<SessionClass>,
+    ) -> Result<Issued, SessionError> {
+        if let Some(class) = class {
+            self.check_class(class)?;
+            if renewal == Renewal::Rotate {
+                return Err(SessionError::Unsupported(
+                    "a plain rotation keeps the session's lifetime class",
+                ));
+            }
+        }
         for _ in 0..ROTATE_ATTEMPTS {
             let current = self.load_hash(hash).await?;
             let now = self.now();
@@ -636,10 +735,11 @@ impl SessionManager {
             next.last_seen_at = now;
             match &renewal {
                 Renewal::Rotate => {
-                    next.deadlines.idle = self
-                        .inner
-                        .policy
-                        .idle_deadline_after_activity(now, current.deadlines.absolute);
+                    next.deadlines.idle = self.inner.policy.idle_deadline_for(
+                        current.class,
+                        now,
+                        current.deadlines.absolute,
+                    );
                 }
                 Renewal::Login { user_id } => {
                     if current.user_id.as_deref().is_some_and(|u| u != user_id) {
@@ -651,11 +751,13 @@ impl SessionManager {
                     next.user_id = Some(user_id.clone());
                     next.created_at = now;
                     next.authenticated_at = Some(now);
-                    next.deadlines = self.inner.policy.deadlines_at(now);
+                    next.class = class.unwrap_or(current.class);
+                    next.deadlines = self.inner.policy.deadlines_for(next.class, now);
                 }
                 Renewal::Reauthenticate => {
                     next.authenticated_at = Some(now);
-                    next.deadlines = self.inner.policy.deadlines_at(now);
+                    next.class = class.unwrap_or(current.class);
+                    next.deadlines = self.inner.policy.deadlines_for(next.class, now);
                 }
             }
             pending.apply(&mut next.data);
