@@ -283,6 +283,7 @@ mod tests {
             csrf_secret: e.csrf_secret.to_vec(),
             client_ip: e.client_ip.map(str::to_owned),
             user_agent: e.user_agent.map(str::to_owned),
+            session_class: e.session_class.to_owned(),
         }
     }
 
@@ -306,6 +307,18 @@ mod tests {
     fn record_round_trips_through_a_row() {
         let record = sample();
         assert_eq!(raw_of(&record).decode().unwrap(), record);
+    }
+
+    #[test]
+    fn session_class_round_trips_and_unknown_is_corrupt() {
+        let mut record = sample();
+        record.class = tessera::policy::SessionClass::Remember;
+        let raw = raw_of(&record);
+        assert_eq!(raw.session_class, "remember");
+        assert_eq!(raw.decode().unwrap(), record);
+        let mut raw = raw_of(&record);
+        raw.session_class = "forever".into();
+        assert!(matches!(raw.decode(), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

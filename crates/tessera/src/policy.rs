@@ -150,14 +150,10 @@ pub enum PolicyError {
     /// A timeout of zero would end every session at once.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
-    /// The touch step must be shorter than the idle timeout, or the idle
-    /// deadline could pass between two writes.
+    /// The touch step must be shorter than the idle timeout (of every
+    /// class), or the idle deadline could pass between two writes.
     #[error("touch_step must be shorter than idle_timeout")]
     TouchStepTooLong,
-    /// The remember class must not end sooner than the default one, or
-    /// "keep me signed in" would sign people out earlier than not asking.
-    #[error("remember timeouts must not be shorter than the default ones")]
-    RememberShorter,
 }
 
 impl SessionPolicy {
@@ -282,10 +278,8 @@ impl SessionPolicy {
             if remember.absolute_timeout.is_zero() {
                 return Err(PolicyError::Zero("remember absolute_timeout"));
             }
-            if remember.idle_timeout < self.idle_timeout
-                || remember.absolute_timeout < self.absolute_timeout
-            {
-                return Err(PolicyError::RememberShorter);
+            if self.touch_step >= remember.idle_timeout {
+                return Err(PolicyError::TouchStepTooLong);
             }
         }
         Ok(())
@@ -350,7 +344,12 @@ impl SessionPolicy {
     }
 
     /// [`SessionPolicy::needs_touch`] for a session of `class`.
-    pub fn needs_touch_for(&self, class: SessionClass, deadlines: &Deadlines, now: Timestamp) -> bool {
+    pub fn needs_touch_for(
+        &self,
+        class: SessionClass,
+        deadlines: &Deadlines,
+        now: Timestamp,
+    ) -> bool {
         let wanted = self.idle_deadline_for(class, now, deadlines.absolute);
         wanted > deadlines.idle + self.touch_step
     }

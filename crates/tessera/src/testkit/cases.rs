@@ -810,7 +810,10 @@ fn class_policy() -> crate::policy::SessionPolicy {
         .with_idle_timeout(Duration::from_secs(10 * 60))
         .with_absolute_timeout(Duration::from_secs(3600))
         .with_touch_step(Duration::from_secs(60))
-        .with_remember(Duration::from_secs(2 * 3600), Duration::from_secs(24 * 3600))
+        .with_remember(
+            Duration::from_secs(2 * 3600),
+            Duration::from_secs(24 * 3600),
+        )
 }
 
 async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn Store>) {
@@ -842,7 +845,11 @@ async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn
     assert_eq!(issued.record.deadlines.idle, start + min(120));
     assert_eq!(issued.record.deadlines.absolute, start + min(24 * 60));
     assert_eq!(issued.max_age(start), min(24 * 60));
-    let stored = store.load(&issued.record.hash).await.unwrap().expect("record");
+    let stored = store
+        .load(&issued.record.hash)
+        .await
+        .unwrap()
+        .expect("record");
     assert_eq!(stored, issued.record, "the class must be stored");
 
     // Past the default idle timeout, not past the remember one: alive, and
@@ -878,17 +885,28 @@ async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn
     assert_eq!(rotated.record.class, SessionClass::Remember);
     assert_eq!(rotated.record.deadlines.idle, clock.now() + min(120));
     assert_eq!(rotated.record.deadlines.absolute, start + min(24 * 60));
-    let stored = store.load(&rotated.record.hash).await.unwrap().expect("record");
+    let stored = store
+        .load(&rotated.record.hash)
+        .await
+        .unwrap()
+        .expect("record");
     assert_eq!(stored, rotated.record);
 
     // Step-up keeps the class and starts fresh deadlines of it.
     clock.advance(min(5));
     let stepped = manager
-        .rotate(&rotated.record.hash, Renewal::Reauthenticate, &DataChanges::default())
+        .rotate(
+            &rotated.record.hash,
+            Renewal::Reauthenticate,
+            &DataChanges::default(),
+        )
         .await
         .unwrap();
     assert_eq!(stepped.record.class, SessionClass::Remember);
-    assert_eq!(stepped.record.deadlines.absolute, clock.now() + min(24 * 60));
+    assert_eq!(
+        stepped.record.deadlines.absolute,
+        clock.now() + min(24 * 60)
+    );
     assert_eq!(stepped.record.authenticated_at, Some(clock.now()));
 
     // A sign-in sets the class the caller asks for: here back to default,
@@ -908,7 +926,11 @@ async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn
     assert_eq!(plain.record.class, SessionClass::Default);
     assert_eq!(plain.record.deadlines.idle, clock.now() + min(10));
     assert_eq!(plain.record.deadlines.absolute, clock.now() + min(60));
-    let stored = store.load(&plain.record.hash).await.unwrap().expect("record");
+    let stored = store
+        .load(&plain.record.hash)
+        .await
+        .unwrap()
+        .expect("record");
     assert_eq!(stored, plain.record);
 
     // ... and from default to remember.
@@ -923,7 +945,11 @@ async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn
         .unwrap();
     assert_eq!(remembered.record.class, SessionClass::Remember);
     assert_eq!(remembered.record.deadlines.idle, clock.now() + min(120));
-    let stored = store.load(&remembered.record.hash).await.unwrap().expect("record");
+    let stored = store
+        .load(&remembered.record.hash)
+        .await
+        .unwrap()
+        .expect("record");
     assert_eq!(stored, remembered.record);
     let listed = manager.list_user(&user).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -942,7 +968,10 @@ async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn
 
     // The remember session does end at its own idle timeout.
     clock.advance(min(120));
-    match manager.load(remembered.token.expose(), Access::Status).await {
+    match manager
+        .load(remembered.token.expose(), Access::Status)
+        .await
+    {
         Err(SessionError::Expired {
             reason: ExpiryReason::Idle,
         }) => {}
@@ -975,13 +1004,19 @@ async fn unconfigured_remember_class_is_refused_and_stores_nothing(store: Arc<dy
     let refused = manager
         .rotate_with_class(
             &issued.record.hash,
-            crate::manager::Renewal::Login { user_id: user.clone() },
+            crate::manager::Renewal::Login {
+                user_id: user.clone(),
+            },
             &crate::record::DataChanges::default(),
             Some(SessionClass::Remember),
         )
         .await;
     assert!(matches!(refused, Err(SessionError::Unsupported(_))));
-    let stored = store.load(&issued.record.hash).await.unwrap().expect("record");
+    let stored = store
+        .load(&issued.record.hash)
+        .await
+        .unwrap()
+        .expect("record");
     assert_eq!(stored, issued.record, "a refused sign-in changes nothing");
 }
 
