@@ -306,7 +306,7 @@ impl SessionManager {
     /// [`SessionError::NotFound`], [`SessionError::Expired`], store errors.
     pub async fn load_hash(&self, hash: &TokenHash) -> Result<SessionRecord, SessionError> {
         let now = self.now();
-        let Some(record) = self.inner.store.load(hash).await? else {
+        let Some(mut record) = self.inner.store.load(hash).await? else {
             // Only a refused token pays for the second lookup: why it ended,
             // if a tombstone remembers (see `crate::ended`).
             return Err(match self.inner.store.ended(hash, now).await? {
@@ -316,6 +316,15 @@ impl SessionManager {
                 _ => SessionError::NotFound,
             });
         };
+        if !self.inner.policy.offers(record.class) {
+            // Stored while the operator offered the class and no longer
+            // offered: held to the default lifetime from its sign-in, so
+            // turning "keep me signed in" off shortens those sessions too.
+            // The next write stores the shorter deadlines.
+            let cap = record.created_at + self.inner.policy.absolute_timeout;
+            record.deadlines.absolute = record.deadlines.absolute.min(cap);
+            record.deadlines.idle = record.deadlines.idle.min(record.deadlines.absolute);
+        }
         if let Some(reason) = record.deadlines.expired_at(now) {
             // An expired session is gone: replace it with its tombstone now
             // rather than wait for the sweeper. A failure does not matter

@@ -230,8 +230,8 @@ impl SessionPolicy {
     }
 
     /// The timeouts of `class`. A class the policy does not offer gets the
-    /// default timeouts (never longer ones): a stored `remember` session
-    /// outlives the configuration that allowed it only by the default rules.
+    /// default timeouts: a `remember` session stored while the class was
+    /// configured is held to the default idle timeout once it is not.
     pub fn lifetime(&self, class: SessionClass) -> Lifetime {
         match (class, self.remember) {
             (SessionClass::Remember, Some(remember)) => remember,
