@@ -11,8 +11,15 @@
 //! <created ms: i64 LE><last seen ms: i64 LE><authenticated ms: i64 LE, i64::MIN = none>
 //! <CSRF secret: 32 bytes>
 //! <IP length: u16 LE, 0xFFFF = none><IP bytes><user agent length: u16 LE, 0xFFFF = none><bytes>
+//! <class: nothing for the default class, the byte `R` for `remember`>
 //! <data: the JSON object, or nothing when it has no key>
 //! ```
+//!
+//! The class marker keeps records written before lifetime classes existed
+//! readable unchanged: their tail is the data alone, which is empty or a
+//! JSON object starting with `{`, never `R`, so they decode as the default
+//! class (what they were created under), and a default-class record is
+//! still encoded byte for byte as before.
 //!
 //! The token hash is not in the value: it is the key. The version is kept
 //! as decimal text so the scripts compare it as a string (no precision
@@ -20,7 +27,7 @@
 
 use tessera::csrf::CsrfSecret;
 use tessera::error::StoreError;
-use tessera::policy::Deadlines;
+use tessera::policy::{Deadlines, SessionClass};
 use tessera::record::{ClientMeta, Data, SessionHandle, SessionRecord};
 use tessera::time::Timestamp;
 use tessera::token::TokenHash;
@@ -32,6 +39,8 @@ pub(crate) const FIELD: &str = "c";
 const NEVER: i64 = i64::MIN;
 /// Length marker of an absent optional string.
 const ABSENT: u16 = u16::MAX;
+/// Marker of a [`SessionClass::Remember`] record, before its data.
+const REMEMBER: u8 = b'R';
 
 /// Encodes `record` (without its hash, which is the key).
 pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
@@ -54,6 +63,9 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
             }
             None => out.extend_from_slice(&ABSENT.to_le_bytes()),
         }
+    }
+    if record.class == SessionClass::Remember {
+        out.push(REMEMBER);
     }
     if !record.data.is_empty() {
         serde_json::to_writer(&mut out, &record.data).map_err(StoreError::backend)?;
@@ -126,7 +138,14 @@ pub(crate) fn decode(hash: &TokenHash, bytes: &[u8]) -> Result<SessionRecord, St
     let csrf: [u8; 32] = r.take(32)?.try_into().map_err(|_| corrupt("CSRF secret"))?;
     let ip = r.opt_str()?;
     let user_agent = r.opt_str()?;
-    let rest = r.rest();
+    let mut rest = r.rest();
+    let class = match rest.split_first() {
+        Some((&REMEMBER, data)) => {
+            rest = data;
+            SessionClass::Remember
+        }
+        _ => SessionClass::Default,
+    };
     let data: Data = if rest.is_empty() {
         Data::new()
     } else {
@@ -145,6 +164,7 @@ pub(crate) fn decode(hash: &TokenHash, bytes: &[u8]) -> Result<SessionRecord, St
             idle: Timestamp::from_millis(idle),
             absolute: Timestamp::from_millis(absolute),
         },
+        class,
         version,
         csrf_secret: CsrfSecret::from_bytes(csrf),
         client: ClientMeta { ip, user_agent },
@@ -255,6 +275,31 @@ mod tests {
         bare.client = ClientMeta::default();
         let bytes = encode(&bare).unwrap();
         assert_eq!(decode(&bare.hash, &bytes).unwrap(), bare);
+    }
+
+    #[test]
+    fn remember_class_round_trips_and_default_keeps_the_old_layout() {
+        let mut record = sample(Some("alice"));
+        record.data.insert("n".into(), 7.into());
+        let old_layout = encode(&record).unwrap();
+        record.class = SessionClass::Remember;
+        let bytes = encode(&record).unwrap();
+        assert_eq!(decode(&record.hash, &bytes).unwrap(), record);
+        // The remember marker is the only difference: one byte before the
+        // data. A record stored before classes existed is the old layout
+        // and reads as the default class.
+        let data_len = serde_json::to_vec(&record.data).unwrap().len();
+        let at = old_layout.len() - data_len;
+        let mut expected = old_layout.clone();
+        expected.insert(at, REMEMBER);
+        assert_eq!(bytes, expected);
+        let old = decode(&record.hash, &old_layout).unwrap();
+        assert_eq!(old.class, SessionClass::Default);
+        // Without data the marker is the whole tail.
+        record.data.clear();
+        let bytes = encode(&record).unwrap();
+        assert_eq!(bytes.last(), Some(&REMEMBER));
+        assert_eq!(decode(&record.hash, &bytes).unwrap(), record);
     }
 
     #[test]

@@ -31,6 +31,9 @@ const ENV_KEYS: &[&str] = &[
     "idle_timeout",
     "absolute_timeout",
     "touch_step",
+    // "Keep me signed in" (the remember lifetime class).
+    "remember_idle_timeout",
+    "remember_absolute_timeout",
     "reauth_window",
     "max_sessions_per_user",
     "insecure_http",
@@ -189,6 +192,20 @@ pub struct Config {
     /// `idle_timeout`.
     #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
     pub touch_step: Option<Duration>,
+
+    // "Keep me signed in": the remember lifetime class.
+    /// Inactivity after which a "keep me signed in" session ends. Set
+    /// together with `remember_absolute_timeout` to offer the class (a
+    /// checkbox on the sign-in form, `remember: true` in the API); unset
+    /// (default), the class is off and asking for it is refused.
+    #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
+    pub remember_idle_timeout: Option<Duration>,
+    /// Lifetime after which a "keep me signed in" session ends whatever its
+    /// activity, and the `Max-Age` of its cookie (ASVS 5.0 V7.3.2; NIST SP
+    /// 800-63B section 7.2 bounds it by the assurance level).
+    #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
+    pub remember_absolute_timeout: Option<Duration>,
+
     /// How recent a sign-in must be for sensitive actions such as a
     /// password change (ASVS 5.0 V7.5.3).
     #[serde(with = "duration")]
@@ -343,6 +360,8 @@ impl Default for Config {
             idle_timeout: policy.idle_timeout,
             absolute_timeout: policy.absolute_timeout,
             touch_step: None,
+            remember_idle_timeout: None,
+            remember_absolute_timeout: None,
             reauth_window: Duration::from_secs(5 * 60),
             max_sessions_per_user: None,
             insecure_http: false,
@@ -457,14 +476,25 @@ impl Config {
 
     /// The session policy these settings describe.
     pub fn policy(&self) -> tessera::SessionPolicy {
-        tessera::SessionPolicy::default()
+        let policy = tessera::SessionPolicy::default()
             .with_idle_timeout(self.idle_timeout)
             .with_absolute_timeout(self.absolute_timeout)
             .with_touch_step(self.effective_touch_step())
             .with_max_sessions_per_user(self.max_sessions_per_user)
             .with_session_limit_action(self.session_limit_action)
             .with_refresh_grace(self.refresh_grace)
-            .with_max_data_bytes(Some(self.max_session_data))
+            .with_max_data_bytes(Some(self.max_session_data));
+        match self.remember() {
+            Some((idle, absolute)) => policy.with_remember(idle, absolute),
+            None => policy,
+        }
+    }
+
+    /// The remember class's idle and absolute timeouts, when both are set
+    /// (the class is offered only then).
+    pub fn remember(&self) -> Option<(Duration, Duration)> {
+        self.remember_idle_timeout
+            .zip(self.remember_absolute_timeout)
     }
 
     /// The touch step in force: `touch_step` when set, else derived from
@@ -485,8 +515,36 @@ impl Config {
     /// assert_eq!(config.effective_touch_step(), Duration::from_secs(5));
     /// ```
     pub fn effective_touch_step(&self) -> Duration {
-        self.touch_step
-            .unwrap_or_else(|| DEFAULT_TOUCH_STEP.min(self.idle_timeout / 10))
+        self.touch_step.unwrap_or_else(|| {
+            // Every class's idle timeout bounds the derived step, so a short
+            // remember idle timeout given alone is never refused either.
+            let idle = match self.remember_idle_timeout {
+                Some(remember) => self.idle_timeout.min(remember),
+                None => self.idle_timeout,
+            };
+            DEFAULT_TOUCH_STEP.min(idle / 10)
+        })
+    }
+
+    /// The remember class's settings: both or neither, and a set
+    /// `touch_step` shorter than its idle timeout.
+    fn validate_remember(&self) -> Result<(), ConfigError> {
+        match (self.remember_idle_timeout, self.remember_absolute_timeout) {
+            (Some(_), None) | (None, Some(_)) => Err(ConfigError::Invalid(
+                "set remember_idle_timeout and remember_absolute_timeout together to offer                  \"keep me signed in\", or neither"
+                    .into(),
+            )),
+            (Some(idle), Some(_))
+                if self.touch_step.is_some_and(|step| step >= idle) && !idle.is_zero() =>
+            {
+                Err(ConfigError::Invalid(format!(
+                    "touch_step must be shorter than remember_idle_timeout ({}); leave \
+                     touch_step unset to follow the idle timeouts",
+                    duration::format(idle)
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Checks values no parser catches.
@@ -511,6 +569,7 @@ impl Config {
                 duration::format(self.idle_timeout)
             )));
         }
+        self.validate_remember()?;
         self.policy().validate()?;
         if self.sweep_interval.is_zero() {
             return Err(ConfigError::Invalid(
@@ -953,6 +1012,40 @@ mod tests {
             let err = Config::load(None, &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("touch_step (1h)"), "{err}");
             assert!(err.to_string().contains("idle_timeout (30m)"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn remember_class_is_off_unless_both_timeouts_are_set() {
+        use tessera::policy::SessionClass;
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert!(!config.policy().offers(SessionClass::Remember));
+            jail.set_env("TESSERA_REMEMBER_IDLE_TIMEOUT", "7d");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("together"), "{err}");
+            jail.set_env("TESSERA_REMEMBER_ABSOLUTE_TIMEOUT", "30d");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            let policy = config.policy();
+            assert!(policy.offers(SessionClass::Remember));
+            let remember = policy.lifetime(SessionClass::Remember);
+            assert_eq!(remember.idle_timeout, Duration::from_secs(7 * 24 * 3600));
+            assert_eq!(
+                remember.absolute_timeout,
+                Duration::from_secs(30 * 24 * 3600)
+            );
+            // A short remember idle timeout alone: the derived step follows it.
+            jail.set_env("TESSERA_REMEMBER_IDLE_TIMEOUT", "20s");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.effective_touch_step(), Duration::from_secs(2));
+            // An explicit step must be shorter than it.
+            jail.set_env("TESSERA_TOUCH_STEP", "30s");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("remember_idle_timeout (20s)"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod files;
 pub mod forward_auth;
 pub mod keys;
+pub mod lifetime;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;

@@ -45,10 +45,10 @@ mod sql {
 
     const COLUMNS: &str = "hash, handle, user_id, data, created_at, last_seen_at, \
         authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, client_ip, \
-        user_agent";
+        user_agent, session_class";
     const SET_MUTABLE: &str = "data = ?, created_at = ?, last_seen_at = ?, \
         authenticated_at = ?, idle_deadline = ?, absolute_deadline = ?, next_deadline = ?, \
-        version = ?, csrf_secret = ?, client_ip = ?, user_agent = ?";
+        version = ?, csrf_secret = ?, client_ip = ?, user_agent = ?, session_class = ?";
 
     pub(super) fn select_by_hash() -> String {
         format!("SELECT {COLUMNS} FROM tessera_sessions WHERE hash = ?")
@@ -81,8 +81,8 @@ mod sql {
     pub(super) const DELETE_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
     pub(super) const INSERT: &str = "INSERT INTO tessera_sessions (hash, handle, user_id, data, \
         created_at, last_seen_at, authenticated_at, idle_deadline, absolute_deadline, \
-        next_deadline, version, csrf_secret, client_ip, user_agent) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        next_deadline, version, csrf_secret, client_ip, user_agent, session_class) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     pub(super) fn cas_update() -> String {
         format!(
             "UPDATE tessera_sessions SET {SET_MUTABLE} \
@@ -185,6 +185,7 @@ struct MySqlRaw {
     csrf_secret: Vec<u8>,
     client_ip: Option<String>,
     user_agent: Option<String>,
+    session_class: String,
 }
 
 impl MySqlRaw {
@@ -208,6 +209,7 @@ impl MySqlRaw {
             csrf_secret: self.csrf_secret,
             client_ip: self.client_ip,
             user_agent: self.user_agent,
+            session_class: self.session_class,
         })
     }
 

@@ -44,10 +44,10 @@ mod sql {
 
     const COLUMNS: &str = "hash, handle, user_id, data, created_at, last_seen_at, \
         authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, client_ip, \
-        user_agent";
+        user_agent, session_class";
     const SET_MUTABLE: &str = "data = $1, created_at = $2, last_seen_at = $3, \
         authenticated_at = $4, idle_deadline = $5, absolute_deadline = $6, next_deadline = $7, \
-        version = $8, csrf_secret = $9, client_ip = $10, user_agent = $11";
+        version = $8, csrf_secret = $9, client_ip = $10, user_agent = $11, session_class = $12";
 
     pub(super) fn select_by_hash() -> String {
         format!("SELECT {COLUMNS} FROM tessera_sessions WHERE hash = $1")
@@ -67,22 +67,22 @@ mod sql {
         "SELECT next_deadline FROM tessera_sessions WHERE hash = $1";
     pub(super) const INSERT: &str = "INSERT INTO tessera_sessions (hash, handle, user_id, data, \
         created_at, last_seen_at, authenticated_at, idle_deadline, absolute_deadline, \
-        next_deadline, version, csrf_secret, client_ip, user_agent) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+        next_deadline, version, csrf_secret, client_ip, user_agent, session_class) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
     pub(super) fn cas_update() -> String {
         format!(
             "UPDATE tessera_sessions SET {SET_MUTABLE} \
-             WHERE hash = $12 AND version = $13 AND next_deadline > $14"
+             WHERE hash = $13 AND version = $14 AND next_deadline > $15"
         )
     }
     pub(super) fn update_locked() -> String {
-        format!("UPDATE tessera_sessions SET {SET_MUTABLE} WHERE hash = $12")
+        format!("UPDATE tessera_sessions SET {SET_MUTABLE} WHERE hash = $13")
     }
     pub(super) const ROTATE: &str = "UPDATE tessera_sessions SET hash = $1, handle = $2, \
         user_id = $3, data = $4, created_at = $5, last_seen_at = $6, authenticated_at = $7, \
         idle_deadline = $8, absolute_deadline = $9, next_deadline = $10, version = $11, \
-        csrf_secret = $12, client_ip = $13, user_agent = $14 \
-        WHERE hash = $15 AND version = $16 AND next_deadline > $17";
+        csrf_secret = $12, client_ip = $13, user_agent = $14, session_class = $15 \
+        WHERE hash = $16 AND version = $17 AND next_deadline > $18";
     pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = $1";
     /// Serializes the capped creations of one user for the rest of the
     /// transaction (a transaction-level advisory lock on a hash of the

@@ -9,7 +9,7 @@
 
 use tessera::StoreError;
 use tessera::csrf::CsrfSecret;
-use tessera::policy::Deadlines;
+use tessera::policy::{Deadlines, SessionClass};
 use tessera::store::{CasOutcome, Modify, ModifyFn};
 
 use crate::error::OpResult;
@@ -34,6 +34,7 @@ pub(crate) struct Encoded<'a> {
     pub(crate) csrf_secret: &'a [u8],
     pub(crate) client_ip: Option<&'a str>,
     pub(crate) user_agent: Option<&'a str>,
+    pub(crate) session_class: &'static str,
 }
 
 impl<'a> Encoded<'a> {
@@ -55,6 +56,7 @@ impl<'a> Encoded<'a> {
             csrf_secret: record.csrf_secret.as_bytes(),
             client_ip: record.client.ip.as_deref(),
             user_agent: record.client.user_agent.as_deref(),
+            session_class: record.class.as_str(),
         })
     }
 }
@@ -75,10 +77,10 @@ pub(crate) fn remaining(limit: usize, used: u64) -> usize {
     limit.saturating_sub(usize::try_from(used).unwrap_or(usize::MAX))
 }
 
-/// Binds all 14 columns of an [`Encoded`] in canonical order: hash, handle,
+/// Binds all 15 columns of an [`Encoded`] in canonical order: hash, handle,
 /// user_id, data, created_at, last_seen_at, authenticated_at, idle_deadline,
 /// absolute_deadline, next_deadline, version, csrf_secret, client_ip,
-/// user_agent.
+/// user_agent, session_class.
 macro_rules! bind_all {
     ($query:expr, $e:expr) => {{
         let e = $e;
@@ -97,10 +99,11 @@ macro_rules! bind_all {
             .bind(e.csrf_secret)
             .bind(e.client_ip)
             .bind(e.user_agent)
+            .bind(e.session_class)
     }};
 }
 
-/// Binds the 11 columns a compare-and-set may change (all but hash, handle
+/// Binds the 12 columns a compare-and-set may change (all but hash, handle
 /// and user_id, which are fixed for a record's life), in canonical order.
 macro_rules! bind_mutable {
     ($query:expr, $e:expr) => {{
@@ -117,6 +120,7 @@ macro_rules! bind_mutable {
             .bind(e.csrf_secret)
             .bind(e.client_ip)
             .bind(e.user_agent)
+            .bind(e.session_class)
     }};
 }
 
@@ -138,6 +142,7 @@ pub(crate) struct RawRecord {
     pub(crate) csrf_secret: Vec<u8>,
     pub(crate) client_ip: Option<String>,
     pub(crate) user_agent: Option<String>,
+    pub(crate) session_class: String,
 }
 
 impl RawRecord {
@@ -167,6 +172,8 @@ impl RawRecord {
             ip: self.client_ip,
             user_agent: self.user_agent,
         };
+        let class = SessionClass::parse(&self.session_class)
+            .ok_or_else(|| corrupt("session_class is unknown"))?;
         // A struct literal, not `SessionRecord::new`: decoding must not draw
         // randomness, and a new record field must fail to compile here.
         let record = SessionRecord {
@@ -178,6 +185,7 @@ impl RawRecord {
             last_seen_at: Timestamp::from_millis(self.last_seen_at),
             authenticated_at: self.authenticated_at.map(Timestamp::from_millis),
             deadlines,
+            class,
             version,
             csrf_secret: CsrfSecret::from_bytes(csrf),
             client,
@@ -293,6 +301,7 @@ mod tests {
             csrf_secret: e.csrf_secret.to_vec(),
             client_ip: e.client_ip.map(str::to_owned),
             user_agent: e.user_agent.map(str::to_owned),
+            session_class: e.session_class.to_owned(),
         }
     }
 
@@ -316,6 +325,18 @@ mod tests {
     fn record_round_trips_through_a_row() {
         let record = sample();
         assert_eq!(raw_of(&record).decode().unwrap(), record);
+    }
+
+    #[test]
+    fn session_class_round_trips_and_unknown_is_corrupt() {
+        let mut record = sample();
+        record.class = tessera::policy::SessionClass::Remember;
+        let raw = raw_of(&record);
+        assert_eq!(raw.session_class, "remember");
+        assert_eq!(raw.decode().unwrap(), record);
+        let mut raw = raw_of(&record);
+        raw.session_class = "forever".into();
+        assert!(matches!(raw.decode(), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

@@ -49,16 +49,16 @@ mod sql {
 
     pub(super) const SELECT_BY_HASH: &str = "SELECT hash, handle, user_id, data, created_at, \
         last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
-        client_ip, user_agent FROM tessera_sessions WHERE hash = ?";
+        client_ip, user_agent, session_class FROM tessera_sessions WHERE hash = ?";
     pub(super) const NEXT_DEADLINE: &str =
         "SELECT next_deadline FROM tessera_sessions WHERE hash = ?";
     pub(super) const INSERT: &str = "INSERT INTO tessera_sessions (hash, handle, user_id, data, \
         created_at, last_seen_at, authenticated_at, idle_deadline, absolute_deadline, \
-        next_deadline, version, csrf_secret, client_ip, user_agent) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        next_deadline, version, csrf_secret, client_ip, user_agent, session_class) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     const SET_MUTABLE: &str = "data = ?, created_at = ?, last_seen_at = ?, \
         authenticated_at = ?, idle_deadline = ?, absolute_deadline = ?, next_deadline = ?, \
-        version = ?, csrf_secret = ?, client_ip = ?, user_agent = ?";
+        version = ?, csrf_secret = ?, client_ip = ?, user_agent = ?, session_class = ?";
     pub(super) fn cas_update() -> String {
         format!(
             "UPDATE tessera_sessions SET {SET_MUTABLE} \
@@ -89,7 +89,7 @@ mod sql {
     pub(super) const DELETE_BY_HANDLE: &str = "DELETE FROM tessera_sessions WHERE handle = ?";
     pub(super) const LIST_BY_USER: &str = "SELECT hash, handle, user_id, data, created_at, \
         last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
-        client_ip, user_agent FROM tessera_sessions \
+        client_ip, user_agent, session_class FROM tessera_sessions \
         WHERE user_id = ? AND next_deadline > ? ORDER BY created_at, handle";
     /// Same condition as the deletes of `bury` (index plan tests).
     #[cfg(test)]
@@ -103,7 +103,7 @@ mod sql {
          ORDER BY next_deadline LIMIT ?)";
     pub(super) const SELECT_BY_HANDLE: &str = "SELECT hash, handle, user_id, data, created_at, \
         last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
-        client_ip, user_agent FROM tessera_sessions WHERE handle = ?";
+        client_ip, user_agent, session_class FROM tessera_sessions WHERE handle = ?";
 
     pub(super) const REFRESH_INSERT: &str = "INSERT INTO tessera_refresh_tokens (hash, family, \
         user_id, issued_at, expires_at, used_at, child_hash, sealed_child) \

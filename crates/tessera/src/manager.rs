@@ -24,7 +24,7 @@ use crate::audit::{self, AuditKind};
 use crate::csrf::CsrfSecret;
 use crate::ended::{Ended, Revocation};
 use crate::error::SessionError;
-use crate::policy::{PolicyError, SessionLimitAction, SessionPolicy};
+use crate::policy::{PolicyError, SessionClass, SessionLimitAction, SessionPolicy};
 use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
 use crate::refresh::RefreshStore;
 use crate::store::{Capped, CasOutcome, Modify, Store};
@@ -223,15 +223,50 @@ impl SessionManager {
         data: Data,
         client: ClientMeta,
     ) -> Result<Issued, SessionError> {
+        self.create_with_class(user_id, data, client, SessionClass::Default)
+            .await
+    }
+
+    /// [`SessionManager::create`] for a session of lifetime `class` (for
+    /// example [`SessionClass::Remember`] when the user ticked "keep me
+    /// signed in").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera::{SessionError, SessionManager, SessionPolicy};
+    /// use tessera::policy::SessionClass;
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plain = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let refused = plain
+    ///     .create_with_class(None, Default::default(), Default::default(), SessionClass::Remember)
+    ///     .await;
+    /// assert!(matches!(refused, Err(SessionError::Unsupported(_))));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::create`]; [`SessionError::Unsupported`] for a
+    /// class the policy does not offer (nothing is stored).
+    pub async fn create_with_class(
+        &self,
+        user_id: Option<String>,
+        data: Data,
+        client: ClientMeta,
+        class: SessionClass,
+    ) -> Result<Issued, SessionError> {
+        self.check_class(class)?;
         let now = self.now();
         let token = SessionToken::generate()?;
         let mut record = SessionRecord::new(
             token.hash(),
             user_id,
             now,
-            self.inner.policy.deadlines_at(now),
+            self.inner.policy.deadlines_for(class, now),
             client,
         )?;
+        record.class = class;
         record.data = data;
         self.check_data_size(&record.data)?;
         if record.user_id.is_some() {
@@ -299,7 +334,7 @@ impl SessionManager {
     /// [`SessionError::NotFound`], [`SessionError::Expired`], store errors.
     pub async fn load_hash(&self, hash: &TokenHash) -> Result<SessionRecord, SessionError> {
         let now = self.now();
-        let Some(record) = self.inner.store.load(hash).await? else {
+        let Some(mut record) = self.inner.store.load(hash).await? else {
             // Only a refused token pays for the second lookup: why it ended,
             // if a tombstone remembers (see `crate::ended`).
             return Err(match self.inner.store.ended(hash, now).await? {
@@ -309,6 +344,15 @@ impl SessionManager {
                 _ => SessionError::NotFound,
             });
         };
+        if !self.inner.policy.offers(record.class) {
+            // Stored while the operator offered the class and no longer
+            // offered: held to the default lifetime from its sign-in, so
+            // turning "keep me signed in" off shortens those sessions too.
+            // The next write stores the shorter deadlines.
+            let cap = record.created_at + self.inner.policy.absolute_timeout;
+            record.deadlines.absolute = record.deadlines.absolute.min(cap);
+            record.deadlines.idle = record.deadlines.idle.min(record.deadlines.absolute);
+        }
         if let Some(reason) = record.deadlines.expired_at(now) {
             // An expired session is gone: replace it with its tombstone now
             // rather than wait for the sweeper. A failure does not matter
@@ -335,7 +379,11 @@ impl SessionManager {
     /// [`SessionError::NotFound`] if the session ended meanwhile; store errors.
     pub async fn touch(&self, record: SessionRecord) -> Result<SessionRecord, SessionError> {
         let now = self.now();
-        if !self.inner.policy.needs_touch(&record.deadlines, now) {
+        if !self
+            .inner
+            .policy
+            .needs_touch_for(record.class, &record.deadlines, now)
+        {
             return Ok(record);
         }
         self.modify_loaded(&record, &DataChanges::default(), Access::Activity)
@@ -451,7 +499,7 @@ impl SessionManager {
             changes.apply(&mut record.data);
             record.last_seen_at = now;
             record.deadlines.idle =
-                policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+                policy.idle_deadline_for(record.class, now, record.deadlines.absolute);
             Modify::Write
         };
         let record = self
@@ -482,7 +530,7 @@ impl SessionManager {
             if access == Access::Activity {
                 record.last_seen_at = now;
                 record.deadlines.idle =
-                    policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+                    policy.idle_deadline_for(record.class, now, record.deadlines.absolute);
             }
             Modify::Write
         };
@@ -491,6 +539,17 @@ impl SessionManager {
             return Err(self.data_too_large());
         }
         written.ok_or(SessionError::NotFound)
+    }
+
+    /// [`SessionError::Unsupported`] unless the policy offers `class`.
+    fn check_class(&self, class: SessionClass) -> Result<(), SessionError> {
+        if self.inner.policy.offers(class) {
+            Ok(())
+        } else {
+            Err(SessionError::Unsupported(
+                "this lifetime class is not configured",
+            ))
+        }
     }
 
     fn data_too_large(&self) -> SessionError {
@@ -623,7 +682,7 @@ impl SessionManager {
             }
             record.last_seen_at = now;
             record.deadlines.idle =
-                policy.idle_deadline_after_activity(now, record.deadlines.absolute);
+                policy.idle_deadline_for(record.class, now, record.deadlines.absolute);
             Modify::Write
         };
         let record = self
@@ -653,6 +712,55 @@ impl SessionManager {
         renewal: Renewal,
         pending: &DataChanges,
     ) -> Result<Issued, SessionError> {
+        self.rotate_with_class(hash, renewal, pending, None).await
+    }
+
+    /// [`SessionManager::rotate`], also choosing the session's lifetime
+    /// class: `Some(class)` sets it (with fresh deadlines of that class) on
+    /// a sign-in or re-authentication, `None` keeps the session's class. A
+    /// plain [`Renewal::Rotate`] never changes the class or the absolute
+    /// deadline, so `class` must be `None` for it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera::{Renewal, SessionManager, SessionPolicy};
+    /// use tessera::policy::SessionClass;
+    /// use tessera::record::DataChanges;
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let day = Duration::from_secs(24 * 3600);
+    /// let policy = SessionPolicy::default().with_remember(day, 30 * day);
+    /// let manager = SessionManager::builder(MemoryStore::new()).policy(policy).build()?;
+    /// let anonymous = manager.create(None, Default::default(), Default::default()).await?;
+    /// let login = Renewal::Login { user_id: "alice".into() };
+    /// let issued = manager
+    ///     .rotate_with_class(&anonymous.record.hash, login, &DataChanges::default(),
+    ///         Some(SessionClass::Remember))
+    ///     .await?;
+    /// assert_eq!(issued.record.class, SessionClass::Remember);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::rotate`]; [`SessionError::Unsupported`] for a
+    /// class the policy does not offer, or a class with
+    /// [`Renewal::Rotate`] (nothing is written).
+    pub async fn rotate_with_class(
+        &self,
+        hash: &TokenHash,
+        renewal: Renewal,
+        pending: &DataChanges,
+        class: Option<SessionClass>,
+    ) -> Result<Issued, SessionError> {
+        if let Some(class) = class {
+            self.check_class(class)?;
+            if renewal == Renewal::Rotate {
+                return Err(SessionError::Unsupported(
+                    "a plain rotation keeps the session's lifetime class",
+                ));
+            }
+        }
         for _ in 0..ROTATE_ATTEMPTS {
             let current = self.load_hash(hash).await?;
             let now = self.now();
@@ -664,10 +772,11 @@ impl SessionManager {
             next.last_seen_at = now;
             match &renewal {
                 Renewal::Rotate => {
-                    next.deadlines.idle = self
-                        .inner
-                        .policy
-                        .idle_deadline_after_activity(now, current.deadlines.absolute);
+                    next.deadlines.idle = self.inner.policy.idle_deadline_for(
+                        current.class,
+                        now,
+                        current.deadlines.absolute,
+                    );
                 }
                 Renewal::Login { user_id } => {
                     if current.user_id.as_deref().is_some_and(|u| u != user_id) {
@@ -679,11 +788,13 @@ impl SessionManager {
                     next.user_id = Some(user_id.clone());
                     next.created_at = now;
                     next.authenticated_at = Some(now);
-                    next.deadlines = self.inner.policy.deadlines_at(now);
+                    next.class = class.unwrap_or(current.class);
+                    next.deadlines = self.inner.policy.deadlines_for(next.class, now);
                 }
                 Renewal::Reauthenticate => {
                     next.authenticated_at = Some(now);
-                    next.deadlines = self.inner.policy.deadlines_at(now);
+                    next.class = class.unwrap_or(current.class);
+                    next.deadlines = self.inner.policy.deadlines_for(next.class, now);
                 }
             }
             pending.apply(&mut next.data);

@@ -69,6 +69,68 @@ pub struct SessionPolicy {
     /// can make every later request load (OWASP Denial of Service Cheat
     /// Sheet).
     pub max_data_bytes: Option<usize>,
+    /// Timeouts of the [`SessionClass::Remember`] class ("keep me signed
+    /// in"); `None` (the default) leaves the class off, and asking for it is
+    /// refused. See [`SessionClass`].
+    pub remember: Option<Lifetime>,
+}
+
+/// The idle and absolute timeouts of one [`SessionClass`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Inactivity after which a session of the class ends.
+    pub idle_timeout: Duration,
+    /// Lifetime after which a session of the class ends whatever its
+    /// activity.
+    pub absolute_timeout: Duration,
+}
+
+/// The lifetime class of a session, chosen when it is created (or signed
+/// in afresh) and stored with it, so the idle timeout applied at every
+/// touch and the absolute deadline follow the class.
+///
+/// `Remember` is the "keep me signed in" choice a sign-in page offers: a
+/// longer lifetime the *user* asked for on this device, with its own
+/// timeouts (ASVS 5.0 V7.3.1 and V7.3.2 ask that both timeouts be set per
+/// the risk the application documents; NIST SP 800-63B section 7.2 bounds
+/// reauthentication by the assurance level, so a site at AAL2 must keep
+/// the remember lifetime inside its limits). Step-up re-authentication
+/// (`authenticated_at`) is unaffected: it stays per session whatever the
+/// class.
+///
+/// ```
+/// use tessera::policy::SessionClass;
+/// assert_eq!(SessionClass::parse("remember"), Some(SessionClass::Remember));
+/// assert_eq!(SessionClass::Default.as_str(), "default");
+/// assert_eq!(SessionClass::parse("forever"), None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionClass {
+    /// The policy's own `idle_timeout` and `absolute_timeout`.
+    #[default]
+    Default,
+    /// "Keep me signed in": the timeouts of [`SessionPolicy::remember`].
+    Remember,
+}
+
+impl SessionClass {
+    /// The class as stored and shown: `default` or `remember`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Remember => "remember",
+        }
+    }
+
+    /// The class named `name` (as written by [`SessionClass::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "default" => Some(Self::Default),
+            "remember" => Some(Self::Remember),
+            _ => None,
+        }
+    }
 }
 
 impl Default for SessionPolicy {
@@ -81,6 +143,7 @@ impl Default for SessionPolicy {
             session_limit_action: SessionLimitAction::EvictOldest,
             refresh_grace: crate::refresh::DEFAULT_REFRESH_GRACE,
             max_data_bytes: None,
+            remember: None,
         }
     }
 }
@@ -176,8 +239,8 @@ pub enum PolicyError {
     /// A timeout of zero would end every session at once.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
-    /// The touch step must be shorter than the idle timeout, or the idle
-    /// deadline could pass between two writes.
+    /// The touch step must be shorter than the idle timeout (of every
+    /// class), or the idle deadline could pass between two writes.
     #[error("touch_step must be shorter than idle_timeout")]
     TouchStepTooLong,
 }
@@ -249,6 +312,49 @@ impl SessionPolicy {
         self
     }
 
+    /// Turns the [`SessionClass::Remember`] class on, with its own idle and
+    /// absolute timeouts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tessera::policy::{SessionClass, SessionPolicy};
+    /// use tessera::time::Timestamp;
+    ///
+    /// let day = Duration::from_secs(24 * 3600);
+    /// let policy = SessionPolicy::default().with_remember(7 * day, 30 * day);
+    /// assert!(policy.validate().is_ok());
+    /// let d = policy.deadlines_for(SessionClass::Remember, Timestamp::from_millis(0));
+    /// assert_eq!(d.absolute.as_millis(), 30 * 24 * 3600 * 1000);
+    /// ```
+    pub fn with_remember(mut self, idle_timeout: Duration, absolute_timeout: Duration) -> Self {
+        self.remember = Some(Lifetime {
+            idle_timeout,
+            absolute_timeout,
+        });
+        self
+    }
+
+    /// Whether sessions of `class` may be created under this policy.
+    pub fn offers(&self, class: SessionClass) -> bool {
+        match class {
+            SessionClass::Default => true,
+            SessionClass::Remember => self.remember.is_some(),
+        }
+    }
+
+    /// The timeouts of `class`. A class the policy does not offer gets the
+    /// default timeouts: a `remember` session stored while the class was
+    /// configured is held to the default idle timeout once it is not.
+    pub fn lifetime(&self, class: SessionClass) -> Lifetime {
+        match (class, self.remember) {
+            (SessionClass::Remember, Some(remember)) => remember,
+            _ => Lifetime {
+                idle_timeout: self.idle_timeout,
+                absolute_timeout: self.absolute_timeout,
+            },
+        }
+    }
+
     /// Whether `data` fits [`SessionPolicy::max_data_bytes`].
     pub fn data_fits(&self, data: &crate::record::Data) -> bool {
         self.max_data_bytes
@@ -278,6 +384,17 @@ impl SessionPolicy {
         if self.touch_step >= self.idle_timeout {
             return Err(PolicyError::TouchStepTooLong);
         }
+        if let Some(remember) = self.remember {
+            if remember.idle_timeout.is_zero() {
+                return Err(PolicyError::Zero("remember idle_timeout"));
+            }
+            if remember.absolute_timeout.is_zero() {
+                return Err(PolicyError::Zero("remember absolute_timeout"));
+            }
+            if self.touch_step >= remember.idle_timeout {
+                return Err(PolicyError::TouchStepTooLong);
+            }
+        }
         Ok(())
     }
 
@@ -291,16 +408,35 @@ impl SessionPolicy {
     /// assert_eq!(d.absolute.as_millis(), 12 * 3600 * 1000);
     /// ```
     pub fn deadlines_at(&self, now: Timestamp) -> Deadlines {
-        let absolute = now + self.absolute_timeout;
+        self.deadlines_for(SessionClass::Default, now)
+    }
+
+    /// Deadlines of a session of `class` created (or signed in afresh) at
+    /// `now`.
+    pub fn deadlines_for(&self, class: SessionClass, now: Timestamp) -> Deadlines {
+        let lifetime = self.lifetime(class);
+        let absolute = now + lifetime.absolute_timeout;
         Deadlines {
-            idle: (now + self.idle_timeout).min(absolute),
+            idle: (now + lifetime.idle_timeout).min(absolute),
             absolute,
         }
     }
 
-    /// The idle deadline that activity at `now` earns, never past `absolute`.
+    /// The idle deadline that activity at `now` earns a default-class
+    /// session, never past `absolute`.
     pub fn idle_deadline_after_activity(&self, now: Timestamp, absolute: Timestamp) -> Timestamp {
-        (now + self.idle_timeout).min(absolute)
+        self.idle_deadline_for(SessionClass::Default, now, absolute)
+    }
+
+    /// The idle deadline that activity at `now` earns a session of `class`,
+    /// never past `absolute`.
+    pub fn idle_deadline_for(
+        &self,
+        class: SessionClass,
+        now: Timestamp,
+        absolute: Timestamp,
+    ) -> Timestamp {
+        (now + self.lifetime(class).idle_timeout).min(absolute)
     }
 
     /// Whether activity at `now` must be written back: true when the idle
@@ -317,7 +453,17 @@ impl SessionPolicy {
     /// assert!(policy.needs_touch(&d, Timestamp::from_millis(0) + Duration::from_secs(61)));
     /// ```
     pub fn needs_touch(&self, deadlines: &Deadlines, now: Timestamp) -> bool {
-        let wanted = self.idle_deadline_after_activity(now, deadlines.absolute);
+        self.needs_touch_for(SessionClass::Default, deadlines, now)
+    }
+
+    /// [`SessionPolicy::needs_touch`] for a session of `class`.
+    pub fn needs_touch_for(
+        &self,
+        class: SessionClass,
+        deadlines: &Deadlines,
+        now: Timestamp,
+    ) -> bool {
+        let wanted = self.idle_deadline_for(class, now, deadlines.absolute);
         wanted > deadlines.idle + self.touch_step
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::csrf::CsrfSecret;
 use crate::error::RandomError;
-use crate::policy::Deadlines;
+use crate::policy::{Deadlines, SessionClass};
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 
@@ -60,6 +60,9 @@ pub struct SessionRecord {
     pub authenticated_at: Option<Timestamp>,
     /// Idle and absolute deadlines.
     pub deadlines: Deadlines,
+    /// Lifetime class, chosen at creation or sign-in: which timeouts set
+    /// `deadlines` (see [`SessionClass`]).
+    pub class: SessionClass,
     /// Compare-and-set version; starts at 1.
     pub version: u64,
     /// Secret from which CSRF tokens are derived. Replaced on rotation.
@@ -69,7 +72,9 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// A fresh record at version 1 with a new handle and CSRF secret.
+    /// A fresh record at version 1 with a new handle and CSRF secret, of
+    /// the default class (set [`SessionRecord::class`] with the matching
+    /// deadlines for another).
     ///
     /// # Errors
     ///
@@ -90,6 +95,7 @@ impl SessionRecord {
             last_seen_at: now,
             authenticated_at: None,
             deadlines,
+            class: SessionClass::Default,
             version: 1,
             csrf_secret: CsrfSecret::generate()?,
             client,

@@ -24,7 +24,7 @@ use crate::audit::{self, AuditKind};
 use crate::cookie::Presented;
 use crate::error::SessionError;
 use crate::manager::{Access, Renewal, SessionManager};
-use crate::policy::ExpiryReason;
+use crate::policy::{ExpiryReason, SessionClass};
 use crate::record::{ClientMeta, Data, DataChanges, SessionRecord};
 use crate::token::SessionToken;
 
@@ -331,7 +331,8 @@ impl Session {
             let value = f(None);
             let mut data = Data::new();
             data.insert(key.to_owned(), serde_json::to_value(&value)?);
-            self.issue(&mut state, None, data).await?;
+            self.issue(&mut state, None, data, SessionClass::Default)
+                .await?;
             return Ok(value);
         };
         let (value, written) = self
@@ -350,13 +351,14 @@ impl Session {
         state: &mut State,
         user_id: Option<String>,
         mut data: Data,
+        class: SessionClass,
     ) -> Result<(), SessionError> {
         state.changes.apply(&mut data);
         state.changes = DataChanges::default();
         let issued = self
             .shared
             .manager
-            .create(user_id, data, self.shared.client.clone())
+            .create_with_class(user_id, data, self.shared.client.clone(), class)
             .await?;
         let max_age = issued.max_age(self.shared.manager.now());
         state.cookie = CookieAction::Set {
@@ -368,12 +370,18 @@ impl Session {
         Ok(())
     }
 
-    async fn renew(&self, renewal: Renewal) -> Result<(), SessionError> {
+    async fn renew(
+        &self,
+        renewal: Renewal,
+        class: Option<SessionClass>,
+    ) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         let Some(record) = state.record.clone() else {
             return match renewal {
                 Renewal::Login { user_id } => {
-                    self.issue(&mut state, Some(user_id), Data::new()).await
+                    let class = class.unwrap_or_default();
+                    self.issue(&mut state, Some(user_id), Data::new(), class)
+                        .await
                 }
                 _ => Err(SessionError::Unauthenticated),
             };
@@ -381,7 +389,7 @@ impl Session {
         let issued = self
             .shared
             .manager
-            .rotate(&record.hash, renewal, &state.changes)
+            .rotate_with_class(&record.hash, renewal, &state.changes, class)
             .await?;
         state.changes = DataChanges::default();
         let max_age = issued.max_age(self.shared.manager.now());
@@ -400,9 +408,30 @@ impl Session {
     ///
     /// Store errors.
     pub async fn login(&self, user_id: &str) -> Result<(), SessionError> {
-        self.renew(Renewal::Login {
-            user_id: user_id.to_owned(),
-        })
+        self.login_with_class(user_id, SessionClass::Default).await
+    }
+
+    /// [`Session::login`] into a session of lifetime `class`: the user's
+    /// choice at this sign-in ("keep me signed in" for
+    /// [`SessionClass::Remember`]), whatever the presented session had.
+    /// The cookie's `Max-Age` is the remaining absolute lifetime of the
+    /// class.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Unsupported`] if the policy does not offer `class`
+    /// (nothing is written); store errors.
+    pub async fn login_with_class(
+        &self,
+        user_id: &str,
+        class: SessionClass,
+    ) -> Result<(), SessionError> {
+        self.renew(
+            Renewal::Login {
+                user_id: user_id.to_owned(),
+            },
+            Some(class),
+        )
         .await
     }
 
@@ -412,7 +441,7 @@ impl Session {
     ///
     /// [`SessionError::Unauthenticated`] without a session; store errors.
     pub async fn rotate(&self) -> Result<(), SessionError> {
-        self.renew(Renewal::Rotate).await
+        self.renew(Renewal::Rotate, None).await
     }
 
     /// Records a successful re-authentication: new token, fresh
@@ -422,7 +451,7 @@ impl Session {
     ///
     /// [`SessionError::Unauthenticated`] without a session; store errors.
     pub async fn reauthenticated(&self) -> Result<(), SessionError> {
-        self.renew(Renewal::Reauthenticate).await
+        self.renew(Renewal::Reauthenticate, None).await
     }
 
     /// Signs out: deletes the record now and clears the cookie at commit.
@@ -493,11 +522,13 @@ impl Session {
         let access = self.access();
         // Only the deadlines are needed to decide: no record clone on the
         // read path.
-        match state.record.as_ref().map(|r| r.deadlines) {
-            Some(deadlines) => {
+        match state.record.as_ref().map(|r| (r.class, r.deadlines)) {
+            Some((class, deadlines)) => {
                 let manager = &self.shared.manager;
                 let touch = access == Access::Activity
-                    && manager.policy().needs_touch(&deadlines, manager.now());
+                    && manager
+                        .policy()
+                        .needs_touch_for(class, &deadlines, manager.now());
                 if has_changes || touch {
                     // The record loaded by this request is the first
                     // compare-and-set base: no second read before the write.
@@ -522,7 +553,8 @@ impl Session {
             None if has_changes
                 && !matches!(state.cookie, CookieAction::Clear { logout: true }) =>
             {
-                self.issue(&mut state, None, Data::new()).await?;
+                self.issue(&mut state, None, Data::new(), SessionClass::Default)
+                    .await?;
             }
             None => {}
         }

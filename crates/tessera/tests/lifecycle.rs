@@ -597,3 +597,54 @@ async fn session_data_over_the_policy_limit_is_refused_and_nothing_is_written() 
     assert_eq!(record.data.len(), 1);
     assert_eq!(record.version, 2, "the refused change wrote nothing");
 }
+
+#[tokio::test]
+async fn keep_me_signed_in_sets_the_cookie_lifetime_and_turning_it_off_shortens_it() {
+    use tessera::policy::SessionClass;
+
+    let store = CountingStore::new(MemoryStore::new());
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let day = 24 * 60 * MIN;
+    let offered = SessionManager::builder(store.clone())
+        .policy(policy().with_remember(day, 30 * day))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let session = request(&offered, None);
+    session
+        .login_with_class("alice", SessionClass::Remember)
+        .await
+        .unwrap();
+    let token = match session.commit().await.unwrap() {
+        CookieAction::Set { token, max_age } => {
+            assert_eq!(max_age, 30 * day, "Max-Age is the class's lifetime");
+            token
+        }
+        other => panic!("sign-in must set a cookie, got {other:?}"),
+    };
+
+    // The operator turns the class off: the session is held to the
+    // default absolute timeout (12 hours) from its sign-in, however active.
+    let plain = SessionManager::builder(store.clone())
+        .policy(policy())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for step in 1..=36 {
+        clock.advance(20 * MIN);
+        let loaded = plain.load(token.expose(), Access::Activity).await;
+        if step < 36 {
+            assert!(loaded.is_ok(), "step {step}: {loaded:?}");
+        } else {
+            assert!(
+                matches!(
+                    loaded,
+                    Err(SessionError::Expired {
+                        reason: ExpiryReason::Absolute
+                    })
+                ),
+                "{loaded:?}"
+            );
+        }
+    }
+}

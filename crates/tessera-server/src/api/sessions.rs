@@ -30,6 +30,7 @@ fn issued(record: &SessionRecord, token: &SessionToken) -> Result<IssuedSession,
             .map_err(|e| ApiError::from(SessionError::from(e)))?,
         idle_expires_at: record.deadlines.idle.to_rfc3339(),
         absolute_expires_at: record.deadlines.absolute.to_rfc3339(),
+        session_class: record.class.as_str(),
     })
 }
 
@@ -57,7 +58,8 @@ async fn why_gone(state: &AppState, token: &SessionToken) -> ApiError {
     request_body = CreateSession,
     responses(
         (status = 201, body = IssuedSession, description = "Session created"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "Invalid input, or `remember` when the class is not configured (`remember_not_configured`)"),
+        (status = 401, body = ErrorBody),
         (status = 409, body = ErrorBody,
             description = "`session_limit`: the user holds `max_sessions_per_user` sessions \
                 and `session_limit_action` is `refuse_new`"),
@@ -70,10 +72,11 @@ pub async fn create(
     valid_user_id(&req.user_id)?;
     valid_data_keys(req.data.keys())?;
     valid_client_meta(req.ip.as_deref(), req.user_agent.as_deref())?;
+    let class = crate::lifetime::requested_class(&state, req.remember)?;
     let client = ClientMeta::new(req.ip, req.user_agent);
     let issued_session = state
         .manager
-        .create(Some(req.user_id), req.data, client)
+        .create_with_class(Some(req.user_id), req.data, client, class)
         .await?;
     let body = issued(&issued_session.record, &issued_session.token)?;
     Ok((StatusCode::CREATED, Json(body)).into_response())

@@ -22,6 +22,11 @@ pub struct CreateSession {
     pub ip: Option<String>,
     /// Client user agent, for the device list.
     pub user_agent: Option<String>,
+    /// "Keep me signed in": the session gets the remember lifetime class
+    /// (its own idle and absolute timeouts). Refused with 400
+    /// `remember_not_configured` when the server does not offer it.
+    #[serde(default)]
+    pub remember: bool,
 }
 
 /// The longest accepted `user_id`, in bytes.
@@ -144,6 +149,8 @@ pub struct IssuedSession {
     pub idle_expires_at: String,
     /// RFC 3339 absolute deadline.
     pub absolute_expires_at: String,
+    /// Lifetime class: `default`, or `remember` ("keep me signed in").
+    pub session_class: &'static str,
 }
 
 /// A request naming a session by its token.
@@ -229,6 +236,8 @@ pub struct SessionView {
     pub absolute_expires_at: String,
     /// A CSRF token for this session.
     pub csrf_token: String,
+    /// Lifetime class: `default`, or `remember` ("keep me signed in").
+    pub session_class: &'static str,
 }
 
 impl SessionView {
@@ -248,6 +257,7 @@ impl SessionView {
             idle_expires_at: r.deadlines.idle.to_rfc3339(),
             absolute_expires_at: r.deadlines.absolute.to_rfc3339(),
             csrf_token: r.csrf_secret.masked_token()?,
+            session_class: r.class.as_str(),
         })
     }
 }

@@ -29,6 +29,11 @@ pub struct LoginForm {
     pub username: String,
     /// Password.
     pub password: String,
+    /// "Keep me signed in" (the form's checkbox sends `true`): the session
+    /// gets the remember lifetime class. Refused with 400 when the server
+    /// does not offer it.
+    #[serde(default)]
+    pub remember: bool,
 }
 
 /// Answer to a JSON sign-in.
@@ -44,6 +49,8 @@ pub struct LoginResponse {
     pub idle_expires_at: String,
     /// RFC 3339 absolute deadline.
     pub absolute_expires_at: String,
+    /// Lifetime class: `default`, or `remember` ("keep me signed in").
+    pub session_class: &'static str,
 }
 
 /// Query of `GET /login`.
@@ -60,6 +67,7 @@ pub struct LoginQuery {
 /// When the browser already holds a live session, signing in again is an
 /// unsafe request of that session, so the form carries its CSRF token.
 pub async fn login_page(
+    State(state): State<AppState>,
     Query(q): Query<LoginQuery>,
     csrf: Option<tessera_axum::CsrfToken>,
 ) -> Html<String> {
@@ -69,7 +77,13 @@ pub async fn login_page(
         (Some("revoked"), Some(by)) => Some(format!("revoked:{by}")),
         (reason, _) => reason.map(str::to_owned),
     };
-    Html(pages::login_page(reason.as_deref(), None, csrf.as_deref()))
+    let remember = crate::lifetime::remember_offered(&state);
+    Html(pages::login_page(
+        reason.as_deref(),
+        None,
+        csrf.as_deref(),
+        remember,
+    ))
 }
 
 /// `POST /login`.
@@ -77,6 +91,7 @@ pub async fn login_page(
     request_body = LoginForm,
     responses((status = 200, body = LoginResponse, description = "JSON sign-in; session cookie set"),
         (status = 303, description = "Form sign-in; session cookie set"),
+        (status = 400, body = ErrorBody, description = "`remember` when the class is not configured (`remember_not_configured`); nothing is checked or stored"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Cross-site (login CSRF)"),
         (status = 429, body = ErrorBody, description = "Too many failures; see Retry-After")))]
 pub async fn login(
@@ -112,6 +127,7 @@ pub async fn login(
                     None,
                     Some(GENERIC_FAILURE),
                     csrf.as_deref(),
+                    crate::lifetime::remember_offered(&state),
                 )),
             )
                 .into_response()
@@ -125,11 +141,14 @@ async fn login_inner(
     ctx: &SiteCtx,
     form: &LoginForm,
 ) -> Result<LoginResponse, ApiError> {
+    // Before the password check: a refused class costs no hashing and
+    // counts no failure.
+    let class = crate::lifetime::requested_class(state, form.remember)?;
     check_password(state, &form.username, &ctx.ip, &form.password, Door::SignIn)
         .await
         .map_err(|e| e.into_api(GENERIC_FAILURE))?;
     // A brand-new token; any presented one stops working (fixation).
-    ctx.session.login(&form.username).await?;
+    ctx.session.login_with_class(&form.username, class).await?;
     audit::emit(
         ServerEvent::LoginSucceeded,
         Some(&form.username),
@@ -147,6 +166,7 @@ async fn login_inner(
         csrf_token: ctx.session.csrf_token().await?.unwrap_or_default(),
         idle_expires_at: record.deadlines.idle.to_rfc3339(),
         absolute_expires_at: record.deadlines.absolute.to_rfc3339(),
+        session_class: record.class.as_str(),
     })
 }
 
@@ -229,6 +249,7 @@ pub async fn reauth(
             csrf_token: ctx.session.csrf_token().await?.unwrap_or_default(),
             idle_expires_at: record.deadlines.idle.to_rfc3339(),
             absolute_expires_at: record.deadlines.absolute.to_rfc3339(),
+            session_class: record.class.as_str(),
         })
     }
     .await;

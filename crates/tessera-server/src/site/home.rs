@@ -28,7 +28,7 @@ pub async fn home(State(state): State<AppState>, ctx: SiteCtx, headers: HeaderMa
                 record: &record,
                 csrf: &csrf,
                 now: state.manager.now(),
-                idle_timeout: state.config.idle_timeout,
+                idle_timeout: state.manager.policy().lifetime(record.class).idle_timeout,
                 reauth_window: state.config.reauth_window,
             };
             Html(pages::home_page(&view)).into_response()

@@ -183,8 +183,15 @@ pub fn error_page(status: StatusCode, message: &str) -> Html<String> {
     ))
 }
 
-/// The sign-in page.
-pub fn login_page(reason: Option<&str>, error: Option<&str>, csrf: Option<&str>) -> String {
+/// The sign-in page. With `remember`, it offers "Keep me signed in" (the
+/// remember lifetime class), unticked: the longer lifetime is the user's
+/// choice on this device, never the default.
+pub fn login_page(
+    reason: Option<&str>,
+    error: Option<&str>,
+    csrf: Option<&str>,
+    remember: bool,
+) -> String {
     let mut body = String::from("<h1>Sign in</h1>");
     if let Some(text) = reason.and_then(reason_text) {
         let _ = write!(
@@ -210,9 +217,15 @@ pub fn login_page(reason: Option<&str>, error: Option<&str>, csrf: Option<&str>)
     }
     body.push_str(
         "<label>User name <input name=\"username\" autocomplete=\"username\" required></label>\
-         <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-         <button type=\"submit\">Sign in</button></form>",
+         <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>",
     );
+    if remember {
+        body.push_str(
+            "<label for=\"remember\" class=\"check\"><input id=\"remember\" name=\"remember\" \
+             type=\"checkbox\" value=\"true\"> Keep me signed in</label>",
+        );
+    }
+    body.push_str("<button type=\"submit\">Sign in</button></form>");
     layout("Sign in", &body)
 }
 
@@ -227,7 +240,7 @@ pub struct HomeView<'a> {
     pub csrf: &'a str,
     /// Server time, so the script can correct for a skewed client clock.
     pub now: Timestamp,
-    /// Configured idle timeout (to size the warning).
+    /// Idle timeout of the session's lifetime class (to size the warning).
     pub idle_timeout: Duration,
     /// Configured re-authentication window.
     pub reauth_window: Duration,

@@ -759,3 +759,66 @@ async fn security_activity_shows_refresh_token_reuse() {
     assert_eq!(app, Value::String("curl · IP address 127.0.0.1".into()));
     check_page(&b, "activity-reuse").await;
 }
+
+#[tokio::test]
+async fn keep_me_signed_in_is_a_labelled_checkbox_usable_by_keyboard() {
+    let server = Server::start(
+        Mode::Secure,
+        &[
+            ("TESSERA_REMEMBER_IDLE_TIMEOUT", "1d"),
+            ("TESSERA_REMEMBER_ABSOLUTE_TIMEOUT", "30d"),
+        ],
+    );
+    let mut driver = Driver::start().await;
+    let b = driver.browser().await;
+    b.goto(&server.at("/login")).await;
+    check_page(&b, "sign-in-remember").await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+    // One label names the box, and it starts unticked.
+    assert_eq!(
+        b.js("var box = document.getElementById('remember'); \
+              return [box.type, box.labels.length, box.labels[0].textContent.trim(), box.checked];")
+            .await,
+        json!(["checkbox", 1, "Keep me signed in", false])
+    );
+
+    // Keyboard only: user name, password, Tab to the box, Space ticks it,
+    // Tab to the button, Enter signs in.
+    tab_to(&b, "document.activeElement.name === 'username'").await;
+    press(&b, "demo").await;
+    press(&b, TAB).await;
+    press(&b, &server.demo_password).await;
+    press(&b, TAB).await;
+    b.wait_until(
+        "document.activeElement.id === 'remember'",
+        "Tab to reach the checkbox after the password",
+    )
+    .await;
+    press(&b, " ").await;
+    b.wait_until(
+        "document.getElementById('remember').checked",
+        "Space to tick the checkbox",
+    )
+    .await;
+    tab_to(&b, "document.activeElement.type === 'submit'").await;
+    press(&b, ENTER).await;
+    b.wait_until(
+        "document.getElementById('user') !== null",
+        "the home page after a keyboard sign-in",
+    )
+    .await;
+
+    // The cookie lives as long as the remember class: about 30 days, not
+    // the default 12 hours.
+    let cookie = b
+        .client
+        .get_named_cookie(server.cookie_name())
+        .await
+        .unwrap();
+    let expires = cookie
+        .expires_datetime()
+        .unwrap_or_else(|| panic!("a persistent cookie: {cookie:?}"))
+        .unix_timestamp();
+    let now = crate::server::now_ms() / 1000;
+    assert!(expires > now + 29 * 24 * 3600, "{cookie:?}");
+}

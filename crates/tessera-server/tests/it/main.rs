@@ -20,6 +20,7 @@ mod forward;
 mod instances;
 mod nginx;
 mod proxy;
+mod remember;
 mod requests;
 mod session_cap;
 mod site;

@@ -30,7 +30,7 @@ use super::{Capped, CasOutcome, Modify, ModifyFn, Store};
 use crate::csrf::CsrfSecret;
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
-use crate::policy::{Deadlines, ExpiryReason, SessionCap};
+use crate::policy::{Deadlines, ExpiryReason, SessionCap, SessionClass};
 use crate::record::{ClientMeta, Data, SessionHandle, SessionRecord};
 use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse, UsedRefresh};
 use crate::time::Timestamp;
@@ -123,6 +123,7 @@ struct Slot {
     authenticated_at: i64,
     idle: i64,
     absolute: i64,
+    class: SessionClass,
     version: u64,
     prev_user: u32,
     next_user: u32,
@@ -142,6 +143,7 @@ impl Slot {
             authenticated_at: NEVER,
             idle: 0,
             absolute: 0,
+            class: SessionClass::Default,
             version: 0,
             prev_user: NIL,
             next_user: NIL,
@@ -168,6 +170,7 @@ impl Slot {
         self.authenticated_at = record.authenticated_at.map_or(NEVER, Timestamp::as_millis);
         self.idle = record.deadlines.idle.as_millis();
         self.absolute = record.deadlines.absolute.as_millis();
+        self.class = record.class;
         self.version = record.version;
         Ok(())
     }
@@ -199,6 +202,7 @@ impl Slot {
             authenticated_at: (self.authenticated_at != NEVER)
                 .then(|| Timestamp::from_millis(self.authenticated_at)),
             deadlines: self.deadlines(),
+            class: self.class,
             version: self.version,
             csrf_secret: CsrfSecret::from_bytes(self.csrf),
             client: self.client.as_deref().cloned().unwrap_or_default(),

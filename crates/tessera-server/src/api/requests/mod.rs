@@ -185,7 +185,7 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
     request_body = LoginRequest,
     responses(
         (status = 200, body = Installed),
-        (status = 400, body = ErrorBody, description = "invalid_user_id, invalid_token, invalid_json"),
+        (status = 400, body = ErrorBody, description = "invalid_user_id, invalid_token, invalid_json, remember_not_configured"),
         (status = 401, body = ErrorBody, description = "No valid API key"),
         (status = 409, body = ErrorBody, description = "session_limit: the user holds \
             max_sessions_per_user sessions and session_limit_action is refuse_new"),
@@ -196,6 +196,7 @@ pub async fn login(
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Json<Installed>, ApiError> {
     valid_user_id(&req.user_id)?;
+    let class = crate::lifetime::requested_class(&state, req.remember)?;
     let presented = match req.token.as_deref() {
         None => Presented::Absent,
         Some(token) => Presented::Token(SessionToken::parse(token).map_err(|_| {
@@ -204,7 +205,7 @@ pub async fn login(
     };
     let client = ClientMeta::new(req.ip, req.user_agent);
     let session = Session::new(state.manager.clone(), presented, client);
-    session.login(&req.user_id).await?;
+    session.login_with_class(&req.user_id, class).await?;
     installed(&state, &session).await
 }
 

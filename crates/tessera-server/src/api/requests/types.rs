@@ -111,6 +111,12 @@ pub struct LoginRequest {
     pub ip: Option<String>,
     /// Client user agent, for the device list.
     pub user_agent: Option<String>,
+    /// "Keep me signed in": the new session gets the remember lifetime
+    /// class, and the cookie's `Max-Age` its absolute lifetime. Refused
+    /// with 400 `remember_not_configured` (the presented session is left
+    /// as it was) when the server does not offer it.
+    #[serde(default)]
+    pub remember: bool,
 }
 
 /// `POST /v1/requests/rotate` and `POST /v1/requests/logout`: the session
