@@ -137,6 +137,40 @@ async fn a_forged_left_part_still_meets_the_per_ip_limit() {
     assert_eq!(res.status(), 401);
 }
 
+/// IPv6 clients get one per-IP budget per /64: a client that owns a /64
+/// (the usual end-site assignment) cannot rotate through its 2^64
+/// addresses to escape the limit, while another /64 keeps its own budget.
+#[tokio::test]
+async fn ipv6_clients_share_one_budget_per_64() {
+    let server = Server::start(&[
+        ("TESSERA_TRUSTED_PROXIES", "127.0.0.1"),
+        ("TESSERA_LOGIN_MAX_FAILURES_PER_IP", "3"),
+        ("TESSERA_LOGIN_MAX_FAILURES_PER_USER", "100"),
+    ]);
+    let attempt = |ip: String, i: u32| {
+        let url = server.at("/login");
+        async move {
+            client()
+                .post(url)
+                .header("x-forwarded-for", ip)
+                .json(&json!({"username": format!("user{i}"), "password": "guess"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        // A new address in the same /64 every time.
+        statuses.push(attempt(format!("2001:db8:1:2::{:x}", i + 1), i).await);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    // The next /64 over is another client.
+    assert_eq!(attempt(String::from("2001:db8:1:3::1"), 9).await, 401);
+}
+
 #[tokio::test]
 async fn the_removed_trust_forwarded_for_key_is_refused_with_its_replacement() {
     let dir = tempfile::tempdir().unwrap();
