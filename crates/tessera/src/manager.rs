@@ -27,7 +27,7 @@ use crate::error::SessionError;
 use crate::policy::{PolicyError, SessionClass, SessionLimitAction, SessionPolicy};
 use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
 use crate::refresh::RefreshStore;
-use crate::store::{Capped, CasOutcome, Modify, Store};
+use crate::store::{Capped, CasOutcome, Modify, Patch, PatchOp, PatchOutcome, PatchRefusal, Store};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{SessionToken, TokenHash};
 
@@ -576,6 +576,56 @@ impl SessionManager {
         match base {
             Base::Hash(hash) => self.inner.store.modify(hash, now, f).await,
             Base::Loaded(record) => self.inner.store.modify_loaded(record, now, f).await,
+        }
+    }
+
+    /// Applies typed changes ([`PatchOp`]s) to the latest stored record in
+    /// one store operation ([`Store::patch`]): no read before the write on
+    /// stores that apply it themselves, and no update lost to a concurrent
+    /// write. With [`Access::Activity`] the idle deadline moves. `base` is
+    /// the record this request loaded, if any (the first compare-and-set
+    /// base of stores that cannot apply a patch in place).
+    ///
+    /// ```
+    /// use tessera::{Access, SessionManager};
+    /// use tessera::store::{MemoryStore, PatchOp, PatchOutcome};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let issued = manager.create(None, Default::default(), Default::default()).await?;
+    /// let ops = vec![PatchOp::Increment { key: "n".into(), by: 5 }];
+    /// let PatchOutcome::Applied(record) =
+    ///     manager.patch(&issued.record.hash, None, ops, Access::Activity).await?
+    /// else { panic!("the session is live") };
+    /// assert_eq!(record.data["n"], 5);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`] if no live session is stored under
+    /// `hash`; [`SessionError::DataTooLarge`] if the data would exceed the
+    /// policy's limit (nothing was written); store errors. Other refusals
+    /// come back as [`PatchOutcome::Refused`].
+    pub async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        ops: Vec<PatchOp>,
+        access: Access,
+    ) -> Result<PatchOutcome, SessionError> {
+        let patch = Patch::for_policy(&self.inner.policy, ops, access == Access::Activity);
+        match self
+            .inner
+            .store
+            .patch(hash, base, &patch, self.now())
+            .await?
+        {
+            PatchOutcome::Missing => Err(SessionError::NotFound),
+            PatchOutcome::Refused {
+                why: PatchRefusal::TooLarge,
+                ..
+            } => Err(self.data_too_large()),
+            outcome => Ok(outcome),
         }
     }
 

@@ -278,6 +278,12 @@ impl DataChanges {
         }
     }
 
+    /// The changes in order: `(key, Some(value))` sets, `(key, None)`
+    /// removes.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&Value>)> {
+        self.ops.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+
     /// True if there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()

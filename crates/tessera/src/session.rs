@@ -26,6 +26,7 @@ use crate::error::SessionError;
 use crate::manager::{Access, Renewal, SessionManager};
 use crate::policy::{ExpiryReason, SessionClass};
 use crate::record::{ClientMeta, Data, DataChanges, SessionRecord};
+use crate::store::{Patch, PatchOp, PatchOutcome};
 use crate::token::SessionToken;
 
 /// What the web layer must do with the session cookie after a request.
@@ -346,6 +347,74 @@ impl Session {
         Ok(value)
     }
 
+    /// Adds `by` to the integer under `key` (absent counts as 0) and
+    /// returns the new value, performed now as one store operation
+    /// ([`Store::patch`](crate::store::Store::patch)): concurrent
+    /// increments of one session are all counted, and a store that applies
+    /// patches itself (Redis) needs no read before the write. Without a
+    /// session, one is created holding `by`.
+    ///
+    /// ```
+    /// use tessera::{Session, SessionManager};
+    /// use tessera::cookie::Presented;
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let session = Session::new(manager, Presented::Absent, Default::default());
+    /// assert_eq!(session.increment("visits", 1).await?, 1);
+    /// assert_eq!(session.increment("visits", 2).await?, 3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Data`] if the stored value is not an integer or the
+    /// sum overflows `i64` (nothing is written); store errors.
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64, SessionError> {
+        let mut state = self.loaded().await?;
+        let Some(record) = state.record.as_ref() else {
+            let mut data = Data::new();
+            data.insert(key.to_owned(), by.into());
+            self.issue(&mut state, None, data, SessionClass::Default)
+                .await?;
+            return Ok(by);
+        };
+        let ops = vec![PatchOp::Increment {
+            key: key.to_owned(),
+            by,
+        }];
+        let outcome = self
+            .shared
+            .manager
+            .patch(&record.hash, Some(record), ops, self.access())
+            .await;
+        let written = match outcome {
+            Ok(PatchOutcome::Applied(written)) => written,
+            Ok(PatchOutcome::Refused { record, .. }) => {
+                state.record = Some(record);
+                return Err(SessionError::Data(serde::de::Error::custom(format!(
+                    "session key {key:?} does not hold an integer that can take {by:+}"
+                ))));
+            }
+            Ok(PatchOutcome::Missing) | Err(SessionError::NotFound) => {
+                // Revoked or expired since it was loaded: never resurrected.
+                state.record = None;
+                state.end = Some(EndReason::Unknown);
+                state.cookie = CookieAction::Clear { logout: false };
+                return Err(SessionError::NotFound);
+            }
+            Err(e) => {
+                // Store trouble fails the whole request, as a failed load does.
+                state.failed |= matches!(e, SessionError::Store(_));
+                return Err(e);
+            }
+        };
+        let value = written.data.get(key).and_then(serde_json::Value::as_i64);
+        // The record as now stored: the commit's touch check starts from it.
+        state.record = Some(written);
+        value.ok_or_else(|| SessionError::Data(serde::de::Error::custom("counter vanished")))
+    }
+
     async fn issue(
         &self,
         state: &mut State,
@@ -533,7 +602,16 @@ impl Session {
                     // The record loaded by this request is the first
                     // compare-and-set base: no second read before the write.
                     let written = match state.record.as_ref() {
-                        Some(record) => manager.modify_loaded(record, &state.changes, access).await,
+                        Some(record) => {
+                            let ops = Patch::ops_from_changes(&state.changes);
+                            match manager.patch(&record.hash, Some(record), ops, access).await {
+                                Ok(PatchOutcome::Applied(record)) => Ok(record),
+                                // Sets and removals have no expectation to
+                                // miss; the manager maps a size refusal.
+                                Ok(_) => Err(SessionError::Conflict),
+                                Err(e) => Err(e),
+                            }
+                        }
                         None => Err(SessionError::NotFound),
                     };
                     match written {

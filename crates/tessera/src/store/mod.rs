@@ -12,6 +12,9 @@
 //! - [`Store::modify`] is a read-modify-write of one record; backends that
 //!   can lock a row (SQL) or a map shard (memory) do it without retries, and
 //!   the default implementation is a compare-and-set loop.
+//! - [`Store::patch`] applies typed changes ([`Patch`]: set, remove,
+//!   increment, compare-and-set of one key) to the latest stored record in
+//!   one store operation, so the common writes need no read first.
 //! - [`Store::rotate`] replaces a record's key (and, for a sign-in, its
 //!   handle) in one atomic step: there is no moment when both or neither
 //!   token works, and on failure the old session is intact.
@@ -26,8 +29,10 @@
 //! (feature `testkit`) unchanged.
 
 mod memory;
+mod patch;
 
 pub use memory::MemoryStore;
+pub use patch::{Activity, Patch, PatchOp, PatchOutcome, PatchRefusal};
 
 use std::time::Duration;
 
@@ -405,6 +410,101 @@ pub trait Store: Send + Sync + 'static {
             CasOutcome::Conflict => self.modify(&current.hash, now, f).await,
         }
     }
+    /// Applies `patch` to the latest record under `hash`, if it is valid at
+    /// `now` (after [`Patch::cap_deadlines`]), in one atomic step: the
+    /// version is bumped, nothing is lost to a concurrent write (the patch
+    /// is applied to whatever is stored, never to a stale copy), and a
+    /// deleted or expired session is not resurrected. A
+    /// [`PatchRefusal`] writes nothing.
+    ///
+    /// `base` is a copy this caller loaded earlier, if any: stores that
+    /// cannot apply a patch in place use it as the first compare-and-set
+    /// base (one round trip when nothing changed meanwhile); stores that
+    /// apply the patch server-side ignore it.
+    ///
+    /// The default implementation runs [`Store::modify_loaded`] (with a
+    /// base) or [`Store::modify`] with [`Patch::apply`], so it is correct
+    /// for any store; the bundled stores override it where the backend can
+    /// apply the patch itself (Redis: one Lua script) and document it.
+    ///
+    /// ```
+    /// use tessera::store::{MemoryStore, Patch, PatchOp, PatchOutcome, Store};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::new();
+    /// let (_, record) = tessera::testkit::sample_record(None);
+    /// store.create(&record).await?;
+    /// let inc = Patch::new(vec![PatchOp::Increment { key: "n".into(), by: 1 }]);
+    /// let PatchOutcome::Applied(now_stored) = store.patch(&record.hash, None, &inc, record.created_at).await? else {
+    ///     panic!("the session is live");
+    /// };
+    /// assert_eq!(now_stored.data["n"], 1);
+    /// assert_eq!(now_stored.version, record.version + 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::modify`].
+    async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        patch: &Patch,
+        now: Timestamp,
+    ) -> Result<PatchOutcome, StoreError> {
+        patch_by_modify(self, hash, base, patch, now).await
+    }
+}
+
+/// [`Store::patch`] through [`Store::modify_loaded`] / [`Store::modify`]:
+/// the default implementation, public so that a store overriding `patch`
+/// for some cases can fall back to it.
+///
+/// # Errors
+///
+/// As [`Store::modify`].
+pub async fn patch_by_modify<S: Store + ?Sized>(
+    store: &S,
+    hash: &TokenHash,
+    base: Option<&SessionRecord>,
+    patch: &Patch,
+    now: Timestamp,
+) -> Result<PatchOutcome, StoreError> {
+    // Set by the attempt whose result counts: the closure runs once per
+    // attempt, each time on the latest record.
+    let refused = std::sync::Mutex::new(None);
+    let expired = std::sync::atomic::AtomicBool::new(false);
+    let f = |record: &mut SessionRecord| {
+        let gone = !patch.is_live(record, now);
+        expired.store(gone, std::sync::atomic::Ordering::Relaxed);
+        if gone {
+            return Modify::Keep;
+        }
+        let outcome = patch.apply(record, now);
+        let keep = outcome.is_err();
+        *refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = outcome.err();
+        if keep { Modify::Keep } else { Modify::Write }
+    };
+    let stored = match base {
+        Some(base) if base.hash == *hash => store.modify_loaded(base, now, &f).await?,
+        _ => store.modify(hash, now, &f).await?,
+    };
+    let Some(record) = stored else {
+        return Ok(PatchOutcome::Missing);
+    };
+    if expired.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(PatchOutcome::Missing);
+    }
+    let why = refused
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    Ok(match why {
+        Some(why) => PatchOutcome::Refused { why, record },
+        None => PatchOutcome::Applied(record),
+    })
 }
 
 /// Attempts before [`cas_loop`] reports [`StoreError::Contention`].

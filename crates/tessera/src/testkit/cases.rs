@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use super::patch_cases::*;
 use super::{record_at, unique_user};
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
@@ -62,6 +63,11 @@ pub(super) fn all() -> Vec<(&'static str, Case)> {
         racing_refused_creations_admit_exactly_the_cap,
         remember_class_survives_round_trips_touches_and_rotation,
         unconfigured_remember_class_is_refused_and_stores_nothing,
+        patch_sets_removes_and_increments_in_one_write,
+        patch_refusals_write_nothing,
+        patch_of_missing_or_expired_is_missing_and_resurrects_nothing,
+        patch_activity_moves_the_idle_deadline_by_class,
+        concurrent_patch_increments_lose_nothing,
         // Last: it empties the store (within its prefix or database).
         delete_all_ends_every_session_and_the_store_keeps_working,
     ]

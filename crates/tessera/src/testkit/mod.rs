@@ -25,6 +25,7 @@
 )]
 
 mod cases;
+mod patch_cases;
 mod refresh_cases;
 mod wrappers;
 
