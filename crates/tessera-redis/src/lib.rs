@@ -54,6 +54,7 @@ mod codec;
 mod config;
 mod counter;
 mod delete_all;
+mod patch;
 mod refresh;
 mod scripts;
 
@@ -80,7 +81,7 @@ use tessera::ended::{Ended, Revocation};
 use tessera::error::StoreError;
 use tessera::policy::{SessionCap, SessionLimitAction};
 use tessera::record::{SessionHandle, SessionRecord};
-use tessera::store::{Capped, CasOutcome, Modify, ModifyFn, Store};
+use tessera::store::{Capped, CasOutcome, Modify, ModifyFn, Patch, PatchOutcome, Store};
 use tessera::time::Timestamp;
 use tessera::token::TokenHash;
 
@@ -1297,6 +1298,19 @@ impl Store for RedisStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.bounded(self.modify_inner(&current.hash, now, f, Some(current)))
             .await
+    }
+
+    /// One `EVALSHA` of the patch script, which applies the changes to the
+    /// stored record on the server (see the `patch` module): no read before
+    /// the write, no retry under contention. `base` is not needed.
+    async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        patch: &Patch,
+        now: Timestamp,
+    ) -> Result<PatchOutcome, StoreError> {
+        self.patch_record(hash, base, patch, now).await
     }
 }
 

@@ -1,0 +1,164 @@
+//! A session write through `Store::patch` costs exactly one round trip:
+//! one `EVALSHA`, counted by the servers themselves (`INFO commandstats`,
+//! which also counts the commands the script runs inside). Its own binary,
+//! with one test, so no concurrent test adds commands to the count.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::InfoKind;
+use serde_json::json;
+use tessera::store::{Activity, Patch, PatchOp, PatchOutcome, PatchRefusal, Store};
+use tessera::testkit::{sample_record, unique_user};
+use tessera::time::{Clock, SystemClock};
+
+/// One plain client per node, connected before counting starts so that
+/// its own handshake is not counted.
+async fn counters(nodes: &[String]) -> Vec<Client> {
+    let mut out = Vec::new();
+    for node in nodes {
+        let (host, port) = node.rsplit_once(':').unwrap();
+        let client = Builder::from_config(Config {
+            server: ServerConfig::new_centralized(host, port.parse().unwrap()),
+            ..Config::default()
+        })
+        .build()
+        .unwrap();
+        client.init().await.unwrap();
+        out.push(client);
+    }
+    out
+}
+
+/// Calls per command, summed over all nodes, ignoring our own `INFO`.
+async fn total(counters: &[Client]) -> HashMap<String, u64> {
+    let mut sum = HashMap::new();
+    for client in counters {
+        let info: String = client.info(Some(InfoKind::CommandStats)).await.unwrap();
+        for line in info.lines() {
+            let Some((name, rest)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let calls: u64 = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            if name != "info" {
+                *sum.entry(name.to_owned()).or_insert(0) += calls;
+            }
+        }
+    }
+    sum
+}
+
+fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+/// What one applied patch costs: the script and the three commands it runs.
+fn one_script() -> HashMap<String, u64> {
+    HashMap::from([
+        ("evalsha".to_owned(), 1),
+        ("hget".to_owned(), 1),
+        ("hset".to_owned(), 1),
+        ("pexpireat".to_owned(), 1),
+    ])
+}
+
+async fn check(store: tessera_redis::RedisStore, nodes: Vec<String>) {
+    let nodes = counters(&nodes).await;
+    let (_, record) = sample_record(Some(&unique_user("patch")));
+    store.create(&record).await.unwrap();
+    let patch = Patch {
+        activity: Some(Activity {
+            idle: Duration::from_secs(60),
+            remember_idle: Duration::from_secs(60),
+        }),
+        ..Patch::new(vec![
+            PatchOp::Increment {
+                key: "counter".into(),
+                by: 1,
+            },
+            PatchOp::Set {
+                key: "theme".into(),
+                value: json!("dark"),
+            },
+            PatchOp::Remove { key: "k".into() },
+        ])
+    };
+    // Warm the script cache: a first call may pay a NOSCRIPT + SCRIPT LOAD.
+    let _ = store
+        .patch(&record.hash, None, &Patch::default(), SystemClock.now())
+        .await
+        .unwrap();
+    let before = total(&nodes).await;
+    let now = SystemClock.now();
+    let PatchOutcome::Applied(written) =
+        store.patch(&record.hash, None, &patch, now).await.unwrap()
+    else {
+        panic!("the session is live");
+    };
+    let d = delta(&before, &total(&nodes).await);
+    assert_eq!(d, one_script(), "a patch is one EVALSHA, saw {d:?}");
+    assert_eq!(written.data["counter"], 1);
+    assert_eq!(written.data["theme"], "dark");
+    assert!(!written.data.contains_key("k"));
+    assert_eq!(written.last_seen_at, now);
+    assert_eq!(written.deadlines.idle, now + Duration::from_secs(60));
+    assert_eq!(written.version, record.version + 2);
+    assert_eq!(store.load(&written.hash).await.unwrap().unwrap(), written);
+
+    // A refusal is one round trip too, and writes nothing.
+    let refused = Patch::new(vec![PatchOp::CompareAndSet {
+        key: "counter".into(),
+        expected: Some(json!(41)),
+        new: Some(json!(42)),
+    }]);
+    let before = total(&nodes).await;
+    let outcome = store
+        .patch(&record.hash, None, &refused, SystemClock.now())
+        .await
+        .unwrap();
+    let d = delta(&before, &total(&nodes).await);
+    assert_eq!(
+        outcome,
+        PatchOutcome::Refused {
+            why: PatchRefusal::Expectation,
+            record: written.clone()
+        }
+    );
+    assert_eq!(
+        d,
+        HashMap::from([("evalsha".to_owned(), 1), ("hget".to_owned(), 1)]),
+        "saw {d:?}"
+    );
+    assert_eq!(store.load(&written.hash).await.unwrap().unwrap(), written);
+}
+
+#[tokio::test]
+async fn a_patch_costs_exactly_one_round_trip_on_standalone_and_cluster() {
+    let url = common::url("TESSERA_TEST_REDIS_URL");
+    check(common::standalone("patch").await, common::nodes(&url)).await;
+    let url = common::url("TESSERA_TEST_REDIS_CLUSTER_URL");
+    check(common::cluster("patch").await, common::nodes(&url)).await;
+}
