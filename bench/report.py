@@ -56,12 +56,15 @@ def fmt_us(us):
 def main(results_path, machine_path):
     runs = defaultdict(list)  # (stack, workload) -> [run]
     redis_mem, sql, memsize, sweep, instr = {}, {}, {}, None, {}
+    round_trips = {}  # (stack, workload) -> (requests, sent, run by scripts)
     with open(results_path, encoding="utf-8") as f:
         for raw in f:
             row = raw.rstrip("\n").split("\t")
             kind = row[0]
             if kind == "redis-memory":
                 redis_mem[row[1]] = (int(row[2]), int(row[3]))
+            elif kind == "redis-rt":
+                round_trips[(row[1], row[2])] = (int(row[3]), int(row[4]), int(row[5]))
             elif kind == "sql":
                 r = kv(row[2])
                 before, after = kv(row[3]), kv(row[4])
@@ -118,8 +121,8 @@ def main(results_path, machine_path):
     for workload, title in WORKLOADS:
         p(f"### {title}")
         p("")
-        p("| stack | req/s median | min–max | p50 | p99 | Redis cmds/req | updates kept | × peer | × bare |")
-        p("|---|---|---|---|---|---|---|---|---|")
+        p("| stack | req/s median | min–max | p50 | p99 | Redis cmds/req | Redis round trips/req | updates kept | × peer | × bare |")
+        p("|---|---|---|---|---|---|---|---|---|---|")
         bare = med("bare", workload)
         for stack, label in STACKS:
             rs = runs.get((stack, workload))
@@ -129,6 +132,8 @@ def main(results_path, machine_path):
             m = statistics.median(rps)
             per, detail = redis_per_req(rs)
             redis = f"{per:.2f} ({detail})" if per is not None else "–"
+            rt = round_trips.get((stack, workload))
+            trips = f"{rt[1] / rt[0]:.2f}" if rt and rt[0] else "–"
             kept = kept_pct(rs) if workload != "read" and stack != "bare" else None
             kept_s = f"{kept:.1f}%" if kept is not None else "–"
             peers = []
@@ -141,7 +146,7 @@ def main(results_path, machine_path):
             p(
                 f"| {label}{err} | {fmt_rps(m)} | {fmt_rps(min(rps))}–{fmt_rps(max(rps))} "
                 f"| {fmt_us(statistics.median(r['p50_us'] for r in rs))} "
-                f"| {fmt_us(statistics.median(r['p99_us'] for r in rs))} | {redis} | {kept_s} "
+                f"| {fmt_us(statistics.median(r['p99_us'] for r in rs))} | {redis} | {trips} | {kept_s} "
                 f"| {', '.join(peers) or '–'} | {f'{m / bare:.2f}×' if bare and stack != 'bare' else '–'} |"
             )
         p("")

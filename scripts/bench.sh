@@ -293,6 +293,28 @@ measure() {
     log "round $round $stack $workload: $(field requests "$line") requests, p99 $(field p99_us "$line") us${kept:+, counter $kept}"
 }
 
+# Redis round trips per request: a short separate pass (round 1) with
+# MONITOR, which prints one line per command and marks the commands a Lua
+# script runs with "lua]": the other lines are what clients sent, i.e. the
+# round trips (INFO commandstats counts both, so it cannot tell them apart).
+# MONITOR slows Redis down, so this pass is never a throughput figure.
+redis_round_trips() {
+    local stack=$1 workload=$2 method=$3 path=$4 file=$5 mon=$OUT/monitor.txt line pid
+    rcli monitor >"$mon" &
+    pid=$!
+    sleep 0.2
+    line=$(run_wrk 2 "$method" "$path" "$file") || die "wrk failed on $stack $workload (monitor pass)"
+    sleep 0.2
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+    local sent scripted
+    sent=$(grep -v -e 'lua\]' -e '"monitor"' -e '"info"' -e '"ping"' "$mon" | grep -c '^[0-9]') || true
+    scripted=$(grep -c 'lua\]' "$mon") || true
+    printf 'redis-rt\t%s\t%s\t%s\t%s\t%s\n' "$stack" "$workload" "$(field requests "$line")" \
+        "$sent" "$scripted" >>"$RESULTS"
+    rm -f "$mon"
+}
+
 # Redis bytes per session: MEMORY USAGE of every key / session keys.
 redis_memory() {
     local stack=$1 pattern=$2 total=0 sessions=0 key bytes
@@ -333,6 +355,11 @@ run_stack() {
     measure "$round" "$stack" write POST /counter "$sess"
     seed 1 shared "$shared"
     measure "$round" "$stack" write-shared POST /counter "$shared"
+    if ((round == 1)) && is_redis_stack "$stack"; then
+        redis_round_trips "$stack" read GET /whoami "$sess"
+        redis_round_trips "$stack" write POST /counter "$sess"
+        redis_round_trips "$stack" write-shared POST /counter "$shared"
+    fi
     stop_server
     [[ -n $dbdir ]] && rm -rf "$dbdir"
     return 0

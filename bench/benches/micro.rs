@@ -1,7 +1,10 @@
 //! Criterion micro-benchmarks of the per-request hot path (issue 7, item 3):
 //! token generation, parsing and hashing; CSRF mask and verify; record
 //! (de)serialization as the stores keep it (serde_json); cookie header
-//! parsing. Run with `cargo bench --manifest-path bench/Cargo.toml`.
+//! parsing; the write path of `Store::patch` (applying a patch, the memory
+//! store, and with `BENCH_REDIS_URL` the Redis patch script against the
+//! compare-and-set write it replaces). Run with
+//! `cargo bench --manifest-path bench/Cargo.toml`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -11,6 +14,7 @@ use tessera::cookie::CookieConfig;
 use tessera::csrf::CsrfSecret;
 use tessera::policy::SessionPolicy;
 use tessera::record::{ClientMeta, SessionRecord};
+use tessera::store::{MemoryStore, Modify, Patch, PatchOp, Store};
 use tessera::time::Timestamp;
 use tessera::token::SessionToken;
 
@@ -91,5 +95,108 @@ fn cookie(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tokens, csrf, record, cookie);
+fn sample(now: Timestamp) -> SessionRecord {
+    let mut record = SessionRecord::new(
+        SessionToken::generate().unwrap().hash(),
+        Some("user-123456".to_owned()),
+        now,
+        SessionPolicy::default().deadlines_at(now),
+        ClientMeta::new(Some("203.0.113.7".into()), Some("bench/1.0".into())),
+    )
+    .unwrap();
+    record.data.insert("counter".to_owned(), 42.into());
+    record
+}
+
+/// The counter increment of `POST /counter` as a patch.
+fn increment(policy: &SessionPolicy) -> Patch {
+    Patch::for_policy(
+        policy,
+        vec![PatchOp::Increment {
+            key: "counter".into(),
+            by: 1,
+        }],
+        true,
+    )
+}
+
+fn patch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("patch");
+    let policy = SessionPolicy::default();
+    let now = Timestamp::from_millis(1_750_000_000_000);
+    let record = sample(now);
+    let inc = increment(&policy);
+    g.bench_function("apply/increment", |b| {
+        b.iter(|| {
+            let mut r = black_box(&record).clone();
+            inc.apply(&mut r, now).unwrap();
+            r
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let memory = MemoryStore::new();
+    let live = sample(tessera::time::SystemClock.now());
+    rt.block_on(memory.create(&live)).unwrap();
+    g.bench_function("memory/patch", |b| {
+        b.iter(|| {
+            rt.block_on(memory.patch(&live.hash, None, &inc, tessera::time::SystemClock.now()))
+                .unwrap()
+        })
+    });
+    g.bench_function("memory/modify", |b| {
+        b.iter(|| {
+            rt.block_on(
+                memory.modify(&live.hash, tessera::time::SystemClock.now(), &|r| {
+                    let n = r.data.get("counter").and_then(|v| v.as_i64()).unwrap_or(0);
+                    r.data.insert("counter".into(), (n + 1).into());
+                    Modify::Write
+                }),
+            )
+            .unwrap()
+        })
+    });
+    if let Ok(url) = std::env::var("BENCH_REDIS_URL") {
+        let redis = rt
+            .block_on(tessera_redis::RedisStore::connect(
+                &url,
+                tessera_redis::RedisOptions::default().with_key_prefix("bench-micro:"),
+            ))
+            .unwrap();
+        let live = sample(tessera::time::SystemClock.now());
+        rt.block_on(redis.create(&live)).unwrap();
+        // One round trip each: the patch script, and the compare-and-set of
+        // the record the request loaded (the write path before patches).
+        g.bench_function("redis/patch", |b| {
+            b.iter(|| {
+                rt.block_on(redis.patch(&live.hash, None, &inc, tessera::time::SystemClock.now()))
+                    .unwrap()
+            })
+        });
+        let mut current = rt.block_on(redis.load(&live.hash)).unwrap().unwrap();
+        g.bench_function("redis/modify_loaded", |b| {
+            b.iter(|| {
+                let written = rt
+                    .block_on(redis.modify_loaded(
+                        &current,
+                        tessera::time::SystemClock.now(),
+                        &|r| {
+                            let n = r.data.get("counter").and_then(|v| v.as_i64()).unwrap_or(0);
+                            r.data.insert("counter".into(), (n + 1).into());
+                            Modify::Write
+                        },
+                    ))
+                    .unwrap()
+                    .unwrap();
+                current = written;
+            })
+        });
+        rt.block_on(redis.delete(&live.hash)).unwrap();
+    }
+    g.finish();
+}
+
+criterion_group!(benches, tokens, csrf, record, cookie, patch);
 criterion_main!(benches);

@@ -265,11 +265,11 @@ mod tessera_stack {
     }
 
     async fn increment(session: Session) -> Result<String, SessionRejection> {
-        // Atomic read-modify-write in the store: no update is lost however
-        // many requests of the same session run at once.
-        let n: u64 = session
-            .update("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
-            .await?;
+        // A typed increment, applied by the store to its latest record in
+        // one operation (Store::patch): no update is lost however many
+        // requests of the same session run at once, and on Redis it is one
+        // script with no read before it.
+        let n = session.increment("counter", 1).await?;
         Ok(n.to_string())
     }
 
