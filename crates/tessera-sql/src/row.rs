@@ -246,7 +246,9 @@ pub(crate) fn apply(
     }
     let mut record = current.clone();
     if f(&mut record) == Modify::Keep {
-        return Ok(Applied::Keep(record));
+        // The record as stored, not the closure's scratch copy: a caller
+        // that decided to keep must not see changes that were not written.
+        return Ok(Applied::Keep(current));
     }
     record.version = current.version.saturating_add(1);
     record.user_id = current.user_id;
