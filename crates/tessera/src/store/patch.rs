@@ -19,7 +19,8 @@
 //!     PatchOp::Set { key: "theme".into(), value: "dark".into() },
 //!     PatchOp::Increment { key: "visits".into(), by: 1 },
 //! ]);
-//! patch.apply(&mut record, Timestamp::from_millis(record.created_at.as_millis())).unwrap();
+//! let now: Timestamp = record.created_at;
+//! patch.apply(&mut record, now).unwrap();
 //! assert_eq!(record.data["visits"], 1);
 //! ```
 
