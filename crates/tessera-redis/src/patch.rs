@@ -73,8 +73,10 @@ local ds = remember and q + 1 or q
 local now = tonumber(ARGV[1])
 local idle, abs = tonumber(i), tonumber(a)
 local cap = tonumber(ARGV[6])
-if remember and cap >= 0 and created + cap < abs then abs = created + cap end
-if idle > abs then idle = abs end
+if remember and cap >= 0 and created + cap < abs then
+  abs = created + cap
+  if idle > abs then idle = abs end
+end
 if now >= idle or now >= abs then return {0} end
 
 -- The data as ordered "key":value spans (bytes, never decoded).
