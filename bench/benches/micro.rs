@@ -15,7 +15,7 @@ use tessera::csrf::CsrfSecret;
 use tessera::policy::SessionPolicy;
 use tessera::record::{ClientMeta, SessionRecord};
 use tessera::store::{MemoryStore, Modify, Patch, PatchOp, Store};
-use tessera::time::Timestamp;
+use tessera::time::{Clock, Timestamp};
 use tessera::token::SessionToken;
 
 fn tokens(c: &mut Criterion) {
@@ -148,13 +148,15 @@ fn patch(c: &mut Criterion) {
     });
     g.bench_function("memory/modify", |b| {
         b.iter(|| {
-            rt.block_on(
-                memory.modify(&live.hash, tessera::time::SystemClock.now(), &|r| {
+            rt.block_on(memory.modify(
+                &live.hash,
+                tessera::time::SystemClock.now(),
+                &|r: &mut SessionRecord| {
                     let n = r.data.get("counter").and_then(|v| v.as_i64()).unwrap_or(0);
                     r.data.insert("counter".into(), (n + 1).into());
                     Modify::Write
-                }),
-            )
+                },
+            ))
             .unwrap()
         })
     });
@@ -182,7 +184,7 @@ fn patch(c: &mut Criterion) {
                     .block_on(redis.modify_loaded(
                         &current,
                         tessera::time::SystemClock.now(),
-                        &|r| {
+                        &|r: &mut SessionRecord| {
                             let n = r.data.get("counter").and_then(|v| v.as_i64()).unwrap_or(0);
                             r.data.insert("counter".into(), (n + 1).into());
                             Modify::Write
