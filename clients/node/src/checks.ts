@@ -1,6 +1,8 @@
 /**
  * Request checks, batched: the checks of all requests that arrive in the
- * same turn of the event loop go to tessera in one call
+ * same turn of the event loop — and the data writes and deferred touches of
+ * requests being answered, which are checks too (see `session.ts`) — go to
+ * tessera in one call
  * (`POST /v1/requests/check-batch`) instead of one call each, as a Redis
  * client pipelines the commands of concurrent requests. A lone request
  * uses `POST /v1/requests/check`. Each request still gets its own decision,
@@ -63,7 +65,11 @@ export class Checks {
         batch.forEach((w, i) => {
           const result = results[i] as Record<string, unknown>;
           if (result?.outcome === "bad_request") {
-            w.resolve({ status: 400, body: { error: result.reason ?? "bad_request" } });
+            // Bad input of this request alone (a method, a header, a data
+            // patch): its status (400, 413) and code, as a single check
+            // would have answered.
+            const status = typeof result.status === "number" ? result.status : 400;
+            w.resolve({ status, body: { error: result.reason ?? "bad_request" } });
           } else {
             w.resolve({ status: 200, body: result });
           }

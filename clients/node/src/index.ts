@@ -5,4 +5,4 @@
 export { TesseraClient, type ClientOptions, type ClientStats } from "./client.js";
 export { TesseraError, TesseraUnavailableError } from "./errors.js";
 export { errorHandler, requireUser, tessera, type TesseraMiddleware, type TesseraOptions } from "./middleware.js";
-export { TesseraSession, type SessionView } from "./session.js";
+export { TesseraSession, type LoginOptions, type SessionView } from "./session.js";

@@ -53,6 +53,11 @@ export interface TesseraMiddleware {
   readonly client: TesseraClient;
   /** Closes the kept-alive connections to tessera. */
   close(): void;
+  /**
+   * Resolves once the activity (touch) calls sent after responses so far
+   * have been answered: await it before {@link close} at shutdown.
+   */
+  settled(): Promise<void>;
 }
 
 declare module "node:http" {
@@ -89,13 +94,14 @@ const DEFAULT_FORM_LIMIT = 64 * 1024;
  */
 export function tessera(options: TesseraOptions): TesseraMiddleware {
   const client = new TesseraClient(options);
-  const updates = new UpdateQueues(client);
   const checks = new Checks(client, options.batchChecks ?? true);
+  const updates = new UpdateQueues(checks);
   const log = options.log ?? ((message: string) => console.error(message));
   const formLimit = options.formLimit ?? DEFAULT_FORM_LIMIT;
   const acceptBearer = options.acceptBearer ?? false;
   const clearSiteData = options.clearSiteDataOnLogout ?? true;
   const statusQuery = options.statusQuery ?? (() => false);
+  const touches = new Set<Promise<unknown>>();
 
   const middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void => {
     handle(req, res).then(
@@ -128,13 +134,15 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
       sec_fetch_site: header(req, "sec-fetch-site"),
       host: headers.host ?? null,
       csrf_token: csrf,
-      touch: !statusQuery(req),
+      // The touch waits for the application's status (see touchAfter):
+      // tessera only says whether one is due.
+      touch: false,
     });
-    if (check.status === 400) {
+    if (check.status === 400 || check.status === 413) {
       // The request carried something tessera refuses to decide on (a
       // method that is not a method name, a header no HTTP request can
       // carry): bad input, answered as such, never served.
-      answer(res, req, 400, "bad_request", String(check.body.error ?? "invalid_request"));
+      answer(res, req, check.status, "bad_request", String(check.body.error ?? "invalid_request"));
       return false;
     }
     if (check.status !== 200) {
@@ -154,6 +162,7 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
     }
     const session = new TesseraSession(
       client,
+      checks,
       updates,
       req,
       res,
@@ -161,15 +170,31 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
       live ? (body.session as SessionView) : null,
       typeof body.reason === "string" ? body.reason : null,
       clearSiteData,
+      live && body.touch_due === true && !statusQuery(req),
     );
     session.setCookies(setCookie as string[]);
     req.session = session;
+    res.once("finish", () => {
+      // After the response: it never delays the answer. A failure only
+      // means the idle deadline did not move this time.
+      const touch = session.touchAfter(res.statusCode);
+      if (!touch) return;
+      const tracked = touch
+        .catch((error: unknown) => {
+          log(`tessera: activity not recorded (${error instanceof Error ? error.name : "error"})`);
+        })
+        .finally(() => touches.delete(tracked));
+      touches.add(tracked);
+    });
     return true;
   }
 
   return Object.assign(middleware, {
     client,
     close: () => client.close(),
+    settled: async () => {
+      while (touches.size > 0) await Promise.allSettled([...touches]);
+    },
   });
 }
 

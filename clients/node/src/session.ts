@@ -3,9 +3,10 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 
+import type { Checks } from "./checks.js";
 import { type TesseraClient, errorOf } from "./client.js";
 import { TesseraError, TesseraUnavailableError } from "./errors.js";
-import type { UpdateQueues } from "./updates.js";
+import { type DataPatch, type UpdateQueues, writePatch } from "./updates.js";
 
 /** A session as tessera returns it (`SessionView` in clients/PROTOCOL.md). */
 export interface SessionView {
@@ -18,6 +19,19 @@ export interface SessionView {
   idle_expires_at: string;
   absolute_expires_at: string;
   csrf_token: string;
+  /** `default`, or `remember` for a "keep me signed in" session. */
+  session_class?: string;
+}
+
+/** Options of {@link TesseraSession.login}. */
+export interface LoginOptions {
+  /**
+   * "Keep me signed in": the session gets tessera's remember lifetime class
+   * (`remember_idle_timeout`, `remember_absolute_timeout`) and the cookie a
+   * `Max-Age` of its absolute lifetime. tessera answers 400
+   * `remember_not_configured` when it does not offer that class.
+   */
+  remember?: boolean;
 }
 
 /**
@@ -27,7 +41,10 @@ export interface SessionView {
  */
 export class TesseraSession {
   readonly #client: TesseraClient;
+  readonly #checks: Checks;
   readonly #updates: UpdateQueues;
+  /** tessera said counting this request as activity would move the idle deadline. */
+  #touchDue: boolean;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   /** Set-Cookie values this session added to the response. */
@@ -40,6 +57,7 @@ export class TesseraSession {
   /** @internal Made by the middleware. */
   constructor(
     client: TesseraClient,
+    checks: Checks,
     updates: UpdateQueues,
     req: IncomingMessage,
     res: ServerResponse,
@@ -47,9 +65,12 @@ export class TesseraSession {
     view: SessionView | null,
     reason: string | null,
     clearSiteData: boolean,
+    touchDue: boolean,
   ) {
     this.#client = client;
+    this.#checks = checks;
     this.#updates = updates;
+    this.#touchDue = touchDue;
     this.#req = req;
     this.#res = res;
     this.#token = token;
@@ -97,6 +118,11 @@ export class TesseraSession {
   /** The absolute deadline (fixed at sign-in), or `null`. */
   get absoluteExpiresAt(): Date | null {
     return this.#view ? new Date(this.#view.absolute_expires_at) : null;
+  }
+
+  /** True for a "keep me signed in" session (`login(id, { remember: true })`). */
+  get remembered(): boolean {
+    return this.#view?.session_class === "remember";
   }
 
   /** When the user last signed in or re-authenticated, or `null`. */
@@ -156,14 +182,12 @@ export class TesseraSession {
         fn as (current: unknown) => unknown,
       );
       this.#view = view;
+      // The write moved the idle deadline.
+      this.#touchDue = false;
       return value as T;
     } catch (error) {
-      if (error instanceof TesseraError && error.status === 401) {
-        // The session ended meanwhile.
-        this.#view = null;
-        this.#token = null;
-        this.#reason = error.reason ?? "missing";
-      }
+      // The session ended meanwhile.
+      if (error instanceof TesseraError && error.status === 401) this.#ended(error);
       throw error;
     }
   }
@@ -173,7 +197,7 @@ export class TesseraSession {
    * the token this request presented stops working at once (no session
    * fixation). Call it after checking the user's credentials.
    */
-  async login(userId: string): Promise<void> {
+  async login(userId: string, options: LoginOptions = {}): Promise<void> {
     const socket = this.#req.socket;
     const agent = this.#req.headers["user-agent"];
     const answer = await this.#client.call("POST", "/v1/requests/login", {
@@ -181,6 +205,7 @@ export class TesseraSession {
       user_id: userId,
       ip: ipOf(this.#req) ?? socket?.remoteAddress ?? null,
       user_agent: typeof agent === "string" ? agent.slice(0, 512) : null,
+      remember: options.remember === true,
     });
     this.#install(answer);
   }
@@ -209,7 +234,22 @@ export class TesseraSession {
     this.#token = null;
     this.#view = null;
     this.#reason = "signed_out";
+    this.#touchDue = false;
     return answer.body.ended === true;
+  }
+
+  /**
+   * @internal Counts the request as activity once the application's status
+   * is known, as tessera's own layer does: a request the application
+   * refused (4xx) does not move the idle deadline, so failed attempts
+   * cannot keep a session alive (OWASP Session Management Cheat Sheet,
+   * idle timeout). Only sent when tessera said the deadline is due to move
+   * (outside its touch step), and not after a write (which moved it).
+   */
+  touchAfter(status: number): Promise<unknown> | null {
+    if (!this.#touchDue || !this.#token || status >= 400) return null;
+    this.#touchDue = false;
+    return this.#checks.check({ method: "GET", authorization: `Bearer ${this.#token}`, touch: true });
   }
 
   /** @internal Adds tessera's Set-Cookie values (from the request check). */
@@ -226,14 +266,27 @@ export class TesseraSession {
     this.#token = token;
     this.#view = session as SessionView;
     this.#reason = null;
+    this.#touchDue = false;
     this.#setCookies(stringList(answer.body.set_cookie));
   }
 
-  async #patch(body: Record<string, unknown>): Promise<void> {
+  async #patch(patch: DataPatch): Promise<void> {
     this.#requireLive();
-    const answer = await this.#client.call("PATCH", "/v1/sessions/data", { token: this.#token, ...body });
-    if (answer.status !== 200) throw this.#failed(answer);
-    this.#view = answer.body as unknown as SessionView;
+    try {
+      const { view } = await writePatch(this.#checks, this.#token as string, patch);
+      this.#view = view;
+      this.#touchDue = false;
+    } catch (error) {
+      if (error instanceof TesseraError && error.status === 401) this.#ended(error);
+      throw error;
+    }
+  }
+
+  #ended(error: TesseraError): void {
+    this.#view = null;
+    this.#token = null;
+    this.#reason = error.reason ?? "missing";
+    this.#touchDue = false;
   }
 
   #requireLive(): void {
@@ -245,11 +298,7 @@ export class TesseraSession {
   /** A 4xx answer as an error; a 401 also ends the session locally. */
   #failed(answer: Awaited<ReturnType<TesseraClient["call"]>>): TesseraError {
     const error = errorOf(answer);
-    if (answer.status === 401) {
-      this.#view = null;
-      this.#token = null;
-      this.#reason = error.reason ?? "missing";
-    }
+    if (answer.status === 401) this.#ended(error);
     return error;
   }
 

@@ -1,9 +1,19 @@
 /**
- * Atomic updates of session data, batched per session.
+ * Session data writes, and atomic updates batched per session.
+ *
+ * Every write is a request check that carries the change
+ * (`POST /v1/requests/check` with `patch`, see clients/PROTOCOL.md), sent
+ * through {@link Checks}: the writes of requests being answered share one
+ * call to tessera with the checks of requests arriving in the same
+ * event-loop turn, so under load a request costs a fraction of a call
+ * instead of a check plus a `PATCH`. The write's check presents the
+ * session's current token as a bearer credential: the request itself
+ * already passed the CSRF / origin guard in its own check, before the
+ * handler ran, and a bearer check never changes cookies.
  *
  * `update(key, fn)` cannot run `fn` inside tessera, so it is a
- * compare-and-set: `PATCH /v1/sessions/data` with `set: {key: fn(current)}`
- * and `expect: {key: current}`, retried from the stored value on a 409.
+ * compare-and-set: `set: {key: fn(current)}` with `expect: {key: current}`,
+ * retried from the stored value when tessera answers `conflict`.
  * Concurrent requests of one session in this process would all retry
  * against each other; instead their updates queue per session, and all
  * updates waiting when a write starts go out in ONE compare-and-set: the
@@ -12,9 +22,54 @@
  * write in between makes the whole batch start again from the stored data,
  * so nothing is lost either way.
  */
-import { type Answer, type TesseraClient, errorOf } from "./client.js";
-import { TesseraError } from "./errors.js";
+import { type Answer, errorOf } from "./client.js";
+import type { Checks } from "./checks.js";
+import { TesseraError, TesseraUnavailableError } from "./errors.js";
 import type { SessionView } from "./session.js";
+
+/** A data change as a check carries it. */
+export interface DataPatch {
+  set?: Record<string, unknown>;
+  remove?: string[];
+  expect?: Record<string, unknown>;
+}
+
+/** What a write's check answered. */
+export interface Written {
+  /** False: an `expect`ed value did not hold, nothing was written. */
+  applied: boolean;
+  /** The session as stored after the write (or now, on a conflict). */
+  view: SessionView;
+}
+
+/**
+ * Writes `patch` into the session of `token` (one check carrying it).
+ * Throws a 401 {@link TesseraError} with the reason when the session is
+ * gone, the error tessera answered for bad input, and
+ * {@link TesseraUnavailableError} when tessera cannot be asked.
+ */
+export async function writePatch(checks: Checks, token: string, patch: DataPatch): Promise<Written> {
+  const answer: Answer = await checks.check({
+    method: "PATCH",
+    authorization: `Bearer ${token}`,
+    touch: true,
+    patch,
+  });
+  if (answer.status !== 200) throw errorOf(answer);
+  const body = answer.body;
+  if (body.outcome === "no_session") {
+    // Ended meanwhile: tessera never resurrects it, nothing was written.
+    throw new TesseraError(401, "unauthenticated", typeof body.reason === "string" ? body.reason : "missing");
+  }
+  const view = body.session;
+  if (body.outcome !== "session" || typeof view !== "object" || view === null) {
+    throw new TesseraUnavailableError("a write was answered without a session");
+  }
+  if (body.patch !== "applied" && body.patch !== "conflict") {
+    throw new TesseraUnavailableError("a write was answered without its outcome");
+  }
+  return { applied: body.patch === "applied", view: view as SessionView };
+}
 
 /** Compare-and-set attempts of one batch before it gives up (409). */
 const ATTEMPTS = 64;
@@ -40,11 +95,11 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /** The per-session queues of one client. */
 export class UpdateQueues {
-  readonly #client: TesseraClient;
+  readonly #checks: Checks;
   readonly #lanes = new Map<string, Lane>();
 
-  constructor(client: TesseraClient) {
-    this.#client = client;
+  constructor(checks: Checks) {
+    this.#checks = checks;
   }
 
   /**
@@ -105,23 +160,14 @@ export class UpdateQueues {
       }
       const expect: Record<string, unknown> = {};
       for (const key of values.keys()) expect[key] = stored[key] === undefined ? null : stored[key];
-      const answer: Answer = await this.#client.call("PATCH", "/v1/sessions/data", {
-        token,
-        set: Object.fromEntries(values),
-        expect,
-      });
-      if (answer.status === 200) {
-        lane.latest = answer.body as unknown as SessionView;
+      const written = await writePatch(this.#checks, token, { set: Object.fromEntries(values), expect });
+      // Applied: the record as written. Conflict: another process wrote
+      // first; run the batch again on what is stored now.
+      lane.latest = written.view;
+      if (written.applied) {
         settle(batch, outcomes, lane.latest);
         return;
       }
-      if (answer.status === 409 && answer.body.reason === "expectation_failed") {
-        // Another process wrote first: run the batch again on what is
-        // stored now.
-        lane.latest = answer.body.session as SessionView;
-        continue;
-      }
-      throw errorOf(answer);
     }
     throw new TesseraError(409, "conflict", "concurrent_modification");
   }

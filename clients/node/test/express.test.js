@@ -264,6 +264,9 @@ describe("expiry", () => {
     for (let i = 0; i < 3; i++) {
       tessera.advance(8 * MINUTE);
       assert.equal((await active.request("GET", "/me")).status, 200);
+      // The activity is recorded right after the response: let it land
+      // before the clock moves on.
+      await app.sessions.settled();
     }
     const idled = await idle.request("GET", "/me");
     assert.equal(idled.status, 401);
@@ -333,5 +336,94 @@ describe("tessera down", () => {
       await tessera.stop();
       tessera.cleanup();
     }
+  });
+});
+
+describe("keep me signed in, and what counts as activity", () => {
+  let tessera;
+  let app;
+  before(async () => {
+    tessera = await startTessera({
+      TESSERA_IDLE_TIMEOUT: "10m",
+      TESSERA_ABSOLUTE_TIMEOUT: "1h",
+      TESSERA_TOUCH_STEP: "1m",
+      TESSERA_REMEMBER_IDLE_TIMEOUT: "1d",
+      TESSERA_REMEMBER_ABSOLUTE_TIMEOUT: "30d",
+    });
+    app = await startApp(tessera);
+  });
+  after(async () => {
+    await app.close();
+    await tessera.stop();
+    tessera.cleanup();
+  });
+
+  const maxAgeOf = (cookie) => Number(cookie.attributes.find((a) => a.startsWith("Max-Age=")).slice(8));
+
+  test("remember: the cookie's Max-Age follows the remember class", async () => {
+    const plain = await new Browser(app).login("alice");
+    assert.equal(maxAgeOf(plain.cookie), 3600, plain.cookie.raw);
+    const browser = new Browser(app);
+    const kept = await browser.login("alice", undefined, { remember: true });
+    assert.equal(maxAgeOf(kept.cookie), 30 * 24 * 3600, kept.cookie.raw);
+    // Past the default idle timeout, the remembered session lives on.
+    tessera.advance(20 * MINUTE);
+    const me = await browser.request("GET", "/me");
+    assert.equal(me.status, 200, me.text);
+    assert.ok(Date.parse(me.json.idle_expires_at) - Date.parse(me.json.absolute_expires_at) < 0);
+  });
+
+  test("remember on a server without the class: 400, the session left as it was", async () => {
+    const bare = await startTessera();
+    const other = await startApp(bare);
+    try {
+      const browser = new Browser(other);
+      await browser.login("alice");
+      const before = browser.cookie;
+      const refused = await browser.request("POST", "/login", {
+        body: { username: "alice", password: "correct horse battery staple", remember: true },
+      });
+      assert.equal(refused.status, 400, refused.text);
+      assert.equal(refused.json.error, "remember_not_configured");
+      assert.equal(refused.cookie, null, "no cookie change");
+      browser.cookie = before;
+      assert.equal((await browser.request("GET", "/me")).status, 200);
+    } finally {
+      await other.close();
+      await bare.stop();
+      bare.cleanup();
+    }
+  });
+
+  test("a request the app answers with 4xx does not move the idle deadline; a 2xx does", async () => {
+    const browser = new Browser(app);
+    await browser.login("alice");
+    const status = async () => (await browser.request("GET", "/session/status")).json.idle_expires_at;
+    const first = await status();
+    tessera.advance(5 * MINUTE);
+    // Signed in, a wrong password: the app answers 401.
+    const wrong = await browser.request("POST", "/login", { body: { username: "alice", password: "nope" } });
+    assert.equal(wrong.status, 401);
+    await app.sessions.settled();
+    assert.equal(await status(), first, "a refused request is not activity");
+    const me = await browser.request("GET", "/me");
+    assert.equal(me.status, 200);
+    await app.sessions.settled();
+    assert.ok(Date.parse(await status()) > Date.parse(first), "a served request is activity");
+  });
+
+  test("a data write moves the idle deadline itself (no extra touch)", async () => {
+    const browser = new Browser(app);
+    await browser.login("alice");
+    const first = (await browser.request("GET", "/session/status")).json.idle_expires_at;
+    tessera.advance(5 * MINUTE);
+    const before = app.sessions.client.stats.requests;
+    const counted = await browser.request("POST", "/counter");
+    assert.equal(counted.json.counter, 1);
+    await app.sessions.settled();
+    // The check, then the write carried by a check: two calls, no touch.
+    assert.equal(app.sessions.client.stats.requests - before, 2);
+    const after = (await browser.request("GET", "/session/status")).json.idle_expires_at;
+    assert.ok(Date.parse(after) > Date.parse(first));
   });
 });

@@ -160,8 +160,8 @@ export class Browser {
     return { status: res.status, headers: res.headers, cookie, json, text };
   }
 
-  async login(user = "alice", password = "correct horse battery staple") {
-    const res = await this.request("POST", "/login", { body: { username: user, password } });
+  async login(user = "alice", password = "correct horse battery staple", extra = {}) {
+    const res = await this.request("POST", "/login", { body: { username: user, password, ...extra } });
     if (res.status !== 200) throw new Error(`login: ${res.status} ${res.text}`);
     return res;
   }

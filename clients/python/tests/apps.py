@@ -83,7 +83,7 @@ def make_fastapi_app(config: ClientConfig, calls: Calls) -> Any:
     async def login(request: Request, session: TesseraSession) -> Any:
         calls.add("login")
         body = await request.json()
-        await session.login(body["user"])
+        await session.login(body["user"], remember=body.get("remember") is True)
         return {"user": session.user, "csrf_token": session.csrf_token()}
 
     @app.post("/logout")
@@ -150,7 +150,8 @@ def make_flask_app(config: ClientConfig, calls: Calls) -> Any:
     def login() -> Any:
         calls.add("login")
         session = current_session()
-        session.login(request.get_json()["user"])
+        body = request.get_json()
+        session.login(body["user"], remember=body.get("remember") is True)
         return jsonify(user=session.user, csrf_token=session.csrf_token())
 
     @app.post("/logout")
@@ -227,7 +228,8 @@ def _django_views() -> list[Any]:
     def login(request: HttpRequest) -> JsonResponse:
         _django_calls.add("login")
         session = tessera_session(request)
-        session.login(json.loads(request.body)["user"])
+        body = json.loads(request.body)
+        session.login(body["user"], remember=body.get("remember") is True)
         return JsonResponse({"user": session.user, "csrf_token": session.csrf_token()})
 
     def logout(request: HttpRequest) -> JsonResponse:

@@ -121,6 +121,67 @@ def test_status_polls_do_not_keep_a_session_alive(touchy: TesseraServer, kind: s
         # Later than touch_step plus the deadline's one-second resolution.
         time.sleep(2.5)
         assert browser.get("/status").json()["idle_expires_at"] == first
-        # A request that is not a status poll is activity: the deadline moves.
-        moved = browser.get("/whoami").json()["idle_expires_at"]
-        assert moved > first
+        # A request that is not a status poll is activity: the deadline moves
+        # (recorded once the app's status is known, before the response).
+        assert browser.get("/whoami").status_code == 200
+        assert browser.get("/status").json()["idle_expires_at"] > first
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_the_app_refuses_does_not_keep_a_session_alive(
+    touchy: TesseraServer, kind: str
+) -> None:
+    config = config_for(touchy, status_paths=frozenset({"/status"}))
+    with running_app(kind, config) as app:
+        browser = Browser(app)
+        browser.login("alice")
+        first = browser.get("/status").json()["idle_expires_at"]
+        time.sleep(2.5)
+        # Signed in, but the app answers 404: not activity (as tessera's own
+        # layer rules for any 4xx), the idle deadline stays.
+        assert browser.get("/no-such-page").status_code == 404
+        assert browser.get("/status").json()["idle_expires_at"] == first
+        # A write is activity by itself.
+        assert browser.post("/counter").status_code == 200
+        assert browser.get("/status").json()["idle_expires_at"] > first
+
+
+@pytest.fixture(scope="module")
+def remembering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesseraServer]:
+    server = start_tessera(
+        Path(tmp_path_factory.mktemp("remember")),
+        idle_timeout="10m",
+        absolute_timeout="1h",
+        remember_idle_timeout="1d",
+        remember_absolute_timeout="30d",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_remember_gives_the_cookie_the_remember_lifetime(
+    remembering: TesseraServer, tessera: TesseraServer, kind: str
+) -> None:
+    with running_app(kind, config_for(remembering)) as app:
+        for remember, max_age in ((False, 3600), (True, 30 * 24 * 3600)):
+            response = Browser(app).post("/login", json={"user": "alice", "remember": remember})
+            assert response.status_code == 200, response.text
+            [cookie] = response.headers.get_list("set-cookie")
+            name, _, attrs = parse_set_cookie(cookie)
+            assert name == "__Host-session"
+            # Max-Age is the remaining absolute lifetime, in whole seconds.
+            assert max_age - 5 <= int(attrs["max-age"]) <= max_age, cookie
+    # A tessera without the remember class: 400, no new cookie.
+    with running_app(kind, config_for(tessera)) as app:
+        browser = Browser(app)
+        browser.login("alice")
+        before = browser.token
+        refused = browser.post("/login", json={"user": "alice", "remember": True})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "remember_not_configured"
+        assert refused.headers.get_list("set-cookie") == []
+        assert (
+            browser.get("/whoami", headers={"cookie": f"__Host-session={before}"}).status_code
+            == 200
+        )

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::requests::types::{
-    CheckBatch, CheckBatchResponse, CheckRequest, CheckResponse, Installed, LoginRequest, Outcome,
-    PresentedToken, SignedOut,
+    CheckBatch, CheckBatchResponse, CheckPatch, CheckRequest, CheckResponse, Installed,
+    LoginRequest, Outcome, PatchOutcome, PresentedToken, SignedOut,
 };
 use crate::api::types::{
     CreateSession, ExpectationFailed, IssuedSession, PatchData, Revoked, SessionSummary,
@@ -60,7 +60,8 @@ use crate::tokens::types::{Introspection, RefreshRequest, TokenGrant, TokenPair,
         TokenRequest, VerifyRequest, ErrorBody, LoginForm, LoginResponse, PasswordForm,
         ReauthForm, CsrfForm, Deadlines, SessionStatus, TokenGrant, RefreshRequest, TokenQuery,
         TokenPair, Introspection, OAuthErrorBody, CheckRequest, CheckResponse, Outcome,
-        CheckBatch, CheckBatchResponse, LoginRequest, PresentedToken, Installed, SignedOut, ExpectationFailed
+        CheckBatch, CheckBatchResponse, LoginRequest, PresentedToken, Installed, SignedOut, ExpectationFailed,
+        CheckPatch, PatchOutcome
     )),
     modifiers(&ApiKeyScheme)
 )]

@@ -480,11 +480,69 @@ impl SessionManager {
         expected: &Data,
         changes: &DataChanges,
     ) -> Result<(bool, SessionRecord), SessionError> {
+        self.modify_expecting_base(Base::Hash(hash), expected, changes)
+            .await
+    }
+
+    /// [`SessionManager::modify_expecting`] for a record this request
+    /// already loaded: the expectation is checked and the changes written in
+    /// one compare-and-set on the loaded version, without reading the record
+    /// again first. If another write came in between, the store re-reads the
+    /// latest record and the expectation is checked again on it, so a stale
+    /// load can never make a compare-and-set succeed.
+    ///
+    /// ```
+    /// use tessera::SessionManager;
+    /// use tessera::record::{Data, DataChanges};
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let issued = manager.create(None, Default::default(), Default::default()).await?;
+    /// let mut expected = Data::new();
+    /// expected.insert("n".into(), serde_json::Value::Null);
+    /// let mut changes = DataChanges::default();
+    /// changes.set("n", 1.into());
+    /// let (applied, written) = manager
+    ///     .modify_expecting_loaded(&issued.record, &expected, &changes)
+    ///     .await?;
+    /// assert!(applied);
+    /// // The loaded record is now stale: the store re-reads, and the
+    /// // expectation (n absent) no longer holds.
+    /// let (applied, latest) = manager
+    ///     .modify_expecting_loaded(&issued.record, &expected, &changes)
+    ///     .await?;
+    /// assert!(!applied);
+    /// assert_eq!(latest.version, written.version);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::modify_expecting`].
+    pub async fn modify_expecting_loaded(
+        &self,
+        record: &SessionRecord,
+        expected: &Data,
+        changes: &DataChanges,
+    ) -> Result<(bool, SessionRecord), SessionError> {
+        self.modify_expecting_base(Base::Loaded(record), expected, changes)
+            .await
+    }
+
+    async fn modify_expecting_base(
+        &self,
+        base: Base<'_>,
+        expected: &Data,
+        changes: &DataChanges,
+    ) -> Result<(bool, SessionRecord), SessionError> {
         let now = self.now();
         let policy = &self.inner.policy;
         // Set by the attempt whose expectation held; a later attempt (after
         // a version conflict) sets it again from the record it saw.
         let applied = AtomicBool::new(false);
+        // Set by the attempt whose merged data is over the limit; that
+        // attempt writes nothing.
+        let too_large = AtomicBool::new(false);
         let apply = |record: &mut SessionRecord| {
             let holds = expected
                 .iter()
@@ -493,19 +551,27 @@ impl SessionManager {
                     None => want.is_null(),
                 });
             applied.store(holds, Ordering::Relaxed);
+            too_large.store(false, Ordering::Relaxed);
             if !holds {
                 return Modify::Keep;
             }
             changes.apply(&mut record.data);
+            if !changes.is_empty() && !policy.data_fits(&record.data) {
+                too_large.store(true, Ordering::Relaxed);
+                return Modify::Keep;
+            }
             record.last_seen_at = now;
             record.deadlines.idle =
                 policy.idle_deadline_for(record.class, now, record.deadlines.absolute);
             Modify::Write
         };
         let record = self
-            .store_modify(Base::Hash(hash), now, &apply)
+            .store_modify(base, now, &apply)
             .await?
             .ok_or(SessionError::NotFound)?;
+        if too_large.load(Ordering::Relaxed) {
+            return Err(self.data_too_large());
+        }
         Ok((applied.load(Ordering::Relaxed), record))
     }
 

@@ -54,7 +54,7 @@ export function createApp({ url, apiKey, log }) {
 <form method="post" action="/logout"><input type="hidden" name="csrf_token" value="${csrf}"><button>Sign out</button></form>`
         : `<h1>Sign in</h1>${s.reason !== "missing" ? `<p>Your session ended (${escape(s.reason)}).</p>` : ""}
 <form method="post" action="/login">
-<input name="username" autocomplete="username"> <input name="password" type="password" autocomplete="current-password">
+<input name="username" autocomplete="username"> <input name="password" type="password" autocomplete="current-password"> <label><input type="checkbox" name="remember"> Keep me signed in</label>
 <button>Sign in</button></form>`,
     );
   });
@@ -62,12 +62,14 @@ export function createApp({ url, apiKey, log }) {
   // The sign-in form is protected against login CSRF by the origin check
   // tessera runs on every unsafe request.
   app.post("/login", async (req, res) => {
-    const { username, password } = req.body ?? {};
+    const { username, password, remember } = req.body ?? {};
     if (typeof username !== "string" || !passwordMatches(username, password)) {
       res.status(401).json({ error: "invalid_credentials" });
       return;
     }
-    await req.session.login(username); // new token; the old one is dead
+    // New token; the old one is dead. "Keep me signed in" (a checkbox
+    // sends "on") asks for tessera's longer remember lifetime.
+    await req.session.login(username, { remember: remember === true || remember === "on" });
     if (req.accepts(["html", "json"]) === "json") {
       res.json({ user: req.session.user, csrf_token: req.session.csrfToken() });
     } else {

@@ -33,6 +33,7 @@ stop cross-site WebSocket hijacking; compare ``Origin``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -42,6 +43,8 @@ from .errors import InvalidInput, TesseraError
 from .facts import RequestFacts, facts_from_headers, form_csrf_token, is_form
 from .responses import SESSION_KEY, cookie_headers, error_parts, refusal, session_from
 from .session import AsyncSession
+
+log = logging.getLogger("tessera_client")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -89,8 +92,10 @@ class TesseraMiddleware:
             facts.authorization = []
         try:
             receive = await self._read_form_token(scope, facts, receive)
-            touch = scope.get("path") not in self.config.status_paths
-            decision = await self.client.check(facts, touch)
+            status_query = scope.get("path") in self.config.status_paths
+            # The touch waits for the application's status: tessera only
+            # says whether one is due (touch_due).
+            decision = await self.client.check(facts, False)
         except TesseraError as err:
             await _send_error(send, err)
             return
@@ -99,6 +104,8 @@ class TesseraMiddleware:
             return
 
         session = AsyncSession(self.client, decision, facts)
+        if status_query:
+            session._touch_due = False
         scope[SESSION_KEY] = session
         started = False
 
@@ -106,6 +113,9 @@ class TesseraMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                # The application's status is known now: record the
+                # activity before the response goes out (only when due).
+                await self._touch_after(session, int(message["status"]))
                 headers = list(message.get("headers", []))
                 existing = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
                 clear = session.signed_out and self.config.clear_site_data_on_logout
@@ -121,6 +131,18 @@ class TesseraMiddleware:
             if started:
                 raise
             await _send_error(send, err, session.set_cookie)
+
+    async def _touch_after(self, session: AsyncSession, status: int) -> None:
+        """Records the request as activity once its status is known (see
+        ``_State._touch_token``). A failure only means the idle deadline did
+        not move this time: logged, never raised."""
+        token = session._touch_token(status)
+        if token is None:
+            return
+        try:
+            await self.client.touch(token)
+        except TesseraError:
+            log.warning("tessera: activity not recorded (the session service did not answer)")
 
     async def _read_form_token(
         self, scope: Scope, facts: RequestFacts, receive: Receive

@@ -86,11 +86,18 @@ class TesseraClient:
         return wire.check_answer(self._send(wire.check_call(facts, touch)))
 
     def login(
-        self, user_id: str, token: str | None, ip: str | None = None, user_agent: str | None = None
+        self,
+        user_id: str,
+        token: str | None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        remember: bool = False,
     ) -> Issued:
         """A new signed-in session for ``user_id``; the session of ``token``
         (if any) stops working."""
-        return wire.issued_answer(self._send(wire.login_call(user_id, token, ip, user_agent)))
+        return wire.issued_answer(
+            self._send(wire.login_call(user_id, token, ip, user_agent, remember))
+        )
 
     def rotate(self, token: str) -> Issued:
         """A new token for the same session; the old one dies at once."""
@@ -103,12 +110,17 @@ class TesseraClient:
 
     def patch_data(self, token: str, set: dict[str, Any], remove: list[str]) -> SessionView:
         """Sets and removes keys atomically, onto the latest stored data."""
-        return wire.view_answer(self._send(wire.patch_call(token, set, remove)))
+        return wire.written_answer(self._send(wire.patch_call(token, set, remove))).session
 
     def compare_and_set(self, token: str, key: str, current: Any, new: Any) -> Updated:
         """Writes ``new`` to ``key`` only if it still holds ``current``
         (``None`` = absent); says whether it did, with the stored session."""
-        return wire.cas_answer(self._send(wire.cas_call(token, key, current, new)))
+        return wire.written_answer(self._send(wire.cas_call(token, key, current, new)))
+
+    def touch(self, token: str) -> None:
+        """Counts the session of ``token`` as active now (the touch the
+        middleware defers until the application answered)."""
+        wire.check_answer(self._send(wire.touch_call(token)))
 
 
 class AsyncTesseraClient:
@@ -171,11 +183,16 @@ class AsyncTesseraClient:
         return wire.check_answer(await self._send(wire.check_call(facts, touch)))
 
     async def login(
-        self, user_id: str, token: str | None, ip: str | None = None, user_agent: str | None = None
+        self,
+        user_id: str,
+        token: str | None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        remember: bool = False,
     ) -> Issued:
         """A new signed-in session for ``user_id``; the session of ``token``
         (if any) stops working."""
-        call = wire.login_call(user_id, token, ip, user_agent)
+        call = wire.login_call(user_id, token, ip, user_agent, remember)
         return wire.issued_answer(await self._send(call))
 
     async def rotate(self, token: str) -> Issued:
@@ -188,8 +205,13 @@ class AsyncTesseraClient:
 
     async def patch_data(self, token: str, set: dict[str, Any], remove: list[str]) -> SessionView:
         """Sets and removes keys atomically, onto the latest stored data."""
-        return wire.view_answer(await self._send(wire.patch_call(token, set, remove)))
+        return wire.written_answer(await self._send(wire.patch_call(token, set, remove))).session
 
     async def compare_and_set(self, token: str, key: str, current: Any, new: Any) -> Updated:
         """Writes ``new`` to ``key`` only if it still holds ``current``."""
-        return wire.cas_answer(await self._send(wire.cas_call(token, key, current, new)))
+        return wire.written_answer(await self._send(wire.cas_call(token, key, current, new)))
+
+    async def touch(self, token: str) -> None:
+        """Counts the session of ``token`` as active now (the touch the
+        middleware defers until the application answered)."""
+        wire.check_answer(await self._send(wire.touch_call(token)))

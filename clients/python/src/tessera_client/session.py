@@ -6,9 +6,9 @@ Reads (``user``, ``get``, ``data``, ``expires_at``, ``csrf_token()``) use
 what tessera answered when the request came in and cost nothing. Writes go
 to tessera at once:
 
-- ``set``/``remove`` are one ``PATCH /v1/sessions/data``, applied onto the
-  latest stored data, so concurrent requests changing other keys never lose
-  each other's writes;
+- ``set``/``remove`` are one request check carrying the change (``patch``,
+  clients/PROTOCOL.md), applied onto the latest stored data, so concurrent
+  requests changing other keys never lose each other's writes;
 - ``update(key, fn)`` is a read-modify-write of one key that loses nothing
   under concurrency: a compare-and-set on the key's value, retried on
   conflict;
@@ -56,6 +56,10 @@ class _State:
         #: replaces the earlier ones: only the last state of the session
         #: reaches the browser.
         self.set_cookie: list[str] = list(decision.set_cookie)
+        #: tessera said counting this request as activity would move the
+        #: idle deadline; the middleware records it once the application
+        #: answered below 400 (see :meth:`_touch_token`).
+        self._touch_due = decision.touch_due
         #: Set by the middleware when the response headers have gone out.
         self.headers_sent = False
         #: True after ``logout()``: the middleware may add Clear-Site-Data.
@@ -147,7 +151,20 @@ class _State:
                 "before sending the response, so its Set-Cookie can go with it"
             )
 
+    def _touch_token(self, status: int) -> str | None:
+        """The token to record activity for after a response with
+        ``status``, or ``None``. A request the application refused (4xx) is
+        not activity, so failed attempts cannot keep a session alive (OWASP
+        Session Management Cheat Sheet, idle timeout; tessera's own layer
+        does the same); nor is one after which a write already moved the
+        deadline."""
+        if not self._touch_due or self._token is None or status >= 400:
+            return None
+        self._touch_due = False
+        return self._token
+
     def _installed(self, issued: Issued) -> None:
+        self._touch_due = False
         self.signed_out = False
         self._token = issued.token
         self._view = issued.session
@@ -155,6 +172,7 @@ class _State:
         self.set_cookie = list(issued.set_cookie)
 
     def _signed_out(self, cookies: list[str]) -> None:
+        self._touch_due = False
         self.signed_out = True
         self._token = None
         self._view = None
@@ -170,6 +188,8 @@ class _State:
 
     def _fresh(self, updated: Updated, key: str) -> Any:
         self._view = updated.session
+        if updated.applied:
+            self._touch_due = False  # the write was the activity
         return updated.session.data.get(key)
 
 
@@ -203,6 +223,7 @@ class Session(_State):
         token = self._require_token()
         try:
             self._view = self._client.patch_data(token, dict(set or {}), list(remove or []))
+            self._touch_due = False
         except TesseraError as err:
             self._failed(err)
             raise
@@ -232,13 +253,22 @@ class Session(_State):
             time.sleep(_backoff(attempt))
         raise _too_many_conflicts()
 
-    def login(self, user_id: str) -> None:
+    def login(self, user_id: str, remember: bool = False) -> None:
         """Signs ``user_id`` in with a new token; the token the request came
         with, if any, stops working, so a token planted before sign-in is
-        worth nothing after it. Another user's data is not carried over."""
+        worth nothing after it. Another user's data is not carried over.
+
+        ``remember=True`` ("keep me signed in") asks for tessera's remember
+        lifetime class: its ``remember_idle_timeout`` and
+        ``remember_absolute_timeout``, and a cookie ``Max-Age`` of that
+        absolute lifetime. A tessera without that class answers 400
+        ``remember_not_configured`` (:class:`InvalidInput`); the session the
+        request came with is then left as it was."""
         self._before_cookie_change()
         self._installed(
-            self._client.login(user_id, self._token, self._facts.ip, self._facts.user_agent)
+            self._client.login(
+                user_id, self._token, self._facts.ip, self._facts.user_agent, remember
+            )
         )
 
     def rotate(self) -> None:
@@ -280,6 +310,7 @@ class AsyncSession(_State):
         token = self._require_token()
         try:
             self._view = await self._client.patch_data(token, dict(set or {}), list(remove or []))
+            self._touch_due = False
         except TesseraError as err:
             self._failed(err)
             raise
@@ -303,11 +334,14 @@ class AsyncSession(_State):
             await asyncio.sleep(_backoff(attempt))
         raise _too_many_conflicts()
 
-    async def login(self, user_id: str) -> None:
-        """Signs ``user_id`` in on a new session; the old one stops working."""
+    async def login(self, user_id: str, remember: bool = False) -> None:
+        """Signs ``user_id`` in on a new session; the old one stops working
+        (``remember``: see :meth:`Session.login`)."""
         self._before_cookie_change()
         self._installed(
-            await self._client.login(user_id, self._token, self._facts.ip, self._facts.user_agent)
+            await self._client.login(
+                user_id, self._token, self._facts.ip, self._facts.user_agent, remember
+            )
         )
 
     async def rotate(self) -> None:

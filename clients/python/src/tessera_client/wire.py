@@ -62,6 +62,12 @@ class Decision:
     token: str | None
     session: SessionView | None
     set_cookie: list[str]
+    #: For a check sent with ``touch=False``: whether counting the request
+    #: as activity would move the idle deadline now (see ``touch_call``).
+    touch_due: bool = False
+    #: For a check that carried a data patch: ``applied``, ``conflict``, or
+    #: ``None`` (no live session: nothing was written).
+    patch: str | None = None
 
     @property
     def end_reason(self) -> str | None:
@@ -103,9 +109,16 @@ def check_call(facts: RequestFacts, touch: bool = True) -> Call:
     return Call("POST", "/v1/requests/check", body)
 
 
-def login_call(user_id: str, token: str | None, ip: str | None, user_agent: str | None) -> Call:
-    """``POST /v1/requests/login``: new session; the presented one dies."""
-    body: dict[str, Any] = {"user_id": user_id, "token": token}
+def login_call(
+    user_id: str,
+    token: str | None,
+    ip: str | None,
+    user_agent: str | None,
+    remember: bool = False,
+) -> Call:
+    """``POST /v1/requests/login``: new session; the presented one dies.
+    ``remember`` asks for the "keep me signed in" lifetime class."""
+    body: dict[str, Any] = {"user_id": user_id, "token": token, "remember": remember}
     if ip is not None:
         body["ip"] = ip
     if user_agent is not None:
@@ -123,19 +136,29 @@ def logout_call(token: str | None) -> Call:
     return Call("POST", "/v1/requests/logout", {"token": token})
 
 
+def _session_check(token: str, **extra: Any) -> Call:
+    """A check of the session of ``token`` itself, made by the application
+    after its request passed its own check: the token goes as a bearer
+    credential (no cookie changes, no second CSRF check)."""
+    body: dict[str, Any] = {"method": "PATCH", "authorization": f"Bearer {token}", **extra}
+    return Call("POST", "/v1/requests/check", body)
+
+
 def patch_call(token: str, set: dict[str, Any], remove: list[str]) -> Call:
-    """``PATCH /v1/sessions/data``: keys set and removed atomically."""
-    return Call("PATCH", "/v1/sessions/data", {"token": token, "set": set, "remove": remove})
+    """A check carrying a data patch: keys set and removed atomically, in
+    the same call that finds the session."""
+    return _session_check(token, patch={"set": set, "remove": remove})
 
 
 def cas_call(token: str, key: str, current: Any, new: Any) -> Call:
-    """``PATCH /v1/sessions/data`` with ``expect``: written only if ``key``
+    """A check carrying a compare-and-set patch: written only if ``key``
     still holds ``current`` (``None`` = absent)."""
-    return Call(
-        "PATCH",
-        "/v1/sessions/data",
-        {"token": token, "set": {key: new}, "expect": {key: current}},
-    )
+    return _session_check(token, patch={"set": {key: new}, "expect": {key: current}})
+
+
+def touch_call(token: str) -> Call:
+    """A check that counts as activity (the deferred touch)."""
+    return _session_check(token, touch=True)
 
 
 # -- answers -------------------------------------------------------------------
@@ -269,6 +292,8 @@ def check_answer(response: httpx.Response) -> Decision:
             token=token,
             session=session,
             set_cookie=_cookies(body),
+            touch_due=body.get("touch_due") is True,
+            patch=_str(body, "patch", optional=True),
         )
 
     decision: Decision = _reading(parse)
@@ -312,17 +337,14 @@ class Updated:
     session: SessionView
 
 
-def cas_answer(response: httpx.Response) -> Updated:
-    """Reads a ``PATCH /v1/sessions/data`` answer with ``expect``: 200 and
-    the session when written; 409 ``expectation_failed`` and the session as
-    stored now when the expectation did not hold."""
-    if response.status_code == 409:
-        try:
-            body = _json(response)
-        except BadAnswer:
-            raise error_of(response) from None
-        if body.get("reason") == "expectation_failed":
-            stored: SessionView = _reading(lambda: _view(body.get("session")))
-            return Updated(applied=False, session=stored)
-        raise error_of(response)
-    return Updated(applied=True, session=view_answer(response))
+def written_answer(response: httpx.Response) -> Updated:
+    """Reads the answer to a check that carried a patch: whether it was
+    written, with the session as stored. Without a live session nothing was
+    written: :class:`SessionEnded` with the reason."""
+    decision = check_answer(response)
+    if decision.outcome != "session" or decision.session is None:
+        raise SessionEnded(decision.reason or "missing")
+    if decision.patch not in ("applied", "conflict"):
+        log.error("tessera answered a write without its outcome")
+        raise TesseraUnavailable("the session service gave an answer this client cannot read")
+    return Updated(applied=decision.patch == "applied", session=decision.session)

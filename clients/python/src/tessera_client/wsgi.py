@@ -24,6 +24,7 @@ read the session with ``session_from(request)`` (it looks in
 from __future__ import annotations
 
 import io
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -41,6 +42,8 @@ from .responses import (
     status_line,
 )
 from .session import Session
+
+log = logging.getLogger("tessera_client")
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -98,14 +101,18 @@ class TesseraMiddleware:
             facts.authorization = []
         try:
             self._read_form_token(environ, facts)
-            touch = environ.get("PATH_INFO") not in self.config.status_paths
-            decision = self.client.check(facts, touch)
+            status_query = environ.get("PATH_INFO") in self.config.status_paths
+            # The touch waits for the application's status: tessera only
+            # says whether one is due (touch_due).
+            decision = self.client.check(facts, False)
         except TesseraError as err:
             return _error(start_response, err)
         if decision.outcome == "refused":
             return _error(start_response, refusal(decision), decision.set_cookie)
 
         session = Session(self.client, decision, facts)
+        if status_query:
+            session._touch_due = False
         environ[SESSION_KEY] = session
 
         def start_with_cookies(
@@ -113,6 +120,9 @@ class TesseraMiddleware:
         ) -> Any:
             clear = session.signed_out and self.config.clear_site_data_on_logout
             extra = cookie_headers(session.set_cookie, response_headers, clear)
+            # The application's status is known now: record the activity
+            # before the response goes out (only when due).
+            self._touch_after(session, int(status.split(" ", 1)[0]))
             session.headers_sent = True
             return start_response(status, list(response_headers) + extra, exc_info)
 
@@ -120,6 +130,18 @@ class TesseraMiddleware:
             return self.app(environ, start_with_cookies)
         except TesseraError as err:
             return _error(start_response, err, session.set_cookie, sys.exc_info())
+
+    def _touch_after(self, session: Session, status: int) -> None:
+        """Records the request as activity once its status is known (see
+        ``_State._touch_token``). A failure only means the idle deadline did
+        not move this time: logged, never raised."""
+        token = session._touch_token(status)
+        if token is None:
+            return
+        try:
+            self.client.touch(token)
+        except TesseraError:
+            log.warning("tessera: activity not recorded (the session service did not answer)")
 
     def _read_form_token(self, environ: dict[str, Any], facts: RequestFacts) -> None:
         """For an unsafe url-encoded form with a cookie and no CSRF header,

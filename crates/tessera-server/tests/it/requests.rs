@@ -460,3 +460,248 @@ async fn client_check_batch_decides_each_request_as_the_single_check() {
     assert_eq!(code, 400);
     assert_eq!(body["error"], "invalid_batch");
 }
+
+/// A state-changing check of this session, with its CSRF token.
+fn post(csrf: &str, patch: Value) -> Value {
+    json!({"method": "POST", "sec_fetch_site": "same-origin", "csrf_token": csrf, "patch": patch})
+}
+
+/// The session as stored, read without counting as activity.
+async fn stored(server: &Server, key: &str, token: &str) -> Value {
+    let (code, body) = check(server, key, token, json!({"touch": false})).await;
+    assert_eq!(code, 200, "{body}");
+    let mut session = body["session"].clone();
+    // A fresh masked CSRF token on every answer: not part of the state.
+    session["csrf_token"] = Value::Null;
+    session
+}
+
+#[tokio::test]
+async fn check_patch_writes_in_the_same_call_after_the_guard() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, csrf, _) = sign_in(&server, &key, "alice").await;
+
+    let (code, body) = check(
+        &server,
+        &key,
+        &token,
+        post(
+            &csrf,
+            json!({"set": {"n": 1, "theme": "dark"}, "expect": {"n": null}}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["outcome"], "session");
+    assert_eq!(body["patch"], "applied");
+    assert_eq!(body["session"]["data"], json!({"n": 1, "theme": "dark"}));
+    assert_eq!(stored(&server, &key, &token).await["data"]["n"], 1);
+
+    // A stale expectation writes nothing and answers the current data.
+    let before = stored(&server, &key, &token).await;
+    let (code, body) = check(
+        &server,
+        &key,
+        &token,
+        post(&csrf, json!({"set": {"n": 1}, "expect": {"n": null}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["patch"], "conflict");
+    assert_eq!(body["session"]["data"]["n"], 1);
+    assert_eq!(stored(&server, &key, &token).await, before);
+
+    // Remove, by a bearer check (exempt from CSRF, as for any route).
+    let (code, body) = call(
+        &server,
+        &key,
+        "/v1/requests/check",
+        json!({"method": "PATCH", "authorization": format!("Bearer {token}"),
+            "patch": {"remove": ["theme"]}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["patch"], "applied");
+    assert_eq!(body["set_cookie"], json!([]));
+    assert_eq!(stored(&server, &key, &token).await["data"], json!({"n": 1}));
+    // A plain check says nothing about a patch.
+    let (_, plain) = check(&server, &key, &token, json!({})).await;
+    assert!(plain.get("patch").is_none(), "{plain}");
+}
+
+#[tokio::test]
+async fn check_patch_refused_by_the_guard_or_without_a_session_writes_nothing() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, csrf, _) = sign_in(&server, &key, "alice").await;
+    let before = stored(&server, &key, &token).await;
+    let patch = json!({"set": {"stolen": true}});
+    for facts in [
+        json!({"method": "POST", "sec_fetch_site": "same-origin", "patch": patch}),
+        json!({"method": "POST", "sec_fetch_site": "same-origin", "csrf_token": "junk", "patch": patch}),
+        json!({"method": "POST", "sec_fetch_site": "cross-site", "csrf_token": csrf, "patch": patch}),
+        json!({"method": "POST", "origin": "https://evil.test", "host": "app.test",
+            "csrf_token": csrf, "patch": patch}),
+    ] {
+        let (code, body) = check(&server, &key, &token, facts.clone()).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["outcome"], "refused", "{facts} → {body}");
+        assert!(body.get("patch").is_none(), "{body}");
+        assert_eq!(stored(&server, &key, &token).await, before, "{facts}");
+    }
+
+    // A dead token: no session, nothing written, nothing created.
+    let (code, out) = call(
+        &server,
+        &key,
+        "/v1/requests/logout",
+        json!({"token": token}),
+    )
+    .await;
+    assert_eq!(code, 200, "{out}");
+    let (code, body) = check(&server, &key, &token, post(&csrf, patch)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["outcome"], "no_session", "{body}");
+    assert!(body.get("patch").is_none(), "{body}");
+    assert!(list_sessions(&server, &key, "alice").await.is_empty());
+}
+
+#[tokio::test]
+async fn check_patch_bad_input_is_a_clear_4xx_and_changes_nothing() {
+    let server = Server::start(&[("TESSERA_MAX_SESSION_DATA", "1024")]);
+    let key = server.api_key();
+    let (token, csrf, _) = sign_in(&server, &key, "alice").await;
+    let (_, body) = check(&server, &key, &token, post(&csrf, json!({"set": {"n": 1}}))).await;
+    assert_eq!(body["patch"], "applied", "{body}");
+    let before = stored(&server, &key, &token).await;
+
+    let many: serde_json::Map<String, Value> =
+        (0..1000).map(|i| (format!("k{i}"), json!(i))).collect();
+    for (patch, code, error) in [
+        (json!({"set": {"": 1}}), 400, "invalid_data"),
+        (json!({"remove": ["x".repeat(300)]}), 400, "invalid_data"),
+        (json!({"set": many}), 400, "invalid_data"),
+        (json!({}), 400, "invalid_patch"),
+        (json!({"expect": {"n": 1}}), 400, "invalid_patch"),
+        (
+            json!({"set": {"n": 2}, "increment": {"n": 1}}),
+            400,
+            "invalid_json",
+        ),
+        (json!({"set": [1, 2]}), 400, "invalid_json"),
+        (json!("n"), 400, "invalid_json"),
+        (
+            json!({"set": {"big": "x".repeat(2000)}}),
+            413,
+            "data_too_large",
+        ),
+    ] {
+        let (status, body) = check(&server, &key, &token, post(&csrf, patch.clone())).await;
+        assert_eq!(status, code, "{patch} → {body}");
+        assert_eq!(body["error"], error, "{patch} → {body}");
+        assert_eq!(stored(&server, &key, &token).await, before, "{patch}");
+    }
+
+    // In a batch, a bad patch is that request's answer only.
+    let requests: Vec<Value> = [
+        post(&csrf, json!({"set": {"big": "x".repeat(2000)}})),
+        post(&csrf, json!({"set": {"": 1}})),
+        json!({"method": "GET"}),
+    ]
+    .into_iter()
+    .map(|mut r| {
+        r["cookie"] = json!(format!("session={token}"));
+        r
+    })
+    .collect();
+    let (code, body) = call(
+        &server,
+        &key,
+        "/v1/requests/check-batch",
+        json!({ "requests": requests }),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["outcome"], "bad_request");
+    assert_eq!(results[0]["status"], 413);
+    assert_eq!(results[0]["reason"], "data_too_large");
+    assert_eq!(results[1]["status"], 400);
+    assert_eq!(results[1]["reason"], "invalid_data");
+    assert_eq!(results[2]["outcome"], "session");
+    assert_eq!(stored(&server, &key, &token).await, before);
+}
+
+#[tokio::test]
+async fn check_patch_compare_and_set_loses_no_concurrent_update() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, csrf, _) = sign_in(&server, &key, "alice").await;
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (url, key, token, csrf) = (
+                server.at("/v1/requests/check"),
+                key.clone(),
+                token.clone(),
+                csrf.clone(),
+            );
+            tokio::spawn(async move {
+                let mut current = Value::Null;
+                loop {
+                    let next = current.as_i64().unwrap_or(0) + 1;
+                    let mut body =
+                        post(&csrf, json!({"set": {"n": next}, "expect": {"n": current}}));
+                    body["cookie"] = json!(format!("session={token}"));
+                    let res = client()
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    let answer: Value = res.json().await.unwrap();
+                    match answer["patch"].as_str() {
+                        Some("applied") => break,
+                        Some("conflict") => current = answer["session"]["data"]["n"].clone(),
+                        _ => panic!("{answer}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(stored(&server, &key, &token).await["data"]["n"], 100);
+}
+
+#[tokio::test]
+async fn check_without_touch_says_whether_a_touch_is_due() {
+    let mut server = Server::start(&[
+        ("TESSERA_IDLE_TIMEOUT", "10m"),
+        ("TESSERA_TOUCH_STEP", "1m"),
+    ]);
+    let key = server.api_key();
+    let (token, _, body) = sign_in(&server, &key, "alice").await;
+    let first = body["session"]["idle_expires_at"].clone();
+    let (_, fresh) = check(&server, &key, &token, json!({"touch": false})).await;
+    assert_eq!(fresh["touch_due"], false, "{fresh}");
+    server.advance(Duration::from_secs(2 * 60));
+    let (_, due) = check(&server, &key, &token, json!({"touch": false})).await;
+    assert_eq!(due["touch_due"], true, "{due}");
+    assert_eq!(due["session"]["idle_expires_at"], first);
+    // The deferred touch: a check with touch (here by bearer, as the
+    // clients send it after the application answered).
+    let (_, touched) = call(
+        &server,
+        &key,
+        "/v1/requests/check",
+        json!({"method": "GET", "authorization": format!("Bearer {token}")}),
+    )
+    .await;
+    assert_ne!(touched["session"]["idle_expires_at"], first, "{touched}");
+    assert!(touched.get("touch_due").is_none(), "{touched}");
+    let (_, after) = check(&server, &key, &token, json!({"touch": false})).await;
+    assert_eq!(after["touch_due"], false, "{after}");
+}

@@ -22,16 +22,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tessera::cookie::Presented;
 use tessera::guard::{self, Credential, GuardStep, RequestFacts};
-use tessera::record::ClientMeta;
+use tessera::record::{ClientMeta, Data, DataChanges};
 use tessera::session::CookieAction;
 use tessera::token::SessionToken;
 use tessera::{Session, SessionError};
 
 use self::types::{
-    CheckBatch, CheckBatchResponse, CheckRequest, CheckResponse, Installed, LoginRequest, Outcome,
-    PresentedToken, SignedOut,
+    CheckBatch, CheckBatchResponse, CheckPatch, CheckRequest, CheckResponse, Installed,
+    LoginRequest, Outcome, PatchOutcome, PresentedToken, SignedOut,
 };
-use super::types::{SessionView, valid_user_id};
+use super::types::{SessionView, valid_data_keys, valid_user_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -44,8 +44,11 @@ const MAX_METHOD_LEN: usize = 32;
     request_body = CheckRequest,
     responses(
         (status = 200, body = CheckResponse, description = "The decision: session, no_session or refused"),
-        (status = 400, body = ErrorBody, description = "invalid_method, invalid_header, invalid_json"),
+        (status = 400, body = ErrorBody, description = "invalid_method, invalid_header, invalid_json, \
+            invalid_data, invalid_patch; nothing was written"),
         (status = 401, body = ErrorBody, description = "No valid API key"),
+        (status = 413, body = ErrorBody, description = "data_too_large: the patch would make the \
+            session data exceed max_data_bytes; nothing was written"),
         (status = 503, body = ErrorBody, description = "The session store did not answer: fail closed")),
     security(("api_key" = [])))]
 pub async fn check(
@@ -86,13 +89,13 @@ pub async fn check_batch(
     for decision in decisions {
         results.push(match decision {
             Ok(answer) => answer,
-            Err(e) if e.status == StatusCode::BAD_REQUEST => CheckResponse {
+            // Bad input of one request (a method, a header, a patch) is
+            // that request's answer; it does not fail the others.
+            Err(e) if e.status.is_client_error() => CheckResponse {
                 outcome: Outcome::BadRequest,
                 reason: Some(e.body.error.to_owned()),
-                status: Some(400),
-                token: None,
-                session: None,
-                set_cookie: Vec::new(),
+                status: Some(e.status.as_u16()),
+                ..CheckResponse::empty()
             },
             Err(e) => return Err(e),
         });
@@ -107,11 +110,15 @@ pub const MAX_BATCH: usize = 256;
 async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, ApiError> {
     let method = valid_method(&req.method)?;
     let headers = credential_headers(req.cookie.as_deref(), req.authorization.as_deref())?;
+    // Bad patch input is refused before anything is read or written.
+    let patch = req.patch.map(patch_of).transpose()?;
     let (presented, credential) =
         tessera_axum::find_credential(&state.cookie, req.authorization.is_some(), &headers);
     let token = presented.token().map(|t| t.expose().to_owned());
     let session = Session::new(state.manager.clone(), presented, ClientMeta::default());
-    if !req.touch {
+    if !req.touch || patch.is_some() {
+        // With a patch, its write is the request's activity (it moves the
+        // idle deadline): no separate touch write before it.
         session.mark_status_query();
     }
 
@@ -130,7 +137,8 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
         },
     };
     if let Err((rejection, record)) = verdict {
-        // The guard only read: nothing was written, nothing is committed.
+        // The guard only read: nothing was written (the patch neither),
+        // nothing is committed.
         guard::audit_rejection(
             rejection,
             record.as_ref(),
@@ -140,9 +148,7 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
             outcome: Outcome::Refused,
             reason: Some(rejection.as_code().to_owned()),
             status: Some(403),
-            token: None,
-            session: None,
-            set_cookie: Vec::new(),
+            ..CheckResponse::empty()
         });
     }
 
@@ -152,31 +158,84 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
     session.is_live().await?;
     let action = session.commit().await?;
     let set_cookie = cookie_headers(state, credential, action)?;
-    let answer = match session.record().await? {
-        Some(record) => CheckResponse {
-            outcome: Outcome::Session,
-            reason: None,
-            status: None,
-            token,
-            session: Some(view(&record)?),
-            set_cookie,
-        },
-        None => CheckResponse {
-            outcome: Outcome::NoSession,
-            reason: Some(
-                session
-                    .end_reason()
-                    .await?
-                    .map_or("missing", |end| end.as_code())
-                    .to_owned(),
-            ),
-            status: None,
-            token: None,
-            session: None,
-            set_cookie,
-        },
+    let Some(record) = session.record().await? else {
+        let reason = session
+            .end_reason()
+            .await?
+            .map_or("missing", |end| end.as_code());
+        return Ok(no_session(reason, set_cookie));
     };
-    Ok(answer)
+    let (record, patched) = match patch {
+        None => (record, None),
+        Some((expect, changes)) => {
+            // One compare-and-set on the record just loaded; a write in
+            // between makes the store re-read and check `expect` again.
+            match state
+                .manager
+                .modify_expecting_loaded(&record, &expect, &changes)
+                .await
+            {
+                Ok((true, written)) => (written, Some(PatchOutcome::Applied)),
+                Ok((false, latest)) => (latest, Some(PatchOutcome::Conflict)),
+                // Ended between the load and the write: never resurrected.
+                Err(SessionError::NotFound) => {
+                    let clear =
+                        cookie_headers(state, credential, CookieAction::Clear { logout: false })?;
+                    return Ok(no_session("missing", clear));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let touch_due = (!req.touch).then(|| {
+        let policy = state.manager.policy();
+        policy.needs_touch_for(record.class, &record.deadlines, state.manager.now())
+    });
+    Ok(CheckResponse {
+        outcome: Outcome::Session,
+        token,
+        session: Some(view(&record)?),
+        set_cookie,
+        patch: patched,
+        touch_due,
+        ..CheckResponse::empty()
+    })
+}
+
+/// The answer for a request without a live session.
+fn no_session(reason: &str, set_cookie: Vec<String>) -> CheckResponse {
+    CheckResponse {
+        outcome: Outcome::NoSession,
+        reason: Some(reason.to_owned()),
+        set_cookie,
+        ..CheckResponse::empty()
+    }
+}
+
+/// A check's patch as the expectation and the changes, or bad input (the
+/// same key rules as `PATCH /v1/sessions/data`).
+fn patch_of(patch: CheckPatch) -> Result<(Data, DataChanges), ApiError> {
+    valid_data_keys(
+        patch
+            .set
+            .keys()
+            .chain(patch.remove.iter())
+            .chain(patch.expect.keys()),
+    )?;
+    if patch.set.is_empty() && patch.remove.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_patch",
+            "a patch sets or removes at least one key",
+        ));
+    }
+    let mut changes = DataChanges::default();
+    for (key, value) in patch.set {
+        changes.set(key, value);
+    }
+    for key in patch.remove {
+        changes.remove(key);
+    }
+    Ok((patch.expect, changes))
 }
 
 /// Signs a user in: a brand-new token; the presented one (if any) stops

@@ -2,6 +2,7 @@
 //! wire contract, with examples, is `clients/PROTOCOL.md`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::api::types::SessionView;
@@ -36,6 +37,43 @@ pub struct CheckRequest {
     /// touch policy). Default true; false for status polls.
     #[serde(default = "yes")]
     pub touch: bool,
+    /// A change of the session data to make in the same call, once the
+    /// guard has passed and only on a live session: nothing is written for
+    /// a refused request or without a session. See [`CheckPatch`].
+    pub patch: Option<CheckPatch>,
+}
+
+/// A data change carried by a check, applied atomically after the guard
+/// passed: one compare-and-set of the session record (the same one
+/// `PATCH /v1/sessions/data` makes). A write counts as activity.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckPatch {
+    /// Keys to set, merged key by key onto the latest stored data.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub set: Map<String, Value>,
+    /// Keys to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Compare-and-set: apply `set` and `remove` only if each of these keys
+    /// currently holds exactly this value (`null`: the key is absent).
+    /// Otherwise nothing is written and the answer says `conflict`, with the
+    /// session as stored now, to retry from.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub expect: Map<String, Value>,
+}
+
+/// What became of a check's [`CheckPatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchOutcome {
+    /// Written; `session` is the record as written.
+    Applied,
+    /// An `expect`ed value did not hold: nothing was written; `session`
+    /// holds the current data.
+    Conflict,
 }
 
 fn yes() -> bool {
@@ -96,6 +134,34 @@ pub struct CheckResponse {
     /// `Set-Cookie` header values to add to the response, as they are
     /// (here: clearing a dead session cookie). Empty for bearer requests.
     pub set_cookie: Vec<String>,
+    /// For a check that carried a `patch`, with outcome `session`: whether
+    /// it was written. Absent otherwise (without a live session nothing is
+    /// written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<PatchOutcome>,
+    /// For a check with `touch: false`, with outcome `session`: whether
+    /// counting this request as activity would write the store now (the
+    /// idle deadline is due to move by more than the touch step). A client
+    /// that defers the touch until the application's status is known sends
+    /// it (a check with `touch: true`) only when this is true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub touch_due: Option<bool>,
+}
+
+impl CheckResponse {
+    /// An answer with every optional field empty, to fill in.
+    pub(crate) fn empty() -> Self {
+        Self {
+            outcome: Outcome::NoSession,
+            reason: None,
+            status: None,
+            token: None,
+            session: None,
+            set_cookie: Vec::new(),
+            patch: None,
+            touch_due: None,
+        }
+    }
 }
 
 /// `POST /v1/requests/login`: the user proved who they are; sign them in.
