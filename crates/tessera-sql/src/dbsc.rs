@@ -49,14 +49,14 @@ struct Sql {
     purge_secrets: &'static str,
 }
 
-/// SQLite and MySQL: `?` placeholders. The insert is the only statement
-/// that differs (`ON CONFLICT DO NOTHING` / `INSERT IGNORE`).
+/// SQLite and MySQL: `?` placeholders. The insert (`ON CONFLICT DO
+/// NOTHING` / `INSERT IGNORE`) and the binding's select list differ.
 macro_rules! question_mark_sql {
-    ($insert:literal) => {
+    ($insert:literal, $columns:literal) => {
         Sql {
             delete_expired_binding: "DELETE FROM tessera_dbsc_bindings WHERE handle = ? AND expires_at <= ?",
             insert_binding: $insert,
-            select_binding: "SELECT session_id, thumbprint, jwk, bound_at, expires_at FROM tessera_dbsc_bindings WHERE handle = ? AND expires_at > ?",
+            select_binding: concat!("SELECT ", $columns, " FROM tessera_dbsc_bindings WHERE handle = ? AND expires_at > ?"),
             insert_secret: "INSERT INTO tessera_dbsc_secrets (handle, kind, digest, expires_at) VALUES (?, ?, ?, ?)",
             consume_challenge: "DELETE FROM tessera_dbsc_secrets WHERE handle = ? AND kind = 'c' AND digest = ? AND expires_at > ?",
             cookie_is_live: "SELECT COUNT(*) FROM tessera_dbsc_secrets WHERE handle = ? AND kind = 'k' AND digest = ? AND expires_at > ?",
@@ -70,14 +70,18 @@ macro_rules! question_mark_sql {
 
 #[cfg(feature = "sqlite")]
 const SQLITE: Sql = question_mark_sql!(
-    "INSERT INTO tessera_dbsc_bindings (handle, session_id, thumbprint, jwk, bound_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (handle) DO NOTHING"
+    "INSERT INTO tessera_dbsc_bindings (handle, session_id, thumbprint, jwk, bound_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (handle) DO NOTHING",
+    "session_id, thumbprint, jwk, bound_at, expires_at"
 );
 
 // `INSERT IGNORE` rather than `ON DUPLICATE KEY UPDATE`: sqlx sets
 // CLIENT_FOUND_ROWS, under which a no-op update still counts one row.
 #[cfg(feature = "mysql")]
 const MYSQL: Sql = question_mark_sql!(
-    "INSERT IGNORE INTO tessera_dbsc_bindings (handle, session_id, thumbprint, jwk, bound_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT IGNORE INTO tessera_dbsc_bindings (handle, session_id, thumbprint, jwk, bound_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    // Binary-collated text reads back as VARBINARY; as CHAR it decodes as
+    // a string.
+    "CAST(session_id AS CHAR), CAST(thumbprint AS CHAR), CAST(jwk AS CHAR), bound_at, expires_at"
 );
 
 #[cfg(feature = "postgres")]
