@@ -53,6 +53,7 @@
 mod codec;
 mod config;
 mod counter;
+mod dbsc;
 mod delete_all;
 mod patch;
 mod refresh;

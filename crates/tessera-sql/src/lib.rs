@@ -4,6 +4,7 @@
 #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 compile_error!("tessera-sql needs at least one of the features `sqlite`, `postgres`, `mysql`");
 
+mod dbsc;
 mod error;
 #[cfg(feature = "mysql")]
 mod mysql;

@@ -228,8 +228,8 @@ impl MySqlRaw {
 /// ```
 #[derive(Debug, Clone)]
 pub struct MySqlStore {
-    pool: MySqlPool,
-    timeout: Duration,
+    pub(crate) pool: MySqlPool,
+    pub(crate) timeout: Duration,
 }
 
 /// The `GET_LOCK` name held while migrating.

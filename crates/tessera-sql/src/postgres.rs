@@ -149,8 +149,8 @@ mod sql {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
-    timeout: Duration,
+    pub(crate) pool: PgPool,
+    pub(crate) timeout: Duration,
 }
 
 fn migrator() -> Migrator {

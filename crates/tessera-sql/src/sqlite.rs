@@ -148,9 +148,9 @@ mod sql {
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    timeout: Duration,
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+    pub(crate) timeout: Duration,
 }
 
 /// The embedded SQLite migrations (`migrations/sqlite/`).

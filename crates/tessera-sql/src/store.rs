@@ -134,6 +134,21 @@ impl SqlStore {
         dispatch!(self, s => s.migrate().await)
     }
 
+    /// The backend inside, as a [`tessera::dbsc::DbscStore`] (see
+    /// `dbsc.rs`).
+    pub(crate) fn dbsc(&self) -> &dyn tessera::dbsc::DbscStore {
+        dispatch!(self, s => s)
+    }
+
+    /// Deletes expired DBSC bindings, challenges and bound cookies.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    pub async fn purge_expired_dbsc(&self, now: Timestamp) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.purge_expired_dbsc(now).await)
+    }
+
     /// `"sqlite"`, `"postgres"` or `"mysql"`.
     pub fn backend(&self) -> &'static str {
         match &self.inner {

@@ -31,6 +31,8 @@ async fn sqlite_file_passes_conformance_suite() {
     let store = Arc::new(store);
     tessera::testkit::run_all(store.clone()).await;
     tessera::testkit::run_refresh_all(store.clone(), store.clone()).await;
+    tessera::testkit::run_dbsc_all(store.clone()).await;
+    common::dbsc_purge_removes_only_expired_rows(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

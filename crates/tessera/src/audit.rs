@@ -42,6 +42,13 @@ pub enum AuditKind {
     /// A sign-in was refused because the user already holds
     /// `max_sessions_per_user` sessions and the policy is `refuse_new`.
     SessionLimitRefused,
+    /// A device-bound session (W3C DBSC) was refreshed with a proof from
+    /// another key: the session was revoked.
+    DbscKeyMismatch,
+    /// A device-bound session was registered (W3C DBSC).
+    DbscRegistered,
+    /// The browser skipped a DBSC refresh (`Secure-Session-Skipped`).
+    DbscRefreshSkipped,
 }
 
 impl AuditKind {
@@ -64,6 +71,9 @@ impl AuditKind {
             Self::SessionLimitRefused => "session_limit_refused",
             Self::Refreshed => "refreshed",
             Self::RefreshReuseDetected => "refresh_reuse_detected",
+            Self::DbscKeyMismatch => "dbsc_key_mismatch",
+            Self::DbscRegistered => "dbsc_registered",
+            Self::DbscRefreshSkipped => "dbsc_refresh_skipped",
         }
     }
 }

@@ -57,12 +57,15 @@ pub enum Revocation {
     RefreshReuse,
     /// The user reached the maximum number of sessions.
     SessionLimit,
+    /// A device-bound session was refreshed with a proof from another key
+    /// (W3C DBSC): someone else holds its cookies.
+    DbscKeyMismatch,
 }
 
 impl Revocation {
     /// The cause as stored and as reported in `revoked_by`:
     /// `other`, `other_device`, `password_changed`, `disabled`, `admin`,
-    /// `refresh_reuse` or `session_limit`.
+    /// `refresh_reuse`, `session_limit` or `dbsc_key_mismatch`.
     pub const fn as_code(self) -> &'static str {
         match self {
             Self::Other => "other",
@@ -72,6 +75,7 @@ impl Revocation {
             Self::Admin => "admin",
             Self::RefreshReuse => "refresh_reuse",
             Self::SessionLimit => "session_limit",
+            Self::DbscKeyMismatch => "dbsc_key_mismatch",
         }
     }
 
@@ -85,6 +89,7 @@ impl Revocation {
             "admin" => Self::Admin,
             "refresh_reuse" => Self::RefreshReuse,
             "session_limit" => Self::SessionLimit,
+            "dbsc_key_mismatch" => Self::DbscKeyMismatch,
             _ => return None,
         })
     }

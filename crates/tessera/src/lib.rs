@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod cookie;
 pub mod csrf;
+pub mod dbsc;
 pub mod ended;
 pub mod error;
 pub mod guard;

@@ -119,6 +119,8 @@ pub async fn conformance_on_server(admin: &'static Admin, backend: &str) {
     // A second instance on the same database migrates idempotently.
     let second = SqlStore::connect(&db.url).await.unwrap();
     run_scenarios(Arc::new(store.clone())).await;
+    tessera::testkit::run_dbsc_all(Arc::new(store.clone())).await;
+    dbsc_purge_removes_only_expired_rows(&store).await;
     second.close().await;
     store.close().await;
 }
@@ -394,4 +396,26 @@ pub async fn run_scenarios(store: Arc<SqlStore>) {
     sweeper_purges_in_batches(store.clone()).await;
     concurrent_modifies_keep_both_keys(store.clone()).await;
     thousand_concurrent_increments(store).await;
+}
+
+/// `purge_expired_dbsc` deletes expired DBSC rows and nothing live.
+pub async fn dbsc_purge_removes_only_expired_rows(store: &SqlStore) {
+    use tessera::dbsc::{DbscStore, Secret, digest};
+    use tessera::record::SessionHandle;
+    use tessera::time::{Clock, SystemClock, Timestamp};
+    let now = SystemClock.now();
+    let later = |ms: i64| Timestamp::from_millis(now.as_millis() + ms);
+    let h = SessionHandle::generate().unwrap();
+    store
+        .put_secret(&h, Secret::Cookie, &digest("old"), later(1_000))
+        .await
+        .unwrap();
+    store
+        .put_secret(&h, Secret::Cookie, &digest("new"), later(60_000))
+        .await
+        .unwrap();
+    let purged = store.purge_expired_dbsc(later(2_000)).await.unwrap();
+    assert!(purged >= 1, "the expired cookie row is purged");
+    assert!(store.cookie_is_live(&h, &digest("new"), now).await.unwrap());
+    assert!(!store.cookie_is_live(&h, &digest("old"), now).await.unwrap());
 }

@@ -25,6 +25,8 @@
 )]
 
 mod cases;
+mod dbsc_cases;
+pub mod dbsc_sim;
 mod patch_cases;
 mod refresh_cases;
 mod wrappers;
@@ -62,6 +64,19 @@ pub async fn run_refresh_all(sessions: Arc<dyn Store>, refresh: Arc<dyn RefreshS
     for (name, case) in refresh_cases::all() {
         eprintln!("testkit (refresh): {name}");
         case((sessions.clone(), refresh.clone())).await;
+    }
+}
+
+/// Runs every DBSC conformance case against `store` (bindings,
+/// single-use challenges under concurrent consumers, bound cookies, expiry).
+///
+/// # Panics
+///
+/// On the first case that fails.
+pub async fn run_dbsc_all(store: Arc<dyn crate::dbsc::DbscStore>) {
+    for (name, case) in dbsc_cases::all() {
+        eprintln!("testkit (dbsc): {name}");
+        case(store.clone()).await;
     }
 }
 

@@ -1,0 +1,389 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::record::DataChanges;
+use crate::store::MemoryStore;
+use crate::testkit::dbsc_sim::{DeviceKey, challenge_of, response_field};
+use crate::time::ManualClock;
+use crate::{Renewal, SessionPolicy};
+
+struct Fixture {
+    manager: SessionManager,
+    clock: ManualClock,
+    dbsc: Dbsc,
+    store: MemoryDbscStore,
+}
+
+fn fixture(mode: DbscMode) -> Fixture {
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let manager = SessionManager::builder(MemoryStore::new())
+        .policy(SessionPolicy::default())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let store = MemoryDbscStore::new();
+    let config = DbscConfig {
+        mode,
+        ..DbscConfig::default()
+    };
+    let dbsc = Dbsc::new(config, Arc::new(store.clone()));
+    Fixture {
+        manager,
+        clock,
+        dbsc,
+        store,
+    }
+}
+
+impl Fixture {
+    async fn session(&self) -> SessionRecord {
+        self.manager
+            .create(Some("alice".into()), Default::default(), Default::default())
+            .await
+            .unwrap()
+            .record
+    }
+
+    async fn challenge(&self, s: &SessionRecord) -> String {
+        let h = self
+            .dbsc
+            .registration_header(&self.manager, s)
+            .await
+            .unwrap()
+            .unwrap();
+        challenge_of(&h).unwrap()
+    }
+
+    async fn registered(&self, key: &DeviceKey) -> (SessionRecord, Registered) {
+        let s = self.session().await;
+        let c = self.challenge(&s).await;
+        let r = self
+            .dbsc
+            .register(
+                &self.manager,
+                &s,
+                &response_field(&key.registration_proof(&c)),
+            )
+            .await
+            .unwrap();
+        (s, r)
+    }
+
+    async fn refresh_challenge(&self, s: &SessionRecord, id: &str) -> String {
+        match self
+            .dbsc
+            .refresh(&self.manager, s, Some(&format!("\"{id}\"")), None)
+            .await
+            .unwrap()
+        {
+            RefreshOutcome::Challenge {
+                header,
+                refused: None,
+            } => challenge_of(&header).unwrap(),
+            other => panic!("expected a challenge, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn registration_binds_the_key_and_sets_a_bound_cookie() {
+    let f = fixture(DbscMode::Required);
+    let key = DeviceKey::generate();
+    let (s, r) = f.registered(&key).await;
+    let jwk = PublicJwk::from_value(&key.jwk()).unwrap();
+    assert_eq!(r.binding.thumbprint, jwk.thumbprint());
+    assert_eq!(r.cookie.max_age, Duration::from_secs(600));
+    assert_eq!(
+        r.config["credentials"][0]["attributes"],
+        json!(r.cookie.attributes)
+    );
+    assert_eq!(r.config["session_identifier"], json!(r.binding.session_id));
+    let state = f
+        .dbsc
+        .check(&f.manager, &s, Some(&r.cookie.value))
+        .await
+        .unwrap();
+    assert_eq!(state, BoundState::Bound);
+    assert_eq!(
+        f.dbsc.check(&f.manager, &s, None).await.unwrap(),
+        BoundState::Stale
+    );
+    assert!(!f.dbsc.admits(BoundState::Stale));
+    // No second registration header for a bound session.
+    assert_eq!(
+        f.dbsc.registration_header(&f.manager, &s).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn registration_refuses_bad_proofs_and_stores_nothing() {
+    let f = fixture(DbscMode::Additive);
+    let key = DeviceKey::generate();
+    let s = f.session().await;
+    let c = f.challenge(&s).await;
+    let mut bad_sig = key.registration_proof(&c);
+    bad_sig.pop();
+    bad_sig.push('A');
+    let hs256 = key.sign(
+        json!({"typ": "dbsc+jwt", "alg": "HS256", "jwk": key.jwk()}),
+        json!({"jti": c}),
+    );
+    let none = key.sign(
+        json!({"typ": "dbsc+jwt", "alg": "none", "jwk": key.jwk()}),
+        json!({"jti": c}),
+    );
+    let wrong_typ = key.sign(
+        json!({"typ": "JWT", "alg": "ES256", "jwk": key.jwk()}),
+        json!({"jti": c}),
+    );
+    let no_jwk = key.refresh_proof(&c);
+    for (proof, want) in [
+        (bad_sig, ProofError::BadSignature),
+        (hs256, ProofError::AlgNotAllowed),
+        (none, ProofError::AlgNotAllowed),
+        (wrong_typ, ProofError::WrongType),
+        (no_jwk, ProofError::BadKey),
+        ("not.a.jwt".to_owned(), ProofError::Malformed),
+    ] {
+        match f
+            .dbsc
+            .register(&f.manager, &s, &response_field(&proof))
+            .await
+        {
+            Err(DbscError::Refused(e)) => assert_eq!(e, want),
+            other => panic!("expected {want:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        f.store
+            .load_binding(&s.handle, f.manager.now())
+            .await
+            .unwrap(),
+        None
+    );
+    // The challenge was not spent by the refused proofs.
+    f.dbsc
+        .register(&f.manager, &s, &response_field(&key.registration_proof(&c)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn registration_challenges_are_single_use_and_expire() {
+    let f = fixture(DbscMode::Additive);
+    let key = DeviceKey::generate();
+    let s = f.session().await;
+    let wrong = key.registration_proof("made-up");
+    assert!(matches!(
+        f.dbsc
+            .register(&f.manager, &s, &response_field(&wrong))
+            .await,
+        Err(DbscError::StaleChallenge)
+    ));
+    let c = f.challenge(&s).await;
+    f.clock.advance(Duration::from_secs(301));
+    let stale = key.registration_proof(&c);
+    assert!(matches!(
+        f.dbsc
+            .register(&f.manager, &s, &response_field(&stale))
+            .await,
+        Err(DbscError::StaleChallenge)
+    ));
+}
+
+#[tokio::test]
+async fn a_thief_cannot_register_a_bound_session_again() {
+    let f = fixture(DbscMode::Required);
+    let (s, r) = f.registered(&DeviceKey::generate()).await;
+    let thief = DeviceKey::generate();
+    // The thief obtains a challenge through the refresh endpoint.
+    let c = f.refresh_challenge(&s, &r.binding.session_id).await;
+    let proof = response_field(&thief.registration_proof(&c));
+    assert!(matches!(
+        f.dbsc.register(&f.manager, &s, &proof).await,
+        Err(DbscError::AlreadyBound)
+    ));
+    let kept = f
+        .store
+        .load_binding(&s.handle, f.manager.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.thumbprint, r.binding.thumbprint);
+}
+
+#[tokio::test]
+async fn refresh_without_proof_challenges_then_succeeds() {
+    let f = fixture(DbscMode::Required);
+    let key = DeviceKey::generate();
+    let (s, r) = f.registered(&key).await;
+    f.clock.advance(Duration::from_secs(601));
+    assert_eq!(
+        f.dbsc
+            .check(&f.manager, &s, Some(&r.cookie.value))
+            .await
+            .unwrap(),
+        BoundState::Stale,
+        "the bound cookie's lifetime is enforced by the server"
+    );
+    let id = r.binding.session_id.clone();
+    let c = f.refresh_challenge(&s, &id).await;
+    let proof = response_field(&key.refresh_proof(&c));
+    let RefreshOutcome::Refreshed(cookie) = f
+        .dbsc
+        .refresh(&f.manager, &s, Some(&format!("\"{id}\"")), Some(&proof))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a refresh");
+    };
+    assert_eq!(
+        f.dbsc
+            .check(&f.manager, &s, Some(&cookie.value))
+            .await
+            .unwrap(),
+        BoundState::Bound
+    );
+    // Replaying the same proof earns a challenge, not a cookie.
+    match f
+        .dbsc
+        .refresh(&f.manager, &s, None, Some(&proof))
+        .await
+        .unwrap()
+    {
+        RefreshOutcome::Challenge { refused, .. } => {
+            assert_eq!(refused, Some(ProofError::UnknownChallenge));
+        }
+        other => panic!("replay got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_older_live_challenge_still_counts() {
+    let f = fixture(DbscMode::Required);
+    let key = DeviceKey::generate();
+    let (s, r) = f.registered(&key).await;
+    let id = r.binding.session_id.clone();
+    let older = f.refresh_challenge(&s, &id).await;
+    let _newer = f.refresh_challenge(&s, &id).await;
+    let proof = response_field(&key.refresh_proof(&older));
+    assert!(matches!(
+        f.dbsc
+            .refresh(&f.manager, &s, None, Some(&proof))
+            .await
+            .unwrap(),
+        RefreshOutcome::Refreshed(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_proof_from_another_key_revokes_the_session() {
+    let f = fixture(DbscMode::Required);
+    let (s, r) = f.registered(&DeviceKey::generate()).await;
+    let c = f.refresh_challenge(&s, &r.binding.session_id).await;
+    let thief = DeviceKey::generate();
+    // The thief's proof names its own key, as a registration proof would.
+    let proof = response_field(&thief.registration_proof(&c));
+    assert!(matches!(
+        f.dbsc.refresh(&f.manager, &s, None, Some(&proof)).await,
+        Err(DbscError::KeyMismatch)
+    ));
+    match f.manager.load_hash(&s.hash).await {
+        Err(SessionError::Revoked { .. }) => {}
+        other => panic!("expected revoked, got {other:?}"),
+    }
+    assert_eq!(
+        f.store
+            .load_binding(&s.handle, f.manager.now())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn refresh_of_an_unbound_or_renamed_session_ends_it() {
+    let f = fixture(DbscMode::Required);
+    let s = f.session().await;
+    assert!(matches!(
+        f.dbsc.refresh(&f.manager, &s, Some("\"x\""), None).await,
+        Err(DbscError::NotBound)
+    ));
+    let (s, _) = f.registered(&DeviceKey::generate()).await;
+    assert!(matches!(
+        f.dbsc
+            .refresh(&f.manager, &s, Some("\"other-id\""), None)
+            .await,
+        Err(DbscError::NotBound)
+    ));
+}
+
+#[tokio::test]
+async fn a_sign_in_gives_a_new_identity_that_must_register_again() {
+    let f = fixture(DbscMode::Required);
+    let (s, r) = f.registered(&DeviceKey::generate()).await;
+    let login = Renewal::Login {
+        user_id: "bob".into(),
+    };
+    let issued = f
+        .manager
+        .rotate(&s.hash, login, &DataChanges::default())
+        .await
+        .unwrap();
+    assert_ne!(issued.record.handle, s.handle);
+    assert_eq!(
+        f.dbsc
+            .check(&f.manager, &issued.record, Some(&r.cookie.value))
+            .await
+            .unwrap(),
+        BoundState::Unbound
+    );
+    // A plain rotation keeps the handle, so the binding follows it.
+    let (s, r) = f.registered(&DeviceKey::generate()).await;
+    let rotated = f
+        .manager
+        .rotate(&s.hash, Renewal::Rotate, &DataChanges::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.dbsc
+            .check(&f.manager, &rotated.record, Some(&r.cookie.value))
+            .await
+            .unwrap(),
+        BoundState::Bound
+    );
+}
+
+#[test]
+fn rsa_keys_verify_and_short_ones_are_refused() {
+    // A 1024-bit modulus is refused at registration.
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
+    let jwk = json!({"kty": "RSA", "n": n, "e": "AQAB"});
+    assert_eq!(PublicJwk::from_value(&jwk), Err(ProofError::BadKey));
+    let private = json!({"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "c"});
+    assert_eq!(PublicJwk::from_value(&private), Err(ProofError::BadKey));
+}
+
+#[test]
+fn skipped_is_parsed() {
+    let f = Dbsc::new(DbscConfig::default(), Arc::new(MemoryDbscStore::new()));
+    let s = f.record_skipped(None, "unreachable").unwrap();
+    assert_eq!(s.reason, "unreachable");
+    assert_eq!(f.record_skipped(None, "\"not a token\""), None);
+}
+
+#[tokio::test]
+async fn memory_store_passes_the_dbsc_conformance_suite() {
+    crate::testkit::run_dbsc_all(Arc::new(MemoryDbscStore::new())).await;
+}
