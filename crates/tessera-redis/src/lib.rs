@@ -54,6 +54,7 @@ mod codec;
 mod config;
 mod counter;
 mod delete_all;
+mod invalidation;
 mod refresh;
 mod scripts;
 
@@ -86,6 +87,7 @@ use tessera::token::TokenHash;
 
 pub use config::RedisOptions;
 use config::{config_error, parse_url};
+pub use invalidation::RedisChannel;
 use scripts::Scripts;
 
 /// Attempts of [`Store::modify`] before [`StoreError::Contention`].

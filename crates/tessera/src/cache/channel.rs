@@ -105,6 +105,12 @@ impl InvalidationSink {
         }
     }
 
+    /// Whether the cache is serving (last told
+    /// [`InvalidationSink::connected`]); false once it is gone.
+    pub fn is_live(&self) -> bool {
+        self.core.upgrade().is_some_and(|core| core.is_live())
+    }
+
     /// True once the cache is gone: the channel's task should end.
     pub fn is_closed(&self) -> bool {
         self.core.strong_count() == 0
