@@ -55,6 +55,7 @@ mod config;
 mod counter;
 mod dbsc;
 mod delete_all;
+mod invalidation;
 mod patch;
 mod refresh;
 mod scripts;
@@ -88,6 +89,7 @@ use tessera::token::TokenHash;
 
 pub use config::RedisOptions;
 use config::{config_error, parse_url};
+pub use invalidation::RedisChannel;
 use scripts::Scripts;
 
 /// Attempts of [`Store::modify`] before [`StoreError::Contention`].

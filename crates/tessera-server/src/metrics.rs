@@ -15,7 +15,7 @@ use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
-use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::store::{CasOutcome, ModifyFn, Patch, PatchOutcome, Store};
 use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 use tracing::field::{Field, Visit};
@@ -328,6 +328,19 @@ impl Store for MeteredStore {
         let t = Instant::now();
         let r = self.inner.modify_loaded(current, now, f).await;
         observe("modify_loaded", t);
+        r
+    }
+
+    async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        patch: &Patch,
+        now: Timestamp,
+    ) -> Result<PatchOutcome, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.patch(hash, base, patch, now).await;
+        observe("patch", t);
         r
     }
 }

@@ -6,6 +6,8 @@ compile_error!("tessera-sql needs at least one of the features `sqlite`, `postgr
 
 mod dbsc;
 mod error;
+#[cfg(feature = "postgres")]
+mod invalidation;
 #[cfg(feature = "mysql")]
 mod mysql;
 mod options;
@@ -20,6 +22,8 @@ mod sweeper;
 mod tombstone;
 
 pub use crate::error::UnsupportedUrl;
+#[cfg(feature = "postgres")]
+pub use crate::invalidation::PgChannel;
 #[cfg(feature = "mysql")]
 pub use crate::mysql::MySqlStore;
 pub use crate::options::SqlOptions;

@@ -149,6 +149,17 @@ impl SqlStore {
         dispatch!(self, s => s.purge_expired_dbsc(now).await)
     }
 
+    /// The PostgreSQL pool, when this store is on PostgreSQL (for
+    /// [`crate::PgChannel::for_store`]).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.inner {
+            Backend::Postgres(store) => Some(store.pool()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     /// `"sqlite"`, `"postgres"` or `"mysql"`.
     pub fn backend(&self) -> &'static str {
         match &self.inner {

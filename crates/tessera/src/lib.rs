@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cache;
 pub mod cookie;
 pub mod csrf;
 pub mod dbsc;

@@ -1,0 +1,412 @@
+//! [`CachedStore`]: the [`Store`] wrapper that serves verified sessions
+//! from memory and tells the other nodes about every change.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+
+use super::core::Core;
+use super::{CacheConfig, CacheStats, Invalidate, Invalidation, InvalidationSink};
+use crate::ended::{Ended, Revocation};
+use crate::error::StoreError;
+use crate::policy::SessionCap;
+use crate::record::{SessionHandle, SessionRecord};
+use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse};
+use crate::store::{Capped, CasOutcome, Modify, ModifyFn, Patch, PatchOutcome, Store};
+use crate::time::{Clock, SystemClock, Timestamp};
+use crate::token::{SECRET_LEN, TokenHash};
+
+/// A [`Store`] with a per-instance cache of session records in front of it.
+///
+/// - [`Store::load`] answers from the cache when it can; a miss asks the
+///   wrapped store and caches a record it finds (never an absence, so why a
+///   session ended still comes from the store's tombstone).
+/// - Every write goes to the wrapped store, then evicts locally and
+///   publishes an [`Invalidate`] on the channel, which evicts on every
+///   other node.
+/// - An entry is never served once older than
+///   [`CacheConfig::max_staleness`], nor within that much of a deadline
+///   (by the clock given to [`CachedStore::with_clock`], which must be the
+///   session manager's), nor while the channel is down.
+///
+/// See the [module docs](super) for the guarantees and how to size it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tessera::cache::{CacheConfig, CachedStore, LocalChannel};
+/// use tessera::store::{MemoryStore, Store};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let shared = Arc::new(MemoryStore::new());
+/// let channel = Arc::new(LocalChannel::new());
+/// let node_a = CachedStore::from_arc(shared.clone(), CacheConfig::default(), channel.clone());
+/// let node_b = CachedStore::from_arc(shared, CacheConfig::default(), channel);
+///
+/// let (_, record) = tessera::testkit::sample_record(Some("alice"));
+/// node_a.create(&record).await?;
+/// assert!(node_b.load(&record.hash).await?.is_some()); // now cached on B
+/// node_a.delete(&record.hash).await?;                   // B hears about it
+/// # tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// assert!(node_b.load(&record.hash).await?.is_none());
+/// # Ok(()) }
+/// ```
+pub struct CachedStore<S: ?Sized> {
+    inner: Arc<S>,
+    core: Arc<Core>,
+    channel: Option<Arc<dyn Invalidation>>,
+}
+
+impl<S: ?Sized> Clone for CachedStore<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            core: self.core.clone(),
+            channel: self.channel.clone(),
+        }
+    }
+}
+
+impl<S: ?Sized> std::fmt::Debug for CachedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("stats", &self.core.stats())
+            .field("channel", &self.channel.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> CachedStore<S> {
+    /// Wraps `inner`, subscribing to `channel`. Serves from the cache only
+    /// once the channel confirms its subscription. Must be called inside a
+    /// Tokio runtime (the channel starts a task).
+    pub fn new(inner: S, config: CacheConfig, channel: Arc<dyn Invalidation>) -> Self {
+        Self::from_arc(inner.into(), config, channel)
+    }
+}
+
+impl<S: Store + ?Sized> CachedStore<S> {
+    /// [`CachedStore::new`] for a store already in an `Arc` (possibly a
+    /// `dyn Store`).
+    pub fn from_arc(inner: Arc<S>, config: CacheConfig, channel: Arc<dyn Invalidation>) -> Self {
+        Self::build(inner, config, Arc::new(SystemClock), Some(channel))
+    }
+
+    /// A cache with **no** channel: nothing tells it about writes made by
+    /// other processes, so each entry may be stale for up to
+    /// [`CacheConfig::max_staleness`]. Correct without that caveat only when
+    /// this process is the store's only writer (an embedded SQLite file);
+    /// for a shared MySQL store it is the documented polling fallback:
+    /// revocations elsewhere take effect here within `max_staleness`.
+    pub fn without_channel(inner: Arc<S>, config: CacheConfig) -> Self {
+        Self::build(inner, config, Arc::new(SystemClock), None)
+    }
+
+    /// The general constructor: `channel` as in [`CachedStore::from_arc`]
+    /// (or `None` as in [`CachedStore::without_channel`]), and `clock`, the
+    /// session manager's clock, by which the cache decides whether an
+    /// entry is near a deadline.
+    pub fn with_clock(
+        inner: Arc<S>,
+        config: CacheConfig,
+        channel: Option<Arc<dyn Invalidation>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::build(inner, config, clock, channel)
+    }
+
+    fn build(
+        inner: Arc<S>,
+        config: CacheConfig,
+        clock: Arc<dyn Clock>,
+        channel: Option<Arc<dyn Invalidation>>,
+    ) -> Self {
+        let core = Arc::new(Core::new(&config, clock, channel.is_none()));
+        if let Some(channel) = &channel {
+            channel.subscribe(InvalidationSink::new(&core));
+        }
+        Self {
+            inner,
+            core,
+            channel,
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<S> {
+        &self.inner
+    }
+
+    /// Counters and sizes, for metrics.
+    pub fn stats(&self) -> CacheStats {
+        self.core.stats()
+    }
+
+    /// Evicts locally, then tells the other nodes. A failed publish is
+    /// logged and counted, not returned: the write it follows has happened,
+    /// and the other nodes' copies expire within `max_staleness` anyway.
+    async fn invalidate(&self, message: Invalidate) {
+        self.core.apply(&message).await;
+        if let Some(channel) = &self.channel {
+            let result = channel.publish(&message).await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "could not publish a cache invalidation");
+            }
+            self.core.published(result.is_ok());
+        }
+    }
+
+    /// Evicts locally only (the store did not change, but this node's copy
+    /// may be older than the store's).
+    async fn evict_local(&self, hash: &TokenHash) {
+        self.core.apply(&Invalidate::Session(*hash)).await;
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Store for CachedStore<S> {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        // A new hash is in no cache (absences are never cached).
+        self.inner.create(record).await
+    }
+
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        let outcome = self.inner.create_capped(record, cap, now).await?;
+        if let Capped::Created { evicted } = &outcome {
+            for handle in evicted {
+                self.invalidate(Invalidate::Handle(handle.clone())).await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(record) = self.core.get(hash).await {
+            return Ok(Some(record));
+        }
+        let seen = self.core.generation();
+        let loaded = self.inner.load(hash).await?;
+        if let Some(record) = &loaded {
+            self.core.insert(record, seen).await;
+        }
+        Ok(loaded)
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let outcome = self.inner.update(expected_version, record, now).await;
+        match outcome {
+            Ok(CasOutcome::Applied) => self.invalidate(Invalidate::Session(record.hash)).await,
+            // An error may hide a write that happened.
+            Err(_) => self.invalidate(Invalidate::Session(record.hash)).await,
+            Ok(CasOutcome::Conflict | CasOutcome::Missing) => self.evict_local(&record.hash).await,
+        }
+        outcome
+    }
+
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        let outcome = self.inner.rotate(old, expected_version, new, now).await;
+        match outcome {
+            Ok(CasOutcome::Applied) | Err(_) => self.invalidate(Invalidate::Session(*old)).await,
+            Ok(CasOutcome::Conflict | CasOutcome::Missing) => self.evict_local(old).await,
+        }
+        outcome
+    }
+
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let result = self.inner.delete(hash).await;
+        self.invalidate(Invalidate::Session(*hash)).await;
+        result
+    }
+
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        let result = self.inner.end(hash, why).await;
+        self.invalidate(Invalidate::Session(*hash)).await;
+        result
+    }
+
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        self.inner.ended(hash, now).await
+    }
+
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+        why: Revocation,
+    ) -> Result<bool, StoreError> {
+        let result = self.inner.delete_by_handle(handle, owner, why).await;
+        if !matches!(result, Ok(false)) {
+            self.invalidate(Invalidate::Handle(handle.clone())).await;
+        }
+        result
+    }
+
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.inner.list_by_user(user_id, now).await
+    }
+
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+        why: Revocation,
+    ) -> Result<u64, StoreError> {
+        let result = self.inner.delete_by_user(user_id, except, why).await;
+        // Also with nothing deleted here: every node drops what it holds of
+        // the user, whatever this store's count says.
+        self.invalidate(Invalidate::User(user_id.to_owned())).await;
+        result
+    }
+
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        let result = self.inner.delete_all().await;
+        self.invalidate(Invalidate::Everyone).await;
+        result
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        // Expired records are refused by their deadlines wherever cached.
+        self.inner.purge_expired(now, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let wrote = AtomicBool::new(false);
+        let watched = |r: &mut SessionRecord| {
+            let decision = f(r);
+            if decision == Modify::Write {
+                wrote.store(true, Ordering::SeqCst);
+            }
+            decision
+        };
+        let result = self.inner.modify(hash, now, &watched).await;
+        self.after_modify(hash, &result, wrote.load(Ordering::SeqCst))
+            .await;
+        result
+    }
+
+    async fn modify_loaded(
+        &self,
+        current: &SessionRecord,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let wrote = AtomicBool::new(false);
+        let watched = |r: &mut SessionRecord| {
+            let decision = f(r);
+            if decision == Modify::Write {
+                wrote.store(true, Ordering::SeqCst);
+            }
+            decision
+        };
+        let result = self.inner.modify_loaded(current, now, &watched).await;
+        self.after_modify(&current.hash, &result, wrote.load(Ordering::SeqCst))
+            .await;
+        result
+    }
+
+    /// Forwarded so the wrapped store's one-operation patch (a Lua script
+    /// on Redis) is kept; anything but a refusal or a miss may have
+    /// written, so it publishes like a `modify` that wrote.
+    async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        patch: &Patch,
+        now: Timestamp,
+    ) -> Result<PatchOutcome, StoreError> {
+        let result = self.inner.patch(hash, base, patch, now).await;
+        match &result {
+            Ok(PatchOutcome::Refused { .. } | PatchOutcome::Missing) => {
+                self.evict_local(hash).await
+            }
+            Ok(PatchOutcome::Applied(_)) | Err(_) => {
+                self.invalidate(Invalidate::Session(*hash)).await;
+            }
+        }
+        result
+    }
+}
+
+impl<S: Store + ?Sized> CachedStore<S> {
+    /// After a `modify`: publish if anything may have been written (a
+    /// closure that chose to write, or an error that may hide a write);
+    /// otherwise just drop this node's copy, which a conflict proved old.
+    async fn after_modify(
+        &self,
+        hash: &TokenHash,
+        result: &Result<Option<SessionRecord>, StoreError>,
+        wrote: bool,
+    ) {
+        if wrote || result.is_err() {
+            self.invalidate(Invalidate::Session(*hash)).await;
+        } else {
+            self.evict_local(hash).await;
+        }
+    }
+}
+
+/// Refresh-token families are not cached: every call goes to the wrapped
+/// store. Ending a session on reuse goes through [`Store`] methods, which
+/// publish.
+#[async_trait]
+impl<S: Store + RefreshStore + ?Sized> RefreshStore for CachedStore<S> {
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        self.inner.insert_refresh(record).await
+    }
+
+    async fn load_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        self.inner.load_refresh(hash).await
+    }
+
+    async fn use_refresh(
+        &self,
+        parent: &TokenHash,
+        child: &RefreshRecord,
+        sealed_child: &[u8; SECRET_LEN],
+        now: Timestamp,
+    ) -> Result<RefreshUse, StoreError> {
+        self.inner
+            .use_refresh(parent, child, sealed_child, now)
+            .await
+    }
+
+    async fn delete_refresh_family(&self, family: &SessionHandle) -> Result<u64, StoreError> {
+        self.inner.delete_refresh_family(family).await
+    }
+
+    async fn load_session_by_handle(
+        &self,
+        handle: &SessionHandle,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.load_session_by_handle(handle).await
+    }
+}

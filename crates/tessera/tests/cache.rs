@@ -1,0 +1,395 @@
+//! The session cache (`tessera::cache`): two nodes with their own caches
+//! over one shared store, talking through a `LocalChannel`. Each test
+//! fails if invalidation is removed: the caches' staleness bound is set to
+//! a minute, so only a message can make node B drop what it holds.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tessera::cache::{CacheConfig, CachedStore, Invalidation, LocalChannel};
+use tessera::ended::{Ended, Revocation};
+use tessera::error::StoreError;
+use tessera::policy::SessionCap;
+use tessera::record::{ClientMeta, Data, SessionHandle, SessionRecord};
+use tessera::store::{Capped, CasOutcome, MemoryStore, Store};
+use tessera::testkit::CountingStore;
+use tessera::time::Timestamp;
+use tessera::token::TokenHash;
+use tessera::{Access, SessionError, SessionManager};
+use tokio::sync::Notify;
+
+/// Far longer than any test waits for a message, shorter than the
+/// default idle timeout (entries near a deadline are never served).
+const LONG: Duration = Duration::from_secs(60);
+
+fn long_lived() -> CacheConfig {
+    CacheConfig {
+        max_staleness: LONG,
+        ..CacheConfig::default()
+    }
+}
+
+struct Node {
+    manager: SessionManager,
+    cache: CachedStore<dyn Store>,
+}
+
+fn node(store: Arc<dyn Store>, channel: Arc<dyn Invalidation>) -> Node {
+    let cache = CachedStore::from_arc(store, long_lived(), channel);
+    let manager = SessionManager::builder(cache.clone()).build().unwrap();
+    Node { manager, cache }
+}
+
+fn two_nodes() -> (Node, Node) {
+    let shared: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let channel: Arc<dyn Invalidation> = Arc::new(LocalChannel::new());
+    (node(shared.clone(), channel.clone()), node(shared, channel))
+}
+
+/// Loads through `node` until it refuses, for at most 5 s (the message is
+/// delivered by another task); returns the refusal.
+async fn refused_by(node: &Node, token: &str) -> SessionError {
+    for _ in 0..500 {
+        match node.manager.load(token, Access::Status).await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => return e,
+        }
+    }
+    panic!("node B kept serving a session that ended on node A");
+}
+
+async fn cached_on(node: &Node, token: &str) -> SessionRecord {
+    node.manager.load(token, Access::Status).await.unwrap();
+    let before = node.cache.stats().hits;
+    let record = node.manager.load(token, Access::Status).await.unwrap();
+    assert_eq!(
+        node.cache.stats().hits,
+        before + 1,
+        "the second load must hit"
+    );
+    record
+}
+
+#[tokio::test]
+async fn conformance_suite_passes_on_a_cached_memory_store() {
+    let inner = Arc::new(MemoryStore::new());
+    let channel: Arc<dyn Invalidation> = Arc::new(LocalChannel::new());
+    let cached = Arc::new(CachedStore::from_arc(
+        inner,
+        CacheConfig::default(),
+        channel,
+    ));
+    tessera::testkit::run_all(cached.clone()).await;
+    tessera::testkit::run_refresh_all(cached.clone(), cached).await;
+}
+
+#[tokio::test]
+async fn revoked_on_a_is_refused_on_b_with_the_reason() {
+    let (a, b) = two_nodes();
+    let issued = a
+        .manager
+        .create(Some("alice".into()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let token = issued.token.expose();
+    cached_on(&b, token).await;
+    assert!(
+        a.manager
+            .revoke(&issued.record.handle, None, Revocation::Admin)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        refused_by(&b, token).await,
+        SessionError::Revoked {
+            by: Revocation::Admin
+        }
+    ));
+    assert!(b.cache.stats().invalidations_received > 0);
+}
+
+#[tokio::test]
+async fn revoking_a_user_on_a_is_refused_on_b() {
+    let (a, b) = two_nodes();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let issued = a
+            .manager
+            .create(Some("bob".into()), Data::new(), ClientMeta::default())
+            .await
+            .unwrap();
+        cached_on(&b, issued.token.expose()).await;
+        tokens.push(issued.token);
+    }
+    let other = a
+        .manager
+        .create(Some("carol".into()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    cached_on(&b, other.token.expose()).await;
+
+    a.manager
+        .revoke_user("bob", None, Revocation::PasswordChanged)
+        .await
+        .unwrap();
+    for token in &tokens {
+        assert!(matches!(
+            refused_by(&b, token.expose()).await,
+            SessionError::Revoked {
+                by: Revocation::PasswordChanged
+            }
+        ));
+    }
+    // Another user's session is untouched, and still served from cache.
+    cached_on(&b, other.token.expose()).await;
+}
+
+#[tokio::test]
+async fn signing_everybody_out_on_a_empties_b() {
+    let (a, b) = two_nodes();
+    let issued = a
+        .manager
+        .create(None, Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    cached_on(&b, issued.token.expose()).await;
+    a.manager.revoke_everyone().await.unwrap();
+    refused_by(&b, issued.token.expose()).await;
+}
+
+#[tokio::test]
+async fn sign_out_on_a_reads_as_signed_out_on_b() {
+    let (a, b) = two_nodes();
+    let issued = a
+        .manager
+        .create(Some("dave".into()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    cached_on(&b, issued.token.expose()).await;
+    a.manager.destroy(&issued.record.hash).await.unwrap();
+    assert!(matches!(
+        refused_by(&b, issued.token.expose()).await,
+        SessionError::SignedOut
+    ));
+}
+
+#[tokio::test]
+async fn rotation_on_a_retires_the_old_token_on_b() {
+    let (a, b) = two_nodes();
+    let issued = a
+        .manager
+        .create(Some("erin".into()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    cached_on(&b, issued.token.expose()).await;
+    let rotated = a
+        .manager
+        .rotate(
+            &issued.record.hash,
+            tessera::Renewal::Rotate,
+            &tessera::record::DataChanges::default(),
+        )
+        .await
+        .unwrap();
+    refused_by(&b, issued.token.expose()).await;
+    b.manager
+        .load(rotated.token.expose(), Access::Status)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_data_write_on_a_is_read_on_b() {
+    let (a, b) = two_nodes();
+    let issued = a
+        .manager
+        .create(Some("fay".into()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let token = issued.token.expose();
+    cached_on(&b, token).await;
+    let mut changes = tessera::record::DataChanges::default();
+    changes.set("role", json!("admin"));
+    a.manager
+        .modify(&issued.record.hash, &changes, Access::Status)
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        let record = b.manager.load(token, Access::Status).await.unwrap();
+        if record.data.get("role") == Some(&json!("admin")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("node B kept serving the data from before node A's write");
+}
+
+#[tokio::test]
+async fn a_cache_without_channel_serves_no_entry_past_its_staleness_bound() {
+    let shared = Arc::new(MemoryStore::new());
+    let config = CacheConfig {
+        max_staleness: Duration::from_millis(300),
+        ..CacheConfig::default()
+    };
+    let b = CachedStore::without_channel(shared.clone(), config);
+    let (_, record) = tessera::testkit::sample_record(Some("gus"));
+    shared.create(&record).await.unwrap();
+    assert!(b.load(&record.hash).await.unwrap().is_some());
+    // Deleted behind the cache's back (another process, no channel).
+    assert!(shared.delete(&record.hash).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(b.load(&record.hash).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_entry_near_its_deadline_is_read_from_the_store() {
+    let shared = CountingStore::new(MemoryStore::new());
+    let cache = CachedStore::new(shared.clone(), long_lived(), Arc::new(LocalChannel::new()));
+    let (_, mut record) = tessera::testkit::sample_record(None);
+    // Idle deadline in 30 s: within the minute of staleness.
+    let now = tessera::time::Clock::now(&tessera::time::SystemClock);
+    record.deadlines.idle = now + Duration::from_secs(30);
+    shared.create(&record).await.unwrap();
+    shared.reset();
+    for _ in 0..3 {
+        assert!(cache.load(&record.hash).await.unwrap().is_some());
+    }
+    assert_eq!(shared.counts().loads, 3, "no load may be served from cache");
+}
+
+/// A store whose `load` can be held after reading, to line up a load with
+/// a concurrent invalidation.
+struct GatedStore {
+    inner: Arc<MemoryStore>,
+    armed: AtomicBool,
+    read_done: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl Store for GatedStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.inner.create(record).await
+    }
+    async fn create_capped(
+        &self,
+        record: &SessionRecord,
+        cap: SessionCap,
+        now: Timestamp,
+    ) -> Result<Capped, StoreError> {
+        self.inner.create_capped(record, cap, now).await
+    }
+    async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        let loaded = self.inner.load(hash).await;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.read_done.notify_one();
+            self.release.notified().await;
+        }
+        loaded
+    }
+    async fn update(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        self.inner.update(expected_version, record, now).await
+    }
+    async fn rotate(
+        &self,
+        old: &TokenHash,
+        expected_version: u64,
+        new: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<CasOutcome, StoreError> {
+        self.inner.rotate(old, expected_version, new, now).await
+    }
+    async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        self.inner.delete(hash).await
+    }
+    async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
+        self.inner.end(hash, why).await
+    }
+    async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
+        self.inner.ended(hash, now).await
+    }
+    async fn delete_by_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+        why: Revocation,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_by_handle(handle, owner, why).await
+    }
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.inner.list_by_user(user_id, now).await
+    }
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHandle>,
+        why: Revocation,
+    ) -> Result<u64, StoreError> {
+        self.inner.delete_by_user(user_id, except, why).await
+    }
+    async fn delete_all(&self) -> Result<u64, StoreError> {
+        self.inner.delete_all().await
+    }
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_racing_a_revocation_does_not_cache_the_old_record() {
+    let shared = Arc::new(MemoryStore::new());
+    let channel = Arc::new(LocalChannel::new());
+    let gated = Arc::new(GatedStore {
+        inner: shared.clone(),
+        armed: AtomicBool::new(false),
+        read_done: Notify::new(),
+        release: Notify::new(),
+    });
+    let a = CachedStore::from_arc(shared.clone(), long_lived(), channel.clone());
+    let b = Arc::new(CachedStore::from_arc(gated.clone(), long_lived(), channel));
+    let (_, record) = tessera::testkit::sample_record(Some("hal"));
+    shared.create(&record).await.unwrap();
+
+    // B reads the live record from the store, and is held there...
+    gated.armed.store(true, Ordering::SeqCst);
+    let loading = tokio::spawn({
+        let b = b.clone();
+        async move { b.load(&record.hash).await }
+    });
+    gated.read_done.notified().await;
+    // ...while A revokes it and B hears about it...
+    assert!(a.end(&record.hash, Ended::SignedOut).await.unwrap());
+    for _ in 0..500 {
+        if b.stats().invalidations_received > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(b.stats().invalidations_received > 0);
+    // ...then B's load finishes with the record it read before.
+    gated.release.notify_one();
+    assert!(loading.await.unwrap().unwrap().is_some());
+    // What it read must not have been cached.
+    assert!(b.load(&record.hash).await.unwrap().is_none());
+}
