@@ -115,7 +115,7 @@ class TesseraClient:
     def compare_and_set(self, token: str, key: str, current: Any, new: Any) -> Updated:
         """Writes ``new`` to ``key`` only if it still holds ``current``
         (``None`` = absent); says whether it did, with the stored session."""
-        return wire.written_answer(self._send(wire.cas_call(token, key, current, new)))
+        return wire.cas_answer(self._send(wire.cas_call(token, key, current, new)))
 
     def touch(self, token: str) -> None:
         """Counts the session of ``token`` as active now (the touch the
@@ -209,7 +209,7 @@ class AsyncTesseraClient:
 
     async def compare_and_set(self, token: str, key: str, current: Any, new: Any) -> Updated:
         """Writes ``new`` to ``key`` only if it still holds ``current``."""
-        return wire.written_answer(await self._send(wire.cas_call(token, key, current, new)))
+        return wire.cas_answer(await self._send(wire.cas_call(token, key, current, new)))
 
     async def touch(self, token: str) -> None:
         """Counts the session of ``token`` as active now (the touch the

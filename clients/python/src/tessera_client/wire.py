@@ -151,9 +151,15 @@ def patch_call(token: str, set: dict[str, Any], remove: list[str]) -> Call:
 
 
 def cas_call(token: str, key: str, current: Any, new: Any) -> Call:
-    """A check carrying a compare-and-set patch: written only if ``key``
-    still holds ``current`` (``None`` = absent)."""
-    return _session_check(token, patch={"set": {key: new}, "expect": {key: current}})
+    """``PATCH /v1/sessions/data`` with ``expect``: written only if ``key``
+    still holds ``current`` (``None`` = absent). A compare-and-set goes to
+    the data endpoint rather than riding on a check: a lost race answers
+    409 with the stored session at once, and the caller retries on it."""
+    return Call(
+        "PATCH",
+        "/v1/sessions/data",
+        {"token": token, "set": {key: new}, "expect": {key: current}},
+    )
 
 
 def touch_call(token: str) -> Call:
@@ -335,6 +341,22 @@ class Updated:
 
     applied: bool
     session: SessionView
+
+
+def cas_answer(response: httpx.Response) -> Updated:
+    """Reads a ``PATCH /v1/sessions/data`` answer with ``expect``: 200 and
+    the session when written; 409 ``expectation_failed`` and the session as
+    stored now when the expectation did not hold."""
+    if response.status_code == 409:
+        try:
+            body = _json(response)
+        except BadAnswer:
+            raise error_of(response) from None
+        if body.get("reason") == "expectation_failed":
+            stored: SessionView = _reading(lambda: _view(body.get("session")))
+            return Updated(applied=False, session=stored)
+        raise error_of(response)
+    return Updated(applied=True, session=view_answer(response))
 
 
 def written_answer(response: httpx.Response) -> Updated:
