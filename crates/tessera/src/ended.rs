@@ -57,12 +57,15 @@ pub enum Revocation {
     RefreshReuse,
     /// The user reached the maximum number of sessions.
     SessionLimit,
+    /// An administrator or a backend signed everybody out (the global
+    /// kill switch, ASVS 5.0 V7.4.5; see [`crate::not_before`]).
+    Everyone,
 }
 
 impl Revocation {
     /// The cause as stored and as reported in `revoked_by`:
     /// `other`, `other_device`, `password_changed`, `disabled`, `admin`,
-    /// `refresh_reuse` or `session_limit`.
+    /// `refresh_reuse`, `session_limit` or `everyone`.
     pub const fn as_code(self) -> &'static str {
         match self {
             Self::Other => "other",
@@ -72,6 +75,7 @@ impl Revocation {
             Self::Admin => "admin",
             Self::RefreshReuse => "refresh_reuse",
             Self::SessionLimit => "session_limit",
+            Self::Everyone => "everyone",
         }
     }
 
@@ -85,6 +89,7 @@ impl Revocation {
             "admin" => Self::Admin,
             "refresh_reuse" => Self::RefreshReuse,
             "session_limit" => Self::SessionLimit,
+            "everyone" => Self::Everyone,
             _ => return None,
         })
     }
@@ -147,6 +152,7 @@ mod tests {
             Ended::Revoked(Revocation::Admin),
             Ended::Revoked(Revocation::RefreshReuse),
             Ended::Revoked(Revocation::SessionLimit),
+            Ended::Revoked(Revocation::Everyone),
         ];
         for e in all {
             let stored = e.to_stored();

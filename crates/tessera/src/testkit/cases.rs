@@ -7,6 +7,10 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use super::not_before_cases::{
+    global_not_before_refuses_everyone, not_before_never_moves_backward,
+    user_not_before_refuses_that_users_older_sessions_only,
+};
 use super::{record_at, unique_user};
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
@@ -62,6 +66,10 @@ pub(super) fn all() -> Vec<(&'static str, Case)> {
         racing_refused_creations_admit_exactly_the_cap,
         remember_class_survives_round_trips_touches_and_rotation,
         unconfigured_remember_class_is_refused_and_stores_nothing,
+        user_not_before_refuses_that_users_older_sessions_only,
+        not_before_never_moves_backward,
+        // Sets the store-wide switch (in the past; see the case).
+        global_not_before_refuses_everyone,
         // Last: it empties the store (within its prefix or database).
         delete_all_ends_every_session_and_the_store_keeps_working,
     ]

@@ -25,6 +25,7 @@
 )]
 
 mod cases;
+mod not_before_cases;
 mod refresh_cases;
 mod wrappers;
 
