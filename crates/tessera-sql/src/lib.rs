@@ -7,6 +7,7 @@ compile_error!("tessera-sql needs at least one of the features `sqlite`, `postgr
 mod error;
 #[cfg(feature = "mysql")]
 mod mysql;
+mod not_before;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -159,15 +159,29 @@ pub(super) async fn not_before_never_moves_backward(store: Arc<dyn Store>) {
     );
 }
 
-/// Sets the global not-before. It applies to the whole store, so its
-/// sessions are created in the past and the time set is in the past too:
-/// every later case creates sessions at the current time, which it does
-/// not refuse.
+/// Sets the global not-before. It applies to the whole store and never
+/// moves back, so this case works at the very start of the epoch: its
+/// sessions are created in the first second of 1970 (live until an hour
+/// from now) and the switch is set at 1970-01-01T00:00:01Z. Sessions other
+/// cases and tests create, even ones dated "far in the past", are later
+/// and stay usable.
 pub(super) async fn global_not_before_refuses_everyone(store: Arc<dyn Store>) {
     let (alice, bob) = (unique_user("nb-all-a"), unique_user("nb-all-b"));
-    let a = created_ago(&store, Some(&alice), 60_000).await;
-    let b = created_ago(&store, Some(&bob), 60_000).await;
-    let anonymous = created_ago(&store, None, 60_000).await;
+    let epoch = |user: Option<&str>, ms: i64| {
+        let (_, record) = record_at(
+            user,
+            Timestamp::from_millis(ms),
+            SystemClock.now().as_millis() + HOUR,
+        );
+        record
+    };
+    let a = epoch(Some(&alice), 100);
+    let b = epoch(Some(&bob), 200);
+    let anonymous = epoch(None, 300);
+    for record in [&a, &b, &anonymous] {
+        store.create(record).await.expect("create");
+        loads(&store, record).await;
+    }
     // Alice also has a per-user not-before, older than the global one.
     store
         .raise_not_before(
@@ -177,7 +191,7 @@ pub(super) async fn global_not_before_refuses_everyone(store: Arc<dyn Store>) {
         .await
         .expect("raise user");
     let before = store.not_before(Scope::Everyone).await.expect("read");
-    let at = after(&a, 10);
+    let at = Timestamp::from_millis(1_000);
     let everyone = NotBefore::new(at, Revocation::Everyone);
     let in_force = store
         .raise_not_before(Scope::Everyone, everyone)
@@ -194,7 +208,7 @@ pub(super) async fn global_not_before_refuses_everyone(store: Arc<dyn Store>) {
     let fresh_anonymous = created_ago(&store, None, 0).await;
     loads(&store, &fresh_anonymous).await;
     // Never backward for the global switch either.
-    let earlier = NotBefore::new(after(&a, 2), Revocation::Admin);
+    let earlier = NotBefore::new(after(&a, 1), Revocation::Admin);
     assert_eq!(
         store
             .raise_not_before(Scope::Everyone, earlier)
