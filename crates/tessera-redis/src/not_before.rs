@@ -100,10 +100,10 @@ impl RedisStore {
     }
 
     async fn user_not_before(&self, user_id: &str) -> Result<Option<NotBefore>, StoreError> {
-        let hmget = self
-            .inner
-            .client
-            .hmget::<Vec<Option<String>>, _, _>(self.user_not_before_key(user_id), vec!["at", "why"]);
+        let hmget = self.inner.client.hmget::<Vec<Option<String>>, _, _>(
+            self.user_not_before_key(user_id),
+            vec!["at", "why"],
+        );
         let fields = Box::pin(hmget).await.map_err(map_err)?;
         let field = |i: usize| fields.get(i).and_then(Option::as_deref);
         parse(field(0), field(1))

@@ -44,7 +44,10 @@ impl NbCols {
     }
 
     /// `record` unless a not-before refuses it.
-    pub(crate) fn usable(&self, record: SessionRecord) -> Result<Option<SessionRecord>, StoreError> {
+    pub(crate) fn usable(
+        &self,
+        record: SessionRecord,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         Ok(self.refusal(&record)?.is_none().then_some(record))
     }
 
@@ -73,7 +76,10 @@ pub(crate) fn usable_rows(
 
 /// A stored not-before; a row that does not decode is `Corrupt` (a
 /// switch that cannot be read must not silently turn off).
-pub(crate) fn stored(at: Option<i64>, reason: Option<&str>) -> Result<Option<NotBefore>, StoreError> {
+pub(crate) fn stored(
+    at: Option<i64>,
+    reason: Option<&str>,
+) -> Result<Option<NotBefore>, StoreError> {
     match (at, reason) {
         (Some(at), Some(reason)) => {
             let why = Revocation::from_code(reason).ok_or_else(|| {

@@ -270,7 +270,10 @@ impl PgStore {
                 .fetch_optional(&self.pool)
                 .await?;
             Ok(match row {
-                Some(row) => Some((RawRecord::from_row(&row)?.decode()?, NbCols::from_row(&row)?)),
+                Some(row) => Some((
+                    RawRecord::from_row(&row)?.decode()?,
+                    NbCols::from_row(&row)?,
+                )),
                 None => None,
             })
         })
@@ -727,7 +730,10 @@ impl RefreshStore for PgStore {
                 .fetch_optional(&self.pool)
                 .await?;
             Ok(match row {
-                Some(row) => Some((RawRecord::from_row(&row)?.decode()?, NbCols::from_row(&row)?)),
+                Some(row) => Some((
+                    RawRecord::from_row(&row)?.decode()?,
+                    NbCols::from_row(&row)?,
+                )),
                 None => None,
             })
         })

@@ -303,7 +303,10 @@ impl SqliteStore {
                 .fetch_optional(&self.reader)
                 .await?;
             Ok(match row {
-                Some(row) => Some((RawRecord::from_row(&row)?.decode()?, NbCols::from_row(&row)?)),
+                Some(row) => Some((
+                    RawRecord::from_row(&row)?.decode()?,
+                    NbCols::from_row(&row)?,
+                )),
                 None => None,
             })
         })
@@ -753,7 +756,10 @@ impl RefreshStore for SqliteStore {
                 .fetch_optional(&self.reader)
                 .await?;
             Ok(match row {
-                Some(row) => Some((RawRecord::from_row(&row)?.decode()?, NbCols::from_row(&row)?)),
+                Some(row) => Some((
+                    RawRecord::from_row(&row)?.decode()?,
+                    NbCols::from_row(&row)?,
+                )),
                 None => None,
             })
         })

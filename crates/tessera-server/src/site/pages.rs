@@ -153,6 +153,7 @@ pub fn reason_text(reason: &str) -> Option<&'static str> {
             "You were signed out because your session was used from two places at once."
         }
         "revoked:session_limit" => "You were signed out because you signed in on too many devices.",
+        "revoked:everyone" => "You were signed out because an administrator signed everybody out.",
         "signed_out" => "You have signed out.",
         _ => return None,
     })
