@@ -56,6 +56,7 @@ mod counter;
 mod dbsc;
 mod delete_all;
 mod invalidation;
+mod not_before;
 mod patch;
 mod refresh;
 mod scripts;
@@ -1089,15 +1090,39 @@ impl Store for RedisStore {
         .await
     }
 
-    /// One `HGET`: the whole read path of a request.
+    /// The whole read path of a request: one `HGET` of the session and,
+    /// pipelined with it, one `HMGET` of the global not-before hash (the
+    /// kill switches); a second round trip for the user's not-before only
+    /// when a user switch set after the session's creation may apply (see
+    /// the `not_before` module).
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         self.bounded(async {
-            match self.get_value(hash).await? {
-                Some(value) => codec::decode(hash, &value).map(Some),
+            let (value, global) =
+                futures_util::try_join!(self.get_value(hash), self.global_not_before())?;
+            match value {
+                Some(value) => {
+                    let record = codec::decode(hash, &value)?;
+                    self.usable(record, global).await
+                }
                 None => Ok(None),
             }
         })
         .await
+    }
+
+    async fn raise_not_before(
+        &self,
+        scope: tessera::not_before::Scope<'_>,
+        to: tessera::not_before::NotBefore,
+    ) -> Result<tessera::not_before::NotBefore, StoreError> {
+        self.bounded(self.raise_not_before_inner(scope, to)).await
+    }
+
+    async fn not_before(
+        &self,
+        scope: tessera::not_before::Scope<'_>,
+    ) -> Result<Option<tessera::not_before::NotBefore>, StoreError> {
+        self.bounded(self.not_before_inner(scope)).await
     }
 
     async fn update(
@@ -1184,13 +1209,22 @@ impl Store for RedisStore {
                 .client
                 .hget::<Option<String>, _, _>(self.session_key(hash), "t");
             let stored = Box::pin(hget).await.map_err(map_err)?;
-            Ok(stored.as_deref().and_then(|t| {
+            let tombstone = stored.as_deref().and_then(|t| {
                 let (until, reason) = t.split_once(',')?;
                 let until: i64 = until.parse().ok()?;
                 (now.as_millis() < until)
                     .then(|| Ended::from_stored(reason))
                     .flatten()
-            }))
+            });
+            if tombstone.is_some() {
+                return Ok(tombstone);
+            }
+            // No tombstone: the record may still be stored, refused by a
+            // kill switch (only a refused token pays for these reads).
+            match self.get_value(hash).await? {
+                Some(value) => self.refused(&codec::decode(hash, &value)?).await,
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -1220,7 +1254,7 @@ impl Store for RedisStore {
                     .cmp(&b.created_at)
                     .then_with(|| a.handle.cmp(&b.handle))
             });
-            Ok(out)
+            self.usable_of_user(user_id, out).await
         })
         .await
     }

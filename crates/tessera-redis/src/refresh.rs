@@ -331,10 +331,18 @@ impl RefreshStore for RedisStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.bounded(async {
             let records = self.records_of_handle(handle.as_str()).await?;
-            Ok(records
+            let latest = records
                 .into_iter()
                 .filter(|r| r.handle == *handle)
-                .max_by_key(|r| r.version))
+                .max_by_key(|r| r.version);
+            match latest {
+                // The kill switches apply here as they do to `load`.
+                Some(record) => {
+                    let global = self.global_not_before().await?;
+                    self.usable(record, global).await
+                }
+                None => Ok(None),
+            }
         })
         .await
     }

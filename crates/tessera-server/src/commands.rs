@@ -87,9 +87,13 @@ pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerErro
         UserCommand::Passwd { name, .. } => {
             let password = read_password()?;
             state.users.set_password(&name, &password).await?;
+            // After the change committed: any sign-in that read the old
+            // hash took its time before this reading (see
+            // `tessera::not_before`). A store error fails the command.
+            let at = state.manager.now();
             let n = state
                 .manager
-                .revoke_user(&name, None, Revocation::PasswordChanged)
+                .revoke_user_before(&name, at, None, Revocation::PasswordChanged)
                 .await?;
             state
                 .activity
@@ -99,9 +103,10 @@ pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerErro
         }
         UserCommand::Disable { name } => {
             state.users.disable(&name).await?;
+            let at = state.manager.now();
             let n = state
                 .manager
-                .revoke_user(&name, None, Revocation::Disabled)
+                .revoke_user_before(&name, at, None, Revocation::Disabled)
                 .await?;
             state
                 .activity
@@ -157,8 +162,11 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
         SessionsCommand::Revoke { everyone: true, .. } => {
             // ASVS 5.0 V7.4.5: every session of every user, on the shared
             // store, so every instance refuses them on the next request.
-            let n = state.manager.revoke_everyone().await?;
-            println!("revoked {n} session(s) of every user");
+            let in_force = state.manager.revoke_everyone().await?;
+            println!(
+                "revoked every session created before {}",
+                in_force.at.to_rfc3339()
+            );
         }
         SessionsCommand::Revoke { user, handle, .. } => match (user, handle) {
             (Some(user), _) => {

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
+use tessera::not_before::{NotBefore, Scope};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Patch, PatchOutcome, Store};
@@ -193,6 +194,23 @@ impl Store for MeteredStore {
         let t = Instant::now();
         let r = self.inner.create_capped(record, cap, now).await;
         observe("create", t);
+        r
+    }
+
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.raise_not_before(scope, to).await;
+        observe("raise_not_before", t);
+        r
+    }
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.not_before(scope).await;
+        observe("not_before", t);
         r
     }
 

@@ -10,6 +10,7 @@ mod error;
 mod invalidation;
 #[cfg(feature = "mysql")]
 mod mysql;
+mod not_before;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;

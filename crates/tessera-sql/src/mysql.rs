@@ -20,10 +20,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::FromRow;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
+use tessera::not_before::{NotBefore, Scope};
 use tessera::policy::SessionCap;
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
@@ -32,6 +34,7 @@ use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
 use crate::error::{bounded, delete_all, retrying, unbounded};
+use crate::not_before::{self, NbCols};
 use crate::options::SqlOptions;
 use crate::refresh_row::{EncodedRefresh, RawRefresh, bind_refresh, diagnose_unused};
 use crate::row::{
@@ -126,6 +129,14 @@ mod sql {
         WHERE hash = ? AND used_at IS NULL AND expires_at > ?";
     pub(super) const REFRESH_DELETE_FAMILY: &str =
         "DELETE FROM tessera_refresh_tokens WHERE family = ?";
+    /// Raises a not-before: never backward, and the cause changes only
+    /// with the time (an equal time keeps the first cause). The
+    /// assignments run left to right: `reason` compares with the old `at`.
+    pub(super) const NOT_BEFORE_RAISE: &str = "INSERT INTO tessera_not_before \
+        (scope, user_id, at, reason) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+        reason = IF(VALUES(at) > at, VALUES(reason), reason), at = GREATEST(at, VALUES(at))";
+    pub(super) const NOT_BEFORE_SELECT: &str =
+        "SELECT at, reason FROM tessera_not_before WHERE scope = ? AND user_id = ?";
     pub(super) const TOMBSTONE: &str =
         "SELECT reason FROM tessera_tombstones WHERE hash = ? AND expires_at > ?";
     /// Bounded like `PURGE`, through the `expires_at` index.
@@ -366,6 +377,47 @@ impl MySqlStore {
     }
 }
 
+impl MySqlStore {
+    /// The record under `hash` and the not-befores that apply to it, in
+    /// one statement.
+    async fn load_checked(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(SessionRecord, NbCols)>, StoreError> {
+        let statement = not_before::checked(&sql::select_by_hash());
+        bounded(self.timeout, async {
+            let row = sqlx::query(&statement)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(match row {
+                Some(row) => Some((MySqlRaw::from_row(&row)?.decode()?, NbCols::from_row(&row)?)),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    async fn not_before_of(
+        &self,
+        scope: &str,
+        user: &str,
+    ) -> Result<Option<NotBefore>, StoreError> {
+        let row: Option<(i64, String)> = bounded(self.timeout, async {
+            Ok(sqlx::query_as(sql::NOT_BEFORE_SELECT)
+                .bind(scope)
+                .bind(user.as_bytes())
+                .fetch_optional(&self.pool)
+                .await?)
+        })
+        .await?;
+        match row {
+            Some((at, reason)) => not_before::stored(Some(at), Some(&reason)),
+            None => Ok(None),
+        }
+    }
+}
+
 #[async_trait]
 impl Store for MySqlStore {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
@@ -452,17 +504,12 @@ impl Store for MySqlStore {
         crate::row::capped_outcome(evicted)
     }
 
+    /// One statement: the row and the not-befores that apply to it.
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        let statement = sql::select_by_hash();
-        let raw = bounded(self.timeout, async {
-            let raw: Option<MySqlRaw> = sqlx::query_as(&statement)
-                .bind(hash.as_bytes().as_slice())
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(raw)
-        })
-        .await?;
-        raw.map(MySqlRaw::decode).transpose()
+        match self.load_checked(hash).await? {
+            Some((record, nb)) => nb.usable(record),
+            None => Ok(None),
+        }
     }
 
     async fn update(
@@ -561,10 +608,48 @@ impl Store for MySqlStore {
                 .await?)
         })
         .await?;
-        Ok(reason
+        let tombstone = reason
             .as_deref()
             .and_then(|r| std::str::from_utf8(r).ok())
-            .and_then(Ended::from_stored))
+            .and_then(Ended::from_stored);
+        if tombstone.is_some() {
+            return Ok(tombstone);
+        }
+        // No tombstone: the record may still be stored, refused by a
+        // not-before (only a refused token pays for this second read).
+        match self.load_checked(hash).await? {
+            Some((record, nb)) => nb.ended(&record),
+            None => Ok(None),
+        }
+    }
+
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        let (scope, user) = not_before::key(scope);
+        // The upsert is atomic (it holds the row lock); the read after it
+        // sees the value in force, ours or a later one.
+        bounded(self.timeout, async {
+            sqlx::query(sql::NOT_BEFORE_RAISE)
+                .bind(scope)
+                .bind(user.as_bytes())
+                .bind(to.at.as_millis())
+                .bind(to.why.as_code())
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        self.not_before_of(scope, user)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("tessera_not_before row vanished".into()))
+    }
+
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        let (scope, user) = not_before::key(scope);
+        self.not_before_of(scope, user).await
     }
 
     async fn delete_by_handle(
@@ -582,17 +667,21 @@ impl Store for MySqlStore {
         user_id: &str,
         now: Timestamp,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        let statement = sql::list_by_user();
+        let statement = not_before::checked(&sql::list_by_user());
         let rows = bounded(self.timeout, async {
-            let rows: Vec<MySqlRaw> = sqlx::query_as(&statement)
+            let rows = sqlx::query(&statement)
                 .bind(user_id)
                 .bind(now.as_millis())
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows)
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push((MySqlRaw::from_row(row)?.decode()?, NbCols::from_row(row)?));
+            }
+            Ok(out)
         })
         .await?;
-        rows.into_iter().map(MySqlRaw::decode).collect()
+        not_before::usable_rows(rows)
     }
 
     async fn delete_by_user(
@@ -814,15 +903,21 @@ impl RefreshStore for MySqlStore {
         &self,
         handle: &SessionHandle,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let statement = sql::select_by_handle();
-        let raw = bounded(self.timeout, async {
-            let raw: Option<MySqlRaw> = sqlx::query_as(&statement)
+        let statement = not_before::checked(&sql::select_by_handle());
+        let row = bounded(self.timeout, async {
+            let row = sqlx::query(&statement)
                 .bind(handle.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(raw)
+            Ok(match row {
+                Some(row) => Some((MySqlRaw::from_row(&row)?.decode()?, NbCols::from_row(&row)?)),
+                None => None,
+            })
         })
         .await?;
-        raw.map(MySqlRaw::decode).transpose()
+        match row {
+            Some((record, nb)) => nb.usable(record),
+            None => Ok(None),
+        }
     }
 }

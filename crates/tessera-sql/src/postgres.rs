@@ -19,10 +19,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::FromRow;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
+use tessera::not_before::{NotBefore, Scope};
 use tessera::policy::SessionCap;
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
@@ -31,6 +33,7 @@ use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
 use crate::error::{bounded, delete_all, retrying, unbounded};
+use crate::not_before::{self, NbCols};
 use crate::options::SqlOptions;
 use crate::refresh_row::{EncodedRefresh, RawRefresh, bind_refresh, diagnose_unused};
 use crate::row::{
@@ -127,6 +130,14 @@ mod sql {
         WHERE hash = $4 AND used_at IS NULL AND expires_at > $5";
     pub(super) const REFRESH_DELETE_FAMILY: &str =
         "DELETE FROM tessera_refresh_tokens WHERE family = $1";
+    /// Raises a not-before: never backward, and the cause changes only
+    /// with the time (an equal time keeps the first cause).
+    pub(super) const NOT_BEFORE_RAISE: &str = "INSERT INTO tessera_not_before \
+        (scope, user_id, at, reason) VALUES ($1, $2, $3, $4) \
+        ON CONFLICT (scope, user_id) DO UPDATE SET at = excluded.at, reason = excluded.reason \
+        WHERE excluded.at > tessera_not_before.at";
+    pub(super) const NOT_BEFORE_SELECT: &str =
+        "SELECT at, reason FROM tessera_not_before WHERE scope = $1 AND user_id = $2";
     pub(super) const TOMBSTONE: &str =
         "SELECT reason FROM tessera_tombstones WHERE hash = $1 AND expires_at > $2";
     /// Bounded like `PURGE`, through the `expires_at` index.
@@ -245,6 +256,50 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The record under `hash` and the not-befores that apply to it, in
+    /// one statement.
+    async fn load_checked(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(SessionRecord, NbCols)>, StoreError> {
+        let statement = not_before::checked(&sql::select_by_hash());
+        bounded(self.timeout, async {
+            let row = sqlx::query(&statement)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(match row {
+                Some(row) => Some((
+                    RawRecord::from_row(&row)?.decode()?,
+                    NbCols::from_row(&row)?,
+                )),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    async fn not_before_of(
+        &self,
+        scope: &str,
+        user: &str,
+    ) -> Result<Option<NotBefore>, StoreError> {
+        let row: Option<(i64, String)> = bounded(self.timeout, async {
+            Ok(sqlx::query_as(sql::NOT_BEFORE_SELECT)
+                .bind(scope)
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?)
+        })
+        .await?;
+        match row {
+            Some((at, reason)) => not_before::stored(Some(at), Some(&reason)),
+            None => Ok(None),
+        }
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
@@ -309,17 +364,12 @@ impl Store for PgStore {
         crate::row::capped_outcome(evicted)
     }
 
+    /// One statement: the row and the not-befores that apply to it.
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        let statement = sql::select_by_hash();
-        let raw = bounded(self.timeout, async {
-            let raw: Option<RawRecord> = sqlx::query_as(&statement)
-                .bind(hash.as_bytes().as_slice())
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(raw)
-        })
-        .await?;
-        raw.map(RawRecord::decode).transpose()
+        match self.load_checked(hash).await? {
+            Some((record, nb)) => nb.usable(record),
+            None => Ok(None),
+        }
     }
 
     async fn update(
@@ -406,7 +456,44 @@ impl Store for PgStore {
                 .await?)
         })
         .await?;
-        Ok(reason.as_deref().and_then(Ended::from_stored))
+        if let Some(ended) = reason.as_deref().and_then(Ended::from_stored) {
+            return Ok(Some(ended));
+        }
+        // No tombstone: the record may still be stored, refused by a
+        // not-before (only a refused token pays for this second read).
+        match self.load_checked(hash).await? {
+            Some((record, nb)) => nb.ended(&record),
+            None => Ok(None),
+        }
+    }
+
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        let (scope, user) = not_before::key(scope);
+        // The upsert is atomic (ON CONFLICT takes the row lock); the read
+        // after it sees the value in force, ours or a later one.
+        bounded(self.timeout, async {
+            sqlx::query(sql::NOT_BEFORE_RAISE)
+                .bind(scope)
+                .bind(user)
+                .bind(to.at.as_millis())
+                .bind(to.why.as_code())
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        self.not_before_of(scope, user)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("tessera_not_before row vanished".into()))
+    }
+
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        let (scope, user) = not_before::key(scope);
+        self.not_before_of(scope, user).await
     }
 
     async fn delete_by_handle(
@@ -424,17 +511,21 @@ impl Store for PgStore {
         user_id: &str,
         now: Timestamp,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        let statement = sql::list_by_user();
+        let statement = not_before::checked(&sql::list_by_user());
         let rows = bounded(self.timeout, async {
-            let rows: Vec<RawRecord> = sqlx::query_as(&statement)
+            let rows = sqlx::query(&statement)
                 .bind(user_id)
                 .bind(now.as_millis())
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows)
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push((RawRecord::from_row(row)?.decode()?, NbCols::from_row(row)?));
+            }
+            Ok(out)
         })
         .await?;
-        rows.into_iter().map(RawRecord::decode).collect()
+        not_before::usable_rows(rows)
     }
 
     async fn delete_by_user(
@@ -632,15 +723,24 @@ impl RefreshStore for PgStore {
         &self,
         handle: &SessionHandle,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let statement = sql::select_by_handle();
-        let raw = bounded(self.timeout, async {
-            let raw: Option<RawRecord> = sqlx::query_as(&statement)
+        let statement = not_before::checked(&sql::select_by_handle());
+        let row = bounded(self.timeout, async {
+            let row = sqlx::query(&statement)
                 .bind(handle.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(raw)
+            Ok(match row {
+                Some(row) => Some((
+                    RawRecord::from_row(&row)?.decode()?,
+                    NbCols::from_row(&row)?,
+                )),
+                None => None,
+            })
         })
         .await?;
-        raw.map(RawRecord::decode).transpose()
+        match row {
+            Some((record, nb)) => nb.usable(record),
+            None => Ok(None),
+        }
     }
 }

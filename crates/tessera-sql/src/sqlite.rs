@@ -21,12 +21,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::FromRow;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
+use tessera::not_before::{NotBefore, Scope};
 use tessera::policy::SessionCap;
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
@@ -35,6 +37,7 @@ use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
 use crate::error::{bounded, delete_all, unbounded};
+use crate::not_before::{self, NbCols};
 use crate::options::SqlOptions;
 use crate::refresh_row::{EncodedRefresh, RawRefresh, bind_refresh, diagnose_unused};
 use crate::row::{
@@ -117,6 +120,14 @@ mod sql {
         WHERE hash = ? AND used_at IS NULL AND expires_at > ?";
     pub(super) const REFRESH_DELETE_FAMILY: &str =
         "DELETE FROM tessera_refresh_tokens WHERE family = ?";
+    /// Raises a not-before: never backward, and the cause changes only
+    /// with the time (an equal time keeps the first cause).
+    pub(super) const NOT_BEFORE_RAISE: &str = "INSERT INTO tessera_not_before \
+        (scope, user_id, at, reason) VALUES (?, ?, ?, ?) \
+        ON CONFLICT (scope, user_id) DO UPDATE SET at = excluded.at, reason = excluded.reason \
+        WHERE excluded.at > tessera_not_before.at";
+    pub(super) const NOT_BEFORE_SELECT: &str =
+        "SELECT at, reason FROM tessera_not_before WHERE scope = ? AND user_id = ?";
     pub(super) const TOMBSTONE: &str =
         "SELECT reason FROM tessera_tombstones WHERE hash = ? AND expires_at > ?";
     /// Bounded like `PURGE`, through the `expires_at` index.
@@ -278,6 +289,31 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The record under `hash` and the not-befores that apply to it, in
+    /// one statement.
+    async fn load_checked(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(SessionRecord, NbCols)>, StoreError> {
+        let statement = not_before::checked(sql::SELECT_BY_HASH);
+        bounded(self.timeout, async {
+            let row = sqlx::query(&statement)
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(match row {
+                Some(row) => Some((
+                    RawRecord::from_row(&row)?.decode()?,
+                    NbCols::from_row(&row)?,
+                )),
+                None => None,
+            })
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
@@ -342,16 +378,12 @@ impl Store for SqliteStore {
         crate::row::capped_outcome(evicted)
     }
 
+    /// One statement: the row and the not-befores that apply to it.
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        let raw = bounded(self.timeout, async {
-            let raw: Option<RawRecord> = sqlx::query_as(sql::SELECT_BY_HASH)
-                .bind(hash.as_bytes().as_slice())
-                .fetch_optional(&self.reader)
-                .await?;
-            Ok(raw)
-        })
-        .await?;
-        raw.map(RawRecord::decode).transpose()
+        match self.load_checked(hash).await? {
+            Some((record, nb)) => nb.usable(record),
+            None => Ok(None),
+        }
     }
 
     async fn update(
@@ -443,7 +475,61 @@ impl Store for SqliteStore {
                 .await?)
         })
         .await?;
-        Ok(reason.as_deref().and_then(Ended::from_stored))
+        if let Some(ended) = reason.as_deref().and_then(Ended::from_stored) {
+            return Ok(Some(ended));
+        }
+        // No tombstone: the record may still be stored, refused by a
+        // not-before (only a refused token pays for this second read).
+        match self.load_checked(hash).await? {
+            Some((record, nb)) => nb.ended(&record),
+            None => Ok(None),
+        }
+    }
+
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        let (scope, user) = not_before::key(scope);
+        let stored = bounded(self.timeout, async {
+            // One write transaction: the conditional upsert, then the value
+            // in force (SQLite has one writer, so nothing comes between).
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(sql::NOT_BEFORE_RAISE)
+                .bind(scope)
+                .bind(user)
+                .bind(to.at.as_millis())
+                .bind(to.why.as_code())
+                .execute(&mut *tx)
+                .await?;
+            let row: (i64, String) = sqlx::query_as(sql::NOT_BEFORE_SELECT)
+                .bind(scope)
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(row)
+        })
+        .await?;
+        not_before::stored(Some(stored.0), Some(&stored.1))?
+            .ok_or_else(|| StoreError::Corrupt("tessera_not_before row vanished".into()))
+    }
+
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        let (scope, user) = not_before::key(scope);
+        let row: Option<(i64, String)> = bounded(self.timeout, async {
+            Ok(sqlx::query_as(sql::NOT_BEFORE_SELECT)
+                .bind(scope)
+                .bind(user)
+                .fetch_optional(&self.reader)
+                .await?)
+        })
+        .await?;
+        match row {
+            Some((at, reason)) => not_before::stored(Some(at), Some(&reason)),
+            None => Ok(None),
+        }
     }
 
     async fn delete_by_handle(
@@ -461,16 +547,21 @@ impl Store for SqliteStore {
         user_id: &str,
         now: Timestamp,
     ) -> Result<Vec<SessionRecord>, StoreError> {
+        let statement = not_before::checked(sql::LIST_BY_USER);
         let rows = bounded(self.timeout, async {
-            let rows: Vec<RawRecord> = sqlx::query_as(sql::LIST_BY_USER)
+            let rows = sqlx::query(&statement)
                 .bind(user_id)
                 .bind(now.as_millis())
                 .fetch_all(&self.reader)
                 .await?;
-            Ok(rows)
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push((RawRecord::from_row(row)?.decode()?, NbCols::from_row(row)?));
+            }
+            Ok(out)
         })
         .await?;
-        rows.into_iter().map(RawRecord::decode).collect()
+        not_before::usable_rows(rows)
     }
 
     async fn delete_by_user(
@@ -658,15 +749,25 @@ impl RefreshStore for SqliteStore {
         &self,
         handle: &SessionHandle,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let raw = bounded(self.timeout, async {
-            let raw: Option<RawRecord> = sqlx::query_as(sql::SELECT_BY_HANDLE)
+        let statement = not_before::checked(sql::SELECT_BY_HANDLE);
+        let row = bounded(self.timeout, async {
+            let row = sqlx::query(&statement)
                 .bind(handle.as_str())
                 .fetch_optional(&self.reader)
                 .await?;
-            Ok(raw)
+            Ok(match row {
+                Some(row) => Some((
+                    RawRecord::from_row(&row)?.decode()?,
+                    NbCols::from_row(&row)?,
+                )),
+                None => None,
+            })
         })
         .await?;
-        raw.map(RawRecord::decode).transpose()
+        match row {
+            Some((record, nb)) => nb.usable(record),
+            None => Ok(None),
+        }
     }
 }
 

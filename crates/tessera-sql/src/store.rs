@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use tessera::StoreError;
 use tessera::ended::{Ended, Revocation};
+use tessera::not_before::{NotBefore, Scope};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
 use tessera::store::{CasOutcome, ModifyFn, Store};
@@ -191,6 +192,17 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> Result<tessera::store::Capped, StoreError> {
         dispatch!(self, s => s.create_capped(record, cap, now).await)
+    }
+
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        dispatch!(self, s => s.raise_not_before(scope, to).await)
+    }
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        dispatch!(self, s => s.not_before(scope).await)
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {

@@ -60,12 +60,15 @@ pub enum Revocation {
     /// A device-bound session was refreshed with a proof from another key
     /// (W3C DBSC): someone else holds its cookies.
     DbscKeyMismatch,
+    /// An administrator or a backend signed everybody out (the global
+    /// kill switch, ASVS 5.0 V7.4.5; see [`crate::not_before`]).
+    Everyone,
 }
 
 impl Revocation {
     /// The cause as stored and as reported in `revoked_by`:
     /// `other`, `other_device`, `password_changed`, `disabled`, `admin`,
-    /// `refresh_reuse`, `session_limit` or `dbsc_key_mismatch`.
+    /// `refresh_reuse`, `session_limit`, `dbsc_key_mismatch` or `everyone`.
     pub const fn as_code(self) -> &'static str {
         match self {
             Self::Other => "other",
@@ -76,6 +79,7 @@ impl Revocation {
             Self::RefreshReuse => "refresh_reuse",
             Self::SessionLimit => "session_limit",
             Self::DbscKeyMismatch => "dbsc_key_mismatch",
+            Self::Everyone => "everyone",
         }
     }
 
@@ -90,6 +94,7 @@ impl Revocation {
             "refresh_reuse" => Self::RefreshReuse,
             "session_limit" => Self::SessionLimit,
             "dbsc_key_mismatch" => Self::DbscKeyMismatch,
+            "everyone" => Self::Everyone,
             _ => return None,
         })
     }
@@ -152,6 +157,8 @@ mod tests {
             Ended::Revoked(Revocation::Admin),
             Ended::Revoked(Revocation::RefreshReuse),
             Ended::Revoked(Revocation::SessionLimit),
+            Ended::Revoked(Revocation::Everyone),
+            Ended::Revoked(Revocation::DbscKeyMismatch),
         ];
         for e in all {
             let stored = e.to_stored();

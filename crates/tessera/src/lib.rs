@@ -15,6 +15,7 @@ pub mod manager;
 #[doc = include_str!("../docs/manual.md")]
 pub mod manual {}
 
+pub mod not_before;
 pub mod policy;
 mod random;
 pub mod record;

@@ -24,6 +24,7 @@ use crate::audit::{self, AuditKind};
 use crate::csrf::CsrfSecret;
 use crate::ended::{Ended, Revocation};
 use crate::error::SessionError;
+use crate::not_before::{NotBefore, Scope};
 use crate::policy::{PolicyError, SessionClass, SessionLimitAction, SessionPolicy};
 use crate::record::{ClientMeta, Data, DataChanges, SessionHandle, SessionRecord};
 use crate::refresh::RefreshStore;
@@ -256,8 +257,61 @@ impl SessionManager {
         client: ClientMeta,
         class: SessionClass,
     ) -> Result<Issued, SessionError> {
+        self.create_checked(user_id, data, client, class, None)
+            .await
+    }
+
+    /// [`SessionManager::create_with_class`] for a sign-in whose password
+    /// (or other credential) check started at `checked_at`, read from
+    /// [`SessionManager::now`] **before** the credential was read. The
+    /// session counts as created (and authenticated) just before that
+    /// instant, so a password change or disable that commits after the
+    /// check read the old credential — and then sets the user's
+    /// not-before ([`crate::not_before`]) — refuses it, even when the
+    /// session is stored after the not-before was set.
+    ///
+    /// ```
+    /// use tessera::SessionManager;
+    /// use tessera::policy::SessionClass;
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let checked_at = manager.now();
+    /// // ... read the password hash and verify the password ...
+    /// let issued = manager
+    ///     .create_signed_in("alice".into(), Default::default(), Default::default(),
+    ///         SessionClass::Default, checked_at)
+    ///     .await?;
+    /// assert!(issued.record.created_at < checked_at);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::create_with_class`].
+    pub async fn create_signed_in(
+        &self,
+        user_id: String,
+        data: Data,
+        client: ClientMeta,
+        class: SessionClass,
+        checked_at: Timestamp,
+    ) -> Result<Issued, SessionError> {
+        self.create_checked(Some(user_id), data, client, class, Some(checked_at))
+            .await
+    }
+
+    async fn create_checked(
+        &self,
+        user_id: Option<String>,
+        data: Data,
+        client: ClientMeta,
+        class: SessionClass,
+        checked_at: Option<Timestamp>,
+    ) -> Result<Issued, SessionError> {
         self.check_class(class)?;
         let now = self.now();
+        let signed_in_at = sign_in_stamp(now, checked_at);
         let token = SessionToken::generate()?;
         let mut record = SessionRecord::new(
             token.hash(),
@@ -270,7 +324,8 @@ impl SessionManager {
         record.data = data;
         self.check_data_size(&record.data)?;
         if record.user_id.is_some() {
-            record.authenticated_at = Some(now);
+            record.created_at = signed_in_at;
+            record.authenticated_at = Some(signed_in_at);
         }
         let cap = self.inner.policy.session_cap();
         let evicted = match (&record.user_id, cap) {
@@ -869,6 +924,43 @@ impl SessionManager {
         pending: &DataChanges,
         class: Option<SessionClass>,
     ) -> Result<Issued, SessionError> {
+        self.rotate_checked(hash, renewal, pending, class, None)
+            .await
+    }
+
+    /// A sign-in on an existing session ([`Renewal::Login`]) whose
+    /// credential check started at `checked_at`: see
+    /// [`SessionManager::create_signed_in`] for why that instant matters.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionManager::rotate_with_class`].
+    pub async fn sign_in_checked(
+        &self,
+        hash: &TokenHash,
+        user_id: String,
+        pending: &DataChanges,
+        class: Option<SessionClass>,
+        checked_at: Timestamp,
+    ) -> Result<Issued, SessionError> {
+        self.rotate_checked(
+            hash,
+            Renewal::Login { user_id },
+            pending,
+            class,
+            Some(checked_at),
+        )
+        .await
+    }
+
+    async fn rotate_checked(
+        &self,
+        hash: &TokenHash,
+        renewal: Renewal,
+        pending: &DataChanges,
+        class: Option<SessionClass>,
+        checked_at: Option<Timestamp>,
+    ) -> Result<Issued, SessionError> {
         if let Some(class) = class {
             self.check_class(class)?;
             if renewal == Renewal::Rotate {
@@ -902,8 +994,9 @@ impl SessionManager {
                     // in the same atomic step as the earlier token.
                     next.handle = SessionHandle::generate()?;
                     next.user_id = Some(user_id.clone());
-                    next.created_at = now;
-                    next.authenticated_at = Some(now);
+                    let signed_in_at = sign_in_stamp(now, checked_at);
+                    next.created_at = signed_in_at;
+                    next.authenticated_at = Some(signed_in_at);
                     next.class = class.unwrap_or(current.class);
                     next.deadlines = self.inner.policy.deadlines_for(next.class, now);
                 }
@@ -1042,12 +1135,84 @@ impl SessionManager {
         Ok(n)
     }
 
-    /// Revokes every session of every user, and their refresh tokens: the
-    /// administrator's "sign everybody out" (ASVS 5.0 V7.4.5: terminate all
-    /// active sessions, for example after a breach). Returns how many
-    /// sessions were revoked. Audited as one `revoked` event whose detail
-    /// carries the count. See [`Store::delete_all`] for the guarantee under
-    /// concurrency.
+    /// The kill switch for one user (ASVS 5.0 V7.4.3): raises the user's
+    /// not-before to `at` ([`crate::not_before`]), so that every session of
+    /// the user created before `at` is refused at its next load, on every
+    /// instance, including one a sign-in racing this call stores later;
+    /// then deletes the user's sessions except `except` (tidying up, with
+    /// tombstones saying `why`). Returns how many were deleted.
+    ///
+    /// Call it **after** the credential change (password, disable) has
+    /// committed, with `at` read from [`SessionManager::now`] after the
+    /// commit: a sign-in that read the old credential started before `at`
+    /// and is refused (see [`SessionManager::create_signed_in`]). A session
+    /// to keep (the one that changed the password) must have been re-issued
+    /// at or after `at` first ([`crate::Session::login_checked`] or
+    /// [`Renewal::Login`]); it is then both spared by `at` and named in
+    /// `except`.
+    ///
+    /// ```
+    /// use tessera::{Access, Revocation, SessionError, SessionManager};
+    /// use tessera::store::MemoryStore;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let issued = manager.create(Some("alice".into()), Default::default(), Default::default()).await?;
+    /// let at = tessera::time::Timestamp::from_millis(manager.now().as_millis() + 1);
+    /// manager.revoke_user_before("alice", at, None, Revocation::PasswordChanged).await?;
+    /// let refused = manager.load(issued.token.expose(), Access::Status).await;
+    /// assert!(matches!(refused, Err(SessionError::Revoked { by: Revocation::PasswordChanged })));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Store errors. If the not-before could not be set, nothing is
+    /// deleted and the error says so: the caller must report the failure,
+    /// never assume the sessions ended.
+    pub async fn revoke_user_before(
+        &self,
+        user_id: &str,
+        at: Timestamp,
+        except: Option<&SessionHandle>,
+        why: Revocation,
+    ) -> Result<u64, SessionError> {
+        let in_force = self
+            .inner
+            .store
+            .raise_not_before(Scope::User(user_id), NotBefore::new(at, why))
+            .await?;
+        audit::emit(
+            AuditKind::Revoked,
+            None,
+            Some(user_id),
+            &format!(
+                "kill switch: sessions of the user created before {} ({})",
+                in_force.at.to_rfc3339(),
+                why.as_code()
+            ),
+        );
+        // The switch already refuses them; deleting frees the records and
+        // leaves tombstones. The switch holds even if this fails.
+        match self.inner.store.delete_by_user(user_id, except, why).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "kill switch set; deleting the user's sessions failed");
+                Ok(0)
+            }
+        }
+    }
+
+    /// The global kill switch, "sign everybody out" (ASVS 5.0 V7.4.5:
+    /// terminate all active sessions, for example after a breach or a key
+    /// compromise): raises the store-wide not-before to now
+    /// ([`crate::not_before`]), so every session created before this call,
+    /// of every user and anonymous, is refused at its next load on every
+    /// instance, with `reason: "revoked"` and cause
+    /// [`Revocation::Everyone`]. One O(1) store write whatever the number
+    /// of sessions; refresh tokens die with their sessions (a refresh needs
+    /// a loadable session). Refused records stay stored until they expire
+    /// (Redis TTL, the SQL sweeper). Returns the not-before in force.
+    /// Audited as one `revoked` event.
     ///
     /// ```
     /// use tessera::{Access, SessionManager};
@@ -1056,7 +1221,8 @@ impl SessionManager {
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
     /// let issued = manager.create(Some("alice".into()), Data::new(), ClientMeta::default()).await?;
-    /// assert_eq!(manager.revoke_everyone().await?, 1);
+    /// # tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    /// manager.revoke_everyone().await?;
     /// let token = issued.token.expose();
     /// assert!(manager.load(token, Access::Status).await.is_err());
     /// # Ok(()) }
@@ -1064,16 +1230,24 @@ impl SessionManager {
     ///
     /// # Errors
     ///
-    /// Store errors (sessions already deleted stay deleted; call again).
-    pub async fn revoke_everyone(&self) -> Result<u64, SessionError> {
-        let n = self.inner.store.delete_all().await?;
+    /// Store errors: the switch may not be set.
+    pub async fn revoke_everyone(&self) -> Result<NotBefore, SessionError> {
+        let to = NotBefore::new(self.now(), Revocation::Everyone);
+        let in_force = self
+            .inner
+            .store
+            .raise_not_before(Scope::Everyone, to)
+            .await?;
         audit::emit(
             AuditKind::Revoked,
             None,
             None,
-            &format!("every session of every user ({n})"),
+            &format!(
+                "kill switch: every session created before {}",
+                in_force.at.to_rfc3339()
+            ),
         );
-        Ok(n)
+        Ok(in_force)
     }
 
     /// Deletes up to `limit` expired records; returns how many.
@@ -1172,4 +1346,17 @@ enum Base<'a> {
 
 fn set_failure(slot: &std::sync::Mutex<Option<serde_json::Error>>, e: serde_json::Error) {
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+}
+
+/// The creation time of a sign-in's session: `now`, or for a sign-in
+/// whose credential check started at `checked_at`, one millisecond before
+/// that. A not-before is set from a clock read *after* the credential
+/// change committed, and refuses sessions created strictly before it
+/// ([`crate::not_before::NotBefore::refuses`]); a check that read the old
+/// credential started no later than that reading, possibly in the same
+/// millisecond, hence the millisecond earlier.
+fn sign_in_stamp(now: Timestamp, checked_at: Option<Timestamp>) -> Timestamp {
+    checked_at.map_or(now, |at| {
+        now.min(Timestamp::from_millis(at.as_millis().saturating_sub(1)))
+    })
 }

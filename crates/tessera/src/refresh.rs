@@ -442,8 +442,10 @@ impl SessionManager {
         if record.used.is_some() || self.now() >= record.expires_at {
             return Ok(None);
         }
-        let session = match store.load_session_by_handle(&record.family).await? {
-            Some(s) if s.is_valid_at(self.now()) && s.user_id == record.user_id => s,
+        // Through `session_of`, so expiry and the kill switches apply
+        // exactly as they do to a refresh.
+        let session = match self.session_of(&record).await? {
+            Some(s) if s.user_id == record.user_id => s,
             _ => return Ok(None),
         };
         Ok(Some((record, session)))

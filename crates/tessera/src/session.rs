@@ -27,6 +27,7 @@ use crate::manager::{Access, Renewal, SessionManager};
 use crate::policy::{ExpiryReason, SessionClass};
 use crate::record::{ClientMeta, Data, DataChanges, SessionRecord};
 use crate::store::{Patch, PatchOp, PatchOutcome};
+use crate::time::Timestamp;
 use crate::token::SessionToken;
 
 /// What the web layer must do with the session cookie after a request.
@@ -419,16 +420,36 @@ impl Session {
         &self,
         state: &mut State,
         user_id: Option<String>,
+        data: Data,
+        class: SessionClass,
+    ) -> Result<(), SessionError> {
+        self.issue_checked(state, user_id, data, class, None).await
+    }
+
+    async fn issue_checked(
+        &self,
+        state: &mut State,
+        user_id: Option<String>,
         mut data: Data,
         class: SessionClass,
+        checked_at: Option<Timestamp>,
     ) -> Result<(), SessionError> {
         state.changes.apply(&mut data);
         state.changes = DataChanges::default();
-        let issued = self
-            .shared
-            .manager
-            .create_with_class(user_id, data, self.shared.client.clone(), class)
-            .await?;
+        let manager = &self.shared.manager;
+        let client = self.shared.client.clone();
+        let issued = match (user_id, checked_at) {
+            (Some(user), Some(at)) => {
+                manager
+                    .create_signed_in(user, data, client, class, at)
+                    .await?
+            }
+            (user_id, _) => {
+                manager
+                    .create_with_class(user_id, data, client, class)
+                    .await?
+            }
+        };
         let max_age = issued.max_age(self.shared.manager.now());
         state.cookie = CookieAction::Set {
             token: issued.token,
@@ -444,22 +465,39 @@ impl Session {
         renewal: Renewal,
         class: Option<SessionClass>,
     ) -> Result<(), SessionError> {
+        self.renew_checked(renewal, class, None).await
+    }
+
+    async fn renew_checked(
+        &self,
+        renewal: Renewal,
+        class: Option<SessionClass>,
+        checked_at: Option<Timestamp>,
+    ) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
+        let manager = &self.shared.manager;
         let Some(record) = state.record.clone() else {
             return match renewal {
                 Renewal::Login { user_id } => {
                     let class = class.unwrap_or_default();
-                    self.issue(&mut state, Some(user_id), Data::new(), class)
+                    self.issue_checked(&mut state, Some(user_id), Data::new(), class, checked_at)
                         .await
                 }
                 _ => Err(SessionError::Unauthenticated),
             };
         };
-        let issued = self
-            .shared
-            .manager
-            .rotate_with_class(&record.hash, renewal, &state.changes, class)
-            .await?;
+        let issued = match (renewal, checked_at) {
+            (Renewal::Login { user_id }, Some(at)) => {
+                manager
+                    .sign_in_checked(&record.hash, user_id, &state.changes, class, at)
+                    .await?
+            }
+            (renewal, _) => {
+                manager
+                    .rotate_with_class(&record.hash, renewal, &state.changes, class)
+                    .await?
+            }
+        };
         state.changes = DataChanges::default();
         let max_age = issued.max_age(self.shared.manager.now());
         state.cookie = CookieAction::Set {
@@ -502,6 +540,29 @@ impl Session {
             Some(class),
         )
         .await
+    }
+
+    /// [`Session::login_with_class`] for a sign-in whose credential check
+    /// started at `checked_at` (read from [`SessionManager::now`] before the
+    /// password hash was read): the session counts as created just before
+    /// it, so a password change or account disable that committed after the
+    /// check read the old credential refuses it through the user's
+    /// not-before ([`crate::not_before`]; ASVS 5.0 V7.4.3).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::login_with_class`].
+    pub async fn login_checked(
+        &self,
+        user_id: &str,
+        class: SessionClass,
+        checked_at: Timestamp,
+    ) -> Result<(), SessionError> {
+        let login = Renewal::Login {
+            user_id: user_id.to_owned(),
+        };
+        self.renew_checked(login, Some(class), Some(checked_at))
+            .await
     }
 
     /// Issues a new token for the same session (after a privilege change).

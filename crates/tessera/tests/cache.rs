@@ -18,6 +18,7 @@ use serde_json::json;
 use tessera::cache::{CacheConfig, CachedStore, Invalidation, LocalChannel};
 use tessera::ended::{Ended, Revocation};
 use tessera::error::StoreError;
+use tessera::not_before::{NotBefore, Scope};
 use tessera::policy::SessionCap;
 use tessera::record::{ClientMeta, Data, SessionHandle, SessionRecord};
 use tessera::store::{Capped, CasOutcome, MemoryStore, Store};
@@ -287,6 +288,16 @@ impl Store for GatedStore {
         now: Timestamp,
     ) -> Result<Capped, StoreError> {
         self.inner.create_capped(record, cap, now).await
+    }
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        self.inner.raise_not_before(scope, to).await
+    }
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        self.inner.not_before(scope).await
     }
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         let loaded = self.inner.load(hash).await;

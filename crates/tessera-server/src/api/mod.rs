@@ -26,7 +26,10 @@ use crate::state::AppState;
 /// the credential).
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/sessions", post(sessions::create))
+        .route(
+            "/v1/sessions",
+            post(sessions::create).delete(sessions::revoke_everyone),
+        )
         .route("/v1/sessions/verify", post(sessions::verify))
         .route("/v1/sessions/rotate", post(sessions::rotate))
         .route("/v1/sessions/data", patch(sessions::patch_data))

@@ -247,3 +247,32 @@ pub async fn revoke_user(
     );
     Ok(Json(Revoked { revoked: n }))
 }
+
+/// Answer to `DELETE /v1/sessions`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RevokedEveryone {
+    /// RFC 3339: every session created before this instant is refused
+    /// (`reason: "revoked"`, `revoked_by: "everyone"`).
+    pub not_before: String,
+}
+
+/// Signs everybody out (ASVS 5.0 V7.4.5): raises the global not-before to
+/// now, so every existing session of every user is refused at its next
+/// request on every instance. One O(1) store write whatever the number of
+/// sessions; new sign-ins work at once. Audited.
+#[utoipa::path(delete, path = "/v1/sessions", tag = "v1",
+    responses((status = 200, body = RevokedEveryone), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn revoke_everyone(
+    State(state): State<AppState>,
+) -> Result<Json<RevokedEveryone>, ApiError> {
+    let in_force = state.manager.revoke_everyone().await?;
+    let not_before = in_force.at.to_rfc3339();
+    audit::emit(
+        ServerEvent::ApiRevoked,
+        None,
+        None,
+        &format!("every session created before {not_before}"),
+    );
+    Ok(Json(RevokedEveryone { not_before }))
+}

@@ -144,11 +144,17 @@ async fn login_inner(
     // Before the password check: a refused class costs no hashing and
     // counts no failure.
     let class = crate::lifetime::requested_class(state, form.remember)?;
+    // Read before the password hash is: a password change or disable that
+    // commits after this check read the old hash sets a not-before later
+    // than this instant, which refuses the session created below.
+    let checked_at = state.manager.now();
     check_password(state, &form.username, &ctx.ip, &form.password, Door::SignIn)
         .await
         .map_err(|e| e.into_api(GENERIC_FAILURE))?;
     // A brand-new token; any presented one stops working (fixation).
-    ctx.session.login_with_class(&form.username, class).await?;
+    ctx.session
+        .login_checked(&form.username, class, checked_at)
+        .await?;
     audit::emit(
         ServerEvent::LoginSucceeded,
         Some(&form.username),
@@ -309,13 +315,30 @@ pub async fn change_password(
         .await
         .map_err(|e| e.into_api("The current password is not correct."))?;
         state.users.set_password(&user, &form.new_password).await?;
+        // The order closes the race with a concurrent sign-in (the users
+        // database and the session store may be different databases):
+        // 1. the new hash is committed (above);
+        // 2. `at` is read after that commit, so a sign-in that read the
+        //    old hash took its `checked_at` no later than `at` and its
+        //    session counts as created before it;
+        // 3. this session is re-issued as a new sign-in (new token and
+        //    handle, created at or after `at`): kept, and a privilege
+        //    change gets a new token;
+        // 4. the user's not-before is raised to `at`: every other session,
+        //    including one a racing sign-in stores later, is refused. A
+        //    store error here fails the request loudly.
+        let at = state.manager.now();
+        ctx.session.login_with_class(&user, record.class).await?;
+        let kept = ctx
+            .session
+            .record()
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("missing"))?;
         let revoked = state
             .manager
-            .revoke_user(&user, Some(&record.handle), Revocation::PasswordChanged)
+            .revoke_user_before(&user, at, Some(&kept.handle), Revocation::PasswordChanged)
             .await?;
         crate::metrics::count_revoked(revoked);
-        // A privilege change: new token for the surviving session.
-        ctx.session.rotate().await?;
         audit::emit(ServerEvent::PasswordChanged, Some(&user), Some(&ctx.ip), "");
         super::note(
             &state,

@@ -153,6 +153,10 @@ pub fn reason_text(reason: &str) -> Option<&'static str> {
             "You were signed out because your session was used from two places at once."
         }
         "revoked:session_limit" => "You were signed out because you signed in on too many devices.",
+        "revoked:dbsc_key_mismatch" => {
+            "You were signed out because your session was used from another device."
+        }
+        "revoked:everyone" => "You were signed out because an administrator signed everybody out.",
         "signed_out" => "You have signed out.",
         _ => return None,
     })

@@ -10,6 +10,7 @@ use super::core::Core;
 use super::{CacheConfig, CacheStats, Invalidate, Invalidation, InvalidationSink};
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
+use crate::not_before::{NotBefore, Scope};
 use crate::policy::SessionCap;
 use crate::record::{SessionHandle, SessionRecord};
 use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse};
@@ -183,6 +184,26 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
             }
         }
         Ok(outcome)
+    }
+
+    /// A kill switch refuses sessions this node may hold: drop them here
+    /// and on every node, also when the store errs (it may have written).
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        let result = self.inner.raise_not_before(scope, to).await;
+        let message = match scope {
+            Scope::User(user) => Invalidate::User(user.to_owned()),
+            Scope::Everyone => Invalidate::Everyone,
+        };
+        self.invalidate(message).await;
+        result
+    }
+
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        self.inner.not_before(scope).await
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {

@@ -30,6 +30,7 @@ use super::{Capped, CasOutcome, Modify, ModifyFn, Store};
 use crate::csrf::CsrfSecret;
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
+use crate::not_before::{self, NotBefore, Scope};
 use crate::policy::{Deadlines, ExpiryReason, SessionCap, SessionClass};
 use crate::record::{ClientMeta, Data, SessionHandle, SessionRecord};
 use crate::refresh::{RefreshRecord, RefreshStore, RefreshUse, UsedRefresh};
@@ -226,6 +227,31 @@ struct Inner {
     /// Why ended sessions ended, by token hash, until their absolute
     /// deadline (see [`crate::ended`]).
     tombstones: HashMap<TokenHash, (Ended, Timestamp)>,
+    /// The global not-before (see [`crate::not_before`]).
+    not_before_everyone: Option<NotBefore>,
+    /// Not-befores by user. One entry per user whose sessions were ever
+    /// switched off: bounded by the number of users.
+    not_before_users: HashMap<String, NotBefore>,
+}
+
+impl Inner {
+    /// Why the record in `slot` is refused by a not-before, if it is.
+    fn refusal(&self, record: &SessionRecord) -> Option<Revocation> {
+        let user = record
+            .user_id
+            .as_deref()
+            .and_then(|u| self.not_before_users.get(u).copied());
+        not_before::refusal(record, user, self.not_before_everyone)
+    }
+
+    /// The record at `index` unless a not-before refuses it.
+    fn usable(&self, index: u32) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(slot) = self.slot(index) else {
+            return Ok(None);
+        };
+        let record = slot.to_record()?;
+        Ok(self.refusal(&record).is_none().then_some(record))
+    }
 }
 
 fn slot_at(chunks: &[Box<[Option<Slot>]>], i: u32) -> Option<&Slot> {
@@ -589,13 +615,13 @@ impl Store for MemoryStore {
         Ok(Capped::Created { evicted })
     }
 
+    /// The record and the not-befores are read under the one lock.
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         let inner = self.lock();
-        inner
-            .find(hash)
-            .and_then(|i| inner.slot(i))
-            .map(Slot::to_record)
-            .transpose()
+        match inner.find(hash) {
+            Some(index) => inner.usable(index),
+            None => Ok(None),
+        }
     }
 
     async fn update(
@@ -666,12 +692,43 @@ impl Store for MemoryStore {
     }
 
     async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
-        Ok(self
-            .lock()
-            .tombstones
-            .get(hash)
-            .filter(|(_, until)| now < *until)
-            .map(|(why, _)| *why))
+        let inner = self.lock();
+        if let Some((why, _)) = inner.tombstones.get(hash).filter(|(_, until)| now < *until) {
+            return Ok(Some(*why));
+        }
+        let Some(slot) = inner.find(hash).and_then(|i| inner.slot(i)) else {
+            return Ok(None);
+        };
+        let record = slot.to_record()?;
+        Ok(inner.refusal(&record).map(Ended::Revoked))
+    }
+
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        let mut inner = self.lock();
+        let slot = match scope {
+            Scope::Everyone => &mut inner.not_before_everyone,
+            Scope::User(user) => {
+                let current = inner.not_before_users.get(user).copied();
+                let next = not_before::raised(current, to);
+                inner.not_before_users.insert(user.to_owned(), next);
+                return Ok(next);
+            }
+        };
+        let next = not_before::raised(*slot, to);
+        *slot = Some(next);
+        Ok(next)
+    }
+
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        let inner = self.lock();
+        Ok(match scope {
+            Scope::Everyone => inner.not_before_everyone,
+            Scope::User(user) => inner.not_before_users.get(user).copied(),
+        })
     }
 
     async fn delete_by_handle(
@@ -703,8 +760,8 @@ impl Store for MemoryStore {
         let inner = self.lock();
         let mut out = Vec::new();
         for index in inner.user_slots(user_id) {
-            if let Some(slot) = inner.slot(index).filter(|s| s.is_valid_at(now)) {
-                out.push(slot.to_record()?);
+            if inner.slot(index).is_some_and(|s| s.is_valid_at(now)) {
+                out.extend(inner.usable(index)?);
             }
         }
         drop(inner);
@@ -888,11 +945,10 @@ impl RefreshStore for MemoryStore {
         handle: &SessionHandle,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let inner = self.lock();
-        inner
-            .find_handle(handle)
-            .and_then(|i| inner.slot(i))
-            .map(Slot::to_record)
-            .transpose()
+        match inner.find_handle(handle) {
+            Some(index) => inner.usable(index),
+            None => Ok(None),
+        }
     }
 }
 
@@ -980,6 +1036,16 @@ mod layout_tests {
     impl Store for Cas {
         async fn create(&self, r: &SessionRecord) -> Result<(), StoreError> {
             self.0.create(r).await
+        }
+        async fn raise_not_before(
+            &self,
+            scope: Scope<'_>,
+            to: NotBefore,
+        ) -> Result<NotBefore, StoreError> {
+            self.0.raise_not_before(scope, to).await
+        }
+        async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+            self.0.not_before(scope).await
         }
         async fn load(&self, h: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
             self.0.load(h).await

@@ -40,6 +40,7 @@ use async_trait::async_trait;
 
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
+use crate::not_before::{NotBefore, Scope};
 use crate::policy::{SessionCap, SessionLimitAction};
 use crate::record::{SessionHandle, SessionRecord};
 use crate::time::Timestamp;
@@ -168,6 +169,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The record under `hash`, possibly expired, or `None`.
     ///
+    /// **Kill switches**: a record refused by the not-before of its user
+    /// or the global one ([`crate::not_before::refusal`]) is not returned,
+    /// and the check is made in the same store operation as the read (one
+    /// statement, one script, or — where keys live on different nodes —
+    /// the cheapest correct sequence the store's README states), so it
+    /// holds whatever the store size. [`Store::ended`] then reports it as
+    /// `Ended::Revoked(cause)`.
+    ///
     /// # Errors
     ///
     /// Backend errors.
@@ -232,8 +241,10 @@ pub trait Store: Send + Sync + 'static {
     async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError>;
 
     /// Why the session under `hash` ended, if a tombstone valid at `now`
-    /// remembers it. `None` for a live session, an unknown token, or a
-    /// tombstone past its session's absolute deadline.
+    /// remembers it, or `Ended::Revoked(cause)` when its record is still
+    /// stored but refused by a not-before (see [`Store::load`]). `None` for
+    /// a live session, an unknown token, or a tombstone past its session's
+    /// absolute deadline.
     ///
     /// # Errors
     ///
@@ -313,6 +324,49 @@ pub trait Store: Send + Sync + 'static {
     /// Backend errors; sessions deleted before the error stay deleted, and
     /// calling it again finishes the job.
     async fn delete_all(&self) -> Result<u64, StoreError>;
+
+    /// Raises the not-before of `scope` to `to` and returns the value in
+    /// force afterwards (see [`crate::not_before`]): from the moment this
+    /// returns, every [`Store::load`] on any instance refuses the sessions
+    /// of the scope created before `to.at`. Values never move backward:
+    /// an earlier or equal time leaves the stored one (and its cause)
+    /// unchanged, so the call is idempotent, and concurrent calls leave the
+    /// latest time, atomically (one statement or one script). O(1) in the
+    /// number of sessions. ASVS 5.0 V7.4.3, V7.4.5.
+    ///
+    /// ```
+    /// use tessera::not_before::{NotBefore, Scope};
+    /// use tessera::store::{MemoryStore, Store};
+    /// use tessera::time::Timestamp;
+    /// use tessera::{Ended, Revocation};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::new();
+    /// let (_, record) = tessera::testkit::sample_record(Some("alice"));
+    /// store.create(&record).await?;
+    /// let later = Timestamp::from_millis(record.created_at.as_millis() + 1);
+    /// store.raise_not_before(Scope::User("alice"), NotBefore::new(later, Revocation::PasswordChanged)).await?;
+    /// assert!(store.load(&record.hash).await?.is_none());
+    /// assert_eq!(store.ended(&record.hash, record.created_at).await?,
+    ///     Some(Ended::Revoked(Revocation::PasswordChanged)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Backend errors: the switch may not be set, and the caller must
+    /// report the failure (never assume the sessions are refused).
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError>;
+
+    /// The not-before in force for `scope`, if any (for display).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError>;
 
     /// Deletes up to `limit` records expired at `now`; returns how many.
     /// Stores that expire records by themselves (Redis TTLs) return 0.

@@ -7,6 +7,10 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use super::not_before_cases::{
+    global_not_before_refuses_everyone, not_before_never_moves_backward,
+    user_not_before_refuses_that_users_older_sessions_only,
+};
 use super::patch_cases::*;
 use super::{record_at, unique_user};
 use crate::ended::{Ended, Revocation};
@@ -68,6 +72,10 @@ pub(super) fn all() -> Vec<(&'static str, Case)> {
         patch_of_missing_or_expired_is_missing_and_resurrects_nothing,
         patch_activity_moves_the_idle_deadline_by_class,
         concurrent_patch_increments_lose_nothing,
+        user_not_before_refuses_that_users_older_sessions_only,
+        not_before_never_moves_backward,
+        // Sets the store-wide switch (in the past; see the case).
+        global_not_before_refuses_everyone,
         // Last: it empties the store (within its prefix or database).
         delete_all_ends_every_session_and_the_store_keeps_working,
     ]

@@ -27,6 +27,7 @@
 mod cases;
 mod dbsc_cases;
 pub mod dbsc_sim;
+mod not_before_cases;
 mod patch_cases;
 mod refresh_cases;
 mod wrappers;

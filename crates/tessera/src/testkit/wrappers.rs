@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
+use crate::not_before::{NotBefore, Scope};
 use crate::policy::SessionCap;
 use crate::record::{SessionHandle, SessionRecord};
 use crate::store::{Capped, CasOutcome, ModifyFn, Store};
@@ -114,6 +115,18 @@ impl<S: Store> Store for CountingStore<S> {
     ) -> Result<Capped, StoreError> {
         self.write();
         self.inner.create_capped(record, cap, now).await
+    }
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        self.write();
+        self.inner.raise_not_before(scope, to).await
+    }
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        self.read();
+        self.inner.not_before(scope).await
     }
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         self.read();
@@ -267,6 +280,18 @@ impl<S: Store> Store for FailingStore<S> {
     ) -> Result<Capped, StoreError> {
         self.check()?;
         self.inner.create_capped(record, cap, now).await
+    }
+    async fn raise_not_before(
+        &self,
+        scope: Scope<'_>,
+        to: NotBefore,
+    ) -> Result<NotBefore, StoreError> {
+        self.check()?;
+        self.inner.raise_not_before(scope, to).await
+    }
+    async fn not_before(&self, scope: Scope<'_>) -> Result<Option<NotBefore>, StoreError> {
+        self.check()?;
+        self.inner.not_before(scope).await
     }
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         self.check()?;
