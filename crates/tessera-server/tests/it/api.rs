@@ -387,3 +387,69 @@ async fn ops_endpoints() {
         assert!(paths.contains_key(p), "{p} missing from OpenAPI");
     }
 }
+
+/// ASVS 5.0 V7.4.5, the global kill switch over `/v1`: every session that
+/// existed before `DELETE /v1/sessions` is refused with `reason: "revoked"`
+/// on every instance sharing the store, whoever holds it; a session created
+/// afterwards works. Without an API key nothing changes.
+async fn everyone_is_signed_out(a: &Server, b: &Server) {
+    let key = a.api_key();
+    let mut before = Vec::new();
+    for user in ["erin", "frank", "erin"] {
+        let res = create(a, &key, json!({"user_id": user})).await;
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        before.push(body["token"].as_str().unwrap().to_owned());
+    }
+    let refused = client().delete(a.at("/v1/sessions")).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "no API key, no kill switch");
+    for token in &before {
+        assert_eq!(verify(b, &key, token).await.0, 200, "unchanged");
+    }
+
+    let res = client()
+        .delete(a.at("/v1/sessions"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["not_before"].as_str().is_some(), "{body}");
+    for token in &before {
+        for server in [a, b] {
+            let (code, v) = verify(server, &key, token).await;
+            assert_eq!((code, v["reason"].as_str()), (401, Some("revoked")), "{v}");
+        }
+    }
+    // A clock tick later, sign-ins work again on both instances.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let res = create(b, &key, json!({"user_id": "erin"})).await;
+    assert_eq!(res.status(), 201);
+    let token = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(verify(a, &key, &token).await.0, 200);
+}
+
+#[tokio::test]
+async fn delete_v1_sessions_signs_everyone_out_on_sqlite() {
+    let server = Server::start(&[]);
+    everyone_is_signed_out(&server, &server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_v1_sessions_signs_everyone_out_on_every_redis_instance() {
+    let url = crate::backends::required_env("TESSERA_TEST_REDIS_URL");
+    let prefix = format!("{}:", crate::backends::unique("tessera-kill"));
+    let shared = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", shared.path().join("users.db").display());
+    let env = [
+        ("TESSERA_DATABASE", database.as_str()),
+        ("TESSERA_STORE_KEY_PREFIX", prefix.as_str()),
+    ];
+    let a = Server::start_on(tempfile::tempdir().unwrap(), &url, &env);
+    let b = Server::start_on(tempfile::tempdir().unwrap(), &url, &env);
+    everyone_is_signed_out(&a, &b).await;
+}
