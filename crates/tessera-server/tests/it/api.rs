@@ -392,24 +392,28 @@ async fn ops_endpoints() {
 /// existed before `DELETE /v1/sessions` is refused with `reason: "revoked"`
 /// on every instance sharing the store, whoever holds it; a session created
 /// afterwards works. Without an API key nothing changes.
-async fn everyone_is_signed_out(a: &Server, b: &Server) {
-    let key = a.api_key();
+///
+/// The test servers' session clocks stand still until moved: a session
+/// created in the kill switch's own millisecond is not "before" it, so the
+/// clocks move on between the steps as real time does.
+async fn everyone_is_signed_out(a: &mut Server, b: &mut Server, key: &str) {
     let mut before = Vec::new();
     for user in ["erin", "frank", "erin"] {
-        let res = create(a, &key, json!({"user_id": user})).await;
+        let res = create(a, key, json!({"user_id": user})).await;
         assert_eq!(res.status(), 201);
         let body: Value = res.json().await.unwrap();
         before.push(body["token"].as_str().unwrap().to_owned());
     }
+    a.advance(Duration::from_secs(1));
     let refused = client().delete(a.at("/v1/sessions")).send().await.unwrap();
     assert_eq!(refused.status(), 401, "no API key, no kill switch");
     for token in &before {
-        assert_eq!(verify(b, &key, token).await.0, 200, "unchanged");
+        assert_eq!(verify(b, key, token).await.0, 200, "unchanged");
     }
 
     let res = client()
         .delete(a.at("/v1/sessions"))
-        .bearer_auth(&key)
+        .bearer_auth(key)
         .send()
         .await
         .unwrap();
@@ -417,26 +421,33 @@ async fn everyone_is_signed_out(a: &Server, b: &Server) {
     let body: Value = res.json().await.unwrap();
     assert!(body["not_before"].as_str().is_some(), "{body}");
     for token in &before {
-        for server in [a, b] {
-            let (code, v) = verify(server, &key, token).await;
-            assert_eq!((code, v["reason"].as_str()), (401, Some("revoked")), "{v}");
+        for server in [&*a, &*b] {
+            let (code, v) = verify(server, key, token).await;
+            assert_eq!(
+                (code, v["reason"].as_str(), v["revoked_by"].as_str()),
+                (401, Some("revoked"), Some("everyone")),
+                "{v}"
+            );
         }
     }
-    // A clock tick later, sign-ins work again on both instances.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let res = create(b, &key, json!({"user_id": "erin"})).await;
+    // Later, sign-ins work again on both instances.
+    a.advance(Duration::from_secs(2));
+    b.advance(Duration::from_secs(2));
+    let res = create(b, key, json!({"user_id": "erin"})).await;
     assert_eq!(res.status(), 201);
     let token = res.json::<Value>().await.unwrap()["token"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(verify(a, &key, &token).await.0, 200);
+    assert_eq!(verify(a, key, &token).await.0, 200);
 }
 
 #[tokio::test]
 async fn delete_v1_sessions_signs_everyone_out_on_sqlite() {
-    let server = Server::start(&[]);
-    everyone_is_signed_out(&server, &server).await;
+    let mut a = Server::start(&[]);
+    let key = a.api_key();
+    let mut b = Server::start_on(tempfile::tempdir().unwrap(), &a.store_url(), &[]);
+    everyone_is_signed_out(&mut a, &mut b, &key).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -449,7 +460,10 @@ async fn delete_v1_sessions_signs_everyone_out_on_every_redis_instance() {
         ("TESSERA_DATABASE", database.as_str()),
         ("TESSERA_STORE_KEY_PREFIX", prefix.as_str()),
     ];
-    let a = Server::start_on(tempfile::tempdir().unwrap(), &url, &env);
-    let b = Server::start_on(tempfile::tempdir().unwrap(), &url, &env);
-    everyone_is_signed_out(&a, &b).await;
+    let mut a = Server::start_on(tempfile::tempdir().unwrap(), &url, &env);
+    let mut b = Server::start_on(tempfile::tempdir().unwrap(), &url, &env);
+    let (ok, out, err) =
+        crate::common::run_cli_with(&url, &["api-key", "create", "backend"], None, &env);
+    assert!(ok, "{err}");
+    everyone_is_signed_out(&mut a, &mut b, out.trim()).await;
 }
