@@ -1,6 +1,8 @@
-//! The read path of a request costs exactly one Redis command, counted by
-//! the servers themselves (`INFO commandstats`). Its own binary, with one
-//! test, so no concurrent test adds commands to the count.
+//! The read path of a request costs exactly two Redis commands sent
+//! together — the session's `HGET` and the kill switches' `HMGET`
+//! (src/not_before.rs), pipelined: one round trip — counted by the servers
+//! themselves (`INFO commandstats`). Its own binary, with one test, so no
+//! concurrent test adds commands to the count.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -80,21 +82,21 @@ async fn check(store: tessera_redis::RedisStore, nodes: Vec<String>) {
     let after = total(&nodes).await;
     assert_eq!(loaded, record);
     let d = delta(&before, &after);
+    let read = HashMap::from([("hget".to_owned(), 1), ("hmget".to_owned(), 1)]);
     assert_eq!(
-        d,
-        HashMap::from([("hget".to_owned(), 1)]),
-        "loading a session must cost exactly one HGET, saw {d:?}"
+        d, read,
+        "loading a session must cost exactly one HGET and one HMGET, saw {d:?}"
     );
-    // A miss costs the same single command.
+    // A miss costs the same.
     let (_, absent) = sample_record(None);
     let before = total(&nodes).await;
     assert!(store.load(&absent.hash).await.unwrap().is_none());
     let d = delta(&before, &total(&nodes).await);
-    assert_eq!(d, HashMap::from([("hget".to_owned(), 1)]), "saw {d:?}");
+    assert_eq!(d, read, "saw {d:?}");
 }
 
 #[tokio::test]
-async fn load_costs_exactly_one_command_on_standalone_and_cluster() {
+async fn load_costs_one_round_trip_of_two_commands_on_standalone_and_cluster() {
     let url = common::url("TESSERA_TEST_REDIS_URL");
     check(common::standalone("read").await, common::nodes(&url)).await;
     let url = common::url("TESSERA_TEST_REDIS_CLUSTER_URL");
