@@ -102,8 +102,9 @@ mod sql {
         )
     }
     pub(super) const DELETE: &str = "DELETE FROM tessera_sessions WHERE hash = ?";
-    pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE next_deadline <= ? \
-        ORDER BY next_deadline LIMIT ?";
+    /// The rows one purge batch takes, locked until its commit.
+    pub(super) const PURGE_LOCK: &str = "SELECT hash, absolute_deadline FROM tessera_sessions \
+        WHERE next_deadline <= ? ORDER BY next_deadline LIMIT ? FOR UPDATE";
     pub(super) fn select_by_handle() -> String {
         format!("SELECT {COLUMNS} FROM tessera_sessions WHERE handle = ?")
     }
@@ -698,14 +699,49 @@ impl Store for MySqlStore {
         if limit == 0 {
             return Ok(0);
         }
+        // One transaction: lock the batch, leave an `expired_idle`
+        // tombstone for each idle-expired session whose absolute deadline
+        // is still ahead (kept until that deadline; `tessera::ended`), and
+        // delete the batch. A rotation racing it waits on the row lock and
+        // then finds no row.
         let sessions = bounded(
             self.timeout,
             retrying!(async {
-                let done = sqlx::query(sql::PURGE)
+                let mut tx = self.pool.begin().await?;
+                let batch: Vec<(Vec<u8>, i64)> = sqlx::query_as(sql::PURGE_LOCK)
                     .bind(now.as_millis())
                     .bind(limit_to_sql(limit))
-                    .execute(&self.pool)
+                    .fetch_all(&mut *tx)
                     .await?;
+                if batch.is_empty() {
+                    tx.commit().await?;
+                    return Ok(0);
+                }
+                let idle: Vec<&(Vec<u8>, i64)> = batch
+                    .iter()
+                    .filter(|(_, absolute)| *absolute > now.as_millis())
+                    .collect();
+                if !idle.is_empty() {
+                    let mut bury = sqlx::QueryBuilder::new(
+                        "INSERT INTO tessera_tombstones (hash, reason, expires_at) ",
+                    );
+                    bury.push_values(idle, |mut row, (hash, absolute)| {
+                        row.push_bind(hash.as_slice())
+                            .push_bind("expired_idle")
+                            .push_bind(*absolute);
+                    });
+                    bury.push(" ON DUPLICATE KEY UPDATE hash = hash");
+                    bury.build().execute(&mut *tx).await?;
+                }
+                let mut delete =
+                    sqlx::QueryBuilder::new("DELETE FROM tessera_sessions WHERE hash IN (");
+                let mut list = delete.separated(", ");
+                for (hash, _) in &batch {
+                    list.push_bind(hash.as_slice());
+                }
+                delete.push(")");
+                let done = delete.build().execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(done.rows_affected())
             }),
         )

@@ -108,10 +108,18 @@ mod sql {
         SET reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at";
     /// The outer `next_deadline <= $1` re-checks rows a concurrent writer
     /// changed between the sub-select and the delete.
-    pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE hash IN \
+    /// An idle-expired session (its absolute deadline still ahead) leaves
+    /// an `expired_idle` tombstone until that deadline, in the same
+    /// statement as its deletion (`tessera::ended`). Answers how many
+    /// sessions were deleted.
+    pub(super) const PURGE: &str = "WITH gone AS (DELETE FROM tessera_sessions WHERE hash IN \
         (SELECT hash FROM tessera_sessions WHERE next_deadline <= $1 \
          ORDER BY next_deadline LIMIT $2 FOR UPDATE SKIP LOCKED) \
-        AND next_deadline <= $1";
+        AND next_deadline <= $1 RETURNING hash, absolute_deadline), \
+        buried AS (INSERT INTO tessera_tombstones (hash, reason, expires_at) \
+        SELECT hash, 'expired_idle', absolute_deadline FROM gone WHERE absolute_deadline > $1 \
+        ON CONFLICT (hash) DO NOTHING) \
+        SELECT count(*) FROM gone";
     pub(super) fn select_by_handle() -> String {
         format!("SELECT {COLUMNS} FROM tessera_sessions WHERE handle = $1")
     }
@@ -544,12 +552,12 @@ impl Store for PgStore {
         }
         bounded(self.timeout, async {
             // Sessions first, then refresh tokens, `limit` rows in all.
-            let sessions = sqlx::query(sql::PURGE)
+            let sessions: i64 = sqlx::query_scalar(sql::PURGE)
                 .bind(now.as_millis())
                 .bind(limit_to_sql(limit))
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+                .fetch_one(&self.pool)
+                .await?;
+            let sessions = u64::try_from(sessions).unwrap_or(0);
             let left = remaining(limit, sessions);
             if left == 0 {
                 return Ok(sessions);

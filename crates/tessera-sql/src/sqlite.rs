@@ -102,8 +102,16 @@ mod sql {
     /// found through the `next_deadline` index, so the write lock is held
     /// briefly whatever the backlog.
     pub(super) const PURGE: &str = "DELETE FROM tessera_sessions WHERE hash IN \
-        (SELECT hash FROM tessera_sessions WHERE next_deadline <= ? \
-         ORDER BY next_deadline LIMIT ?)";
+        (SELECT hash FROM tessera_sessions WHERE next_deadline <= ?1 \
+         ORDER BY next_deadline LIMIT ?2)";
+    /// Before `PURGE`, in its transaction and on the same rows: an
+    /// idle-expired session (its absolute deadline still ahead) leaves an
+    /// `expired_idle` tombstone until that deadline (`tessera::ended`).
+    pub(super) const PURGE_TOMBSTONES: &str = "INSERT OR IGNORE INTO tessera_tombstones \
+        (hash, reason, expires_at) \
+        SELECT hash, 'expired_idle', absolute_deadline FROM tessera_sessions WHERE hash IN \
+        (SELECT hash FROM tessera_sessions WHERE next_deadline <= ?1 \
+         ORDER BY next_deadline LIMIT ?2) AND absolute_deadline > ?1";
     pub(super) const SELECT_BY_HANDLE: &str = "SELECT hash, handle, user_id, data, created_at, \
         last_seen_at, authenticated_at, idle_deadline, absolute_deadline, version, csrf_secret, \
         client_ip, user_agent, session_class FROM tessera_sessions WHERE handle = ?";
@@ -580,13 +588,22 @@ impl Store for SqliteStore {
         }
         bounded(self.timeout, async {
             // Sessions first, then refresh tokens, `limit` rows in all
-            // (two short statements, never one long one).
+            // (short statements, never one long one). The tombstones of
+            // idle expiries and the deletion take the same rows: one
+            // transaction on the single writer, nothing interleaves.
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(sql::PURGE_TOMBSTONES)
+                .bind(now.as_millis())
+                .bind(limit_to_sql(limit))
+                .execute(&mut *tx)
+                .await?;
             let sessions = sqlx::query(sql::PURGE)
                 .bind(now.as_millis())
                 .bind(limit_to_sql(limit))
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            tx.commit().await?;
             let left = remaining(limit, sessions);
             if left == 0 {
                 return Ok(sessions);
@@ -825,6 +842,13 @@ mod tests {
         assert_indexed(&plan, "tessera_sessions_next_deadline");
         // The outer delete finds each row by its primary key.
         assert!(plan.iter().any(|d| d.contains("PRIMARY KEY")), "{plan:?}");
+        // The tombstones of idle expiries read the same rows the same way.
+        let buried = super::tests::plan(&store, sql::PURGE_TOMBSTONES, 2).await;
+        assert_indexed(&buried, "tessera_sessions_next_deadline");
+        assert!(
+            buried.iter().any(|d| d.contains("PRIMARY KEY")),
+            "{buried:?}"
+        );
     }
 
     #[tokio::test]
