@@ -2,7 +2,7 @@
 //! [`tessera::SessionManager`].
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tessera::Revocation;
@@ -12,7 +12,8 @@ use tessera::{Access, Renewal, SessionError};
 
 use super::types::{
     CreateSession, ExpectationFailed, IssuedSession, PatchData, Revoked, SessionSummary,
-    SessionView, TokenRequest, VerifyRequest, valid_client_meta, valid_data_keys, valid_user_id,
+    SessionView, TokenRequest, VerifyRequest, checked_at, valid_client_meta, valid_data_keys,
+    valid_user_id,
 };
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
@@ -73,11 +74,22 @@ pub async fn create(
     valid_data_keys(req.data.keys())?;
     valid_client_meta(req.ip.as_deref(), req.user_agent.as_deref())?;
     let class = crate::lifetime::requested_class(&state, req.remember)?;
+    let checked_at = checked_at(req.checked_at.as_deref(), state.manager.now())?;
     let client = ClientMeta::new(req.ip, req.user_agent);
-    let issued_session = state
-        .manager
-        .create_with_class(Some(req.user_id), req.data, client, class)
-        .await?;
+    let issued_session = match checked_at {
+        Some(at) => {
+            state
+                .manager
+                .create_signed_in(req.user_id, req.data, client, class, at)
+                .await?
+        }
+        None => {
+            state
+                .manager
+                .create_with_class(Some(req.user_id), req.data, client, class)
+                .await?
+        }
+    };
     let body = issued(&issued_session.record, &issued_session.token)?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -220,19 +232,76 @@ pub async fn list_user(
     ))
 }
 
-/// Revokes every session of a user.
+/// The causes an app may give for `DELETE /v1/users/{user_id}/sessions`.
+const USER_REVOKE_REASONS: [Revocation; 3] = [
+    Revocation::Admin,
+    Revocation::PasswordChanged,
+    Revocation::Disabled,
+];
+
+/// The `reason` query parameter of `DELETE /v1/users/{user_id}/sessions`:
+/// absent means `admin`. Strict: an unknown or repeated parameter is a 400,
+/// so a typo cannot silently record the wrong cause.
+///
+/// ```
+/// use tessera::Revocation;
+/// use tessera_server::api::sessions::user_revoke_reason;
+/// assert_eq!(user_revoke_reason(None).unwrap(), Revocation::Admin);
+/// assert_eq!(user_revoke_reason(Some("reason=password_changed")).unwrap(), Revocation::PasswordChanged);
+/// assert!(user_revoke_reason(Some("reason=everyone")).is_err());
+/// assert!(user_revoke_reason(Some("reson=disabled")).is_err());
+/// assert!(user_revoke_reason(Some("reason=admin&reason=disabled")).is_err());
+/// ```
+///
+/// # Errors
+///
+/// 400 `invalid_reason`.
+pub fn user_revoke_reason(query: Option<&str>) -> Result<Revocation, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_reason",
+            "the only parameter is reason=admin, reason=password_changed or reason=disabled",
+        )
+    };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| invalid())?;
+    match pairs.as_slice() {
+        [] => Ok(Revocation::Admin),
+        [(key, value)] if key == "reason" => Revocation::from_code(value)
+            .filter(|r| USER_REVOKE_REASONS.contains(r))
+            .ok_or_else(invalid),
+        _ => Err(invalid()),
+    }
+}
+
+/// Revokes every session of a user, and refuses any of the user's sessions
+/// created before now that is stored later (the user's kill switch,
+/// `tessera::not_before`; ASVS 5.0 V7.4.3). Call it after your app
+/// committed a password change (`?reason=password_changed`) or disabled
+/// the account (`?reason=disabled`): a sign-in that read the old password
+/// and passes its `checked_at` is refused even when it arrives after this
+/// call. The sessions answer `reason: "revoked"` with `revoked_by` set to
+/// the cause (default `admin`).
 #[utoipa::path(delete, path = "/v1/users/{user_id}/sessions", tag = "v1",
-    params(("user_id" = String, Path)),
-    responses((status = 200, body = Revoked), (status = 503, body = ErrorBody)),
+    params(("user_id" = String, Path),
+        ("reason" = Option<String>, Query,
+            description = "admin (default), password_changed or disabled")),
+    responses((status = 200, body = Revoked), (status = 400, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn revoke_user(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Revoked>, ApiError> {
     valid_user_id(&user_id)?;
+    let why = user_revoke_reason(query.as_deref())?;
+    // `at` is read after the app's change committed (the app calls this
+    // afterwards): see `SessionManager::revoke_user_before`.
+    let at = state.manager.now();
     let n = state
         .manager
-        .revoke_user(&user_id, None, Revocation::Admin)
+        .revoke_user_before(&user_id, at, None, why)
         .await?;
     crate::metrics::count_revoked(n);
     state
@@ -243,7 +312,7 @@ pub async fn revoke_user(
         ServerEvent::ApiRevoked,
         Some(&user_id),
         None,
-        "all sessions of the user",
+        &format!("all sessions of the user ({})", why.as_code()),
     );
     Ok(Json(Revoked { revoked: n }))
 }

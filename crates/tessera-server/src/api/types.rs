@@ -27,6 +27,75 @@ pub struct CreateSession {
     /// `remember_not_configured` when the server does not offer it.
     #[serde(default)]
     pub remember: bool,
+    /// RFC 3339: when your app began checking the user's credential,
+    /// read **before** it read the stored password hash. The session then
+    /// counts as created just before that instant, so a password change or
+    /// disable that your app committed meanwhile — followed by
+    /// `DELETE /v1/users/{user_id}/sessions?reason=password_changed` —
+    /// refuses it even if this request arrives after that call (the
+    /// sign-in read the old password). Without it the session counts as
+    /// created now. Needs your clock and tessera's to agree (NTP); see
+    /// [`checked_at`].
+    pub checked_at: Option<String>,
+}
+
+/// How far in the past a `checked_at` may be: a credential check takes
+/// seconds, not minutes, and an older value is a unit or clock mistake.
+pub const MAX_CHECK_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// How far in the future a `checked_at` may be (clock skew between the
+/// app and tessera); a future value counts as now.
+pub const MAX_CHECK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Parses the `checked_at` of a sign-in request (`POST /v1/sessions`,
+/// `POST /v1/requests/login`, `POST /v1/tokens`) against tessera's `now`:
+/// an RFC 3339 time no older than [`MAX_CHECK_AGE`] and no later than
+/// [`MAX_CHECK_SKEW`] ahead. The instant closes the race between a sign-in
+/// that read the old password and a password change (see
+/// `tessera::not_before`; ASVS 5.0 V7.4.3).
+///
+/// ```
+/// use tessera::time::Timestamp;
+/// use tessera_server::api::types::checked_at;
+/// let now = Timestamp::from_millis(1_767_225_600_000); // 2026-01-01T00:00:00Z
+/// assert_eq!(checked_at(None, now).unwrap(), None);
+/// let at = checked_at(Some("2025-12-31T23:59:58.5Z"), now).unwrap().unwrap();
+/// assert_eq!(at.as_millis(), now.as_millis() - 1_500);
+/// assert!(checked_at(Some("yesterday"), now).is_err());
+/// assert!(checked_at(Some("2025-12-31T23:00:00Z"), now).is_err()); // an hour old
+/// assert!(checked_at(Some("2026-01-01T00:05:00Z"), now).is_err()); // 5 min ahead
+/// ```
+///
+/// # Errors
+///
+/// 400 `invalid_checked_at`.
+pub fn checked_at(
+    value: Option<&str>,
+    now: tessera::time::Timestamp,
+) -> Result<Option<tessera::time::Timestamp>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_checked_at",
+            "checked_at must be an RFC 3339 time within the last 15 minutes",
+        )
+    };
+    let parsed = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| invalid())?;
+    let ms = i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).map_err(|_| invalid())?;
+    let at = tessera::time::Timestamp::from_millis(ms);
+    let oldest = now.as_millis().saturating_sub(millis(MAX_CHECK_AGE));
+    let latest = now.as_millis().saturating_add(millis(MAX_CHECK_SKEW));
+    if ms < oldest || ms > latest {
+        return Err(invalid());
+    }
+    Ok(Some(at))
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The longest accepted `user_id`, in bytes.

@@ -10,13 +10,17 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera::Revocation;
 use tessera::SessionError;
+use tessera::policy::SessionClass;
 use tessera::record::{ClientMeta, SessionRecord};
 use tessera::refresh::RefreshError;
+use tessera::time::Timestamp;
 use tessera::token::RefreshToken;
 
 use super::error::OAuthError;
 use super::types::{RefreshRequest, TokenGrant, TokenPair};
-use crate::api::types::{CreateSession, valid_client_meta, valid_data_keys, valid_user_id};
+use crate::api::types::{
+    CreateSession, checked_at, valid_client_meta, valid_data_keys, valid_user_id,
+};
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{FormOrJson, JsonBody, client_ip};
@@ -28,8 +32,10 @@ use crate::state::AppState;
 /// error shapes.
 enum PairError {
     Unavailable,
-    /// The initial data is over `max_session_data`.
-    TooLarge(SessionError),
+    /// Refused for a reason the client can act on: the initial data is
+    /// over `max_session_data`, or the user is at `max_sessions_per_user`
+    /// with `refuse_new`.
+    Refused(SessionError),
     /// The session reaches its absolute deadline within the second.
     Ended,
     Internal(&'static str),
@@ -39,7 +45,7 @@ impl From<PairError> for ApiError {
     fn from(e: PairError) -> Self {
         match e {
             PairError::Unavailable => ApiError::unavailable(),
-            PairError::TooLarge(e) => e.into(),
+            PairError::Refused(e) => e.into(),
             PairError::Ended => ApiError::new(StatusCode::UNAUTHORIZED, "session_ended")
                 .message("the session reached its absolute timeout"),
             PairError::Internal(what) => {
@@ -53,7 +59,7 @@ impl From<PairError> for OAuthError {
     fn from(e: PairError) -> Self {
         match e {
             PairError::Unavailable => OAuthError::unavailable(),
-            PairError::TooLarge(e) => ApiError::from(e).into(),
+            PairError::Refused(e) => ApiError::from(e).into(),
             PairError::Ended => OAuthError::refused_refresh(),
             PairError::Internal(what) => {
                 OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", what)
@@ -108,19 +114,33 @@ async fn new_pair(
     user: String,
     data: serde_json::Map<String, serde_json::Value>,
     client: ClientMeta,
+    class: SessionClass,
+    checked_at: Option<Timestamp>,
 ) -> Result<TokenPair, PairError> {
     let unavailable = |e: SessionError| {
         tracing::error!(error = %e, "creating a token session failed");
         PairError::Unavailable
     };
-    let issued = state
-        .manager
-        .create(Some(user), data, client)
-        .await
-        .map_err(|e| match e {
-            e @ SessionError::DataTooLarge { .. } => PairError::TooLarge(e),
-            e => unavailable(e),
-        })?;
+    let created = match checked_at {
+        Some(at) => {
+            state
+                .manager
+                .create_signed_in(user, data, client, class, at)
+                .await
+        }
+        None => {
+            state
+                .manager
+                .create_with_class(Some(user), data, client, class)
+                .await
+        }
+    };
+    let issued = created.map_err(|e| match e {
+        e @ (SessionError::DataTooLarge { .. } | SessionError::SessionLimit) => {
+            PairError::Refused(e)
+        }
+        e => unavailable(e),
+    })?;
     let record = issued.record;
     let made = match state.manager.issue_refresh(&record).await {
         Ok(refresh) => pair(state, &record, &refresh),
@@ -163,8 +183,10 @@ pub async fn issue(
     valid_user_id(&req.user_id)?;
     valid_data_keys(req.data.keys())?;
     valid_client_meta(req.ip.as_deref(), req.user_agent.as_deref())?;
+    let class = crate::lifetime::requested_class(&state, req.remember)?;
+    let checked_at = checked_at(req.checked_at.as_deref(), state.manager.now())?;
     let client = ClientMeta::new(req.ip, req.user_agent);
-    let pair = new_pair(&state, req.user_id, req.data, client).await?;
+    let pair = new_pair(&state, req.user_id, req.data, client, class, checked_at).await?;
     Ok(token_response(StatusCode::CREATED, pair))
 }
 
@@ -238,6 +260,10 @@ async fn password_grant(
             "grant_type=password needs username and password",
         ));
     };
+    // Read before the password hash is, as on the sign-in form: a password
+    // change or disable committed after this check read the old hash
+    // refuses the session created below (`tessera::not_before`).
+    let checked_at = state.manager.now();
     // The same path as the sign-in form: one budget per user name and per
     // IP, whichever door the guesses come through.
     check_password(state, &username, &ip, &password, Door::TokenGrant)
@@ -255,7 +281,15 @@ async fn password_grant(
             other => OAuthError::from(other.into_api(GENERIC_FAILURE)),
         })?;
     let client = ClientMeta::new(Some(ip.clone()), user_agent.clone());
-    let pair = new_pair(state, username.clone(), serde_json::Map::new(), client).await?;
+    let pair = new_pair(
+        state,
+        username.clone(),
+        serde_json::Map::new(),
+        client,
+        SessionClass::Default,
+        Some(checked_at),
+    )
+    .await?;
     audit::emit(
         ServerEvent::LoginSucceeded,
         Some(&username),

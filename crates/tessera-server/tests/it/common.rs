@@ -140,6 +140,13 @@ impl Server {
         );
     }
 
+    /// Lets the server's session clock run with real time (for races
+    /// whose order real time decides): the server reads a clock file that
+    /// holds no number as the system clock.
+    pub fn use_real_clock(&mut self) {
+        write_atomic(&Self::clock_path(self.dir.path()), "real time");
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }

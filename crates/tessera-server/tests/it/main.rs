@@ -18,6 +18,7 @@ mod faults;
 mod files;
 mod forward;
 mod instances;
+mod kill_switch;
 mod nginx;
 mod proxy;
 mod remember;

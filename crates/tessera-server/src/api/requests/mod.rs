@@ -31,7 +31,7 @@ use self::types::{
     CheckBatch, CheckBatchResponse, CheckPatch, CheckRequest, CheckResponse, Installed,
     LoginRequest, Outcome, PatchOutcome, PresentedToken, SignedOut,
 };
-use super::types::{SessionView, valid_data_keys, valid_user_id};
+use super::types::{SessionView, checked_at, valid_data_keys, valid_user_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -256,6 +256,7 @@ pub async fn login(
 ) -> Result<Json<Installed>, ApiError> {
     valid_user_id(&req.user_id)?;
     let class = crate::lifetime::requested_class(&state, req.remember)?;
+    let checked_at = checked_at(req.checked_at.as_deref(), state.manager.now())?;
     let presented = match req.token.as_deref() {
         None => Presented::Absent,
         Some(token) => Presented::Token(SessionToken::parse(token).map_err(|_| {
@@ -264,7 +265,10 @@ pub async fn login(
     };
     let client = ClientMeta::new(req.ip, req.user_agent);
     let session = Session::new(state.manager.clone(), presented, client);
-    session.login_with_class(&req.user_id, class).await?;
+    match checked_at {
+        Some(at) => session.login_checked(&req.user_id, class, at).await?,
+        None => session.login_with_class(&req.user_id, class).await?,
+    }
     installed(&state, &session).await
 }
 

@@ -183,6 +183,10 @@ pub struct LoginRequest {
     /// as it was) when the server does not offer it.
     #[serde(default)]
     pub remember: bool,
+    /// RFC 3339: when your app began checking the credential, read before
+    /// the stored password hash was; as in `POST /v1/sessions`
+    /// ([`crate::api::types::checked_at`]).
+    pub checked_at: Option<String>,
 }
 
 /// `POST /v1/requests/rotate` and `POST /v1/requests/logout`: the session
