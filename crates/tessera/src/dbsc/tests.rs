@@ -132,9 +132,18 @@ async fn registration_refuses_bad_proofs_and_stores_nothing() {
     let key = DeviceKey::generate();
     let s = f.session().await;
     let c = f.challenge(&s).await;
-    let mut bad_sig = key.registration_proof(&c);
-    bad_sig.pop();
-    bad_sig.push('A');
+    // One bit of the signature flipped. (Replacing its last base64url
+    // character is not enough: that character carries only two bits of
+    // the signature, and the replacement can leave them unchanged.)
+    let bad_sig = {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let proof = key.registration_proof(&c);
+        let (signed, sig) = proof.rsplit_once('.').unwrap();
+        let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        sig[10] ^= 1;
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+    };
     let hs256 = key.sign(
         json!({"typ": "dbsc+jwt", "alg": "HS256", "jwk": key.jwk()}),
         json!({"jti": c}),
