@@ -284,14 +284,6 @@ impl Shared {
                     headers.insert(CLEAR_SITE_DATA, HeaderValue::from_static("\"cookies\""));
                 }
             }
-            // `CookieAction` is non-exhaustive; a new action we do not know
-            // how to apply must not silently pass.
-            (_, _) => {
-                tracing::error!("unknown cookie action");
-                return Err(SessionRejection::Internal {
-                    reason: "cookie_action",
-                });
-            }
         }
         Ok(())
     }

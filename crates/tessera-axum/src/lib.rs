@@ -135,3 +135,9 @@ pub use crate::credential::{find_bearer, find_credential};
 pub use crate::extract::{AuthUser, CsrfToken, Session};
 pub use crate::layer::{ClientIp, SessionLayer, SessionService};
 pub use crate::rejection::SessionRejection;
+
+/// The repository README's library quick start, compiled and run as a doc
+/// test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct RootReadmeQuickStart;

@@ -37,8 +37,28 @@ const SECRET_LEN: usize = 32;
 pub const MASKED_LEN: usize = 86;
 
 /// The per-session CSRF secret. Never sent to the client as is.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Equality is constant-time (`subtle`): comparing secrets must not tell
+/// through its timing how many leading bytes matched.
+///
+/// ```
+/// use tessera::csrf::CsrfSecret;
+/// let a = CsrfSecret::generate()?;
+/// let b = CsrfSecret::generate()?;
+/// assert_eq!(a, a.clone());
+/// assert_ne!(a, b);
+/// # Ok::<(), tessera::error::RandomError>(())
+/// ```
+#[derive(Clone)]
 pub struct CsrfSecret([u8; SECRET_LEN]);
+
+impl PartialEq for CsrfSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for CsrfSecret {}
 
 impl CsrfSecret {
     /// A new secret from the OS CSPRNG.

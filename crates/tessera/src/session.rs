@@ -31,8 +31,11 @@ use crate::time::Timestamp;
 use crate::token::SessionToken;
 
 /// What the web layer must do with the session cookie after a request.
+///
+/// Exhaustive on purpose: a web layer matches every action, so a new one
+/// is a compile error in each layer rather than a request that silently
+/// keeps (or fails on) a cookie it should have changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum CookieAction {
     /// Leave the client's cookie alone.
     Keep,
