@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns the raw results of scripts/bench.sh into the tables of
-docs/performance.md (issue 7) and checks the targets.
+docs/performance.md and checks the targets.
 
     python3 bench/report.py RESULTS.tsv MACHINE.txt
 """
@@ -214,8 +214,8 @@ def main(results_path, machine_path):
                 p(f"| {stack} | " + " | ".join(cells) + " |")
         p("")
 
-    # ---- targets of issue 7
-    p("### Targets of issue 7")
+    # ---- targets
+    p("### Targets")
     p("")
 
     def check(name, value, ok, target):
@@ -258,7 +258,7 @@ def main(results_path, machine_path):
         tp = f"{fmt_rps(med(stack, 'write-shared'))} req/s" + (f", {r:.2f}× {peer}" if r else "")
         check(f"shared session, {stack}", f"kept {k:.1f}%, {tp}" if k is not None else None,
               k is not None and k >= 99.9 and (r is None or r >= 0.5), "100% kept, ≥ 0.5× tower-sessions' lossy figure")
-    # Issue 17: the Node client at least as fast as express-session on
+    # The Node client at least as fast as express-session on
     # Redis, keeping every concurrent update.
     for workload in ("read", "write"):
         r = ratio("express-tessera", "express", workload)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The performance harness of issue 7: tessera next to bare axum,
+# The performance harness (docs/performance.md): tessera next to bare axum,
 # tower-sessions, express-session and express + the tessera Node client, in
 # one run on this machine.
 #

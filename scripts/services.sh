@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throw-away PostgreSQL, MariaDB, Redis and a 3-master Redis Cluster for the
-# store test suites (issue 4, item 6).
+# store test suites (see the README, "Tests").
 #
 # Every instance runs from the installed server binaries, in one temporary
 # directory, on free loopback ports; the machine's shared services on the

@@ -1,4 +1,4 @@
-//! Criterion micro-benchmarks of the per-request hot path (issue 7, item 3):
+//! Criterion micro-benchmarks of the per-request hot path:
 //! token generation, parsing and hashing; CSRF mask and verify; record
 //! (de)serialization as the stores keep it (serde_json); cookie header
 //! parsing; the write path of `Store::patch` (applying a patch, the memory

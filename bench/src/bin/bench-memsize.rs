@@ -1,5 +1,5 @@
-//! Resident memory per live session in an in-process store (issue 7:
-//! "memory store at 1,000,000 live sessions with small data").
+//! Resident memory per live session in an in-process store (the scale test
+//! of docs/performance.md: "memory store at 1,000,000 live sessions with small data").
 //!
 //! ```text
 //! bench-memsize <tessera|tower-sessions> [N=1000000]

@@ -1,5 +1,5 @@
 //! One HTTP server, many session stacks: the load-test target of
-//! `scripts/bench.sh` (issue 7).
+//! `scripts/bench.sh`.
 //!
 //! ```text
 //! bench-server <stack> <listen-addr>

@@ -1,5 +1,5 @@
 //! Fills a tessera SQLite database with filler sessions for the scale tests
-//! of issue 7 ("SQLite with 1,000,000 stored sessions"; "the sweeper deletes
+//! of docs/performance.md ("SQLite with 1,000,000 stored sessions"; "the sweeper deletes
 //! 1,000,000 expired records").
 //!
 //! ```text

@@ -75,7 +75,7 @@ impl SessionConfig {
     /// Accepts `Authorization: Bearer tss_…` as an alternative to the
     /// cookie (default off). A bearer-authenticated request carries no
     /// ambient authority, so it is exempt from the CSRF and origin checks
-    /// and never receives `Set-Cookie` (issue 5, item 1).
+    /// and never receives `Set-Cookie`.
     pub fn accept_bearer(mut self, accept: bool) -> Self {
         self.accept_bearer = accept;
         self

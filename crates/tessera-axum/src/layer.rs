@@ -78,7 +78,7 @@ const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 ///    Session Management Cheat Sheet).
 ///
 /// Any store failure, in the guard, in an extractor or at commit, turns the
-/// response into a 503 (DESIGN invariant 9).
+/// response into a 503 (docs/design.md, invariant 9).
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -117,7 +117,7 @@ impl SessionLayer {
     }
 
     /// A layer with `config`. Logs a warning here, once, if the cookie is
-    /// configured for plain-HTTP development (DESIGN invariant 6).
+    /// configured for plain-HTTP development (docs/design.md, invariant 6).
     pub fn with_config(manager: SessionManager, config: SessionConfig) -> Self {
         config.cookie().warn_if_insecure();
         Self {

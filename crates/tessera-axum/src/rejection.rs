@@ -12,7 +12,7 @@
 //! | [`SessionLayer`](crate::SessionLayer) not installed | 500 | `internal` |
 //!
 //! A store failure is never turned into 401 or 200: the answer is unknown,
-//! so the request fails closed with 503 and the cause is logged (DESIGN
+//! so the request fails closed with 503 and the cause is logged (docs/design.md,
 //! invariant 9), which also keeps it distinguishable from a bug (500).
 //!
 //! The body is JSON `{"error": …, "reason": …}` when the client accepts

@@ -89,10 +89,10 @@ return {2, a}
 /// process can meanwhile store a record with the same version, deadlines
 /// and identity but other data; a version (or header) comparison would
 /// then accept a write that drops that other process's change (a lost
-/// update, DESIGN invariant 8). Equal bytes mean the stored record is
+/// update, docs/design.md, invariant 8). Equal bytes mean the stored record is
 /// exactly the base. Lua interns strings, so the comparison costs next to
 /// nothing. The caller checked that base valid at its `now` before sending
-/// (so an ended session is not written: DESIGN invariant 3) and copied the
+/// (so an ended session is not written: docs/design.md, invariant 3) and copied the
 /// base's handle and user into the new record, so a write cannot change
 /// who a session belongs to; a stale or forged base does not match and
 /// gets the stored record back instead.

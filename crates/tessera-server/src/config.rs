@@ -246,7 +246,7 @@ pub struct Config {
     pub store_pool_size: u32,
     /// Upper bound on one store or database operation, waiting for a pooled
     /// connection included; past it the request fails with 503 instead of
-    /// hanging (DESIGN invariant 9).
+    /// hanging (docs/design.md, invariant 9).
     #[serde(with = "duration")]
     pub store_timeout: Duration,
     /// Upper bound on opening one connection to the store (Redis; SQL pools

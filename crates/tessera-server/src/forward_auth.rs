@@ -55,7 +55,7 @@
 //!   once.
 //!
 //! A bearer credential is not ambient (a browser never attaches it by
-//! itself), so such requests skip the origin check (DESIGN invariant 7) and
+//! itself), so such requests skip the origin check (docs/design.md, invariant 7) and
 //! the cookie is then ignored entirely. An `Authorization` value that is
 //! neither (another scheme, or a bearer token this server did not sign)
 //! is not ours: the cookie stays in charge, with its origin check.

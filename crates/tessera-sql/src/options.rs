@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Every wait is bounded, so a store that stops answering turns into
 /// [`StoreError::Unavailable`](tessera::StoreError::Unavailable) or
 /// [`StoreError::Timeout`](tessera::StoreError::Timeout) — and a 503 — within
-/// a known time instead of a hung request (DESIGN invariant 9).
+/// a known time instead of a hung request (docs/design.md, invariant 9).
 ///
 /// ```
 /// use std::time::Duration;

@@ -2,7 +2,7 @@
 //! shared by every backend.
 //!
 //! One row per refresh token, keyed by the token's hash (never the token:
-//! DESIGN invariant 2). The three `used` columns are all NULL (unused) or
+//! docs/design.md, invariant 2). The three `used` columns are all NULL (unused) or
 //! all set (used); anything else is a row that cannot be trusted and
 //! decodes as [`StoreError::Corrupt`].
 

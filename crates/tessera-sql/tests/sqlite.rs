@@ -72,7 +72,7 @@ async fn sweeper_deletes_expired_in_bounded_batches() {
     common::sweeper_purges_in_batches(Arc::new(file_store(&dir).await)).await;
 }
 
-/// DESIGN invariant 2: a full copy of the database files (main file, WAL
+/// docs/design.md, invariant 2: a full copy of the database files (main file, WAL
 /// and shared memory) holds no token, no token body and no raw token
 /// secret, only hashes.
 #[tokio::test]
@@ -117,7 +117,7 @@ async fn database_files_hold_no_token() {
     }
 }
 
-/// DESIGN invariant 2 for refresh tokens: after issuing and rotating
+/// docs/design.md, invariant 2 for refresh tokens: after issuing and rotating
 /// refresh tokens, the database files hold their hashes but no refresh
 /// token, token body or raw secret, neither of the parent nor of the child
 /// kept (sealed) for retries.

@@ -1,7 +1,7 @@
 //! The session cookie: secure attributes by default, and a parsing rule that
 //! cannot be used for fixation.
 //!
-//! # Defaults (DESIGN invariant 6)
+//! # Defaults (docs/design.md, invariant 6)
 //!
 //! `__Host-session=…; Max-Age=<remaining absolute lifetime>; Path=/; Secure;
 //! HttpOnly; SameSite=Strict` — the example of the OWASP Session Management

@@ -1,4 +1,4 @@
-//! CSRF protection (DESIGN invariant 7): session-bound synchronizer tokens
+//! CSRF protection (docs/design.md, invariant 7): session-bound synchronizer tokens
 //! and a Fetch-Metadata / `Origin` check.
 //!
 //! # Tokens

@@ -1,6 +1,6 @@
 //! [`SessionManager`]: the session lifecycle on top of a [`Store`].
 //!
-//! The manager is where the invariants of DESIGN.md are enforced, in one
+//! The manager is where the invariants of docs/design.md are enforced, in one
 //! place, for every front end (the axum layer, the server's `/v1` API, the
 //! CLI):
 //!

@@ -1,4 +1,4 @@
-//! Timeouts and the touch policy (DESIGN invariants 3 and 4).
+//! Timeouts and the touch policy (docs/design.md, invariants 3 and 4).
 //!
 //! Every session has two deadlines, both enforced on the server at every
 //! request:

@@ -18,7 +18,7 @@ pub type Data = Map<String, Value>;
 
 /// One session as stored.
 ///
-/// Keyed by [`TokenHash`], never by the token (DESIGN invariant 2). The
+/// Keyed by [`TokenHash`], never by the token (docs/design.md, invariant 2). The
 /// `version` grows by one with every successful write and is what
 /// compare-and-set compares (invariant 8).
 ///
@@ -240,7 +240,7 @@ impl fmt::Display for SessionHandle {
 ///
 /// Changes are merged onto the *latest* stored data when saved, so two
 /// requests that change different keys never lose each other's writes
-/// (DESIGN invariant 8).
+/// (docs/design.md, invariant 8).
 ///
 /// ```
 /// use serde_json::json;

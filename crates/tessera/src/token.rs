@@ -18,7 +18,7 @@
 //!
 //! Stores never see a token. They see its [`TokenHash`], a SHA-256 of the
 //! secret (with the kind prefix as domain separator), so a dump of any store
-//! yields nothing that authenticates (DESIGN invariant 2). A plain hash is
+//! yields nothing that authenticates (docs/design.md, invariant 2). A plain hash is
 //! enough because the input has 256 bits of entropy: there is nothing to
 //! brute-force, so a slow password hash would only cost CPU.
 

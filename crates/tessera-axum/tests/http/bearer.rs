@@ -1,4 +1,4 @@
-//! Bearer sessions (issue 5 item 1): accepted only where configured, exempt
+//! Bearer sessions: accepted only where configured, exempt
 //! from CSRF, never given cookies.
 
 use tessera_axum::SessionConfig;

@@ -1,4 +1,4 @@
-//! Concurrency through real HTTP (DESIGN invariant 8, issue 2 item 6).
+//! Concurrency through real HTTP (docs/design.md, invariant 8).
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Cookie attributes (DESIGN invariant 6, issue 2 item 4).
+//! Cookie attributes (docs/design.md, invariant 6).
 
 use std::time::Duration;
 

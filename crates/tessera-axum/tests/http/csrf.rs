@@ -1,4 +1,4 @@
-//! The CSRF guard (DESIGN invariant 7, issue 2 item 5). Every rejection is
+//! The CSRF guard (docs/design.md, invariant 7). Every rejection is
 //! also checked to change nothing in the store.
 
 use tessera_axum::SessionConfig;

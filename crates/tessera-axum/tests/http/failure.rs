@@ -1,6 +1,6 @@
 //! Store failures fail closed with 503, are logged, and the service
-//! recovers by itself (DESIGN invariant 9, issue 2 item 7); duplicate
-//! cookies never select the attacker's session (issue 2 item 4).
+//! recovers by itself (docs/design.md, invariant 9); duplicate
+//! cookies never select the attacker's session.
 
 use tessera_axum::SessionConfig;
 

@@ -1,4 +1,4 @@
-//! Lazy loading, the touch policy and expiry (DESIGN invariants 1, 3, 4).
+//! Lazy loading, the touch policy and expiry (docs/design.md, invariants 1, 3, 4).
 
 use std::time::Duration;
 

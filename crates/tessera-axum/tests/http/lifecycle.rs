@@ -1,4 +1,4 @@
-//! Rotation, sign-in and sign-out through HTTP (DESIGN invariant 5).
+//! Rotation, sign-in and sign-out through HTTP (docs/design.md, invariant 5).
 
 use tessera::token::SessionToken;
 use tessera_axum::SessionConfig;

@@ -2,7 +2,7 @@
 //! `Authorization: Bearer <api key>`.
 //!
 //! Bearer-authenticated requests carry no ambient authority (a browser never
-//! attaches the key by itself), so they need no CSRF token (DESIGN
+//! attaches the key by itself), so they need no CSRF token (docs/design.md,
 //! invariant 7).
 
 pub mod requests;

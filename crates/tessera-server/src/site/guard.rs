@@ -4,9 +4,9 @@
 //! `Origin` check on every unsafe request (which also blocks login CSRF:
 //! OWASP CSRF Prevention Cheat Sheet, "Login CSRF"), the synchronizer token
 //! (`X-CSRF-Token` or the `csrf_token` form field) on every unsafe
-//! cookie-authenticated request (DESIGN invariant 7), writing the cookie
+//! cookie-authenticated request (docs/design.md, invariant 7), writing the cookie
 //! back, refused requests not counting as activity, and 503 on any store
-//! failure (DESIGN invariant 9) — live once, in `tessera-axum`. This module
+//! failure (docs/design.md, invariant 9) — live once, in `tessera-axum`. This module
 //! only adapts them to the server:
 //!
 //! - [`site_context`], a middleware *outside* the layer, gives the layer the

@@ -1,5 +1,5 @@
 //! Token mode: signed access tokens and rotating refresh tokens for APIs
-//! and mobile apps (issue 5).
+//! and mobile apps.
 //!
 //! A token pair stands on a tessera **session**: the session is the
 //! refresh-token *family* (its public handle is the JWT's `sid`), and it
@@ -33,7 +33,7 @@
 //!
 //! None of these routes reads or sets a cookie: they sit outside the
 //! session layer, so a browser's ambient credentials play no part and no
-//! CSRF defence is needed (DESIGN invariant 7).
+//! CSRF defence is needed (docs/design.md, invariant 7).
 
 pub mod error;
 pub mod grant;

@@ -1,4 +1,4 @@
-//! Store faults (issue 4, item 5): the test starts its OWN store process,
+//! Store faults: the test starts its OWN store process,
 //! points `tessera serve` at it, fires requests continuously, kills the
 //! store while requests are in flight, and checks that
 //!

@@ -1,4 +1,4 @@
-//! Many `tessera serve` processes on one store (issue 4, item 4): a session
+//! Many `tessera serve` processes on one store: a session
 //! created through instance A is valid through B; revoked through B, it is
 //! refused through A on the very next request. Users and API keys are
 //! shared too: on PostgreSQL and MySQL/MariaDB they live in the store's own

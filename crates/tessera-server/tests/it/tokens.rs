@@ -1,4 +1,4 @@
-//! Token mode through real HTTP (issue 5): token pairs from `/v1/tokens`
+//! Token mode through real HTTP: token pairs from `/v1/tokens`
 //! and `POST /token`, access tokens verified against the served JWKS,
 //! refresh rotation, the grace-period retry, the theft scenario end to end,
 //! concurrent refreshes, RFC 7009 revocation, RFC 7662 introspection, key

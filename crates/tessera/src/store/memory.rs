@@ -2,8 +2,8 @@
 //!
 //! # Layout (why it is small)
 //!
-//! A session costs about 250 bytes here (issue 7 asks for at most 300 at a
-//! million sessions). Records are kept in a *slab* of fixed-size [`Slot`]s
+//! A session costs about 250 bytes here (the target in docs/performance.md
+//! is at most 300 at a million sessions). Records are kept in a *slab* of fixed-size [`Slot`]s
 //! (chunks of [`CHUNK`] slots, so growth never doubles the whole array), and
 //! every index is a [`HashTable`] of 4-byte slot numbers hashed by a field of
 //! the slot itself, so no key is stored twice:
@@ -1171,7 +1171,7 @@ mod layout_tests {
 
     #[test]
     fn a_slot_stays_small() {
-        // The footprint target of issue 7 (<= 300 B per session) leaves
+        // The footprint target (<= 300 B per session, docs/performance.md) leaves
         // about 100 B for the indexes and the user id's allocation.
         assert!(std::mem::size_of::<Option<Slot>>() <= 200);
     }

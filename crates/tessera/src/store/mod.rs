@@ -410,7 +410,7 @@ pub trait Store: Send + Sync + 'static {
     /// or if `f` decides to [`Modify::Keep`], it falls back to
     /// [`Store::modify`], which reads the latest record. So no update is
     /// lost and nothing expired is written: the compare-and-set checks both
-    /// the version and the deadlines at `now` (DESIGN invariants 3 and 8).
+    /// the version and the deadlines at `now` (docs/design.md, invariants 3 and 8).
     ///
     /// Saves one round trip per write on stores whose `modify` starts with
     /// a read (Redis, SQL); stores that hold a lock anyway (memory) may
