@@ -128,7 +128,21 @@ impl From<SessionError> for ApiError {
                 ))
             }
             SessionError::Revoked { by } => Self::revoked(by),
-            other => Self::unauthenticated(other.reason_code().unwrap_or("missing")),
+            SessionError::Expired { .. }
+            | SessionError::SignedOut
+            | SessionError::NotFound
+            | SessionError::Malformed(_)
+            | SessionError::Unauthenticated => {
+                Self::unauthenticated(e.reason_code().unwrap_or("missing"))
+            }
+            // Anything else (a capability this deployment lacks, the
+            // CSPRNG, an error added later) says nothing about the client's
+            // session: fail closed with 503, never 401 or 200, as the axum
+            // layer does (docs/design.md, invariant 9).
+            other => {
+                tracing::error!(error = %other, "session operation failed");
+                Self::unavailable()
+            }
         }
     }
 }
@@ -171,5 +185,31 @@ impl IntoResponse for ApiError {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod session_error_tests {
+    use super::*;
+
+    /// Only statements about the presented session are 401; an error the
+    /// server does not classify is 503, whatever it is.
+    #[test]
+    fn unclassified_session_errors_fail_closed() {
+        let status = |e: SessionError| ApiError::from(e).status;
+        assert_eq!(
+            status(SessionError::Unsupported("refresh tokens")),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(SessionError::Random(tessera::error::RandomError)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(SessionError::NotFound), StatusCode::UNAUTHORIZED);
+        assert_eq!(status(SessionError::SignedOut), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(SessionError::Unauthenticated),
+            StatusCode::UNAUTHORIZED
+        );
     }
 }
