@@ -1130,14 +1130,14 @@ mod tests {
     #[test]
     fn cache_settings_come_from_the_environment_and_default_to_off() {
         figment::Jail::expect_with(|jail| {
-            let config = Config::load(None, &Overrides::default())?;
+            let config = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(config.cache, crate::cache::CacheMode::Off);
             assert_eq!(config.cache_max_staleness, Duration::from_secs(1));
             jail.set_env("TESSERA_CACHE", "on");
             jail.set_env("TESSERA_CACHE_MAX_STALENESS", "250ms");
             jail.set_env("TESSERA_CACHE_MAX_ENTRIES", "5000");
             jail.set_env("TESSERA_CACHE_MAX_BYTES", "1048576");
-            let config = Config::load(None, &Overrides::default())?;
+            let config = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(config.cache, crate::cache::CacheMode::On);
             assert_eq!(config.cache_max_staleness, Duration::from_millis(250));
             assert_eq!(config.cache_max_entries, 5000);
