@@ -1144,7 +1144,7 @@ mod tests {
             assert_eq!(config.cache_max_bytes, 1_048_576);
             jail.set_env("TESSERA_CACHE", "maybe");
             let err = Config::load(None, &Overrides::default()).unwrap_err();
-            assert!(err.to_string().contains("cache"), "{err}");
+            assert!(err.to_string().contains("`off` or `on`"), "{err}");
             jail.set_env("TESSERA_CACHE", "on");
             jail.set_env("TESSERA_CACHE_MAX_STALENESS", "2h");
             let err = Config::load(None, &Overrides::default()).unwrap_err();
