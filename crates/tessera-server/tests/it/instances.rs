@@ -304,6 +304,23 @@ async fn two_instances_on_one_postgresql_with_the_cache() {
     two_instances_share_sessions(&db.url, None, &CACHE_ON).await;
 }
 
+/// MySQL has no channel: the polling fallback, so the other instance
+/// refuses once the cached copy is `cache_max_staleness` (here 1 s) old,
+/// within the 10 s `settled` polls for.
+#[tokio::test]
+async fn two_instances_on_one_mysql_with_the_cache() {
+    let db = MyDatabase::create();
+    two_instances_share_sessions(
+        &db.url,
+        None,
+        &[
+            ("TESSERA_CACHE", "on"),
+            ("TESSERA_CACHE_MAX_STALENESS", "1s"),
+        ],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn two_instances_on_one_redis_with_the_cache() {
     let url = required_env("TESSERA_TEST_REDIS_URL");
