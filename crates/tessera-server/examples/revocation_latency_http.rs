@@ -18,8 +18,9 @@
 //! ```
 //!
 //! The `tessera` binary is the one beside this example's directory
-//! (`target/<profile>/tessera`), or `--bin PATH`. A PostgreSQL store keeps
-//! its tables (the run's sessions are revoked); a Redis store gets a key
+//! (`target/<profile>/tessera`), or `--bin PATH`. On PostgreSQL the run
+//! uses a fresh database on the given server (created, then dropped at
+//! the end, so the URL's own database is left alone); on Redis, a key
 //! prefix of its own. Prints p50/p99/max, how often B still answered 200
 //! after A's `DELETE` had returned, and B's cache hit rate.
 #![allow(
@@ -81,6 +82,38 @@ fn start(bin: &PathBuf, store: &str, env: &[(String, String)], log: PathBuf) -> 
     Instance { child, url }
 }
 
+/// A throw-away PostgreSQL database for one run.
+struct ScratchDb {
+    admin: sqlx::PgPool,
+    name: String,
+    url: String,
+}
+
+impl ScratchDb {
+    /// A fresh database beside the one `url` names; `None` for other
+    /// stores.
+    async fn create(url: &str) -> Option<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return None;
+        }
+        let admin = sqlx::PgPool::connect(url).await.unwrap();
+        let name = format!("tessera_latency_{}", std::process::id());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let base = url.split('?').next().unwrap();
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(Self { admin, name, url })
+    }
+
+    async fn drop_database(self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        sqlx::query(&sql).execute(&self.admin).await.unwrap();
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     // Nearest rank.
     #[allow(
@@ -127,7 +160,9 @@ async fn main() {
             other => panic!("unknown argument {other} (--store URL [--n N] [--bin PATH])"),
         }
     }
-    let store = store.expect("--store redis://… or postgres://…");
+    let given = store.expect("--store redis://… or postgres://…");
+    let scratch = ScratchDb::create(&given).await;
+    let store = scratch.as_ref().map_or(given.clone(), |db| db.url.clone());
     let dir = tempfile::tempdir().unwrap();
     let mut env = vec![
         ("TESSERA_CACHE".to_owned(), "on".to_owned()),
@@ -146,7 +181,12 @@ async fn main() {
     let a = start(&bin, &store, &env, dir.path().join("a.log"));
     let b = start(&bin, &store, &env, dir.path().join("b.log"));
     let out = Command::new(&bin)
-        .args(["api-key", "create", "latency", "--store", &store])
+        .args([
+            "api-key",
+            "create",
+            &format!("latency-{}", std::process::id()),
+        ])
+        .args(["--store", &store])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
@@ -212,14 +252,21 @@ async fn main() {
     }
     latencies.sort();
     deletes.sort();
-    let hits = metric(&client, &b.url, "tessera_cache_hits_total").await;
-    let misses = metric(&client, &b.url, "tessera_cache_misses_total").await;
-    let received = metric(
-        &client,
-        &b.url,
-        "tessera_cache_invalidations_received_total",
-    )
-    .await;
+    let metrics_b = (
+        metric(&client, &b.url, "tessera_cache_hits_total").await,
+        metric(&client, &b.url, "tessera_cache_misses_total").await,
+        metric(
+            &client,
+            &b.url,
+            "tessera_cache_invalidations_received_total",
+        )
+        .await,
+    );
+    drop((a, b));
+    if let Some(db) = scratch {
+        db.drop_database().await;
+    }
+    let (hits, misses, received) = metrics_b;
     let backend = store.split("://").next().unwrap_or("?");
     println!("store: {backend}; {n} revocations through A, each polled on B until refused");
     println!(
