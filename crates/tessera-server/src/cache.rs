@@ -168,16 +168,18 @@ pub enum Channel {
 }
 
 /// Wraps `metered` in the cache when `cache = "on"`, with `channel`, and
-/// logs how it is invalidated (a warning for the polling fallback).
+/// logs how it is invalidated (a warning for the polling fallback). The
+/// cache decides "near a deadline" by the session manager's clock
+/// ([`ServerClock`](crate::store::ServerClock)).
 pub fn wrap(
     config: &Config,
     metered: &Arc<MeteredStore>,
     channel: Channel,
-    clock: Arc<dyn tessera::time::Clock>,
 ) -> Option<Arc<SessionCache>> {
     if !config.cache.is_on() {
         return None;
     }
+    let clock = Arc::new(crate::store::ServerClock::from_env());
     let bounds = cache_config(config);
     let staleness = duration::format(bounds.max_staleness);
     let channel = match channel {

@@ -222,8 +222,7 @@ pub async fn open_session_store(config: &Config) -> Result<SessionStore, StoreOp
         None => return Err(StoreOpenError::Unsupported(redact(url))),
     };
     let metered = Arc::new(metered);
-    // The cache decides "near a deadline" by the session manager's clock.
-    let cache = crate::cache::wrap(config, &metered, channel, Arc::new(ServerClock::from_env()));
+    let cache = crate::cache::wrap(config, &metered, channel);
     Ok(SessionStore { metered, cache })
 }
 
