@@ -77,7 +77,8 @@ pub async fn sweep(config: Config) -> Result<(), ServerError> {
 ///
 /// User and store errors.
 pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerError> {
-    let state = build_state(config, None).await?;
+    // Revocations publish to the instances that cache (src/cache.rs).
+    let state = build_state(crate::cache::for_cli(config), None).await?;
     match command {
         UserCommand::Add { name, .. } => {
             let password = read_password()?;
@@ -133,7 +134,8 @@ pub async fn user(config: Config, command: UserCommand) -> Result<(), ServerErro
 ///
 /// Store errors.
 pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), ServerError> {
-    let state = build_state(config, None).await?;
+    // Revocations publish to the instances that cache (src/cache.rs).
+    let state = build_state(crate::cache::for_cli(config), None).await?;
     match command {
         SessionsCommand::List { user, json } => {
             let records = state.manager.list_user(&user).await?;

@@ -72,6 +72,11 @@ const ENV_KEYS: &[&str] = &[
     "token_client_id",
     // Concurrent sessions per user.
     "session_limit_action",
+    // The per-instance session cache (src/cache.rs).
+    "cache",
+    "cache_max_staleness",
+    "cache_max_entries",
+    "cache_max_bytes",
 ];
 
 /// Keys of earlier versions, refused with what to write instead (a
@@ -347,6 +352,27 @@ pub struct Config {
     /// sign-in gets 409 `session_limit`). Enforced in the same store
     /// operation that creates the session (ASVS 5.0 V7.1.2).
     pub session_limit_action: tessera::policy::SessionLimitAction,
+
+    // --- Per-instance session cache (src/cache.rs) ------------------------
+    // (docs/running-several-instances.md, "The session cache")
+    /// `off` (default) or `on`: keep verified sessions in this process's
+    /// memory and answer repeated loads without the store. Invalidated
+    /// through the store's own channel (Redis pub/sub, PostgreSQL
+    /// `LISTEN/NOTIFY`); MySQL/MariaDB and SQLite have none, and a change
+    /// made by another process reaches this one within
+    /// `cache_max_staleness` (a start-up warning says so).
+    pub cache: crate::cache::CacheMode,
+    /// No cached session is served once older than this (default `1s`):
+    /// the worst-case delay of a revocation made elsewhere when its
+    /// invalidation is lost, and the polling bound without a channel.
+    /// Between `10ms` and `10m`.
+    #[serde(with = "duration")]
+    pub cache_max_staleness: Duration,
+    /// Sessions cached at most (default 100,000).
+    pub cache_max_entries: u64,
+    /// Bytes of cached sessions at most (approximate; default 64 MiB,
+    /// at least 64 KiB).
+    pub cache_max_bytes: u64,
 }
 
 impl Default for Config {
@@ -398,6 +424,10 @@ impl Default for Config {
             token_client_id: String::from("tessera"),
             max_session_data: 16 * 1024,
             session_limit_action: policy.session_limit_action,
+            cache: crate::cache::CacheMode::Off,
+            cache_max_staleness: tessera::cache::CacheConfig::default().max_staleness,
+            cache_max_entries: tessera::cache::CacheConfig::default().max_entries,
+            cache_max_bytes: tessera::cache::CacheConfig::default().max_bytes,
         }
     }
 }
@@ -669,6 +699,7 @@ impl Config {
                 "login_limiter_memory must be at least 64 KiB and max_session_data positive".into(),
             ));
         }
+        crate::cache::validate(self)?;
         for origin in &self.trusted_origins {
             if !(origin.starts_with("https://") || origin.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(
@@ -1094,6 +1125,32 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn cache_settings_come_from_the_environment_and_default_to_off() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.cache, crate::cache::CacheMode::Off);
+            assert_eq!(config.cache_max_staleness, Duration::from_secs(1));
+            jail.set_env("TESSERA_CACHE", "on");
+            jail.set_env("TESSERA_CACHE_MAX_STALENESS", "250ms");
+            jail.set_env("TESSERA_CACHE_MAX_ENTRIES", "5000");
+            jail.set_env("TESSERA_CACHE_MAX_BYTES", "1048576");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.cache, crate::cache::CacheMode::On);
+            assert_eq!(config.cache_max_staleness, Duration::from_millis(250));
+            assert_eq!(config.cache_max_entries, 5000);
+            assert_eq!(config.cache_max_bytes, 1_048_576);
+            jail.set_env("TESSERA_CACHE", "maybe");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("`off` or `on`"), "{err}");
+            jail.set_env("TESSERA_CACHE", "on");
+            jail.set_env("TESSERA_CACHE_MAX_STALENESS", "2h");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("cache_max_staleness"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

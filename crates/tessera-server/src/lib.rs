@@ -6,6 +6,7 @@ pub mod admission;
 pub mod api;
 pub mod api_keys;
 pub mod audit;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -48,8 +48,37 @@ pub const TOKENS_REFRESHED: &str = "tessera_tokens_refreshed_total";
 /// Used refresh tokens presented again: families revoked as suspected theft
 /// (RFC 9700 §4.14.2). Alert on any increase.
 pub const REFRESH_REUSE_DETECTED: &str = "tessera_refresh_reuse_detected_total";
-/// Store call latency in seconds (label `op`).
+/// Store call latency in seconds (label `op`). With the session cache
+/// on, only calls that reach the store are measured: a cache hit is not a
+/// store call.
 pub const STORE_LATENCY: &str = "tessera_store_latency_seconds";
+
+// The session cache (`cache = "on"`, src/cache.rs); exported only when it
+// is on, read from its counters at each scrape.
+/// Session loads answered from this instance's cache.
+pub const CACHE_HITS: &str = "tessera_cache_hits_total";
+/// Session loads that went to the store (including every load while the
+/// invalidation channel is down).
+pub const CACHE_MISSES: &str = "tessera_cache_misses_total";
+/// Invalidation messages received from the channel.
+pub const CACHE_INVALIDATIONS_RECEIVED: &str = "tessera_cache_invalidations_received_total";
+/// Times the whole cache was dropped: channel lost or back, "everyone"
+/// revocations, unreadable messages. A steady rise means a flapping
+/// channel.
+pub const CACHE_FLUSHES: &str = "tessera_cache_flushes_total";
+/// Invalidations this instance published.
+pub const CACHE_INVALIDATIONS_PUBLISHED: &str = "tessera_cache_invalidations_published_total";
+/// Invalidations this instance could not publish (the other instances
+/// then see the change within `cache_max_staleness`). Alert on any
+/// increase.
+pub const CACHE_PUBLISH_FAILURES: &str = "tessera_cache_publish_failures_total";
+/// Sessions now cached (approximate).
+pub const CACHE_ENTRIES: &str = "tessera_cache_entries";
+/// Estimated bytes of the sessions now cached.
+pub const CACHE_BYTES: &str = "tessera_cache_bytes";
+/// 1 while the cache serves (its channel is subscribed, or it needs
+/// none), 0 while it is bypassed.
+pub const CACHE_LIVE: &str = "tessera_cache_live";
 
 /// Installs the global Prometheus recorder. Call once per process.
 ///
@@ -89,6 +118,24 @@ pub fn describe() {
     for reason in ["idle", "absolute"] {
         metrics::counter!(SESSIONS_EXPIRED, "reason" => reason).absolute(0);
     }
+}
+
+/// Copies the session cache's counters into the recorder (called before
+/// each scrape is rendered, so the figures are current).
+pub fn export_cache(stats: &tessera::cache::CacheStats) {
+    metrics::counter!(CACHE_HITS).absolute(stats.hits);
+    metrics::counter!(CACHE_MISSES).absolute(stats.misses);
+    metrics::counter!(CACHE_INVALIDATIONS_RECEIVED).absolute(stats.invalidations_received);
+    metrics::counter!(CACHE_FLUSHES).absolute(stats.flushes);
+    metrics::counter!(CACHE_INVALIDATIONS_PUBLISHED).absolute(stats.published);
+    metrics::counter!(CACHE_PUBLISH_FAILURES).absolute(stats.publish_failures);
+    // Gauges are f64; these sizes are far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    {
+        metrics::gauge!(CACHE_ENTRIES).set(stats.entries as f64);
+        metrics::gauge!(CACHE_BYTES).set(stats.weighted_bytes as f64);
+    }
+    metrics::gauge!(CACHE_LIVE).set(if stats.live { 1.0 } else { 0.0 });
 }
 
 /// A `tracing` layer that turns audit events into counters.

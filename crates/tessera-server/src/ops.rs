@@ -151,14 +151,23 @@ fn guarded(state: &AppState, headers: &HeaderMap, token: Option<&MetricsToken>) 
 /// The Prometheus text of the installed recorder (404 when none is).
 fn render(state: &AppState) -> Response {
     match &state.metrics {
-        Some(handle) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            )],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            if let Some(cache) = &state.cache {
+                crate::metrics::export_cache(&cache.stats());
+            }
+            render_text(handle)
+        }
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+fn render_text(handle: &metrics_exporter_prometheus::PrometheusHandle) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        handle.render(),
+    )
+        .into_response()
 }

@@ -73,8 +73,8 @@ pub async fn build_state(
     .await?;
     // One backend serves sessions and refresh-token families (token mode).
     let store = open_session_store(&config).await?;
-    let manager = SessionManager::builder_from_arc(store.clone())
-        .refresh_store(store)
+    let manager = SessionManager::builder_from_arc(store.store())
+        .refresh_store(store.refresh_store())
         .policy(config.policy())
         .clock(ServerClock::from_env())
         .build()?;
@@ -101,6 +101,7 @@ pub async fn build_state(
         limiter,
         signing,
         metrics,
+        cache: store.cache().cloned(),
     })
 }
 

@@ -36,6 +36,9 @@ pub struct AppState {
     pub signing: SigningKeys,
     /// Prometheus renderer, when metrics are installed.
     pub metrics: Option<PrometheusHandle>,
+    /// The session cache, when `cache = "on"` (its counters go to
+    /// `/metrics`).
+    pub cache: Option<Arc<crate::cache::SessionCache>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tessera::store::MemoryStore;
+use tessera::refresh::RefreshStore;
+use tessera::store::{MemoryStore, Store};
 use tessera::time::{Clock, SystemClock, Timestamp};
 
+use crate::cache::{Channel, SessionCache};
 use crate::config::Config;
 use crate::metrics::MeteredStore;
 
@@ -107,10 +109,55 @@ pub enum StoreOpenError {
     },
 }
 
+/// The session store the server runs on: the backend, wrapped for latency
+/// metrics, and cached in front of that when `cache = "on"`
+/// ([`crate::cache`]). Every [`Store`] and [`RefreshStore`] call goes
+/// through both wrappers, which forward every method (the backend's own
+/// one-round-trip `patch` and `modify_loaded` included).
+#[derive(Clone)]
+pub struct SessionStore {
+    metered: Arc<MeteredStore>,
+    cache: Option<Arc<SessionCache>>,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionStore {
+    /// The store sessions are served from (the cache when on).
+    pub fn store(&self) -> Arc<dyn Store> {
+        match &self.cache {
+            Some(cache) => cache.clone(),
+            None => self.metered.clone(),
+        }
+    }
+
+    /// The store of refresh-token families (token mode): the same backend,
+    /// through the cache when on (which forwards every refresh call
+    /// uncached).
+    pub fn refresh_store(&self) -> Arc<dyn RefreshStore> {
+        match &self.cache {
+            Some(cache) => cache.clone(),
+            None => self.metered.clone(),
+        }
+    }
+
+    /// The cache, when `cache = "on"` (for its statistics).
+    pub fn cache(&self) -> Option<&Arc<SessionCache>> {
+        self.cache.as_ref()
+    }
+}
+
 /// Opens the session store named by `config.store`, wrapped for latency
-/// metrics, with the configured pool size and timeouts. The one value
-/// serves as the session [`Store`](tessera::Store) and as the
-/// [`RefreshStore`](tessera::refresh::RefreshStore) of token mode (refresh
+/// metrics, with the configured pool size and timeouts, and with the
+/// session cache in front when `cache = "on"` (see [`crate::cache`] for
+/// each backend's invalidation channel). The one value serves as the
+/// session [`Store`] and as the [`RefreshStore`] of token mode (refresh
 /// families live beside their sessions, in the same backend):
 ///
 /// - `sqlite://PATH` — the embedded default ([`tessera_sql::SqlStore`]),
@@ -131,14 +178,17 @@ pub enum StoreOpenError {
 /// # Errors
 ///
 /// [`StoreOpenError`].
-pub async fn open_session_store(config: &Config) -> Result<Arc<MeteredStore>, StoreOpenError> {
+pub async fn open_session_store(config: &Config) -> Result<SessionStore, StoreOpenError> {
     let url = config.store.as_str();
     let fail = |source| StoreOpenError::Store {
         url: redact(url),
         source,
     };
-    let metered = match StoreKind::of(url) {
-        Some(StoreKind::Memory) => MeteredStore::new(Arc::new(MemoryStore::new())),
+    let (metered, channel) = match StoreKind::of(url) {
+        Some(StoreKind::Memory) => (
+            MeteredStore::new(Arc::new(MemoryStore::new())),
+            Channel::Private,
+        ),
         Some(StoreKind::Sqlite | StoreKind::Postgres | StoreKind::MySql) => {
             // A SQLite file is created 0600 before SQLite opens it
             // (src/files.rs); other URLs are left alone.
@@ -149,20 +199,31 @@ pub async fn open_session_store(config: &Config) -> Result<Arc<MeteredStore>, St
                 .with_acquire_timeout(config.store_timeout)
                 .with_statement_timeout(config.store_timeout)
                 .with_busy_timeout(config.store_timeout);
-            MeteredStore::new(Arc::new(
-                tessera_sql::SqlStore::connect_with(url, options)
-                    .await
-                    .map_err(fail)?,
-            ))
-        }
-        Some(StoreKind::Redis | StoreKind::RedisCluster) => MeteredStore::new(Arc::new(
-            tessera_redis::RedisStore::connect(url, redis_options(config))
+            let store = tessera_sql::SqlStore::connect_with(url, options)
                 .await
-                .map_err(fail)?,
-        )),
+                .map_err(fail)?;
+            // Only PostgreSQL has a notification channel.
+            let channel = match tessera_sql::PgChannel::for_store(&store) {
+                Some(pg) => Channel::Live(Arc::new(pg), "PostgreSQL LISTEN/NOTIFY"),
+                None => Channel::Polling,
+            };
+            (MeteredStore::new(Arc::new(store)), channel)
+        }
+        Some(StoreKind::Redis | StoreKind::RedisCluster) => {
+            let store = tessera_redis::RedisStore::connect(url, redis_options(config))
+                .await
+                .map_err(fail)?;
+            let channel = Channel::Live(
+                Arc::new(tessera_redis::RedisChannel::new(&store)),
+                "Redis pub/sub",
+            );
+            (MeteredStore::new(Arc::new(store)), channel)
+        }
         None => return Err(StoreOpenError::Unsupported(redact(url))),
     };
-    Ok(Arc::new(metered))
+    let metered = Arc::new(metered);
+    let cache = crate::cache::wrap(config, &metered, channel);
+    Ok(SessionStore { metered, cache })
 }
 
 /// The Redis options of `config`: key prefix and timeouts.

@@ -17,9 +17,12 @@ pub fn required_env(var: &str) -> String {
     }
 }
 
-/// A name no other test run uses.
+/// A name no other test run uses, nor another test of this run (tests
+/// run in parallel and may ask within the same millisecond).
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), now_ms())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}_{}_{}_{n}", std::process::id(), now_ms())
 }
 
 /// A fresh PostgreSQL database on the server of `TESSERA_TEST_POSTGRES_URL`,

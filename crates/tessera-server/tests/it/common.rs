@@ -27,6 +27,13 @@ pub struct Server {
     pub stderr_path: PathBuf,
 }
 
+/// The cache setting every test server gets, from `TESSERA_TEST_CACHE`.
+pub fn test_cache() -> Option<String> {
+    std::env::var("TESSERA_TEST_CACHE")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 pub fn now_ms() -> i64 {
     i64::try_from(
         SystemTime::now()
@@ -82,6 +89,16 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
+        // `TESSERA_TEST_CACHE=on cargo test …` runs every server on a store
+        // with an invalidation channel (Redis, PostgreSQL) with the session
+        // cache on (a test's own setting wins). Not SQLite or MySQL: there
+        // the cache is a documented polling fallback, under which tests of
+        // immediate refusal across processes do not hold by design.
+        if let Some(cache) = test_cache()
+            && (store.starts_with("redis") || store.starts_with("postgres"))
+        {
+            cmd.env("TESSERA_CACHE", cache);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -9,6 +9,9 @@
 //! `TESSERA_TEST_REDIS_URL` and `TESSERA_TEST_REDIS_CLUSTER_URL` (set by
 //! `scripts/test.sh`); fails, naming the variable, without them.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 use crate::backends::{MyDatabase, PgDatabase, required_env, unique};
@@ -16,6 +19,26 @@ use crate::common::{
     Server, client, cookie_header, create_session, login, run_cli, run_cli_with, session_cookie,
     try_login,
 };
+
+/// The status `check` answers once it is `want`: at once without the
+/// session cache; with it, once the other instance's invalidation has
+/// arrived (polled for a few seconds, far below the 30 s
+/// `cache_max_staleness` the cached runs use, so only the invalidation can
+/// make it so).
+async fn settled<F, Fut>(cached: bool, want: u16, mut check: F) -> u16
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = u16>,
+{
+    let deadline = Instant::now() + Duration::from_secs(if cached { 10 } else { 0 });
+    loop {
+        let got = check().await;
+        if got == want || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// Two instances on `store`, sharing users and keys — in `database` when
 /// given, else in the store's own database (the default for SQL stores) —
@@ -30,6 +53,10 @@ async fn two_instances_share_sessions(
         env.push(("TESSERA_DATABASE", database));
     }
     env.extend_from_slice(extra_env);
+    let cached = extra_env
+        .iter()
+        .any(|(k, v)| *k == "TESSERA_CACHE" && *v == "on")
+        || crate::common::test_cache().as_deref() == Some("on");
     // The CLI, like an operator on a third machine, reaches the same users
     // and keys with the same settings.
     let mut cli_db = Vec::new();
@@ -80,7 +107,11 @@ async fn two_instances_share_sessions(
         .unwrap();
     assert_eq!(res.status(), 204);
     // …and A refuses it on the very next request, in every way.
-    assert_eq!(crate::common::status(&a, &s2.token).await.0, 401);
+    let code = settled(cached, 401, || async {
+        crate::common::status(&a, &s2.token).await.0
+    })
+    .await;
+    assert_eq!(code, 401);
     assert_eq!(forward(&a, &s2.token).await.unwrap().status(), 401);
 
     // The same through the /v1 API: a key made on the shared database works
@@ -112,7 +143,11 @@ async fn two_instances_share_sessions(
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    assert_eq!(verify(&a).await.unwrap().status(), 401);
+    let code = settled(cached, 401, || async {
+        verify(&a).await.unwrap().status().as_u16()
+    })
+    .await;
+    assert_eq!(code, 401);
 
     // Sign-out through B: A refuses the cookie; s1 rotated through A by a
     // re-login is dead on B.
@@ -125,7 +160,11 @@ async fn two_instances_share_sessions(
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    assert_eq!(crate::common::status(&a, &s1.token).await.0, 401);
+    let code = settled(cached, 401, || async {
+        crate::common::status(&a, &s1.token).await.0
+    })
+    .await;
+    assert_eq!(code, 401);
     let s3 = login(&b, "demo", &password).await;
     let res = client()
         .post(a.at("/login"))
@@ -137,7 +176,11 @@ async fn two_instances_share_sessions(
         .unwrap();
     assert_eq!(res.status(), 200);
     let s4 = session_cookie(res.headers()).unwrap();
-    assert_eq!(crate::common::status(&b, &s3.token).await.0, 401);
+    let code = settled(cached, 401, || async {
+        crate::common::status(&b, &s3.token).await.0
+    })
+    .await;
+    assert_eq!(code, 401);
     assert_eq!(crate::common::status(&b, &s4).await.0, 200);
 
     // A user created once (through the shared database) signs in through
@@ -181,7 +224,11 @@ async fn two_instances_share_sessions(
         let res = try_login(server, "fay", "fay-password-1").await;
         assert_eq!(res.status(), 401, "a disabled user is refused everywhere");
     }
-    assert_eq!(crate::common::status(&a, &on_b.token).await.0, 401);
+    let code = settled(cached, 401, || async {
+        crate::common::status(&a, &on_b.token).await.0
+    })
+    .await;
+    assert_eq!(code, 401);
     // The key revoked once is refused by both.
     let (ok, _, err) = cli(&["api-key", "revoke", "backend"], None);
     assert!(ok, "{err}");
@@ -242,6 +289,65 @@ async fn two_instances_on_one_redis_cluster() {
         ],
     )
     .await;
+}
+
+/// The settings of the runs with the session cache on: a long staleness
+/// bound, so that only invalidations make the other instance refuse in
+/// time.
+const CACHE_ON: [(&str, &str); 2] = [
+    ("TESSERA_CACHE", "on"),
+    ("TESSERA_CACHE_MAX_STALENESS", "30s"),
+];
+
+#[tokio::test]
+async fn two_instances_on_one_postgresql_with_the_cache() {
+    let db = PgDatabase::create();
+    two_instances_share_sessions(&db.url, None, &CACHE_ON).await;
+}
+
+/// MySQL has no channel: the polling fallback, so the other instance
+/// refuses once the cached copy is `cache_max_staleness` (here 1 s) old,
+/// within the 10 s `settled` polls for.
+#[tokio::test]
+async fn two_instances_on_one_mysql_with_the_cache() {
+    let db = MyDatabase::create();
+    two_instances_share_sessions(
+        &db.url,
+        None,
+        &[
+            ("TESSERA_CACHE", "on"),
+            ("TESSERA_CACHE_MAX_STALENESS", "1s"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_with_the_cache() {
+    let url = required_env("TESSERA_TEST_REDIS_URL");
+    let prefix = format!("{}:", unique("tessera-it"));
+    let shared = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", shared.path().join("users.db").display());
+    let mut env = vec![
+        ("TESSERA_STORE_KEY_PREFIX", prefix.as_str()),
+        ("TESSERA_ABSOLUTE_TIMEOUT", "30m"),
+    ];
+    env.extend_from_slice(&CACHE_ON);
+    two_instances_share_sessions(&url, Some(&database), &env).await;
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_cluster_with_the_cache() {
+    let url = required_env("TESSERA_TEST_REDIS_CLUSTER_URL");
+    let prefix = format!("{}:", unique("tessera-it"));
+    let shared = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", shared.path().join("users.db").display());
+    let mut env = vec![
+        ("TESSERA_STORE_KEY_PREFIX", prefix.as_str()),
+        ("TESSERA_ABSOLUTE_TIMEOUT", "30m"),
+    ];
+    env.extend_from_slice(&CACHE_ON);
+    two_instances_share_sessions(&url, Some(&database), &env).await;
 }
 
 #[test]

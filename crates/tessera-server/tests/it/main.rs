@@ -11,6 +11,7 @@
 mod activity;
 mod api;
 mod backends;
+mod cache;
 mod cli;
 mod common;
 mod edge;
