@@ -1,5 +1,5 @@
 //! Revocation latency across two real `tessera serve` processes with the
-//! session cache on (issue 15, item 3; figures in docs/performance.md).
+//! session cache on (figures in docs/performance.md).
 //!
 //! Starts instances A and B on one store with `cache = "on"` and a long
 //! `cache_max_staleness` (30 s, so that only an invalidation can make B

@@ -13,7 +13,7 @@
 //! | `memory://` | none needed | at once (no other process can write) |
 //!
 //! Whatever the channel does, no entry is served once older than
-//! `cache_max_staleness`: that is the stated bound of DESIGN invariant 13,
+//! `cache_max_staleness`: that is the stated bound of docs/design.md, invariant 13,
 //! and a lost subscription flushes the cache and bypasses it until it is
 //! back (see the core's `cache` module).
 //!

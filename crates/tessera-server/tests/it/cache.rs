@@ -1,4 +1,4 @@
-//! The session cache across `tessera serve` processes (issue 15): with
+//! The session cache across `tessera serve` processes: with
 //! `cache = "on"` in two instances on one store, a session loaded through
 //! B is served from B's memory, and a revocation through A is refused by
 //! B once A's invalidation arrives.

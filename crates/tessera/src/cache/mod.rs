@@ -51,9 +51,10 @@
 //!
 //! [`CachedStore::without_channel`] serves entries for up to
 //! `max_staleness` with no invalidation from other processes. That is exact
-//! for a store with one writer (an embedded SQLite file), and for MySQL
-//! (which has no notification channel) it is the polling fallback: a
-//! revocation made elsewhere takes effect here within `max_staleness`.
+//! only when this process is the store's one writer; for SQLite (which
+//! another process, such as the `tessera` CLI, may write) and MySQL (which
+//! has no notification channel) it is the polling fallback: a revocation
+//! made elsewhere takes effect here within `max_staleness`.
 //!
 //! [moka]: https://docs.rs/moka
 
