@@ -136,6 +136,10 @@ async fn revocation_on_a_is_refused_on_b() {
         .await
         .unwrap();
     cached_on(&b, issued.token.expose()).await;
+    // The switch refuses sessions created *before* it: one created in its
+    // own millisecond survives it (`tessera::not_before`), so let the
+    // clock move on first.
+    tokio::time::sleep(Duration::from_millis(3)).await;
     a.manager.revoke_everyone().await.unwrap();
     refused_by(&b, issued.token.expose()).await;
     assert!(b.cache.stats().invalidations_received >= 21);

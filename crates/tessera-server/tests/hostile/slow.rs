@@ -61,6 +61,11 @@ async fn slow_clients_do_not_starve_others_and_are_released() {
     let server = Server::start(Mode::Secure, &[]);
     let token = sign_in(&server).await;
     let cookie = format!("{SECURE_COOKIE}={token}");
+    // Warm up first: the store's connection pool opens its connections
+    // (and their files) on demand, which must not count as held sockets.
+    for _ in 0..5 {
+        assert_eq!(status_with_cookie(&server, &cookie).await.0, 200);
+    }
     let baseline = server.open_fds();
 
     let mut held = Vec::new();
@@ -88,10 +93,13 @@ async fn slow_clients_do_not_starve_others_and_are_released() {
 
     // A client that leaves frees what it held.
     drop(held);
+    // Released: back near the baseline. The slack (a few pooled store
+    // connections opened under load, each a database file and its WAL)
+    // is far below the 250 sockets held, so a leak still fails.
     eventually(
         "the server released the slow clients' sockets",
         Duration::from_secs(30),
-        || server.open_fds() <= baseline + 4,
+        || server.open_fds() <= baseline + 16,
     )
     .await;
     let (code, _) = status_with_cookie(&server, &cookie).await;
