@@ -1,5 +1,5 @@
 // express + express-session + connect-redis with the same routes as
-// bench/src/bin/bench-server.rs: the mainstream reference of issue 7.
+// bench/src/bin/bench-server.rs: the mainstream reference of the benchmark.
 //
 //   BENCH_REDIS_URL=redis://127.0.0.1:6379 node server.js 127.0.0.1:8080
 //

@@ -1,7 +1,7 @@
 // express + the tessera Node client (clients/node) in front of `tessera
 // serve` on Redis, with the same routes as server.js and
 // bench/src/bin/bench-server.rs: the "express + tessera client" row of the
-// benchmark (issue 17).
+// benchmark (docs/performance.md).
 //
 //   TESSERA_URL=http://127.0.0.1:8081 TESSERA_API_KEY=tsk_… node tessera-server.mjs 127.0.0.1:8080
 //
