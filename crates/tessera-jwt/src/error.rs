@@ -191,6 +191,28 @@ pub enum KeyError {
     /// A key could not be encoded as PKCS#8.
     #[error("key could not be encoded")]
     Encoding,
+    /// The key-encryption key is unusable; the message says why and never
+    /// contains the key.
+    #[error("invalid key-encryption key: {0}")]
+    KeyEncryptionKey(&'static str),
+    /// A sealed key set was sealed under another key-encryption key than
+    /// the one configured (the two are named by their public ids).
+    #[error(
+        "the signing keys were sealed with key-encryption key {sealed_with}, but {configured} is configured"
+    )]
+    WrongKeyEncryptionKey {
+        /// The id written in the document.
+        sealed_with: String,
+        /// The id of the configured key.
+        configured: String,
+    },
+    /// A sealed private key did not open: altered, truncated, or moved
+    /// from another entry.
+    #[error("the sealed private key of kid {kid} does not open (altered or moved)")]
+    Sealed {
+        /// The key id.
+        kid: String,
+    },
 }
 
 impl KeyError {

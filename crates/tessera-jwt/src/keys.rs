@@ -414,6 +414,10 @@ impl KeySet {
         Self { entries, retention }
     }
 
+    pub(crate) fn entries(&self) -> &[KeyEntry] {
+        &self.entries
+    }
+
     /// The active signing key, if there is one.
     pub fn current(&self) -> Option<&KeyInfo> {
         self.current_entry().map(|e| &e.info)

@@ -6,6 +6,7 @@ mod error;
 mod jwks;
 mod keys;
 mod keystore;
+mod sealed;
 mod sign;
 mod verify;
 
@@ -16,6 +17,7 @@ pub use crate::keys::{
     Algorithm, DEFAULT_LEEWAY, DEFAULT_LIFETIME, DEFAULT_RETENTION, KeyInfo, KeySet, Kid,
 };
 pub use crate::keystore::KeyStore;
+pub use crate::sealed::KeyEncryptionKey;
 pub use crate::sign::{AccessToken, Issuer, IssuerConfig};
 pub use crate::verify::{
     MAX_TOKEN_LEN, SessionCheck, StoreSessionCheck, VerifiedToken, Verifier, VerifierConfig,
