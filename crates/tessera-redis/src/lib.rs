@@ -55,6 +55,7 @@ mod config;
 mod counter;
 mod dbsc;
 mod delete_all;
+mod document;
 mod invalidation;
 mod not_before;
 mod patch;
