@@ -22,7 +22,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-log() { printf '\n== %s\n' "$*" >&2; }
+# Each section says when it starts (seconds since the script began), so a
+# slow step shows in the CI log.
+log() { printf '\n== [%ss] %s\n' "$SECONDS" "$*" >&2; }
 
 # Packages whose binaries the tests run: "binary package" pairs.
 need=(

@@ -167,6 +167,9 @@ async fn main() {
     let mut env = vec![
         ("TESSERA_CACHE".to_owned(), "on".to_owned()),
         ("TESSERA_CACHE_MAX_STALENESS".to_owned(), "30s".to_owned()),
+        // The signing keys are kept in the shared store, sealed: both
+        // instances (and the CLI) need the same key-encryption key.
+        ("TESSERA_KEY_ENCRYPTION_KEY".to_owned(), random_kek()),
     ];
     if store.starts_with("redis") {
         env.push((
@@ -299,4 +302,12 @@ async fn main() {
             0.0
         }
     );
+}
+
+/// A fresh key-encryption key for this run: base64 of 32 random bytes.
+fn random_kek() -> String {
+    use base64::Engine as _;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }

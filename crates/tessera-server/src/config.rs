@@ -59,6 +59,7 @@ const ENV_KEYS: &[&str] = &[
     "sweep_interval",
     "log_filter",
     "keys_dir",
+    "key_encryption_key_file",
     "access_token_lifetime",
     "token_issuer",
     "token_audience",
@@ -90,7 +91,7 @@ const REMOVED_KEYS: &[(&str, &str)] = &[(
 
 /// `TESSERA_` variables that are not settings but are read elsewhere
 /// (exact names), and a prefix reserved for test harnesses.
-const OTHER_ENV: &[&str] = &["TESSERA_TEST_CLOCK_FILE"];
+const OTHER_ENV: &[&str] = &["TESSERA_TEST_CLOCK_FILE", crate::keys::shared::KEK_ENV];
 const TEST_ENV_PREFIX: &str = "TESSERA_TEST_";
 
 /// A `TESSERA_*` environment variable that names no setting.
@@ -271,6 +272,12 @@ pub struct Config {
     /// [`Config::keys_path`]). Instances that issue tokens for one issuer
     /// share it.
     pub keys_dir: Option<String>,
+    /// A file holding the key-encryption key that seals the signing keys
+    /// kept in a shared store (PostgreSQL, MySQL, Redis; see
+    /// [`crate::keys`]): base64 of 32 random bytes, mode 0600 or stricter.
+    /// Alternatively `TESSERA_KEY_ENCRYPTION_KEY` holds the key itself;
+    /// never put the key in the configuration file.
+    pub key_encryption_key_file: Option<String>,
     /// Lifetime of signed access tokens (JWT). Default 10 minutes: it is
     /// also how long an access token outlives a revoked session.
     #[serde(with = "duration")]
@@ -406,6 +413,7 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(60),
             log_filter: String::from("info"),
             keys_dir: None,
+            key_encryption_key_file: None,
             access_token_lifetime: Duration::from_secs(10 * 60),
             token_issuer: None,
             token_audience: None,

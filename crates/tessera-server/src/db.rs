@@ -41,6 +41,11 @@ const SQLITE_MIGRATIONS: Migrations = &[
         "security_events",
         include_str!("../migrations/sqlite/0003_security_events.sql"),
     ),
+    (
+        4,
+        "signing_keys",
+        include_str!("../migrations/sqlite/0004_signing_keys.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: Migrations = &[
@@ -59,6 +64,11 @@ const POSTGRES_MIGRATIONS: Migrations = &[
         "security_events",
         include_str!("../migrations/postgres/0003_security_events.sql"),
     ),
+    (
+        4,
+        "signing_keys",
+        include_str!("../migrations/postgres/0004_signing_keys.sql"),
+    ),
 ];
 
 const MYSQL_MIGRATIONS: Migrations = &[
@@ -76,6 +86,11 @@ const MYSQL_MIGRATIONS: Migrations = &[
         3,
         "security_events",
         include_str!("../migrations/mysql/0003_security_events.sql"),
+    ),
+    (
+        4,
+        "signing_keys",
+        include_str!("../migrations/mysql/0004_signing_keys.sql"),
     ),
 ];
 

@@ -237,7 +237,7 @@ pub async fn verify(
         // Malformed (and any kind added later): never a store call.
         Some(_) => return ApiError::unauthenticated("missing").into_response(),
     }
-    if let Some(verified) = access_token(&state, &headers) {
+    if let Some(verified) = access_token(&state, &headers).await {
         return signed_in(Some(&verified.claims.sub), verified.claims.sid.as_str());
     }
     if let Err(refusal) = check_forwarded_request(&state, &headers) {
@@ -279,9 +279,9 @@ pub async fn verify(
 /// The first `Authorization: Bearer` value that is a valid access token
 /// signed by this server (session tokens are found by
 /// [`tessera_axum::find_bearer`]).
-fn access_token(state: &AppState, headers: &HeaderMap) -> Option<tessera_jwt::VerifiedToken> {
+async fn access_token(state: &AppState, headers: &HeaderMap) -> Option<tessera_jwt::VerifiedToken> {
     // A few values at most: bounded work per request.
-    headers
+    let credentials = headers
         .get_all(header::AUTHORIZATION)
         .iter()
         .take(8)
@@ -291,8 +291,13 @@ fn access_token(state: &AppState, headers: &HeaderMap) -> Option<tessera_jwt::Ve
             scheme
                 .eq_ignore_ascii_case("bearer")
                 .then(|| credential.trim())
-        })
-        .find_map(|credential| state.signing.verify(credential).ok())
+        });
+    for credential in credentials {
+        if let Ok(verified) = state.signing.verify(credential).await {
+            return Some(verified);
+        }
+    }
+    None
 }
 
 /// 200 with the user and session headers, or 401 without a user.

@@ -105,6 +105,6 @@ pub async fn run(cli: Cli) -> Result<(), ServerError> {
         Command::User(c) => commands::user(config, c).await,
         Command::Sessions(c) => commands::sessions(config, c).await,
         Command::ApiKey(c) => commands::api_key(config, c).await,
-        Command::Keys(c) => keys::command(&config, c),
+        Command::Keys(c) => keys::command(&config, c).await,
     }
 }

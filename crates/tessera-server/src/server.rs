@@ -78,7 +78,7 @@ pub async fn build_state(
         .policy(config.policy())
         .clock(ServerClock::from_env())
         .build()?;
-    let signing = SigningKeys::open(&config, Arc::new(ServerClock::from_env()))?;
+    let signing = SigningKeys::open(&config, Arc::new(ServerClock::from_env()), &pool).await?;
     let admission = HashAdmission::new(
         config
             .password_hash_concurrency

@@ -1,42 +1,54 @@
 //! The access-token signing keys of the server, and `tessera keys …`.
 //!
-//! Keys live in a directory ([`tessera_jwt::KeyStore`]: directory 0700,
-//! one PKCS#8 file 0600 per key, a JSON manifest), by default
-//! `tessera-keys` beside the SQLite database ([`Config::keys_path`]). The
-//! first start creates it with one key. With the `memory://` store and no
-//! `keys_dir`, keys are generated in memory and die with the process, like
-//! the sessions.
+//! **Where they live** (decided at start-up, logged):
 //!
-//! **Several instances, one directory.** Every instance that issues tokens
-//! for one issuer points at the same directory (a shared volume). An
-//! instance notices a change by comparing the manifest's inode, size and
-//! modification time with what it loaded — one `stat`, no read — and
-//! reloads when they differ. `tessera keys rotate` in any process writes the
-//! manifest by atomic rename (a new inode), so the check never misses it.
-//! When it checks depends on the use:
+//! | configuration | keys |
+//! |---|---|
+//! | `keys_dir` set | that directory ([`tessera_jwt::KeyStore`]: 0700, one PKCS#8 file 0600 per key, a JSON manifest); instances on several machines must share it |
+//! | SQLite store | `tessera-keys` beside the database ([`Config::keys_path`]) |
+//! | PostgreSQL or MySQL store | the server database (the store's own by default), sealed ([`shared`]) |
+//! | Redis or Redis Cluster store | the store's Redis, sealed ([`shared`]) |
+//! | `memory://` store | this process's memory; they die with it, like the sessions |
 //!
-//! - **Signing** checks before every token. A timer would leave a window in
-//!   which an instance keeps signing with a key another instance already
+//! In the shared store every instance signs with the same key and
+//! publishes the same JWKS with no shared disk; the private keys are
+//! encrypted under a key-encryption key the instances are configured with
+//! (`TESSERA_KEY_ENCRYPTION_KEY` or `key_encryption_key_file`), and the
+//! server refuses to start without one rather than store them in clear.
+//! With a PostgreSQL or MySQL store whose `database` is set to SQLite, the
+//! keys stay in the local directory (with a warning), as users do.
+//!
+//! **Seeing a change made elsewhere** (`tessera keys rotate` in another
+//! process, on any machine). An instance compares what identifies the
+//! version it loaded — for a directory the manifest's inode, size and
+//! modification time (one `stat`, no read; rotations replace the manifest
+//! by atomic rename, a new inode), for the shared store the set's version
+//! number (one single-value read) — and reloads when it differs. When it
+//! compares depends on the use:
+//!
+//! - **Signing** compares before every token. A timer would leave a window
+//!   in which an instance keeps signing with a key another instance already
 //!   retired (tokens whose `iat` is after their key's retirement are
 //!   refused, RFC 8725 spirit: a retired key no longer signs). Signing is
 //!   rare next to verifying (once per token grant or refresh, which write
-//!   to the store anyway), so the stat costs nothing that matters there.
+//!   to the store anyway), so the check costs nothing that matters there.
 //! - **Verifying** is the hot path (forward auth with access tokens, every
-//!   proxied request) and does no file I/O per request. It checks when a
-//!   token names a `kid` the loaded set does not hold — so a token signed
-//!   with a key rotated in by another instance verifies at once — and
-//!   otherwise at most once per [`RECHECK_INTERVAL`] (1 s of the server
-//!   clock). **Bound:** a key taken out of the directory (`tessera keys
-//!   prune`, or a compromised key deleted with [`KeyStore::remove`]) stops
-//!   verifying on this instance at most 1 s after the change. An unknown
-//!   `kid` costs one `stat` (no read unless the manifest changed) — no more
-//!   than every request paid before, so forged `kid`s buy an attacker
+//!   proxied request) and does no I/O per request. It compares when a token
+//!   names a `kid` the loaded set does not hold — so a token signed with a
+//!   key rotated in by another instance verifies at once — and otherwise at
+//!   most once per [`RECHECK_INTERVAL`] (1 s of the server clock, the
+//!   default `cache_max_staleness`). **Bound:** a key taken out (`tessera
+//!   keys prune`, or a compromised key deleted with [`KeyStore::remove`])
+//!   stops verifying on every instance at most 1 s after the change. An
+//!   unknown `kid` costs one `stat`, or on the shared store one version
+//!   read, and concurrent ones share a single read: no more than the
+//!   session lookup every request pays, so forged `kid`s buy an attacker
 //!   nothing.
-//! - **The JWKS** checks on every request. It is fetched rarely (verifiers
-//!   cache it), and it must never lag behind the signers: a verifier that
-//!   fetched a JWKS without a key another instance already signs with
-//!   typically will not refetch for its cool-down (often 30 s or more), and
-//!   refuses those tokens all that time.
+//! - **The JWKS** compares on every request. It is fetched rarely
+//!   (verifiers cache it), and it must never lag behind the signers: a
+//!   verifier that fetched a JWKS without a key another instance already
+//!   signs with typically will not refetch for its cool-down (often 30 s
+//!   or more), and refuses those tokens all that time.
 //!
 //! A failed reload keeps the keys already loaded and logs a warning.
 //!
@@ -47,23 +59,30 @@
 //! Private keys are never logged or printed: log lines and CLI output carry
 //! the key id and algorithm only.
 
+mod cli;
+pub mod shared;
+
+pub use cli::command;
+
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tessera::record::SessionHandle;
 use tessera::time::{Clock, Timestamp};
 use tessera_jwt::{
-    AccessToken, Algorithm, DEFAULT_LEEWAY, IssueError, Issuer, IssuerConfig, Jwks, KeyError,
-    KeySet, KeyStore, VerifiedToken, Verifier, VerifierConfig, VerifyError,
+    AccessToken, Algorithm, DEFAULT_LEEWAY, IssueError, Issuer, IssuerConfig, Jwks,
+    KeyEncryptionKey, KeyError, KeySet, KeyStore, VerifiedToken, Verifier, VerifierConfig,
+    VerifyError,
 };
 
-use crate::cli::KeysCommand;
 use crate::config::Config;
+use crate::db::Db;
 use crate::server::ServerError;
-use crate::store::{ServerClock, StoreKind};
+use crate::store::StoreKind;
+use shared::{Repo, Shared};
 
 /// How often, at most, verifying re-checks the key directory when every
 /// presented `kid` is known: the bound on how long a key removed on disk
@@ -149,8 +168,117 @@ impl Fingerprint {
     }
 }
 
+/// Which version of the keys is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// In memory only: never changes.
+    Fixed,
+    /// The directory's manifest (`None`: it could not be inspected).
+    File(Option<Fingerprint>),
+    /// The shared store's version number.
+    Version(u64),
+}
+
+/// Where the keys come from (see the [module docs](self)).
+enum Source {
+    Memory,
+    Dir(PathBuf),
+    Shared(Box<Shared>),
+}
+
+/// Where `config` keeps its signing keys, before any is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In this process only (`memory://` without `keys_dir`).
+    Memory,
+    /// In [`Config::keys_path`].
+    Dir,
+    /// Sealed, in the server database (PostgreSQL, MySQL).
+    Database,
+    /// Sealed, in the store's Redis (Cluster).
+    Redis,
+}
+
+impl Placement {
+    /// The placement for `config` whose server database is `db`.
+    ///
+    /// ```
+    /// use tessera_server::config::Config;
+    /// use tessera_server::keys::Placement;
+    ///
+    /// let on = |store: &str| Config { store: store.into(), ..Config::default() };
+    /// assert_eq!(Placement::of(&on("sqlite://t.db"), "sqlite"), Placement::Dir);
+    /// assert_eq!(Placement::of(&on("memory://"), "sqlite"), Placement::Memory);
+    /// assert_eq!(Placement::of(&on("postgres://h/db"), "postgres"), Placement::Database);
+    /// assert_eq!(Placement::of(&on("redis://h"), "sqlite"), Placement::Redis);
+    /// // An explicit directory wins (a shared volume).
+    /// let dir = Config { keys_dir: Some("/keys".into()), ..on("redis://h") };
+    /// assert_eq!(Placement::of(&dir, "sqlite"), Placement::Dir);
+    /// ```
+    pub fn of(config: &Config, db_backend: &str) -> Self {
+        if config.keys_dir.is_some() {
+            return Self::Dir;
+        }
+        match StoreKind::of(&config.store) {
+            Some(StoreKind::Memory) => Self::Memory,
+            Some(StoreKind::Redis | StoreKind::RedisCluster) => Self::Redis,
+            Some(StoreKind::Postgres | StoreKind::MySql) if db_backend != "sqlite" => {
+                Self::Database
+            }
+            _ => Self::Dir,
+        }
+    }
+}
+
+/// The repository of a shared placement, with the key that opens it.
+async fn shared_source(
+    config: &Config,
+    placement: Placement,
+    db: &Db,
+    kek: Option<KeyEncryptionKey>,
+) -> Result<Shared, ServerError> {
+    let where_ = if placement == Placement::Redis {
+        "Redis"
+    } else {
+        db.backend()
+    };
+    let Some(kek) = kek else {
+        return Err(ServerError::Message(format!(
+            "the access-token signing keys are kept in the shared store ({where_}) so that every \
+             instance signs with the same keys, sealed with a key-encryption key, and none is \
+             configured: set {} or key_encryption_key_file to 32 random bytes in base64 \
+             (`openssl rand -base64 32`), the same on every instance; or set keys_dir to keep \
+             the keys in a directory instead",
+            shared::KEK_ENV
+        )));
+    };
+    let repo = if placement == Placement::Redis {
+        let store =
+            tessera_redis::RedisStore::connect(&config.store, crate::store::redis_options(config))
+                .await
+                .map_err(|source| crate::store::StoreOpenError::Store {
+                    url: crate::store::redact(&config.store),
+                    source,
+                })?;
+        Repo::Redis(store)
+    } else {
+        Repo::Db(db.clone())
+    };
+    Ok(Shared { repo, kek })
+}
+
+/// The key-encryption key of this process: [`shared::KEK_ENV`] or
+/// `key_encryption_key_file`.
+fn process_kek(config: &Config) -> Result<Option<KeyEncryptionKey>, ServerError> {
+    // Empty counts as unset (a variable cleared in a deployment file).
+    let env = std::env::var(shared::KEK_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    shared::key_encryption_key(config, env.as_deref())
+}
+
 struct Loaded {
-    fingerprint: Option<Fingerprint>,
+    seen: Seen,
     keys: KeySet,
     /// `None` when the set has no active key (every key removed).
     issuer: Option<Issuer>,
@@ -158,15 +286,21 @@ struct Loaded {
 }
 
 struct Inner {
-    dir: Option<PathBuf>,
+    source: Source,
     retention: Duration,
     issuer_config: IssuerConfig,
     verifier_config: VerifierConfig,
     clock: Arc<dyn Clock>,
     loaded: RwLock<Loaded>,
-    /// When the manifest was last compared (server clock, ms), for
+    /// When the source was last compared (server clock, ms), for
     /// [`RECHECK_INTERVAL`].
     checked_at: AtomicI64,
+    /// Checks started because of an unknown `kid`, numbered.
+    unknown_kid_checks: AtomicU64,
+    /// The number of the last such check that finished: one at a time, and
+    /// a request that waited for one that began after it arrived uses its
+    /// result instead of reading again.
+    unknown_kid_done: tokio::sync::Mutex<u64>,
 }
 
 /// The server's signing keys: an [`Issuer`] for new access tokens, a
@@ -179,17 +313,20 @@ struct Inner {
 /// use tessera_server::config::Config;
 /// use tessera_server::keys::SigningKeys;
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = tempfile::tempdir()?;
 /// let config = Config {
 ///     keys_dir: Some(dir.path().join("keys").display().to_string()),
 ///     ..Config::default()
 /// };
-/// let keys = SigningKeys::open(&config, Arc::new(SystemClock))?;
+/// let db = tessera_server::db::open("memory://", 1, config.store_timeout).await?;
+/// let keys = SigningKeys::open(&config, Arc::new(SystemClock), &db).await?;
 /// let sid = SessionHandle::generate()?;
-/// let token = keys.issue("alice", &sid)?;
-/// assert_eq!(keys.verify(token.as_str())?.claims.sub, "alice");
-/// assert_eq!(keys.jwks().keys.len(), 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// let token = keys.issue("alice", &sid).await?;
+/// assert_eq!(keys.verify(token.as_str()).await?.claims.sub, "alice");
+/// assert_eq!(keys.jwks().await.keys.len(), 1);
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct SigningKeys {
@@ -198,55 +335,108 @@ pub struct SigningKeys {
 
 impl std::fmt::Debug for SigningKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match &self.inner.source {
+            Source::Memory => "memory".to_owned(),
+            Source::Dir(dir) => dir.display().to_string(),
+            Source::Shared(shared) => shared.repo.describe().to_owned(),
+        };
         f.debug_struct("SigningKeys")
-            .field("dir", &self.inner.dir)
+            .field("source", &source)
             .field("issuer", &self.inner.issuer_config.issuer)
             .finish_non_exhaustive()
     }
 }
 
 impl SigningKeys {
-    /// Opens (creating on first use) the key directory of `config`, or
-    /// generates in-memory keys for the `memory://` store without a
-    /// `keys_dir`.
+    /// Opens the signing keys where `config` keeps them (see the [module
+    /// docs](self)), creating the first key on first use. `db` is the
+    /// server database; the key-encryption key of a shared placement comes
+    /// from [`shared::KEK_ENV`] or `key_encryption_key_file`.
     ///
     /// # Errors
     ///
-    /// [`KeyError`] if the directory cannot be created or read, or is
-    /// accessible to group or others; [`IssueError`] (as a message) if the
-    /// issuer settings are unusable.
-    pub fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
-        let alg = algorithm(&config.token_algorithm).ok_or_else(|| {
-            ServerError::Message(format!(
-                "token_algorithm {:?} must be eddsa or es256",
-                config.token_algorithm
-            ))
-        })?;
+    /// [`ServerError`] if the keys cannot be created or read (a directory
+    /// accessible to group or others, an unreachable store, a set sealed
+    /// under another key-encryption key), if a shared placement has no
+    /// key-encryption key, or if the issuer settings are unusable.
+    pub async fn open(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        db: &Db,
+    ) -> Result<Self, ServerError> {
+        Self::open_with_kek(config, clock, db, process_kek(config)?).await
+    }
+
+    /// [`SigningKeys::open`] with the key-encryption key given rather than
+    /// read from the environment or a file.
+    ///
+    /// # Errors
+    ///
+    /// As [`SigningKeys::open`].
+    pub async fn open_with_kek(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        db: &Db,
+        kek: Option<KeyEncryptionKey>,
+    ) -> Result<Self, ServerError> {
+        let alg = configured_algorithm(config)?;
         let retention = retention(config);
-        let in_memory =
-            config.keys_dir.is_none() && StoreKind::of(&config.store) == Some(StoreKind::Memory);
-        let (dir, keys) = if in_memory {
-            let mut keys = KeySet::new(retention);
-            keys.rotate(alg, clock.now()).map_err(key_error)?;
-            (None, keys)
-        } else {
-            let dir = config.keys_path();
-            if config.keys_dir.is_none()
-                && !matches!(StoreKind::of(&config.store), Some(StoreKind::Sqlite))
-            {
-                // A shared store suggests several machines; each would
-                // otherwise make keys of its own, and a token signed on one
-                // would be unknown to the JWKS of the others.
-                tracing::warn!(
-                    dir = %dir.display(),
-                    "access-token signing keys are kept in a local directory: instances on other \
-                     machines must share it (set keys_dir to a shared volume)"
-                );
+        let placement = Placement::of(config, db.backend());
+        let now = clock.now();
+        let (source, keys, seen) = match placement {
+            Placement::Memory => {
+                let mut keys = KeySet::new(retention);
+                keys.rotate(alg, now).map_err(key_error)?;
+                (Source::Memory, keys, Seen::Fixed)
             }
-            let store =
-                KeyStore::open_or_create(&dir, alg, retention, clock.now()).map_err(key_error)?;
-            (Some(dir), store.key_set().clone())
+            Placement::Dir => {
+                let dir = config.keys_path();
+                if config.keys_dir.is_none()
+                    && !matches!(StoreKind::of(&config.store), Some(StoreKind::Sqlite))
+                {
+                    // A shared store suggests several machines; each would
+                    // otherwise make keys of its own, and a token signed on
+                    // one would be unknown to the JWKS of the others.
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "access-token signing keys are kept in a local directory because the \
+                         server database is SQLite: instances on other machines must share it \
+                         (set keys_dir to a shared volume, or database to the shared SQL store)"
+                    );
+                }
+                let store =
+                    KeyStore::open_or_create(&dir, alg, retention, now).map_err(key_error)?;
+                let seen = Seen::File(Fingerprint::of(&dir));
+                (Source::Dir(dir), store.key_set().clone(), seen)
+            }
+            Placement::Database | Placement::Redis => {
+                let shared = shared_source(config, placement, db, kek).await?;
+                let (version, keys) = shared
+                    .open_or_create(alg, retention, now)
+                    .await
+                    .map_err(|e| ServerError::Message(format!("signing keys: {e}")))?;
+                tracing::info!(
+                    store = shared.repo.describe(),
+                    kek = shared.kek.id(),
+                    "access-token signing keys are kept in the shared store, sealed"
+                );
+                (Source::Shared(Box::new(shared)), keys, Seen::Version(version))
+            }
         };
+        Self::assemble(config, clock, source, &keys, seen)
+    }
+
+    /// The keys `keys` (version `seen`) from `source`, with the issuer and
+    /// verifier settings of `config`.
+    fn assemble(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        source: Source,
+        keys: &KeySet,
+        seen: Seen,
+    ) -> Result<Self, ServerError> {
+        let now = clock.now();
+        let retention = retention(config);
         let (issuer, audience) = issuer_and_audience(config);
         // RFC 9068 §2.2: an access token names the client it was issued to.
         let issuer_config = IssuerConfig::new(issuer.clone(), audience.clone())
@@ -258,20 +448,21 @@ impl SigningKeys {
         let verifier_config = VerifierConfig::new(issuer, audience)
             .algorithms([Algorithm::EdDSA, Algorithm::Es256])
             .max_lifetime(config.access_token_lifetime);
-        let fingerprint = dir.as_deref().and_then(Fingerprint::of);
-        let loaded = build(&keys, fingerprint, &issuer_config, &verifier_config, &clock)?;
+        let loaded = build(keys, seen, &issuer_config, &verifier_config, &clock)?;
         if let Some(key) = keys.current() {
             tracing::info!(kid = %key.kid, alg = %key.algorithm, "access-token signing key loaded");
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                dir,
+                source,
                 retention,
                 issuer_config,
                 verifier_config,
-                checked_at: AtomicI64::new(clock.now().as_millis()),
+                checked_at: AtomicI64::new(now.as_millis()),
                 clock,
                 loaded: RwLock::new(loaded),
+                unknown_kid_checks: AtomicU64::new(0),
+                unknown_kid_done: tokio::sync::Mutex::new(0),
             }),
         })
     }
@@ -291,37 +482,62 @@ impl SigningKeys {
         self.inner.issuer_config.lifetime
     }
 
-    /// Reloads the key directory if its manifest changed since the last
-    /// load (see the [module docs](self)). True when it reloaded.
-    fn sync(&self) -> bool {
-        let Some(dir) = &self.inner.dir else {
-            return false;
-        };
+    fn seen(&self) -> Seen {
         self.inner
-            .checked_at
-            .store(self.inner.clock.now().as_millis(), Ordering::Relaxed);
-        let now = Fingerprint::of(dir);
-        let current = self
-            .inner
             .loaded
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .fingerprint;
-        if now.is_none() || now == current {
-            return false;
-        }
-        let reloaded = KeyStore::open(dir, self.inner.retention)
-            .map_err(key_error)
-            .and_then(|store| {
-                build(
-                    store.key_set(),
-                    now,
-                    &self.inner.issuer_config,
-                    &self.inner.verifier_config,
-                    &self.inner.clock,
-                )
-            });
-        match reloaded {
+            .seen
+    }
+
+    /// Reloads the keys if their source changed since the last load (see
+    /// the [module docs](self)). True when it reloaded.
+    async fn sync(&self) -> bool {
+        self.inner
+            .checked_at
+            .store(self.inner.clock.now().as_millis(), Ordering::Relaxed);
+        let reloaded = match &self.inner.source {
+            Source::Memory => return false,
+            Source::Dir(dir) => {
+                let now = Fingerprint::of(dir);
+                if now.is_none() || Seen::File(now) == self.seen() {
+                    return false;
+                }
+                KeyStore::open(dir, self.inner.retention)
+                    .map_err(|e| e.to_string())
+                    .map(|store| (Seen::File(now), store.key_set().clone()))
+            }
+            Source::Shared(shared) => {
+                let version = match shared.repo.version().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checking the shared signing keys failed; keeping the loaded keys");
+                        return false;
+                    }
+                };
+                // 0: the set was deleted from the store; keep what is
+                // loaded rather than sign with nothing.
+                if version == 0 || Seen::Version(version) == self.seen() {
+                    return false;
+                }
+                match shared.load(self.inner.retention).await {
+                    Ok(Some((version, keys))) => Ok((Seen::Version(version), keys)),
+                    Ok(None) => return false,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let built = reloaded.and_then(|(seen, keys)| {
+            build(
+                &keys,
+                seen,
+                &self.inner.issuer_config,
+                &self.inner.verifier_config,
+                &self.inner.clock,
+            )
+            .map_err(|e| e.to_string())
+        });
+        match built {
             Ok(loaded) => {
                 if let Some(key) = loaded.keys.current() {
                     tracing::info!(kid = %key.kid, alg = %key.algorithm, "signing keys reloaded");
@@ -338,7 +554,7 @@ impl SigningKeys {
 
     /// [`sync`](Self::sync) if the last check is [`RECHECK_INTERVAL`] old
     /// (or in the future: a clock set back must not stop the checks).
-    fn sync_if_due(&self) {
+    async fn sync_if_due(&self) {
         let now = self.inner.clock.now().as_millis();
         let last = self.inner.checked_at.load(Ordering::Relaxed);
         let interval = i64::try_from(RECHECK_INTERVAL.as_millis()).unwrap_or(i64::MAX);
@@ -352,8 +568,28 @@ impl SigningKeys {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            self.sync();
+            self.sync().await;
         }
+    }
+
+    /// The check made for a token whose `kid` is not loaded. True when the
+    /// token is worth verifying again: the keys were reloaded, or another
+    /// request's check that began after this one arrived has finished
+    /// (concurrent unknown `kid`s, forged or not, share one read).
+    async fn sync_for_unknown_kid(&self) -> bool {
+        if matches!(self.inner.source, Source::Dir(_)) {
+            // A `stat`: cheaper than any coordination.
+            return self.sync().await;
+        }
+        let arrived = self.inner.unknown_kid_checks.load(Ordering::SeqCst);
+        let mut done = self.inner.unknown_kid_done.lock().await;
+        if *done > arrived {
+            return true;
+        }
+        let number = self.inner.unknown_kid_checks.fetch_add(1, Ordering::SeqCst) + 1;
+        let reloaded = self.sync().await;
+        *done = number;
+        reloaded
     }
 
     /// Signs an access token for user `sub` in session `sid`.
@@ -362,8 +598,8 @@ impl SigningKeys {
     ///
     /// [`IssueError::NoSigningKey`] when every key was removed;
     /// [`IssueError`] for a bad subject or a failed CSPRNG.
-    pub fn issue(&self, sub: &str, sid: &SessionHandle) -> Result<AccessToken, IssueError> {
-        self.sync();
+    pub async fn issue(&self, sub: &str, sid: &SessionHandle) -> Result<AccessToken, IssueError> {
+        self.sync().await;
         let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
         loaded
             .issuer
@@ -380,13 +616,13 @@ impl SigningKeys {
     ///
     /// As [`issue`](Self::issue), and [`IssueError::AlreadyEnded`] when
     /// `not_after` is not in the future.
-    pub fn issue_until(
+    pub async fn issue_until(
         &self,
         sub: &str,
         sid: &SessionHandle,
         not_after: Timestamp,
     ) -> Result<AccessToken, IssueError> {
-        self.sync();
+        self.sync().await;
         let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
         loaded
             .issuer
@@ -396,22 +632,24 @@ impl SigningKeys {
     }
 
     /// Verifies an access token: signature, algorithm, `kid`, times,
-    /// issuer, audience. No store call (see the crate docs of
-    /// `tessera_jwt` on what that means for revocation), and no file I/O
-    /// unless the `kid` is unknown or the last look at the key directory
-    /// is [`RECHECK_INTERVAL`] old (see the [module docs](self)).
+    /// issuer, audience. No store call for the session (see the crate docs
+    /// of `tessera_jwt` on what that means for revocation), and no I/O
+    /// unless the `kid` is unknown or the last look at the keys is
+    /// [`RECHECK_INTERVAL`] old (see the [module docs](self)).
     ///
     /// # Errors
     ///
     /// [`VerifyError`].
-    pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
-        self.sync_if_due();
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        self.sync_if_due().await;
         match self.verify_loaded(token) {
             // A key this instance has not loaded yet, e.g. rotated in by
-            // another instance a moment ago: look at the directory now
-            // rather than refuse a good token for up to a second. The
-            // verifier refuses an unknown `kid` before any signature work.
-            Err(VerifyError::UnknownKid) if self.sync() => self.verify_loaded(token),
+            // another instance a moment ago: look now rather than refuse a
+            // good token for up to a second. The verifier refuses an
+            // unknown `kid` before any signature work.
+            Err(VerifyError::UnknownKid) if self.sync_for_unknown_kid().await => {
+                self.verify_loaded(token)
+            }
             result => result,
         }
     }
@@ -423,11 +661,21 @@ impl SigningKeys {
 
     /// The JWK Set to publish now: the active key and every retired key
     /// still inside its retention. Public members only.
-    pub fn jwks(&self) -> Jwks {
-        self.sync();
+    pub async fn jwks(&self) -> Jwks {
+        self.sync().await;
         let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
         loaded.keys.jwks(self.inner.clock.now())
     }
+}
+
+/// The `token_algorithm` of `config`.
+fn configured_algorithm(config: &Config) -> Result<Algorithm, ServerError> {
+    algorithm(&config.token_algorithm).ok_or_else(|| {
+        ServerError::Message(format!(
+            "token_algorithm {:?} must be eddsa or es256",
+            config.token_algorithm
+        ))
+    })
 }
 
 fn key_error(e: KeyError) -> ServerError {
@@ -436,7 +684,7 @@ fn key_error(e: KeyError) -> ServerError {
 
 fn build(
     keys: &KeySet,
-    fingerprint: Option<Fingerprint>,
+    seen: Seen,
     issuer_config: &IssuerConfig,
     verifier_config: &VerifierConfig,
     clock: &Arc<dyn Clock>,
@@ -450,74 +698,11 @@ fn build(
         Err(e) => return Err(ServerError::Message(format!("access-token issuer: {e}"))),
     };
     Ok(Loaded {
-        fingerprint,
+        seen,
         keys: keys.clone(),
         issuer,
         verifier: Verifier::new(verifier_config.clone(), keys.public_keys(), clock.clone()),
     })
-}
-
-/// `tessera keys …`: rotate, list and prune the signing keys in the
-/// configured directory. Prints key ids, algorithms and dates, never key
-/// material.
-///
-/// # Errors
-///
-/// [`ServerError`] naming what failed.
-pub fn command(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
-    let alg = algorithm(&config.token_algorithm).ok_or_else(|| {
-        ServerError::Message(format!(
-            "token_algorithm {:?} must be eddsa or es256",
-            config.token_algorithm
-        ))
-    })?;
-    let clock = ServerClock::from_env();
-    let now = clock.now();
-    let dir = config.keys_path();
-    let retention = retention(config);
-    let mut store = KeyStore::open_or_create(&dir, alg, retention, now).map_err(key_error)?;
-    match command {
-        KeysCommand::Rotate => {
-            let previous = store.key_set().current().map(|k| k.kid.clone());
-            let kid = store.rotate(alg, now).map_err(key_error)?;
-            println!("new signing key {kid} ({alg}) in {}", dir.display());
-            if let Some(old) = previous {
-                println!(
-                    "key {old} stopped signing; it stays published until {} (when every token it signed has expired)",
-                    (now + retention).to_rfc3339()
-                );
-            }
-            tracing::info!(target: tessera::audit::TARGET, event = "signing_key_rotated", kid = %kid, alg = %alg);
-        }
-        KeysCommand::List => {
-            println!("KID\tALGORITHM\tCREATED\tSTATE\tPUBLISHED UNTIL");
-            let set = store.key_set();
-            for key in set.keys() {
-                let until = set.published_until(key);
-                let state = match until {
-                    None => "active",
-                    Some(end) if now < end => "retired",
-                    Some(_) => "expired (prune)",
-                };
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    key.kid,
-                    key.algorithm,
-                    key.created_at.to_rfc3339(),
-                    state,
-                    until.map_or_else(|| String::from("-"), Timestamp::to_rfc3339)
-                );
-            }
-        }
-        KeysCommand::Prune => {
-            let removed = store.prune(now).map_err(key_error)?;
-            for kid in &removed {
-                println!("deleted key {kid}");
-            }
-            println!("pruned {} key(s)", removed.len());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -539,25 +724,36 @@ mod tests {
         }
     }
 
+    async fn memory_db() -> Db {
+        crate::db::open("memory://", 1, Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
     /// Keys in a fresh directory on a clock that moves only when told.
     struct Fixture {
         _dir: tempfile::TempDir,
         config: Config,
         clock: Arc<ManualClock>,
+        db: Db,
         keys: SigningKeys,
         sid: SessionHandle,
     }
 
     impl Fixture {
-        fn new() -> Self {
+        async fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
             let config = config_in(dir.path());
             let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
-            let keys = SigningKeys::open(&config, clock.clone()).unwrap();
+            let db = memory_db().await;
+            let keys = SigningKeys::open(&config, clock.clone(), &db)
+                .await
+                .unwrap();
             Self {
                 _dir: dir,
                 config,
                 clock,
+                db,
                 keys,
                 sid: SessionHandle::generate().unwrap(),
             }
@@ -570,76 +766,216 @@ mod tests {
         KeyStore::open(config.keys_path(), retention(config)).unwrap()
     }
 
-    #[test]
-    fn a_rotation_by_another_process_is_picked_up_at_the_next_use() {
+    #[tokio::test]
+    async fn a_rotation_by_another_process_is_picked_up_at_the_next_use() {
         let Fixture {
             _dir,
             config,
             clock,
             keys,
             sid,
-        } = Fixture::new();
-        let before = keys.issue("alice", &sid).unwrap();
+            ..
+        } = Fixture::new().await;
+        let before = keys.issue("alice", &sid).await.unwrap();
 
         // "tessera keys rotate" elsewhere.
         let new_kid = elsewhere(&config)
             .rotate(Algorithm::EdDSA, clock.now())
             .unwrap();
 
-        let after = keys.issue("alice", &sid).unwrap();
+        let after = keys.issue("alice", &sid).await.unwrap();
         assert_eq!(after.kid(), &new_kid, "signs with the new key at once");
         assert_ne!(before.kid(), after.kid());
-        assert_eq!(keys.jwks().keys.len(), 2, "old key still published");
-        keys.verify(before.as_str()).unwrap();
-        keys.verify(after.as_str()).unwrap();
+        assert_eq!(keys.jwks().await.keys.len(), 2, "old key still published");
+        keys.verify(before.as_str()).await.unwrap();
+        keys.verify(after.as_str()).await.unwrap();
 
         // After the retention the old key leaves the JWKS.
         clock.advance(retention(&config));
-        assert_eq!(keys.jwks().keys.len(), 1);
+        assert_eq!(keys.jwks().await.keys.len(), 1);
     }
 
-    #[test]
-    fn verifying_rereads_the_directory_for_an_unknown_kid_and_once_a_second() {
+    #[tokio::test]
+    async fn verifying_rereads_the_directory_for_an_unknown_kid_and_once_a_second() {
         let Fixture {
             _dir,
             config,
             clock,
+            db,
             keys,
             sid,
-        } = Fixture::new();
-        let old = keys.issue("alice", &sid).unwrap();
+        } = Fixture::new().await;
+        let old = keys.issue("alice", &sid).await.unwrap();
 
         // Another instance rotates and signs with the new key; the clock
         // stands still, so only the unknown kid can make this one look.
-        let other = SigningKeys::open(&config, clock.clone()).unwrap();
+        let other = SigningKeys::open(&config, clock.clone(), &db)
+            .await
+            .unwrap();
         elsewhere(&config)
             .rotate(Algorithm::EdDSA, clock.now())
             .unwrap();
-        let new = other.issue("alice", &sid).unwrap();
+        let new = other.issue("alice", &sid).await.unwrap();
         assert_ne!(new.kid(), old.kid());
-        assert_eq!(keys.verify(new.as_str()).unwrap().claims.sub, "alice");
+        assert_eq!(keys.verify(new.as_str()).await.unwrap().claims.sub, "alice");
 
         // The old key is deleted on disk (say it leaked). Within the
         // second the loaded set still holds it — verifying reads no file
         // per token — and one interval later it is refused.
         elsewhere(&config).remove(old.kid()).unwrap();
-        keys.verify(old.as_str()).unwrap();
+        keys.verify(old.as_str()).await.unwrap();
         clock.advance(RECHECK_INTERVAL);
         assert!(matches!(
-            keys.verify(old.as_str()),
+            keys.verify(old.as_str()).await,
             Err(VerifyError::UnknownKid)
         ));
-        keys.verify(new.as_str()).unwrap();
+        keys.verify(new.as_str()).await.unwrap();
     }
 
-    #[test]
-    fn memory_store_keys_need_no_directory() {
+    #[tokio::test]
+    async fn memory_store_keys_need_no_directory() {
         let config = Config {
             store: "memory://".into(),
             ..Config::default()
         };
-        let keys = SigningKeys::open(&config, Arc::new(tessera::time::SystemClock)).unwrap();
-        assert!(keys.inner.dir.is_none());
-        assert_eq!(keys.jwks().keys.len(), 1);
+        let db = memory_db().await;
+        let keys = SigningKeys::open(&config, Arc::new(tessera::time::SystemClock), &db)
+            .await
+            .unwrap();
+        assert!(matches!(keys.inner.source, Source::Memory));
+        assert_eq!(keys.jwks().await.keys.len(), 1);
+    }
+
+    /// Two instances on one shared key set (here the SQL code path on a
+    /// SQLite database; the HTTP tests run it on PostgreSQL, MySQL and
+    /// Redis).
+    async fn shared_pair(clock: &Arc<ManualClock>, db: &Db) -> (SigningKeys, SigningKeys) {
+        let config = Config::default();
+        let open = || async {
+            let shared = Shared {
+                repo: Repo::Db(db.clone()),
+                kek: KeyEncryptionKey::from_bytes(&[3; 32]).unwrap(),
+            };
+            let (version, keys) = shared
+                .open_or_create(Algorithm::EdDSA, retention(&config), clock.now())
+                .await
+                .unwrap();
+            SigningKeys::assemble(
+                &config,
+                clock.clone(),
+                Source::Shared(Box::new(shared)),
+                &keys,
+                Seen::Version(version),
+            )
+            .unwrap()
+        };
+        (open().await, open().await)
+    }
+
+    fn shared_of(keys: &SigningKeys) -> &Shared {
+        match &keys.inner.source {
+            Source::Shared(shared) => shared,
+            _ => panic!("not shared"),
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_instances_create_one_set_and_see_each_others_rotations() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+        let db = memory_db().await;
+        let (a, b) = shared_pair(&clock, &db).await;
+        let sid = SessionHandle::generate().unwrap();
+        assert_eq!(
+            a.jwks().await,
+            b.jwks().await,
+            "the second found the first's key"
+        );
+
+        // No private key in the table, only sealed text.
+        let Db::Sqlite(pool) = &db else { panic!() };
+        let doc: String = sqlx::query_scalar("SELECT document FROM tessera_signing_keys")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert!(
+            !doc.contains("PRIVATE KEY") && doc.contains("sealed"),
+            "{doc}"
+        );
+
+        // A rotates (as `tessera keys rotate` does): B signs with the new
+        // key at its next token, and verifies A's new tokens at once
+        // through the unknown-kid check, the clock standing still.
+        let old = b.issue("alice", &sid).await.unwrap();
+        let retention = retention(&Config::default());
+        let (_, _, new_kid) = shared_of(&a)
+            .update(retention, |set| {
+                set.rotate(Algorithm::EdDSA, clock.now())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap();
+        let from_a = a.issue("alice", &sid).await.unwrap();
+        assert_eq!(from_a.kid(), &new_kid);
+        b.verify(from_a.as_str()).await.unwrap();
+        assert_eq!(b.issue("alice", &sid).await.unwrap().kid(), &new_kid);
+        a.verify(old.as_str()).await.unwrap();
+        assert_eq!(a.jwks().await.keys.len(), 2);
+        assert_eq!(a.jwks().await, b.jwks().await);
+
+        // Removed from the store (a leaked key): refused by both within
+        // one recheck interval.
+        shared_of(&a)
+            .update(retention, |set| Ok(set.remove(old.kid())))
+            .await
+            .unwrap();
+        clock.advance(RECHECK_INTERVAL);
+        for keys in [&a, &b] {
+            assert!(matches!(
+                keys.verify(old.as_str()).await,
+                Err(VerifyError::UnknownKid)
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_rotations_of_the_shared_set_all_take_effect() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+        let db = memory_db().await;
+        let (a, b) = shared_pair(&clock, &db).await;
+        let retention = retention(&Config::default());
+        let rotate = |keys: SigningKeys| {
+            let clock = clock.clone();
+            async move {
+                shared_of(&keys)
+                    .update(retention, |set| {
+                        set.rotate(Algorithm::EdDSA, clock.now())
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        let (x, y) = tokio::join!(rotate(a.clone()), rotate(b.clone()));
+        assert_ne!(x.2, y.2);
+        // One initial key and both rotations: neither write lost the other.
+        let (_, set) = shared_of(&a).load(retention).await.unwrap().unwrap();
+        assert_eq!(set.keys().count(), 3);
+        assert_eq!(set.keys().filter(|k| k.retired_at.is_none()).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_shared_placement_without_a_key_encryption_key_refuses_to_start() {
+        let db = memory_db().await;
+        let config = Config {
+            store: "redis://127.0.0.1:1".into(),
+            ..Config::default()
+        };
+        let err =
+            SigningKeys::open_with_kek(&config, Arc::new(tessera::time::SystemClock), &db, None)
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("TESSERA_KEY_ENCRYPTION_KEY"), "{err}");
+        assert!(err.contains("keys_dir"), "{err}");
     }
 }

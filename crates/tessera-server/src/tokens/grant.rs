@@ -69,7 +69,7 @@ impl From<PairError> for OAuthError {
 }
 
 /// The access token for `session`, and the pair around it.
-fn pair(
+async fn pair(
     state: &AppState,
     session: &SessionRecord,
     refresh: &RefreshToken,
@@ -83,6 +83,7 @@ fn pair(
     let access = state
         .signing
         .issue_until(user, &session.handle, session.deadlines.absolute)
+        .await
         .map_err(|e| match e {
             tessera_jwt::IssueError::AlreadyEnded => PairError::Ended,
             e => {
@@ -143,7 +144,7 @@ async fn new_pair(
     })?;
     let record = issued.record;
     let made = match state.manager.issue_refresh(&record).await {
-        Ok(refresh) => pair(state, &record, &refresh),
+        Ok(refresh) => pair(state, &record, &refresh).await,
         Err(e) => Err(unavailable(e)),
     };
     if made.is_err()
@@ -334,7 +335,7 @@ async fn refresh_pair(state: &AppState, presented: &str) -> Result<Response, OAu
         // meanwhile: one answer for all.
         Err(_) => return Err(OAuthError::refused_refresh()),
     };
-    let pair = pair(state, &refreshed.session, &refreshed.token)?;
+    let pair = pair(state, &refreshed.session, &refreshed.token).await?;
     Ok(token_response(StatusCode::OK, pair))
 }
 

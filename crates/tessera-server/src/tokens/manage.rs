@@ -103,7 +103,7 @@ pub async fn revoke(
         Presented::Access(t) => {
             // Only a token this server signed and that is still valid can
             // name a session to revoke; anything else is "unknown" (200).
-            if let Ok(verified) = state.signing.verify(t) {
+            if let Ok(verified) = state.signing.verify(t).await {
                 state
                     .manager
                     .revoke_family(&verified.claims.sid, Revocation::Other)
@@ -180,7 +180,7 @@ pub async fn introspect(
             Err(e) if e.is_unavailable() => return Err(e.into()),
             Err(_) => Introspection::inactive(),
         },
-        Presented::Access(t) => match state.signing.verify(t) {
+        Presented::Access(t) => match state.signing.verify(t).await {
             Ok(verified) => {
                 let claims = verified.claims;
                 if session_is_live(&state, &claims.sid, &claims.sub).await? {

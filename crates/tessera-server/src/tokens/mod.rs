@@ -78,7 +78,7 @@ pub fn jwks_router() -> Router<AppState> {
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",
     responses((status = 200, description = "JWK Set (RFC 7517), Cache-Control: public, max-age=60")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = axum::Json(state.signing.jwks()).into_response();
+    let mut response = axum::Json(state.signing.jwks().await).into_response();
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE}")) {
         h.insert(header::CACHE_CONTROL, v);

@@ -15,6 +15,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 /// `("TESSERA_METRICS_TOKEN", "")` to start one without).
 pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
 
+/// The key-encryption key every test server and CLI run gets, so that
+/// signing keys kept in a shared store (PostgreSQL, MySQL, Redis) open on
+/// every instance (override with `("TESSERA_KEY_ENCRYPTION_KEY", "")` to
+/// start one without). Base64 of 32 bytes.
+pub const TEST_KEK: &str = "dGVzc2VyYS10ZXN0LWtleS1lbmNyeXB0aW9uLWtleSE=";
+
 /// A running server.
 pub struct Server {
     pub child: Child,
@@ -79,6 +85,7 @@ impl Server {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TESSERA_INSECURE_HTTP", "true")
             .env("TESSERA_METRICS_TOKEN", METRICS_TOKEN)
+            .env("TESSERA_KEY_ENCRYPTION_KEY", TEST_KEK)
             // Its own file: servers whose database is not a SQLite file
             // would otherwise share one in the working directory.
             .env(
@@ -213,6 +220,7 @@ pub fn run_cli_with(
         .args(["--store", store])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TESSERA_KEY_ENCRYPTION_KEY", TEST_KEK)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -25,6 +25,7 @@ mod proxy;
 mod remember;
 mod requests;
 mod session_cap;
+mod shared_keys;
 mod site;
 mod startup;
 mod tls_cluster;

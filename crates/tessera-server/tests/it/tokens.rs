@@ -28,10 +28,10 @@ const PAST_GRACE: Duration = Duration::from_secs(11);
 
 /// A token pair as the server returns it.
 #[derive(Debug, Clone)]
-struct Pair {
-    access: String,
-    refresh: String,
-    handle: String,
+pub(crate) struct Pair {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
+    pub(crate) handle: String,
 }
 
 impl Pair {
@@ -49,7 +49,7 @@ impl Pair {
 }
 
 /// The server's JWKS, checked for cache headers and private members.
-async fn jwks(server: &Server) -> (PublicKeySet, Value) {
+pub(crate) async fn jwks(server: &Server) -> (PublicKeySet, Value) {
     let res = get(server, "/.well-known/jwks.json").await;
     assert_eq!(res.status(), 200);
     let cache = res.headers()["cache-control"].to_str().unwrap().to_owned();
@@ -77,13 +77,13 @@ async fn verify_with_jwks(server: &Server, token: &str) -> VerifiedToken {
     verifier.verify(token).unwrap()
 }
 
-fn kid_of(token: &str) -> String {
+pub(crate) fn kid_of(token: &str) -> String {
     let header = token.split('.').next().unwrap();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     header["kid"].as_str().unwrap().to_owned()
 }
 
-async fn issue(server: &Server, key: &str, user: &str) -> Pair {
+pub(crate) async fn issue(server: &Server, key: &str, user: &str) -> Pair {
     let res = client()
         .post(server.at("/v1/tokens"))
         .bearer_auth(key)
