@@ -15,6 +15,7 @@ STACKS = [
     ("tessera-memory", "(b) tessera-axum + MemoryStore"),
     ("tessera-sqlite", "(c) tessera-axum + SqlStore (SQLite)"),
     ("tessera-redis", "(d) tessera-axum + RedisStore"),
+    ("tessera-redis-cache", "(d') same + session cache (pub/sub invalidation)"),
     ("ts-memory", "(e) tower-sessions 0.15 + MemoryStore"),
     ("ts-redis", "(f) tower-sessions 0.14 + redis-store (fred)"),
     ("ts-redis-sliding", "(f') same, `always_save` (sliding)"),
@@ -25,6 +26,7 @@ STACKS = [
 PEERS = {
     "tessera-memory": ["ts-memory"],
     "tessera-redis": ["ts-redis-sliding", "ts-redis", "express"],
+    "tessera-redis-cache": ["ts-redis", "express", "tessera-redis"],
     "tessera-sqlite": [],
     "express-tessera": ["express"],
 }
@@ -57,6 +59,7 @@ def main(results_path, machine_path):
     runs = defaultdict(list)  # (stack, workload) -> [run]
     redis_mem, sql, memsize, sweep, instr = {}, {}, {}, None, {}
     round_trips = {}  # (stack, workload) -> (requests, sent, run by scripts)
+    cache = defaultdict(lambda: [0, 0])  # (stack, workload) -> [hits, misses]
     with open(results_path, encoding="utf-8") as f:
         for raw in f:
             row = raw.rstrip("\n").split("\t")
@@ -65,6 +68,10 @@ def main(results_path, machine_path):
                 redis_mem[row[1]] = (int(row[2]), int(row[3]))
             elif kind == "redis-rt":
                 round_trips[(row[1], row[2])] = (int(row[3]), int(row[4]), int(row[5]))
+            elif kind == "cache":
+                before, after = kv(row[3]), kv(row[4])
+                for i, key in enumerate(("hits", "misses")):
+                    cache[(row[1], row[2])][i] += int(after.get(key, 0)) - int(before.get(key, 0))
             elif kind == "sql":
                 r = kv(row[2])
                 before, after = kv(row[3]), kv(row[4])
@@ -149,6 +156,17 @@ def main(results_path, machine_path):
                 f"| {fmt_us(statistics.median(r['p99_us'] for r in rs))} | {redis} | {trips} | {kept_s} "
                 f"| {', '.join(peers) or '–'} | {f'{m / bare:.2f}×' if bare and stack != 'bare' else '–'} |"
             )
+        p("")
+
+    if cache:
+        p("### Session cache (tessera-redis-cache): hits over loads, all rounds")
+        p("")
+        p("| workload | hits | misses | hit rate |")
+        p("|---|---|---|---|")
+        for workload, _ in WORKLOADS:
+            hits, misses = cache.get(("tessera-redis-cache", workload), (0, 0))
+            if hits + misses:
+                p(f"| {workload} | {hits:,} | {misses:,} | {100.0 * hits / (hits + misses):.2f}% |")
         p("")
 
     if sql:
@@ -245,6 +263,23 @@ def main(results_path, machine_path):
         total = sum(delta.values()) / reqs
         check("SQLite statements per read", f"{total:.2f}, writes {writes / reqs:.2f}",
               0.99 <= total <= 1.01 and writes == 0, "1 lookup, 0 writes")
+    # The session cache: Redis reads at in-process speed, writes no worse.
+    r = ratio("tessera-redis-cache", "bare", "read")
+    check("read path, Redis + cache vs bare axum", r and f"{r:.2f}×", r and r >= 0.8, "≥ 0.8×")
+    r = ratio("tessera-redis-cache", "ts-redis", "read")
+    check("read path, Redis + cache vs tower-sessions' Redis store", r and f"{r:.2f}×", r and r >= 3, "≥ 3×")
+    r = ratio("tessera-redis-cache", "express", "read")
+    check("read path, Redis + cache vs express-session", r and f"{r:.2f}×", r and r >= 10, "≥ 10×")
+    rs = runs.get(("tessera-redis-cache", "read"))
+    if rs:
+        per, detail = redis_per_req(rs)
+        check("Redis commands per cached read", f"{per or 0:.3f} ({detail or 'none'})",
+              (per or 0) <= 0.05, "≈ 0 on hits")
+    for workload in ("write", "write-shared"):
+        r = ratio("tessera-redis-cache", "tessera-redis", workload)
+        k = kept_pct(runs.get(("tessera-redis-cache", workload), []))
+        check(f"{workload} path, Redis + cache vs without", r and (f"{r:.2f}×" + (f", kept {k:.1f}%" if k is not None else "")),
+              r and r >= 0.95 and (k is None or k >= 99.9), "unchanged or better (≥ 0.95×, noise), every update kept")
     r = ratio("tessera-redis", "ts-redis", "write")
     k = kept_pct(runs.get(("tessera-redis", "write"), []))
     check("write path, Redis, session per connection, vs tower-sessions", r and f"{r:.2f}×, kept {k:.1f}%" if k is not None else r and f"{r:.2f}×",

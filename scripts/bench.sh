@@ -52,7 +52,7 @@ SESSIONS=${BENCH_SESSIONS:-256}
 SCALE_N=${BENCH_SCALE_N:-1000000}
 SCALE_TESTS=${BENCH_SCALE_TESTS:-memory sqlite sweeper}
 SWEEP_N=${BENCH_SWEEP_N:-$SCALE_N}
-ALL_STACKS="bare tessera-memory tessera-sqlite tessera-redis ts-memory ts-redis ts-redis-sliding express express-tessera"
+ALL_STACKS="bare tessera-memory tessera-sqlite tessera-redis tessera-redis-cache ts-memory ts-redis ts-redis-sliding express express-tessera"
 STACKS=${BENCH_STACKS:-$ALL_STACKS}
 OUT=${BENCH_OUT:-$BENCH/target/results/$(date +%Y%m%d-%H%M%S)}
 SERVER_CPU=0
@@ -267,16 +267,23 @@ sum_counters() {
 # field NAME LINE: value of NAME=... in a RESULT line.
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-is_redis_stack() { [[ $1 == tessera-redis || $1 == ts-redis* || $1 == express || $1 == express-tessera ]]; }
+is_redis_stack() { [[ $1 == tessera-redis* || $1 == ts-redis* || $1 == express || $1 == express-tessera ]]; }
 
 # measure ROUND STACK WORKLOAD METHOD PATH FILE [shared]
 measure() {
     local round=$1 stack=$2 workload=$3 method=$4 path=$5 file=$6
     local before="" after="" kept=""
     is_redis_stack "$stack" && before=$(redis_calls)
+    local cache_before=""
+    [[ $stack == tessera-redis-cache ]] && cache_before=$(curl -s "http://127.0.0.1:$PORT/__cache")
     local line
     line=$(run_wrk "$DURATION" "$method" "$path" "$file") || die "wrk failed on $stack $workload"
     is_redis_stack "$stack" && after=$(redis_calls)
+    if [[ $stack == tessera-redis-cache ]]; then
+        # The session cache's hits and misses during this run.
+        printf 'cache\t%s\t%s\t%s\t%s\n' "$stack" "$workload" "$cache_before" \
+            "$(curl -s "http://127.0.0.1:$PORT/__cache")" >>"$RESULTS"
+    fi
     if [[ $workload == write && $stack != bare ]]; then
         # Every update kept? The counters of all sessions must add up to
         # the successful POSTs.
@@ -344,7 +351,7 @@ run_stack() {
     seed "$SESSIONS" u "$sess"
     if ((round == 1)); then
         case $stack in
-            tessera-redis) redis_memory "$stack" 'tessera:s:*' ;;
+            tessera-redis | tessera-redis-cache) redis_memory "$stack" 'tessera:s:*' ;;
             ts-redis | ts-redis-sliding) redis_memory "$stack" '*' ;;
             express) redis_memory "$stack" 'sess:*' ;;
             express-tessera) redis_memory "$stack" 'tessera:s:*' ;;

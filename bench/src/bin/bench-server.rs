@@ -18,11 +18,14 @@
 //! | `GET /__sweep` | (tessera-sqlite) `<purged> <runs> <failures>` of the sweeper |
 //!
 //! Stacks: `bare`, `tessera-memory`, `tessera-sqlite`, `tessera-redis`,
+//! `tessera-redis-cache` (the Redis store behind `tessera::cache::CachedStore`,
+//! invalidated over Redis pub/sub, as several instances would run it),
 //! `ts-memory` (tower-sessions 0.15, memory store), `ts-redis`
 //! (tower-sessions 0.14 + tower-sessions-redis-store, fred) and
 //! `ts-redis-sliding` (the same with `with_always_save(true)`, the only way
 //! to make its idle expiry slide).
 //!
+//! | `GET /__cache` | (tessera-redis-cache) `hits=<n> misses=<n>` of the session cache so far |
 //! | `GET /__sql` | (with `BENCH_COUNT_SQL=1`) SQL statements run so far, `<verb> <count>` per line |
 //!
 //! Environment: `BENCH_COUNT_SQL=1` (count sqlx's statements; costs time, so
@@ -97,6 +100,7 @@ fn inproc(stack: &str, n: u64, path: &str) -> Result<(), BoxError> {
             // With Redis (BENCH_REDIS_URL): the count then covers this
             // process's client work, not the Redis server's.
             "tessera-redis" => tessera_stack::redis().await?,
+            "tessera-redis-cache" => tessera_stack::redis_cached().await?,
             "ts-redis" => ts014::redis(false).await?,
             "ts-redis-sliding" => ts014::redis(true).await?,
             other => return Err(format!("inproc: unsupported stack {other}").into()),
@@ -142,6 +146,7 @@ async fn serve(stack: &str, addr: SocketAddr) -> Result<(), BoxError> {
         "tessera-memory" => tessera_stack::memory()?,
         "tessera-sqlite" => tessera_stack::sqlite().await?,
         "tessera-redis" => tessera_stack::redis().await?,
+        "tessera-redis-cache" => tessera_stack::redis_cached().await?,
         "ts-memory" => ts015::memory(),
         "ts-redis" => ts014::redis(false).await?,
         "ts-redis-sliding" => ts014::redis(true).await?,
@@ -304,6 +309,31 @@ mod tessera_stack {
         )
         .await?;
         router(Arc::new(store))
+    }
+
+    /// (d') The Redis store behind the per-instance session cache, which
+    /// hears about every write over Redis pub/sub (docs/running-several-instances.md):
+    /// a repeated read within `max_staleness` (1 s) costs no round trip.
+    /// The production defaults otherwise; `GET /__cache` reports the hits
+    /// and misses so the harness can print the hit rate.
+    pub(crate) async fn redis_cached() -> Result<Router, BoxError> {
+        use tessera::cache::{CacheConfig, CachedStore};
+        let url = env("BENCH_REDIS_URL")?;
+        let store = tessera_redis::RedisStore::connect(
+            &url,
+            tessera_redis::RedisOptions::default().with_key_prefix("tessera:"),
+        )
+        .await?;
+        let channel = Arc::new(tessera_redis::RedisChannel::new(&store));
+        let cached = Arc::new(CachedStore::new(store, CacheConfig::default(), channel));
+        let stats = cached.clone();
+        Ok(router(cached)?.route(
+            "/__cache",
+            get(move || {
+                let s = stats.stats();
+                async move { format!("hits={} misses={}\n", s.hits, s.misses) }
+            }),
+        ))
     }
 
     pub(crate) async fn sqlite() -> Result<Router, BoxError> {
