@@ -144,8 +144,10 @@ fn aad(info: &KeyInfo) -> String {
 
 impl KeySet {
     /// This key set as one JSON document with every private key encrypted
-    /// under `kek` (see the [module docs](self)). Public data — key ids,
-    /// algorithms, dates — stays readable.
+    /// under `kek`: AES-256-GCM with a fresh random 96-bit nonce per key,
+    /// the key's `kid` and algorithm as associated data (a ciphertext moved
+    /// to another entry does not open), and the KEK named by a one-way id.
+    /// Public data — key ids, algorithms, dates — stays readable.
     ///
     /// ```
     /// use tessera::time::Timestamp;
