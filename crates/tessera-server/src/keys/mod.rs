@@ -420,7 +420,11 @@ impl SigningKeys {
                     kek = shared.kek.id(),
                     "access-token signing keys are kept in the shared store, sealed"
                 );
-                (Source::Shared(Box::new(shared)), keys, Seen::Version(version))
+                (
+                    Source::Shared(Box::new(shared)),
+                    keys,
+                    Seen::Version(version),
+                )
             }
         };
         Self::assemble(config, clock, source, &keys, seen)
