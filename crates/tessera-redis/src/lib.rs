@@ -605,6 +605,26 @@ impl RedisStore {
                 gone.push(hash.clone());
             }
         }
+        // One more look at the handle. A rotation whose PENDING ran after
+        // REVOKE listed the hashes read the new generation, so its FINISH
+        // cannot notice this revocation; if it then took the old key before
+        // the deletes above could, its new key survived them. But PENDING
+        // (registering the new hash) precedes its TAKE, which preceded the
+        // failed delete of the old key above: the new hash is listed by now.
+        // A rotation that comes to TAKE after those deletes finds nothing.
+        let again: Vec<String> = self
+            .inner
+            .client
+            .hkeys(format!("{}h:{{{handle}}}", self.inner.prefix))
+            .await
+            .map_err(map_err)?;
+        for hash in again.iter().filter(|h| *h != "g" && !hashes.contains(h)) {
+            if let Some((_, u)) = self.delete_if(hash, parsed.as_ref(), owner, why).await? {
+                deleted += 1;
+                user = user.or(u);
+                gone.push(hash.clone());
+            }
+        }
         self.forget(handle, gone, user.as_deref().or(owner)).await?;
         Ok(deleted)
     }
