@@ -13,10 +13,12 @@
 #    Cluster in a temp dir on free ports (scripts/services.sh) and stops
 #    them on exit — the machine's shared services are never touched;
 # 3. checks formatting and clippy (warnings are errors);
-# 4. runs every crate's tests, examples and doc tests;
-# 5. client suites: builds the tessera binary and runs each
-#    clients/*/test.sh (the Node and Python packages, each against a real
-#    `tessera serve`; they install their own dependencies from lockfiles).
+# 4. runs every crate's tests, examples and doc tests (while the fuzz
+#    targets build in the background at the lowest CPU priority);
+# 5. client suites: runs each clients/*/test.sh (the Node and Python
+#    packages, each against a real `tessera serve` of the binary step 4
+#    built; they install their own dependencies from lockfiles);
+# 6. runs each fuzz target for 10 s (fuzz/README.md).
 #
 # Nothing is skipped silently: a missing service or package is a failure.
 set -euo pipefail
@@ -68,40 +70,47 @@ cargo fmt --all -- --check
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-log "cargo test"
+log "cargo test: build"
 # Under `set -e -o pipefail` a failing pipeline would end the script here,
 # before the fuzz runs, the client suites and the closing line: keep going
 # and remember the status.
 status=0
-cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/tessera-test.log" || status=$?
+build_status=0
+cargo test --workspace --no-fail-fast --no-run || build_status=$?
 
-log "fuzz smoke runs (${TESSERA_FUZZ_SECONDS:-10}s per target; see fuzz/README.md for long runs)"
-fuzz_status=0
-if ! command -v cargo-fuzz >/dev/null; then
-    cargo install cargo-fuzz --locked
-fi
-# cargo-fuzz needs nightly-only rustc flags (sanitizer coverage); the
-# machine has one stable toolchain, so enable them for this build only.
-for target in $(cd fuzz && cargo fuzz list); do
-    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
-        -max_total_time="${TESSERA_FUZZ_SECONDS:-10}" -print_final_stats=0 >/dev/null 2>"${TMPDIR:-/tmp}/fuzz-$target.log"); then
-        echo "fuzz target $target failed:" >&2
-        tail -40 "${TMPDIR:-/tmp}/fuzz-$target.log" >&2
-        fuzz_status=1
-    else
-        echo "fuzz target $target: no crash"
+# The fuzz targets are a separate build (sanitizer-coverage flags, their own
+# target dir under fuzz/). It runs in the background at the lowest CPU
+# priority while the tests and the client suites run, which leave CPU idle
+# while they wait on sockets and services; the tests keep the CPU whenever
+# they want it (nice 19 has ~1/70 of the weight of nice 0). The smoke runs
+# use no sanitizer: every crate of ours is `forbid(unsafe_code)`, and what a
+# 10-second run can find (panics, overflow, debug assertions) needs none;
+# long runs (fuzz/README.md) use AddressSanitizer as cargo-fuzz does by
+# default. cargo-fuzz needs nightly-only rustc flags; the machine has one
+# stable toolchain, so RUSTC_BOOTSTRAP enables them for this build only.
+fuzz_flags=(--sanitizer none)
+fuzz_build_log="${TMPDIR:-/tmp}/fuzz-build.log"
+(
+    if ! command -v cargo-fuzz >/dev/null; then
+        nice -n 19 cargo install cargo-fuzz --locked
     fi
-done
-if ((fuzz_status)); then status=1; fi
+    cd fuzz && RUSTC_BOOTSTRAP=1 nice -n 19 cargo fuzz build "${fuzz_flags[@]}"
+) >"$fuzz_build_log" 2>&1 &
+fuzz_build_pid=$!
+
+log "cargo test: run"
+cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/tessera-test.log" || status=$?
 
 # ---------------------------------------------------------------- client suites
 # Each client package (clients/<name>/) owns a test.sh that installs its
 # dependencies from a lockfile and runs its own test runner against the
 # tessera binary in TESSERA_BIN, ending with the line
 # "client suite <name>: N passed, M failed, K skipped".
-log "client suites: building the tessera binary"
+# The binary is the one `cargo test` built for the server's integration
+# tests (target/debug/tessera): `cargo build -p tessera-server` alone would
+# resolve other features for the dependencies and compile them all again.
 client_logs=()
-if cargo build -p tessera-server --bin tessera; then
+if ((build_status == 0)) && [[ -x target/debug/tessera ]]; then
     export TESSERA_BIN=$PWD/target/debug/tessera
     for suite in clients/*/test.sh; do
         name=$(basename "$(dirname "$suite")")
@@ -116,14 +125,39 @@ if cargo build -p tessera-server --bin tessera; then
             echo "client suite $name: 0 passed, 1 failed, 0 skipped (no summary)" >>"$client_log"
     done
 else
-    echo "client suites: cargo build -p tessera-server failed" >&2
+    echo "client suites: the cargo test build failed, no tessera binary" >&2
     status=1
 fi
 
-# One closing line for CI: the totals over every test binary and client
-# suite.
+log "fuzz smoke runs (${TESSERA_FUZZ_SECONDS:-10}s per target; see fuzz/README.md for long runs)"
+fuzz_passed=0
+fuzz_failed=0
+if ! wait "$fuzz_build_pid"; then
+    echo "fuzz build failed:" >&2
+    tail -40 "$fuzz_build_log" >&2
+    fuzz_failed=1
+else
+    for target in $(cd fuzz && cargo fuzz list); do
+        if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "${fuzz_flags[@]}" "$target" -- \
+            -max_total_time="${TESSERA_FUZZ_SECONDS:-10}" -print_final_stats=0 >/dev/null 2>"${TMPDIR:-/tmp}/fuzz-$target.log"); then
+            echo "fuzz target $target failed:" >&2
+            tail -40 "${TMPDIR:-/tmp}/fuzz-$target.log" >&2
+            fuzz_failed=$((fuzz_failed + 1))
+        else
+            echo "fuzz target $target: no crash"
+            fuzz_passed=$((fuzz_passed + 1))
+        fi
+    done
+fi
+if ((fuzz_failed)); then status=1; fi
+fuzz_summary="${TMPDIR:-/tmp}/tessera-fuzz-summary.log"
+echo "fuzz smoke: $fuzz_passed passed, $fuzz_failed failed, 0 skipped" | tee "$fuzz_summary"
+
+# One closing line for CI: the totals over every test binary, client suite
+# and fuzz target (each target's smoke run counts as one test).
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      /^client suite [^ ]+: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $4; f += $6; i += $8 }
+     /^fuzz smoke: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $3; f += $5; i += $7 }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' \
-    "${TMPDIR:-/tmp}/tessera-test.log" "${client_logs[@]}"
+    "${TMPDIR:-/tmp}/tessera-test.log" "${client_logs[@]}" "$fuzz_summary"
 exit "$status"
