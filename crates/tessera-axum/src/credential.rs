@@ -156,7 +156,6 @@ pub fn find_bearer(headers: &HeaderMap) -> Option<Presented> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use http::HeaderValue;
 

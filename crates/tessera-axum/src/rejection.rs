@@ -231,7 +231,6 @@ impl From<SessionError> for SessionRejection {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use tessera::StoreError;
 

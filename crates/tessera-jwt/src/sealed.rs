@@ -274,7 +274,6 @@ impl KeySet {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use tessera::time::Timestamp;
 
     use super::*;

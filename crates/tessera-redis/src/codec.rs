@@ -241,7 +241,6 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use tessera::policy::SessionPolicy;
     use tessera::token::SessionToken;
 

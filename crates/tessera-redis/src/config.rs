@@ -193,12 +193,6 @@ fn parse_cluster(rest: &str, tls: bool) -> Result<Config, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     #[test]

@@ -387,12 +387,6 @@ fn parse_used(value: &str) -> Result<UsedRefresh, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use tessera::token::RefreshToken;
 

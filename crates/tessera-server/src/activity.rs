@@ -283,7 +283,6 @@ pub async fn owner_of(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     async fn activity() -> Activity {

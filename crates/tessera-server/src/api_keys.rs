@@ -109,12 +109,6 @@ impl ApiKeys {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use std::time::Duration;
 
     use super::*;

@@ -170,12 +170,6 @@ pub enum KeysCommand {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use clap::CommandFactory;
 
     use super::*;

@@ -944,12 +944,6 @@ pub mod duration {
 mod tests {
     // figment::Jail closures must return figment's (large) error type.
     #![allow(clippy::result_large_err)]
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     #[test]

@@ -104,12 +104,6 @@ pub fn client_ip(
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use axum::http::HeaderValue;
 
     use super::*;

@@ -289,12 +289,6 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use axum::http::HeaderValue;
 
     use super::*;

@@ -392,12 +392,6 @@ impl Users {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use std::time::Duration;
 
     use super::*;

@@ -142,12 +142,6 @@ pub(crate) fn diagnose_unused(
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use tessera::token::RefreshToken;
 

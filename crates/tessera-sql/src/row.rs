@@ -277,12 +277,6 @@ pub(crate) fn capped_outcome(
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
     use tessera::policy::SessionPolicy;
     use tessera::token::SessionToken;

@@ -790,12 +790,6 @@ impl RefreshStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     /// The plan of `statement` as SQLite's `EXPLAIN QUERY PLAN` details.

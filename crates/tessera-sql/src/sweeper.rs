@@ -283,7 +283,6 @@ pub fn spawn_sweeper(store: Arc<dyn Store>, interval: Duration, batch_size: usiz
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use tessera::policy::SessionPolicy;
     use tessera::record::{ClientMeta, SessionRecord};
     use tessera::store::MemoryStore;

@@ -64,7 +64,6 @@ pub(crate) use bind_target;
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -443,7 +443,6 @@ impl fmt::Debug for TokenHash {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

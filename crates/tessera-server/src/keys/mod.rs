@@ -711,12 +711,6 @@ fn build(
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use tessera::time::ManualClock;
 
     use super::*;

@@ -336,12 +336,6 @@ pub fn ip_key(ip: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )]
     use super::*;
 
     fn limited(r: Result<Reservation, LimitError>) -> Limited {

@@ -954,7 +954,6 @@ impl RefreshStore for MemoryStore {
 
 #[cfg(test)]
 mod layout_tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::policy::SessionPolicy;
     use crate::token::SessionToken;

@@ -259,7 +259,6 @@ fn apply_op(op: &PatchOp, data: &mut crate::record::Data) -> Result<(), PatchRef
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use serde_json::json;
 

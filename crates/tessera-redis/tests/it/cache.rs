@@ -1,14 +1,8 @@
 //! `tessera::cache` on Redis: the conformance suite through a cached
 //! store, and two nodes (each its own connections and cache) hearing each
 //! other's revocations over pub/sub, on standalone Redis and on Cluster.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

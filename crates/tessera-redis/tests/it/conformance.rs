@@ -1,13 +1,7 @@
 //! The core and refresh-token conformance suites, unchanged, against a real Redis and a real
 //! 3-master Redis Cluster.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,14 +1,8 @@
 //! What a signed-in session with small data costs in Redis, key by key
 //! (`MEMORY USAGE ... SAMPLES 0`), with the default key prefix: the figures
 //! of the README's "Keys" table. Fails if the layout grows past them.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
-mod common;
+use crate::common;
 
 use fred::prelude::*;
 use tessera::store::Store;

@@ -1,5 +1,4 @@
 //! Property tests for the parsers and the timeout rule.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::time::Duration;
 

@@ -1,14 +1,8 @@
 //! The write path (`modify`, `modify_loaded`): compare-and-set against the
 //! base record, and writes of one session pipelined within a process (see
 //! `Stripe` in the crate), on a real Redis and a real Redis Cluster.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

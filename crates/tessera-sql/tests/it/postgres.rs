@@ -2,14 +2,8 @@
 //! dropped afterwards. Set `TESSERA_TEST_POSTGRES_URL` (an account allowed
 //! to create databases); the default is the local service. An unreachable
 //! server fails the test: it is never skipped.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
-mod common;
+use crate::common;
 
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;

@@ -2,12 +2,6 @@
 //! over one shared store, talking through a `LocalChannel`. Each test
 //! fails if invalidation is removed: the caches' staleness bound is set to
 //! a minute, so only a message can make node B drop what it holds.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,14 +2,8 @@
 //! store, and two nodes (each its own pool, listener and cache) hearing
 //! each other's revocations over `LISTEN/NOTIFY`, including after their
 //! listener is killed with `pg_terminate_backend`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,13 +1,7 @@
 //! Redis-specific behaviour: TTLs at the next deadline, revoke-all across
 //! cluster slots, and revoke-all racing rotation without a second pass.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

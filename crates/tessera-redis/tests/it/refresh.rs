@@ -2,14 +2,8 @@
 //! tokens (nothing accumulates without a sweeper), a losing rotation leaves
 //! no key behind, and a rotation racing a family revocation leaves no
 //! token — on a standalone Redis and on a 3-master cluster.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

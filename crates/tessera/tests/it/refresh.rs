@@ -1,11 +1,5 @@
 //! Refresh-token rotation and theft detection through the manager
 //! (RFC 9700 §4.14.2), with an injected clock.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::sync::Arc;
 use std::time::Duration;

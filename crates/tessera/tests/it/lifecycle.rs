@@ -1,11 +1,5 @@
 //! Session lifecycle through the manager and the per-request `Session`,
 //! with an injected clock (no sleeps).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::time::Duration;
 

@@ -1,0 +1,21 @@
+//! The Redis store against a real Redis and a real 3-master Redis
+//! Cluster, one binary. The command-counting tests (`patch_path`,
+//! `read_path`) are binaries of their own: `INFO commandstats` counts
+//! every client, so no other test may run beside them.
+//!
+//! Test code unwraps: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod behaviour;
+mod cache;
+#[path = "../common/mod.rs"]
+mod common;
+mod conformance;
+mod footprint;
+mod refresh;
+mod writes;
