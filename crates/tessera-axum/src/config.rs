@@ -3,6 +3,7 @@
 
 use tessera::cookie::CookieConfig;
 use tessera::csrf::OriginCheck;
+use tessera::dbsc::{Dbsc, DbscMode};
 
 /// Default limit on a buffered `application/x-www-form-urlencoded` body when
 /// the CSRF token has to be read from the `csrf_token` form field: 64 KiB.
@@ -32,6 +33,7 @@ pub struct SessionConfig {
     accept_bearer: bool,
     clear_site_data_on_logout: bool,
     csrf_form_limit: usize,
+    dbsc: Option<Dbsc>,
 }
 
 impl Default for SessionConfig {
@@ -42,6 +44,7 @@ impl Default for SessionConfig {
             accept_bearer: false,
             clear_site_data_on_logout: true,
             csrf_form_limit: DEFAULT_CSRF_FORM_LIMIT,
+            dbsc: None,
         }
     }
 }
@@ -95,6 +98,33 @@ impl SessionConfig {
     pub fn with_csrf_form_limit(mut self, bytes: usize) -> Self {
         self.csrf_form_limit = bytes;
         self
+    }
+
+    /// Device Bound Session Credentials ([`crate::dbsc`]) with `dbsc`: the
+    /// layer offers registration on sign-in, classifies every request by
+    /// its bound cookie and, in required mode, does not authenticate a
+    /// bound session without one. Mount [`crate::dbsc::routes`] of the same
+    /// engine inside the layer. An engine in [`DbscMode::Off`] changes
+    /// nothing.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use tessera::dbsc::{Dbsc, DbscConfig, DbscMode, MemoryDbscStore};
+    /// let dbsc = Dbsc::new(
+    ///     DbscConfig { mode: DbscMode::Required, ..DbscConfig::default() },
+    ///     Arc::new(MemoryDbscStore::new()),
+    /// );
+    /// let config = tessera_axum::SessionConfig::default().with_dbsc(dbsc);
+    /// assert!(config.dbsc().is_some());
+    /// ```
+    pub fn with_dbsc(mut self, dbsc: Dbsc) -> Self {
+        self.dbsc = (dbsc.config().mode != DbscMode::Off).then_some(dbsc);
+        self
+    }
+
+    /// The DBSC engine, when device binding is on.
+    pub fn dbsc(&self) -> Option<&Dbsc> {
+        self.dbsc.as_ref()
     }
 
     /// The cookie configuration.

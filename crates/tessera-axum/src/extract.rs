@@ -45,7 +45,7 @@ impl Deref for Session {
     }
 }
 
-fn session_of(parts: &Parts) -> Result<tessera::Session, SessionRejection> {
+pub(crate) fn session_of(parts: &Parts) -> Result<tessera::Session, SessionRejection> {
     parts
         .extensions
         .get::<tessera::Session>()

@@ -23,8 +23,8 @@ use tower_service::Service;
 
 use crate::config::SessionConfig;
 use crate::credential::{self, Via};
-use crate::guard;
 use crate::rejection::{Rendered, SessionRejection, wants_json};
+use crate::{dbsc, guard};
 
 /// The client's IP address as the application determined it, for the
 /// session's device metadata ([`ClientMeta`]).
@@ -200,7 +200,21 @@ impl Shared {
         let (presented, via) =
             credential::find(config.cookie(), config.accepts_bearer(), req.headers());
         let credential = via.credential(&presented);
-        let session = tessera::Session::new(self.manager.clone(), presented, client_meta(&req));
+        let mut session = tessera::Session::new(self.manager.clone(), presented, client_meta(&req));
+        let engine = config.dbsc();
+        // The DBSC endpoints are authenticated by their proofs, and the
+        // refresh arrives precisely when the bound cookie is missing: they
+        // see the session ungated and need no CSRF token.
+        let dbsc_endpoint = engine.is_some_and(|e| dbsc::is_endpoint(e, &req));
+        if let Some(engine) = engine {
+            if let Some(skipped) = req.headers().get(tessera::dbsc::header::SKIPPED) {
+                engine.record_skipped(None, skipped.to_str().unwrap_or_default());
+            }
+            if !dbsc_endpoint {
+                let bound = dbsc::cookie_value(req.headers(), &engine.config().cookie_name);
+                session = session.with_dbsc(engine.clone(), bound);
+            }
+        }
 
         // A bearer token is not sent by browsers on their own, so a bearer
         // request cannot be forged cross-site: the guard lets it pass.
@@ -209,6 +223,7 @@ impl Shared {
             config.csrf_form_limit(),
             &session,
             credential,
+            !dbsc_endpoint,
             req,
         )
         .await
@@ -237,8 +252,18 @@ impl Shared {
 
         match session.commit().await {
             Ok(action) => {
+                let installs = matches!(action, CookieAction::Set { .. }) && via == Via::Cookie;
                 if let Err(rejection) = self.apply(action, via, &mut response) {
                     return rejection.render(json);
+                }
+                // A new cookie for a signed-in session (a sign-in): offer
+                // device binding with it.
+                if let (true, Some(engine)) = (installs, engine) {
+                    if let Err(rejection) =
+                        dbsc::offer_registration(engine, &session, &mut response).await
+                    {
+                        return rejection.render(json);
+                    }
                 }
                 response
             }

@@ -93,6 +93,8 @@
 //! | [`Session`]     | the lazily loaded session              | 500 if the layer is missing |
 //! | [`AuthUser`]    | the signed-in user id                  | 401 `expired_idle` / `expired_absolute` / `missing` |
 //! | [`CsrfToken`]   | a masked CSRF token for this render    | 401 without a session |
+//! | [`DeviceTier`]  | the request's DBSC tier (`bound` / `unbound`) | 401 without a session |
+//! | [`BoundSession`] | a signed-in user whose request proved its device (DBSC) | 401 `device_unbound` |
 //!
 //! `Option<AuthUser>` and `Option<CsrfToken>` give `None` instead of 401
 //! (but still 503 on store failure).
@@ -113,6 +115,13 @@
 //! nothing. For read-modify-write of one key (a counter, a cart) use
 //! [`tessera::Session::update`], which is atomic in every store.
 //!
+//! ## Device-bound sessions (W3C DBSC)
+//!
+//! With [`SessionConfig::with_dbsc`] and [`dbsc::routes`] mounted inside the
+//! layer, sessions signed in through the layer are offered binding to a key
+//! the browser keeps in hardware, and a stolen cookie stops working when its
+//! short-lived bound cookie expires ([`dbsc`]; docs/dbsc.md).
+//!
 //! ## Bearer sessions
 //!
 //! With [`SessionConfig::accept_bearer`], API clients may present the token
@@ -125,6 +134,7 @@
 
 mod config;
 mod credential;
+pub mod dbsc;
 mod extract;
 pub mod guard;
 mod layer;
@@ -132,6 +142,7 @@ mod rejection;
 
 pub use crate::config::{DEFAULT_CSRF_FORM_LIMIT, SessionConfig};
 pub use crate::credential::{find_bearer, find_credential};
+pub use crate::dbsc::{BoundSession, DeviceTier};
 pub use crate::extract::{AuthUser, CsrfToken, Session};
 pub use crate::layer::{ClientIp, SessionLayer, SessionService};
 pub use crate::rejection::SessionRejection;

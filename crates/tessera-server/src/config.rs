@@ -78,6 +78,9 @@ const ENV_KEYS: &[&str] = &[
     "cache_max_staleness",
     "cache_max_entries",
     "cache_max_bytes",
+    // Device Bound Session Credentials (tessera::dbsc).
+    "dbsc",
+    "dbsc_cookie_lifetime",
 ];
 
 /// Keys of earlier versions, refused with what to write instead (a
@@ -380,6 +383,20 @@ pub struct Config {
     /// Bytes of cached sessions at most (approximate; default 64 MiB,
     /// at least 64 KiB).
     pub cache_max_bytes: u64,
+
+    // --- Device Bound Session Credentials (core `tessera::dbsc`) ---------
+    // (docs/dbsc.md)
+    /// `off` (default), `additive` or `required`. Additive: sessions signed
+    /// in on the site are offered binding to a key the browser keeps in
+    /// hardware, and a bound session's request without its bound cookie is
+    /// served but logged and counted (observe first). Required: such a
+    /// request is not authenticated — on the site, in forward auth, in
+    /// `/v1/sessions/verify` and `/v1/requests/check`.
+    pub dbsc: tessera::dbsc::DbscMode,
+    /// Lifetime of the short-lived bound cookie (default `10m`): how long a
+    /// stolen copy keeps working. Between `1m` and `1h`.
+    #[serde(with = "duration")]
+    pub dbsc_cookie_lifetime: Duration,
 }
 
 impl Default for Config {
@@ -436,6 +453,8 @@ impl Default for Config {
             cache_max_staleness: tessera::cache::CacheConfig::default().max_staleness,
             cache_max_entries: tessera::cache::CacheConfig::default().max_entries,
             cache_max_bytes: tessera::cache::CacheConfig::default().max_bytes,
+            dbsc: tessera::dbsc::DbscMode::Off,
+            dbsc_cookie_lifetime: tessera::dbsc::DbscConfig::default().cookie_lifetime,
         }
     }
 }
@@ -708,6 +727,13 @@ impl Config {
             ));
         }
         crate::cache::validate(self)?;
+        if !(Duration::from_secs(60)..=Duration::from_secs(3600))
+            .contains(&self.dbsc_cookie_lifetime)
+        {
+            return Err(ConfigError::Invalid(
+                "dbsc_cookie_lifetime must be between 1m and 1h".into(),
+            ));
+        }
         for origin in &self.trusted_origins {
             if !(origin.starts_with("https://") || origin.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(

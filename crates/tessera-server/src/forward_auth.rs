@@ -54,6 +54,15 @@
 //!   lifetime). Use opaque session tokens where revocation must bite at
 //!   once.
 //!
+//! **Device-bound sessions** (`dbsc = "additive"` or `"required"`,
+//! [`crate::dbsc`]): the answer names the request's tier in
+//! `X-Tessera-Session-Tier` (`bound` with a live bound cookie of a
+//! device-bound session, else `unbound`). In required mode a bound session
+//! without its bound cookie is refused with 401 `device_unbound`, cookie or
+//! bearer session token alike; a proxy location that sets
+//! `X-Tessera-Require-Tier: bound` demands a bound request whatever the
+//! mode. Access tokens carry no device proof and are refused there.
+//!
 //! A bearer credential is not ambient (a browser never attaches it by
 //! itself), so such requests skip the origin check (docs/design.md, invariant 7) and
 //! the cookie is then ignored entirely. An `Authorization` value that is
@@ -207,9 +216,10 @@ fn describe_request(headers: &HeaderMap) -> String {
         ("X-Forwarded-Method" = Option<String>, Header, description = "Method of the original request (Traefik, Caddy); X-Original-Method (nginx) must agree with it. Unsafe or missing methods get the origin check"),
         ("X-Forwarded-Uri" = Option<String>, Header, description = "URI of the original request (Traefik, Caddy; X-Original-URI for nginx), for audit lines; all values must agree"),
         ("X-Forwarded-Host" = Option<String>, Header, description = "Host of the original request, compared with its Origin"),
+        ("X-Tessera-Require-Tier" = Option<String>, Header, description = "`bound` demands a device-bound request (DBSC); 401 device_unbound otherwise"),
     ),
     responses(
-        (status = 200, description = "Signed in (session cookie, Authorization: Bearer tss_… session token, or Bearer access token); X-Tessera-User and X-Tessera-Session headers set"),
+        (status = 200, description = "Signed in (session cookie, Authorization: Bearer tss_… session token, or Bearer access token); X-Tessera-User, X-Tessera-Session and X-Tessera-Session-Tier headers set"),
         (status = 400, body = ErrorBody, description = "The method or URI headers disagree (conflicting_forwarded_headers)"),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "A forwarded unsafe (or unnamed) request from another site (csrf_rejected)"),
@@ -219,14 +229,20 @@ pub async fn verify(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
+    let require = match header_text(&headers, crate::dbsc::REQUIRE_TIER_HEADER) {
+        Some(value) => match crate::dbsc::parse_tier(value) {
+            Ok(tier) => Some(tier),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
     // A bearer session token is looked for exactly as the session layer
     // does (one rule for duplicates: two different tokens are ambiguous).
     match tessera_axum::find_bearer(&headers) {
         Some(Presented::Token(token)) => {
-            return match state.manager.load(token.expose(), Access::Activity).await {
-                Ok(record) => signed_in(record.user_id.as_deref(), record.handle.as_str()),
-                Err(e) => ApiError::from(e).into_response(),
-            };
+            // A bearer request carries no bound cookie: a device-bound
+            // session is `unbound` here (refused in required mode).
+            return session_answer(&state, token.expose(), None, require).await;
         }
         // Ours by its prefix but broken, or two different tokens: refused
         // without a store call.
@@ -238,7 +254,15 @@ pub async fn verify(
         Some(_) => return ApiError::unauthenticated("missing").into_response(),
     }
     if let Some(verified) = access_token(&state, &headers).await {
-        return signed_in(Some(&verified.claims.sub), verified.claims.sid.as_str());
+        // Verified without the store, so without any device proof.
+        if require == Some(tessera::dbsc::Tier::Bound) {
+            return ApiError::unauthenticated("device_unbound").into_response();
+        }
+        return signed_in(
+            Some(&verified.claims.sub),
+            verified.claims.sid.as_str(),
+            tessera::dbsc::Tier::Unbound,
+        );
     }
     if let Err(refusal) = check_forwarded_request(&state, &headers) {
         let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
@@ -269,11 +293,26 @@ pub async fn verify(
         Presented::Token(token) => token,
         _ => return ApiError::unauthenticated("missing").into_response(),
     };
-    let record = match state.manager.load(token.expose(), Access::Activity).await {
+    let bound_cookie = crate::dbsc::bound_cookie(&state, &headers);
+    session_answer(&state, token.expose(), bound_cookie.as_deref(), require).await
+}
+
+/// Loads the session of `token` as activity, applies the DBSC gate, and
+/// answers 200 with the user, session and tier headers.
+async fn session_answer(
+    state: &AppState,
+    token: &str,
+    bound_cookie: Option<&str>,
+    require: Option<tessera::dbsc::Tier>,
+) -> Response {
+    let record = match state.manager.load(token, Access::Activity).await {
         Ok(record) => record,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    signed_in(record.user_id.as_deref(), record.handle.as_str())
+    match crate::dbsc::admit(state, &record, bound_cookie, require).await {
+        Ok(tier) => signed_in(record.user_id.as_deref(), record.handle.as_str(), tier),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The first `Authorization: Bearer` value that is a valid access token
@@ -300,8 +339,8 @@ async fn access_token(state: &AppState, headers: &HeaderMap) -> Option<tessera_j
     None
 }
 
-/// 200 with the user and session headers, or 401 without a user.
-fn signed_in(user: Option<&str>, handle: &str) -> Response {
+/// 200 with the user, session and tier headers, or 401 without a user.
+fn signed_in(user: Option<&str>, handle: &str, tier: tessera::dbsc::Tier) -> Response {
     let Some(user) = user else {
         return ApiError::unauthenticated("missing").into_response();
     };
@@ -314,6 +353,10 @@ fn signed_in(user: Option<&str>, handle: &str) -> Response {
     let h = response.headers_mut();
     h.insert("x-tessera-user", user);
     h.insert("x-tessera-session", handle);
+    h.insert(
+        crate::dbsc::TIER_HEADER,
+        HeaderValue::from_static(tier.as_str()),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

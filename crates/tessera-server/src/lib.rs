@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod dbsc;
 pub mod error;
 pub mod extract;
 pub mod files;

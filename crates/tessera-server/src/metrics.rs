@@ -48,6 +48,12 @@ pub const TOKENS_REFRESHED: &str = "tessera_tokens_refreshed_total";
 /// Used refresh tokens presented again: families revoked as suspected theft
 /// (RFC 9700 §4.14.2). Alert on any increase.
 pub const REFRESH_REUSE_DETECTED: &str = "tessera_refresh_reuse_detected_total";
+/// Device-bound session (DBSC) events, label `event`: `registered`,
+/// `key_mismatch` (a refresh proof from another key: the session was
+/// revoked; alert on any increase), `refresh_skipped` (the browser gave up
+/// a refresh), `unbound_request` (a bound session's request without its
+/// bound cookie: served in additive mode, refused in required mode).
+pub const DBSC_EVENTS: &str = "tessera_dbsc_events_total";
 /// Store call latency in seconds (label `op`). With the session cache
 /// on, only calls that reach the store are measured: a cache hit is not a
 /// store call.
@@ -118,7 +124,18 @@ pub fn describe() {
     for reason in ["idle", "absolute"] {
         metrics::counter!(SESSIONS_EXPIRED, "reason" => reason).absolute(0);
     }
+    for event in DBSC_EVENT_NAMES {
+        metrics::counter!(DBSC_EVENTS, "event" => event).absolute(0);
+    }
 }
+
+/// The `event` labels of [`DBSC_EVENTS`].
+const DBSC_EVENT_NAMES: [&str; 4] = [
+    "registered",
+    "key_mismatch",
+    "refresh_skipped",
+    "unbound_request",
+];
 
 /// Copies the session cache's counters into the recorder (called before
 /// each scrape is rendered, so the figures are current).
@@ -185,7 +202,14 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditMetrics {
             "rate_limited" => metrics::counter!(LOGIN_RATE_LIMITED).increment(1),
             "refreshed" => metrics::counter!(TOKENS_REFRESHED).increment(1),
             "refresh_reuse_detected" => metrics::counter!(REFRESH_REUSE_DETECTED).increment(1),
-            _ => {}
+            other => {
+                if let Some(event) = other
+                    .strip_prefix("dbsc_")
+                    .and_then(|e| DBSC_EVENT_NAMES.into_iter().find(|n| *n == e))
+                {
+                    metrics::counter!(DBSC_EVENTS, "event" => event).increment(1);
+                }
+            }
         }
     }
 }

@@ -90,6 +90,7 @@ pub async fn build_state(
     let cookie = CookieConfig::default().insecure_http(config.insecure_http);
     let origin = OriginCheck::new(&config.trusted_origins);
     let limiter = open_limiter(&config, &pool).await?;
+    let dbsc = crate::dbsc::engine(&config, store.dbsc_store());
     Ok(AppState {
         config: Arc::new(config),
         manager,
@@ -102,6 +103,8 @@ pub async fn build_state(
         signing,
         metrics,
         cache: store.cache().cloned(),
+        dbsc,
+        store,
     })
 }
 
@@ -243,10 +246,14 @@ pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<
     println!("tessera listening on http://{bound}");
 
     let sweeper = start_sweeper(&state);
+    let dbsc_sweeper = start_dbsc_sweeper(&state);
     // Not axum::serve: it bounds neither the request head nor the body.
     let limits = crate::listen::Limits::from_config(&state.config);
     let result = crate::listen::serve(listener, app(state), limits, shutdown_signal()).await;
     sweeper.stop();
+    if let Some(task) = dbsc_sweeper {
+        task.abort();
+    }
     if let Some(task) = metrics_server {
         task.abort();
     }
@@ -355,6 +362,27 @@ fn start_sweeper(state: &AppState) -> tessera_sql::Sweeper {
         Arc::new(ServerClock::from_env()),
         config,
     )
+}
+
+/// With DBSC on, deletes expired bindings, challenges and bound cookies
+/// every `sweep_interval` (SQL and memory stores; Redis keys expire by
+/// themselves). Expired rows are refused at every use anyway: a failed
+/// sweep costs space, not safety.
+fn start_dbsc_sweeper(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    state.dbsc.as_ref()?;
+    let (store, manager) = (state.store.clone(), state.manager.clone());
+    let mut tick = tokio::time::interval(state.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(tokio::spawn(async move {
+        loop {
+            tick.tick().await;
+            match store.purge_expired_dbsc(manager.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "expired DBSC rows deleted"),
+                Err(e) => tracing::warn!(error = %e, "DBSC sweep failed; retrying next interval"),
+            }
+        }
+    }))
 }
 
 async fn shutdown_signal() {

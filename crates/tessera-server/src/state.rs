@@ -39,6 +39,11 @@ pub struct AppState {
     /// The session cache, when `cache = "on"` (its counters go to
     /// `/metrics`).
     pub cache: Option<Arc<crate::cache::SessionCache>>,
+    /// The DBSC engine, when `dbsc` is `additive` or `required`
+    /// ([`crate::dbsc`]).
+    pub dbsc: Option<tessera::dbsc::Dbsc>,
+    /// The session store (its DBSC rows are swept with the sessions).
+    pub store: crate::store::SessionStore,
 }
 
 impl std::fmt::Debug for AppState {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tessera::dbsc::{DbscStore, MemoryDbscStore};
 use tessera::refresh::RefreshStore;
 use tessera::store::{MemoryStore, Store};
 use tessera::time::{Clock, SystemClock, Timestamp};
@@ -118,6 +119,16 @@ pub enum StoreOpenError {
 pub struct SessionStore {
     metered: Arc<MeteredStore>,
     cache: Option<Arc<SessionCache>>,
+    dbsc: DbscBackend,
+}
+
+/// The backend's DBSC store (device bindings, single-use challenges,
+/// bound cookies: [`tessera::dbsc`]), beside its sessions.
+#[derive(Clone)]
+enum DbscBackend {
+    Memory(Arc<MemoryDbscStore>),
+    Sql(Arc<tessera_sql::SqlStore>),
+    Redis(Arc<tessera_redis::RedisStore>),
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -150,6 +161,31 @@ impl SessionStore {
     /// The cache, when `cache = "on"` (for its statistics).
     pub fn cache(&self) -> Option<&Arc<SessionCache>> {
         self.cache.as_ref()
+    }
+
+    /// The DBSC store of the same backend. Never cached: a challenge is
+    /// consumed, and a bound cookie checked, in the store itself, so every
+    /// instance agrees at once.
+    pub fn dbsc_store(&self) -> Arc<dyn DbscStore> {
+        match &self.dbsc {
+            DbscBackend::Memory(s) => s.clone(),
+            DbscBackend::Sql(s) => s.clone(),
+            DbscBackend::Redis(s) => s.clone(),
+        }
+    }
+
+    /// Deletes expired DBSC rows (SQL and memory; Redis expires its keys
+    /// itself). Returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub async fn purge_expired_dbsc(&self, now: Timestamp) -> Result<u64, tessera::StoreError> {
+        match &self.dbsc {
+            DbscBackend::Memory(s) => Ok(s.purge_expired(now)),
+            DbscBackend::Sql(s) => s.purge_expired_dbsc(now).await,
+            DbscBackend::Redis(_) => Ok(0),
+        }
     }
 }
 
@@ -184,10 +220,11 @@ pub async fn open_session_store(config: &Config) -> Result<SessionStore, StoreOp
         url: redact(url),
         source,
     };
-    let (metered, channel) = match StoreKind::of(url) {
+    let (metered, channel, dbsc) = match StoreKind::of(url) {
         Some(StoreKind::Memory) => (
             MeteredStore::new(Arc::new(MemoryStore::new())),
             Channel::Private,
+            DbscBackend::Memory(Arc::new(MemoryDbscStore::new())),
         ),
         Some(StoreKind::Sqlite | StoreKind::Postgres | StoreKind::MySql) => {
             // A SQLite file is created 0600 before SQLite opens it
@@ -199,31 +236,47 @@ pub async fn open_session_store(config: &Config) -> Result<SessionStore, StoreOp
                 .with_acquire_timeout(config.store_timeout)
                 .with_statement_timeout(config.store_timeout)
                 .with_busy_timeout(config.store_timeout);
-            let store = tessera_sql::SqlStore::connect_with(url, options)
-                .await
-                .map_err(fail)?;
+            let store = Arc::new(
+                tessera_sql::SqlStore::connect_with(url, options)
+                    .await
+                    .map_err(fail)?,
+            );
             // Only PostgreSQL has a notification channel.
             let channel = match tessera_sql::PgChannel::for_store(&store) {
                 Some(pg) => Channel::Live(Arc::new(pg), "PostgreSQL LISTEN/NOTIFY"),
                 None => Channel::Polling,
             };
-            (MeteredStore::new(Arc::new(store)), channel)
+            (
+                MeteredStore::new(store.clone()),
+                channel,
+                DbscBackend::Sql(store),
+            )
         }
         Some(StoreKind::Redis | StoreKind::RedisCluster) => {
-            let store = tessera_redis::RedisStore::connect(url, redis_options(config))
-                .await
-                .map_err(fail)?;
+            let store = Arc::new(
+                tessera_redis::RedisStore::connect(url, redis_options(config))
+                    .await
+                    .map_err(fail)?,
+            );
             let channel = Channel::Live(
                 Arc::new(tessera_redis::RedisChannel::new(&store)),
                 "Redis pub/sub",
             );
-            (MeteredStore::new(Arc::new(store)), channel)
+            (
+                MeteredStore::new(store.clone()),
+                channel,
+                DbscBackend::Redis(store),
+            )
         }
         None => return Err(StoreOpenError::Unsupported(redact(url))),
     };
     let metered = Arc::new(metered);
     let cache = crate::cache::wrap(config, &metered, channel);
-    Ok(SessionStore { metered, cache })
+    Ok(SessionStore {
+        metered,
+        cache,
+        dbsc,
+    })
 }
 
 /// The Redis options of `config`: key prefix and timeouts.

@@ -49,6 +49,9 @@ pub enum AuditKind {
     DbscRegistered,
     /// The browser skipped a DBSC refresh (`Secure-Session-Skipped`).
     DbscRefreshSkipped,
+    /// A request of a device-bound session without a live bound cookie
+    /// (served in additive mode, refused in required mode).
+    DbscUnboundRequest,
 }
 
 impl AuditKind {
@@ -74,6 +77,7 @@ impl AuditKind {
             Self::DbscKeyMismatch => "dbsc_key_mismatch",
             Self::DbscRegistered => "dbsc_registered",
             Self::DbscRefreshSkipped => "dbsc_refresh_skipped",
+            Self::DbscUnboundRequest => "dbsc_unbound_request",
         }
     }
 }

@@ -12,8 +12,8 @@
 //! [`Session::logout`]) and [`Session::update`] act on the store at once, so
 //! the handler learns about failures while it can still answer 503.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 
 use crate::audit::{self, AuditKind};
 use crate::cookie::Presented;
+use crate::dbsc::{BoundState, Dbsc, Tier};
 use crate::error::SessionError;
 use crate::manager::{Access, Renewal, SessionManager};
 use crate::policy::{ExpiryReason, SessionClass};
@@ -70,11 +71,15 @@ pub enum EndReason {
     Malformed,
     /// Several different session cookies were presented.
     Ambiguous,
+    /// The session is device-bound ([`crate::dbsc`], required mode) and
+    /// the request carried no live bound cookie: it is not authenticated.
+    /// The session itself lives on; the device's next refresh restores it.
+    DeviceUnbound,
 }
 
 impl EndReason {
     /// The client-facing code: `signed_out`, `revoked`, `expired_idle`,
-    /// `expired_absolute` or `missing`.
+    /// `expired_absolute`, `device_unbound` or `missing`.
     ///
     /// ```
     /// use tessera::session::EndReason;
@@ -85,6 +90,7 @@ impl EndReason {
             Self::Expired(reason) => reason.as_code(),
             Self::SignedOut => "signed_out",
             Self::Revoked(_) => "revoked",
+            Self::DeviceUnbound => "device_unbound",
             _ => "missing",
         }
     }
@@ -120,6 +126,9 @@ struct Shared {
     manager: SessionManager,
     client: ClientMeta,
     status_only: AtomicBool,
+    /// The DBSC gate, when the integration enables device binding: the
+    /// engine and the request's bound-cookie value.
+    dbsc: OnceLock<(Dbsc, Option<String>)>,
     state: Mutex<State>,
 }
 
@@ -128,6 +137,8 @@ struct State {
     loaded: bool,
     record: Option<SessionRecord>,
     end: Option<EndReason>,
+    /// The request's device binding, once loaded through the DBSC gate.
+    bound: Option<BoundState>,
     changes: DataChanges,
     cookie: CookieAction,
     /// A store call of this request failed. Remembered so that commit
@@ -158,17 +169,78 @@ impl Session {
                 manager,
                 client,
                 status_only: AtomicBool::new(false),
+                dbsc: OnceLock::new(),
                 state: Mutex::new(State {
                     presented,
                     loaded: false,
                     record: None,
                     end,
+                    bound: None,
                     changes: DataChanges::default(),
                     cookie: CookieAction::Keep,
                     failed: false,
                 }),
             }),
         }
+    }
+
+    /// Puts the request behind the DBSC gate ([`crate::dbsc`]): when the
+    /// session is loaded, `bound_cookie` (the value of the bound cookie the
+    /// request carried) is checked with [`Dbsc::check`], and a bound
+    /// session without a live bound cookie is not authenticated in
+    /// [`crate::dbsc::DbscMode::Required`] ([`EndReason::DeviceUnbound`]);
+    /// in additive mode it is served, and the miss is audited
+    /// (`dbsc_unbound_request`). Call it before the session is used; a
+    /// second call is ignored.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tessera::{Session, SessionManager};
+    /// use tessera::cookie::Presented;
+    /// use tessera::dbsc::{Dbsc, DbscConfig, DbscMode, MemoryDbscStore, Tier};
+    /// use tessera::store::MemoryStore;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let config = DbscConfig { mode: DbscMode::Required, ..DbscConfig::default() };
+    /// let dbsc = Dbsc::new(config, Arc::new(MemoryDbscStore::new()));
+    /// let session = Session::new(manager, Presented::Absent, Default::default())
+    ///     .with_dbsc(dbsc, None);
+    /// session.login("alice").await?;
+    /// // Signed in, not (yet) bound to a device key.
+    /// assert_eq!(session.tier().await?, Some(Tier::Unbound));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_dbsc(self, dbsc: Dbsc, bound_cookie: Option<String>) -> Self {
+        let _ = self.shared.dbsc.set((dbsc, bound_cookie));
+        self
+    }
+
+    /// The request's device-binding tier ([`Tier::Bound`] only with a live
+    /// bound cookie), or `None` without a live session. Always
+    /// [`Tier::Unbound`] without the DBSC gate ([`Session::with_dbsc`]).
+    ///
+    /// # Errors
+    ///
+    /// Store errors (fail closed).
+    pub async fn tier(&self) -> Result<Option<Tier>, SessionError> {
+        let mut state = self.loaded().await?;
+        if state.record.is_none() {
+            return Ok(None);
+        }
+        if state.bound.is_none() {
+            // A session made by this request (a sign-in) is new: checking
+            // it gives `Unbound`, but through the store like any other.
+            if let (Some((dbsc, cookie)), Some(record)) = (self.shared.dbsc.get(), &state.record) {
+                let bound = dbsc
+                    .check(&self.shared.manager, record, cookie.as_deref())
+                    .await
+                    .inspect_err(|_| state.failed = true)?;
+                state.bound = Some(bound);
+            }
+        }
+        Ok(Some(state.bound.map_or(Tier::Unbound, BoundState::tier)))
     }
 
     /// The manager behind this session.
@@ -216,11 +288,41 @@ impl Session {
                 if state.record.is_none() {
                     // The client holds a dead cookie: tell it to drop it.
                     state.cookie = CookieAction::Clear { logout: false };
+                } else if let Some((dbsc, cookie)) = self.shared.dbsc.get() {
+                    self.gate(&mut state, dbsc, cookie.as_deref()).await?;
                 }
             }
             state.loaded = true;
         }
         Ok(state)
+    }
+
+    /// The DBSC gate of a loaded live session: classify the request by its
+    /// bound cookie and, where the mode does not admit it, serve it without
+    /// the session. The session cookie is kept: the session is alive, and
+    /// the device's next refresh restores the bound cookie.
+    async fn gate(
+        &self,
+        state: &mut State,
+        dbsc: &Dbsc,
+        cookie: Option<&str>,
+    ) -> Result<(), SessionError> {
+        let Some(record) = &state.record else {
+            return Ok(());
+        };
+        let bound = match dbsc.classify(&self.shared.manager, record, cookie).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                state.failed = true;
+                return Err(e.into());
+            }
+        };
+        state.bound = Some(bound);
+        if !dbsc.admits(bound) {
+            state.record = None;
+            state.end = Some(EndReason::DeviceUnbound);
+        }
+        Ok(())
     }
 
     /// The stored record, with this request's pending changes applied to
@@ -692,8 +794,12 @@ impl Session {
                     state.changes = DataChanges::default();
                 }
             }
+            // A device-bound session refused by the DBSC gate is still the
+            // client's session: a write here must not replace its cookie
+            // with a new anonymous session, so it is dropped.
             None if has_changes
-                && !matches!(state.cookie, CookieAction::Clear { logout: true }) =>
+                && !matches!(state.cookie, CookieAction::Clear { logout: true })
+                && state.end != Some(EndReason::DeviceUnbound) =>
             {
                 self.issue(&mut state, None, Data::new(), SessionClass::Default)
                     .await?;

@@ -15,6 +15,7 @@ mod bearer;
 mod concurrency;
 mod cookies;
 mod csrf;
+mod dbsc;
 mod failure;
 mod lazy;
 mod lifecycle;

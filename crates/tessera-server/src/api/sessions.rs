@@ -99,7 +99,9 @@ pub async fn create(
     request_body = VerifyRequest,
     responses(
         (status = 200, body = SessionView),
-        (status = 401, body = ErrorBody, description = "reason: expired_idle, expired_absolute or missing"),
+        (status = 400, body = ErrorBody, description = "invalid_tier: require_tier is neither bound nor unbound"),
+        (status = 401, body = ErrorBody, description = "reason: expired_idle, expired_absolute, missing, \
+            or device_unbound (DBSC: required mode or require_tier without a live bound cookie)"),
         (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn verify(
@@ -111,8 +113,16 @@ pub async fn verify(
     } else {
         Access::Status
     };
+    let require = req
+        .require_tier
+        .as_deref()
+        .map(crate::dbsc::parse_tier)
+        .transpose()?;
     let record = state.manager.load(&req.token, access).await?;
-    Ok(Json(view(&record)?))
+    let tier = crate::dbsc::admit(&state, &record, req.dbsc_cookie.as_deref(), require).await?;
+    let mut view = view(&record)?;
+    view.tier = Some(tier.as_str());
+    Ok(Json(view))
 }
 
 /// Replaces the token; the old one stops working at once.

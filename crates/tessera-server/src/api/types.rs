@@ -240,6 +240,15 @@ pub struct VerifyRequest {
     /// policy). Default true; false for status checks.
     #[serde(default = "yes")]
     pub touch: bool,
+    /// The value of the DBSC bound cookie the request carried, if any
+    /// (`dbsc` on): decides the tier, and in required mode whether a
+    /// device-bound session is authenticated.
+    #[serde(default)]
+    pub dbsc_cookie: Option<String>,
+    /// `bound` to refuse (401 `device_unbound`) a request that is not
+    /// device-bound, whatever the mode; `unbound` (default) demands nothing.
+    #[serde(default)]
+    pub require_tier: Option<String>,
 }
 
 fn yes() -> bool {
@@ -307,6 +316,12 @@ pub struct SessionView {
     pub csrf_token: String,
     /// Lifetime class: `default`, or `remember` ("keep me signed in").
     pub session_class: &'static str,
+    /// Device binding of the request checked (DBSC): `bound` with a live
+    /// bound cookie of a device-bound session, else `unbound`. Present in
+    /// the answers of `POST /v1/sessions/verify` and
+    /// `POST /v1/requests/check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<&'static str>,
 }
 
 impl SessionView {
@@ -327,6 +342,7 @@ impl SessionView {
             absolute_expires_at: r.deadlines.absolute.to_rfc3339(),
             csrf_token: r.csrf_secret.masked_token()?,
             session_class: r.class.as_str(),
+            tier: None,
         })
     }
 }

@@ -61,13 +61,14 @@ impl<S: Send + Sync> FromRequestParts<S> for SiteCtx {
 /// settings: its cookie, its trusted origins, and the body limit for forms
 /// whose `csrf_token` field must be read.
 pub fn session_layer(state: &AppState) -> SessionLayer {
-    SessionLayer::with_config(
-        state.manager.clone(),
-        SessionConfig::default()
-            .with_cookie(state.cookie.clone())
-            .with_origin_check(state.origin.clone())
-            .with_csrf_form_limit(state.config.body_limit),
-    )
+    let mut config = SessionConfig::default()
+        .with_cookie(state.cookie.clone())
+        .with_origin_check(state.origin.clone())
+        .with_csrf_form_limit(state.config.body_limit);
+    if let Some(engine) = &state.dbsc {
+        config = config.with_dbsc(engine.clone());
+    }
+    SessionLayer::with_config(state.manager.clone(), config)
 }
 
 /// The server's error for a refusal of the session layer.

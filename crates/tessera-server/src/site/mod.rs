@@ -48,6 +48,11 @@ pub(crate) async fn note(
 /// CSRF rules) wrapped in [`guard::site_context`] (client IP, error
 /// formats).
 pub fn router(state: AppState) -> Router<AppState> {
+    let dbsc = match &state.dbsc {
+        // The DBSC endpoints, inside the layer (they need the session).
+        Some(engine) => tessera_axum::dbsc::routes(engine),
+        None => Router::new(),
+    };
     Router::new()
         .route("/", get(home::home))
         .route("/login", get(auth::login_page).post(auth::login))
@@ -61,6 +66,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/sessions/revoke-others", post(sessions::revoke_others))
         .route("/sessions/{handle}", delete(sessions::revoke))
         .route("/sessions/{handle}/revoke", post(sessions::revoke_form))
+        .merge(dbsc)
         // Inner: the session layer; outer: the context it needs and the
         // rendering of its refusals.
         .route_layer(guard::session_layer(&state))

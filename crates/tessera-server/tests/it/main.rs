@@ -14,6 +14,7 @@ mod backends;
 mod cache;
 mod cli;
 mod common;
+mod dbsc;
 mod edge;
 mod faults;
 mod files;

@@ -64,8 +64,9 @@ use crate::manager::SessionManager;
 use crate::record::{SessionHandle, SessionRecord};
 use crate::time::Timestamp;
 
-/// How DBSC is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How DBSC is used. Serialized as `off`, `additive` or `required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DbscMode {
     /// No registration header, no endpoints.
     #[default]
@@ -611,6 +612,38 @@ impl Dbsc {
             Some(_) => BoundState::Stale,
             None => BoundState::Unbound,
         })
+    }
+
+    /// [`Dbsc::check`] for a request about to be served, auditing a miss:
+    /// a bound session without a live bound cookie writes
+    /// `dbsc_unbound_request` (served in additive mode, refused in
+    /// required mode; [`Dbsc::admits`] says which). Every surface that
+    /// serves sessions calls this one function.
+    ///
+    /// # Errors
+    ///
+    /// Store errors (fail closed: the caller answers 503).
+    pub async fn classify(
+        &self,
+        manager: &SessionManager,
+        session: &SessionRecord,
+        bound_cookie: Option<&str>,
+    ) -> Result<BoundState, StoreError> {
+        let state = self.check(manager, session, bound_cookie).await?;
+        if state == BoundState::Stale {
+            let detail = if self.admits(state) {
+                "served (additive)"
+            } else {
+                "refused (required)"
+            };
+            audit::emit(
+                AuditKind::DbscUnboundRequest,
+                Some(&session.handle),
+                session.user_id.as_deref(),
+                detail,
+            );
+        }
+        Ok(state)
     }
 
     /// True if a request in `state` may be served as authenticated under

@@ -115,7 +115,13 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
     let (presented, credential) =
         tessera_axum::find_credential(&state.cookie, req.authorization.is_some(), &headers);
     let token = presented.token().map(|t| t.expose().to_owned());
-    let session = Session::new(state.manager.clone(), presented, ClientMeta::default());
+    let mut session = Session::new(state.manager.clone(), presented, ClientMeta::default());
+    if let Some(engine) = &state.dbsc {
+        // The DBSC gate of the layer: the bound cookie is in the same
+        // `Cookie` header as the session cookie.
+        let bound = tessera_axum::dbsc::cookie_value(&headers, &engine.config().cookie_name);
+        session = session.with_dbsc(engine.clone(), bound);
+    }
     if !req.touch || patch.is_some() {
         // With a patch, its write is the request's activity (it moves the
         // idle deadline): no separate touch write before it.
@@ -191,10 +197,12 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
         let policy = state.manager.policy();
         policy.needs_touch_for(record.class, &record.deadlines, state.manager.now())
     });
+    let mut view = view(&record)?;
+    view.tier = session.tier().await?.map(tessera::dbsc::Tier::as_str);
     Ok(CheckResponse {
         outcome: Outcome::Session,
         token,
-        session: Some(view(&record)?),
+        session: Some(view),
         set_cookie,
         patch: patched,
         touch_due,
