@@ -153,7 +153,7 @@ export function tessera(options: TesseraOptions): TesseraMiddleware {
     const outcome = body.outcome;
     if (outcome === "refused") {
       const status = typeof body.status === "number" ? body.status : 403;
-      answer(res, req, status, "forbidden", String(body.reason ?? "csrf"));
+      answer(res, req, status, "csrf_rejected", String(body.reason ?? "csrf"));
       return false;
     }
     const live = outcome === "session";

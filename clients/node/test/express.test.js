@@ -79,7 +79,7 @@ describe("signed in through tessera", () => {
     for (const [options, reason] of refusals) {
       const res = await browser.request("POST", "/counter", options);
       assert.equal(res.status, 403, reason);
-      assert.deepEqual(res.json, { error: "forbidden", reason });
+      assert.deepEqual(res.json, { error: "csrf_rejected", reason });
     }
     // Nothing was counted.
     assert.equal((await browser.request("GET", "/me")).json.data.counter, undefined);

@@ -113,10 +113,7 @@ async fn home(
 <button>Sign in</button></form>"#
         )));
     };
-    let record = session
-        .record()
-        .await?
-        .ok_or(SessionRejection::Unauthenticated { reason: "missing" })?;
+    let record = session.record().await?.ok_or(SessionRejection::MISSING)?;
     Ok(Html(format!(
         r#"<!doctype html><title>Session</title><h1>Signed in as {user}</h1>
 <dl>

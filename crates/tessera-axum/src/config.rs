@@ -1,9 +1,14 @@
 //! [`SessionConfig`]: how a [`SessionLayer`](crate::SessionLayer) finds the
 //! session credential and guards unsafe requests.
 
+use std::sync::Arc;
 use tessera::cookie::CookieConfig;
 use tessera::csrf::OriginCheck;
+
+use axum::response::Response;
 use tessera::dbsc::{Dbsc, DbscMode};
+
+use crate::rejection::SessionRejection;
 
 /// Default limit on a buffered `application/x-www-form-urlencoded` body when
 /// the CSRF token has to be read from the `csrf_token` form field: 64 KiB.
@@ -34,6 +39,20 @@ pub struct SessionConfig {
     clear_site_data_on_logout: bool,
     csrf_form_limit: usize,
     dbsc: Option<Dbsc>,
+    renderer: Option<Renderer>,
+}
+
+/// How refusals are rendered: the application's function, given the
+/// rejection and whether the client wants JSON.
+type RenderFn = dyn Fn(&SessionRejection, bool) -> Response + Send + Sync;
+
+#[derive(Clone)]
+struct Renderer(Arc<RenderFn>);
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Renderer")
+    }
 }
 
 impl Default for SessionConfig {
@@ -45,6 +64,7 @@ impl Default for SessionConfig {
             clear_site_data_on_logout: true,
             csrf_form_limit: DEFAULT_CSRF_FORM_LIMIT,
             dbsc: None,
+            renderer: None,
         }
     }
 }
@@ -120,6 +140,43 @@ impl SessionConfig {
     pub fn with_dbsc(mut self, dbsc: Dbsc) -> Self {
         self.dbsc = (dbsc.config().mode != DbscMode::Off).then_some(dbsc);
         self
+    }
+
+    /// Renders every refusal of the layer — of its guard, its extractors,
+    /// its commit, and the [`SessionRejection`]s handlers return — with
+    /// `render(rejection, wants_json)` instead of
+    /// [`SessionRejection::render`]: an application's own JSON shape or
+    /// HTML error pages, without re-implementing any check or
+    /// post-processing finished responses. The classification (status,
+    /// codes) stays [`SessionRejection`]'s.
+    ///
+    /// ```
+    /// use axum::response::{Html, IntoResponse};
+    /// use tessera_axum::SessionConfig;
+    /// let config = SessionConfig::default().with_renderer(|rejection, json| {
+    ///     if json {
+    ///         rejection.render(true)
+    ///     } else {
+    ///         (rejection.status(), Html(format!("<h1>{}</h1>", rejection.reason()))).into_response()
+    ///     }
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn with_renderer<F>(mut self, render: F) -> Self
+    where
+        F: Fn(&SessionRejection, bool) -> Response + Send + Sync + 'static,
+    {
+        self.renderer = Some(Renderer(Arc::new(render)));
+        self
+    }
+
+    /// `rejection` rendered for a client that wants JSON (`json`) or not,
+    /// by the configured renderer or [`SessionRejection::render`].
+    pub fn render(&self, rejection: &SessionRejection, json: bool) -> Response {
+        match &self.renderer {
+            Some(Renderer(render)) => render(rejection, json),
+            None => rejection.render(json),
+        }
     }
 
     /// The DBSC engine, when device binding is on.

@@ -55,6 +55,7 @@ use tessera::record::SessionRecord;
 
 use crate::extract::session_of;
 use crate::rejection::SessionRejection;
+use tessera::session::EndReason;
 
 /// Longest bound-cookie value read (the engine's values are 43 bytes).
 const MAX_COOKIE_VALUE: usize = 64;
@@ -311,14 +312,14 @@ pub(crate) async fn offer_registration(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceTier(pub Tier);
 
-async fn tier_of(parts: &Parts) -> Result<Result<Tier, &'static str>, SessionRejection> {
+async fn tier_of(parts: &Parts) -> Result<Result<Tier, EndReason>, SessionRejection> {
     let session = session_of(parts)?;
     match session.tier().await? {
         Some(tier) => Ok(Ok(tier)),
         None => Ok(Err(session
             .end_reason()
             .await?
-            .map_or("missing", |r| r.as_code()))),
+            .unwrap_or(EndReason::Unknown))),
     }
 }
 
@@ -373,7 +374,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BoundSession {
                 user_id: user.user_id,
             }),
             _ => Err(SessionRejection::Unauthenticated {
-                reason: "device_unbound",
+                reason: EndReason::DeviceUnbound,
             }),
         }
     }

@@ -13,6 +13,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
 use crate::rejection::SessionRejection;
+use tessera::session::EndReason;
 
 /// The session of this request (a [`tessera::Session`]; it derefs to it).
 ///
@@ -87,7 +88,7 @@ pub struct AuthUser {
     pub session: Session,
 }
 
-async fn auth_user(parts: &Parts) -> Result<Result<AuthUser, &'static str>, SessionRejection> {
+async fn auth_user(parts: &Parts) -> Result<Result<AuthUser, EndReason>, SessionRejection> {
     let session = session_of(parts)?;
     match session.user_id().await? {
         Some(user_id) => Ok(Ok(AuthUser {
@@ -95,10 +96,7 @@ async fn auth_user(parts: &Parts) -> Result<Result<AuthUser, &'static str>, Sess
             session: Session(session),
         })),
         None => {
-            let reason = session
-                .end_reason()
-                .await?
-                .map_or("missing", |r| r.as_code());
+            let reason = session.end_reason().await?.unwrap_or(EndReason::Unknown);
             Ok(Err(reason))
         }
     }
@@ -138,15 +136,12 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsrfToken(pub String);
 
-async fn csrf_token(parts: &Parts) -> Result<Result<CsrfToken, &'static str>, SessionRejection> {
+async fn csrf_token(parts: &Parts) -> Result<Result<CsrfToken, EndReason>, SessionRejection> {
     let session = session_of(parts)?;
     match session.csrf_token().await? {
         Some(token) => Ok(Ok(CsrfToken(token))),
         None => {
-            let reason = session
-                .end_reason()
-                .await?
-                .map_or("missing", |r| r.as_code());
+            let reason = session.end_reason().await?.unwrap_or(EndReason::Unknown);
             Ok(Err(reason))
         }
     }

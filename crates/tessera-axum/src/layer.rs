@@ -229,7 +229,7 @@ impl Shared {
         .await
         {
             Ok(req) => req,
-            Err(rejection) => return rejection.render(json),
+            Err(rejection) => return config.render(&rejection, json),
         };
         req.extensions_mut().insert(session.clone());
 
@@ -237,10 +237,11 @@ impl Shared {
             Ok(response) => response.map(Body::new),
             Err(never) => match never {},
         };
+        // A rejection the handler returned is rendered here, once, by the
+        // configured renderer in the format the client wants.
         let mut response = match response.extensions().get::<Rendered>() {
-            // Rejections made inside the handler were rendered as JSON.
-            Some(Rendered(rejection)) if !json => rejection.render(false),
-            _ => response,
+            Some(Rendered(rejection)) => config.render(rejection, json),
+            None => response,
         };
         // A refused request (bad input, wrong password, not allowed) is not
         // user activity: it must not move the idle deadline, or failed
@@ -254,7 +255,7 @@ impl Shared {
             Ok(action) => {
                 let installs = matches!(action, CookieAction::Set { .. }) && via == Via::Cookie;
                 if let Err(rejection) = self.apply(action, via, &mut response) {
-                    return rejection.render(json);
+                    return config.render(&rejection, json);
                 }
                 // A new cookie for a signed-in session (a sign-in): offer
                 // device binding with it.
@@ -262,7 +263,7 @@ impl Shared {
                     if let Err(rejection) =
                         dbsc::offer_registration(engine, &session, &mut response).await
                     {
-                        return rejection.render(json);
+                        return config.render(&rejection, json);
                     }
                 }
                 response
@@ -271,7 +272,7 @@ impl Shared {
                 // Whatever the handler answered, the outcome is unknown (a
                 // sign-in may not be stored): fail closed.
                 tracing::error!(error = %e, "session commit failed: answering 503");
-                SessionRejection::Unavailable.render(json)
+                config.render(&SessionRejection::Unavailable, json)
             }
         }
     }

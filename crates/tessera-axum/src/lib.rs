@@ -145,7 +145,7 @@ pub use crate::credential::{find_bearer, find_credential};
 pub use crate::dbsc::{BoundSession, DeviceTier};
 pub use crate::extract::{AuthUser, CsrfToken, Session};
 pub use crate::layer::{ClientIp, SessionLayer, SessionService};
-pub use crate::rejection::SessionRejection;
+pub use crate::rejection::{SessionRejection, wants_json};
 
 /// The repository README's library quick start, compiled and run as a doc
 /// test so it cannot rot.

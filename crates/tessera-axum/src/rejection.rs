@@ -1,24 +1,31 @@
 //! The one place where session, CSRF and store failures become HTTP
-//! responses.
+//! responses — for the layer, and for `tessera serve`, which converts from
+//! [`SessionRejection`] instead of classifying errors itself.
 //!
-//! | failure                                   | status | `error`          |
-//! |-------------------------------------------|--------|------------------|
-//! | store unavailable, CSPRNG failure         | 503    | `unavailable`    |
-//! | no (live) session where one is required   | 401    | `unauthenticated`|
-//! | CSRF token or origin check failed         | 403    | `forbidden`      |
-//! | concurrent change kept winning            | 409    | `conflict`       |
-//! | form body too large for the CSRF check    | 413    | `payload_too_large` |
-//! | unreadable request body                   | 400    | `bad_request`    |
-//! | [`SessionLayer`](crate::SessionLayer) not installed | 500 | `internal` |
+//! | failure                                   | status | `error`          | `reason` |
+//! |-------------------------------------------|--------|------------------|----------|
+//! | store unavailable, CSPRNG failure, any unclassified error | 503 | `unavailable` | `session_store` |
+//! | no (live) session where one is required   | 401    | `unauthenticated`| `expired_idle`, `expired_absolute`, `signed_out`, `revoked`, `device_unbound`, `missing` |
+//! | CSRF token or origin check failed         | 403    | `csrf_rejected`  | [`CsrfRejection::as_code`] |
+//! | concurrent change kept winning            | 409    | `conflict`       | `concurrent_modification` |
+//! | sign-in over the per-user session limit   | 409    | `session_limit`  | `session_limit` |
+//! | session data over the size limit          | 413    | `data_too_large` | `data_too_large` |
+//! | form body too large for the CSRF check    | 413    | `payload_too_large` | `csrf_form_too_large` |
+//! | unreadable request body                   | 400    | `invalid_body`   | `unreadable_body` |
+//! | [`SessionLayer`](crate::SessionLayer) not installed, stored data of the wrong type | 500 | `internal` | `session_layer_missing`, `session_data`, … |
 //!
 //! A store failure is never turned into 401 or 200: the answer is unknown,
 //! so the request fails closed with 503 and the cause is logged (docs/design.md,
-//! invariant 9), which also keeps it distinguishable from a bug (500).
+//! invariant 9), which also keeps it distinguishable from a bug (500). So
+//! is any [`SessionError`] this mapping does not know (the enum is
+//! non-exhaustive): only statements about the presented session are 401.
 //!
-//! The body is JSON `{"error": …, "reason": …}` when the client accepts
-//! JSON, and a short text line otherwise. Rejections produced inside a
-//! handler (through `?`) are rendered as JSON and re-rendered by the layer
-//! for clients that do not accept JSON.
+//! The body is JSON `{"error": …, "reason": …, "message"?: …}` when the
+//! client wants JSON ([`wants_json`]), and a short text line otherwise. An
+//! application with its own formats plugs its renderer into the layer
+//! ([`SessionConfig::with_renderer`](crate::SessionConfig::with_renderer));
+//! rejections a handler returns through `?` are rendered by the layer too,
+//! so every refusal is rendered once, by one function.
 
 use std::fmt;
 
@@ -28,6 +35,7 @@ use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{HeaderName, StatusCode};
 use tessera::SessionError;
 use tessera::csrf::CsrfRejection;
+use tessera::session::EndReason;
 
 /// Why a request was refused. Converts from [`SessionError`], so handlers
 /// can use `?` on session calls and return `Result<_, SessionRejection>`.
@@ -42,22 +50,35 @@ use tessera::csrf::CsrfRejection;
 /// assert_eq!(r.status(), http::StatusCode::UNAUTHORIZED);
 /// assert_eq!(r.reason(), "expired_idle");
 /// assert_eq!(r.into_response().status(), 401);
+/// // Anything the mapping does not classify fails closed.
+/// let r = SessionRejection::from(SessionError::Unsupported("refresh tokens"));
+/// assert_eq!(r.status(), http::StatusCode::SERVICE_UNAVAILABLE);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionRejection {
-    /// The session store (or the CSPRNG) failed: 503.
+    /// The session store (or the CSPRNG) failed, or the error is not
+    /// classified: 503.
     Unavailable,
-    /// A signed-in session is required: 401 with `reason`
-    /// `expired_idle`, `expired_absolute` or `missing`.
+    /// A signed-in session is required: 401, with why there is none.
     Unauthenticated {
-        /// Why there is no usable session.
-        reason: &'static str,
+        /// Why there is no usable session ([`EndReason::Unknown`] when
+        /// none was presented).
+        reason: EndReason,
     },
     /// The CSRF guard refused the request: 403.
     Csrf(CsrfRejection),
     /// A concurrent change kept winning: 409, the client may retry.
     Conflict,
+    /// A sign-in was refused: the user holds the maximum number of
+    /// sessions and the policy refuses new ones: 409.
+    SessionLimit,
+    /// The session data would exceed the policy's limit: 413; nothing was
+    /// written.
+    DataTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The form body is larger than the CSRF form limit: 413.
     PayloadTooLarge,
     /// The request body could not be read: 400.
@@ -70,60 +91,108 @@ pub enum SessionRejection {
     },
 }
 
-/// Marker put on rendered rejections so the layer can re-render them in the
-/// format the client accepts.
+/// Marker put on rendered rejections so the layer renders a rejection a
+/// handler returned with the configured renderer, in the format the
+/// client wants.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rendered(pub(crate) SessionRejection);
 
 impl SessionRejection {
+    /// No session was presented, or it is unknown: 401 `missing`.
+    pub const MISSING: Self = Self::Unauthenticated {
+        reason: EndReason::Unknown,
+    };
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Csrf(_) => StatusCode::FORBIDDEN,
-            Self::Conflict => StatusCode::CONFLICT,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Conflict | Self::SessionLimit => StatusCode::CONFLICT,
+            Self::DataTooLarge { .. } | Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The `error` field: a stable code for the class of failure.
+    /// The `error` field: a stable code for the class of failure, the same
+    /// on every surface of tessera (the layer, `tessera serve`'s site and
+    /// `/v1`).
     pub fn error_code(&self) -> &'static str {
         match self {
             Self::Unavailable => "unavailable",
             Self::Unauthenticated { .. } => "unauthenticated",
-            Self::Csrf(_) => "forbidden",
+            Self::Csrf(_) => "csrf_rejected",
             Self::Conflict => "conflict",
+            Self::SessionLimit => "session_limit",
+            Self::DataTooLarge { .. } => "data_too_large",
             Self::PayloadTooLarge => "payload_too_large",
-            Self::BadRequest => "bad_request",
+            Self::BadRequest => "invalid_body",
             Self::Internal { .. } => "internal",
         }
     }
 
-    /// The `reason` field: what exactly failed (for 401, `expired_idle`,
-    /// `expired_absolute` or `missing`; for 403, the
-    /// [`CsrfRejection::as_code`]).
+    /// The `reason` field: what exactly failed (for 401 the
+    /// [`EndReason::as_code`]; for 403 the [`CsrfRejection::as_code`]).
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unavailable => "session_store",
-            Self::Unauthenticated { reason } | Self::Internal { reason } => reason,
+            Self::Unauthenticated { reason } => reason.as_code(),
+            Self::Internal { reason } => reason,
             Self::Csrf(r) => r.as_code(),
             Self::Conflict => "concurrent_modification",
+            Self::SessionLimit => "session_limit",
+            Self::DataTooLarge { .. } => "data_too_large",
             Self::PayloadTooLarge => "csrf_form_too_large",
             Self::BadRequest => "unreadable_body",
         }
     }
 
-    /// The rejection a response was rendered from, if it was rendered by
-    /// [`SessionRejection::render`] (by the layer's guard, its commit, or an
-    /// extractor).
+    /// For a revoked session, who or what revoked it
+    /// ([`tessera::Revocation::as_code`]), so a page can say it in words.
     ///
-    /// This lets an application present the layer's refusals in its own
-    /// format (an HTML error page, its own JSON error shape) from a
-    /// middleware placed outside the [`SessionLayer`](crate::SessionLayer),
-    /// without re-implementing any of the checks.
+    /// ```
+    /// use tessera::{Revocation, SessionError};
+    /// use tessera_axum::SessionRejection;
+    /// let r = SessionRejection::from(SessionError::Revoked { by: Revocation::PasswordChanged });
+    /// assert_eq!(r.revoked_by(), Some("password_changed"));
+    /// ```
+    pub fn revoked_by(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthenticated {
+                reason: EndReason::Revoked(by),
+            } => Some(by.as_code()),
+            _ => None,
+        }
+    }
+
+    /// A sentence for people, where the code alone says too little.
+    pub fn message(&self) -> Option<String> {
+        Some(match self {
+            Self::Unavailable => "the session store is not available; try again".to_owned(),
+            Self::Conflict => "the session changed concurrently; retry".to_owned(),
+            Self::SessionLimit => {
+                "the user holds the maximum number of sessions; sign out elsewhere first".to_owned()
+            }
+            Self::DataTooLarge { limit } => {
+                format!("the session data would exceed {limit} bytes; nothing was changed")
+            }
+            Self::PayloadTooLarge => {
+                "the request body is larger than the configured limit".to_owned()
+            }
+            Self::BadRequest => "the request body could not be read".to_owned(),
+            _ => return None,
+        })
+    }
+
+    /// `Retry-After` seconds: 1 for a transient infrastructure failure.
+    pub fn retry_after(&self) -> Option<u64> {
+        matches!(self, Self::Unavailable).then_some(1)
+    }
+
+    /// The rejection a response was rendered from by
+    /// [`SessionRejection::render`], if any.
     ///
     /// ```
     /// use tessera_axum::SessionRejection;
@@ -136,11 +205,23 @@ impl SessionRejection {
         response.extensions().get::<Rendered>().map(|r| r.0)
     }
 
-    /// The response, as JSON when `json` is true, else as text.
+    /// The default rendering: JSON when `json` is true, else a text line.
+    /// `Cache-Control: no-store` always; `Retry-After` on 503.
     pub fn render(&self, json: bool) -> Response {
         let (content_type, body) = if json {
-            let body = serde_json::json!({ "error": self.error_code(), "reason": self.reason() });
-            ("application/json", body.to_string())
+            let mut body = serde_json::Map::new();
+            body.insert("error".into(), self.error_code().into());
+            body.insert("reason".into(), self.reason().into());
+            if let Some(by) = self.revoked_by() {
+                body.insert("revoked_by".into(), by.into());
+            }
+            if let Some(message) = self.message() {
+                body.insert("message".into(), message.into());
+            }
+            (
+                "application/json",
+                serde_json::Value::Object(body).to_string(),
+            )
         } else {
             (
                 "text/plain; charset=utf-8",
@@ -156,11 +237,10 @@ impl SessionRejection {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
-        if matches!(self, Self::Unavailable) {
-            // A transient infrastructure failure: invite a retry.
+        if let Some(secs) = self.retry_after() {
             headers.insert(
                 HeaderName::from_static("retry-after"),
-                HeaderValue::from_static("1"),
+                HeaderValue::from(secs),
             );
         }
         response.extensions_mut().insert(Rendered(*self));
@@ -168,16 +248,35 @@ impl SessionRejection {
     }
 }
 
-/// Whether the client accepts JSON (an `Accept` naming `application/json` or
-/// a `+json` type). Browsers and `*/*` get text.
-pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get_all(ACCEPT).iter().any(|v| {
-        let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
-        v.split(',').any(|item| {
-            let essence = item.split(';').next().unwrap_or("").trim();
-            essence == "application/json" || essence.ends_with("+json")
+/// Whether the client wants JSON back: a JSON request body
+/// (`Content-Type: application/json` or `…+json`), or an `Accept` naming
+/// `application/json` or a `+json` type. Browsers and `*/*` get text (or
+/// the application's HTML).
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+/// let mut h = HeaderMap::new();
+/// assert!(!tessera_axum::wants_json(&h));
+/// h.insert("accept", HeaderValue::from_static("text/html, */*;q=0.8"));
+/// assert!(!tessera_axum::wants_json(&h));
+/// h.insert("content-type", HeaderValue::from_static("application/json"));
+/// assert!(tessera_axum::wants_json(&h));
+/// ```
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let is_json = |essence: &str| {
+        let essence = essence.trim().to_ascii_lowercase();
+        essence == "application/json" || essence.ends_with("+json")
+    };
+    let body_is_json = headers
+        .get(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .is_some_and(|v| is_json(v.split(';').next().unwrap_or("")));
+    body_is_json
+        || headers.get_all(ACCEPT).iter().any(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .any(|item| is_json(item.split(';').next().unwrap_or("")))
         })
-    })
 }
 
 impl fmt::Display for SessionRejection {
@@ -189,6 +288,8 @@ impl fmt::Display for SessionRejection {
 impl std::error::Error for SessionRejection {}
 
 impl IntoResponse for SessionRejection {
+    /// JSON, marked so the layer renders it again with its renderer, in
+    /// the format the client wants.
     fn into_response(self) -> Response {
         self.render(true)
     }
@@ -201,31 +302,37 @@ impl From<CsrfRejection> for SessionRejection {
 }
 
 impl From<SessionError> for SessionRejection {
-    /// Maps a core error, logging infrastructure failures (they are the
-    /// operator's business, not the client's).
+    /// The one classification of core errors. Infrastructure failures are
+    /// logged (they are the operator's business, not the client's).
     fn from(e: SessionError) -> Self {
         if e.is_unavailable() {
             tracing::error!(error = %e, "session store failure: failing the request closed (503)");
             return Self::Unavailable;
         }
-        if let Some(reason) = e.reason_code() {
-            return Self::Unauthenticated { reason };
-        }
-        match e {
-            SessionError::Conflict => Self::Conflict,
+        let reason = match e {
+            SessionError::Expired { reason } => EndReason::Expired(reason),
+            SessionError::SignedOut => EndReason::SignedOut,
+            SessionError::Revoked { by } => EndReason::Revoked(by),
+            SessionError::NotFound | SessionError::Unauthenticated => EndReason::Unknown,
+            SessionError::Malformed(_) => EndReason::Malformed,
+            SessionError::Conflict => return Self::Conflict,
+            SessionError::SessionLimit => return Self::SessionLimit,
+            SessionError::DataTooLarge { limit } => return Self::DataTooLarge { limit },
             SessionError::Data(err) => {
                 tracing::error!(error = %err, "session data does not have the expected type");
-                Self::Internal {
+                return Self::Internal {
                     reason: "session_data",
-                }
+                };
             }
-            // `SessionError` is non-exhaustive: anything new is treated as
-            // an unknown answer, failing closed.
+            // `SessionError` is non-exhaustive, and some variants (a
+            // capability this deployment lacks) say nothing about the
+            // client's session: fail closed.
             other => {
                 tracing::error!(error = %other, "unexpected session error: failing closed (503)");
-                Self::Unavailable
+                return Self::Unavailable;
             }
-        }
+        };
+        Self::Unauthenticated { reason }
     }
 }
 
@@ -243,7 +350,25 @@ mod tests {
     #[test]
     fn unknown_session_is_401_missing() {
         let r = SessionRejection::from(SessionError::NotFound);
-        assert_eq!(r, SessionRejection::Unauthenticated { reason: "missing" });
+        assert_eq!(r, SessionRejection::MISSING);
+        assert_eq!(r.reason(), "missing");
+    }
+
+    /// Only statements about the presented session are 401; anything not
+    /// classified is 503.
+    #[test]
+    fn unclassified_errors_fail_closed() {
+        let status = |e: SessionError| SessionRejection::from(e).status();
+        assert_eq!(
+            status(SessionError::Unsupported("refresh tokens")),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(SessionError::Random(tessera::error::RandomError)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(SessionError::SignedOut), StatusCode::UNAUTHORIZED);
+        assert_eq!(status(SessionError::SessionLimit), StatusCode::CONFLICT);
     }
 
     #[test]

@@ -6,18 +6,30 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tessera::SessionError;
+use tessera_axum::SessionRejection;
 use utoipa::ToSchema;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable code: `unauthenticated`, `invalid_json`,
-    /// `payload_too_large`, `csrf_rejected`, `reauth_required`,
-    /// `rate_limited`, `unavailable`, …
+    /// Machine-readable code (docs/errors.md). Session failures, the same
+    /// on every surface: `unavailable` (503, also any unclassified error),
+    /// `unauthenticated` (401), `csrf_rejected` (403), `conflict` and
+    /// `session_limit` (409), `data_too_large` and `payload_too_large`
+    /// (413), `invalid_body` (400), `internal` (500). Server codes:
+    /// `invalid_json`, `invalid_form`, `invalid_method`, `invalid_header`,
+    /// `invalid_user_id`, `invalid_user`, `invalid_token`, `invalid_data`,
+    /// `invalid_patch`, `invalid_batch`, `invalid_checked_at`,
+    /// `invalid_reason`, `invalid_tier`, `weak_password`,
+    /// `password_required`, `remember_not_configured`,
+    /// `conflicting_forwarded_headers` (400), `unauthorized` and
+    /// `invalid_credentials` (401), `reauth_required` (403), `not_found`
+    /// (404), `request_timeout` (408), `exists` (409),
+    /// `unsupported_media_type` (415), `rate_limited` (429), `busy` (503).
     pub error: &'static str,
     /// Why a session is unusable: `signed_out`, `revoked`,
-    /// `expired_idle`, `expired_absolute` or `missing`; or which check
-    /// refused a request.
+    /// `expired_idle`, `expired_absolute`, `device_unbound` or `missing`;
+    /// or which check refused a request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// For `reason: "revoked"`: who or what revoked the session
@@ -110,40 +122,28 @@ impl ApiError {
     }
 }
 
+impl From<SessionRejection> for ApiError {
+    /// The server's rendering of the one classification of session
+    /// failures ([`SessionRejection`]): the same status, `error` and
+    /// `reason` codes as the axum layer, with `revoked_by`, a message and
+    /// `Retry-After` where the rejection has them.
+    fn from(rejection: SessionRejection) -> Self {
+        let mut e =
+            Self::new(rejection.status(), rejection.error_code()).reason(rejection.reason());
+        e.body.revoked_by = rejection.revoked_by();
+        e.body.message = rejection.message();
+        e.retry_after = rejection.retry_after();
+        e
+    }
+}
+
 impl From<SessionError> for ApiError {
+    /// Through [`SessionRejection`]: one classification for the layer, the
+    /// site and `/v1`. Only statements about the presented session are
+    /// 401; anything unclassified fails closed with 503 (docs/design.md,
+    /// invariant 9).
     fn from(e: SessionError) -> Self {
-        if e.is_unavailable() {
-            tracing::error!(error = %e, "session store failure");
-            return Self::unavailable();
-        }
-        match e {
-            SessionError::Conflict => Self::new(StatusCode::CONFLICT, "conflict")
-                .message("the session changed concurrently; retry"),
-            SessionError::SessionLimit => Self::new(StatusCode::CONFLICT, "session_limit")
-                .message("the user holds the maximum number of sessions; sign out elsewhere first"),
-            SessionError::Data(err) => Self::bad_request("invalid_data", err.to_string()),
-            SessionError::DataTooLarge { limit } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "data_too_large").message(format!(
-                    "the session data would exceed {limit} bytes; nothing was changed"
-                ))
-            }
-            SessionError::Revoked { by } => Self::revoked(by),
-            SessionError::Expired { .. }
-            | SessionError::SignedOut
-            | SessionError::NotFound
-            | SessionError::Malformed(_)
-            | SessionError::Unauthenticated => {
-                Self::unauthenticated(e.reason_code().unwrap_or("missing"))
-            }
-            // Anything else (a capability this deployment lacks, the
-            // CSPRNG, an error added later) says nothing about the client's
-            // session: fail closed with 503, never 401 or 200, as the axum
-            // layer does (docs/design.md, invariant 9).
-            other => {
-                tracing::error!(error = %other, "session operation failed");
-                Self::unavailable()
-            }
-        }
+        SessionRejection::from(e).into()
     }
 }
 

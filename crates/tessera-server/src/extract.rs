@@ -20,14 +20,11 @@ pub fn is_json_body(headers: &HeaderMap) -> bool {
         })
 }
 
-/// True when the client wants JSON back: a JSON body or
-/// `Accept: application/json`.
+/// True when the client wants JSON back: a JSON body or an `Accept`
+/// naming JSON — the layer's rule ([`tessera_axum::wants_json`]), so the
+/// site and the layer never disagree on a request's format.
 pub fn wants_json(headers: &HeaderMap) -> bool {
-    is_json_body(headers)
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"))
+    tessera_axum::wants_json(headers)
 }
 
 async fn read_body(req: Request) -> Result<(HeaderMap, Bytes), ApiError> {

@@ -90,10 +90,7 @@ async fn refuse(session: Session) -> Result<(http::StatusCode, &'static str), Se
 
 /// The client IP recorded in the session.
 async fn client_ip(session: Session) -> Result<String, SessionRejection> {
-    let record = session
-        .record()
-        .await?
-        .ok_or(SessionRejection::Unauthenticated { reason: "missing" })?;
+    let record = session.record().await?.ok_or(SessionRejection::MISSING)?;
     Ok(record.client.ip.unwrap_or_default())
 }
 
@@ -114,10 +111,7 @@ async fn whoami(session: Session) -> Result<String, SessionRejection> {
 
 async fn status(session: Session) -> Result<String, SessionRejection> {
     session.mark_status_query();
-    let record = session
-        .record()
-        .await?
-        .ok_or(SessionRejection::Unauthenticated { reason: "missing" })?;
+    let record = session.record().await?.ok_or(SessionRejection::MISSING)?;
     Ok(record.deadlines.idle.as_millis().to_string())
 }
 

@@ -292,7 +292,10 @@ async fn rejections_are_text_for_clients_that_do_not_accept_json() {
             .unwrap()
             .starts_with("text/plain")
     );
-    assert_eq!(r.text().await.unwrap(), "forbidden: csrf_token_missing\n");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "csrf_rejected: csrf_token_missing\n"
+    );
     // A rejection made by an extractor inside the handler is re-rendered too.
     let r = browser
         .get(app.url("/me"))

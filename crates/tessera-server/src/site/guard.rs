@@ -9,25 +9,27 @@
 //! failure (docs/design.md, invariant 9) — live once, in `tessera-axum`. This module
 //! only adapts them to the server:
 //!
+//! - [`session_layer`] configures the layer from the settings and plugs in
+//!   the server's renderer ([`fail`]: the JSON [`ApiError`] body or an HTML
+//!   error page), so the layer renders each refusal once, in the server's
+//!   formats;
 //! - [`site_context`], a middleware *outside* the layer, gives the layer the
 //!   client IP ([`crate::proxy`]: the forwarding header only behind
-//!   `trusted_proxies`) and
-//!   re-renders the layer's refusals in the server's formats (JSON
-//!   [`ApiError`] or an HTML error page);
+//!   `trusted_proxies`);
 //! - [`SiteCtx`] hands handlers the session and the client IP.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tessera::Session;
-use tessera_axum::{ClientIp, SessionConfig, SessionLayer, SessionRejection};
+use tessera_axum::{ClientIp, SessionConfig, SessionLayer};
 
 use crate::error::ApiError;
-use crate::extract::{client_ip, wants_json};
+use crate::extract::client_ip;
 use crate::site::pages;
 use crate::state::AppState;
 
@@ -47,7 +49,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SiteCtx {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let session = tessera_axum::Session::from_request_parts(parts, state)
             .await
-            .map_err(rejection_error)?
+            .map_err(ApiError::from)?
             .into_inner();
         let ip = parts
             .extensions
@@ -64,43 +66,18 @@ pub fn session_layer(state: &AppState) -> SessionLayer {
     let mut config = SessionConfig::default()
         .with_cookie(state.cookie.clone())
         .with_origin_check(state.origin.clone())
-        .with_csrf_form_limit(state.config.body_limit);
+        .with_csrf_form_limit(state.config.body_limit)
+        // The layer's refusals in the server's formats: its JSON error
+        // body, or an HTML error page for browsers.
+        .with_renderer(|rejection, json| fail(json, ApiError::from(*rejection)));
     if let Some(engine) = &state.dbsc {
         config = config.with_dbsc(engine.clone());
     }
     SessionLayer::with_config(state.manager.clone(), config)
 }
 
-/// The server's error for a refusal of the session layer.
-pub fn rejection_error(rejection: SessionRejection) -> ApiError {
-    match rejection {
-        SessionRejection::Unavailable => {
-            let mut e = ApiError::unavailable();
-            e.retry_after = Some(1);
-            e
-        }
-        SessionRejection::Unauthenticated { reason } => ApiError::unauthenticated(reason),
-        SessionRejection::Csrf(r) => {
-            ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected").reason(r.as_code())
-        }
-        SessionRejection::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict")
-            .message("the session changed concurrently; retry"),
-        SessionRejection::PayloadTooLarge => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-                .message("the request body is larger than the configured body_limit")
-        }
-        SessionRejection::BadRequest => {
-            ApiError::bad_request("invalid_body", "the request body could not be read")
-        }
-        other => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal").reason(other.reason())
-        }
-    }
-}
-
 /// The middleware around the session layer. See the module docs.
 pub async fn site_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let json = wants_json(req.headers());
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -109,11 +86,7 @@ pub async fn site_context(State(state): State<AppState>, mut req: Request, next:
     if let Ok(ip) = ip.parse::<IpAddr>() {
         req.extensions_mut().insert(ClientIp(ip));
     }
-    let response = next.run(req).await;
-    match SessionRejection::of(&response) {
-        Some(rejection) => fail(json, rejection_error(rejection)),
-        None => response,
-    }
+    next.run(req).await
 }
 
 /// Renders an error as JSON or as a small HTML page.
