@@ -52,7 +52,7 @@
 //! cargo test -p tessera --features testkit --lib store::memory::conformance::racing_rotations_leave_one_token
 //! cargo test -p tessera-sql --test it sqlite::conformance::racing_rotations_leave_one_token
 //! cargo test -p tessera-sql --test it postgres::refresh_conformance::a_refresh_token_rotates_exactly_once
-//! cargo test -p tessera-redis --test it conformance::cluster::conformance::racing_rotations_leave_one_token
+//! cargo test -p tessera-redis --test it cluster::conformance::racing_rotations_leave_one_token
 //! ```
 //!
 //! (add `-- --exact` to leave out cases whose names extend the one given).
