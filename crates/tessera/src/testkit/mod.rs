@@ -210,3 +210,54 @@ pub(crate) fn record_at(
     record.authenticated_at = user.map(|_| now);
     (token, record)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The `pub async fn`s of a cases file: its cases (helpers are private).
+    fn public_async_fns(source: &str) -> Vec<&str> {
+        source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .filter_map(|rest| rest.split('(').next())
+            .collect()
+    }
+
+    /// Case fns are public (the macros reach them from other crates), so
+    /// the compiler no longer warns about one that no list names: a case
+    /// written and never listed would never run. Every public async fn of
+    /// a cases file must be in its suite's list.
+    #[test]
+    fn every_case_is_in_its_suites_list() {
+        let suites: [(Vec<&str>, &[&str]); 3] = [
+            (
+                super::cases::all().iter().map(|(name, _)| *name).collect(),
+                &[
+                    include_str!("cases.rs"),
+                    include_str!("patch_cases.rs"),
+                    include_str!("not_before_cases.rs"),
+                ],
+            ),
+            (
+                super::refresh_cases::all()
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect(),
+                &[include_str!("refresh_cases.rs")],
+            ),
+            (
+                super::dbsc_cases::all()
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect(),
+                &[include_str!("dbsc_cases.rs")],
+            ),
+        ];
+        for (listed, sources) in suites {
+            let defined: Vec<&str> = sources.iter().flat_map(|s| public_async_fns(s)).collect();
+            for name in &defined {
+                assert!(listed.contains(name), "case {name} is in no list");
+            }
+            assert_eq!(defined.len(), listed.len(), "{listed:?}");
+        }
+    }
+}
