@@ -21,7 +21,7 @@ use tessera::time::Timestamp;
 use tessera::token::RefreshToken;
 use tessera::{Access, SessionManager};
 use tessera_sql::SqlStore;
-use tokio::sync::{Barrier, Semaphore};
+use tokio::sync::{Barrier, Semaphore, SemaphorePermit};
 
 /// A name no other test, in this run or another, uses: tests run in
 /// parallel, so the clock alone could repeat.
@@ -56,6 +56,13 @@ pub struct Admin {
     pub exec: fn(String, String) -> BoxFuture<Result<(), sqlx::Error>>,
 }
 
+/// Server tests that may hold a database at once, in this process. Each
+/// test's store has a pool of up to 10 connections and a server accepts a
+/// bounded number (PostgreSQL's default is 100): the harness runs one test
+/// per core, and every conformance case is a test with a database of its
+/// own, so on a many-core machine they would exhaust the server.
+static SLOTS: Semaphore = Semaphore::const_new(4);
+
 /// A database created for one test and dropped when this goes out of
 /// scope, even if the test panics.
 pub struct TestDatabase {
@@ -64,11 +71,14 @@ pub struct TestDatabase {
     name: String,
     /// The URL of the new database.
     pub url: String,
+    /// Released after `drop` dropped the database.
+    _slot: SemaphorePermit<'static>,
 }
 
 impl TestDatabase {
     /// Creates a fresh database; an unreachable server fails the test.
     pub async fn create(admin: &'static Admin) -> Self {
+        let slot = SLOTS.acquire().await.unwrap();
         let env = admin.env;
         let admin_url = std::env::var(env).unwrap_or_else(|_| admin.default_url.to_owned());
         let name = unique_name("tessera_test");
@@ -86,6 +96,7 @@ impl TestDatabase {
             admin_url,
             name,
             url,
+            _slot: slot,
         }
     }
 }
