@@ -13,9 +13,10 @@
 
 mod behaviour;
 mod cache;
+mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
-mod conformance;
 mod footprint;
 mod refresh;
+mod standalone;
 mod writes;

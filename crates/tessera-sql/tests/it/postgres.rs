@@ -5,6 +5,8 @@
 
 use crate::common;
 
+use std::sync::Arc;
+
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
 use tessera_sql::SqlStore;
@@ -25,9 +27,66 @@ fn exec(url: String, statement: String) -> common::BoxFuture<Result<(), sqlx::Er
     })
 }
 
+/// A store on a database of its own, dropped after the test.
+async fn fixture() -> (Arc<SqlStore>, common::TestDatabase) {
+    common::server_fixture(&ADMIN).await
+}
+
+/// The store conformance suite, one test per case:
+/// `cargo test -p tessera-sql --test it postgres::conformance::<case>`.
+mod conformance {
+    tessera::store_conformance!(super::fixture());
+}
+
+/// The refresh-token conformance suite, one test per case.
+mod refresh_conformance {
+    tessera::refresh_conformance!(super::fixture());
+}
+
+/// The DBSC conformance suite, one test per case.
+mod dbsc_conformance {
+    tessera::dbsc_conformance!(super::fixture());
+}
+
+#[tokio::test]
+async fn a_second_instance_migrates_idempotently() {
+    common::second_instance_migrates_idempotently(&ADMIN, "postgres").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_passes_conformance_suite_and_concurrency_scenarios() {
-    common::conformance_on_server(&ADMIN, "postgres").await;
+async fn thousand_concurrent_increments_end_at_exactly_1000() {
+    let (store, _db) = fixture().await;
+    common::thousand_concurrent_increments(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_modifies_of_different_keys_both_survive() {
+    let (store, _db) = fixture().await;
+    common::concurrent_modifies_keep_both_keys(store).await;
+}
+
+#[tokio::test]
+async fn purge_deletes_at_most_the_limit() {
+    let (store, _db) = fixture().await;
+    common::purge_is_bounded(store).await;
+}
+
+#[tokio::test]
+async fn purge_deletes_expired_refresh_tokens_after_sessions_within_the_limit() {
+    let (store, _db) = fixture().await;
+    common::refresh_purge_is_bounded(store).await;
+}
+
+#[tokio::test]
+async fn sweeper_deletes_expired_in_bounded_batches() {
+    let (store, _db) = fixture().await;
+    common::sweeper_purges_in_batches(store).await;
+}
+
+#[tokio::test]
+async fn dbsc_purge_removes_only_expired_rows() {
+    let (store, _db) = fixture().await;
+    common::dbsc_purge_removes_only_expired_rows(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

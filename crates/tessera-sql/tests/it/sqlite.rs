@@ -17,18 +17,39 @@ async fn file_store(dir: &tempfile::TempDir) -> SqlStore {
     SqlStore::connect(&url).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_file_passes_conformance_suite() {
+/// A store on a database file of its own, in a directory deleted after
+/// the test.
+async fn fixture() -> (Arc<SqlStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = file_store(&dir).await;
     assert_eq!(store.backend(), "sqlite");
-    let store = Arc::new(store);
-    tessera::testkit::run_all(store.clone()).await;
-    tessera::testkit::run_refresh_all(store.clone(), store.clone()).await;
-    tessera::testkit::run_dbsc_all(store.clone()).await;
+    (Arc::new(store), dir)
+}
+
+/// The store conformance suite, one test per case:
+/// `cargo test -p tessera-sql --test it sqlite::conformance::<case>`.
+mod conformance {
+    tessera::store_conformance!(super::fixture());
+}
+
+/// The refresh-token conformance suite, one test per case.
+mod refresh_conformance {
+    tessera::refresh_conformance!(super::fixture());
+}
+
+/// The DBSC conformance suite, one test per case.
+mod dbsc_conformance {
+    tessera::dbsc_conformance!(super::fixture());
+}
+
+#[tokio::test]
+async fn dbsc_purge_removes_only_expired_rows() {
+    let (store, _dir) = fixture().await;
     common::dbsc_purge_removes_only_expired_rows(&store).await;
 }
 
+/// `sqlite::memory:` is one database per connection: the store must keep
+/// it to one. The suites run here in one test, on one store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_in_memory_passes_conformance_suite() {
     let store = Arc::new(SqlStore::connect("sqlite::memory:").await.unwrap());

@@ -385,7 +385,12 @@ fn skipped_is_parsed() {
     assert_eq!(f.record_skipped(None, "\"not a token\""), None);
 }
 
-#[tokio::test]
-async fn memory_store_passes_the_dbsc_conformance_suite() {
-    crate::testkit::run_dbsc_all(Arc::new(MemoryDbscStore::new())).await;
+/// The DBSC conformance suite, one test per case:
+/// `cargo test -p tessera --lib dbsc::tests::dbsc_conformance::<case>`.
+mod dbsc_conformance {
+    use std::sync::Arc;
+
+    use crate::dbsc::MemoryDbscStore;
+
+    crate::dbsc_conformance!(async { Arc::new(MemoryDbscStore::new()) });
 }

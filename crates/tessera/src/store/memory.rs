@@ -1176,14 +1176,23 @@ mod layout_tests {
     }
 }
 
+/// The store conformance suite, one test per case:
+/// `cargo test -p tessera --features testkit --lib store::memory::conformance::<case>`.
 #[cfg(all(test, feature = "testkit"))]
-mod tests {
+mod conformance {
     use std::sync::Arc;
 
-    #[tokio::test]
-    async fn memory_store_passes_the_conformance_suite() {
-        let store = Arc::new(super::MemoryStore::new());
-        crate::testkit::run_all(store.clone()).await;
-        crate::testkit::run_refresh_all(store.clone(), store).await;
-    }
+    use super::MemoryStore;
+
+    crate::store_conformance!(async { Arc::new(MemoryStore::new()) });
+}
+
+/// The refresh-token conformance suite, one test per case.
+#[cfg(all(test, feature = "testkit"))]
+mod refresh_conformance {
+    use std::sync::Arc;
+
+    use super::MemoryStore;
+
+    crate::refresh_conformance!(async { Arc::new(MemoryStore::new()) });
 }

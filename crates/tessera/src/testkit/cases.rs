@@ -1,4 +1,4 @@
-//! The conformance cases. Each takes the store under test.
+//! The store conformance cases. Each takes the store under test.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,11 +7,11 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::not_before_cases::{
+pub use super::not_before_cases::{
     global_not_before_refuses_everyone, not_before_never_moves_backward,
     user_not_before_refuses_that_users_older_sessions_only,
 };
-use super::patch_cases::*;
+pub use super::patch_cases::*;
 use super::{record_at, unique_user};
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
@@ -26,60 +26,73 @@ use crate::{Access, SessionError};
 
 type Case = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), (|s| Box::pin($name(s))) as Case)),*]
+/// The one list of the store conformance cases, in the order they
+/// run: calls back `$callback! { ($($args)*) [case, ...] }` with their
+/// names. [`run_all`](super::run_all) and
+/// [`store_conformance!`](crate::store_conformance) both expand it, so a case
+/// cannot be added to one and forgotten in the other.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_cases {
+    (($($callback:tt)*) $($args:tt)*) => {
+        $($callback)*! { ($($args)*) [
+            ping_answers,
+            created_record_loads_identically,
+            duplicate_create_is_refused,
+            unknown_hash_loads_nothing,
+            update_with_expected_version_applies,
+            update_with_stale_version_conflicts,
+            update_of_deleted_record_is_missing_and_does_not_resurrect,
+            update_of_expired_record_is_missing,
+            rotate_moves_the_record_atomically,
+            rotate_with_stale_version_changes_nothing,
+            rotate_of_missing_or_expired_changes_nothing,
+            delete_reports_existence,
+            delete_by_handle_respects_owner,
+            list_by_user_returns_live_sessions_oldest_first,
+            delete_by_user_can_keep_one,
+            user_index_follows_rotation,
+            sign_in_rotation_retires_the_old_handle,
+            ended_sessions_leave_a_tombstone_saying_why,
+            a_refused_token_reports_why_its_session_ended,
+            purge_removes_expired_records_in_bounded_batches,
+            purge_of_an_idle_expired_session_leaves_expired_idle,
+            modify_applies_and_bumps_version,
+            modify_keep_writes_nothing,
+            modify_of_missing_or_expired_is_none,
+            concurrent_increments_lose_nothing,
+            concurrent_changes_to_different_keys_both_survive,
+            racing_rotations_leave_one_token,
+            revoke_all_racing_rotation_leaves_no_live_session,
+            capped_creation_evicts_the_oldest_with_a_tombstone,
+            capped_creation_refuses_at_the_cap_and_writes_nothing,
+            racing_capped_creations_leave_exactly_the_cap,
+            racing_refused_creations_admit_exactly_the_cap,
+            remember_class_survives_round_trips_touches_and_rotation,
+            unconfigured_remember_class_is_refused_and_stores_nothing,
+            patch_sets_removes_and_increments_in_one_write,
+            patch_refusals_write_nothing,
+            patch_of_missing_or_expired_is_missing_and_resurrects_nothing,
+            patch_activity_moves_the_idle_deadline_by_class,
+            concurrent_patch_increments_lose_nothing,
+            user_not_before_refuses_that_users_older_sessions_only,
+            not_before_never_moves_backward,
+            // Sets the store-wide switch (in the past; see the case).
+            global_not_before_refuses_everyone,
+            // Last: it empties the store (within its prefix or database).
+            delete_all_ends_every_session_and_the_store_keeps_working,
+        ] }
     };
 }
 
+/// Every case with its name, in order.
 pub(super) fn all() -> Vec<(&'static str, Case)> {
-    cases![
-        ping_answers,
-        created_record_loads_identically,
-        duplicate_create_is_refused,
-        unknown_hash_loads_nothing,
-        update_with_expected_version_applies,
-        update_with_stale_version_conflicts,
-        update_of_deleted_record_is_missing_and_does_not_resurrect,
-        update_of_expired_record_is_missing,
-        rotate_moves_the_record_atomically,
-        rotate_with_stale_version_changes_nothing,
-        rotate_of_missing_or_expired_changes_nothing,
-        delete_reports_existence,
-        delete_by_handle_respects_owner,
-        list_by_user_returns_live_sessions_oldest_first,
-        delete_by_user_can_keep_one,
-        user_index_follows_rotation,
-        sign_in_rotation_retires_the_old_handle,
-        ended_sessions_leave_a_tombstone_saying_why,
-        a_refused_token_reports_why_its_session_ended,
-        purge_removes_expired_records_in_bounded_batches,
-        purge_of_an_idle_expired_session_leaves_expired_idle,
-        modify_applies_and_bumps_version,
-        modify_keep_writes_nothing,
-        modify_of_missing_or_expired_is_none,
-        concurrent_increments_lose_nothing,
-        concurrent_changes_to_different_keys_both_survive,
-        racing_rotations_leave_one_token,
-        revoke_all_racing_rotation_leaves_no_live_session,
-        capped_creation_evicts_the_oldest_with_a_tombstone,
-        capped_creation_refuses_at_the_cap_and_writes_nothing,
-        racing_capped_creations_leave_exactly_the_cap,
-        racing_refused_creations_admit_exactly_the_cap,
-        remember_class_survives_round_trips_touches_and_rotation,
-        unconfigured_remember_class_is_refused_and_stores_nothing,
-        patch_sets_removes_and_increments_in_one_write,
-        patch_refusals_write_nothing,
-        patch_of_missing_or_expired_is_missing_and_resurrects_nothing,
-        patch_activity_moves_the_idle_deadline_by_class,
-        concurrent_patch_increments_lose_nothing,
-        user_not_before_refuses_that_users_older_sessions_only,
-        not_before_never_moves_backward,
-        // Sets the store-wide switch (in the past; see the case).
-        global_not_before_refuses_everyone,
-        // Last: it empties the store (within its prefix or database).
-        delete_all_ends_every_session_and_the_store_keeps_working,
-    ]
+    macro_rules! table {
+        (() [$($name:ident),* $(,)?]) => {
+            vec![$((stringify!($name), (|s| Box::pin($name(s))) as Case)),*]
+        };
+    }
+    crate::__store_cases!((table))
 }
 
 fn now() -> Timestamp {
@@ -102,11 +115,11 @@ async fn live(store: &Arc<dyn Store>, record: &SessionRecord, at: Timestamp) -> 
     }
 }
 
-async fn ping_answers(store: Arc<dyn Store>) {
+pub async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
 }
 
-async fn created_record_loads_identically(store: Arc<dyn Store>) {
+pub async fn created_record_loads_identically(store: Arc<dyn Store>) {
     let user = unique_user("load");
     let (_, record) = create(&store, Some(&user)).await;
     let loaded = store.load(&record.hash).await.unwrap().expect("record");
@@ -116,7 +129,7 @@ async fn created_record_loads_identically(store: Arc<dyn Store>) {
     assert_eq!(loaded, anonymous);
 }
 
-async fn duplicate_create_is_refused(store: Arc<dyn Store>) {
+pub async fn duplicate_create_is_refused(store: Arc<dyn Store>) {
     let (_, record) = create(&store, None).await;
     let mut again = record.clone();
     again.data.insert("evil".into(), json!(true));
@@ -128,12 +141,12 @@ async fn duplicate_create_is_refused(store: Arc<dyn Store>) {
     assert_eq!(loaded, record, "a refused create must change nothing");
 }
 
-async fn unknown_hash_loads_nothing(store: Arc<dyn Store>) {
+pub async fn unknown_hash_loads_nothing(store: Arc<dyn Store>) {
     let token = SessionToken::generate().unwrap();
     assert!(store.load(&token.hash()).await.unwrap().is_none());
 }
 
-async fn update_with_expected_version_applies(store: Arc<dyn Store>) {
+pub async fn update_with_expected_version_applies(store: Arc<dyn Store>) {
     let (_, record) = create(&store, Some(&unique_user("upd"))).await;
     let mut next = record.clone();
     next.version = record.version + 1;
@@ -145,7 +158,7 @@ async fn update_with_expected_version_applies(store: Arc<dyn Store>) {
     assert_eq!(loaded, next);
 }
 
-async fn update_with_stale_version_conflicts(store: Arc<dyn Store>) {
+pub async fn update_with_stale_version_conflicts(store: Arc<dyn Store>) {
     let (_, record) = create(&store, None).await;
     let mut first = record.clone();
     first.version += 1;
@@ -166,7 +179,7 @@ async fn update_with_stale_version_conflicts(store: Arc<dyn Store>) {
     assert_eq!(loaded, first, "a conflicting write must change nothing");
 }
 
-async fn update_of_deleted_record_is_missing_and_does_not_resurrect(store: Arc<dyn Store>) {
+pub async fn update_of_deleted_record_is_missing_and_does_not_resurrect(store: Arc<dyn Store>) {
     let (_, record) = create(&store, None).await;
     assert!(store.delete(&record.hash).await.unwrap());
     let mut next = record.clone();
@@ -178,7 +191,7 @@ async fn update_of_deleted_record_is_missing_and_does_not_resurrect(store: Arc<d
     assert!(store.load(&record.hash).await.unwrap().is_none());
 }
 
-async fn update_of_expired_record_is_missing(store: Arc<dyn Store>) {
+pub async fn update_of_expired_record_is_missing(store: Arc<dyn Store>) {
     let (_, record) = create(&store, None).await;
     let later = Timestamp::from_millis(record.deadlines.idle.as_millis() + 1);
     let mut next = record.clone();
@@ -193,7 +206,7 @@ async fn update_of_expired_record_is_missing(store: Arc<dyn Store>) {
     assert!(!live(&store, &record, later).await);
 }
 
-async fn rotate_moves_the_record_atomically(store: Arc<dyn Store>) {
+pub async fn rotate_moves_the_record_atomically(store: Arc<dyn Store>) {
     let user = unique_user("rot");
     let (_, old) = create(&store, Some(&user)).await;
     let token = SessionToken::generate().unwrap();
@@ -216,7 +229,7 @@ async fn rotate_moves_the_record_atomically(store: Arc<dyn Store>) {
     assert_eq!(loaded.handle, old.handle, "the handle survives rotation");
 }
 
-async fn rotate_with_stale_version_changes_nothing(store: Arc<dyn Store>) {
+pub async fn rotate_with_stale_version_changes_nothing(store: Arc<dyn Store>) {
     let (_, old) = create(&store, None).await;
     let mut new = old.clone();
     new.hash = SessionToken::generate().unwrap().hash();
@@ -232,7 +245,7 @@ async fn rotate_with_stale_version_changes_nothing(store: Arc<dyn Store>) {
     assert!(store.load(&new.hash).await.unwrap().is_none());
 }
 
-async fn rotate_of_missing_or_expired_changes_nothing(store: Arc<dyn Store>) {
+pub async fn rotate_of_missing_or_expired_changes_nothing(store: Arc<dyn Store>) {
     let (_, old) = create(&store, None).await;
     let mut new = old.clone();
     new.hash = SessionToken::generate().unwrap().hash();
@@ -258,14 +271,14 @@ async fn rotate_of_missing_or_expired_changes_nothing(store: Arc<dyn Store>) {
     assert!(store.load(&new.hash).await.unwrap().is_none());
 }
 
-async fn delete_reports_existence(store: Arc<dyn Store>) {
+pub async fn delete_reports_existence(store: Arc<dyn Store>) {
     let (_, record) = create(&store, None).await;
     assert!(store.delete(&record.hash).await.unwrap());
     assert!(!store.delete(&record.hash).await.unwrap());
     assert!(store.load(&record.hash).await.unwrap().is_none());
 }
 
-async fn delete_by_handle_respects_owner(store: Arc<dyn Store>) {
+pub async fn delete_by_handle_respects_owner(store: Arc<dyn Store>) {
     let alice = unique_user("alice");
     let (_, record) = create(&store, Some(&alice)).await;
     assert!(
@@ -299,7 +312,7 @@ async fn delete_by_handle_respects_owner(store: Arc<dyn Store>) {
     assert!(store.load(&other.hash).await.unwrap().is_none());
 }
 
-async fn list_by_user_returns_live_sessions_oldest_first(store: Arc<dyn Store>) {
+pub async fn list_by_user_returns_live_sessions_oldest_first(store: Arc<dyn Store>) {
     let user = unique_user("list");
     let base = now();
     let (_, a) = record_at(
@@ -335,7 +348,7 @@ async fn list_by_user_returns_live_sessions_oldest_first(store: Arc<dyn Store>) 
     );
 }
 
-async fn delete_by_user_can_keep_one(store: Arc<dyn Store>) {
+pub async fn delete_by_user_can_keep_one(store: Arc<dyn Store>) {
     let user = unique_user("revoke");
     let (_, keep) = create(&store, Some(&user)).await;
     let (_, a) = create(&store, Some(&user)).await;
@@ -363,7 +376,7 @@ async fn delete_by_user_can_keep_one(store: Arc<dyn Store>) {
     assert!(store.list_by_user(&user, now()).await.unwrap().is_empty());
 }
 
-async fn user_index_follows_rotation(store: Arc<dyn Store>) {
+pub async fn user_index_follows_rotation(store: Arc<dyn Store>) {
     let user = unique_user("idx");
     let (_, old) = create(&store, Some(&user)).await;
     let mut new = old.clone();
@@ -407,7 +420,7 @@ async fn user_index_follows_rotation(store: Arc<dyn Store>) {
 /// handle (and another user) retires the old handle in the same step, so
 /// nothing can be listed or revoked under it any more, and the old user's
 /// index no longer holds the session.
-async fn sign_in_rotation_retires_the_old_handle(store: Arc<dyn Store>) {
+pub async fn sign_in_rotation_retires_the_old_handle(store: Arc<dyn Store>) {
     let mallory = unique_user("fix-m");
     let alice = unique_user("fix-a");
     let (_, old) = create(&store, Some(&mallory)).await;
@@ -464,7 +477,7 @@ async fn sign_in_rotation_retires_the_old_handle(store: Arc<dyn Store>) {
 /// `end`, `delete_by_handle` and `delete_by_user` leave a tombstone keyed
 /// by the token hash that says why, until the session's absolute deadline;
 /// a live or unknown token has none, and ending nothing writes nothing.
-async fn ended_sessions_leave_a_tombstone_saying_why(store: Arc<dyn Store>) {
+pub async fn ended_sessions_leave_a_tombstone_saying_why(store: Arc<dyn Store>) {
     let user = unique_user("tomb");
     let (_, signed_out) = create(&store, Some(&user)).await;
     let (_, by_handle) = create(&store, Some(&user)).await;
@@ -523,7 +536,7 @@ async fn ended_sessions_leave_a_tombstone_saying_why(store: Arc<dyn Store>) {
 
 /// Through the manager: a refused token says `signed_out`, `revoked`,
 /// `expired_idle` or `missing`, and keeps saying it.
-async fn a_refused_token_reports_why_its_session_ended(store: Arc<dyn Store>) {
+pub async fn a_refused_token_reports_why_its_session_ended(store: Arc<dyn Store>) {
     let manager = SessionManager::builder_from_arc(store.clone())
         .build()
         .unwrap();
@@ -594,7 +607,7 @@ async fn a_refused_token_reports_why_its_session_ended(store: Arc<dyn Store>) {
     assert!(store.load(&idle.hash).await.unwrap().is_none());
 }
 
-async fn purge_removes_expired_records_in_bounded_batches(store: Arc<dyn Store>) {
+pub async fn purge_removes_expired_records_in_bounded_batches(store: Arc<dyn Store>) {
     // Records that ended ten hours ago, far from anything another test uses.
     let past = Timestamp::from_millis(now().as_millis() - 10 * HOUR);
     let user = unique_user("purge");
@@ -651,7 +664,7 @@ async fn purge_removes_expired_records_in_bounded_batches(store: Arc<dyn Store>)
 /// needs none: its tombstone would already be over. (Redis drops a key at
 /// its idle deadline by itself and purges nothing: it reports an expiry
 /// while the key exists; see `tessera-redis`'s README.)
-async fn purge_of_an_idle_expired_session_leaves_expired_idle(store: Arc<dyn Store>) {
+pub async fn purge_of_an_idle_expired_session_leaves_expired_idle(store: Arc<dyn Store>) {
     // Twenty hours ago: a range no other case uses, so the purge below
     // takes only these records.
     let past = Timestamp::from_millis(now().as_millis() - 20 * HOUR);
@@ -691,7 +704,7 @@ async fn purge_of_an_idle_expired_session_leaves_expired_idle(store: Arc<dyn Sto
     assert_eq!(store.ended(&idle.hash, purge_at).await.unwrap(), None);
 }
 
-async fn modify_applies_and_bumps_version(store: Arc<dyn Store>) {
+pub async fn modify_applies_and_bumps_version(store: Arc<dyn Store>) {
     let (_, record) = create(&store, Some(&unique_user("mod"))).await;
     let out = store
         .modify(&record.hash, now(), &|r: &mut SessionRecord| {
@@ -708,7 +721,7 @@ async fn modify_applies_and_bumps_version(store: Arc<dyn Store>) {
     assert_eq!(loaded, out);
 }
 
-async fn modify_keep_writes_nothing(store: Arc<dyn Store>) {
+pub async fn modify_keep_writes_nothing(store: Arc<dyn Store>) {
     let (_, record) = create(&store, None).await;
     let out = store
         .modify(&record.hash, now(), &|r: &mut SessionRecord| {
@@ -721,7 +734,7 @@ async fn modify_keep_writes_nothing(store: Arc<dyn Store>) {
     assert_eq!(store.load(&record.hash).await.unwrap(), Some(record));
 }
 
-async fn modify_of_missing_or_expired_is_none(store: Arc<dyn Store>) {
+pub async fn modify_of_missing_or_expired_is_none(store: Arc<dyn Store>) {
     let (_, record) = create(&store, None).await;
     let later = Timestamp::from_millis(record.deadlines.absolute.as_millis() + 1);
     let out = store
@@ -743,7 +756,7 @@ async fn modify_of_missing_or_expired_is_none(store: Arc<dyn Store>) {
     assert!(store.load(&record.hash).await.unwrap().is_none());
 }
 
-async fn concurrent_increments_lose_nothing(store: Arc<dyn Store>) {
+pub async fn concurrent_increments_lose_nothing(store: Arc<dyn Store>) {
     const N: u64 = 200;
     let (_, record) = create(&store, None).await;
     let mut tasks = JoinSet::new();
@@ -774,7 +787,7 @@ async fn concurrent_increments_lose_nothing(store: Arc<dyn Store>) {
     assert_eq!(loaded.version, record.version + N);
 }
 
-async fn concurrent_changes_to_different_keys_both_survive(store: Arc<dyn Store>) {
+pub async fn concurrent_changes_to_different_keys_both_survive(store: Arc<dyn Store>) {
     let (_, record) = create(&store, None).await;
     let mut tasks = JoinSet::new();
     for i in 0..20u32 {
@@ -801,7 +814,7 @@ async fn concurrent_changes_to_different_keys_both_survive(store: Arc<dyn Store>
     }
 }
 
-async fn racing_rotations_leave_one_token(store: Arc<dyn Store>) {
+pub async fn racing_rotations_leave_one_token(store: Arc<dyn Store>) {
     for _ in 0..10 {
         let user = unique_user("race");
         let (_, old) = create(&store, Some(&user)).await;
@@ -833,7 +846,7 @@ async fn racing_rotations_leave_one_token(store: Arc<dyn Store>) {
     }
 }
 
-async fn revoke_all_racing_rotation_leaves_no_live_session(store: Arc<dyn Store>) {
+pub async fn revoke_all_racing_rotation_leaves_no_live_session(store: Arc<dyn Store>) {
     for _ in 0..10 {
         let user = unique_user("revrace");
         let (_, old) = create(&store, Some(&user)).await;
@@ -884,7 +897,7 @@ fn class_policy() -> crate::policy::SessionPolicy {
         )
 }
 
-async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn Store>) {
+pub async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn Store>) {
     use std::time::Duration;
 
     use crate::manager::Renewal;
@@ -1047,7 +1060,7 @@ async fn remember_class_survives_round_trips_touches_and_rotation(store: Arc<dyn
     }
 }
 
-async fn unconfigured_remember_class_is_refused_and_stores_nothing(store: Arc<dyn Store>) {
+pub async fn unconfigured_remember_class_is_refused_and_stores_nothing(store: Arc<dyn Store>) {
     use crate::policy::SessionClass;
 
     let manager = SessionManager::builder_from_arc(store.clone())
@@ -1088,7 +1101,7 @@ async fn unconfigured_remember_class_is_refused_and_stores_nothing(store: Arc<dy
     assert_eq!(stored, issued.record, "a refused sign-in changes nothing");
 }
 
-async fn delete_all_ends_every_session_and_the_store_keeps_working(store: Arc<dyn Store>) {
+pub async fn delete_all_ends_every_session_and_the_store_keeps_working(store: Arc<dyn Store>) {
     let (alice, bob) = (unique_user("everyone-a"), unique_user("everyone-b"));
     let mut records = Vec::new();
     for user in [
@@ -1188,7 +1201,7 @@ fn aged(user: &str, age_ms: i64) -> SessionRecord {
     .1
 }
 
-async fn capped_creation_evicts_the_oldest_with_a_tombstone(store: Arc<dyn Store>) {
+pub async fn capped_creation_evicts_the_oldest_with_a_tombstone(store: Arc<dyn Store>) {
     let user = unique_user("cap-evict");
     let other = unique_user("cap-other");
     let bystander = aged(&other, 50);
@@ -1234,7 +1247,7 @@ async fn capped_creation_evicts_the_oldest_with_a_tombstone(store: Arc<dyn Store
     );
 }
 
-async fn capped_creation_refuses_at_the_cap_and_writes_nothing(store: Arc<dyn Store>) {
+pub async fn capped_creation_refuses_at_the_cap_and_writes_nothing(store: Arc<dyn Store>) {
     let user = unique_user("cap-refuse");
     let olds: Vec<SessionRecord> = (0..3).map(|i| aged(&user, 30 - i * 10)).collect();
     for r in &olds {
@@ -1290,7 +1303,7 @@ async fn race_capped(store: &Arc<dyn Store>, user: &str, n: usize, cap: SessionC
     outs
 }
 
-async fn racing_capped_creations_leave_exactly_the_cap(store: Arc<dyn Store>) {
+pub async fn racing_capped_creations_leave_exactly_the_cap(store: Arc<dyn Store>) {
     let user = unique_user("cap-race");
     let outs = race_capped(&store, &user, 30, EVICT3).await;
     let evicted: Vec<SessionHandle> = outs
@@ -1319,7 +1332,7 @@ async fn racing_capped_creations_leave_exactly_the_cap(store: Arc<dyn Store>) {
     }
 }
 
-async fn racing_refused_creations_admit_exactly_the_cap(store: Arc<dyn Store>) {
+pub async fn racing_refused_creations_admit_exactly_the_cap(store: Arc<dyn Store>) {
     let user = unique_user("cap-race-refuse");
     let outs = race_capped(&store, &user, 30, REFUSE3).await;
     let created = outs

@@ -1,7 +1,67 @@
-//! The store conformance suite, and store wrappers for tests.
+//! The store conformance suites, and store wrappers for tests.
 //!
-//! Every [`Store`] implementation runs [`run_all`] unchanged in its own
-//! tests, against a real backend:
+//! Every store runs the same cases, unchanged, against a real backend, in
+//! its own tests. Three suites:
+//!
+//! - the store cases, for every [`Store`]: compare-and-set, atomic
+//!   rotation, the per-user index, tombstones, purges, patches, caps, kill
+//!   switches, races;
+//! - the refresh-token cases, for a [`Store`] that is also a
+//!   [`RefreshStore`];
+//! - the DBSC cases, for a [`DbscStore`](crate::dbsc::DbscStore).
+//!
+//! # One test per case
+//!
+//! [`store_conformance!`](crate::store_conformance),
+//! [`refresh_conformance!`](crate::refresh_conformance) and
+//! [`dbsc_conformance!`](crate::dbsc_conformance) generate one
+//! `#[tokio::test]` per case, named after the case, in the module where
+//! they are invoked. Each test builds its own store from the fixture
+//! expression (see [`Fixture`]), so every case runs, a failure names its
+//! case, and one case runs by name:
+//!
+//! ```
+//! // tests/it/my_store.rs, in a store crate (the memory store stands in).
+//! mod conformance {
+//!     use std::sync::Arc;
+//!
+//!     use tessera::store::MemoryStore;
+//!
+//!     tessera::store_conformance!(async { Arc::new(MemoryStore::new()) });
+//! }
+//!
+//! mod refresh_conformance {
+//!     use std::sync::Arc;
+//!
+//!     use tessera::store::MemoryStore;
+//!
+//!     tessera::refresh_conformance!(async { Arc::new(MemoryStore::new()) });
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! ```text
+//! cargo test -p my-store --test it my_store::conformance::
+//! cargo test -p my-store --test it my_store::conformance::racing_rotations_leave_one_token
+//! ```
+//!
+//! The stores of this workspace run them this way; one case on one of
+//! them, for example:
+//!
+//! ```text
+//! cargo test -p tessera --features testkit --lib store::memory::conformance::racing_rotations_leave_one_token
+//! cargo test -p tessera-sql --test it sqlite::conformance::racing_rotations_leave_one_token
+//! cargo test -p tessera-sql --test it postgres::refresh_conformance::a_refresh_token_rotates_exactly_once
+//! cargo test -p tessera-redis --test it cluster::conformance::racing_rotations_leave_one_token
+//! ```
+//!
+//! (add `-- --exact` to leave out cases whose names extend the one given).
+//!
+//! # All cases in one call
+//!
+//! [`run_all`], [`run_refresh_all`] and [`run_dbsc_all`] run a whole suite
+//! against one store, in order, and stop at the first failure; they suit
+//! a store built for a single test, such as a cached store over another:
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -11,12 +71,19 @@
 //! # }
 //! ```
 //!
+//! Both forms expand the same list of cases per suite, so they never
+//! disagree about what the suite is.
+//!
+//! # Scope
+//!
 //! The cases use random tokens and user ids and timestamps around the real
 //! time (so backends with server-side TTLs behave as in production). The
-//! last case of each suite proves [`Store::delete_all`], which empties the
-//! store: give each run its own scope (a fresh database, a unique Redis key
-//! prefix), never one other tests use at the same time. A failing case
-//! panics with the case's name and what it expected.
+//! last case of the store and refresh suites proves [`Store::delete_all`],
+//! which empties the store, and one store case sets the store-wide
+//! not-before: give each test, and each `run_*` call, a scope of its own
+//! (a fresh database, a unique Redis key prefix), never one that other
+//! tests use at the same time. A failing case panics with what it
+//! expected; `run_*` first print each case's name.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,16 +91,24 @@
     clippy::indexing_slicing
 )]
 
-mod cases;
-mod dbsc_cases;
+#[doc(hidden)]
+pub mod cases;
+#[doc(hidden)]
+pub mod dbsc_cases;
 pub mod dbsc_sim;
-mod not_before_cases;
-mod patch_cases;
-mod refresh_cases;
+mod fixture;
+mod macros;
+#[doc(hidden)]
+pub mod not_before_cases;
+#[doc(hidden)]
+pub mod patch_cases;
+#[doc(hidden)]
+pub mod refresh_cases;
 mod wrappers;
 
 use std::sync::Arc;
 
+pub use fixture::Fixture;
 pub use wrappers::{CountingStore, Counts, FailingStore};
 
 use crate::policy::Deadlines;
@@ -43,7 +118,9 @@ use crate::store::Store;
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::SessionToken;
 
-/// Runs every conformance case against `store`, printing each name.
+/// Runs every store conformance case against `store`, in order, printing
+/// each name. [`store_conformance!`](crate::store_conformance) runs the
+/// same cases as one test each.
 ///
 /// # Panics
 ///
@@ -55,8 +132,10 @@ pub async fn run_all(store: Arc<dyn Store>) {
     }
 }
 
-/// Runs every refresh-token conformance case. `sessions` and `refresh`
-/// are normally the same backend object.
+/// Runs every refresh-token conformance case, in order. `sessions` and
+/// `refresh` are normally the same backend object.
+/// [`refresh_conformance!`](crate::refresh_conformance) runs the same
+/// cases as one test each.
 ///
 /// # Panics
 ///
@@ -69,7 +148,9 @@ pub async fn run_refresh_all(sessions: Arc<dyn Store>, refresh: Arc<dyn RefreshS
 }
 
 /// Runs every DBSC conformance case against `store` (bindings,
-/// single-use challenges under concurrent consumers, bound cookies, expiry).
+/// single-use challenges under concurrent consumers, bound cookies, expiry),
+/// in order. [`dbsc_conformance!`](crate::dbsc_conformance) runs the same
+/// cases as one test each.
 ///
 /// # Panics
 ///
@@ -81,7 +162,9 @@ pub async fn run_dbsc_all(store: Arc<dyn crate::dbsc::DbscStore>) {
     }
 }
 
-/// The names of all cases, in the order [`run_all`] runs them.
+/// The names of the store cases, in the order [`run_all`] runs them (the
+/// names of the tests [`store_conformance!`](crate::store_conformance)
+/// generates).
 pub fn case_names() -> Vec<&'static str> {
     cases::all().into_iter().map(|(name, _)| name).collect()
 }
@@ -126,4 +209,55 @@ pub(crate) fn record_at(
         .insert("k".into(), serde_json::json!({"n": 1, "s": "v"}));
     record.authenticated_at = user.map(|_| now);
     (token, record)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The `pub async fn`s of a cases file: its cases (helpers are private).
+    fn public_async_fns(source: &str) -> Vec<&str> {
+        source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .filter_map(|rest| rest.split('(').next())
+            .collect()
+    }
+
+    /// Case fns are public (the macros reach them from other crates), so
+    /// the compiler no longer warns about one that no list names: a case
+    /// written and never listed would never run. Every public async fn of
+    /// a cases file must be in its suite's list.
+    #[test]
+    fn every_case_is_in_its_suites_list() {
+        let suites: [(Vec<&str>, &[&str]); 3] = [
+            (
+                super::cases::all().iter().map(|(name, _)| *name).collect(),
+                &[
+                    include_str!("cases.rs"),
+                    include_str!("patch_cases.rs"),
+                    include_str!("not_before_cases.rs"),
+                ],
+            ),
+            (
+                super::refresh_cases::all()
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect(),
+                &[include_str!("refresh_cases.rs")],
+            ),
+            (
+                super::dbsc_cases::all()
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect(),
+                &[include_str!("dbsc_cases.rs")],
+            ),
+        ];
+        for (listed, sources) in suites {
+            let defined: Vec<&str> = sources.iter().flat_map(|s| public_async_fns(s)).collect();
+            for name in &defined {
+                assert!(listed.contains(name), "case {name} is in no list");
+            }
+            assert_eq!(defined.len(), listed.len(), "{listed:?}");
+        }
+    }
 }

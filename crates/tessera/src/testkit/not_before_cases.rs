@@ -55,7 +55,7 @@ async fn loads(store: &Arc<dyn Store>, record: &SessionRecord) {
     );
 }
 
-pub(super) async fn user_not_before_refuses_that_users_older_sessions_only(store: Arc<dyn Store>) {
+pub async fn user_not_before_refuses_that_users_older_sessions_only(store: Arc<dyn Store>) {
     let (alice, bob) = (unique_user("nb-a"), unique_user("nb-b"));
     let a1 = created_ago(&store, Some(&alice), 2_000).await;
     let a2 = created_ago(&store, Some(&alice), 1_000).await;
@@ -103,7 +103,7 @@ pub(super) async fn user_not_before_refuses_that_users_older_sessions_only(store
     );
 }
 
-pub(super) async fn not_before_never_moves_backward(store: Arc<dyn Store>) {
+pub async fn not_before_never_moves_backward(store: Arc<dyn Store>) {
     let user = unique_user("nb-max");
     let old = created_ago(&store, Some(&user), 10_000).await;
     let t2 = after(&old, 5_000);
@@ -165,7 +165,7 @@ pub(super) async fn not_before_never_moves_backward(store: Arc<dyn Store>) {
 /// from now) and the switch is set at 1970-01-01T00:00:01Z. Sessions other
 /// cases and tests create, even ones dated "far in the past", are later
 /// and stay usable.
-pub(super) async fn global_not_before_refuses_everyone(store: Arc<dyn Store>) {
+pub async fn global_not_before_refuses_everyone(store: Arc<dyn Store>) {
     let (alice, bob) = (unique_user("nb-all-a"), unique_user("nb-all-b"));
     let epoch = |user: Option<&str>, ms: i64| {
         let (_, record) = record_at(

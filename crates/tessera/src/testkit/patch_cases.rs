@@ -39,7 +39,7 @@ fn inc(key: &str, by: i64) -> PatchOp {
     }
 }
 
-pub(super) async fn patch_sets_removes_and_increments_in_one_write(store: Arc<dyn Store>) {
+pub async fn patch_sets_removes_and_increments_in_one_write(store: Arc<dyn Store>) {
     let user = super::unique_user("patch");
     let record = create(&store, Some(&user)).await;
     let patch = Patch::new(vec![
@@ -96,7 +96,7 @@ pub(super) async fn patch_sets_removes_and_increments_in_one_write(store: Arc<dy
     assert_eq!(loaded.deadlines, record.deadlines, "no activity, no touch");
 }
 
-pub(super) async fn patch_refusals_write_nothing(store: Arc<dyn Store>) {
+pub async fn patch_refusals_write_nothing(store: Arc<dyn Store>) {
     let record = create(&store, None).await;
     let refusals = [
         (
@@ -163,9 +163,7 @@ pub(super) async fn patch_refusals_write_nothing(store: Arc<dyn Store>) {
     assert_eq!(written.data["k"], 7);
 }
 
-pub(super) async fn patch_of_missing_or_expired_is_missing_and_resurrects_nothing(
-    store: Arc<dyn Store>,
-) {
+pub async fn patch_of_missing_or_expired_is_missing_and_resurrects_nothing(store: Arc<dyn Store>) {
     let patch = Patch::new(vec![PatchOp::Set {
         key: "late".into(),
         value: json!(true),
@@ -221,7 +219,7 @@ pub(super) async fn patch_of_missing_or_expired_is_missing_and_resurrects_nothin
     assert_eq!(store.load(&old.hash).await.unwrap().expect("record"), old);
 }
 
-pub(super) async fn patch_activity_moves_the_idle_deadline_by_class(store: Arc<dyn Store>) {
+pub async fn patch_activity_moves_the_idle_deadline_by_class(store: Arc<dyn Store>) {
     let activity = Activity {
         idle: Duration::from_secs(60),
         remember_idle: Duration::from_secs(600),
@@ -256,7 +254,7 @@ pub(super) async fn patch_activity_moves_the_idle_deadline_by_class(store: Arc<d
 
 /// No lost update: 1,000 concurrent increments, half of them from a stale
 /// loaded copy, all counted exactly.
-pub(super) async fn concurrent_patch_increments_lose_nothing(store: Arc<dyn Store>) {
+pub async fn concurrent_patch_increments_lose_nothing(store: Arc<dyn Store>) {
     const N: i64 = 1_000;
     let record = create(&store, None).await;
     let record = Arc::new(record);

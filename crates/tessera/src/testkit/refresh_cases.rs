@@ -15,28 +15,43 @@ use crate::store::{CasOutcome, Store};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{RefreshToken, SessionToken};
 
-type Stores = (Arc<dyn Store>, Arc<dyn RefreshStore>);
+/// What a refresh case takes: the store under test, as a session store and
+/// as a refresh-token store (normally one backend object).
+pub type Stores = (Arc<dyn Store>, Arc<dyn RefreshStore>);
 type Case = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), (|s| Box::pin($name(s))) as Case)),*]
+/// The one list of the refresh-token conformance cases, in the order they
+/// run: calls back `$callback! { ($($args)*) [case, ...] }` with their
+/// names. [`run_refresh_all`](super::run_refresh_all) and
+/// [`refresh_conformance!`](crate::refresh_conformance) both expand it, so a case
+/// cannot be added to one and forgotten in the other.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __refresh_cases {
+    (($($callback:tt)*) $($args:tt)*) => {
+        $($callback)*! { ($($args)*) [
+            refresh_record_round_trips_and_duplicates_are_refused,
+            a_refresh_token_rotates_exactly_once,
+            unknown_or_expired_refresh_tokens_change_nothing,
+            concurrent_uses_of_one_token_have_one_winner,
+            deleting_a_family_deletes_only_its_tokens,
+            sessions_load_by_handle_across_rotation,
+            a_sign_in_kills_refresh_tokens_issued_before_it,
+            a_refresh_family_of_another_user_is_refused,
+            // Last: it empties the store.
+            delete_all_removes_refresh_families,
+        ] }
     };
 }
 
+/// Every case with its name, in order.
 pub(super) fn all() -> Vec<(&'static str, Case)> {
-    cases![
-        refresh_record_round_trips_and_duplicates_are_refused,
-        a_refresh_token_rotates_exactly_once,
-        unknown_or_expired_refresh_tokens_change_nothing,
-        concurrent_uses_of_one_token_have_one_winner,
-        deleting_a_family_deletes_only_its_tokens,
-        sessions_load_by_handle_across_rotation,
-        a_sign_in_kills_refresh_tokens_issued_before_it,
-        a_refresh_family_of_another_user_is_refused,
-        // Last: it empties the store.
-        delete_all_removes_refresh_families,
-    ]
+    macro_rules! table {
+        (() [$($name:ident),* $(,)?]) => {
+            vec![$((stringify!($name), (|s| Box::pin($name(s))) as Case)),*]
+        };
+    }
+    crate::__refresh_cases!((table))
 }
 
 const HOUR: i64 = 3_600_000;
@@ -63,7 +78,7 @@ fn token_record(family: &SessionHandle, ttl_ms: i64) -> (RefreshToken, RefreshRe
     (token, record)
 }
 
-async fn refresh_record_round_trips_and_duplicates_are_refused((_, store): Stores) {
+pub async fn refresh_record_round_trips_and_duplicates_are_refused((_, store): Stores) {
     let (_, record) = token_record(&family(), HOUR);
     store.insert_refresh(&record).await.unwrap();
     assert_eq!(
@@ -78,7 +93,7 @@ async fn refresh_record_round_trips_and_duplicates_are_refused((_, store): Store
     assert!(store.load_refresh(&unknown).await.unwrap().is_none());
 }
 
-async fn a_refresh_token_rotates_exactly_once((_, store): Stores) {
+pub async fn a_refresh_token_rotates_exactly_once((_, store): Stores) {
     let fam = family();
     let (parent, record) = token_record(&fam, HOUR);
     store.insert_refresh(&record).await.unwrap();
@@ -119,7 +134,7 @@ async fn a_refresh_token_rotates_exactly_once((_, store): Stores) {
     assert!(store.load_refresh(&other.hash()).await.unwrap().is_none());
 }
 
-async fn unknown_or_expired_refresh_tokens_change_nothing((_, store): Stores) {
+pub async fn unknown_or_expired_refresh_tokens_change_nothing((_, store): Stores) {
     let fam = family();
     let (parent, record) = token_record(&fam, HOUR);
     store.insert_refresh(&record).await.unwrap();
@@ -159,7 +174,7 @@ async fn unknown_or_expired_refresh_tokens_change_nothing((_, store): Stores) {
     assert!(store.load_refresh(&child.hash()).await.unwrap().is_none());
 }
 
-async fn concurrent_uses_of_one_token_have_one_winner((_, store): Stores) {
+pub async fn concurrent_uses_of_one_token_have_one_winner((_, store): Stores) {
     for _ in 0..5 {
         let fam = family();
         let (parent, record) = token_record(&fam, HOUR);
@@ -202,7 +217,7 @@ async fn concurrent_uses_of_one_token_have_one_winner((_, store): Stores) {
     }
 }
 
-async fn deleting_a_family_deletes_only_its_tokens((_, store): Stores) {
+pub async fn deleting_a_family_deletes_only_its_tokens((_, store): Stores) {
     let fam = family();
     let (parent, record) = token_record(&fam, HOUR);
     store.insert_refresh(&record).await.unwrap();
@@ -225,7 +240,7 @@ async fn deleting_a_family_deletes_only_its_tokens((_, store): Stores) {
     assert_eq!(store.delete_refresh_family(&fam).await.unwrap(), 0);
 }
 
-async fn sessions_load_by_handle_across_rotation((sessions, store): Stores) {
+pub async fn sessions_load_by_handle_across_rotation((sessions, store): Stores) {
     let user = unique_user("byhandle");
     let (_, record) = record_at(Some(&user), now(), HOUR);
     sessions.create(&record).await.unwrap();
@@ -272,7 +287,7 @@ fn manager((sessions, store): &Stores) -> SessionManager {
 /// Session fixation moved to the refresh token: Mallory holds a session
 /// with a refresh token, plants the session on Alice's browser, Alice signs
 /// in on it. Mallory's refresh token must not mint tokens for Alice.
-async fn a_sign_in_kills_refresh_tokens_issued_before_it(stores: Stores) {
+pub async fn a_sign_in_kills_refresh_tokens_issued_before_it(stores: Stores) {
     let manager = manager(&stores);
     let mallory = unique_user("fix-m");
     let alice = unique_user("fix-a");
@@ -344,7 +359,7 @@ async fn a_sign_in_kills_refresh_tokens_issued_before_it(stores: Stores) {
 /// A family whose user is not the session's user is refused (and not
 /// introspected as active), whatever put it there; revoking it audits the
 /// session's real owner.
-async fn a_refresh_family_of_another_user_is_refused(stores: Stores) {
+pub async fn a_refresh_family_of_another_user_is_refused(stores: Stores) {
     let manager = manager(&stores);
     let alice = unique_user("own-a");
     let issued = manager
@@ -386,7 +401,7 @@ async fn a_refresh_family_of_another_user_is_refused(stores: Stores) {
 
 /// `Store::delete_all` (ASVS 5.0 V7.4.5) takes refresh-token families with
 /// the sessions: no refresh token, used or unused, is left to load.
-async fn delete_all_removes_refresh_families((sessions, store): Stores) {
+pub async fn delete_all_removes_refresh_families((sessions, store): Stores) {
     let fam = family();
     let (parent, record) = token_record(&fam, HOUR);
     store.insert_refresh(&record).await.unwrap();
