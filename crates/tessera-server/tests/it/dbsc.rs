@@ -1,7 +1,8 @@
 //! Device Bound Session Credentials over real HTTP against `tessera serve`,
-//! on SQLite and on Redis. Chromium exercises DBSC only with a TPM, so the
-//! client is [`Device`]: a browser-free simulator that follows the protocol
-//! with a real ES256 key ([`tessera::testkit::dbsc_sim::DeviceKey`]).
+//! every scenario on SQLite and on Redis. Chromium exercises DBSC only with
+//! a TPM, so the client is the repository's browser-free simulator
+//! ([`tessera::testkit::dbsc_sim::Device`], a real ES256 key), carried over
+//! HTTP by [`Browser`].
 //!
 //! The test servers run on plain HTTP (`insecure_http`), so the cookies are
 //! `session` and `tessera-dbsc` (no `__Host-` prefix, no `Secure`).
@@ -10,21 +11,21 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use tessera::testkit::dbsc_sim::{DeviceKey, challenge_of, response_field};
+use tessera::testkit::dbsc_sim::{Device, DeviceKey, DeviceRequest, RefreshStep, response_field};
 
 use crate::backends::{required_env, unique};
-use crate::common::{METRICS_TOKEN, Server, client, get_text, session_cookie};
+use crate::common::{Server, client, get_text, session_cookie};
 
-const BOUND: &str = "tessera-dbsc";
-
-/// The bound cookie's `Set-Cookie` value in `headers`, whole.
-fn bound_set_cookie(headers: &HeaderMap) -> Option<String> {
+/// Header fields as the simulator reads them.
+fn fields(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
-        .get_all("set-cookie")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{BOUND}=")))
-        .map(str::to_owned)
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+fn pairs(fields: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> + Clone {
+    fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -34,20 +35,15 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A browser with a device key: its cookies and its DBSC session.
-struct Device {
-    key: DeviceKey,
+/// A browser: its session cookie and its DBSC client.
+struct Browser {
     session: String,
-    bound: Option<String>,
-    session_id: Option<String>,
-    /// The challenge of the sign-in response, until registration.
-    registration: Option<String>,
-    /// Use the legacy `Sec-Session-*` field names.
-    legacy: bool,
+    device: Device,
 }
 
-impl Device {
-    /// Signs the demo user in (JSON sign-in), as a browser would.
+impl Browser {
+    /// Signs the demo user in (JSON sign-in), as a browser would, and reads
+    /// the registration offer.
     async fn sign_in(server: &Server) -> Self {
         let res = client()
             .post(server.at("/login"))
@@ -60,148 +56,96 @@ impl Device {
             .unwrap();
         assert_eq!(res.status(), 200);
         let session = session_cookie(res.headers()).expect("sign-in sets the session cookie");
-        let offer = header(res.headers(), "secure-session-registration");
         // Both spellings, the same value (a browser ignores the one it does
         // not know).
-        assert_eq!(offer, header(res.headers(), "sec-session-registration"));
-        if let Some(offer) = &offer {
-            assert!(
-                offer.starts_with("(ES256 RS256);path=\"/dbsc/register\";challenge=\""),
-                "{offer}"
-            );
-        }
-        Self {
-            key: DeviceKey::generate(),
-            session,
-            bound: None,
-            session_id: None,
-            registration: offer.as_deref().and_then(challenge_of),
-            legacy: false,
-        }
+        assert_eq!(
+            header(res.headers(), "secure-session-registration"),
+            header(res.headers(), "sec-session-registration")
+        );
+        let mut device = Device::new(DeviceKey::generate());
+        device.observe_headers(pairs(&fields(res.headers())));
+        Self { session, device }
     }
 
     fn cookies(&self) -> String {
-        match &self.bound {
-            Some(bound) => format!("session={}; {BOUND}={bound}", self.session),
+        match self.device.bound_cookie() {
+            Some((name, value)) => format!("session={}; {name}={value}", self.session),
             None => format!("session={}", self.session),
         }
     }
 
-    fn response_name(&self) -> &'static str {
-        if self.legacy {
-            "sec-session-response"
-        } else {
-            "secure-session-response"
-        }
-    }
-
-    /// `POST /dbsc/register` with a proof of `jwt`.
-    async fn post_registration(&self, server: &Server, jwt: &str) -> reqwest::Response {
-        client()
-            .post(server.at("/dbsc/register"))
+    /// `POST path` with this browser's cookies, as a same-origin fetch.
+    async fn post(
+        &self,
+        server: &Server,
+        path: &str,
+        extra: &[(String, String)],
+    ) -> reqwest::Response {
+        let mut req = client()
+            .post(server.at(path))
             .header("cookie", self.cookies())
-            .header("sec-fetch-site", "same-origin")
-            .header(self.response_name(), response_field(jwt))
-            .send()
-            .await
-            .unwrap()
+            .header("sec-fetch-site", "same-origin");
+        for (name, value) in extra {
+            req = req.header(name, value);
+        }
+        req.send().await.unwrap()
     }
 
-    /// Registers with the sign-in challenge; checks the answer and keeps
-    /// the bound cookie and the DBSC session id.
-    async fn register(&mut self, server: &Server) -> Value {
-        let challenge = self.registration.take().expect("a registration offer");
-        let res = self
-            .post_registration(server, &self.key.registration_proof(&challenge))
-            .await;
+    async fn send(&self, server: &Server, req: &DeviceRequest) -> reqwest::Response {
+        self.post(server, &req.path, &req.headers).await
+    }
+
+    /// Registers with the sign-in offer; the simulator checks the answer
+    /// (session config, bound cookie whose attributes equal the config's).
+    async fn register(&mut self, server: &Server) {
+        let req = self
+            .device
+            .registration_request()
+            .expect("a registration offer");
+        assert_eq!(req.path, "/dbsc/register");
+        let res = self.send(server, &req).await;
         assert_eq!(res.status(), 200);
         assert_eq!(
             header(res.headers(), "cache-control").as_deref(),
             Some("no-store")
         );
+        let headers = fields(res.headers());
+        let body = res.text().await.unwrap();
+        let config: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
-            header(res.headers(), "content-type").as_deref(),
-            Some("application/json")
+            config["credentials"][0]["attributes"],
+            "Path=/; HttpOnly; SameSite=Strict"
         );
-        let set = bound_set_cookie(res.headers()).expect("registration sets the bound cookie");
-        let config: Value = res.json().await.unwrap();
-        // The credential's attributes are exactly those of its Set-Cookie
-        // (Chromium compares them; an absent SameSite is not Lax).
-        let credential = &config["credentials"][0];
-        assert_eq!(credential["type"], "cookie");
-        assert_eq!(credential["name"], BOUND);
-        let attributes = credential["attributes"].as_str().unwrap();
-        assert_eq!(attributes, "Path=/; HttpOnly; SameSite=Strict");
-        let (pair, rest) = set.split_once("; ").unwrap();
-        assert_eq!(rest, format!("Max-Age=600; {attributes}"));
-        self.bound = Some(pair.split_once('=').unwrap().1.to_owned());
-        self.session_id = Some(config["session_identifier"].as_str().unwrap().to_owned());
         assert_eq!(config["refresh_url"], "/dbsc/refresh");
-        config
+        self.device
+            .on_registration_response(200, pairs(&headers), &body)
+            .unwrap();
     }
 
-    /// One `POST /dbsc/refresh`, with a proof answering `challenge` if
-    /// given.
-    async fn post_refresh(&self, server: &Server, challenge: Option<&str>) -> reqwest::Response {
-        let id_name = if self.legacy {
-            "sec-session-id"
-        } else {
-            "sec-secure-session-id"
-        };
-        let mut req = client()
-            .post(server.at("/dbsc/refresh"))
-            .header("cookie", self.cookies())
-            .header("sec-fetch-site", "same-origin")
-            .header(
-                id_name,
-                format!("\"{}\"", self.session_id.as_deref().unwrap_or("none")),
-            );
-        if let Some(challenge) = challenge {
-            req = req.header(
-                self.response_name(),
-                response_field(&self.key.refresh_proof(challenge)),
-            );
+    /// One refresh request and what it meant; the raw status beside it.
+    async fn refresh_once(&mut self, server: &Server) -> (u16, RefreshStep) {
+        let req = self.device.refresh_request().expect("registered");
+        let res = self.send(server, &req).await;
+        let status = res.status().as_u16();
+        let headers = fields(res.headers());
+        let body = res.text().await.unwrap();
+        (
+            status,
+            self.device
+                .on_refresh_response(status, pairs(&headers), &body),
+        )
+    }
+
+    /// The browser's whole refresh: ask, get a challenge, prove.
+    async fn refresh(&mut self, server: &Server) -> RefreshStep {
+        let (_, step) = self.refresh_once(server).await;
+        if step != RefreshStep::Challenged {
+            return step;
         }
-        req.send().await.unwrap()
+        self.refresh_once(server).await.1
     }
 
-    /// The challenge of a 403 refresh answer.
-    fn challenge_in(&self, res: &reqwest::Response) -> String {
-        assert_eq!(res.status(), 403);
-        let name = if self.legacy {
-            "sec-session-challenge"
-        } else {
-            "secure-session-challenge"
-        };
-        let field = header(res.headers(), name).expect("a challenge");
-        let id = self.session_id.as_deref().unwrap();
-        assert!(field.ends_with(&format!(";id=\"{id}\"")), "{field}");
-        challenge_of(&field).unwrap()
-    }
-
-    /// The browser's refresh: ask, get a challenge, prove, keep the new
-    /// bound cookie.
-    async fn refresh(&mut self, server: &Server) {
-        let res = self.post_refresh(server, None).await;
-        let challenge = self.challenge_in(&res);
-        let res = self.post_refresh(server, Some(&challenge)).await;
-        assert_eq!(res.status(), 200);
-        let set = bound_set_cookie(res.headers()).expect("a refreshed bound cookie");
-        let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
-        assert_ne!(
-            Some(value),
-            self.bound.as_deref(),
-            "a new value each refresh"
-        );
-        self.bound = Some(value.to_owned());
-        let config: Value = res.json().await.unwrap();
-        assert_eq!(
-            config["session_identifier"].as_str(),
-            self.session_id.as_deref()
-        );
-    }
-
-    /// `GET /session` with this device's cookies: the status.
+    /// `GET /session` with this browser's cookies: status and body.
     async fn page(&self, server: &Server) -> (u16, Value) {
         let res = client()
             .get(server.at("/session"))
@@ -214,7 +158,7 @@ impl Device {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    /// Forward auth with this device's cookies: (status, tier header).
+    /// Forward auth with this browser's cookies: (status, tier header).
     async fn forward(&self, server: &Server, require_bound: bool) -> (u16, Option<String>) {
         let mut req = client()
             .get(server.at("/v1/auth/verify"))
@@ -229,6 +173,22 @@ impl Device {
             header(res.headers(), "x-tessera-session-tier"),
         )
     }
+
+    /// A registration POST carrying `jwt` as its proof.
+    async fn post_registration(&self, server: &Server, jwt: &str) -> reqwest::Response {
+        let proof = [("secure-session-response".to_owned(), response_field(jwt))];
+        self.post(server, "/dbsc/register", &proof).await
+    }
+
+    /// A refresh POST for this device's DBSC session carrying `jwt`.
+    async fn post_refresh_proof(&self, server: &Server, jwt: &str) -> reqwest::Response {
+        let id = format!("\"{}\"", self.device.session_id().unwrap());
+        let fields = [
+            ("sec-secure-session-id".to_owned(), id),
+            ("secure-session-response".to_owned(), response_field(jwt)),
+        ];
+        self.post(server, "/dbsc/refresh", &fields).await
+    }
 }
 
 fn sqlite(mode: &str) -> Server {
@@ -239,7 +199,8 @@ fn redis(mode: &str) -> Server {
     let url = required_env("TESSERA_TEST_REDIS_URL");
     let prefix = format!("{}:", unique("tessera-dbsc"));
     let dir = tempfile::tempdir().unwrap();
-    let users = format!("sqlite://{}", dir.path().join("users.db").display());
+    // Users and API keys in the file the CLI of `Server::cli` opens.
+    let users = format!("sqlite://{}", dir.path().join("tessera.db").display());
     Server::start_on(
         dir,
         &url,
@@ -249,6 +210,40 @@ fn redis(mode: &str) -> Server {
             ("TESSERA_DATABASE", &users),
         ],
     )
+}
+
+/// One test per store for each scenario.
+macro_rules! on_each_store {
+    ($($scenario:ident($mode:literal)),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::sqlite($mode)).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::redis($mode)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_each_store! {
+    stolen_cookies_stop_working("required"),
+    proof_from_another_key_revokes("additive"),
+    bad_registration_proofs_are_refused("required"),
+    refresh_challenges_and_recovers("required"),
+    concurrent_refreshes("required"),
+    sign_out_ends_the_device_session("required"),
+    additive_serves_and_counts("additive"),
+    v1_reports_and_enforces_the_tier("required"),
+    off_changes_nothing("off"),
 }
 
 async fn metric(server: &Server, name: &str) -> f64 {
@@ -266,31 +261,27 @@ async fn metric(server: &Server, name: &str) -> f64 {
 /// `dbsc_cookie_lifetime`), then stops, while the real device keeps going
 /// by refreshing with its key. No new sign-in at any point.
 async fn stolen_cookies_stop_working(mut server: Server) {
-    let mut device = Device::sign_in(&server).await;
+    let mut browser = Browser::sign_in(&server).await;
     // Signed in, not yet bound: served (nothing to prove yet).
     assert_eq!(
-        device.forward(&server, false).await,
+        browser.forward(&server, false).await,
         (200, Some("unbound".into()))
     );
-    device.register(&server).await;
-    assert_eq!(device.page(&server).await.0, 200);
+    browser.register(&server).await;
+    assert_eq!(browser.page(&server).await.0, 200);
     assert_eq!(
-        device.forward(&server, false).await,
+        browser.forward(&server, false).await,
         (200, Some("bound".into()))
     );
     assert_eq!(
-        device.forward(&server, true).await,
+        browser.forward(&server, true).await,
         (200, Some("bound".into()))
     );
 
-    // The thief copies both cookies: they work for now.
-    let thief = Device {
-        key: DeviceKey::generate(),
-        session: device.session.clone(),
-        bound: device.bound.clone(),
-        session_id: device.session_id.clone(),
-        registration: None,
-        legacy: false,
+    // Malware copies the cookie jar: it works for now.
+    let mut thief = Browser {
+        session: browser.session.clone(),
+        device: browser.device.stolen_by(DeviceKey::generate()),
     };
     assert_eq!(thief.page(&server).await.0, 200);
 
@@ -303,21 +294,23 @@ async fn stolen_cookies_stop_working(mut server: Server) {
         (401, Some("device_unbound"))
     );
     assert_eq!(thief.forward(&server, false).await.0, 401);
-    let (status, _) = device.page(&server).await;
-    assert_eq!(status, 401);
+    assert_eq!(browser.page(&server).await.0, 401);
 
     // The real device refreshes with its key and is back, same session.
-    device.refresh(&server).await;
-    assert_eq!(device.page(&server).await.0, 200);
+    assert_eq!(browser.refresh(&server).await, RefreshStep::Refreshed);
+    assert_eq!(browser.page(&server).await.0, 200);
     assert_eq!(
-        device.forward(&server, true).await,
+        browser.forward(&server, true).await,
         (200, Some("bound".into()))
     );
 
-    // The thief has no key: a refresh gets only a challenge, and the old
-    // bound cookie stays dead.
-    let res = thief.post_refresh(&server, None).await;
-    assert_eq!(res.status(), 403);
+    // The thief's refresh (signed by its own key, not naming it) gets only
+    // new challenges, never a cookie, and its old bound cookie stays dead.
+    assert_eq!(thief.refresh(&server).await, RefreshStep::Challenged);
+    assert_eq!(
+        thief.refresh_once(&server).await,
+        (403, RefreshStep::Challenged)
+    );
     assert_eq!(thief.page(&server).await.0, 401);
     // The session cookie alone, as a bearer token, is no way around it.
     let res = client()
@@ -337,65 +330,42 @@ async fn stolen_cookies_stop_working(mut server: Server) {
     );
 }
 
-#[tokio::test]
-async fn dbsc_sqlite_stolen_cookies_stop_working() {
-    stolen_cookies_stop_working(sqlite("required")).await;
-}
-
-#[tokio::test]
-async fn dbsc_redis_stolen_cookies_stop_working() {
-    stolen_cookies_stop_working(redis("required")).await;
-}
-
-/// A proof signed by another key, presented with the session's cookies:
-/// the session is revoked, audited and counted; the device session ends.
+/// A proof valid under a key it names that is not the bound one,
+/// presented with the session's cookies: the session is revoked, audited
+/// and counted; the device session ends.
 async fn proof_from_another_key_revokes(server: Server) {
-    let mut device = Device::sign_in(&server).await;
-    device.register(&server).await;
-    let res = device.post_refresh(&server, None).await;
-    let challenge = device.challenge_in(&res);
+    let mut browser = Browser::sign_in(&server).await;
+    browser.register(&server).await;
+    let (status, step) = browser.refresh_once(&server).await;
+    assert_eq!((status, step), (403, RefreshStep::Challenged));
+    // The challenge the device now holds, answered with another key that
+    // names itself (a registration-style proof with its own `jwk`).
+    let challenge = {
+        let req = browser.device.clone().refresh_request().unwrap();
+        let (_, proof) = req
+            .headers
+            .iter()
+            .find(|(n, _)| n == "secure-session-response")
+            .unwrap();
+        let jwt = proof.trim_matches('"');
+        let claims = jwt.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["jti"].as_str().unwrap().to_owned()
+    };
     let thief_key = DeviceKey::generate();
-    // Signed by another key without naming it: just a bad signature, a new
-    // challenge, nothing attributed.
-    let res = client()
-        .post(server.at("/dbsc/refresh"))
-        .header("cookie", device.cookies())
-        .header("sec-fetch-site", "same-origin")
-        .header(
-            "sec-secure-session-id",
-            format!("\"{}\"", device.session_id.as_deref().unwrap()),
-        )
-        .header(
-            "secure-session-response",
-            response_field(&thief_key.refresh_proof(&challenge)),
-        )
-        .send()
-        .await
-        .unwrap();
-    let challenge = device.challenge_in(&res);
-    // Valid under the key it names, which is not the bound one: someone
-    // holding the cookies signs with their own key.
-    let res = client()
-        .post(server.at("/dbsc/refresh"))
-        .header("cookie", device.cookies())
-        .header("sec-fetch-site", "same-origin")
-        .header(
-            "sec-secure-session-id",
-            format!("\"{}\"", device.session_id.as_deref().unwrap()),
-        )
-        .header(
-            "secure-session-response",
-            response_field(&thief_key.registration_proof(&challenge)),
-        )
-        .send()
-        .await
-        .unwrap();
+    let res = browser
+        .post_refresh_proof(&server, &thief_key.registration_proof(&challenge))
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.json::<Value>().await.unwrap(),
         json!({"continue": false})
     );
-    let (status, body) = device.page(&server).await;
+    let (status, body) = browser.page(&server).await;
     assert_eq!((status, body["reason"].as_str()), (401, Some("revoked")));
     assert!(server.logs().contains("dbsc_key_mismatch"), "audited");
     assert_eq!(
@@ -404,93 +374,91 @@ async fn proof_from_another_key_revokes(server: Server) {
     );
 }
 
-#[tokio::test]
-async fn dbsc_sqlite_proof_from_another_key_revokes() {
-    proof_from_another_key_revokes(sqlite("additive")).await;
-}
-
-#[tokio::test]
-async fn dbsc_redis_proof_from_another_key_revokes() {
-    proof_from_another_key_revokes(redis("additive")).await;
-}
-
-/// Registration proofs that do not count change nothing, and the
-/// challenge of one that is refused before it is checked stays usable.
-#[tokio::test]
-async fn dbsc_bad_registration_proofs_are_refused() {
-    let mut server = sqlite("required");
-    let mut device = Device::sign_in(&server).await;
-    let challenge = device.registration.clone().unwrap();
-    let header = json!({"typ": "dbsc+jwt", "alg": "ES256", "jwk": device.key.jwk()});
+/// Registration proofs that do not count change nothing, and the genuine
+/// one still counts after them — once.
+async fn bad_registration_proofs_are_refused(mut server: Server) {
+    let mut browser = Browser::sign_in(&server).await;
+    let offer = browser.device.clone().registration_request().unwrap();
+    let (_, good) = &offer.headers[0];
+    let good = good.trim_matches('"').to_owned();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            good.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let challenge = claims["jti"].as_str().unwrap().to_owned();
+    let key = browser.device.key().clone();
+    let header = json!({"typ": "dbsc+jwt", "alg": "ES256", "jwk": key.jwk()});
 
     // A flipped signature bit.
-    let good = device.key.registration_proof(&challenge);
     let (head, sig) = good.rsplit_once('.').unwrap();
     let mut sig = sig.as_bytes().to_vec();
     sig[3] = if sig[3] == b'A' { b'B' } else { b'A' };
     let forged = format!("{head}.{}", String::from_utf8(sig).unwrap());
-    let res = device.post_registration(&server, &forged).await;
+    let res = browser.post_registration(&server, &forged).await;
     assert_eq!(res.status(), 400);
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
         "dbsc_proof_refused"
     );
-
-    // An algorithm that is not offered.
-    let mut wrong_alg = header.clone();
-    wrong_alg["alg"] = json!("HS256");
-    let jwt = device.key.sign(wrong_alg, json!({"jti": challenge}));
-    assert_eq!(device.post_registration(&server, &jwt).await.status(), 400);
-    // `alg: none`.
-    let mut none = header.clone();
-    none["alg"] = json!("none");
-    let jwt = device.key.sign(none, json!({"jti": challenge}));
-    assert_eq!(device.post_registration(&server, &jwt).await.status(), 400);
+    // An algorithm that is not offered, and `none`.
+    for alg in ["HS256", "none"] {
+        let mut h = header.clone();
+        h["alg"] = json!(alg);
+        let jwt = key.sign(h, json!({"jti": challenge}));
+        assert_eq!(
+            browser.post_registration(&server, &jwt).await.status(),
+            400,
+            "{alg}"
+        );
+    }
     // A wrong jti.
-    let jwt = device.key.registration_proof("not-the-challenge");
-    let res = device.post_registration(&server, &jwt).await;
+    let res = browser
+        .post_registration(&server, &key.registration_proof("not-the-challenge"))
+        .await;
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
         "dbsc_challenge_unknown"
     );
     // No proof at all.
-    let res = client()
-        .post(server.at("/dbsc/register"))
-        .header("cookie", device.cookies())
-        .header("sec-fetch-site", "same-origin")
-        .send()
-        .await
-        .unwrap();
+    let res = browser.post(&server, "/dbsc/register", &[]).await;
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
         "dbsc_proof_missing"
     );
-    // Nothing was bound: the session is served unbound.
-    assert_eq!(
-        device.forward(&server, false).await,
-        (200, Some("unbound".into()))
-    );
-
     // Cross-site: refused by the origin check, whatever the proof.
     let res = client()
         .post(server.at("/dbsc/register"))
-        .header("cookie", device.cookies())
+        .header("cookie", browser.cookies())
         .header("sec-fetch-site", "cross-site")
-        .header(
-            "secure-session-response",
-            response_field(&device.key.registration_proof(&challenge)),
-        )
+        .header("secure-session-response", response_field(&good))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    // Nothing was bound: the session is served unbound.
+    assert_eq!(
+        browser.forward(&server, false).await,
+        (200, Some("unbound".into()))
+    );
 
     // The genuine proof still counts once…
-    device.register(&server).await;
+    browser.register(&server).await;
     // …and only once: a replay is refused, and a thief's own key cannot
     // re-register the bound session.
-    let res = device
-        .post_registration(&server, &device.key.registration_proof(&challenge))
+    let res = browser.post_registration(&server, &good).await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "dbsc_already_bound"
+    );
+    let res = browser
+        .post_registration(
+            &server,
+            &DeviceKey::generate().registration_proof(&challenge),
+        )
         .await;
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
@@ -498,17 +466,14 @@ async fn dbsc_bad_registration_proofs_are_refused() {
     );
 
     // A stale challenge: a new sign-in's offer answered after its lifetime.
-    let mut late = Device::sign_in(&server).await;
+    let mut late = Browser::sign_in(&server).await;
     server.advance(Duration::from_secs(301));
-    let jwt = late
-        .key
-        .registration_proof(late.registration.as_deref().unwrap());
-    let res = late.post_registration(&server, &jwt).await;
+    let req = late.device.registration_request().unwrap();
+    let res = late.send(&server, &req).await;
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
         "dbsc_challenge_unknown"
     );
-    late.registration = None;
     assert_eq!(
         late.forward(&server, false).await,
         (200, Some("unbound".into()))
@@ -518,52 +483,74 @@ async fn dbsc_bad_registration_proofs_are_refused() {
 /// Refresh: without a proof a challenge; replayed, wrong and stale
 /// challenges get a new one (never anything but 403 or 200); a lost
 /// response is recovered by the next refresh; legacy field names work.
-#[tokio::test]
-async fn dbsc_refresh_challenges_and_recovers() {
-    let mut server = sqlite("required");
-    let mut device = Device::sign_in(&server).await;
-    device.register(&server).await;
-
-    let res = device.post_refresh(&server, None).await;
-    let first = device.challenge_in(&res);
+async fn refresh_challenges_and_recovers(mut server: Server) {
+    let mut browser = Browser::sign_in(&server).await;
+    browser.register(&server).await;
+    let key = browser.device.key().clone();
+    let challenge_in = |res: &reqwest::Response| -> String {
+        assert_eq!(res.status(), 403);
+        let field = header(res.headers(), "secure-session-challenge").expect("a challenge");
+        assert_eq!(
+            Some(&field),
+            header(res.headers(), "sec-session-challenge").as_ref()
+        );
+        tessera::testkit::dbsc_sim::challenge_of(&field).unwrap()
+    };
+    let id = [(
+        "sec-secure-session-id".to_owned(),
+        format!("\"{}\"", browser.device.session_id().unwrap()),
+    )];
+    let first = challenge_in(&browser.post(&server, "/dbsc/refresh", &id).await);
     // A proof for a challenge never issued: a new challenge, not an error.
-    let res = device.post_refresh(&server, Some("made-up")).await;
-    let second = device.challenge_in(&res);
+    let second = challenge_in(
+        &browser
+            .post_refresh_proof(&server, &key.refresh_proof("made-up"))
+            .await,
+    );
     // A slightly older challenge (two refreshes raced) still counts.
-    let res = device.post_refresh(&server, Some(&first)).await;
+    let res = browser
+        .post_refresh_proof(&server, &key.refresh_proof(&first))
+        .await;
     assert_eq!(res.status(), 200);
     // …once: replayed, it is refused with a new challenge.
-    let res = device.post_refresh(&server, Some(&first)).await;
-    device.challenge_in(&res);
+    challenge_in(
+        &browser
+            .post_refresh_proof(&server, &key.refresh_proof(&first))
+            .await,
+    );
     // A stale one (past its lifetime) is refused too.
     server.advance(Duration::from_secs(301));
-    let res = device.post_refresh(&server, Some(&second)).await;
-    device.challenge_in(&res);
+    challenge_in(
+        &browser
+            .post_refresh_proof(&server, &key.refresh_proof(&second))
+            .await,
+    );
 
-    // A refresh whose response the browser never saw (network error): the
-    // next one starts over and succeeds; no new sign-in.
+    // A refresh whose answer the browser never saw (network error): its
+    // cookie is lost with it; the next refresh starts over and succeeds,
+    // with no new sign-in.
     server.advance(Duration::from_secs(601));
-    let res = device.post_refresh(&server, None).await;
-    let lost = device.challenge_in(&res);
-    let res = device.post_refresh(&server, Some(&lost)).await;
-    assert_eq!(res.status(), 200); // …and its cookie is lost with it.
-    assert_eq!(device.page(&server).await.0, 401);
-    device.refresh(&server).await;
-    assert_eq!(device.page(&server).await.0, 200);
+    let mut lost = Browser {
+        session: browser.session.clone(),
+        device: browser.device.clone(),
+    };
+    assert_eq!(lost.refresh(&server).await, RefreshStep::Refreshed);
+    assert_eq!(browser.page(&server).await.0, 401);
+    assert_eq!(browser.refresh(&server).await, RefreshStep::Refreshed);
+    assert_eq!(browser.page(&server).await.0, 200);
 
     // The legacy `Sec-Session-*` names, for browsers of the origin trial.
-    device.legacy = true;
+    let mut legacy = Browser {
+        session: browser.session.clone(),
+        device: browser.device.clone().with_legacy_names(true),
+    };
     server.advance(Duration::from_secs(601));
-    device.refresh(&server).await;
-    assert_eq!(device.page(&server).await.0, 200);
+    assert_eq!(legacy.refresh(&server).await, RefreshStep::Refreshed);
+    assert_eq!(legacy.page(&server).await.0, 200);
 
     // A refresh naming another DBSC session id ends it.
-    let mut other = Device {
-        session_id: Some("other".into()),
-        ..clone_of(&device)
-    };
-    other.legacy = false;
-    let res = other.post_refresh(&server, None).await;
+    let other = [("sec-secure-session-id".to_owned(), "\"other\"".to_owned())];
+    let res = legacy.post(&server, "/dbsc/refresh", &other).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.json::<Value>().await.unwrap(),
@@ -571,87 +558,62 @@ async fn dbsc_refresh_challenges_and_recovers() {
     );
 }
 
-fn clone_of(d: &Device) -> Device {
-    Device {
-        key: d.key.clone(),
-        session: d.session.clone(),
-        bound: d.bound.clone(),
-        session_id: d.session_id.clone(),
-        registration: None,
-        legacy: d.legacy,
-    }
-}
-
-/// Ten concurrent refreshes of one device, each with its own challenge:
-/// every one succeeds (challenges are per refresh, single-use), and the
-/// device is served with the last cookie it got.
-#[tokio::test]
-async fn dbsc_concurrent_refreshes() {
-    let mut server = sqlite("required");
-    let mut device = Device::sign_in(&server).await;
-    device.register(&server).await;
+/// Ten refreshes of one device, each with its own challenge: every one
+/// succeeds (challenges are per refresh, single-use); one challenge
+/// answered twice at once succeeds exactly once.
+async fn concurrent_refreshes(mut server: Server) {
+    let mut browser = Browser::sign_in(&server).await;
+    browser.register(&server).await;
     server.advance(Duration::from_secs(601));
-    let mut challenges = Vec::new();
+    let mut devices = Vec::new();
     for _ in 0..10 {
-        let res = device.post_refresh(&server, None).await;
-        challenges.push(device.challenge_in(&res));
+        let mut device = browser.device.clone();
+        let req = device.refresh_request().unwrap();
+        let res = browser.send(&server, &req).await;
+        let status = res.status().as_u16();
+        let headers = fields(res.headers());
+        let step = device.on_refresh_response(status, pairs(&headers), "");
+        assert_eq!(step, RefreshStep::Challenged);
+        devices.push(device);
     }
     // The same challenge answered twice at once: exactly one succeeds.
-    let twice = challenges[0].clone();
-    let (a, b) = tokio::join!(
-        device.post_refresh(&server, Some(&twice)),
-        device.post_refresh(&server, Some(&twice))
-    );
+    let twice = devices[0].refresh_request().unwrap();
+    let (a, b) = tokio::join!(browser.send(&server, &twice), browser.send(&server, &twice));
     let mut statuses = [a.status().as_u16(), b.status().as_u16()];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 403]);
-    let answers = futures_util::future::join_all(
-        challenges[1..]
-            .iter()
-            .map(|c| device.post_refresh(&server, Some(c))),
-    )
-    .await;
-    let mut last = None;
-    for res in answers {
-        assert_eq!(res.status(), 200);
-        last = bound_set_cookie(res.headers());
+    // The nine others concurrently: all succeed.
+    let requests: Vec<DeviceRequest> = devices[1..]
+        .iter_mut()
+        .map(|d| d.refresh_request().unwrap())
+        .collect();
+    let answers =
+        futures_util::future::join_all(requests.iter().map(|r| browser.send(&server, r))).await;
+    for (res, device) in answers.into_iter().zip(devices[1..].iter_mut()) {
+        let status = res.status().as_u16();
+        let headers = fields(res.headers());
+        assert_eq!(
+            device.on_refresh_response(status, pairs(&headers), ""),
+            RefreshStep::Refreshed
+        );
     }
-    let value = last.unwrap();
-    device.bound = Some(
-        value
-            .split(';')
-            .next()
-            .unwrap()
-            .split_once('=')
-            .unwrap()
-            .1
-            .to_owned(),
-    );
-    assert_eq!(device.page(&server).await.0, 200);
+    let last = Browser {
+        session: browser.session.clone(),
+        device: devices.pop().unwrap(),
+    };
+    assert_eq!(last.page(&server).await.0, 200);
 }
 
-/// After sign-out the device session ends (`continue: false`); a signed-out
-/// cookie never gets a challenge.
-#[tokio::test]
-async fn dbsc_sign_out_ends_the_device_session() {
-    let server = sqlite("required");
-    let mut device = Device::sign_in(&server).await;
-    device.register(&server).await;
-    // The page's CSRF token, for the sign-out form.
-    let res = client()
-        .get(server.at("/session"))
-        .header("cookie", device.cookies())
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    let csrf = res.json::<Value>().await.unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+/// After sign-out the device session ends (`continue: false`); a
+/// signed-out cookie never gets a challenge.
+async fn sign_out_ends_the_device_session(server: Server) {
+    let mut browser = Browser::sign_in(&server).await;
+    browser.register(&server).await;
+    let (_, page) = browser.page(&server).await;
+    let csrf = page["csrf_token"].as_str().unwrap().to_owned();
     let res = client()
         .post(server.at("/logout"))
-        .header("cookie", device.cookies())
+        .header("cookie", browser.cookies())
         .header("sec-fetch-site", "same-origin")
         .header("x-csrf-token", csrf)
         .header("accept", "application/json")
@@ -663,30 +625,24 @@ async fn dbsc_sign_out_ends_the_device_session() {
         "{}",
         res.status()
     );
-    let res = device.post_refresh(&server, None).await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.json::<Value>().await.unwrap(),
-        json!({"continue": false})
-    );
+    let (status, step) = browser.refresh_once(&server).await;
+    assert_eq!((status, step), (200, RefreshStep::Ended));
 }
 
 /// Additive mode: a bound session's request without its bound cookie is
 /// served, logged and counted; `Secure-Session-Skipped` is recorded; the
 /// tier still tells a backend which requests proved the device.
-#[tokio::test]
-async fn dbsc_additive_serves_and_counts() {
-    let mut server = sqlite("additive");
-    let mut device = Device::sign_in(&server).await;
-    device.register(&server).await;
+async fn additive_serves_and_counts(mut server: Server) {
+    let mut browser = Browser::sign_in(&server).await;
+    browser.register(&server).await;
     server.advance(Duration::from_secs(601));
-    assert_eq!(device.page(&server).await.0, 200);
+    assert_eq!(browser.page(&server).await.0, 200);
     assert_eq!(
-        device.forward(&server, false).await,
+        browser.forward(&server, false).await,
         (200, Some("unbound".into()))
     );
     // A sensitive location demands a bound request whatever the mode.
-    assert_eq!(device.forward(&server, true).await.0, 401);
+    assert_eq!(browser.forward(&server, true).await.0, 401);
     assert!(
         metric(
             &server,
@@ -697,7 +653,7 @@ async fn dbsc_additive_serves_and_counts() {
     );
     let res = client()
         .get(server.at("/session"))
-        .header("cookie", device.cookies())
+        .header("cookie", browser.cookies())
         .header("secure-session-skipped", "unreachable")
         .send()
         .await
@@ -711,9 +667,9 @@ async fn dbsc_additive_serves_and_counts() {
         .await,
         1.0
     );
-    device.refresh(&server).await;
+    assert_eq!(browser.refresh(&server).await, RefreshStep::Refreshed);
     assert_eq!(
-        device.forward(&server, true).await,
+        browser.forward(&server, true).await,
         (200, Some("bound".into()))
     );
 }
@@ -721,12 +677,10 @@ async fn dbsc_additive_serves_and_counts() {
 /// `/v1` for backends in other languages: the tier in
 /// `/v1/sessions/verify` and `/v1/requests/check`, `require_tier`, and the
 /// required-mode refusal.
-#[tokio::test]
-async fn dbsc_v1_reports_and_enforces_the_tier() {
-    let mut server = sqlite("required");
+async fn v1_reports_and_enforces_the_tier(mut server: Server) {
     let key = server.api_key();
-    let mut device = Device::sign_in(&server).await;
-    device.register(&server).await;
+    let mut browser = Browser::sign_in(&server).await;
+    browser.register(&server).await;
     let verify_url = server.at("/v1/sessions/verify");
     let verify = |body: Value| {
         client()
@@ -735,20 +689,20 @@ async fn dbsc_v1_reports_and_enforces_the_tier() {
             .json(&body)
             .send()
     };
-    let bound = device.bound.clone().unwrap();
+    let bound = browser.device.bound_cookie().unwrap().1.to_owned();
     let res =
-        verify(json!({"token": device.session, "dbsc_cookie": bound, "require_tier": "bound"}))
+        verify(json!({"token": browser.session, "dbsc_cookie": bound, "require_tier": "bound"}))
             .await
             .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["tier"], "bound");
-    let res = verify(json!({"token": device.session})).await.unwrap();
+    let res = verify(json!({"token": browser.session})).await.unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(
         res.json::<Value>().await.unwrap()["reason"],
         "device_unbound"
     );
-    let res = verify(json!({"token": device.session, "require_tier": "gold"}))
+    let res = verify(json!({"token": browser.session, "require_tier": "gold"}))
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
@@ -761,41 +715,49 @@ async fn dbsc_v1_reports_and_enforces_the_tier() {
             .json(&json!({"method": "GET", "cookie": cookie}))
             .send()
     };
-    let answer: Value = check(device.cookies()).await.unwrap().json().await.unwrap();
+    let answer: Value = check(browser.cookies())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(answer["outcome"], "session");
     assert_eq!(answer["session"]["tier"], "bound");
     server.advance(Duration::from_secs(601));
-    let answer: Value = check(device.cookies()).await.unwrap().json().await.unwrap();
+    let answer: Value = check(browser.cookies())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(answer["outcome"], "no_session");
     assert_eq!(answer["reason"], "device_unbound");
     // The session cookie is not cleared: the session lives on, and the
     // device's refresh restores it.
     assert_eq!(answer["set_cookie"], json!([]));
-    device.refresh(&server).await;
-    let answer: Value = check(device.cookies()).await.unwrap().json().await.unwrap();
+    assert_eq!(browser.refresh(&server).await, RefreshStep::Refreshed);
+    let answer: Value = check(browser.cookies())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(answer["session"]["tier"], "bound");
 }
 
-/// Off (the default): no offer, no endpoints, no tier refusal.
-#[tokio::test]
-async fn dbsc_off_changes_nothing() {
-    let server = Server::start(&[]);
-    let device = Device::sign_in(&server).await;
-    assert!(device.registration.is_none());
-    let res = device.post_registration(&server, "x.y.z").await;
+/// Off (the default): no offer, no endpoints, everything `unbound`.
+async fn off_changes_nothing(server: Server) {
+    let mut browser = Browser::sign_in(&server).await;
+    assert!(browser.device.registration_request().is_none());
+    let res = browser.post_registration(&server, "x.y.z").await;
     assert_eq!(res.status(), 404);
     assert_eq!(
-        device.forward(&server, false).await,
+        browser.forward(&server, false).await,
         (200, Some("unbound".into()))
     );
-    let text = reqwest::Client::new()
-        .get(server.at("/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(text.contains("tessera_dbsc_events_total"));
+    assert!(
+        get_text(&server, "/metrics")
+            .await
+            .contains("tessera_dbsc_events_total")
+    );
 }
