@@ -229,6 +229,14 @@ pub async fn verify(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
+    if let (Some(engine), Some(skipped)) = (
+        &state.dbsc,
+        header_text(&headers, tessera::dbsc::header::SKIPPED),
+    ) {
+        // The browser gave a refresh up (`unreachable`, `server_error`,
+        // `quota_exceeded`): audited and counted, as on the site.
+        engine.record_skipped(None, skipped);
+    }
     let require = match header_text(&headers, crate::dbsc::REQUIRE_TIER_HEADER) {
         Some(value) => match crate::dbsc::parse_tier(value) {
             Ok(tier) => Some(tier),

@@ -667,6 +667,24 @@ async fn additive_serves_and_counts(mut server: Server) {
         .await,
         1.0
     );
+    // Behind a proxy: forward auth sees the browser's fields too.
+    let res = client()
+        .get(server.at("/v1/auth/verify"))
+        .header("cookie", browser.cookies())
+        .header("x-forwarded-method", "GET")
+        .header("secure-session-skipped", "server_error")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        metric(
+            &server,
+            "tessera_dbsc_events_total{event=\"refresh_skipped\"}"
+        )
+        .await,
+        2.0
+    );
     assert_eq!(browser.refresh(&server).await, RefreshStep::Refreshed);
     assert_eq!(
         browser.forward(&server, true).await,
