@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Find import cycles between the modules of each crate.
 
-    scripts/import-cycles.py [crate-dir ...]     (default: every crates/*)
+    scripts/import-cycles.py [--edges] [crate-dir ...]   (default: every crates/*)
 
 For each crate (its src/lib.rs, and src/main.rs when that declares modules
 of its own) the script builds the graph of modules and prints every
 strongly connected component with more than one node, with the edges
 inside it and where each edge comes from (file:line of the first import
 that makes it, and how many imports make it). It exits with status 1 if
-any crate named on the command line has a cycle, 0 otherwise.
+any crate named on the command line has a cycle, 0 otherwise. With
+--edges it also prints every edge of the graph.
 
 The graph
 ---------
@@ -183,14 +184,28 @@ class FileModule:
     # child file modules declared in this file: (logical path, is_mod_rs dir)
     children: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
     imports: list[Import] = field(default_factory=list)
+    # Module-level `use` declarations into this crate: (module path, bound
+    # name) -> absolute path; a child naming `super::Name` is followed
+    # through them.
+    uses: dict[tuple[tuple[str, ...], str], list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
-def parse_use_tree(toks: list[Tok], i: int, prefix: list[str], out: list[list[str]]) -> int:
-    """Parses one use tree starting at toks[i]; appends the full paths
-    (prefix + segments) it imports to out; returns the index after it."""
+def parse_use_tree(
+    toks: list[Tok], i: int, prefix: list[str], out: list[tuple[list[str], str | None]]
+) -> int:
+    """Parses one use tree starting at toks[i]; appends to out each full
+    path it imports (prefix + segments) with the name it binds (None for a
+    glob or `_`); returns the index after the tree."""
     segs = list(prefix)
     n = len(toks)
+
+    def bound(default: str | None, j: int) -> tuple[str | None, int]:
+        if j < n and toks[j].text == "as":
+            name = toks[j + 1].text if j + 1 < n else None
+            return (None if name == "_" else name), j + 2
+        return default, j
+
     while i < n:
         t = toks[i].text
         if t == "{":
@@ -201,31 +216,27 @@ def parse_use_tree(toks: list[Tok], i: int, prefix: list[str], out: list[list[st
                     i += 1
             return i + 1
         if t == "*":
-            out.append(segs + ["*"])
+            out.append((segs + ["*"], None))
             return i + 1
         if t == "::":
             i += 1
             continue
         if t == "self" and prefix and len(segs) == len(prefix):
             # `a::{self}` names `a` itself.
-            out.append(list(segs))
-            i += 1
-            if i < n and toks[i].text == "as":
-                i += 2
+            name, i = bound(segs[-1], i + 1)
+            out.append((list(segs), name))
             return i
         if IDENT.fullmatch(t):
             segs.append(t)
             i += 1
-            if i < n and toks[i].text == "as":
-                out.append(segs)
-                return i + 2
             if i < n and toks[i].text == "::":
                 continue
-            out.append(segs)
+            name, i = bound(t, i)
+            out.append((segs, name))
             return i
         # `,`, `}`, `;` or something unexpected: end of this tree.
         if segs != prefix:
-            out.append(segs)
+            out.append((segs, segs[-1]))
         return i
     return i
 
@@ -330,7 +341,7 @@ def scan_file(mod: FileModule, dir_for_children: str) -> None:
             attrs = []
             child = tuple(cur_path() + [name])
             if toks[i + 2].text == "{":
-                if is_test or child[len(()) :] in EXCLUDED_MODULES:
+                if is_test or child in EXCLUDED_MODULES:
                     i = skip_block(i + 2)
                     continue
                 scopes.append(name)
@@ -351,14 +362,17 @@ def scan_file(mod: FileModule, dir_for_children: str) -> None:
                 i = k + 1
                 attrs = []
                 continue
-            paths: list[list[str]] = []
+            paths: list[tuple[list[str], str | None]] = []
             k = parse_use_tree(toks, k, [], paths)
             line = toks[i].line
             base = cur_path()
-            for p in paths:
+            module_level = all(s is not None for s in scopes)
+            for p, name in paths:
                 r = resolve(p, base)
                 if r is not None:
                     mod.imports.append(Import(r, line))
+                    if module_level and name is not None:
+                        mod.uses[(tuple(base), name)] = r
             while k < n and toks[k].text != ";":
                 k += 1
             i = k + 1
@@ -416,23 +430,37 @@ def load_crate(name: str, root_file: str) -> Crate:
                 queue.append((child, as_dir, stem))
             else:
                 warnings.append(f"{file}: no file for module {'::'.join(child)}")
+    uses: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    for mod in modules.values():
+        uses.update(mod.uses)
+
+    def home(segs: list[str]) -> tuple[str, ...]:
+        for k in range(len(segs), 0, -1):
+            if tuple(segs[:k]) in modules:
+                return tuple(segs[:k])
+        return ()
+
     edges: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Import]] = {}
     for mod in modules.values():
         for imp in mod.imports:
             segs = imp.path
-            if any(tuple(segs[: len(x)]) == x for x in EXCLUDED_MODULES):
-                continue
-            target: tuple[str, ...] = ()
-            for k in range(len(segs), 0, -1):
-                if tuple(segs[:k]) in modules:
-                    target = tuple(segs[:k])
+            target = home(segs)
+            # An item named through an ancestor: the tree, unless the
+            # ancestor only imports (or re-exports) it from elsewhere —
+            # then the edge goes to where it comes from, so a re-export
+            # cannot hide a dependency.
+            for _ in range(16):
+                if mod.path[: len(target)] != target or len(segs) == len(target):
                     break
-            if target == mod.path:
+                via = uses.get((tuple(segs[: len(target)]), segs[len(target)]))
+                if via is None:
+                    break
+                segs = via + segs[len(target) + 1 :]
+                target = home(segs)
+            if any(target[: len(x)] == x for x in EXCLUDED_MODULES):
                 continue
-            names_module_only = tuple(segs) == target
-            is_ancestor = mod.path[: len(target)] == target
-            if names_module_only and is_ancestor:
-                continue  # the module tree, not an import of an item
+            if mod.path[: len(target)] == target:
+                continue  # itself or an ancestor: the module tree
             edges.setdefault((mod.path, target), []).append(imp)
     return Crate(name, modules, edges, warnings)
 
@@ -489,7 +517,7 @@ def show(path: tuple[str, ...]) -> str:
     return "::".join(path) if path else ROOT
 
 
-def report(crate: Crate, repo: str) -> int:
+def report(crate: Crate, repo: str, all_edges: bool) -> int:
     succ: dict = {}
     for a, b in crate.edges:
         succ.setdefault(a, []).append(b)
@@ -500,6 +528,10 @@ def report(crate: Crate, repo: str) -> int:
     for w in crate.warnings:
         print(f"warning: {os.path.relpath(w, repo) if os.path.exists(w) else w}", file=sys.stderr)
     nodes = sum(len(c) for c in comps)
+    if all_edges:
+        for (a, b), imps in sorted(crate.edges.items()):
+            file = os.path.relpath(crate.modules[a].file, repo)
+            print(f"edge {show(a)} -> {show(b)}  {file}:{imps[0].line} x{len(imps)}")
     print(f"{crate.name}: {len(crate.modules)} modules, {len(comps)} cycle(s), {nodes} module(s) in cycles")
     for idx, comp in enumerate(comps, 1):
         members = set(comp)
@@ -518,7 +550,10 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] in ("-h", "--help"):
         print(__doc__)
         return 0
-    dirs = argv[1:] or sorted(
+    args = argv[1:]
+    all_edges = "--edges" in args
+    args = [a for a in args if a != "--edges"]
+    dirs = args or sorted(
         os.path.join(repo, "crates", d)
         for d in os.listdir(os.path.join(repo, "crates"))
         if os.path.isdir(os.path.join(repo, "crates", d, "src"))
@@ -538,7 +573,7 @@ def main(argv: list[str]) -> int:
             crate = load_crate(name if len(roots) == 1 else f"{name} ({r})", os.path.join(src, r))
             if r == "main.rs" and len(roots) > 1 and len(crate.modules) == 1:
                 continue  # a thin binary over the library
-            cycles += report(crate, repo)
+            cycles += report(crate, repo, all_edges)
     if cycles:
         print(f"{cycles} import cycle(s)", file=sys.stderr)
         return 1
