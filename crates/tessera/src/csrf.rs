@@ -30,7 +30,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 
-use crate::error::RandomError;
+use crate::random::RandomError;
 
 const SECRET_LEN: usize = 32;
 /// Length of a masked token in characters (64 bytes in base64url).

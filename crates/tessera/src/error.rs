@@ -4,16 +4,11 @@
 use std::error::Error as StdError;
 
 use crate::policy::ExpiryReason;
+pub use crate::random::RandomError;
 use crate::token::MalformedToken;
 
 /// A boxed error from a store backend.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
-
-/// The operating system's CSPRNG failed. tessera never falls back to a
-/// weaker source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the operating system's random number generator failed")]
-pub struct RandomError;
 
 /// A store could not do what was asked.
 ///

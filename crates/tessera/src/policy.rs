@@ -75,6 +75,10 @@ pub struct SessionPolicy {
     pub remember: Option<Lifetime>,
 }
 
+/// Default of [`SessionPolicy::refresh_grace`], the grace period for
+/// retried refreshes (see [`crate::refresh`]).
+pub const DEFAULT_REFRESH_GRACE: Duration = Duration::from_secs(10);
+
 /// The idle and absolute timeouts of one [`SessionClass`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetime {
@@ -141,7 +145,7 @@ impl Default for SessionPolicy {
             touch_step: Duration::from_secs(60),
             max_sessions_per_user: None,
             session_limit_action: SessionLimitAction::EvictOldest,
-            refresh_grace: crate::refresh::DEFAULT_REFRESH_GRACE,
+            refresh_grace: DEFAULT_REFRESH_GRACE,
             max_data_bytes: None,
             remember: None,
         }
@@ -356,7 +360,10 @@ impl SessionPolicy {
     }
 
     /// Whether `data` fits [`SessionPolicy::max_data_bytes`].
-    pub fn data_fits(&self, data: &crate::record::Data) -> bool {
+    ///
+    /// Takes any JSON object, the type behind [`crate::record::Data`]: the
+    /// policy only measures its encoding.
+    pub fn data_fits(&self, data: &serde_json::Map<String, serde_json::Value>) -> bool {
         self.max_data_bytes
             .is_none_or(|max| serde_json::to_vec(data).is_ok_and(|encoded| encoded.len() <= max))
     }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::csrf::CsrfSecret;
-use crate::error::RandomError;
 use crate::policy::{Deadlines, SessionClass};
+use crate::random::RandomError;
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 

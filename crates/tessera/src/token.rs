@@ -30,7 +30,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::RandomError;
+use crate::random::RandomError;
 
 /// Number of random bytes in every token.
 pub const SECRET_LEN: usize = 32;

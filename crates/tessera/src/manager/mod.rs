@@ -16,6 +16,8 @@
 //!   (invariant 8), and every store error is returned, never swallowed
 //!   (invariant 9).
 
+mod refresh;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
