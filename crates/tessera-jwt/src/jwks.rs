@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tessera::time::Timestamp;
 
 use crate::error::KeyError;
-use crate::keys::{Algorithm, Kid, PublicKey};
+use crate::key::{Algorithm, Kid, PublicKey};
 
 /// A JWK Set: the body of `GET /.well-known/jwks.json`.
 ///
@@ -127,7 +127,22 @@ impl<'de> Deserialize<'de> for PrivateMember {
 }
 
 impl Jwk {
-    pub(crate) fn okp_ed25519(x: String, kid: &Kid) -> Self {
+    /// The RFC 7517 JWK of a public key (public members only).
+    pub(crate) fn of_public_key(key: &PublicKey, kid: &Kid) -> Self {
+        match key {
+            PublicKey::Ed25519(k) => Self::okp_ed25519(URL_SAFE_NO_PAD.encode(k.as_bytes()), kid),
+            PublicKey::Es256(k) => {
+                let point = k.to_encoded_point(false);
+                let x = point.x().map(|x| URL_SAFE_NO_PAD.encode(x));
+                let y = point.y().map(|y| URL_SAFE_NO_PAD.encode(y));
+                // An uncompressed SEC1 point of a valid key always has both
+                // coordinates; the identity point cannot be a public key.
+                Self::ec_p256(x.unwrap_or_default(), y.unwrap_or_default(), kid)
+            }
+        }
+    }
+
+    fn okp_ed25519(x: String, kid: &Kid) -> Self {
         Self {
             kty: "OKP".into(),
             crv: "Ed25519".into(),
@@ -139,7 +154,7 @@ impl Jwk {
         }
     }
 
-    pub(crate) fn ec_p256(x: String, y: String, kid: &Kid) -> Self {
+    fn ec_p256(x: String, y: String, kid: &Kid) -> Self {
         Self {
             kty: "EC".into(),
             crv: "P-256".into(),

@@ -29,7 +29,8 @@ use tessera::time::Timestamp;
 use zeroize::Zeroizing;
 
 use crate::error::KeyError;
-use crate::keys::{Algorithm, KeyEntry, KeyInfo, KeySet, Kid, PrivateKey};
+use crate::key::{Algorithm, Kid, PrivateKey};
+use crate::keys::{KeyEntry, KeyInfo, KeySet};
 
 const MANIFEST: &str = "manifest.json";
 const MANIFEST_TMP: &str = "manifest.json.tmp";

@@ -4,6 +4,7 @@
 pub mod claims;
 mod error;
 mod jwks;
+mod key;
 mod keys;
 mod keystore;
 mod sealed;
@@ -13,9 +14,8 @@ mod verify;
 pub use crate::claims::AccessClaims;
 pub use crate::error::{BoxError, IssueError, KeyError, Part, VerifyError};
 pub use crate::jwks::{Jwk, Jwks, PublicKeySet};
-pub use crate::keys::{
-    Algorithm, DEFAULT_LEEWAY, DEFAULT_LIFETIME, DEFAULT_RETENTION, KeyInfo, KeySet, Kid,
-};
+pub use crate::key::{Algorithm, Kid};
+pub use crate::keys::{DEFAULT_LEEWAY, DEFAULT_LIFETIME, DEFAULT_RETENTION, KeyInfo, KeySet};
 pub use crate::keystore::KeyStore;
 pub use crate::sealed::KeyEncryptionKey;
 pub use crate::sign::{AccessToken, Issuer, IssuerConfig};

@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::KeyError;
-use crate::keys::{KeyEntry, KeyInfo, KeySet, PrivateKey};
+use crate::key::PrivateKey;
+use crate::keys::{KeyEntry, KeyInfo, KeySet};
 
 const DOCUMENT_VERSION: u32 = 1;
 /// Prefix of the associated data: a ciphertext made for another purpose
@@ -277,7 +278,7 @@ mod tests {
     use tessera::time::Timestamp;
 
     use super::*;
-    use crate::keys::Algorithm;
+    use crate::key::Algorithm;
     use crate::{DEFAULT_RETENTION, Kid};
 
     fn t0() -> Timestamp {

@@ -11,7 +11,8 @@ use tessera::time::{Clock, Timestamp};
 
 use crate::claims::{ACCESS_TOKEN_TYPE, AccessClaims, Audience, Header, MAX_CLAIM_LEN};
 use crate::error::IssueError;
-use crate::keys::{Algorithm, DEFAULT_LIFETIME, KeySet, Kid, PrivateKey};
+use crate::key::{Algorithm, Kid, PrivateKey};
+use crate::keys::{DEFAULT_LIFETIME, KeySet};
 
 /// What an [`Issuer`] writes into every token.
 #[derive(Debug, Clone, PartialEq, Eq)]

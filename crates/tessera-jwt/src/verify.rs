@@ -20,7 +20,8 @@ use tessera::time::{Clock, Timestamp};
 use crate::claims::{AccessClaims, Header, WireClaims};
 use crate::error::{BoxError, Part, VerifyError};
 use crate::jwks::PublicKeySet;
-use crate::keys::{Algorithm, DEFAULT_LEEWAY, DEFAULT_LIFETIME, Kid};
+use crate::key::{Algorithm, Kid};
+use crate::keys::{DEFAULT_LEEWAY, DEFAULT_LIFETIME};
 
 /// The longest token the verifier looks at: 8 KiB. Longer input is
 /// refused before it is decoded, so the work per request is bounded. Tokens
