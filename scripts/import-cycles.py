@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Find import cycles between the modules of each crate.
 
-    scripts/import-cycles.py [--edges] [crate-dir ...]   (default: every crates/*)
+    scripts/import-cycles.py [--edges] [--strict] [crate-dir ...]
+                                     (default: every crates/*)
 
 For each crate (its src/lib.rs, and src/main.rs when that declares modules
 of its own) the script builds the graph of modules and prints every
@@ -9,7 +10,8 @@ strongly connected component with more than one node, with the edges
 inside it and where each edge comes from (file:line of the first import
 that makes it, and how many imports make it). It exits with status 1 if
 any crate named on the command line has a cycle, 0 otherwise. With
---edges it also prints every edge of the graph.
+--edges it also prints every edge of the graph; with --strict a child's
+import of an item defined in an ancestor counts too (see below).
 
 The graph
 ---------
@@ -22,19 +24,25 @@ The graph
   import, or such a path written in code (`crate::audit::emit(..)`). A path
   is resolved to the deepest existing module it passes through:
   `crate::a::b::Item` is an edge to `a::b` if that module exists, else to
-  `a`. Items re-exported by another module count where they are imported
-  from: `use crate::SessionManager` (re-exported by the root) is an edge
-  to `crate`, which is why code should import from an item's home.
-- The module tree itself is not an edge: a parent declaring its children
-  (`mod child;`), and a path that only names one of the importer's own
-  ancestors (`use super::{self}`, `super::sibling::X` passes through the
-  parent to the sibling), add nothing. Importing an item defined in (or
-  re-exported by) the parent does count: `use super::Item`.
-- Not in the graph: `#[cfg(test)]` test modules (inline or in their own
-  file), the `testkit` module (test support, behind a feature), comments
-  and doc comments (so intra-doc links do not count), string literals, and
-  `$crate::` paths inside `macro_rules!` bodies (they are resolved where
-  the macro is expanded).
+  `a`. A path naming a module itself (`use crate::audit;`) is an edge to
+  that module.
+- The module tree is not an edge: a parent declaring its children
+  (`mod child;`), and a child naming its ancestors — `super::Item`,
+  `crate::Item` for an item defined in the parent or the crate root —
+  add nothing. But an item an ancestor only imports or re-exports
+  (`pub use crate::extract::AuthUser;` at the root) is followed to where
+  it comes from: `crate::AuthUser` in `dbsc` is an edge `dbsc -> extract`,
+  so importing through a re-export cannot hide an edge. With --strict, a
+  child's import of an item defined in an ancestor counts as an edge to
+  the ancestor too (a mod.rs that defines items its children use and
+  also imports from those children is then a cycle).
+- Not in the graph: test modules (`#[cfg(test)]`, `#[cfg(doctest)]`,
+  `#[cfg(all(test, ..))]`, inline or in their own file), the `testkit`
+  module (test support behind a feature; paths into it are ignored),
+  comments and doc comments (so intra-doc links do not count), string
+  literals, and `$crate::` paths inside `macro_rules!` bodies (they are
+  resolved where the macro is expanded). `#[path]` attributes are not
+  followed (a warning says so).
 
 Only the Python 3 standard library is used.
 """
@@ -241,6 +249,15 @@ def parse_use_tree(
     return i
 
 
+def is_test_cfg(attr: str) -> bool:
+    """Whether an attribute (its tokens joined by spaces) is a `cfg` that
+    holds only in tests: `cfg(test)`, `cfg(doctest)`, `cfg(all(test, ..))`."""
+    words = attr.split()
+    if words[:2] != ["cfg", "("] or "not" in words or "any" in words:
+        return False
+    return "test" in words or "doctest" in words
+
+
 def scan_file(mod: FileModule, dir_for_children: str) -> None:
     with open(mod.file, encoding="utf-8") as f:
         raw = f.read()
@@ -337,7 +354,7 @@ def scan_file(mod: FileModule, dir_for_children: str) -> None:
             continue
         if t == "mod" and i + 2 < n and IDENT.fullmatch(toks[i + 1].text) and toks[i + 2].text in ";{":
             name = toks[i + 1].text
-            is_test = any(re.fullmatch(r"cfg \( test \)", a) for a in attrs)
+            is_test = any(is_test_cfg(a) for a in attrs)
             attrs = []
             child = tuple(cur_path() + [name])
             if toks[i + 2].text == "{":
@@ -412,7 +429,7 @@ class Crate:
     warnings: list[str]
 
 
-def load_crate(name: str, root_file: str) -> Crate:
+def load_crate(name: str, root_file: str, strict: bool) -> Crate:
     modules: dict[tuple[str, ...], FileModule] = {}
     warnings: list[str] = []
     queue = [((), root_file, os.path.dirname(root_file))]
@@ -457,10 +474,12 @@ def load_crate(name: str, root_file: str) -> Crate:
                     break
                 segs = via + segs[len(target) + 1 :]
                 target = home(segs)
-            if any(target[: len(x)] == x for x in EXCLUDED_MODULES):
+            if any(tuple(segs[: len(x)]) == x for x in EXCLUDED_MODULES):
                 continue
-            if mod.path[: len(target)] == target:
-                continue  # itself or an ancestor: the module tree
+            if target == mod.path:
+                continue
+            if mod.path[: len(target)] == target and (not strict or len(segs) == len(target)):
+                continue  # an ancestor: the module tree
             edges.setdefault((mod.path, target), []).append(imp)
     return Crate(name, modules, edges, warnings)
 
@@ -552,7 +571,12 @@ def main(argv: list[str]) -> int:
         return 0
     args = argv[1:]
     all_edges = "--edges" in args
-    args = [a for a in args if a != "--edges"]
+    strict = "--strict" in args
+    args = [a for a in args if a not in ("--edges", "--strict")]
+    unknown = [a for a in args if a.startswith("-")]
+    if unknown:
+        print(f"unknown option {unknown[0]}; see --help", file=sys.stderr)
+        return 2
     dirs = args or sorted(
         os.path.join(repo, "crates", d)
         for d in os.listdir(os.path.join(repo, "crates"))
@@ -570,7 +594,8 @@ def main(argv: list[str]) -> int:
             print(f"{d}: neither src/lib.rs nor src/main.rs", file=sys.stderr)
             return 2
         for r in roots:
-            crate = load_crate(name if len(roots) == 1 else f"{name} ({r})", os.path.join(src, r))
+            label = name if len(roots) == 1 else f"{name} ({r})"
+            crate = load_crate(label, os.path.join(src, r), strict)
             if r == "main.rs" and len(roots) > 1 and len(crate.modules) == 1:
                 continue  # a thin binary over the library
             cycles += report(crate, repo, all_edges)
