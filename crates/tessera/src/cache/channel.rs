@@ -5,8 +5,8 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::Invalidate;
 use super::core::Core;
+use super::message::Invalidate;
 use crate::error::StoreError;
 
 /// A channel that carries [`Invalidate`] messages to every node sharing a

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
-use super::{CacheConfig, CacheStats, Invalidate};
+use super::config::{CacheConfig, CacheStats};
+use super::message::Invalidate;
 use crate::record::SessionRecord;
 use crate::time::{Clock, Timestamp};
 use crate::token::TokenHash;

@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
+use super::channel::{Invalidation, InvalidationSink};
+use super::config::{CacheConfig, CacheStats};
 use super::core::Core;
-use super::{CacheConfig, CacheStats, Invalidate, Invalidation, InvalidationSink};
+use super::message::Invalidate;
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
 use crate::not_before::{NotBefore, Scope};
