@@ -51,6 +51,7 @@ struct Sql {
 
 /// SQLite and MySQL: `?` placeholders. The insert (`ON CONFLICT DO
 /// NOTHING` / `INSERT IGNORE`) and the binding's select list differ.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 macro_rules! question_mark_sql {
     ($insert:literal, $columns:literal) => {
         Sql {
