@@ -4,6 +4,10 @@
     scripts/import-cycles.py [--edges] [--strict] [crate-dir ...]
                                      (default: every crates/*)
 
+Floors: for a crate listed in scripts/floors.txt, every module must be on
+a floor and no module may import from a floor above its own (an upward
+import); each such edge is printed and fails the run like a cycle.
+
 For each crate (its src/lib.rs, and src/main.rs when that declares modules
 of its own) the script builds the graph of modules and prints every
 strongly connected component with more than one node, with the edges
@@ -564,6 +568,59 @@ def report(crate: Crate, repo: str, all_edges: bool) -> int:
     return len(comps)
 
 
+def load_floors(repo: str) -> dict[str, list[tuple[int, str, list[tuple[str, ...]]]]]:
+    """scripts/floors.txt: crate dir -> [(level, floor name, modules)]."""
+    path = os.path.join(repo, "scripts", "floors.txt")
+    floors: dict = {}
+    current = None
+    if not os.path.exists(path):
+        return floors
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                current = floors.setdefault(line[1:-1].strip().rstrip("/"), [])
+                continue
+            head, _, mods = line.partition(":")
+            level, _, name = head.partition(" ")
+            paths = [() if m == ROOT else tuple(m.split("::")) for m in mods.split()]
+            current.append((int(level), name.strip(), paths))
+    return floors
+
+
+def floor_of(path: tuple[str, ...], floors) -> tuple[int, str] | None:
+    """The floor of the module `path`: its own entry or its nearest
+    listed ancestor's."""
+    best = None
+    for level, name, paths in floors:
+        for p in paths:
+            if path[: len(p)] == p and (best is None or len(p) > best[0]):
+                best = (len(p), level, name)
+    return None if best is None else (best[1], best[2])
+
+
+def check_floors(crate: Crate, repo: str, floors) -> int:
+    """Prints modules on no floor and upward imports; returns how many."""
+    bad = 0
+    for path in sorted(crate.modules):
+        if floor_of(path, floors) is None:
+            print(f"  {show(path)}: on no floor (add it to scripts/floors.txt)")
+            bad += 1
+    for (a, b), imps in sorted(crate.edges.items()):
+        fa, fb = floor_of(a, floors), floor_of(b, floors)
+        if fa and fb and fb[0] < fa[0]:
+            file = os.path.relpath(crate.modules[a].file, repo)
+            print(
+                f"  upward import {show(a)} ({fa[1]}) -> {show(b)} ({fb[1]})  "
+                f"{file}:{imps[0].line} {'::'.join(imps[0].path) or ROOT}"
+            )
+            bad += 1
+    print(f"{crate.name}: floors {'kept' if not bad else f'broken in {bad} place(s)'}")
+    return bad
+
+
 def main(argv: list[str]) -> int:
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if len(argv) > 1 and argv[1] in ("-h", "--help"):
@@ -582,6 +639,7 @@ def main(argv: list[str]) -> int:
         for d in os.listdir(os.path.join(repo, "crates"))
         if os.path.isdir(os.path.join(repo, "crates", d, "src"))
     )
+    floors = load_floors(repo)
     cycles = 0
     for d in dirs:
         src = os.path.join(d, "src")
@@ -599,8 +657,11 @@ def main(argv: list[str]) -> int:
             if r == "main.rs" and len(roots) > 1 and len(crate.modules) == 1:
                 continue  # a thin binary over the library
             cycles += report(crate, repo, all_edges)
+            crate_floors = floors.get(name)
+            if crate_floors and r == "lib.rs":
+                cycles += check_floors(crate, repo, crate_floors)
     if cycles:
-        print(f"{cycles} import cycle(s)", file=sys.stderr)
+        print(f"{cycles} import cycle(s) or floor violation(s)", file=sys.stderr)
         return 1
     return 0
 

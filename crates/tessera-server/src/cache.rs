@@ -38,50 +38,18 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tessera::cache::{CacheConfig, CachedStore, Invalidation};
 
-use crate::config::{Config, ConfigError, duration};
+use crate::config::{Config, duration};
 use crate::metrics::MeteredStore;
-use crate::store::StoreKind;
+use crate::store_url::StoreKind;
 
 /// The cache as the server builds it: in front of the metered store, so
 /// the store-latency metrics count only the calls that reach the store
 /// (a hit costs no store command and is not counted there).
 pub type SessionCache = CachedStore<MeteredStore>;
 
-/// Shortest accepted `cache_max_staleness`.
-pub const MIN_STALENESS: std::time::Duration = std::time::Duration::from_millis(10);
-/// Longest accepted `cache_max_staleness`: it is how long a revocation may
-/// go unseen when its invalidation is lost, so it must stay short.
-pub const MAX_STALENESS: std::time::Duration = std::time::Duration::from_secs(600);
-/// Smallest accepted `cache_max_bytes`.
-pub const MIN_BYTES: u64 = 64 * 1024;
-
-/// The `cache` setting.
-///
-/// ```
-/// use tessera_server::cache::CacheMode;
-/// assert_eq!(CacheMode::default(), CacheMode::Off);
-/// assert!(CacheMode::On.is_on());
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum CacheMode {
-    /// Every load asks the store (default).
-    #[default]
-    Off,
-    /// Verified sessions are cached in this process.
-    On,
-}
-
-impl CacheMode {
-    /// True for [`CacheMode::On`].
-    pub fn is_on(self) -> bool {
-        self == Self::On
-    }
-}
+pub use crate::config::values::{CacheMode, MAX_STALENESS, MIN_BYTES, MIN_STALENESS};
 
 /// The core's cache bounds from the settings.
 ///
@@ -99,38 +67,6 @@ pub fn cache_config(config: &Config) -> CacheConfig {
         max_bytes: config.cache_max_bytes,
         max_staleness: config.cache_max_staleness,
     }
-}
-
-/// Checks the cache settings (also when the cache is off, so that turning
-/// it on later cannot reveal a bad value).
-///
-/// # Errors
-///
-/// [`ConfigError::Invalid`] naming the setting and the accepted range.
-pub fn validate(config: &Config) -> Result<(), ConfigError> {
-    let staleness = config.cache_max_staleness;
-    if !(MIN_STALENESS..=MAX_STALENESS).contains(&staleness) {
-        return Err(ConfigError::Invalid(format!(
-            "cache_max_staleness ({}) must be between {} and {}: it is how long a \
-             revocation made on another instance may go unseen here when its \
-             invalidation is lost",
-            duration::format(staleness),
-            duration::format(MIN_STALENESS),
-            duration::format(MAX_STALENESS),
-        )));
-    }
-    if config.cache_max_entries == 0 {
-        return Err(ConfigError::Invalid(
-            "cache_max_entries must be positive".into(),
-        ));
-    }
-    if config.cache_max_bytes < MIN_BYTES {
-        return Err(ConfigError::Invalid(format!(
-            "cache_max_bytes ({}) must be at least {MIN_BYTES} (64 KiB)",
-            config.cache_max_bytes
-        )));
-    }
-    Ok(())
 }
 
 /// The configuration a CLI command runs with: on a store with an
@@ -170,7 +106,7 @@ pub enum Channel {
 /// Wraps `metered` in the cache when `cache = "on"`, with `channel`, and
 /// logs how it is invalidated (a warning for the polling fallback). The
 /// cache decides "near a deadline" by the session manager's clock
-/// ([`ServerClock`](crate::store::ServerClock)).
+/// ([`ServerClock`](crate::clock::ServerClock)).
 pub fn wrap(
     config: &Config,
     metered: &Arc<MeteredStore>,
@@ -179,7 +115,7 @@ pub fn wrap(
     if !config.cache.is_on() {
         return None;
     }
-    let clock = Arc::new(crate::store::ServerClock::from_env());
+    let clock = Arc::new(crate::clock::ServerClock::from_env());
     let bounds = cache_config(config);
     let staleness = duration::format(bounds.max_staleness);
     let channel = match channel {
@@ -226,7 +162,7 @@ mod tests {
     #[test]
     fn cache_settings_out_of_range_are_refused_with_their_name() {
         let ok = Config::default();
-        assert!(validate(&ok).is_ok());
+        assert!(crate::config::validate_cache(&ok).is_ok());
         for (config, name) in [
             (
                 Config {
@@ -257,7 +193,9 @@ mod tests {
                 "cache_max_bytes",
             ),
         ] {
-            let err = validate(&config).unwrap_err().to_string();
+            let err = crate::config::validate_cache(&config)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(name), "{err}");
         }
     }

@@ -9,7 +9,7 @@ use crate::api::types::SessionSummary;
 use crate::cli::{ApiKeyCommand, SessionsCommand, UserCommand};
 use crate::config::Config;
 use crate::server::{SWEEP_BATCH, ServerError, build_state};
-use crate::store::StoreKind;
+use crate::store_url::StoreKind;
 
 /// Reads one line (the password) from standard input.
 fn read_password() -> Result<String, ServerError> {

@@ -238,7 +238,7 @@ pub fn data_url(url: &str) -> Result<String, DbError> {
         // sqlx knows MariaDB by the MySQL scheme.
         "mariadb" => Ok(format!("mysql{}", &url["mariadb".len()..])),
         _ if url == "memory://" => Ok(String::from("sqlite::memory:")),
-        _ => Err(DbError::UnsupportedUrl(crate::store::redact(url))),
+        _ => Err(DbError::UnsupportedUrl(crate::store_url::redact(url))),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod db;
@@ -25,10 +26,13 @@ pub mod ops;
 pub mod password_check;
 pub mod proxy;
 pub mod ratelimit;
+pub mod render;
 pub mod server;
+pub mod server_error;
 pub mod site;
 pub mod state;
 pub mod store;
+pub mod store_url;
 pub mod tokens;
 pub mod users;
 
@@ -38,7 +42,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Overrides};
-use crate::server::ServerError;
+use crate::server_error::ServerError;
 
 /// Installs the JSON log on standard error (filtered by `log_filter`, or
 /// `RUST_LOG` when set) and the audit-event metrics layer (unfiltered, so
@@ -106,6 +110,6 @@ pub async fn run(cli: Cli) -> Result<(), ServerError> {
         Command::User(c) => commands::user(config, c).await,
         Command::Sessions(c) => commands::sessions(config, c).await,
         Command::ApiKey(c) => commands::api_key(config, c).await,
-        Command::Keys(c) => keys::command(&config, c).await,
+        Command::Keys(c) => keys::cli::command(&config, c).await,
     }
 }

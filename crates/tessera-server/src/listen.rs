@@ -55,7 +55,7 @@ use tower::ServiceExt as _;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::extract::wants_json;
-use crate::site::guard;
+use crate::render;
 
 /// The longest wait for in-flight requests at shutdown; connections still
 /// open after it are dropped.
@@ -324,8 +324,8 @@ fn too_large() -> ApiError {
 /// Answers made here, outside the router: rendered like the routes' own
 /// errors (JSON or an HTML page), with the same security headers.
 fn refuse(json: bool, e: ApiError) -> Response {
-    let mut response = guard::fail(json, e);
-    guard::set_security_headers(response.headers_mut(), false);
+    let mut response = render::fail(json, e);
+    render::set_security_headers(response.headers_mut(), false);
     if closes_connection(response.status()) {
         mark_close(response.headers_mut());
     }

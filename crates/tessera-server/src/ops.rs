@@ -13,9 +13,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -47,54 +44,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The bearer token of `/metrics` (`metrics_token`). Its `Debug` never
-/// shows the value.
-///
-/// ```
-/// use tessera_server::ops::MetricsToken;
-/// let token = MetricsToken::new("0123456789abcdef0123456789abcdef");
-/// assert!(token.matches("0123456789abcdef0123456789abcdef"));
-/// assert!(!token.matches("0123456789abcdef0123456789abcdeX"));
-/// assert_eq!(format!("{token:?}"), "MetricsToken(***)");
-/// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MetricsToken(String);
-
-impl MetricsToken {
-    /// Shortest accepted token (a token is a password for the metrics).
-    pub const MIN_LEN: usize = 32;
-
-    /// A token with this value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// True when it has at least [`Self::MIN_LEN`] bytes.
-    pub fn is_long_enough(&self) -> bool {
-        self.0.len() >= Self::MIN_LEN
-    }
-
-    /// True for an empty value, which means "no token" (so that
-    /// `TESSERA_METRICS_TOKEN=` can switch a file's token off).
-    pub fn is_unset(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Compares `presented` with the token in constant time (over SHA-256
-    /// digests, so neither content nor length leaks through timing).
-    pub fn matches(&self, presented: &str) -> bool {
-        let expected = Sha256::digest(self.0.as_bytes());
-        let presented = Sha256::digest(presented.as_bytes());
-        bool::from(expected.ct_eq(&presented))
-    }
-}
-
-impl std::fmt::Debug for MetricsToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MetricsToken(***)")
-    }
-}
+pub use crate::config::values::MetricsToken;
 
 /// True if `headers` carry `Authorization: Bearer <token>`.
 fn bearer_matches(headers: &HeaderMap, token: &MetricsToken) -> bool {

@@ -25,6 +25,10 @@ use crate::ratelimit::{LimitError, Limited};
 use crate::state::AppState;
 use crate::users::UserError;
 
+/// The one message every failed sign-in gets, whatever the cause (OWASP
+/// Authentication Cheat Sheet: no user enumeration through messages).
+pub const GENERIC_FAILURE: &str = "Invalid user name or password.";
+
 /// Longest user name accepted at sign-in, in bytes.
 pub const MAX_USER_NAME_BYTES: usize = 256;
 

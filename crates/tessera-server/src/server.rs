@@ -14,47 +14,17 @@ use tessera::csrf::OriginCheck;
 
 use crate::admission::HashAdmission;
 use crate::api_keys::ApiKeys;
+use crate::clock::ServerClock;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::SigningKeys;
 use crate::ratelimit::LoginLimiter;
 use crate::state::AppState;
-use crate::store::{ServerClock, StoreKind, open_session_store};
+use crate::store::{StoreKind, open_session_store};
 use crate::users::Users;
 use crate::{api, db, forward_auth, openapi, ops, site, tokens};
 
-/// Why the server could not start or a command failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    /// The server database failed.
-    #[error(transparent)]
-    Db(#[from] db::DbError),
-    /// The session store could not be opened.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreOpenError),
-    /// A session operation failed.
-    #[error(transparent)]
-    Session(#[from] tessera::SessionError),
-    /// A user operation failed.
-    #[error(transparent)]
-    User(#[from] crate::users::UserError),
-    /// An API-key operation failed.
-    #[error(transparent)]
-    ApiKey(#[from] crate::api_keys::ApiKeyError),
-    /// The policy is invalid.
-    #[error(transparent)]
-    Policy(#[from] tessera::policy::PolicyError),
-    /// Listening or terminal I/O failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// Anything a command reports to its user.
-    #[error("{0}")]
-    Message(String),
-}
+pub use crate::server_error::ServerError;
 
 /// Opens databases and builds the shared state.
 ///
@@ -126,7 +96,7 @@ async fn open_limiter(config: &Config, db: &db::Db) -> Result<LoginLimiter, Serv
             )
             .await
             .map_err(|source| crate::store::StoreOpenError::Store {
-                url: crate::store::redact(&config.store),
+                url: crate::store_url::redact(&config.store),
                 source,
             })?;
             LoginLimiter::in_redis(per_user, per_ip, window, store)
@@ -161,7 +131,7 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(site::guard::security_headers))
+        .layer(middleware::from_fn(crate::render::security_headers))
         // After the security headers: they would replace its cache policy.
         .merge(tokens::jwks_router())
         .with_state(state)

@@ -1,97 +1,17 @@
 //! Choosing the session store and the clock from the configuration.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tessera::dbsc::{DbscStore, MemoryDbscStore};
 use tessera::refresh::RefreshStore;
 use tessera::store::{MemoryStore, Store};
-use tessera::time::{Clock, SystemClock, Timestamp};
+use tessera::time::Timestamp;
 
 use crate::cache::{Channel, SessionCache};
 use crate::config::Config;
 use crate::metrics::MeteredStore;
 
-/// The store URL forms the server understands, for error messages.
-pub const SUPPORTED: &str = "use sqlite://PATH, postgres://…, postgresql://…, mysql://…, \
-                             mariadb://…, redis://…, rediss://…, \
-                             redis-cluster://host:port,host:port,…, \
-                             rediss-cluster://… (TLS) or memory://";
-
-/// The backend a store URL selects, by its scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreKind {
-    /// `memory://`: in-process only.
-    Memory,
-    /// `sqlite:`: the embedded default.
-    Sqlite,
-    /// `postgres://`, `postgresql://`.
-    Postgres,
-    /// `mysql://`, `mariadb://`.
-    MySql,
-    /// `redis://`, `rediss://`.
-    Redis,
-    /// `redis-cluster://`, `rediss-cluster://` (TLS).
-    RedisCluster,
-}
-
-impl StoreKind {
-    /// The backend for `url`, or `None` for an unknown scheme.
-    ///
-    /// ```
-    /// use tessera_server::store::StoreKind;
-    /// assert_eq!(StoreKind::of("postgresql://db/tessera"), Some(StoreKind::Postgres));
-    /// assert_eq!(StoreKind::of("mariadb://db/tessera"), Some(StoreKind::MySql));
-    /// assert_eq!(StoreKind::of("redis-cluster://a:7000,b:7001"), Some(StoreKind::RedisCluster));
-    /// assert_eq!(StoreKind::of("rediss-cluster://a:7000,b:7001"), Some(StoreKind::RedisCluster));
-    /// assert_eq!(StoreKind::of("ftp://x"), None);
-    /// ```
-    pub fn of(url: &str) -> Option<Self> {
-        if url == "memory://" {
-            return Some(Self::Memory);
-        }
-        if url.starts_with("sqlite:") {
-            return Some(Self::Sqlite);
-        }
-        let (scheme, _) = url.split_once("://")?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" => Some(Self::Postgres),
-            "mysql" | "mariadb" => Some(Self::MySql),
-            "redis" | "rediss" => Some(Self::Redis),
-            "redis-cluster" | "rediss-cluster" => Some(Self::RedisCluster),
-            _ => None,
-        }
-    }
-}
-
-/// `url` with any password replaced by `***`, for messages and logs.
-///
-/// ```
-/// use tessera_server::store::redact;
-/// assert_eq!(redact("postgres://app:s3cret@db:5432/t"), "postgres://app:***@db:5432/t");
-/// assert_eq!(redact("redis://:s3cret@cache:6379"), "redis://:***@cache:6379");
-/// assert_eq!(redact("sqlite://tessera.db"), "sqlite://tessera.db");
-/// ```
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    // The authority ends at the first '/' (or '?'); user info at its last '@'.
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                format!("{scheme}://{user}@{host}{tail}")
-            }
-        }
-        None => url.to_owned(),
-    }
-}
+pub use crate::store_url::{SUPPORTED, StoreKind, redact};
 
 /// The store URL cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -289,41 +209,4 @@ pub fn redis_options(config: &Config) -> tessera_redis::RedisOptions {
         .with_operation_timeout(config.store_timeout)
 }
 
-/// The server's clock: the system clock, except in debug builds when
-/// `TESSERA_TEST_CLOCK_FILE` names a file holding "now" in milliseconds.
-///
-/// The file clock exists so the integration tests can move time across the
-/// idle and absolute deadlines of a running server without sleeping. It is
-/// compiled out of release builds.
-#[derive(Debug, Clone)]
-pub enum ServerClock {
-    /// The real clock.
-    System,
-    /// Time read from a file (debug builds, tests only).
-    File(PathBuf),
-}
-
-impl ServerClock {
-    /// The clock for this process.
-    pub fn from_env() -> Self {
-        #[cfg(debug_assertions)]
-        if let Some(path) = std::env::var_os("TESSERA_TEST_CLOCK_FILE") {
-            tracing::warn!("debug build: session time is read from TESSERA_TEST_CLOCK_FILE");
-            return Self::File(PathBuf::from(path));
-        }
-        Self::System
-    }
-}
-
-impl Clock for ServerClock {
-    fn now(&self) -> Timestamp {
-        match self {
-            Self::System => SystemClock.now(),
-            Self::File(path) => std::fs::read_to_string(path)
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .map(Timestamp::from_millis)
-                .unwrap_or_else(|| SystemClock.now()),
-        }
-    }
-}
+pub use crate::clock::ServerClock;

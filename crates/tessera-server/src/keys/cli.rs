@@ -6,9 +6,9 @@ use tessera_jwt::{Algorithm, KeySet, KeyStore, Kid};
 
 use super::{Placement, configured_algorithm, key_error, process_kek, retention, shared_source};
 use crate::cli::KeysCommand;
+use crate::clock::ServerClock;
 use crate::config::Config;
-use crate::server::ServerError;
-use crate::store::ServerClock;
+use crate::server_error::ServerError;
 
 /// `tessera keys …`: rotate, list and prune the signing keys where `config`
 /// keeps them (see the [module docs](super)). In the shared store each

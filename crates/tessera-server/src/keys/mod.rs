@@ -59,10 +59,8 @@
 //! Private keys are never logged or printed: log lines and CLI output carry
 //! the key id and algorithm only.
 
-mod cli;
+pub mod cli;
 pub mod shared;
-
-pub use cli::command;
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
@@ -80,8 +78,8 @@ use tessera_jwt::{
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::server::ServerError;
-use crate::store::StoreKind;
+use crate::server_error::ServerError;
+use crate::store_url::StoreKind;
 use shared::{Repo, Shared};
 
 /// How often, at most, verifying re-checks the key directory when every
@@ -257,7 +255,7 @@ async fn shared_source(
             tessera_redis::RedisStore::connect(&config.store, crate::store::redis_options(config))
                 .await
                 .map_err(|source| crate::store::StoreOpenError::Store {
-                    url: crate::store::redact(&config.store),
+                    url: crate::store_url::redact(&config.store),
                     source,
                 })?;
         Repo::Redis(store)

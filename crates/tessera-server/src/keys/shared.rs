@@ -29,11 +29,11 @@ use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::db::{Db, on_pool};
-use crate::server::ServerError;
+use crate::server_error::ServerError;
 
 /// The environment variable holding the key-encryption key (base64 of 32
 /// random bytes).
-pub const KEK_ENV: &str = "TESSERA_KEY_ENCRYPTION_KEY";
+pub use crate::config::values::KEK_ENV;
 
 /// The name of the document in Redis.
 const REDIS_DOCUMENT: &str = "signing-keys";

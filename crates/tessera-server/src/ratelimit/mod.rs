@@ -41,7 +41,7 @@ use self::shared::{RedisCounters, SqlCounters};
 
 /// Default memory for local counters: 16 MiB, about 40,000 of the longest
 /// user names or 90,000 ordinary ones.
-pub const DEFAULT_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_MEMORY_BYTES: u64 = crate::config::values::DEFAULT_LOGIN_LIMITER_MEMORY;
 
 /// Longest user name kept as is in a counter key; longer ones (which the
 /// sign-in handlers already refuse) are keyed by their SHA-256.

@@ -18,9 +18,7 @@ use crate::password_check::{Door, check_password};
 use crate::state::AppState;
 use tessera::Revocation;
 
-/// The one message every failed sign-in gets, whatever the cause (OWASP
-/// Authentication Cheat Sheet: no user enumeration through messages).
-pub const GENERIC_FAILURE: &str = "Invalid user name or password.";
+pub use crate::password_check::GENERIC_FAILURE;
 
 /// `POST /login`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -24,8 +24,8 @@ use crate::api::types::{
 use crate::audit::{self, ServerEvent};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{FormOrJson, JsonBody, client_ip};
+use crate::password_check::GENERIC_FAILURE;
 use crate::password_check::{CheckError, Door, MAX_USER_NAME_BYTES, check_password};
-use crate::site::auth::GENERIC_FAILURE;
 use crate::state::AppState;
 
 /// Why a pair could not be made, before it is mapped to one of the two

@@ -14,7 +14,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::ops::MetricsToken;
+pub mod values;
+
+use self::values::MetricsToken;
 use crate::proxy::{ForwardedHeader, TrustedProxies};
 
 /// Environment variables read into the configuration (without the prefix,
@@ -94,7 +96,7 @@ const REMOVED_KEYS: &[(&str, &str)] = &[(
 
 /// `TESSERA_` variables that are not settings but are read elsewhere
 /// (exact names), and a prefix reserved for test harnesses.
-const OTHER_ENV: &[&str] = &["TESSERA_TEST_CLOCK_FILE", crate::keys::shared::KEK_ENV];
+const OTHER_ENV: &[&str] = &["TESSERA_TEST_CLOCK_FILE", values::KEK_ENV];
 const TEST_ENV_PREFIX: &str = "TESSERA_TEST_";
 
 /// A `TESSERA_*` environment variable that names no setting.
@@ -371,7 +373,7 @@ pub struct Config {
     /// `LISTEN/NOTIFY`); MySQL/MariaDB and SQLite have none, and a change
     /// made by another process reaches this one within
     /// `cache_max_staleness` (a start-up warning says so).
-    pub cache: crate::cache::CacheMode,
+    pub cache: values::CacheMode,
     /// No cached session is served once older than this (default `1s`):
     /// the worst-case delay of a revocation made elsewhere when its
     /// invalidation is lost, and the polling bound without a channel.
@@ -444,12 +446,12 @@ impl Default for Config {
             demo_user: true,
             demo_password_file: None,
             password_hash_concurrency: None,
-            login_limiter_memory: crate::ratelimit::DEFAULT_MEMORY_BYTES,
+            login_limiter_memory: values::DEFAULT_LOGIN_LIMITER_MEMORY,
             password_grant: false,
             token_client_id: String::from("tessera"),
             max_session_data: 16 * 1024,
             session_limit_action: policy.session_limit_action,
-            cache: crate::cache::CacheMode::Off,
+            cache: values::CacheMode::Off,
             cache_max_staleness: tessera::cache::CacheConfig::default().max_staleness,
             cache_max_entries: tessera::cache::CacheConfig::default().max_entries,
             cache_max_bytes: tessera::cache::CacheConfig::default().max_bytes,
@@ -660,11 +662,11 @@ impl Config {
                 "store_timeout and store_connect_timeout must be positive".into(),
             ));
         }
-        if crate::store::StoreKind::of(&self.store).is_none() {
+        if crate::store_url::StoreKind::of(&self.store).is_none() {
             return Err(ConfigError::Invalid(format!(
                 "unsupported store URL {:?}: {}",
-                crate::store::redact(&self.store),
-                crate::store::SUPPORTED
+                crate::store_url::redact(&self.store),
+                crate::store_url::SUPPORTED
             )));
         }
         let database = self.database_url();
@@ -673,7 +675,7 @@ impl Config {
                 "unsupported database URL {:?}: users and API keys live in SQLite \
                  (sqlite://PATH), PostgreSQL (postgres://…) or MySQL/MariaDB (mysql://…); \
                  point every instance at the same database",
-                crate::store::redact(&database)
+                crate::store_url::redact(&database)
             )));
         }
         if self.reauth_window.is_zero() || self.login_failure_window.is_zero() {
@@ -726,7 +728,7 @@ impl Config {
                 "login_limiter_memory must be at least 64 KiB and max_session_data positive".into(),
             ));
         }
-        crate::cache::validate(self)?;
+        validate_cache(self)?;
         if !(Duration::from_secs(60)..=Duration::from_secs(3600))
             .contains(&self.dbsc_cookie_lifetime)
         {
@@ -966,6 +968,39 @@ pub mod duration {
     }
 }
 
+/// Checks the cache settings (also when the cache is off, so that turning
+/// it on later cannot reveal a bad value).
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming the setting and the accepted range.
+pub(crate) fn validate_cache(config: &Config) -> Result<(), ConfigError> {
+    let staleness = config.cache_max_staleness;
+    if !(values::MIN_STALENESS..=values::MAX_STALENESS).contains(&staleness) {
+        return Err(ConfigError::Invalid(format!(
+            "cache_max_staleness ({}) must be between {} and {}: it is how long a \
+             revocation made on another instance may go unseen here when its \
+             invalidation is lost",
+            duration::format(staleness),
+            duration::format(values::MIN_STALENESS),
+            duration::format(values::MAX_STALENESS),
+        )));
+    }
+    if config.cache_max_entries == 0 {
+        return Err(ConfigError::Invalid(
+            "cache_max_entries must be positive".into(),
+        ));
+    }
+    if config.cache_max_bytes < values::MIN_BYTES {
+        return Err(ConfigError::Invalid(format!(
+            "cache_max_bytes ({}) must be at least {} (64 KiB)",
+            config.cache_max_bytes,
+            values::MIN_BYTES
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     // figment::Jail closures must return figment's (large) error type.
@@ -1159,14 +1194,14 @@ mod tests {
     fn cache_settings_come_from_the_environment_and_default_to_off() {
         figment::Jail::expect_with(|jail| {
             let config = Config::load(None, &Overrides::default()).unwrap();
-            assert_eq!(config.cache, crate::cache::CacheMode::Off);
+            assert_eq!(config.cache, values::CacheMode::Off);
             assert_eq!(config.cache_max_staleness, Duration::from_secs(1));
             jail.set_env("TESSERA_CACHE", "on");
             jail.set_env("TESSERA_CACHE_MAX_STALENESS", "250ms");
             jail.set_env("TESSERA_CACHE_MAX_ENTRIES", "5000");
             jail.set_env("TESSERA_CACHE_MAX_BYTES", "1048576");
             let config = Config::load(None, &Overrides::default()).unwrap();
-            assert_eq!(config.cache, crate::cache::CacheMode::On);
+            assert_eq!(config.cache, values::CacheMode::On);
             assert_eq!(config.cache_max_staleness, Duration::from_millis(250));
             assert_eq!(config.cache_max_entries, 5000);
             assert_eq!(config.cache_max_bytes, 1_048_576);
