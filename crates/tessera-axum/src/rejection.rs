@@ -12,6 +12,7 @@
 //! | session data over the size limit          | 413    | `data_too_large` | `data_too_large` |
 //! | form body too large for the CSRF check    | 413    | `payload_too_large` | `csrf_form_too_large` |
 //! | unreadable request body                   | 400    | `invalid_body`   | `unreadable_body` |
+//! | a user id against the rule of [`tessera::user_id`] | 400 | `invalid_user_id` | `invalid_user_id` |
 //! | [`SessionLayer`](crate::SessionLayer) not installed, stored data of the wrong type | 500 | `internal` | `session_layer_missing`, `session_data`, … |
 //!
 //! A store failure is never turned into 401 or 200: the answer is unknown,
@@ -79,6 +80,9 @@ pub enum SessionRejection {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A user id that breaks the rule of [`tessera::user_id`]: 400;
+    /// nothing was written.
+    InvalidUserId,
     /// The form body is larger than the CSRF form limit: 413.
     PayloadTooLarge,
     /// The request body could not be read: 400.
@@ -111,7 +115,7 @@ impl SessionRejection {
             Self::Csrf(_) => StatusCode::FORBIDDEN,
             Self::Conflict | Self::SessionLimit => StatusCode::CONFLICT,
             Self::DataTooLarge { .. } | Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::BadRequest | Self::InvalidUserId => StatusCode::BAD_REQUEST,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -129,6 +133,7 @@ impl SessionRejection {
             Self::DataTooLarge { .. } => "data_too_large",
             Self::PayloadTooLarge => "payload_too_large",
             Self::BadRequest => "invalid_body",
+            Self::InvalidUserId => "invalid_user_id",
             Self::Internal { .. } => "internal",
         }
     }
@@ -146,6 +151,7 @@ impl SessionRejection {
             Self::DataTooLarge { .. } => "data_too_large",
             Self::PayloadTooLarge => "csrf_form_too_large",
             Self::BadRequest => "unreadable_body",
+            Self::InvalidUserId => "invalid_user_id",
         }
     }
 
@@ -182,6 +188,7 @@ impl SessionRejection {
                 "the request body is larger than the configured limit".to_owned()
             }
             Self::BadRequest => "the request body could not be read".to_owned(),
+            Self::InvalidUserId => tessera::user_id::InvalidUserId.to_string(),
             _ => return None,
         })
     }
@@ -318,6 +325,7 @@ impl From<SessionError> for SessionRejection {
             SessionError::Conflict => return Self::Conflict,
             SessionError::SessionLimit => return Self::SessionLimit,
             SessionError::DataTooLarge { limit } => return Self::DataTooLarge { limit },
+            SessionError::InvalidUserId(_) => return Self::InvalidUserId,
             SessionError::Data(err) => {
                 tracing::error!(error = %err, "session data does not have the expected type");
                 return Self::Internal {

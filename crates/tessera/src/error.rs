@@ -119,6 +119,10 @@ pub enum SessionError {
     /// The operation needs something this manager was not configured with.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// A user id that breaks the rule of [`crate::user_id`] (empty, too
+    /// long, control characters); nothing was written.
+    #[error(transparent)]
+    InvalidUserId(#[from] crate::user_id::InvalidUserId),
 }
 
 impl SessionError {

@@ -26,6 +26,7 @@ pub mod store;
 pub mod testkit;
 pub mod time;
 pub mod token;
+pub mod user_id;
 
 pub use crate::ended::{Ended, Revocation};
 pub use crate::error::{SessionError, StoreError};

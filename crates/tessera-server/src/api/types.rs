@@ -99,7 +99,7 @@ fn millis(d: std::time::Duration) -> i64 {
 }
 
 /// The longest accepted `user_id`, in bytes.
-pub const MAX_USER_ID: usize = 256;
+pub const MAX_USER_ID: usize = tessera::user_id::MAX_USER_ID_BYTES;
 
 /// Checks a `user_id` from a body or a path: 1 to [`MAX_USER_ID`] bytes,
 /// no control characters (they would end up in logs and the device list).
@@ -118,7 +118,9 @@ pub const MAX_USER_ID: usize = 256;
 ///
 /// 400 `invalid_user_id`.
 pub fn valid_user_id(user_id: &str) -> Result<(), ApiError> {
-    if user_id.is_empty() || user_id.len() > MAX_USER_ID || user_id.chars().any(char::is_control) {
+    // The library's rule (tessera::user_id), so the server and the library
+    // accept the same ids.
+    if tessera::user_id::UserId::check(user_id).is_err() {
         return Err(ApiError::bad_request(
             "invalid_user_id",
             format!("user_id must be 1 to {MAX_USER_ID} bytes without control characters"),

@@ -33,6 +33,7 @@ use crate::refresh::RefreshStore;
 use crate::store::{Capped, CasOutcome, Modify, Patch, PatchOp, PatchOutcome, PatchRefusal, Store};
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::token::{SessionToken, TokenHash};
+use crate::user_id::UserId;
 
 /// Attempts at rotating when concurrent writes keep changing the record.
 const ROTATE_ATTEMPTS: usize = 16;
@@ -311,6 +312,9 @@ impl SessionManager {
         class: SessionClass,
         checked_at: Option<Timestamp>,
     ) -> Result<Issued, SessionError> {
+        if let Some(user) = &user_id {
+            UserId::check(user)?;
+        }
         self.check_class(class)?;
         let now = self.now();
         let signed_in_at = sign_in_stamp(now, checked_at);
@@ -963,6 +967,9 @@ impl SessionManager {
         class: Option<SessionClass>,
         checked_at: Option<Timestamp>,
     ) -> Result<Issued, SessionError> {
+        if let Renewal::Login { user_id } = &renewal {
+            UserId::check(user_id)?;
+        }
         if let Some(class) = class {
             self.check_class(class)?;
             if renewal == Renewal::Rotate {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use std::sync::Arc;
 use tessera::cookie::Presented;
 use tessera::policy::ExpiryReason;
 use tessera::record::ClientMeta;
@@ -641,4 +642,45 @@ async fn keep_me_signed_in_sets_the_cookie_lifetime_and_turning_it_off_shortens_
             );
         }
     }
+}
+
+/// The library refuses the user ids the server refuses (empty, too long,
+/// control characters), before anything is written: the presented
+/// session is untouched and no session is created.
+#[tokio::test]
+async fn login_with_an_invalid_user_id_is_refused_and_writes_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let manager = SessionManager::builder_from_arc(store.clone())
+        .build()
+        .unwrap();
+    let session = Session::new(manager.clone(), Presented::Absent, ClientMeta::default());
+    for bad in ["", "alice\nadmin", "tab\there", &"x".repeat(257)] {
+        let err = session.login(bad).await.unwrap_err();
+        assert!(
+            matches!(err, SessionError::InvalidUserId(_)),
+            "{bad:?}: {err}"
+        );
+    }
+    assert_eq!(store.len(), 0, "nothing was created");
+    // An existing session is not rotated by a refused sign-in.
+    session.login("alice").await.unwrap();
+    let before = session.record().await.unwrap().unwrap();
+    assert!(matches!(
+        session.login("").await,
+        Err(SessionError::InvalidUserId(_))
+    ));
+    let after = session.record().await.unwrap().unwrap();
+    assert_eq!(before.hash, after.hash);
+    assert_eq!(after.user_id.as_deref(), Some("alice"));
+    assert!(matches!(
+        manager
+            .create(
+                Some("bob\r".into()),
+                Default::default(),
+                ClientMeta::default()
+            )
+            .await,
+        Err(SessionError::InvalidUserId(_))
+    ));
+    assert_eq!(store.len(), 1);
 }
