@@ -578,19 +578,26 @@ pub async fn cas_loop<S: Store + ?Sized>(
     f: ModifyFn<'_>,
 ) -> Result<Option<SessionRecord>, StoreError> {
     for attempt in 0..CAS_ATTEMPTS {
-        let Some(mut record) = store.load(hash).await? else {
+        let Some(current) = store.load(hash).await? else {
             return Ok(None);
         };
-        if !record.is_valid_at(now) {
+        if !current.is_valid_at(now) {
             return Ok(None);
         }
-        if f(&mut record) == Modify::Keep {
-            return Ok(Some(record));
+        let mut next = current.clone();
+        if f(&mut next) == Modify::Keep {
+            // The record as stored, not the closure's scratch copy: a
+            // caller that kept must not see changes that were not written
+            // (a refused patch may have applied some of its operations).
+            return Ok(Some(current));
         }
-        let expected = record.version;
-        record.version = expected.saturating_add(1);
-        match store.update(expected, &record, now).await? {
-            CasOutcome::Applied => return Ok(Some(record)),
+        // The identity of a session never changes in a write.
+        next.hash = current.hash;
+        next.handle = current.handle;
+        next.user_id = current.user_id;
+        next.version = current.version.saturating_add(1);
+        match store.update(current.version, &next, now).await? {
+            CasOutcome::Applied => return Ok(Some(next)),
             CasOutcome::Missing => return Ok(None),
             CasOutcome::Conflict => backoff(attempt).await,
         }
