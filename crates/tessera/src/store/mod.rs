@@ -27,12 +27,24 @@
 //!
 //! Every implementation runs the conformance suite in `tessera::testkit`
 //! (feature `testkit`) unchanged.
+//!
+//! # Writing a store
+//!
+//! Start from [`ReferenceStore`]: the smallest store that keeps every rule
+//! above, a few hash maps behind one mutex, each method commented with the
+//! rule it keeps, with the session and refresh-token conformance suites
+//! run on it. It shows which methods a store must write and which it can
+//! leave to the trait.
+//! [`MemoryStore`] keeps the same rules in a compact layout built for
+//! a million sessions, which makes it the harder one to learn from.
 
 mod memory;
 mod patch;
+mod reference;
 
 pub use memory::MemoryStore;
 pub use patch::{Activity, Patch, PatchOp, PatchOutcome, PatchRefusal};
+pub use reference::ReferenceStore;
 
 use std::time::Duration;
 
