@@ -38,6 +38,8 @@
 //! [`MemoryStore`] keeps the same rules in a compact layout built for
 //! a million sessions, which makes it the harder one to learn from.
 
+#[cfg(test)]
+mod forwarding;
 mod memory;
 mod patch;
 mod reference;
@@ -100,6 +102,13 @@ pub enum Modify {
 pub type ModifyFn<'a> = &'a (dyn Fn(&mut SessionRecord) -> Modify + Send + Sync);
 
 /// A session store. See the [module docs](self) for the contract.
+///
+/// A wrapper around another store (a cache, metrics, a test double) must
+/// forward every method, the provided ones too: a provided method it leaves
+/// out runs over the wrapper's other methods and loses the wrapped store's
+/// own (an atomic `create_capped`, a one-round-trip `patch`). A test of
+/// this crate finds the wrappers of the workspace and fails on any method
+/// one leaves out.
 ///
 /// ```
 /// use tessera::store::{MemoryStore, Store};
