@@ -6,7 +6,7 @@ use tessera::ended::{Ended, Revocation};
 use tessera::not_before::{NotBefore, Scope};
 use tessera::record::{SessionHandle, SessionRecord};
 use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse};
-use tessera::store::{CasOutcome, ModifyFn, Store};
+use tessera::store::{CasOutcome, ModifyFn, Patch, PatchOutcome, Store};
 use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
@@ -285,6 +285,25 @@ impl Store for SqlStore {
         f: ModifyFn<'_>,
     ) -> Result<Option<SessionRecord>, StoreError> {
         dispatch!(self, s => s.modify(hash, now, f).await)
+    }
+
+    async fn modify_loaded(
+        &self,
+        current: &SessionRecord,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self, s => s.modify_loaded(current, now, f).await)
+    }
+
+    async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        patch: &Patch,
+        now: Timestamp,
+    ) -> Result<PatchOutcome, StoreError> {
+        dispatch!(self, s => s.patch(hash, base, patch, now).await)
     }
 }
 

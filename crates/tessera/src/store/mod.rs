@@ -27,12 +27,26 @@
 //!
 //! Every implementation runs the conformance suite in `tessera::testkit`
 //! (feature `testkit`) unchanged.
+//!
+//! # Writing a store
+//!
+//! Start from [`ReferenceStore`]: the smallest store that keeps every rule
+//! above, a few hash maps behind one mutex, each method commented with the
+//! rule it keeps, with the session and refresh-token conformance suites
+//! run on it. It shows which methods a store must write and which it can
+//! leave to the trait.
+//! [`MemoryStore`] keeps the same rules in a compact layout built for
+//! a million sessions, which makes it the harder one to learn from.
 
+#[cfg(test)]
+mod forwarding;
 mod memory;
 mod patch;
+mod reference;
 
 pub use memory::MemoryStore;
 pub use patch::{Activity, Patch, PatchOp, PatchOutcome, PatchRefusal};
+pub use reference::ReferenceStore;
 
 use std::time::Duration;
 
@@ -88,6 +102,13 @@ pub enum Modify {
 pub type ModifyFn<'a> = &'a (dyn Fn(&mut SessionRecord) -> Modify + Send + Sync);
 
 /// A session store. See the [module docs](self) for the contract.
+///
+/// A wrapper around another store (a cache, metrics, a test double) must
+/// forward every method, the provided ones too: a provided method it leaves
+/// out runs over the wrapper's other methods and loses the wrapped store's
+/// own (an atomic `create_capped`, a one-round-trip `patch`). A test of
+/// this crate finds the wrappers of the workspace and fails on any method
+/// one leaves out.
 ///
 /// ```
 /// use tessera::store::{MemoryStore, Store};
@@ -578,19 +599,26 @@ pub async fn cas_loop<S: Store + ?Sized>(
     f: ModifyFn<'_>,
 ) -> Result<Option<SessionRecord>, StoreError> {
     for attempt in 0..CAS_ATTEMPTS {
-        let Some(mut record) = store.load(hash).await? else {
+        let Some(current) = store.load(hash).await? else {
             return Ok(None);
         };
-        if !record.is_valid_at(now) {
+        if !current.is_valid_at(now) {
             return Ok(None);
         }
-        if f(&mut record) == Modify::Keep {
-            return Ok(Some(record));
+        let mut next = current.clone();
+        if f(&mut next) == Modify::Keep {
+            // The record as stored, not the closure's scratch copy: a
+            // caller that kept must not see changes that were not written
+            // (a refused patch may have applied some of its operations).
+            return Ok(Some(current));
         }
-        let expected = record.version;
-        record.version = expected.saturating_add(1);
-        match store.update(expected, &record, now).await? {
-            CasOutcome::Applied => return Ok(Some(record)),
+        // The identity of a session never changes in a write.
+        next.hash = current.hash;
+        next.handle = current.handle;
+        next.user_id = current.user_id;
+        next.version = current.version.saturating_add(1);
+        match store.update(current.version, &next, now).await? {
+            CasOutcome::Applied => return Ok(Some(next)),
             CasOutcome::Missing => return Ok(None),
             CasOutcome::Conflict => backoff(attempt).await,
         }

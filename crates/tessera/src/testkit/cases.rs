@@ -730,7 +730,11 @@ pub async fn modify_keep_writes_nothing(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert!(out.is_some());
+    assert_eq!(
+        out.as_ref(),
+        Some(&record),
+        "Keep returns the record as stored, not the closure's copy"
+    );
     assert_eq!(store.load(&record.hash).await.unwrap(), Some(record));
 }
 

@@ -50,6 +50,7 @@
 //!
 //! ```text
 //! cargo test -p tessera --features testkit --lib store::memory::conformance::racing_rotations_leave_one_token
+//! cargo test -p tessera --features testkit --lib store::reference::conformance::racing_rotations_leave_one_token
 //! cargo test -p tessera-sql --test it sqlite::conformance::racing_rotations_leave_one_token
 //! cargo test -p tessera-sql --test it postgres::refresh_conformance::a_refresh_token_rotates_exactly_once
 //! cargo test -p tessera-redis --test it cluster::conformance::racing_rotations_leave_one_token

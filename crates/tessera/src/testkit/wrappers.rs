@@ -10,7 +10,7 @@ use crate::error::StoreError;
 use crate::not_before::{NotBefore, Scope};
 use crate::policy::SessionCap;
 use crate::record::{SessionHandle, SessionRecord};
-use crate::store::{Capped, CasOutcome, ModifyFn, Store};
+use crate::store::{Capped, CasOutcome, ModifyFn, Patch, PatchOutcome, Store};
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 
@@ -19,8 +19,8 @@ use crate::token::TokenHash;
 pub struct Counts {
     /// `load` calls.
     pub loads: u64,
-    /// Calls that write: create, update, rotate, modify, deletes (including
-    /// `delete_all`), purge.
+    /// Calls that write: create, update, rotate, modify, modify_loaded,
+    /// patch, deletes (including `delete_all`), purge.
     pub writes: u64,
     /// Every call, reads and writes.
     pub total: u64,
@@ -210,6 +210,25 @@ impl<S: Store> Store for CountingStore<S> {
         self.write();
         self.inner.modify(hash, now, f).await
     }
+    async fn modify_loaded(
+        &self,
+        current: &SessionRecord,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.write();
+        self.inner.modify_loaded(current, now, f).await
+    }
+    async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        patch: &Patch,
+        now: Timestamp,
+    ) -> Result<PatchOutcome, StoreError> {
+        self.write();
+        self.inner.patch(hash, base, patch, now).await
+    }
 }
 
 /// Wraps a store and, while switched on, fails every call with
@@ -374,5 +393,24 @@ impl<S: Store> Store for FailingStore<S> {
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.check()?;
         self.inner.modify(hash, now, f).await
+    }
+    async fn modify_loaded(
+        &self,
+        current: &SessionRecord,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.modify_loaded(current, now, f).await
+    }
+    async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        patch: &Patch,
+        now: Timestamp,
+    ) -> Result<PatchOutcome, StoreError> {
+        self.check()?;
+        self.inner.patch(hash, base, patch, now).await
     }
 }

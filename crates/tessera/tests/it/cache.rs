@@ -15,7 +15,7 @@ use tessera::error::StoreError;
 use tessera::not_before::{NotBefore, Scope};
 use tessera::policy::SessionCap;
 use tessera::record::{ClientMeta, Data, SessionHandle, SessionRecord};
-use tessera::store::{Capped, CasOutcome, MemoryStore, Store};
+use tessera::store::{Capped, CasOutcome, MemoryStore, ModifyFn, Patch, PatchOutcome, Store};
 use tessera::testkit::CountingStore;
 use tessera::time::Timestamp;
 use tessera::token::TokenHash;
@@ -361,6 +361,31 @@ impl Store for GatedStore {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+    async fn modify(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.modify(hash, now, f).await
+    }
+    async fn modify_loaded(
+        &self,
+        current: &SessionRecord,
+        now: Timestamp,
+        f: ModifyFn<'_>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.modify_loaded(current, now, f).await
+    }
+    async fn patch(
+        &self,
+        hash: &TokenHash,
+        base: Option<&SessionRecord>,
+        patch: &Patch,
+        now: Timestamp,
+    ) -> Result<PatchOutcome, StoreError> {
+        self.inner.patch(hash, base, patch, now).await
     }
 }
 
