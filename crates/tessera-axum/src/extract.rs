@@ -164,3 +164,32 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CsrfToken {
         Ok(csrf_token(parts).await?.ok())
     }
 }
+
+/// The session of a **status query**: a request that only reports on the
+/// session (a page polling its own expiry to warn the user) and so must
+/// not count as activity, or it would keep the session alive forever
+/// (OWASP Session Management Cheat Sheet, idle timeout). Taking this
+/// extractor marks the request before the handler runs, so no order of
+/// calls inside the handler can turn it into activity.
+///
+/// ```
+/// use tessera_axum::{SessionRejection, StatusQuery};
+///
+/// async fn expiry(StatusQuery(session): StatusQuery) -> Result<String, SessionRejection> {
+///     let record = session.record().await?.ok_or(SessionRejection::MISSING)?;
+///     Ok(record.deadlines.idle.as_millis().to_string())
+/// }
+/// # let _: axum::routing::MethodRouter = axum::routing::get(expiry);
+/// ```
+#[derive(Debug, Clone)]
+pub struct StatusQuery(pub tessera::Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for StatusQuery {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let session = session_of(parts)?;
+        session.mark_status_query();
+        Ok(Self(session))
+    }
+}

@@ -93,6 +93,7 @@
 //! | [`Session`]     | the lazily loaded session              | 500 if the layer is missing |
 //! | [`AuthUser`]    | the signed-in user id                  | 401 `expired_idle` / `expired_absolute` / `missing` |
 //! | [`CsrfToken`]   | a masked CSRF token for this render    | 401 without a session |
+//! | [`StatusQuery`] | the session, marked as a status query (no activity) | 500 if the layer is missing |
 //! | [`DeviceTier`]  | the request's DBSC tier (`bound` / `unbound`) | 401 without a session |
 //! | [`BoundSession`] | a signed-in user whose request proved its device (DBSC) | 401 `device_unbound` |
 //!
@@ -105,8 +106,8 @@
 //! reason and [`tessera::Session::end_reason`] tells the handler, so a page
 //! can say "signed out after inactivity". A route that only reports the
 //! session's deadlines (a page polling its own expiry to warn the user)
-//! calls [`tessera::Session::mark_status_query`] first: it then does not
-//! count as activity and cannot keep the session alive.
+//! takes the [`StatusQuery`] extractor instead of [`Session`]: it then does
+//! not count as activity and cannot keep the session alive.
 //!
 //! ## Concurrency
 //!
@@ -143,9 +144,15 @@ mod rejection;
 pub use crate::config::{DEFAULT_CSRF_FORM_LIMIT, SessionConfig};
 pub use crate::credential::{find_bearer, find_credential};
 pub use crate::dbsc::{BoundSession, DeviceTier};
-pub use crate::extract::{AuthUser, CsrfToken, Session};
+pub use crate::extract::{AuthUser, CsrfToken, Session, StatusQuery};
 pub use crate::layer::{ClientIp, SessionLayer, SessionService};
 pub use crate::rejection::{SessionRejection, wants_json};
+/// The core, re-exported so `tessera-axum` is the only dependency an axum
+/// application needs (`tessera_axum::tessera::dbsc`, `…::policy`, …).
+pub use tessera;
+/// What every application builds: the manager, its policy, the
+/// development store.
+pub use tessera::{SessionManager, SessionPolicy, store::MemoryStore};
 
 /// The repository README's library quick start, compiled and run as a doc
 /// test so it cannot rot.

@@ -18,7 +18,9 @@ use tessera::store::{MemoryStore, Store};
 use tessera::testkit::{CountingStore, FailingStore};
 use tessera::time::{ManualClock, Timestamp};
 use tessera::{SessionManager, SessionPolicy};
-use tessera_axum::{AuthUser, CsrfToken, Session, SessionConfig, SessionLayer, SessionRejection};
+use tessera_axum::{
+    AuthUser, CsrfToken, Session, SessionConfig, SessionLayer, SessionRejection, StatusQuery,
+};
 
 /// Start of the manual clock: 2023-11-14.
 pub(crate) const START: i64 = 1_700_000_000_000;
@@ -109,8 +111,7 @@ async fn whoami(session: Session) -> Result<String, SessionRejection> {
     ))
 }
 
-async fn status(session: Session) -> Result<String, SessionRejection> {
-    session.mark_status_query();
+async fn status(StatusQuery(session): StatusQuery) -> Result<String, SessionRejection> {
     let record = session.record().await?.ok_or(SessionRejection::MISSING)?;
     Ok(record.deadlines.idle.as_millis().to_string())
 }
