@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use tessera::record::{ClientMeta, Data, DataChanges, SessionHandle};
 use tessera::token::{RefreshToken, SessionToken};
 use tessera_server::api::types::{
-    CreateSession, MAX_USER_ID, PatchData, TokenRequest, VerifyRequest, valid_user_id,
+    BodyToken, CreateSession, MAX_USER_ID, PatchData, TokenRequest, VerifyRequest, valid_user_id,
 };
 use tessera_server::site::auth::{CsrfForm, LoginForm, PasswordForm, ReauthForm};
 use tessera_server::site::sessions::RevokeForm;
@@ -63,15 +63,23 @@ fn check_token_bodies(body: &[u8]) {
     {
         check_refresh_token(query.token.as_deref());
         if let Some(token) = query.token.as_deref() {
-            check_token(token);
+            check_session_token(token);
         }
     }
 }
 
 /// A token accepted by the parser names exactly itself.
-fn check_token(token: &str) {
+/// A session token accepted by the parser names exactly itself.
+fn check_session_token(token: &str) {
     if let Ok(parsed) = SessionToken::parse(token) {
         assert_eq!(parsed.expose(), token);
+    }
+}
+
+/// A well-formed body token names exactly itself.
+fn check_token(token: &BodyToken) {
+    if let Some(parsed) = token.token() {
+        assert_eq!(SessionToken::parse(parsed.expose()).ok().as_ref(), Some(parsed));
     }
 }
 

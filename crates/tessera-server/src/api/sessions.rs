@@ -39,12 +39,6 @@ fn view(record: &SessionRecord) -> Result<SessionView, ApiError> {
     SessionView::new(record).map_err(|e| ApiError::from(SessionError::from(e)))
 }
 
-/// Parses a presented token; junk is a 401, never a 500, and costs no store
-/// call.
-fn parse_token(token: &str) -> Result<SessionToken, ApiError> {
-    SessionToken::parse(token).map_err(|_| ApiError::unauthenticated("missing"))
-}
-
 /// After a write found no live record, ask why (expired records are still
 /// loadable until purged, so the client can be told the reason).
 async fn why_gone(state: &AppState, token: &SessionToken) -> ApiError {
@@ -118,7 +112,10 @@ pub async fn verify(
         .as_deref()
         .map(crate::dbsc::parse_tier)
         .transpose()?;
-    let record = state.manager.load(&req.token, access).await?;
+    let record = state
+        .manager
+        .load(req.token.require()?.expose(), access)
+        .await?;
     let tier = crate::dbsc::admit(&state, &record, req.dbsc_cookie.as_deref(), require).await?;
     let mut view = view(&record)?;
     view.tier = Some(tier.as_str());
@@ -135,7 +132,7 @@ pub async fn rotate(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Json<IssuedSession>, ApiError> {
-    let token = parse_token(&req.token)?;
+    let token = req.token.require()?.clone();
     let issued_session = state
         .manager
         .rotate(&token.hash(), Renewal::Rotate, &DataChanges::default())
@@ -155,7 +152,7 @@ pub async fn patch_data(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<PatchData>,
 ) -> Result<Response, ApiError> {
-    let token = parse_token(&req.token)?;
+    let token = req.token.require()?.clone();
     valid_data_keys(req.set.keys().chain(req.remove.iter()))?;
     let mut changes = DataChanges::default();
     for (key, value) in req.set {

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tessera::cookie::Presented;
 use tessera::record::SessionRecord;
+use tessera::token::SessionToken;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -206,6 +208,58 @@ pub fn valid_client_meta(ip: Option<&str>, user_agent: Option<&str>) -> Result<(
     Ok(())
 }
 
+/// A session token as a `/v1` body carries it, parsed once when the body
+/// is read: a well-formed `tss_…` token, or a value that is not one. A
+/// malformed value does not fail the whole body (400): it is a presented
+/// credential that opens nothing, answered 401 `missing` without a store
+/// call, exactly like a malformed cookie.
+///
+/// ```
+/// use tessera_server::api::types::BodyToken;
+/// let bad: BodyToken = serde_json::from_str("\"not-a-token\"").unwrap();
+/// assert!(bad.token().is_none());
+/// let token = tessera::token::SessionToken::generate().unwrap();
+/// let good: BodyToken = serde_json::from_value(serde_json::json!(token.expose())).unwrap();
+/// assert_eq!(good.token(), Some(&token));
+/// ```
+#[derive(Debug, Clone)]
+pub struct BodyToken(Presented);
+
+impl BodyToken {
+    /// The token, if well-formed.
+    pub fn token(&self) -> Option<&SessionToken> {
+        match &self.0 {
+            Presented::Token(token) => Some(token),
+            _ => None,
+        }
+    }
+
+    /// The token, or 401 `unauthenticated`/`missing` for a malformed one.
+    ///
+    /// # Errors
+    ///
+    /// That 401.
+    pub fn require(&self) -> Result<&SessionToken, ApiError> {
+        self.token()
+            .ok_or_else(|| ApiError::unauthenticated("missing"))
+    }
+
+    /// As the core's [`Presented`]: `Token` or `Malformed`.
+    pub fn presented(&self) -> Presented {
+        self.0.clone()
+    }
+}
+
+impl<'de> Deserialize<'de> for BodyToken {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(Self(match SessionToken::parse(&text) {
+            Ok(token) => Presented::Token(token),
+            Err(_) => Presented::Malformed,
+        }))
+    }
+}
+
 /// A newly issued token. The token appears here once; tessera keeps only its
 /// hash.
 #[derive(Debug, Serialize, ToSchema)]
@@ -229,7 +283,8 @@ pub struct IssuedSession {
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The session token.
-    pub token: String,
+    #[schema(value_type = String)]
+    pub token: BodyToken,
 }
 
 /// `POST /v1/sessions/verify`.
@@ -237,7 +292,8 @@ pub struct TokenRequest {
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// The session token.
-    pub token: String,
+    #[schema(value_type = String)]
+    pub token: BodyToken,
     /// Count this as user activity (moves the idle deadline per the touch
     /// policy). Default true; false for status checks.
     #[serde(default = "yes")]
@@ -263,7 +319,8 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct PatchData {
     /// The session token.
-    pub token: String,
+    #[schema(value_type = String)]
+    pub token: BodyToken,
     /// Keys to set.
     #[serde(default)]
     #[schema(value_type = Object)]

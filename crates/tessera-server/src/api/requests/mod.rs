@@ -24,14 +24,13 @@ use tessera::cookie::Presented;
 use tessera::guard::{self, Credential, GuardStep, RequestFacts};
 use tessera::record::{ClientMeta, Data, DataChanges};
 use tessera::session::CookieAction;
-use tessera::token::SessionToken;
 use tessera::{Session, SessionError};
 
 use self::types::{
     CheckBatch, CheckBatchResponse, CheckPatch, CheckRequest, CheckResponse, Installed,
     LoginRequest, Outcome, PatchOutcome, PresentedToken, SignedOut,
 };
-use super::types::{SessionView, checked_at, valid_data_keys, valid_user_id};
+use super::types::{BodyToken, SessionView, checked_at, valid_data_keys, valid_user_id};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -265,9 +264,9 @@ pub async fn login(
     valid_user_id(&req.user_id)?;
     let class = crate::lifetime::requested_class(&state, req.remember)?;
     let checked_at = checked_at(req.checked_at.as_deref(), state.manager.now())?;
-    let presented = match req.token.as_deref() {
+    let presented = match &req.token {
         None => Presented::Absent,
-        Some(token) => Presented::Token(SessionToken::parse(token).map_err(|_| {
+        Some(token) => Presented::Token(token.token().cloned().ok_or_else(|| {
             ApiError::bad_request("invalid_token", "token is not a tessera session token")
         })?),
     };
@@ -293,7 +292,7 @@ pub async fn rotate(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<PresentedToken>,
 ) -> Result<Json<Installed>, ApiError> {
-    let session = presented_session(&state, req.token.as_deref());
+    let session = presented_session(&state, req.token.as_ref());
     match session.rotate().await {
         Ok(()) => installed(&state, &session).await,
         Err(SessionError::Unauthenticated) => {
@@ -319,7 +318,7 @@ pub async fn logout(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<PresentedToken>,
 ) -> Result<Json<SignedOut>, ApiError> {
-    let session = presented_session(&state, req.token.as_deref());
+    let session = presented_session(&state, req.token.as_ref());
     let ended = session.logout().await?;
     let action = session.commit().await?;
     Ok(Json(SignedOut {
@@ -330,12 +329,8 @@ pub async fn logout(
 
 /// A session for a token sent in a body. A value that is not a token opens
 /// no session (as a junk cookie would not), without a store call.
-fn presented_session(state: &AppState, token: Option<&str>) -> Session {
-    let presented = match token.map(SessionToken::parse) {
-        None => Presented::Absent,
-        Some(Ok(token)) => Presented::Token(token),
-        Some(Err(_)) => Presented::Malformed,
-    };
+fn presented_session(state: &AppState, token: Option<&BodyToken>) -> Session {
+    let presented = token.map_or(Presented::Absent, BodyToken::presented);
     Session::new(state.manager.clone(), presented, ClientMeta::default())
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::api::types::SessionView;
+use crate::api::types::{BodyToken, SessionView};
 
 /// `POST /v1/requests/check`: what a client middleware saw of one incoming
 /// request. Header values are passed as received; a header the request did
@@ -170,7 +170,8 @@ impl CheckResponse {
 pub struct LoginRequest {
     /// The token the request presented (from its check), if any: it stops
     /// working, whatever happens (no fixation).
-    pub token: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub token: Option<BodyToken>,
     /// The user now signed in (1–256 bytes, no control characters).
     pub user_id: String,
     /// Client IP, for the device list.
@@ -195,7 +196,8 @@ pub struct LoginRequest {
 #[serde(deny_unknown_fields)]
 pub struct PresentedToken {
     /// The token the request presented (from its check).
-    pub token: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub token: Option<BodyToken>,
 }
 
 /// A newly issued token, for the client to install with `set_cookie`.
