@@ -53,14 +53,14 @@ impl ServerEvent {
 ///
 /// ```
 /// use tessera_server::audit::{emit, ServerEvent};
-/// emit(ServerEvent::LoginFailed, Some("alice"), Some("192.0.2.1"), "wrong password");
+/// emit(ServerEvent::LoginFailed, Some("alice"), "192.0.2.1".parse().ok(), "wrong password");
 /// ```
-pub fn emit(event: ServerEvent, user: Option<&str>, ip: Option<&str>, detail: &str) {
+pub fn emit(event: ServerEvent, user: Option<&str>, ip: Option<std::net::IpAddr>, detail: &str) {
     tracing::info!(
         target: tessera::audit::TARGET,
         event = event.as_str(),
         user,
-        ip,
+        ip = ip.map(tracing::field::display),
         detail,
     );
 }

@@ -87,16 +87,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormOrJson<T> {
 
 /// The client's IP as text: the socket peer, or behind the configured
 /// `trusted_proxies` the right-most untrusted address of the forwarding
-/// header (see [`crate::proxy`]); `"unknown"` without a peer.
+/// header (see [`crate::proxy`]); `None` without a peer (never a made-up
+/// placeholder that would have to be parsed back).
 pub fn client_ip(
     headers: &HeaderMap,
     peer: Option<std::net::SocketAddr>,
     config: &crate::config::Config,
-) -> String {
+) -> Option<std::net::IpAddr> {
     config
         .trusted_proxies
         .client_ip(headers, peer, config.client_ip_header)
-        .map_or_else(|| String::from("unknown"), |ip| ip.to_string())
 }
 
 #[cfg(test)]

@@ -291,7 +291,7 @@ pub async fn verify(
         audit::emit(
             ServerEvent::CsrfRejected,
             None,
-            Some(&ip),
+            ip,
             &format!("forward auth: {code} ({})", describe_request(&headers)),
         );
         return error.into_response();

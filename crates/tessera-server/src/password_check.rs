@@ -139,7 +139,7 @@ pub fn check_user_name(name: &str) -> bool {
 pub async fn check_password(
     state: &AppState,
     user: &str,
-    ip: &str,
+    ip: Option<std::net::IpAddr>,
     password: &str,
     door: Door,
 ) -> Result<(), CheckError> {
@@ -157,7 +157,7 @@ pub async fn check_password(
             audit::emit(
                 ServerEvent::RateLimited,
                 Some(user),
-                Some(ip),
+                ip,
                 &format!("{}, {by}", door.detail()),
             );
             return Err(CheckError::Limited(limited));
@@ -183,7 +183,7 @@ pub async fn check_password(
     match verified {
         Ok(true) => Ok(()),
         Ok(false) => {
-            audit::emit(door.failure_event(), Some(user), Some(ip), door.detail());
+            audit::emit(door.failure_event(), Some(user), ip, door.detail());
             Err(CheckError::Wrong)
         }
         Err(UserError::Busy(_)) => Err(CheckError::Busy),

@@ -126,15 +126,16 @@ impl Counters {
 /// use tessera_server::ratelimit::{LimitError, LoginLimiter};
 ///
 /// let limiter = LoginLimiter::new(2, 10, Duration::from_secs(60));
+/// let ip = Some("192.0.2.1".parse()?);
 /// for _ in 0..2 {
-///     let attempt = limiter.reserve("alice", "192.0.2.1").await?;
+///     let attempt = limiter.reserve("alice", ip).await?;
 ///     limiter.failed(attempt); // a wrong password keeps its count
 /// }
 /// assert!(matches!(
-///     limiter.reserve("alice", "192.0.2.1").await,
+///     limiter.reserve("alice", ip).await,
 ///     Err(LimitError::Limited(l)) if l.by_user
 /// ));
-/// let bob = limiter.reserve("bob", "192.0.2.1").await?;
+/// let bob = limiter.reserve("bob", ip).await?;
 /// limiter.succeeded(bob).await?;
 /// # Ok(()) }
 /// ```
@@ -236,7 +237,7 @@ impl LoginLimiter {
     ///
     /// [`LimitError::Limited`] when a budget is spent;
     /// [`LimitError::Unavailable`] when shared counters cannot be reached.
-    pub async fn reserve(&self, user: &str, ip: &str) -> Result<Reservation, LimitError> {
+    pub async fn reserve(&self, user: &str, ip: Option<IpAddr>) -> Result<Reservation, LimitError> {
         let user_key = user_key(user);
         let ip_key = ip_key(ip);
         let (hits, left) = self.counters.incr(&user_key).await?;
@@ -313,30 +314,35 @@ fn user_key(user: &str) -> String {
 ///
 /// ```
 /// use tessera_server::ratelimit::ip_key;
-/// assert_eq!(ip_key("192.0.2.7"), "ip:192.0.2.7");
-/// assert_eq!(ip_key("::ffff:192.0.2.7"), "ip:192.0.2.7");
-/// assert_eq!(ip_key("2001:db8:1:2:aaaa::1"), "ip:2001:db8:1:2::/64");
-/// assert_eq!(ip_key("2001:db8:1:2:bbbb::9"), "ip:2001:db8:1:2::/64");
+/// let ip = |s: &str| Some(s.parse().unwrap());
+/// assert_eq!(ip_key(ip("192.0.2.7")), "ip:192.0.2.7");
+/// assert_eq!(ip_key(ip("::ffff:192.0.2.7")), "ip:192.0.2.7");
+/// assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), "ip:2001:db8:1:2::/64");
+/// assert_eq!(ip_key(ip("2001:db8:1:2:bbbb::9")), "ip:2001:db8:1:2::/64");
+/// assert_eq!(ip_key(None), "ip?unknown");
 /// ```
-pub fn ip_key(ip: &str) -> String {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => format!("ip:{v4}"),
-        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+pub fn ip_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
             Some(v4) => format!("ip:{v4}"),
             None => {
                 let [a, b, c, d, ..] = v6.segments();
                 format!("ip:{a:x}:{b:x}:{c:x}:{d:x}::/64")
             }
         },
-        // Not an address ("unknown" when there is no peer): bounded all
-        // the same.
-        Err(_) => format!("ip?{}", ip.chars().take(64).collect::<String>()),
+        // No peer address (not a socket connection): one shared bucket.
+        None => String::from("ip?unknown"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
 
     fn limited(r: Result<Reservation, LimitError>) -> Limited {
         match r {
@@ -349,22 +355,22 @@ mod tests {
     async fn per_ip_limit_covers_many_user_names() {
         let limiter = LoginLimiter::new(100, 3, Duration::from_secs(60));
         for name in ["a", "b", "c"] {
-            limiter.failed(limiter.reserve(name, "198.51.100.7").await.unwrap());
+            limiter.failed(limiter.reserve(name, ip("198.51.100.7")).await.unwrap());
         }
-        let l = limited(limiter.reserve("d", "198.51.100.7").await);
+        let l = limited(limiter.reserve("d", ip("198.51.100.7")).await);
         assert!(!l.by_user);
         assert!(l.retry_after <= Duration::from_secs(60));
-        limiter.failed(limiter.reserve("d", "198.51.100.8").await.unwrap());
+        limiter.failed(limiter.reserve("d", ip("198.51.100.8")).await.unwrap());
     }
 
     #[tokio::test]
     async fn success_clears_the_user_counter_and_names_are_case_insensitive() {
         let limiter = LoginLimiter::new(2, 100, Duration::from_secs(60));
-        limiter.failed(limiter.reserve("Alice", "192.0.2.1").await.unwrap());
-        let second = limiter.reserve("alice", "192.0.2.2").await.unwrap();
-        assert!(limited(limiter.reserve("ALICE", "192.0.2.3").await).by_user);
+        limiter.failed(limiter.reserve("Alice", ip("192.0.2.1")).await.unwrap());
+        let second = limiter.reserve("alice", ip("192.0.2.2")).await.unwrap();
+        assert!(limited(limiter.reserve("ALICE", ip("192.0.2.3")).await).by_user);
         limiter.succeeded(second).await.unwrap();
-        limiter.failed(limiter.reserve("alice", "192.0.2.3").await.unwrap());
+        limiter.failed(limiter.reserve("alice", ip("192.0.2.3")).await.unwrap());
     }
 
     #[tokio::test]
@@ -373,7 +379,7 @@ mod tests {
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let l = limiter.clone();
-                tokio::spawn(async move { l.reserve("alice", "192.0.2.1").await })
+                tokio::spawn(async move { l.reserve("alice", ip("192.0.2.1")).await })
             })
             .collect();
         let mut granted = Vec::new();
@@ -385,31 +391,36 @@ mod tests {
         assert_eq!(granted.len(), 5);
         // A cancelled attempt gives its place back.
         limiter.cancel(granted.pop().unwrap()).await.unwrap();
-        let again = limiter.reserve("alice", "192.0.2.1").await.unwrap();
+        let again = limiter.reserve("alice", ip("192.0.2.1")).await.unwrap();
         limiter.failed(again);
-        assert!(limited(limiter.reserve("alice", "192.0.2.1").await).by_user);
+        assert!(limited(limiter.reserve("alice", ip("192.0.2.1")).await).by_user);
     }
 
     #[tokio::test]
     async fn a_refused_user_does_not_spend_the_address_budget() {
         let limiter = LoginLimiter::new(1, 3, Duration::from_secs(60));
-        limiter.failed(limiter.reserve("alice", "192.0.2.1").await.unwrap());
+        limiter.failed(limiter.reserve("alice", ip("192.0.2.1")).await.unwrap());
         for _ in 0..10 {
-            assert!(limited(limiter.reserve("alice", "192.0.2.1").await).by_user);
+            assert!(limited(limiter.reserve("alice", ip("192.0.2.1")).await).by_user);
         }
         // Two more attempts fit the address's budget of 3.
-        limiter.failed(limiter.reserve("bob", "192.0.2.1").await.unwrap());
-        limiter.failed(limiter.reserve("carol", "192.0.2.1").await.unwrap());
-        assert!(!limited(limiter.reserve("dave", "192.0.2.1").await).by_user);
+        limiter.failed(limiter.reserve("bob", ip("192.0.2.1")).await.unwrap());
+        limiter.failed(limiter.reserve("carol", ip("192.0.2.1")).await.unwrap());
+        assert!(!limited(limiter.reserve("dave", ip("192.0.2.1")).await).by_user);
     }
 
     #[tokio::test]
     async fn ipv6_addresses_of_one_slash_64_share_a_budget() {
         let limiter = LoginLimiter::new(100, 2, Duration::from_secs(60));
-        limiter.failed(limiter.reserve("a", "2001:db8:0:1::1").await.unwrap());
-        limiter.failed(limiter.reserve("b", "2001:db8:0:1:ffff::2").await.unwrap());
-        assert!(!limited(limiter.reserve("c", "2001:db8:0:1::3").await).by_user);
-        limiter.failed(limiter.reserve("c", "2001:db8:0:2::3").await.unwrap());
+        limiter.failed(limiter.reserve("a", ip("2001:db8:0:1::1")).await.unwrap());
+        limiter.failed(
+            limiter
+                .reserve("b", ip("2001:db8:0:1:ffff::2"))
+                .await
+                .unwrap(),
+        );
+        assert!(!limited(limiter.reserve("c", ip("2001:db8:0:1::3")).await).by_user);
+        limiter.failed(limiter.reserve("c", ip("2001:db8:0:2::3")).await.unwrap());
     }
 
     #[test]

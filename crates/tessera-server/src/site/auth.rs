@@ -103,7 +103,7 @@ pub async fn login(
     if let Ok(body) = &result {
         super::note(
             &state,
-            &ctx.ip,
+            ctx.ip,
             &headers,
             &body.user,
             EventKind::SignedIn,
@@ -146,7 +146,7 @@ async fn login_inner(
     // commits after this check read the old hash sets a not-before later
     // than this instant, which refuses the session created below.
     let checked_at = state.manager.now();
-    check_password(state, &form.username, &ctx.ip, &form.password, Door::SignIn)
+    check_password(state, &form.username, ctx.ip, &form.password, Door::SignIn)
         .await
         .map_err(|e| e.into_api(GENERIC_FAILURE))?;
     // A brand-new token; any presented one stops working (fixation).
@@ -156,7 +156,7 @@ async fn login_inner(
     audit::emit(
         ServerEvent::LoginSucceeded,
         Some(&form.username),
-        Some(&ctx.ip),
+        ctx.ip,
         "",
     );
     let record = ctx
@@ -202,7 +202,7 @@ pub async fn logout(
     }
     .await;
     if let Ok(user) = &result {
-        super::note(&state, &ctx.ip, &headers, user, EventKind::SignedOut, "").await;
+        super::note(&state, ctx.ip, &headers, user, EventKind::SignedOut, "").await;
     }
     match result {
         Ok(_) if json => StatusCode::NO_CONTENT.into_response(),
@@ -238,7 +238,7 @@ pub async fn reauth(
     let json = wants_json(&headers);
     let result = async {
         let (user, _) = signed_in(&ctx).await?;
-        check_password(&state, &user, &ctx.ip, &form.password, Door::Reauth)
+        check_password(&state, &user, ctx.ip, &form.password, Door::Reauth)
             .await
             .map_err(|e| e.into_api("The password is not correct."))?;
         ctx.session.reauthenticated().await?;
@@ -306,7 +306,7 @@ pub async fn change_password(
         check_password(
             &state,
             &user,
-            &ctx.ip,
+            ctx.ip,
             &form.current_password,
             Door::PasswordChange,
         )
@@ -337,10 +337,10 @@ pub async fn change_password(
             .revoke_user_before(&user, at, Some(&kept.handle), Revocation::PasswordChanged)
             .await?;
         crate::metrics::count_revoked(revoked);
-        audit::emit(ServerEvent::PasswordChanged, Some(&user), Some(&ctx.ip), "");
+        audit::emit(ServerEvent::PasswordChanged, Some(&user), ctx.ip, "");
         super::note(
             &state,
-            &ctx.ip,
+            ctx.ip,
             &headers,
             &user,
             EventKind::PasswordChanged,

@@ -37,8 +37,9 @@ use crate::state::AppState;
 pub struct SiteCtx {
     /// The request's session (loaded on first use).
     pub session: Session,
-    /// The client IP used for rate limiting and the device list.
-    pub ip: String,
+    /// The client IP used for rate limiting and the device list (`None`
+    /// when the connection has no peer address).
+    pub ip: Option<IpAddr>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SiteCtx {
@@ -49,10 +50,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SiteCtx {
             .await
             .map_err(ApiError::from)?
             .into_inner();
-        let ip = parts
-            .extensions
-            .get::<ClientIp>()
-            .map_or_else(|| String::from("unknown"), |ClientIp(ip)| ip.to_string());
+        let ip = parts.extensions.get::<ClientIp>().map(|ClientIp(ip)| *ip);
         Ok(Self { session, ip })
     }
 }
@@ -80,8 +78,7 @@ pub async fn site_context(State(state): State<AppState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let ip = client_ip(req.headers(), peer, &state.config);
-    if let Ok(ip) = ip.parse::<IpAddr>() {
+    if let Some(ip) = client_ip(req.headers(), peer, &state.config) {
         req.extensions_mut().insert(ClientIp(ip));
     }
     next.run(req).await

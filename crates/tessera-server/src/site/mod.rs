@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// (its IP and `User-Agent`), best effort (see [`crate::activity`]).
 pub(crate) async fn note(
     state: &AppState,
-    ip: &str,
+    ip: Option<std::net::IpAddr>,
     headers: &axum::http::HeaderMap,
     user: &str,
     kind: EventKind,
@@ -31,13 +31,14 @@ pub(crate) async fn note(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
+    let ip = ip.map(|ip| ip.to_string());
     state
         .activity
         .record_or_log(&NewEvent {
             user,
             at_ms: state.manager.now().as_millis(),
             kind,
-            ip: Some(ip),
+            ip: ip.as_deref(),
             user_agent,
             detail,
         })

@@ -259,7 +259,7 @@ async fn confirm_password(
             "Enter your password to sign out a device; no session was revoked.",
         ));
     }
-    check_password(state, user, &ctx.ip, password, Door::Revoke)
+    check_password(state, user, ctx.ip, password, Door::Revoke)
         .await
         .map_err(|e| match e {
             CheckError::Limited(_) => e
@@ -296,7 +296,7 @@ async fn revoke_inner(
         let device = device.unwrap_or_else(|| String::from("a device"));
         super::note(
             state,
-            &ctx.ip,
+            ctx.ip,
             headers,
             &user,
             EventKind::DeviceSignedOut,
@@ -373,7 +373,7 @@ pub async fn revoke_others(
         crate::metrics::count_revoked(n);
         super::note(
             &state,
-            &ctx.ip,
+            ctx.ip,
             &headers,
             &user,
             EventKind::OthersSignedOut,

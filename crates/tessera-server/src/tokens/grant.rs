@@ -253,9 +253,10 @@ pub async fn token(
 async fn password_grant(
     state: &AppState,
     grant: TokenGrant,
-    ip: String,
+    ip: Option<std::net::IpAddr>,
     user_agent: Option<String>,
 ) -> Result<Response, OAuthError> {
+    let ip_text = ip.map(|ip| ip.to_string());
     let (Some(username), Some(password)) = (grant.username, grant.password) else {
         return Err(OAuthError::invalid_request(
             "grant_type=password needs username and password",
@@ -267,7 +268,7 @@ async fn password_grant(
     let checked_at = state.manager.now();
     // The same path as the sign-in form: one budget per user name and per
     // IP, whichever door the guesses come through.
-    check_password(state, &username, &ip, &password, Door::TokenGrant)
+    check_password(state, &username, ip, &password, Door::TokenGrant)
         .await
         .map_err(|e| match e {
             // RFC 6749 §5.2: wrong resource-owner credentials are
@@ -281,7 +282,7 @@ async fn password_grant(
             )),
             other => OAuthError::from(other.into_api(GENERIC_FAILURE)),
         })?;
-    let client = ClientMeta::new(Some(ip.clone()), user_agent.clone());
+    let client = ClientMeta::new(ip.map(|ip| ip.to_string()), user_agent.clone());
     let pair = new_pair(
         state,
         username.clone(),
@@ -294,7 +295,7 @@ async fn password_grant(
     audit::emit(
         ServerEvent::LoginSucceeded,
         Some(&username),
-        Some(&ip),
+        ip,
         "token endpoint",
     );
     state
@@ -303,7 +304,7 @@ async fn password_grant(
             user: &username,
             at_ms: state.manager.now().as_millis(),
             kind: crate::activity::EventKind::SignedIn,
-            ip: Some(&ip),
+            ip: ip_text.as_deref(),
             user_agent: user_agent.as_deref(),
             detail: "",
         })
