@@ -11,9 +11,29 @@ pub mod error;
 pub mod guard;
 pub mod manager;
 
-/// Security rationale of every default, with sources.
-#[doc = include_str!("../docs/manual.md")]
-pub mod manual {}
+/// Security rationale of every default, with sources: one chapter per
+/// concern, each linking to the items it justifies.
+#[doc = include_str!("../docs/manual/README.md")]
+pub mod manual {
+    #[doc = include_str!("../docs/manual/01-tokens.md")]
+    pub mod tokens {}
+    #[doc = include_str!("../docs/manual/02-hashed_at_rest.md")]
+    pub mod hashed_at_rest {}
+    #[doc = include_str!("../docs/manual/03-timeouts.md")]
+    pub mod timeouts {}
+    #[doc = include_str!("../docs/manual/04-touch.md")]
+    pub mod touch {}
+    #[doc = include_str!("../docs/manual/05-rotation.md")]
+    pub mod rotation {}
+    #[doc = include_str!("../docs/manual/06-cookie.md")]
+    pub mod cookie {}
+    #[doc = include_str!("../docs/manual/07-csrf.md")]
+    pub mod csrf {}
+    #[doc = include_str!("../docs/manual/08-concurrency.md")]
+    pub mod concurrency {}
+    #[doc = include_str!("../docs/manual/09-failure.md")]
+    pub mod failure {}
+}
 
 pub mod not_before;
 pub mod policy;
