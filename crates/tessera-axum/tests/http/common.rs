@@ -38,6 +38,7 @@ pub(crate) fn routes() -> Router {
         .route("/noop", get(|| async { "ok" }).post(|| async { "posted" }))
         .route("/untouched", get(|_session: Session| async { "ok" }))
         .route("/login/{user}", post(login))
+        .route("/login-remember/{user}", post(login_remember))
         .route("/me", get(me))
         .route("/whoami", get(whoami))
         .route("/status", get(status))
@@ -80,6 +81,18 @@ async fn login(
     Path(user): Path<String>,
 ) -> Result<&'static str, SessionRejection> {
     session.login(&user).await?;
+    Ok("signed in")
+}
+
+/// Signs in with the "keep me signed in" class, which the test policy does
+/// not offer: the core answers `SessionError::Unsupported`.
+async fn login_remember(
+    session: Session,
+    Path(user): Path<String>,
+) -> Result<&'static str, SessionRejection> {
+    session
+        .login_with_class(&user, tessera::policy::SessionClass::Remember)
+        .await?;
     Ok("signed in")
 }
 

@@ -123,3 +123,22 @@ async fn a_route_without_the_layer_is_a_clear_500() {
     );
     let _ = SessionConfig::default();
 }
+
+/// A session error the mapping does not classify as a statement about the
+/// presented session (here `Unsupported`: a lifetime class the policy does
+/// not offer) fails closed with 503 — never 401, never 200 — and writes
+/// nothing.
+#[tokio::test]
+async fn an_unclassified_session_error_is_503_and_writes_nothing() {
+    let app = TestApp::start().await;
+    let before = app.counting.counts().writes;
+    let r = app
+        .post("/login-remember/alice", None, None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert_eq!(json_error(r).await, (503, "session_store".to_owned()));
+    assert_eq!(app.counting.counts().writes, before, "nothing written");
+}
