@@ -1,7 +1,8 @@
 //! The Redis store against a real Redis and a real 3-master Redis
 //! Cluster, one binary. The command-counting tests (`patch_path`,
-//! `read_path`) are binaries of their own: `INFO commandstats` counts
-//! every client, so no other test may run beside them.
+//! `read_path`) are in `tests/commandstats`, a second binary that runs
+//! them one at a time: `INFO commandstats` counts every client, so no other
+//! test may run beside them.
 //!
 //! Test code unwraps: a failed unwrap is a failed test.
 #![allow(

@@ -1,8 +1,8 @@
-//! The read path of a request costs exactly two Redis commands sent
-//! together — the session's `HGET` and the kill switches' `HMGET`
-//! (src/not_before.rs), pipelined: one round trip — counted by the servers
-//! themselves (`INFO commandstats`). Its own binary, with one test, so no
-//! concurrent test adds commands to the count.
+//! Tests that count the Redis commands of one operation with the servers'
+//! own `INFO commandstats`, on standalone Redis and on the Cluster. The
+//! counters are server-wide, so these tests run in a binary of their own,
+//! one at a time (`SERIAL`): no other test may send commands while they
+//! count. Everything else is in `tests/it`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,14 +10,18 @@
     clippy::panic
 )]
 
+#[path = "../common/mod.rs"]
 mod common;
+mod patch_path;
+mod read_path;
 
 use std::collections::HashMap;
 
 use fred::prelude::*;
 use fred::types::InfoKind;
-use tessera::store::Store;
-use tessera::testkit::{sample_record, unique_user};
+
+/// One counting test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One plain client per node, connected before counting starts so that
 /// its own handshake is not counted.
@@ -71,34 +75,4 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap
             (d > 0).then(|| (k.clone(), d))
         })
         .collect()
-}
-
-async fn check(store: tessera_redis::RedisStore, nodes: Vec<String>) {
-    let nodes = counters(&nodes).await;
-    let (_, record) = sample_record(Some(&unique_user("read")));
-    store.create(&record).await.unwrap();
-    let before = total(&nodes).await;
-    let loaded = store.load(&record.hash).await.unwrap().expect("record");
-    let after = total(&nodes).await;
-    assert_eq!(loaded, record);
-    let d = delta(&before, &after);
-    let read = HashMap::from([("hget".to_owned(), 1), ("hmget".to_owned(), 1)]);
-    assert_eq!(
-        d, read,
-        "loading a session must cost exactly one HGET and one HMGET, saw {d:?}"
-    );
-    // A miss costs the same.
-    let (_, absent) = sample_record(None);
-    let before = total(&nodes).await;
-    assert!(store.load(&absent.hash).await.unwrap().is_none());
-    let d = delta(&before, &total(&nodes).await);
-    assert_eq!(d, read, "saw {d:?}");
-}
-
-#[tokio::test]
-async fn load_costs_one_round_trip_of_two_commands_on_standalone_and_cluster() {
-    let url = common::url("TESSERA_TEST_REDIS_URL");
-    check(common::standalone("read").await, common::nodes(&url)).await;
-    let url = common::url("TESSERA_TEST_REDIS_CLUSTER_URL");
-    check(common::cluster("read").await, common::nodes(&url)).await;
 }

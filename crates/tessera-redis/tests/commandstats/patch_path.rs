@@ -1,79 +1,17 @@
 //! A session write through `Store::patch` costs exactly one round trip:
 //! one `EVALSHA`, counted by the servers themselves (`INFO commandstats`,
-//! which also counts the commands the script runs inside). Its own binary,
-//! with one test, so no concurrent test adds commands to the count.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+//! which also counts the commands the script runs inside). Run one at a
+//! time with the other counting test (see `main.rs`), so no concurrent
+//! test adds commands to the count.
 
-mod common;
-
+use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
-
-use fred::prelude::*;
-use fred::types::InfoKind;
-use serde_json::json;
 use tessera::store::{Activity, Patch, PatchOp, PatchOutcome, PatchRefusal, Store};
 use tessera::testkit::{sample_record, unique_user};
 use tessera::time::{Clock, SystemClock};
 
-/// One plain client per node, connected before counting starts so that
-/// its own handshake is not counted.
-async fn counters(nodes: &[String]) -> Vec<Client> {
-    let mut out = Vec::new();
-    for node in nodes {
-        let (host, port) = node.rsplit_once(':').unwrap();
-        let client = Builder::from_config(Config {
-            server: ServerConfig::new_centralized(host, port.parse().unwrap()),
-            ..Config::default()
-        })
-        .build()
-        .unwrap();
-        client.init().await.unwrap();
-        out.push(client);
-    }
-    out
-}
-
-/// Calls per command, summed over all nodes, ignoring our own `INFO`.
-async fn total(counters: &[Client]) -> HashMap<String, u64> {
-    let mut sum = HashMap::new();
-    for client in counters {
-        let info: String = client.info(Some(InfoKind::CommandStats)).await.unwrap();
-        for line in info.lines() {
-            let Some((name, rest)) = line
-                .strip_prefix("cmdstat_")
-                .and_then(|l| l.split_once(':'))
-            else {
-                continue;
-            };
-            let calls: u64 = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))
-                .unwrap()
-                .parse()
-                .unwrap();
-            if name != "info" {
-                *sum.entry(name.to_owned()).or_insert(0) += calls;
-            }
-        }
-    }
-    sum
-}
-
-fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap<String, u64> {
-    after
-        .iter()
-        .filter_map(|(k, v)| {
-            let d = v - before.get(k).copied().unwrap_or(0);
-            (d > 0).then(|| (k.clone(), d))
-        })
-        .collect()
-}
+use crate::{common, counters, delta, total};
 
 /// What one applied patch costs: the script and the three commands it runs.
 fn one_script() -> HashMap<String, u64> {
@@ -157,6 +95,7 @@ async fn check(store: tessera_redis::RedisStore, nodes: Vec<String>) {
 
 #[tokio::test]
 async fn a_patch_costs_exactly_one_round_trip_on_standalone_and_cluster() {
+    let _serial = crate::SERIAL.lock().await;
     let url = common::url("TESSERA_TEST_REDIS_URL");
     check(common::standalone("patch").await, common::nodes(&url)).await;
     let url = common::url("TESSERA_TEST_REDIS_CLUSTER_URL");
