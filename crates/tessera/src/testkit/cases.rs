@@ -1148,9 +1148,12 @@ pub async fn delete_all_ends_every_session_and_the_store_keeps_working(store: Ar
     records.push(racing);
     records.push(minted);
 
-    // At least the six live sessions created above (a store may also hold
-    // what earlier cases left behind).
-    assert!(deleted >= 6, "delete_all reported {deleted} sessions");
+    // At least the five sessions no rotation touched (a store may also hold
+    // what earlier cases left behind). The racing pair counts 0 or 1: a
+    // rotation caught between taking the old key and writing the new one
+    // has neither in place when the store counts, and its new session is
+    // ended all the same (checked below).
+    assert!(deleted >= 5, "delete_all reported {deleted} sessions");
     for r in &records {
         assert!(
             store.load(&r.hash).await.expect("load").is_none(),
