@@ -186,17 +186,7 @@ async fn refresh(dbsc: &Dbsc, parts: &Parts) -> Response {
     let proof = field(headers, [header::RESPONSE, header::LEGACY_RESPONSE]);
     let manager = session.manager();
     match dbsc.refresh(manager, &record, session_id, proof).await {
-        Ok(RefreshOutcome::Refreshed(cookie)) => {
-            let config = match dbsc
-                .store()
-                .load_binding(&record.handle, manager.now())
-                .await
-            {
-                Ok(Some(binding)) => dbsc.session_config(&binding),
-                // Unbound between the two reads (revoked meanwhile).
-                Ok(None) => return end_device_session(),
-                Err(e) => return unavailable(&e),
-            };
+        Ok(RefreshOutcome::Refreshed { cookie, config }) => {
             let mut response = json(StatusCode::OK, &config);
             set_cookie(&mut response, &cookie.set_cookie());
             response

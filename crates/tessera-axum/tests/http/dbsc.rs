@@ -99,11 +99,11 @@ async fn dbsc_post(
     rb.send().await.unwrap()
 }
 
-#[tokio::test]
-async fn layer_binds_refreshes_and_gates_in_required_mode() {
-    let app = start(DbscMode::Required).await;
+/// Signs `user` in: the session token and the registration offer, which
+/// comes under both field names with the same value.
+async fn sign_in(app: &App, user: &str) -> (String, String) {
     let r = client()
-        .post(format!("{}/login/alice", app.base))
+        .post(format!("{}/login/{user}", app.base))
         .header("sec-fetch-site", "same-origin")
         .send()
         .await
@@ -117,6 +117,13 @@ async fn layer_binds_refreshes_and_gates_in_required_mode() {
         offer
     );
     let session = session_token(r.headers(), "__Host-session").unwrap();
+    (session, offer)
+}
+
+#[tokio::test]
+async fn layer_binds_refreshes_and_gates_in_required_mode() {
+    let app = start(DbscMode::Required).await;
+    let (session, offer) = sign_in(&app, "alice").await;
     assert_eq!(
         get_status(&app, "/tier", &cookies(&session, None)).await,
         (200, "unbound".into())
@@ -207,17 +214,7 @@ async fn layer_binds_refreshes_and_gates_in_required_mode() {
 #[tokio::test]
 async fn layer_additive_serves_a_bound_session_without_its_cookie() {
     let app = start(DbscMode::Additive).await;
-    let r = client()
-        .post(format!("{}/login/bob", app.base))
-        .header("sec-fetch-site", "same-origin")
-        .send()
-        .await
-        .unwrap();
-    let offer = r.headers()["secure-session-registration"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let session = session_token(r.headers(), "__Host-session").unwrap();
+    let (session, offer) = sign_in(&app, "bob").await;
     let key = DeviceKey::generate();
     let proof = key.registration_proof(&challenge_of(&offer).unwrap());
     let r = dbsc_post(

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::backends::{PgDatabase, required_env, unique};
-use crate::common::{Server, client, create_session, get_text, run_cli_with};
+use crate::common::{Server, client, create_session, get_text, metric, run_cli_with};
 
 /// Far longer than any poll below: a refusal seen within [`POLL`] was
 /// caused by an invalidation, not by the entry growing too old.
@@ -82,17 +82,6 @@ async fn verify(server: &Server, key: &str, token: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// The value of the un-labelled metric `name` on `server` (0 if absent).
-async fn metric(server: &Server, name: &str) -> f64 {
-    let text = get_text(server, "/metrics").await;
-    text.lines()
-        .find_map(|line| {
-            let (key, value) = line.split_once(' ')?;
-            (key == name).then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0.0)
 }
 
 /// Creates a session for `user` through A and loads it through B until B

@@ -374,3 +374,16 @@ pub async fn list_sessions(server: &Server, key: &str, user: &str) -> Vec<Value>
     assert_eq!(res.status(), 200);
     res.json::<Vec<Value>>().await.unwrap()
 }
+
+/// The value of the Prometheus sample `name` (with its labels, as
+/// rendered: `tessera_dbsc_events_total{event="registered"}`) on the
+/// server's `/metrics`; 0 when absent.
+pub async fn metric(server: &Server, name: &str) -> f64 {
+    let text = get_text(server, "/metrics").await;
+    text.lines()
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0.0)
+}

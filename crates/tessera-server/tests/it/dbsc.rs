@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tessera::testkit::dbsc_sim::{Device, DeviceKey, DeviceRequest, RefreshStep, response_field};
 
 use crate::backends::{required_env, unique};
-use crate::common::{Server, client, get_text, session_cookie};
+use crate::common::{Server, client, get_text, metric, session_cookie};
 
 /// Header fields as the simulator reads them.
 fn fields(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -244,16 +244,6 @@ on_each_store! {
     additive_serves_and_counts("additive"),
     v1_reports_and_enforces_the_tier("required"),
     off_changes_nothing("off"),
-}
-
-async fn metric(server: &Server, name: &str) -> f64 {
-    let text = get_text(server, "/metrics").await;
-    text.lines()
-        .find_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            (key == name).then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0.0)
 }
 
 /// Registration, use, expiry of the bound cookie, refresh — and the thief:

@@ -237,8 +237,14 @@ pub struct Registered {
 #[derive(Debug, Clone)]
 #[must_use]
 pub enum RefreshOutcome {
-    /// A fresh proof verified: set this cookie (200).
-    Refreshed(BoundCookie),
+    /// A fresh proof verified: set this cookie and answer with the session
+    /// config (200).
+    Refreshed {
+        /// The new bound cookie.
+        cookie: BoundCookie,
+        /// The session config JSON ([`Dbsc::session_config`]).
+        config: serde_json::Value,
+    },
     /// No fresh proof: answer 403 with this `Secure-Session-Challenge`
     /// value. `refused` says why a proof that was sent did not count.
     Challenge {
@@ -522,7 +528,8 @@ impl Dbsc {
             Some(value) => match self.check_proof(manager, &binding, value, now).await? {
                 Ok(()) => {
                     let cookie = self.issue_cookie(session, now).await?;
-                    return Ok(RefreshOutcome::Refreshed(cookie));
+                    let config = self.session_config(&binding);
+                    return Ok(RefreshOutcome::Refreshed { cookie, config });
                 }
                 Err(e) => Some(e),
             },

@@ -242,7 +242,7 @@ async fn refresh_without_proof_challenges_then_succeeds() {
     let id = r.binding.session_id.clone();
     let c = f.refresh_challenge(&s, &id).await;
     let proof = response_field(&key.refresh_proof(&c));
-    let RefreshOutcome::Refreshed(cookie) = f
+    let RefreshOutcome::Refreshed { cookie, .. } = f
         .dbsc
         .refresh(&f.manager, &s, Some(&format!("\"{id}\"")), Some(&proof))
         .await
@@ -285,7 +285,7 @@ async fn an_older_live_challenge_still_counts() {
             .refresh(&f.manager, &s, None, Some(&proof))
             .await
             .unwrap(),
-        RefreshOutcome::Refreshed(_)
+        RefreshOutcome::Refreshed { .. }
     ));
 }
 
