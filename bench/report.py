@@ -21,6 +21,7 @@ STACKS = [
     ("ts-redis-sliding", "(f') same, `always_save` (sliding)"),
     ("express", "(g) express-session + connect-redis"),
     ("express-tessera", "(h) express + tessera client (`tessera serve` on Redis)"),
+    ("express-tessera-cache", "(h') same, `tessera serve` with its session cache on"),
 ]
 # Each tessera row is compared with the stack a user would otherwise pick.
 PEERS = {
@@ -29,6 +30,7 @@ PEERS = {
     "tessera-redis-cache": ["ts-redis", "express", "tessera-redis"],
     "tessera-sqlite": [],
     "express-tessera": ["express"],
+    "express-tessera-cache": ["express", "express-tessera"],
 }
 WORKLOADS = [
     ("read", "GET /whoami (read path), sessions round-robin"),
@@ -295,12 +297,13 @@ def main(results_path, machine_path):
               k is not None and k >= 99.9 and (r is None or r >= 0.5), "100% kept, ≥ 0.5× tower-sessions' lossy figure")
     # The Node client at least as fast as express-session on
     # Redis, keeping every concurrent update.
-    for workload in ("read", "write"):
-        r = ratio("express-tessera", "express", workload)
-        k = kept_pct(runs.get(("express-tessera", workload), [])) if workload == "write" else None
-        shared = kept_pct(runs.get(("express-tessera", "write-shared"), [])) if workload == "write" else None
+    for stack, workload in [(s, w) for s in ("express-tessera", "express-tessera-cache") for w in ("read", "write")]:
+        r = ratio(stack, "express", workload)
+        k = kept_pct(runs.get((stack, workload), [])) if workload == "write" else None
+        shared = kept_pct(runs.get((stack, "write-shared"), [])) if workload == "write" else None
         value = r and (f"{r:.2f}×" + (f", kept {k:.1f}% (shared session {shared:.1f}%)" if k is not None and shared is not None else ""))
-        check(f"express + tessera client vs express-session, {workload}", value,
+        label = "express + tessera client" + (" (cache on)" if stack.endswith("-cache") else "")
+        check(f"{label} vs express-session, {workload}", value,
               r and r >= 1.0 and (workload == "read" or (k is not None and k >= 99.9 and shared is not None and shared >= 99.9)),
               "≥ 1.0×" + (", every update kept" if workload == "write" else ""))
     m = memsize.get("tessera")

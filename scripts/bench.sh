@@ -52,7 +52,7 @@ SESSIONS=${BENCH_SESSIONS:-256}
 SCALE_N=${BENCH_SCALE_N:-1000000}
 SCALE_TESTS=${BENCH_SCALE_TESTS:-memory sqlite sweeper}
 SWEEP_N=${BENCH_SWEEP_N:-$SCALE_N}
-ALL_STACKS="bare tessera-memory tessera-sqlite tessera-redis tessera-redis-cache ts-memory ts-redis ts-redis-sliding express express-tessera"
+ALL_STACKS="bare tessera-memory tessera-sqlite tessera-redis tessera-redis-cache ts-memory ts-redis ts-redis-sliding express express-tessera express-tessera-cache"
 STACKS=${BENCH_STACKS:-$ALL_STACKS}
 OUT=${BENCH_OUT:-$BENCH/target/results/$(date +%Y%m%d-%H%M%S)}
 SERVER_CPU=0
@@ -92,19 +92,21 @@ BIN=$BENCH/target/release
 # The Rust stacks, the scale tests and the instruction counts run bench/'s
 # binaries; a run of the Node stacks alone does not need them.
 INSTR=${BENCH_INSTR:-$(command -v valgrind >/dev/null && echo 1 || echo 0)}
-if [[ -n $(tr ' ' '\n' <<<"$STACKS" | grep -vx -e express -e express-tessera -e '') ||
+if [[ -n $(tr ' ' '\n' <<<"$STACKS" | grep -vx -e express -e express-tessera -e express-tessera-cache -e '') ||
     ${BENCH_SKIP_SCALE:-0} != 1 || $INSTR == 1 ]]; then
     log "building bench/ (release)"
     cargo build --release --manifest-path "$BENCH/Cargo.toml" --bins
 fi
-if [[ " $STACKS " == *" express "* || " $STACKS " == *" express-tessera "* ]]; then
+if [[ " $STACKS " == *" express"* ]]; then
     log "npm ci in bench/node"
     (cd "$BENCH/node" && npm ci --no-audit --no-fund --silent)
 fi
 # express-tessera: express + clients/node in front of `tessera serve` (release
 # build) on the same Redis; both processes run on the server CPU.
+# express-tessera-cache: the same with tessera's session cache on
+# (`TESSERA_CACHE=on`, invalidated through Redis pub/sub).
 TESSERA_SERVE=$ROOT/target/release/tessera
-if [[ " $STACKS " == *" express-tessera "* ]]; then
+if [[ " $STACKS " == *" express-tessera"* ]]; then
     log "building tessera serve (release) and clients/node"
     cargo build --release -p tessera-server --bin tessera
     (cd "$ROOT/clients/node" && npm ci --no-audit --no-fund --silent && npm run --silent build)
@@ -139,19 +141,19 @@ stop_server() {
     TESSERA_PID=""
 }
 
-# start_tessera LOGFILE: `tessera serve` on Redis for the express-tessera
-# stack, on the server CPU, with a fresh API key; sets TESSERA_URL and
-# TESSERA_API_KEY.
+# start_tessera LOGFILE CACHE: `tessera serve` on Redis for the
+# express-tessera stacks, on the server CPU, with a fresh API key and the
+# session cache CACHE (off|on); sets TESSERA_URL and TESSERA_API_KEY.
 start_tessera() {
-    local logf=$1 db attempt port
+    local logf=$1 cache=$2 db attempt port
     db=$(mktemp -d "$OUT/tessera-db.XXXX")
     export TESSERA_DATABASE="sqlite://$db/tessera.db" TESSERA_KEYS_DIR="$db/keys"
     TESSERA_API_KEY=$("$TESSERA_SERVE" api-key create bench --store "$REDIS_URL" 2>>"$logf") ||
         die "tessera api-key create failed (see $logf)"
     for attempt in 1 2 3; do
         port=$(_ts_free_port)
-        taskset -c "$SERVER_CPU" "$TESSERA_SERVE" serve --listen "127.0.0.1:$port" \
-            --store "$REDIS_URL" >>"$logf" 2>&1 &
+        TESSERA_CACHE=$cache taskset -c "$SERVER_CPU" "$TESSERA_SERVE" serve \
+            --listen "127.0.0.1:$port" --store "$REDIS_URL" >>"$logf" 2>&1 &
         TESSERA_PID=$!
         local deadline=$((SECONDS + 30))
         until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do
@@ -186,8 +188,10 @@ start_server() {
         if [[ $stack == express ]]; then
             env BENCH_REDIS_URL="$REDIS_URL" "$@" taskset -c "$SERVER_CPU" \
                 node "$BENCH/node/server.js" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
-        elif [[ $stack == express-tessera ]]; then
-            [[ -n $TESSERA_PID ]] || start_tessera "$OUT/server-tessera-serve.log"
+        elif [[ $stack == express-tessera* ]]; then
+            local cache=off
+            [[ $stack == express-tessera-cache ]] && cache=on
+            [[ -n $TESSERA_PID ]] || start_tessera "$OUT/server-tessera-serve-$cache.log" "$cache"
             env TESSERA_URL="$TESSERA_URL" TESSERA_API_KEY="$TESSERA_API_KEY" "$@" \
                 taskset -c "$SERVER_CPU" node "$BENCH/node/tessera-server.mjs" "127.0.0.1:$PORT" >>"$logf" 2>&1 &
         else
@@ -267,7 +271,7 @@ sum_counters() {
 # field NAME LINE: value of NAME=... in a RESULT line.
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-is_redis_stack() { [[ $1 == tessera-redis* || $1 == ts-redis* || $1 == express || $1 == express-tessera ]]; }
+is_redis_stack() { [[ $1 == tessera-redis* || $1 == ts-redis* || $1 == express || $1 == express-tessera* ]]; }
 
 # measure ROUND STACK WORKLOAD METHOD PATH FILE [shared]
 measure() {
@@ -354,7 +358,7 @@ run_stack() {
             tessera-redis | tessera-redis-cache) redis_memory "$stack" 'tessera:s:*' ;;
             ts-redis | ts-redis-sliding) redis_memory "$stack" '*' ;;
             express) redis_memory "$stack" 'sess:*' ;;
-            express-tessera) redis_memory "$stack" 'tessera:s:*' ;;
+            express-tessera | express-tessera-cache) redis_memory "$stack" 'tessera:s:*' ;;
         esac
     fi
     run_wrk "$WARMUP" GET /whoami "$sess" >/dev/null || true

@@ -530,6 +530,109 @@ async fn check_patch_writes_in_the_same_call_after_the_guard() {
     assert!(plain.get("patch").is_none(), "{plain}");
 }
 
+/// A client's write: a bearer check with a patch, which goes straight to
+/// the store's atomic patch.
+async fn write(server: &Server, key: &str, token: &str, patch: Value) -> Value {
+    let (code, body) = call(
+        server,
+        key,
+        "/v1/requests/check",
+        json!({"method": "PATCH", "authorization": format!("Bearer {token}"),
+            "touch": true, "patch": patch}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn bearer_writes_keep_the_compare_and_set_contract() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    let (token, _, _) = sign_in(&server, &key, "alice").await;
+
+    let body = write(
+        &server,
+        &key,
+        &token,
+        json!({"set": {"n": 1}, "expect": {"n": null}}),
+    )
+    .await;
+    assert_eq!(
+        (body["outcome"].as_str(), body["patch"].as_str()),
+        (Some("session"), Some("applied")),
+        "{body}"
+    );
+    assert_eq!(body["session"]["user_id"], "alice", "{body}");
+    assert_eq!(body["session"]["data"], json!({"n": 1}));
+    // Stale: nothing written, the stored data comes back.
+    let before = stored(&server, &key, &token).await;
+    let body = write(
+        &server,
+        &key,
+        &token,
+        json!({"set": {"n": 1}, "expect": {"n": null}}),
+    )
+    .await;
+    assert_eq!(body["patch"], "conflict", "{body}");
+    assert_eq!(body["session"]["data"], json!({"n": 1}));
+    assert_eq!(stored(&server, &key, &token).await, before);
+    // An expected-only key is compared, not written.
+    let body = write(
+        &server,
+        &key,
+        &token,
+        json!({"set": {"m": 2}, "expect": {"n": 5}}),
+    )
+    .await;
+    assert_eq!(body["patch"], "conflict", "{body}");
+    let body = write(
+        &server,
+        &key,
+        &token,
+        json!({"set": {"m": 2}, "expect": {"n": 1}}),
+    )
+    .await;
+    assert_eq!(body["patch"], "applied", "{body}");
+    assert_eq!(body["session"]["data"], json!({"n": 1, "m": 2}));
+    // The contract reads an expected null as "absent or null": a stored
+    // null is matched (the store itself compares exactly).
+    write(&server, &key, &token, json!({"set": {"z": null}})).await;
+    let body = write(
+        &server,
+        &key,
+        &token,
+        json!({"set": {"z": 7}, "expect": {"z": null}}),
+    )
+    .await;
+    assert_eq!(body["patch"], "applied", "{body}");
+    assert_eq!(body["session"]["data"]["z"], 7);
+    // Removal under an expectation.
+    let body = write(
+        &server,
+        &key,
+        &token,
+        json!({"remove": ["z"], "expect": {"z": 7}}),
+    )
+    .await;
+    assert_eq!(body["patch"], "applied", "{body}");
+    assert!(body["session"]["data"].get("z").is_none(), "{body}");
+
+    // After sign-out a write resurrects nothing and says why.
+    let (code, _) = call(
+        &server,
+        &key,
+        "/v1/requests/logout",
+        json!({"token": token}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let body = write(&server, &key, &token, json!({"set": {"n": 9}})).await;
+    assert_eq!(body["outcome"], "no_session", "{body}");
+    assert_eq!(body["reason"], "signed_out", "{body}");
+    assert!(body.get("patch").is_none(), "{body}");
+}
+
 #[tokio::test]
 async fn check_patch_refused_by_the_guard_or_without_a_session_writes_nothing() {
     let server = Server::start(&[]);

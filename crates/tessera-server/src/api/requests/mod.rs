@@ -20,15 +20,17 @@ pub mod types;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::Value;
 use tessera::cookie::Presented;
 use tessera::guard::{self, Credential, GuardStep, RequestFacts};
 use tessera::record::{ClientMeta, Data, DataChanges};
 use tessera::session::CookieAction;
-use tessera::{Session, SessionError};
+use tessera::store::{PatchOp, PatchOutcome};
+use tessera::{Access, Session, SessionError};
 
 use self::types::{
     CheckBatch, CheckBatchResponse, CheckPatch, CheckRequest, CheckResponse, Installed,
-    LoginRequest, Outcome, PatchOutcome, PresentedToken, SignedOut,
+    LoginRequest, Outcome, PatchOutcome as WriteOutcome, PresentedToken, SignedOut,
 };
 use super::types::{BodyToken, SessionView, checked_at, valid_data_keys, valid_user_id};
 use crate::error::{ApiError, ErrorBody};
@@ -114,6 +116,13 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
     let (presented, credential) =
         tessera_axum::find_credential(&state.cookie, req.authorization.is_some(), &headers);
     let token = presented.token().map(|t| t.expose().to_owned());
+    if let (Some((expect, changes)), Credential::Bearer, Presented::Token(presented), None) =
+        (&patch, credential, &presented, &state.dbsc)
+    {
+        if let Some(answer) = write_directly(state, presented, expect, changes, req.touch).await? {
+            return Ok(answer);
+        }
+    }
     let mut session = Session::new(state.manager.clone(), presented, ClientMeta::default());
     if let Some(engine) = &state.dbsc {
         // The DBSC gate of the layer: the bound cookie is in the same
@@ -180,8 +189,8 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
                 .modify_expecting_loaded(&record, &expect, &changes)
                 .await
             {
-                Ok((true, written)) => (written, Some(PatchOutcome::Applied)),
-                Ok((false, latest)) => (latest, Some(PatchOutcome::Conflict)),
+                Ok((true, written)) => (written, Some(WriteOutcome::Applied)),
+                Ok((false, latest)) => (latest, Some(WriteOutcome::Conflict)),
                 // Ended between the load and the write: never resurrected.
                 Err(SessionError::NotFound) => {
                     let clear =
@@ -207,6 +216,97 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
         touch_due,
         ..CheckResponse::empty()
     })
+}
+
+/// A client's data write (a bearer check carrying a patch, as the clients
+/// send from a request that already passed its own check): one atomic
+/// [`tessera::Store::patch`], without loading the session first — the same
+/// write the axum layer makes for a handler's `insert`/`remove`. The store
+/// checks both deadlines against now, the owner and the expectations in
+/// that one step, and never resurrects an ended session. The kill switches
+/// (per-user and global not-before) are checked by the request's own check,
+/// as the layer checks them once per request, not again for its writes.
+///
+/// `None` sends the check down the general path: the session is not live
+/// (that path finds the reason), or an expectation failed only because the
+/// wire contract reads an expected `null` as "absent or null" and the store
+/// compares exactly (the general path applies the contract's rule).
+async fn write_directly(
+    state: &AppState,
+    token: &tessera::token::SessionToken,
+    expect: &Data,
+    changes: &DataChanges,
+    touch: bool,
+) -> Result<Option<CheckResponse>, ApiError> {
+    let hash = token.hash();
+    let outcome = state
+        .manager
+        .patch(&hash, None, patch_ops(expect, changes), Access::Activity)
+        .await;
+    let (record, patched) = match outcome {
+        Ok(PatchOutcome::Applied(record)) => (record, WriteOutcome::Applied),
+        Ok(PatchOutcome::Refused { record, .. }) => {
+            // Decided on the record the store just returned, by the
+            // contract's rule: no store call if it fails again.
+            match state
+                .manager
+                .modify_expecting_loaded(&record, expect, changes)
+                .await
+            {
+                Ok((true, written)) => (written, WriteOutcome::Applied),
+                Ok((false, latest)) => (latest, WriteOutcome::Conflict),
+                Err(SessionError::NotFound) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(PatchOutcome::Missing) | Err(SessionError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let touch_due = (!touch).then(|| {
+        let policy = state.manager.policy();
+        policy.needs_touch_for(record.class, &record.deadlines, state.manager.now())
+    });
+    Ok(Some(CheckResponse {
+        outcome: Outcome::Session,
+        token: Some(token.expose().to_owned()),
+        session: Some(view(&record)?),
+        patch: Some(patched),
+        touch_due,
+        ..CheckResponse::empty()
+    }))
+}
+
+/// A check's patch as store operations: each expected key is compared and
+/// set (or removed) by its first change, keys only expected are compared
+/// and left as they are, the other changes follow in order.
+fn patch_ops(expect: &Data, changes: &DataChanges) -> Vec<PatchOp> {
+    let cas = |key: &str, new: Option<Value>| PatchOp::CompareAndSet {
+        key: key.to_owned(),
+        expected: expect.get(key).filter(|v| !v.is_null()).cloned(),
+        new,
+    };
+    let mut ops: Vec<PatchOp> = expect
+        .iter()
+        .filter(|(key, _)| !changes.iter().any(|(k, _)| k == key.as_str()))
+        .map(|(key, value)| cas(key, (!value.is_null()).then(|| value.clone())))
+        .collect();
+    let mut compared = std::collections::HashSet::new();
+    for (key, value) in changes.iter() {
+        let value = value.cloned();
+        ops.push(if expect.contains_key(key) && compared.insert(key) {
+            cas(key, value)
+        } else if let Some(value) = value {
+            PatchOp::Set {
+                key: key.to_owned(),
+                value,
+            }
+        } else {
+            PatchOp::Remove {
+                key: key.to_owned(),
+            }
+        });
+    }
+    ops
 }
 
 /// The answer for a request without a live session.
