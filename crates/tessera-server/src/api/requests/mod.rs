@@ -118,10 +118,9 @@ async fn decide(state: &AppState, req: CheckRequest) -> Result<CheckResponse, Ap
     let token = presented.token().map(|t| t.expose().to_owned());
     if let (Some((expect, changes)), Credential::Bearer, Presented::Token(presented), None) =
         (&patch, credential, &presented, &state.dbsc)
+        && let Some(answer) = write_directly(state, presented, expect, changes, req.touch).await?
     {
-        if let Some(answer) = write_directly(state, presented, expect, changes, req.touch).await? {
-            return Ok(answer);
-        }
+        return Ok(answer);
     }
     let mut session = Session::new(state.manager.clone(), presented, ClientMeta::default());
     if let Some(engine) = &state.dbsc {
