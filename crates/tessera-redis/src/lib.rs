@@ -68,6 +68,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fred::bytes::Bytes;
 use fred::clients::Client;
 use fred::error::{Error as RedisError, ErrorKind};
@@ -273,6 +275,20 @@ impl RedisStore {
         key
     }
 
+    /// The name of a session hash as a field of its handle record: the
+    /// hash in unpadded base64url (43 characters; the layout before it
+    /// used 64 hex digits, which [`parse_hash_field`] still reads).
+    pub(crate) fn hash_field(hash: &TokenHash) -> String {
+        URL_SAFE_NO_PAD.encode(hash.as_bytes())
+    }
+
+    /// Every name a session hash may have as a field of a handle record
+    /// (this layout's and the earlier hex one), for removing it: a session
+    /// stored before the upgrade is registered under its hex name.
+    pub(crate) fn hash_fields(hash: &TokenHash) -> Vec<String> {
+        vec![Self::hash_field(hash), hash.to_hex()]
+    }
+
     /// The Redis key of a handle record.
     pub fn handle_key(&self, handle: &SessionHandle) -> String {
         format!("{}h:{{{}}}", self.inner.prefix, handle.as_str())
@@ -337,6 +353,20 @@ impl RedisStore {
     {
         tokio::time::timeout(self.inner.options.operation_timeout(), op)
             .map(|r| r.unwrap_or(Err(StoreError::Timeout)))
+    }
+}
+
+/// A session hash from a field name of a handle record, in either
+/// spelling (base64url, or the hex of the layout before it); `None` for
+/// anything else (the generation field `g`).
+fn parse_hash_field(field: &str) -> Option<TokenHash> {
+    match field.len() {
+        64 => TokenHash::from_hex(field),
+        43 => {
+            let raw = URL_SAFE_NO_PAD.decode(field).ok()?;
+            Some(TokenHash::from_bytes(raw.try_into().ok()?))
+        }
+        _ => None,
     }
 }
 
