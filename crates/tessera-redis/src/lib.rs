@@ -294,14 +294,33 @@ impl RedisStore {
         format!("{}h:{{{}}}", self.inner.prefix, handle.as_str())
     }
 
-    /// The Redis key of a user's index.
+    /// The Redis key of a user's index: `<prefix>u:{<tag>}`, the tag being
+    /// the first 128 bits of the SHA-256 of the user id in base64url (22
+    /// characters), so that any id makes a valid hash tag and no id shows
+    /// in key names.
+    ///
+    /// Two ids with the same tag would share an index; every reader checks
+    /// the user of each record it finds (listing, revocation), so the only
+    /// effect would be a shared session cap, and finding such a pair takes
+    /// about 2^64 hashes.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: tessera_redis::RedisStore) {
+    /// assert_eq!(store.user_key("alice").len(), "tessera:u:{}".len() + 22);
+    /// # }
+    /// ```
     pub fn user_key(&self, user_id: &str) -> String {
         let digest = Sha256::digest(user_id.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for b in digest {
-            hex.push_str(&format!("{b:02x}"));
-        }
-        format!("{}u:{{{}}}", self.inner.prefix, hex)
+        let tag = URL_SAFE_NO_PAD.encode(digest.get(..16).unwrap_or_default());
+        format!("{}u:{{{tag}}}", self.inner.prefix)
+    }
+
+    /// The key of a user's index in the layout before [`RedisStore::user_key`]
+    /// (tagged with the whole SHA-256 in hex). Such indexes are read beside
+    /// the current one until they expire, and written only to remove
+    /// members (see the README, "Upgrading").
+    pub(crate) fn legacy_user_key(&self, user_id: &str) -> String {
+        format!("{}u:{{{}}}", self.inner.prefix, user_hex(user_id))
     }
 
     /// Disconnects. Clones of this store stop working too.
@@ -368,6 +387,17 @@ fn parse_hash_field(field: &str) -> Option<TokenHash> {
         }
         _ => None,
     }
+}
+
+/// The SHA-256 of a user id in hex: the hash tag of the user's kill switch
+/// (`n:{…}`) and of the user index of the earlier layout.
+fn user_hex(user_id: &str) -> String {
+    let digest = Sha256::digest(user_id.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
 }
 
 fn ms(t: Timestamp) -> String {

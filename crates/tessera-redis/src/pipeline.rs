@@ -284,12 +284,17 @@ impl RedisStore {
         let remaining = int(&self.eval(&self.inner.scripts.forget, key, hashes).await?)?;
         if remaining == 0 {
             if let Some(user) = user {
-                let _: i64 = fred::interfaces::SortedSetsInterface::zrem(
-                    &self.inner.client,
-                    self.user_key(user),
-                    handle.to_owned(),
+                let zrem = |key| {
+                    fred::interfaces::SortedSetsInterface::zrem::<i64, _, _>(
+                        &self.inner.client,
+                        key,
+                        handle.to_owned(),
+                    )
+                };
+                futures_util::try_join!(
+                    zrem(self.user_key(user)),
+                    zrem(self.legacy_user_key(user))
                 )
-                .await
                 .map_err(map_err)?;
             }
         }
@@ -408,18 +413,20 @@ impl RedisStore {
             SessionLimitAction::RefuseNew => "refuse",
         };
         let user_key = self.user_key(user);
+        let mut args = vec![
+            record.handle.as_str().to_owned(),
+            ms(record.deadlines.absolute),
+            cap.max.max(1).to_string(),
+            action.to_owned(),
+        ];
+        // Sessions indexed by the earlier layout count under the cap: the
+        // script adds them to this index before it counts.
+        for (member, score) in self.legacy_members(user).await? {
+            args.extend([score, member]);
+        }
         let admitted = array(
-            self.eval(
-                &self.inner.scripts.user_admit,
-                user_key.clone(),
-                vec![
-                    record.handle.as_str().to_owned(),
-                    ms(record.deadlines.absolute),
-                    cap.max.max(1).to_string(),
-                    action.to_owned(),
-                ],
-            )
-            .await?,
+            self.eval(&self.inner.scripts.user_admit, user_key.clone(), args)
+                .await?,
         )?;
         if admitted.first().map(int).transpose()? != Some(1) {
             return Ok(Capped::Refused);
@@ -465,15 +472,51 @@ impl RedisStore {
         Ok(Capped::Created { evicted })
     }
 
+    /// The handles of a user's index, with those of the user's index in
+    /// the earlier layout (read concurrently, one round trip; both pruned
+    /// by the server clock), each once.
     pub(crate) async fn user_handles(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        let v = self
-            .eval(
-                &self.inner.scripts.user_list,
-                self.user_key(user_id),
-                Vec::new(),
-            )
-            .await?;
-        Ok(array(v)?.iter().filter_map(Value::as_string).collect())
+        let script = &self.inner.scripts.user_list;
+        let (current, legacy) = futures_util::try_join!(
+            self.eval(script, self.user_key(user_id), Vec::new()),
+            self.eval(script, self.legacy_user_key(user_id), Vec::new()),
+        )?;
+        let mut out: Vec<String> = array(current)?
+            .iter()
+            .filter_map(Value::as_string)
+            .collect();
+        for handle in array(legacy)?.iter().filter_map(Value::as_string) {
+            if !out.contains(&handle) {
+                out.push(handle);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The members of a user's index in the earlier layout, with their
+    /// scores (absolute deadlines, as Redis prints them): nothing once
+    /// that key has expired.
+    pub(crate) async fn legacy_members(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let zrange = self.inner.client.zrange::<Vec<Value>, _, _, _>(
+            self.legacy_user_key(user_id),
+            0,
+            -1,
+            None,
+            false,
+            None,
+            true,
+        );
+        let flat = Box::pin(zrange).await.map_err(map_err)?;
+        Ok(flat
+            .chunks_exact(2)
+            .filter_map(|pair| match pair {
+                [member, score] => Some((member.as_string()?, score.as_string()?)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Best-effort removal of a key a failed rotation created.

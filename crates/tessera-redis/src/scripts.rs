@@ -296,25 +296,29 @@ return 1
 /// the new handle.
 ///
 /// KEYS: user index key. ARGV: handle, absolute deadline ms, cap,
-/// `evict` or `refuse`.
-/// Returns `{0}` refused (nothing changed but pruning); `{1, evicted…}`
-/// admitted, with the handles removed to make room.
+/// `evict` or `refuse`, then score and member pairs to add first: the
+/// members of the user's index in the earlier layout (another key, in
+/// another slot, read just before), so that sessions created before the
+/// upgrade count under the cap.
+/// Returns `{0}` refused (nothing changed but pruning and that copy);
+/// `{1, evicted…}` admitted, with the handles removed to make room.
 const USER_ADMIT: &str = r"
+for n = 5, #ARGV - 1, 2 do redis.call('ZADD', KEYS[1], 'GT', ARGV[n], ARGV[n + 1]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local n = redis.call('ZCARD', KEYS[1])
 local max = tonumber(ARGV[3])
 local out = {1}
-if n >= max then
-  if ARGV[4] == 'refuse' then return {0} end
+if n >= max and ARGV[4] == 'refuse' then out = {0} end
+if n >= max and ARGV[4] ~= 'refuse' then
   local evicted = redis.call('ZRANGE', KEYS[1], 0, n - max)
   for _, h in ipairs(evicted) do
     redis.call('ZREM', KEYS[1], h)
     out[#out + 1] = h
   end
 end
-redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+if out[1] == 1 then redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1]) end
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
 return out

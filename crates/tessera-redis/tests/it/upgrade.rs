@@ -1,18 +1,21 @@
-//! Sessions stored by the layout before string session keys keep working
-//! after an upgrade: a session key that is a hash (the record in field `c`,
-//! a tombstone in field `t`) and a handle record naming the session by the
-//! hex of its hash. The test builds that layout from sessions the store
-//! created (the record's bytes are the same in both layouts), then uses
-//! every operation on them, on standalone Redis and on the cluster.
+//! Sessions stored by the earlier layout keep working after an upgrade: a
+//! session key that is a hash (the record in field `c`, a tombstone in
+//! field `t`), a handle record naming the session by the hex of its hash,
+//! and a user index tagged with the whole SHA-256 of the user id in hex.
+//! The test builds that layout from sessions the store created (the
+//! record's bytes are the same in both layouts), then uses every operation
+//! on them, on standalone Redis and on the cluster.
 
 use crate::common;
 
 use std::time::Duration;
 
 use fred::prelude::*;
+use sha2::{Digest, Sha256};
 use tessera::ended::Ended;
+use tessera::policy::{SessionCap, SessionLimitAction};
 use tessera::record::SessionRecord;
-use tessera::store::{Activity, CasOutcome, Patch, PatchOp, PatchOutcome, Store};
+use tessera::store::{Activity, Capped, CasOutcome, Patch, PatchOp, PatchOutcome, Store};
 use tessera::testkit::{sample_record, unique_user};
 use tessera::time::{Clock, SystemClock};
 use tessera::token::SessionToken;
@@ -74,6 +77,31 @@ async fn downgrade(store: &RedisStore, client: &Client, record: &SessionRecord) 
     }
 }
 
+/// Moves a user's index to the key the earlier layout used.
+async fn downgrade_index(store: &RedisStore, client: &Client, user: &str) {
+    let key = store.user_key(user);
+    let (prefix, _) = key.rsplit_once("u:{").unwrap();
+    let hex: String = Sha256::digest(user.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let legacy = format!("{prefix}u:{{{hex}}}");
+    let members: Vec<(String, f64)> = client
+        .zrange(&key, 0, -1, None, false, None, true)
+        .await
+        .unwrap();
+    assert!(!members.is_empty());
+    let at = client.pexpire_time::<i64, _>(&key).await.unwrap();
+    let _: i64 = client.del(&key).await.unwrap();
+    for (member, score) in members {
+        let _: i64 = client
+            .zadd(&legacy, None, None, false, false, (score, member))
+            .await
+            .unwrap();
+    }
+    let _: bool = client.pexpire_at(&legacy, at, None).await.unwrap();
+}
+
 async fn earlier_layout_keeps_working(store: RedisStore, client: Client) {
     let user = unique_user("upgrade");
     let (_, a) = sample_record(Some(&user));
@@ -87,7 +115,19 @@ async fn earlier_layout_keeps_working(store: RedisStore, client: Client) {
     for r in [&a, &b, &c, &ended] {
         downgrade(&store, &client, r).await;
     }
+    downgrade_index(&store, &client, &user).await;
     let now = SystemClock.now();
+
+    // The session cap counts the sessions indexed by the earlier layout.
+    let (_, d) = sample_record(Some(&user));
+    let cap = SessionCap {
+        max: 3,
+        action: SessionLimitAction::RefuseNew,
+    };
+    assert_eq!(
+        store.create_capped(&d, cap, now).await.unwrap(),
+        Capped::Refused
+    );
 
     // Reads: the session, its user's list, its handle, its tombstone.
     assert_eq!(store.load(&a.hash).await.unwrap(), Some(a.clone()));
@@ -179,6 +219,25 @@ async fn earlier_layout_keeps_working(store: RedisStore, client: Client) {
             .unwrap()
             .is_empty()
     );
+
+    // A user's kill switch keeps its key (tagged with the hex SHA-256), so
+    // a switch set before the upgrade is still read after it.
+    let to = tessera::not_before::NotBefore::new(SystemClock.now(), tessera::Revocation::Other);
+    store
+        .raise_not_before(tessera::not_before::Scope::User(&user), to)
+        .await
+        .unwrap();
+    let key = store.user_key(&user);
+    let (prefix, _) = key.rsplit_once("u:{").unwrap();
+    let hex: String = Sha256::digest(user.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let at: Option<String> = client
+        .hget(format!("{prefix}n:{{{hex}}}"), "at")
+        .await
+        .unwrap();
+    assert_eq!(at, Some(to.at.as_millis().to_string()));
 }
 
 #[tokio::test]
