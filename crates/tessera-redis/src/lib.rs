@@ -13,19 +13,27 @@
 //!
 //! # Layout
 //!
-//! - `<prefix>s:{<token hash hex>}` — one Redis hash per session holding the
-//!   whole record once, in one field `c` in a compact encoding (a short text
-//!   header the scripts check, then binary; no JSON, no copy of the hash),
-//!   expiring at the record's next deadline (`PEXPIREAT`), so
-//!   Redis removes ended sessions itself and no sweeper is needed
-//!   ([`Store::purge_expired`](tessera::store::Store::purge_expired) returns 0). Reading a session is one `HGET`.
+//! - `<prefix>s:{<token hash hex>}` — one Redis string per session holding
+//!   the whole record once, in a compact encoding (a short text header the
+//!   scripts check, then binary; no JSON, no copy of the hash), expiring at
+//!   the record's next deadline (`SET … PXAT`), so Redis removes ended
+//!   sessions itself and no sweeper is needed
+//!   ([`Store::purge_expired`](tessera::store::Store::purge_expired) returns 0).
+//!   Reading a session is one `GET`. A session ended with a reason holds
+//!   its tombstone, `t<absolute ms>,<reason>`, instead.
 //! - `<prefix>h:{<handle>}` — the handle record: the hashes registered for
-//!   that session (normally one; two during a rotation) and its revocation
-//!   generation `g`. Expires at the absolute deadline.
-//! - `<prefix>u:{<sha256(user id) hex>}` — the user index: a sorted set of
-//!   handles scored by absolute deadline, pruned by the server clock. The
-//!   user id is hashed so that any id (even one with braces) makes a valid
-//!   hash tag, and so that ids do not appear in key names.
+//!   that session (normally one; two during a rotation; fields named by the
+//!   hash in base64url) and its revocation generation `g`. Expires at the
+//!   absolute deadline.
+//! - `<prefix>u:{<tag>}` — the user index: a sorted set of handles scored
+//!   by absolute deadline, pruned by the server clock. The tag is the first
+//!   128 bits of the user id's SHA-256 in base64url, so that any id (even
+//!   one with braces) makes a valid hash tag, and ids do not appear in key
+//!   names.
+//!
+//! Sessions stored by the previous layout (session keys as hashes, hex
+//! hashes in handle records, user indexes tagged with the whole SHA-256 in
+//! hex) keep working: see the README, "Upgrading".
 //! - `<prefix>f:{<handle>}` and `<prefix>r:{<refresh hash hex>}` — refresh
 //!   token families and the pointers that find them, for the
 //!   [`RefreshStore`](tessera::refresh::RefreshStore) implementation (see

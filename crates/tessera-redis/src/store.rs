@@ -111,7 +111,7 @@ impl Store for RedisStore {
         .await
     }
 
-    /// The whole read path of a request: one `HGET` of the session and,
+    /// The whole read path of a request: one `GET` of the session and,
     /// pipelined with it, one `HMGET` of the global not-before hash (the
     /// kill switches); a second round trip for the user's not-before only
     /// when a user switch set after the session's creation may apply (see
@@ -327,7 +327,7 @@ impl Store for RedisStore {
         .await
     }
 
-    /// One `HGET`, then one compare-and-set script per attempt; on a
+    /// One `GET`, then one compare-and-set script per attempt; on a
     /// conflict the script returns the latest record, so a retry costs one
     /// round trip.
     async fn modify(
