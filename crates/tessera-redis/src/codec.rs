@@ -1,4 +1,6 @@
-//! The compact encoding of a session record in its Redis hash (field `c`).
+//! The compact encoding of a session record, the value of its Redis key
+//! (a plain string; the layout before it kept the same value in field `c`
+//! of a hash).
 //!
 //! One value holds the whole record, once (an earlier layout kept the
 //! checked fields *and* a JSON copy of the record: about 5× the bytes, and
@@ -31,9 +33,6 @@ use tessera::policy::{Deadlines, SessionClass};
 use tessera::record::{ClientMeta, Data, SessionHandle, SessionRecord};
 use tessera::time::Timestamp;
 use tessera::token::TokenHash;
-
-/// The field of the session hash that holds the encoded record.
-pub(crate) const FIELD: &str = "c";
 
 /// `authenticated_at` of a session that never authenticated.
 const NEVER: i64 = i64::MIN;

@@ -13,19 +13,27 @@
 //!
 //! # Layout
 //!
-//! - `<prefix>s:{<token hash hex>}` — one Redis hash per session holding the
-//!   whole record once, in one field `c` in a compact encoding (a short text
-//!   header the scripts check, then binary; no JSON, no copy of the hash),
-//!   expiring at the record's next deadline (`PEXPIREAT`), so
-//!   Redis removes ended sessions itself and no sweeper is needed
-//!   ([`Store::purge_expired`](tessera::store::Store::purge_expired) returns 0). Reading a session is one `HGET`.
+//! - `<prefix>s:{<token hash hex>}` — one Redis string per session holding
+//!   the whole record once, in a compact encoding (a short text header the
+//!   scripts check, then binary; no JSON, no copy of the hash), expiring at
+//!   the record's next deadline (`SET … PXAT`), so Redis removes ended
+//!   sessions itself and no sweeper is needed
+//!   ([`Store::purge_expired`](tessera::store::Store::purge_expired) returns 0).
+//!   Reading a session is one `GET`. A session ended with a reason holds
+//!   its tombstone, `t<absolute ms>,<reason>`, instead.
 //! - `<prefix>h:{<handle>}` — the handle record: the hashes registered for
-//!   that session (normally one; two during a rotation) and its revocation
-//!   generation `g`. Expires at the absolute deadline.
-//! - `<prefix>u:{<sha256(user id) hex>}` — the user index: a sorted set of
-//!   handles scored by absolute deadline, pruned by the server clock. The
-//!   user id is hashed so that any id (even one with braces) makes a valid
-//!   hash tag, and so that ids do not appear in key names.
+//!   that session (normally one; two during a rotation; fields named by the
+//!   hash in base64url) and its revocation generation `g`. Expires at the
+//!   absolute deadline.
+//! - `<prefix>u:{<tag>}` — the user index: a sorted set of handles scored
+//!   by absolute deadline, pruned by the server clock. The tag is the first
+//!   128 bits of the user id's SHA-256 in base64url, so that any id (even
+//!   one with braces) makes a valid hash tag, and ids do not appear in key
+//!   names.
+//!
+//! Sessions stored by the previous layout (session keys as hashes, hex
+//! hashes in handle records, user indexes tagged with the whole SHA-256 in
+//! hex) keep working: see the README, "Upgrading".
 //! - `<prefix>f:{<handle>}` and `<prefix>r:{<refresh hash hex>}` — refresh
 //!   token families and the pointers that find them, for the
 //!   [`RefreshStore`](tessera::refresh::RefreshStore) implementation (see
@@ -68,6 +76,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fred::bytes::Bytes;
 use fred::clients::Client;
 use fred::error::{Error as RedisError, ErrorKind};
@@ -273,19 +283,52 @@ impl RedisStore {
         key
     }
 
+    /// The name of a session hash as a field of its handle record: the
+    /// hash in unpadded base64url (43 characters; the layout before it
+    /// used 64 hex digits, which [`parse_hash_field`] still reads).
+    pub(crate) fn hash_field(hash: &TokenHash) -> String {
+        URL_SAFE_NO_PAD.encode(hash.as_bytes())
+    }
+
+    /// Every name a session hash may have as a field of a handle record
+    /// (this layout's and the earlier hex one), for removing it: a session
+    /// stored before the upgrade is registered under its hex name.
+    pub(crate) fn hash_fields(hash: &TokenHash) -> Vec<String> {
+        vec![Self::hash_field(hash), hash.to_hex()]
+    }
+
     /// The Redis key of a handle record.
     pub fn handle_key(&self, handle: &SessionHandle) -> String {
         format!("{}h:{{{}}}", self.inner.prefix, handle.as_str())
     }
 
-    /// The Redis key of a user's index.
+    /// The Redis key of a user's index: `<prefix>u:{<tag>}`, the tag being
+    /// the first 128 bits of the SHA-256 of the user id in base64url (22
+    /// characters), so that any id makes a valid hash tag and no id shows
+    /// in key names.
+    ///
+    /// Two ids with the same tag would share an index; every reader checks
+    /// the user of each record it finds (listing, revocation), so the only
+    /// effect would be a shared session cap, and finding such a pair takes
+    /// about 2^64 hashes.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: tessera_redis::RedisStore) {
+    /// assert_eq!(store.user_key("alice").len(), "tessera:u:{}".len() + 22);
+    /// # }
+    /// ```
     pub fn user_key(&self, user_id: &str) -> String {
         let digest = Sha256::digest(user_id.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for b in digest {
-            hex.push_str(&format!("{b:02x}"));
-        }
-        format!("{}u:{{{}}}", self.inner.prefix, hex)
+        let tag = URL_SAFE_NO_PAD.encode(digest.get(..16).unwrap_or_default());
+        format!("{}u:{{{tag}}}", self.inner.prefix)
+    }
+
+    /// The key of a user's index in the layout before [`RedisStore::user_key`]
+    /// (tagged with the whole SHA-256 in hex). Such indexes are read beside
+    /// the current one until they expire, and written only to remove
+    /// members (see the README, "Upgrading").
+    pub(crate) fn legacy_user_key(&self, user_id: &str) -> String {
+        format!("{}u:{{{}}}", self.inner.prefix, user_hex(user_id))
     }
 
     /// Disconnects. Clones of this store stop working too.
@@ -338,6 +381,31 @@ impl RedisStore {
         tokio::time::timeout(self.inner.options.operation_timeout(), op)
             .map(|r| r.unwrap_or(Err(StoreError::Timeout)))
     }
+}
+
+/// A session hash from a field name of a handle record, in either
+/// spelling (base64url, or the hex of the layout before it); `None` for
+/// anything else (the generation field `g`).
+fn parse_hash_field(field: &str) -> Option<TokenHash> {
+    match field.len() {
+        64 => TokenHash::from_hex(field),
+        43 => {
+            let raw = URL_SAFE_NO_PAD.decode(field).ok()?;
+            Some(TokenHash::from_bytes(raw.try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// The SHA-256 of a user id in hex: the hash tag of the user's kill switch
+/// (`n:{…}`) and of the user index of the earlier layout.
+fn user_hex(user_id: &str) -> String {
+    let digest = Sha256::digest(user_id.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
 }
 
 fn ms(t: Timestamp) -> String {

@@ -5,7 +5,7 @@
 //! - `<prefix>n:{all}` — a hash: the global not-before (`at`, `why`) and
 //!   `users`, the latest per-user not-before ever set (a high-water mark).
 //! - `<prefix>n:{<sha256(user id) hex>}` — a hash: the user's not-before
-//!   (`at`, `why`), in the same hash slot as the user's index.
+//!   (`at`, `why`). No script touches it with another key.
 //!
 //! A load reads the session and the global hash concurrently (fred
 //! pipelines them: one round trip on a single Redis, two nodes answering
@@ -72,11 +72,11 @@ impl RedisStore {
         format!("{}n:{{all}}", self.inner.prefix)
     }
 
-    /// Same hash tag as [`RedisStore::user_key`].
+    /// Tagged with the SHA-256 of the user id in hex, as it always was
+    /// (unchanged when the user index moved to a shorter tag: a switch set
+    /// before an upgrade must still be found after it).
     pub(crate) fn user_not_before_key(&self, user_id: &str) -> String {
-        let user_key = self.user_key(user_id);
-        let tag = user_key.rsplit_once(":{").map_or("", |(_, tag)| tag);
-        format!("{}n:{{{tag}", self.inner.prefix)
+        format!("{}n:{{{}}}", self.inner.prefix, crate::user_hex(user_id))
     }
 
     /// One `HMGET` of the global hash.

@@ -17,8 +17,10 @@
 //! Every check of the compare-and-set path holds: the record must be live
 //! at the request's `now` (after the class rule of
 //! [`Patch::remember_cap`]), the version is bumped, the handle and user are
-//! copied unchanged, and a deleted or tombstoned session (no field `c`) is
-//! never written.
+//! copied unchanged, and a deleted or tombstoned session (no record) is
+//! never written. Like every session script it reads the record through
+//! `record_lua!` (so a session stored in the layout before string keys is
+//! patched too) and stores a string.
 
 use std::sync::LazyLock;
 
@@ -46,8 +48,10 @@ use crate::{RedisStore, codec, unexpected};
 /// Returns `{0}` missing or not live at `now`; `{1, new value}` applied;
 /// `{2, stored value, why}` refused (`e` expectation, `i` not an integer,
 /// `t` too large); `{3}` declined (the Rust side applies it instead).
-const PATCH: &str = r#"
-local c = redis.call('HGET', KEYS[1], 'c')
+const PATCH: &str = concat!(
+    crate::scripts::record_lua!(),
+    r#"
+local c = rec(KEYS[1])
 if not c then return {0} end
 local v, i, a, hp = string.match(c, '^(%d+),(%-?%d+),(%-?%d+),()')
 if not v or #v > 15 then return {3} end
@@ -185,10 +189,10 @@ end
 local nv = string.format('%.0f', tonumber(v) + 1)
 local new = nv .. ',' .. string.format('%.0f', idle) .. ',' .. string.format('%.0f', abs) .. ','
   .. string.sub(c, hp, p + 7) .. seen .. string.sub(c, p + 16, ds - 1) .. out
-redis.call('HSET', KEYS[1], 'c', new)
-redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.min(idle, abs)))
+redis.call('SET', KEYS[1], new, 'PXAT', string.format('%.0f', math.min(idle, abs)))
 return {1, new}
-"#;
+"#
+);
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PATCH));
 

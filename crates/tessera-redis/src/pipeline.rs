@@ -22,8 +22,18 @@ use tessera::token::TokenHash;
 
 use crate::{
     Cas, MODIFY_ATTEMPTS, MODIFY_STRIPES, RedisStore, Stripe, Update, Written, array, backoff,
-    codec, int, map_err, ms, random_generation, unexpected,
+    codec, int, map_err, ms, parse_hash_field, random_generation, unexpected,
 };
+
+/// What a session key holds.
+pub(crate) enum Stored {
+    /// No key.
+    Nothing,
+    /// The encoded record.
+    Record(Bytes),
+    /// A tombstone, `<absolute deadline ms>,<reason>`.
+    Tombstone(Bytes),
+}
 
 impl RedisStore {
     /// The compare-and-set of the write path (the `CAS` script): writes
@@ -67,7 +77,7 @@ impl RedisStore {
     }
 
     /// The stored record of a session and its exact stored bytes: one
-    /// `HGET`.
+    /// `GET`.
     pub(crate) async fn get_stored(
         &self,
         hash: &TokenHash,
@@ -78,15 +88,47 @@ impl RedisStore {
         }
     }
 
-    /// The encoded record of a session: one `HGET` (boxed: see
-    /// [`RedisStore::eval`]).
+    /// The encoded record of a session: one `GET` (see
+    /// [`RedisStore::session_value`]).
     pub(crate) async fn get_value(&self, hash: &TokenHash) -> Result<Option<Bytes>, StoreError> {
-        let hget = self
-            .inner
-            .client
-            .hget::<Value, _, _>(self.session_key(hash), codec::FIELD);
-        let v = Box::pin(hget).await.map_err(map_err)?;
-        Ok(v.into_bytes())
+        Ok(match self.session_value(hash).await? {
+            Stored::Record(value) => Some(value),
+            Stored::Tombstone(_) | Stored::Nothing => None,
+        })
+    }
+
+    /// What a session key holds: one `GET` (boxed: see
+    /// [`RedisStore::eval`]). A key of the layout before string keys (a
+    /// hash: `GET` answers `WRONGTYPE`) costs one more round trip, an
+    /// `HMGET` of its fields `c` (the record) and `t` (the tombstone); such
+    /// keys become strings at their session's next write and are gone by
+    /// its absolute deadline.
+    pub(crate) async fn session_value(&self, hash: &TokenHash) -> Result<Stored, StoreError> {
+        let get = self.inner.client.get::<Value, _>(self.session_key(hash));
+        match Box::pin(get).await {
+            Ok(v) => Ok(match v.into_bytes() {
+                Some(value) => match value.strip_prefix(b"t") {
+                    Some(tombstone) => Stored::Tombstone(value.slice_ref(tombstone)),
+                    None => Stored::Record(value),
+                },
+                None => Stored::Nothing,
+            }),
+            Err(e) if e.details().starts_with("WRONGTYPE") => {
+                let hmget = self
+                    .inner
+                    .client
+                    .hmget::<Vec<Value>, _, _>(self.session_key(hash), vec!["c", "t"]);
+                let mut fields = Box::pin(hmget).await.map_err(map_err)?.into_iter();
+                let record = fields.next().and_then(Value::into_bytes);
+                let tombstone = fields.next().and_then(Value::into_bytes);
+                Ok(match (record, tombstone) {
+                    (Some(value), _) => Stored::Record(value),
+                    (None, Some(tombstone)) => Stored::Tombstone(tombstone),
+                    (None, None) => Stored::Nothing,
+                })
+            }
+            Err(e) => Err(map_err(e)),
+        }
     }
 
     pub(crate) async fn create_session_key(
@@ -194,12 +236,12 @@ impl RedisStore {
     /// Deletes a session key if it matches; returns its (handle, user).
     pub(crate) async fn delete_if(
         &self,
-        hash: &str,
+        hash: &TokenHash,
         handle: Option<&SessionHandle>,
         owner: Option<&str>,
         why: Option<Ended>,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
-        let key = format!("{}s:{{{hash}}}", self.inner.prefix);
+        let key = self.session_key(hash);
         let v = self
             .eval(
                 &self.inner.scripts.delete_if,
@@ -225,7 +267,8 @@ impl RedisStore {
         Ok(Some((handle, user)))
     }
 
-    /// Forgets hashes under a handle; when none remain, drops the handle
+    /// Forgets hashes under a handle (by their field names: see
+    /// [`RedisStore::hash_fields`]); when none remain, drops the handle
     /// from the user's index. Best-effort housekeeping: readers tolerate
     /// stale entries.
     pub(crate) async fn forget(
@@ -241,12 +284,17 @@ impl RedisStore {
         let remaining = int(&self.eval(&self.inner.scripts.forget, key, hashes).await?)?;
         if remaining == 0 {
             if let Some(user) = user {
-                let _: i64 = fred::interfaces::SortedSetsInterface::zrem(
-                    &self.inner.client,
-                    self.user_key(user),
-                    handle.to_owned(),
+                let zrem = |key| {
+                    fred::interfaces::SortedSetsInterface::zrem::<i64, _, _>(
+                        &self.inner.client,
+                        key,
+                        handle.to_owned(),
+                    )
+                };
+                futures_util::try_join!(
+                    zrem(self.user_key(user)),
+                    zrem(self.legacy_user_key(user))
                 )
-                .await
                 .map_err(map_err)?;
             }
         }
@@ -268,25 +316,30 @@ impl RedisStore {
             self.eval(&self.inner.scripts.revoke, key, vec![generation])
                 .await?,
         )?;
-        let hashes: Vec<String> = listed.iter().filter_map(Value::as_string).collect();
+        // Field names (either spelling) and the hashes they name.
+        let hashes: Vec<(String, TokenHash)> = listed
+            .iter()
+            .filter_map(Value::as_string)
+            .filter_map(|f| parse_hash_field(&f).map(|h| (f, h)))
+            .collect();
         let parsed = SessionHandle::parse(handle);
         let results = join_all(
             hashes
                 .iter()
-                .map(|h| self.delete_if(h, parsed.as_ref(), owner, why)),
+                .map(|(_, h)| self.delete_if(h, parsed.as_ref(), owner, why)),
         )
         .await;
         let mut deleted = 0u64;
         let mut gone = Vec::new();
         let mut user = None;
-        for (hash, result) in hashes.iter().zip(results) {
+        for ((field, hash), result) in hashes.iter().zip(results) {
             if let Some((_, u)) = result? {
                 deleted += 1;
                 user = user.or(u);
-                gone.push(hash.clone());
-            } else if self.get_value_hex(hash).await?.is_none() {
+                gone.push(field.clone());
+            } else if self.get_value(hash).await?.is_none() {
                 // Expired or never created (an aborted rotation): forget it.
-                gone.push(hash.clone());
+                gone.push(field.clone());
             }
         }
         // One more look at the handle. A rotation whose PENDING ran after
@@ -302,25 +355,21 @@ impl RedisStore {
             .hkeys(format!("{}h:{{{handle}}}", self.inner.prefix))
             .await
             .map_err(map_err)?;
-        for hash in again.iter().filter(|h| *h != "g" && !hashes.contains(h)) {
-            if let Some((_, u)) = self.delete_if(hash, parsed.as_ref(), owner, why).await? {
+        for field in again
+            .iter()
+            .filter(|f| !hashes.iter().any(|(l, _)| l == *f))
+        {
+            let Some(hash) = parse_hash_field(field) else {
+                continue;
+            };
+            if let Some((_, u)) = self.delete_if(&hash, parsed.as_ref(), owner, why).await? {
                 deleted += 1;
                 user = user.or(u);
-                gone.push(hash.clone());
+                gone.push(field.clone());
             }
         }
         self.forget(handle, gone, user.as_deref().or(owner)).await?;
         Ok(deleted)
-    }
-
-    pub(crate) async fn get_value_hex(&self, hash: &str) -> Result<Option<Bytes>, StoreError> {
-        let v = self
-            .inner
-            .client
-            .hget::<Value, _, _>(format!("{}s:{{{hash}}}", self.inner.prefix), codec::FIELD)
-            .await
-            .map_err(map_err)?;
-        Ok(v.into_bytes())
     }
 
     /// The live records registered under a handle.
@@ -330,14 +379,19 @@ impl RedisStore {
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let key = format!("{}h:{{{handle}}}", self.inner.prefix);
         let fields: Vec<String> = self.inner.client.hkeys(key).await.map_err(map_err)?;
-        let hashes: Vec<&String> = fields.iter().filter(|f| f.as_str() != "g").collect();
-        let loaded = join_all(hashes.iter().map(|h| self.get_value_hex(h))).await;
+        let hashes = fields
+            .iter()
+            .filter(|f| f.as_str() != "g")
+            .map(|f| {
+                parse_hash_field(f)
+                    .ok_or_else(|| StoreError::Corrupt("handle lists a bad hash".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let loaded = join_all(hashes.iter().map(|h| self.get_value(h))).await;
         let mut out = Vec::new();
-        for (hex, value) in hashes.iter().zip(loaded) {
+        for (hash, value) in hashes.iter().zip(loaded) {
             if let Some(value) = value? {
-                let hash = TokenHash::from_hex(hex)
-                    .ok_or_else(|| StoreError::Corrupt("handle lists a bad hash".into()))?;
-                out.push(codec::decode(&hash, &value)?);
+                out.push(codec::decode(hash, &value)?);
             }
         }
         Ok(out)
@@ -359,18 +413,20 @@ impl RedisStore {
             SessionLimitAction::RefuseNew => "refuse",
         };
         let user_key = self.user_key(user);
+        let mut args = vec![
+            record.handle.as_str().to_owned(),
+            ms(record.deadlines.absolute),
+            cap.max.max(1).to_string(),
+            action.to_owned(),
+        ];
+        // Sessions indexed by the earlier layout count under the cap: the
+        // script adds them to this index before it counts.
+        for (member, score) in self.legacy_members(user).await? {
+            args.extend([score, member]);
+        }
         let admitted = array(
-            self.eval(
-                &self.inner.scripts.user_admit,
-                user_key.clone(),
-                vec![
-                    record.handle.as_str().to_owned(),
-                    ms(record.deadlines.absolute),
-                    cap.max.max(1).to_string(),
-                    action.to_owned(),
-                ],
-            )
-            .await?,
+            self.eval(&self.inner.scripts.user_admit, user_key.clone(), args)
+                .await?,
         )?;
         if admitted.first().map(int).transpose()? != Some(1) {
             return Ok(Capped::Refused);
@@ -396,13 +452,13 @@ impl RedisStore {
         if still.is_none() {
             // A racing admission evicted this handle first: end the
             // session as that eviction meant to.
-            let hex = record.hash.to_hex();
             if self
-                .delete_if(&hex, Some(&record.handle), Some(user), why)
+                .delete_if(&record.hash, Some(&record.handle), Some(user), why)
                 .await?
                 .is_some()
             {
-                self.forget(record.handle.as_str(), vec![hex], Some(user))
+                let fields = Self::hash_fields(&record.hash);
+                self.forget(record.handle.as_str(), fields, Some(user))
                     .await?;
             }
         }
@@ -416,15 +472,51 @@ impl RedisStore {
         Ok(Capped::Created { evicted })
     }
 
+    /// The handles of a user's index, with those of the user's index in
+    /// the earlier layout (read concurrently, one round trip; both pruned
+    /// by the server clock), each once.
     pub(crate) async fn user_handles(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        let v = self
-            .eval(
-                &self.inner.scripts.user_list,
-                self.user_key(user_id),
-                Vec::new(),
-            )
-            .await?;
-        Ok(array(v)?.iter().filter_map(Value::as_string).collect())
+        let script = &self.inner.scripts.user_list;
+        let (current, legacy) = futures_util::try_join!(
+            self.eval(script, self.user_key(user_id), Vec::new()),
+            self.eval(script, self.legacy_user_key(user_id), Vec::new()),
+        )?;
+        let mut out: Vec<String> = array(current)?
+            .iter()
+            .filter_map(Value::as_string)
+            .collect();
+        for handle in array(legacy)?.iter().filter_map(Value::as_string) {
+            if !out.contains(&handle) {
+                out.push(handle);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The members of a user's index in the earlier layout, with their
+    /// scores (absolute deadlines, as Redis prints them): nothing once
+    /// that key has expired.
+    pub(crate) async fn legacy_members(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let zrange = self.inner.client.zrange::<Vec<Value>, _, _, _>(
+            self.legacy_user_key(user_id),
+            0,
+            -1,
+            None,
+            false,
+            None,
+            true,
+        );
+        let flat = Box::pin(zrange).await.map_err(map_err)?;
+        Ok(flat
+            .chunks_exact(2)
+            .filter_map(|pair| match pair {
+                [member, score] => Some((member.as_string()?, score.as_string()?)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Best-effort removal of a key a failed rotation created.
@@ -440,7 +532,7 @@ impl RedisStore {
         let _ = self
             .inner
             .client
-            .hdel::<i64, _, _>(self.handle_key(&new.handle), new.hash.to_hex())
+            .hdel::<i64, _, _>(self.handle_key(&new.handle), Self::hash_field(&new.hash))
             .await;
     }
 
@@ -456,7 +548,7 @@ impl RedisStore {
         let pending = self.eval(
             &self.inner.scripts.pending,
             self.handle_key(&new.handle),
-            vec![new.hash.to_hex(), ms(new.deadlines.absolute)],
+            vec![Self::hash_field(&new.hash), ms(new.deadlines.absolute)],
         );
         let generation = match &new.user_id {
             Some(user) => {
@@ -478,7 +570,7 @@ impl RedisStore {
                 let _ = self
                     .inner
                     .client
-                    .hdel::<i64, _, _>(self.handle_key(&new.handle), new.hash.to_hex())
+                    .hdel::<i64, _, _>(self.handle_key(&new.handle), Self::hash_field(&new.hash))
                     .await;
                 return Err(StoreError::Duplicate);
             }
@@ -521,7 +613,7 @@ impl RedisStore {
         if let Some(old_handle) = items.get(1).and_then(Value::as_string) {
             let old_user = items.get(2).and_then(Value::as_string);
             if let Err(e) = self
-                .forget(&old_handle, vec![old.to_hex()], old_user.as_deref())
+                .forget(&old_handle, Self::hash_fields(old), old_user.as_deref())
                 .await
             {
                 tracing::debug!(error = %e, "index cleanup after a sign-in failed");
@@ -533,7 +625,7 @@ impl RedisStore {
             .eval(
                 &self.inner.scripts.finish,
                 self.handle_key(&new.handle),
-                vec![generation, old.to_hex()],
+                [vec![generation], Self::hash_fields(old)].concat(),
             )
             .await
             .and_then(|v| int(&v));

@@ -4,15 +4,37 @@
 //! cluster; see the crate docs for how the multi-key operations are
 //! ordered instead).
 //!
-//! Session keys are Redis hashes with one field, `c`: the record in the
-//! compact encoding of the `codec` module, whose text header (version, idle
-//! and absolute deadlines, handle, user) most scripts parse with
-//! `header_lua!`; the write path's `CAS` compares whole values instead,
-//! which is much cheaper. Versions are compared as strings, so no precision is
+//! Session keys are plain strings holding the record in the compact
+//! encoding of the `codec` module, whose text header (version, idle and
+//! absolute deadlines, handle, user) most scripts parse with `header_lua!`;
+//! the write path's `CAS` compares whole values instead, which is much
+//! cheaper. Scripts read a session through `record_lua!`, which also reads
+//! the layout before string keys (a hash with the record in field `c`);
+//! every write stores a string, so an old session is converted by its
+//! first write. Versions are compared as strings, so no precision is
 //! lost to Lua's doubles; deadlines are compared as numbers (milliseconds
 //! since the epoch are exact in a double until the year 287396).
 
 use fred::types::scripts::Script;
+
+/// Lua: `rec(k)` returns the record stored under session key `k`, or
+/// `false` when there is none (no key, or a tombstone: a string starting
+/// with `t`). A key of the layout before string keys (a hash, whose `GET`
+/// fails with `WRONGTYPE`) is read from its field `c`; its tombstone was
+/// field `t`, which `HGET c` does not return.
+macro_rules! record_lua {
+    () => {
+        r"
+local function rec(k)
+  local c = redis.pcall('GET', k)
+  if type(c) == 'table' then c = redis.call('HGET', k, 'c') end
+  if not c or string.byte(c, 1) == 116 then return false end
+  return c
+end
+"
+    };
+}
+pub(crate) use record_lua;
 
 /// Lua: `hdr(c)` returns version (string), idle and absolute deadlines
 /// (strings), handle, and user (`false` when anonymous) from an encoded
@@ -35,15 +57,14 @@ end
     };
 }
 
-/// Creates a session key if absent.
+/// Creates a session key if absent (a tombstone, or a key of the old
+/// layout, is present: a token hash is never reused).
 ///
 /// KEYS: session key. ARGV: encoded record, expire-at ms.
 /// Returns 1 when created, 0 when the key exists.
 const CREATE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'c', ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-return 1
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then return 1 end
+return 0
 ";
 
 /// Compare-and-set of a session key on a version alone (`Store::update`,
@@ -57,8 +78,9 @@ return 1
 /// the handle or user; `{4}` a header does not parse.
 const UPDATE: &str = concat!(
     header_lua!(),
+    record_lua!(),
     r"
-local c = redis.call('HGET', KEYS[1], 'c')
+local c = rec(KEYS[1])
 if not c then return {0} end
 local v, i, a, h, u = hdr(c)
 if not v then return {4} end
@@ -68,8 +90,7 @@ if v ~= ARGV[2] then return {1, c} end
 local nv, ni, na, nh, nu = hdr(ARGV[3])
 if not nv then return {4} end
 if nh ~= h or nu ~= u then return {3} end
-redis.call('HSET', KEYS[1], 'c', ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
 return {2, a}
 "
 );
@@ -96,14 +117,16 @@ return {2, a}
 /// base's handle and user into the new record, so a write cannot change
 /// who a session belongs to; a stale or forged base does not match and
 /// gets the stored record back instead.
-const CAS: &str = r"
-local c = redis.call('HGET', KEYS[1], 'c')
+const CAS: &str = concat!(
+    record_lua!(),
+    r"
+local c = rec(KEYS[1])
 if not c then return 0 end
 if c ~= ARGV[1] then return c end
-redis.call('HSET', KEYS[1], 'c', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 return 2
-";
+"
+);
 
 /// Compare-and-delete of the old key of a rotation.
 ///
@@ -116,8 +139,9 @@ return 2
 /// caller then retires.
 const TAKE: &str = concat!(
     header_lua!(),
+    record_lua!(),
     r"
-local c = redis.call('HGET', KEYS[1], 'c')
+local c = rec(KEYS[1])
 if not c then return {0} end
 local v, i, a, h, u = hdr(c)
 if not v then return {3} end
@@ -139,14 +163,15 @@ return {2}
 /// the record was deleted. A key whose header does not parse is deleted
 /// only by an unconditional delete (no handle, owner or exception given).
 ///
-/// With a tombstone, the same key keeps only the field `t` (`<absolute
-/// deadline ms>,<reason>`, nothing secret) and expires at that deadline: the
-/// record and its tombstone change places atomically, on one key, so this
-/// holds on a cluster too. Readers of the record (`HGET c`) find nothing.
+/// With a tombstone, the same key then holds only `t<absolute deadline
+/// ms>,<reason>` (nothing secret) and expires at that deadline: the record
+/// and its tombstone change places atomically, on one key, so this holds
+/// on a cluster too. Readers of the record (`rec`) find nothing.
 const DELETE_IF: &str = concat!(
     header_lua!(),
+    record_lua!(),
     r"
-local c = redis.call('HGET', KEYS[1], 'c')
+local c = rec(KEYS[1])
 if not c then return {0} end
 local v, i, a, h, u = hdr(c)
 if not v then
@@ -160,8 +185,7 @@ if ARGV[2] == '1' and u ~= ARGV[3] then return {0} end
 if ARGV[4] ~= '' and h == ARGV[4] then return {0} end
 redis.call('DEL', KEYS[1])
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 't', a .. ',' .. ARGV[5])
-  redis.call('PEXPIREAT', KEYS[1], a)
+  redis.call('SET', KEYS[1], 't' .. a .. ',' .. ARGV[5], 'PXAT', a)
 end
 return {1, h, u}
 "
@@ -169,7 +193,8 @@ return {1, h, u}
 
 /// Claims a handle for a new session.
 ///
-/// KEYS: handle key. ARGV: session hash hex, expire-at ms.
+/// KEYS: handle key. ARGV: the session hash's field name (base64url),
+/// expire-at ms.
 /// Returns 1 when claimed, 0 when the handle is taken.
 const CLAIM: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -181,7 +206,8 @@ return 1
 /// Registers a pending key of a rotation under its handle and returns the
 /// handle's revocation generation.
 ///
-/// KEYS: handle key. ARGV: new session hash hex, expire-at ms.
+/// KEYS: handle key. ARGV: the new session hash's field name
+/// (base64url), expire-at ms.
 /// Returns the generation (`''` if never revoked).
 const PENDING: &str = r"
 redis.call('HSET', KEYS[1], ARGV[1], '1')
@@ -208,13 +234,15 @@ return 1
 
 /// Completes a rotation if the handle was not revoked meanwhile.
 ///
-/// KEYS: handle key. ARGV: generation read by `PENDING`, old hash hex.
+/// KEYS: handle key. ARGV: generation read by `PENDING`, then the old
+/// hash's field names (its current and its earlier spelling, see
+/// `RedisStore::hash_fields`).
 /// Returns 1 when the generation is unchanged (and forgets the old hash),
 /// 0 when a revocation ran since `PENDING`.
 const FINISH: &str = r"
 local g = redis.call('HGET', KEYS[1], 'g') or ''
 if g ~= ARGV[1] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[2])
+for n = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[n]) end
 return 1
 ";
 
@@ -268,25 +296,29 @@ return 1
 /// the new handle.
 ///
 /// KEYS: user index key. ARGV: handle, absolute deadline ms, cap,
-/// `evict` or `refuse`.
-/// Returns `{0}` refused (nothing changed but pruning); `{1, evicted…}`
-/// admitted, with the handles removed to make room.
+/// `evict` or `refuse`, then score and member pairs to add first: the
+/// members of the user's index in the earlier layout (another key, in
+/// another slot, read just before), so that sessions created before the
+/// upgrade count under the cap.
+/// Returns `{0}` refused (nothing changed but pruning and that copy);
+/// `{1, evicted…}` admitted, with the handles removed to make room.
 const USER_ADMIT: &str = r"
+for n = 5, #ARGV - 1, 2 do redis.call('ZADD', KEYS[1], 'GT', ARGV[n], ARGV[n + 1]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local n = redis.call('ZCARD', KEYS[1])
 local max = tonumber(ARGV[3])
 local out = {1}
-if n >= max then
-  if ARGV[4] == 'refuse' then return {0} end
+if n >= max and ARGV[4] == 'refuse' then out = {0} end
+if n >= max and ARGV[4] ~= 'refuse' then
   local evicted = redis.call('ZRANGE', KEYS[1], 0, n - max)
   for _, h in ipairs(evicted) do
     redis.call('ZREM', KEYS[1], h)
     out[#out + 1] = h
   end
 end
-redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+if out[1] == 1 then redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1]) end
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
 return out

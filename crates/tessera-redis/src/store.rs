@@ -2,7 +2,7 @@
 //! (`pipeline.rs`) and the key layout (`lib.rs`).
 
 use async_trait::async_trait;
-use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, SortedSetsInterface};
+use fred::interfaces::{ClientLike, KeysInterface, SortedSetsInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use futures_util::future::join_all;
 use tessera::ended::{Ended, Revocation};
@@ -13,6 +13,7 @@ use tessera::store::{Capped, CasOutcome, ModifyFn, Patch, PatchOutcome, Store};
 use tessera::time::Timestamp;
 use tessera::token::TokenHash;
 
+use crate::pipeline::Stored;
 use crate::{RedisStore, Update, codec, int, map_err, ms};
 
 #[async_trait]
@@ -25,7 +26,10 @@ impl Store for RedisStore {
             let claim = self.eval(
                 &self.inner.scripts.claim,
                 self.handle_key(&record.handle),
-                vec![record.hash.to_hex(), ms(record.deadlines.absolute)],
+                vec![
+                    Self::hash_field(&record.hash),
+                    ms(record.deadlines.absolute),
+                ],
             );
             let claimed = int(&claim.await?)? == 1;
             if !claimed {
@@ -77,7 +81,10 @@ impl Store for RedisStore {
             let claim = self.eval(
                 &self.inner.scripts.claim,
                 self.handle_key(&record.handle),
-                vec![record.hash.to_hex(), ms(record.deadlines.absolute)],
+                vec![
+                    Self::hash_field(&record.hash),
+                    ms(record.deadlines.absolute),
+                ],
             );
             if int(&claim.await?)? != 1 {
                 return Err(StoreError::Duplicate);
@@ -104,7 +111,7 @@ impl Store for RedisStore {
         .await
     }
 
-    /// The whole read path of a request: one `HGET` of the session and,
+    /// The whole read path of a request: one `GET` of the session and,
     /// pipelined with it, one `HMGET` of the global not-before hash (the
     /// kill switches); a second round trip for the user's not-before only
     /// when a user switch set after the session's creation may apply (see
@@ -170,10 +177,10 @@ impl Store for RedisStore {
 
     async fn delete(&self, hash: &TokenHash) -> Result<bool, StoreError> {
         self.bounded(async {
-            let hex = hash.to_hex();
-            match self.delete_if(&hex, None, None, None).await? {
+            match self.delete_if(hash, None, None, None).await? {
                 Some((handle, user)) => {
-                    if let Err(e) = self.forget(&handle, vec![hex], user.as_deref()).await {
+                    let fields = Self::hash_fields(hash);
+                    if let Err(e) = self.forget(&handle, fields, user.as_deref()).await {
                         tracing::debug!(error = %e, "index cleanup after delete failed");
                     }
                     Ok(true)
@@ -199,10 +206,10 @@ impl Store for RedisStore {
     /// tombstone change places on the one session key.
     async fn end(&self, hash: &TokenHash, why: Ended) -> Result<bool, StoreError> {
         self.bounded(async {
-            let hex = hash.to_hex();
-            match self.delete_if(&hex, None, None, Some(why)).await? {
+            match self.delete_if(hash, None, None, Some(why)).await? {
                 Some((handle, user)) => {
-                    if let Err(e) = self.forget(&handle, vec![hex], user.as_deref()).await {
+                    let fields = Self::hash_fields(hash);
+                    if let Err(e) = self.forget(&handle, fields, user.as_deref()).await {
                         tracing::debug!(error = %e, "index cleanup after end failed");
                     }
                     Ok(true)
@@ -213,31 +220,24 @@ impl Store for RedisStore {
         .await
     }
 
-    /// One `HGET` of the tombstone field (`<absolute ms>,<reason>`); Redis
-    /// drops the key at the session's absolute deadline, and a tombstone
-    /// read at or after it is ignored like an expired record.
+    /// One `GET` of the session key, which holds either the record or the
+    /// tombstone (`t<absolute ms>,<reason>`); Redis drops the key at the
+    /// session's absolute deadline, and a tombstone read at or after it is
+    /// ignored like an expired record.
     async fn ended(&self, hash: &TokenHash, now: Timestamp) -> Result<Option<Ended>, StoreError> {
         self.bounded(async {
-            let hget = self
-                .inner
-                .client
-                .hget::<Option<String>, _, _>(self.session_key(hash), "t");
-            let stored = Box::pin(hget).await.map_err(map_err)?;
-            let tombstone = stored.as_deref().and_then(|t| {
-                let (until, reason) = t.split_once(',')?;
-                let until: i64 = until.parse().ok()?;
-                (now.as_millis() < until)
-                    .then(|| Ended::from_stored(reason))
-                    .flatten()
-            });
-            if tombstone.is_some() {
-                return Ok(tombstone);
-            }
-            // No tombstone: the record may still be stored, refused by a
-            // kill switch (only a refused token pays for these reads).
-            match self.get_value(hash).await? {
-                Some(value) => self.refused(&codec::decode(hash, &value)?).await,
-                None => Ok(None),
+            match self.session_value(hash).await? {
+                Stored::Tombstone(t) => Ok(std::str::from_utf8(&t).ok().and_then(|t| {
+                    let (until, reason) = t.split_once(',')?;
+                    let until: i64 = until.parse().ok()?;
+                    (now.as_millis() < until)
+                        .then(|| Ended::from_stored(reason))
+                        .flatten()
+                })),
+                // No tombstone: the record may still be stored, refused by
+                // a kill switch (only a refused token pays for this read).
+                Stored::Record(value) => self.refused(&codec::decode(hash, &value)?).await,
+                Stored::Nothing => Ok(None),
             }
         })
         .await
@@ -327,7 +327,7 @@ impl Store for RedisStore {
         .await
     }
 
-    /// One `HGET`, then one compare-and-set script per attempt; on a
+    /// One `GET`, then one compare-and-set script per attempt; on a
     /// conflict the script returns the latest record, so a retry costs one
     /// round trip.
     async fn modify(

@@ -1,5 +1,5 @@
 //! The read path of a request costs exactly two Redis commands sent
-//! together — the session's `HGET` and the kill switches' `HMGET`
+//! together — the session's `GET` and the kill switches' `HMGET`
 //! (src/not_before.rs), pipelined: one round trip — counted by the servers
 //! themselves (`INFO commandstats`). Run one at a time with the other
 //! counting test (see `main.rs`), so no concurrent test adds commands to
@@ -20,10 +20,10 @@ async fn check(store: tessera_redis::RedisStore, nodes: Vec<String>) {
     let after = total(&nodes).await;
     assert_eq!(loaded, record);
     let d = delta(&before, &after);
-    let read = HashMap::from([("hget".to_owned(), 1), ("hmget".to_owned(), 1)]);
+    let read = HashMap::from([("get".to_owned(), 1), ("hmget".to_owned(), 1)]);
     assert_eq!(
         d, read,
-        "loading a session must cost exactly one HGET and one HMGET, saw {d:?}"
+        "loading a session must cost exactly one GET and one HMGET, saw {d:?}"
     );
     // A miss costs the same.
     let (_, absent) = sample_record(None);

@@ -20,4 +20,5 @@ mod common;
 mod footprint;
 mod refresh;
 mod standalone;
+mod upgrade;
 mod writes;
