@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
-use tessera::cache::{Invalidate, Invalidation, InvalidationSink};
+use tessera::cache::{Invalidate, Invalidation, InvalidationSink, Origin};
 use tessera::error::StoreError;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -77,10 +77,10 @@ impl RedisChannel {
 
 #[async_trait]
 impl Invalidation for RedisChannel {
-    async fn publish(&self, message: &Invalidate) -> Result<(), StoreError> {
+    async fn publish(&self, message: &Invalidate, origin: Origin) -> Result<(), StoreError> {
         let _: i64 = self
             .publisher
-            .publish(&*self.channel, message.encode())
+            .publish(&*self.channel, message.encode_from(origin))
             .await
             .map_err(map_err)?;
         Ok(())

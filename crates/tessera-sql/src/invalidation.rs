@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tessera::cache::{Invalidate, Invalidation, InvalidationSink};
+use tessera::cache::{Invalidate, Invalidation, InvalidationSink, Origin};
 use tessera::error::StoreError;
 
 use crate::SqlStore;
@@ -56,10 +56,10 @@ impl PgChannel {
 
 #[async_trait]
 impl Invalidation for PgChannel {
-    async fn publish(&self, message: &Invalidate) -> Result<(), StoreError> {
+    async fn publish(&self, message: &Invalidate, origin: Origin) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
-            .bind(message.encode())
+            .bind(message.encode_from(origin))
             .execute(&self.pool)
             .await
             .map_err(crate::error::map)?;

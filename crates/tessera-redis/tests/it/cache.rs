@@ -110,6 +110,63 @@ async fn revocation_reaches_the_other_node(var: &str) {
     assert!(b.cache.stats().invalidations_received >= 21);
 }
 
+/// A data write through A: A's next load is a hit showing it (the record
+/// the write stored replaced A's copy), A skips its own message when it
+/// comes back over pub/sub, and B, which held the old copy, reads the
+/// new data.
+async fn a_write_is_read_on_both_nodes(var: &str) {
+    let prefix = common::unique_prefix("cache-write");
+    let a = node(var, &prefix).await;
+    let b = node(var, &prefix).await;
+    let issued = a
+        .manager
+        .create(Some("carol".into()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let token = issued.token.expose();
+    cached_on(&a, token).await;
+    cached_on(&b, token).await;
+    let mut changes = tessera::record::DataChanges::default();
+    changes.set("role", serde_json::json!("admin"));
+    a.manager
+        .modify(&issued.record.hash, &changes, Access::Status)
+        .await
+        .unwrap();
+    let hits = a.cache.stats().hits;
+    let record = a.manager.load(token, Access::Status).await.unwrap();
+    assert_eq!(a.cache.stats().hits, hits + 1, "A's next load missed");
+    assert_eq!(record.data.get("role"), Some(&serde_json::json!("admin")));
+    for _ in 0..500 {
+        if a.cache.stats().own_messages_skipped >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(a.cache.stats().own_messages_skipped >= 1);
+    assert_eq!(a.cache.stats().invalidations_received, 0);
+    let hits = a.cache.stats().hits;
+    a.manager.load(token, Access::Status).await.unwrap();
+    assert_eq!(a.cache.stats().hits, hits + 1, "A's own message evicted");
+    for _ in 0..500 {
+        let record = b.manager.load(token, Access::Status).await.unwrap();
+        if record.data.get("role") == Some(&serde_json::json!("admin")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("node B kept serving the data from before node A's write");
+}
+
+#[tokio::test]
+async fn a_write_is_read_on_both_nodes_standalone() {
+    a_write_is_read_on_both_nodes("TESSERA_TEST_REDIS_URL").await;
+}
+
+#[tokio::test]
+async fn a_write_is_read_on_both_nodes_cluster() {
+    a_write_is_read_on_both_nodes("TESSERA_TEST_REDIS_CLUSTER_URL").await;
+}
+
 #[tokio::test]
 async fn revocation_on_a_is_refused_on_b_standalone() {
     revocation_reaches_the_other_node("TESSERA_TEST_REDIS_URL").await;

@@ -100,6 +100,57 @@ async fn conformance_suite_passes_through_the_cache() {
     store.close().await;
 }
 
+/// A data write through A: A's next load is a hit showing it, A skips its
+/// own notification when it comes back, and B reads the new data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_read_on_both_nodes() {
+    let db = common::TestDatabase::create(&ADMIN).await;
+    let a = node(&db.url).await;
+    let b = node(&db.url).await;
+    let issued = a
+        .manager
+        .create(Some("carol".into()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let token = issued.token.expose();
+    cached_on(&a, token).await;
+    cached_on(&b, token).await;
+    let mut changes = tessera::record::DataChanges::default();
+    changes.set("role", serde_json::json!("admin"));
+    a.manager
+        .modify(&issued.record.hash, &changes, Access::Status)
+        .await
+        .unwrap();
+    let hits = a.cache.stats().hits;
+    let record = a.manager.load(token, Access::Status).await.unwrap();
+    assert_eq!(a.cache.stats().hits, hits + 1, "A's next load missed");
+    assert_eq!(record.data.get("role"), Some(&serde_json::json!("admin")));
+    for _ in 0..500 {
+        if a.cache.stats().own_messages_skipped >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(a.cache.stats().own_messages_skipped >= 1);
+    assert_eq!(a.cache.stats().invalidations_received, 0);
+    let hits = a.cache.stats().hits;
+    a.manager.load(token, Access::Status).await.unwrap();
+    assert_eq!(a.cache.stats().hits, hits + 1, "A's own message evicted");
+    let mut seen = false;
+    for _ in 0..500 {
+        let record = b.manager.load(token, Access::Status).await.unwrap();
+        if record.data.get("role") == Some(&serde_json::json!("admin")) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        seen,
+        "node B kept serving the data from before node A's write"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_on_a_is_refused_on_b() {
     let db = common::TestDatabase::create(&ADMIN).await;

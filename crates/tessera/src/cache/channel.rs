@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::core::Core;
-use super::message::Invalidate;
+use super::message::{Invalidate, Origin};
 use crate::error::StoreError;
 
 /// A channel that carries [`Invalidate`] messages to every node sharing a
@@ -16,7 +16,11 @@ use crate::error::StoreError;
 /// The contract an implementation keeps:
 ///
 /// - [`Invalidation::publish`] reaches every subscribed node, this one
-///   included (receiving one's own message is harmless).
+///   included, with its `origin` (a cache skips the messages it sent
+///   itself; see [`Origin`]). A message must reach the other nodes only
+///   after the write it announces is visible in the store (a
+///   [`CachedStore`](super::CachedStore) publishes once the write
+///   returned).
 /// - [`Invalidation::subscribe`] starts a background task that calls
 ///   [`InvalidationSink::connected`] once the subscription is confirmed
 ///   (and again after every reconnection), [`InvalidationSink::disconnected`]
@@ -30,12 +34,13 @@ use crate::error::StoreError;
 ///   gone.
 #[async_trait]
 pub trait Invalidation: Send + Sync + 'static {
-    /// Sends `message` to every subscribed node.
+    /// Sends `message`, from the cache `origin`, to every subscribed node
+    /// (the wire form is [`Invalidate::encode_from`]).
     ///
     /// # Errors
     ///
     /// Backend errors (the message may not have been delivered).
-    async fn publish(&self, message: &Invalidate) -> Result<(), StoreError>;
+    async fn publish(&self, message: &Invalidate, origin: Origin) -> Result<(), StoreError>;
 
     /// Starts delivering every node's messages to `sink` (see the trait
     /// docs). Must be called inside a Tokio runtime; returns at once.
@@ -79,18 +84,26 @@ impl InvalidationSink {
         }
     }
 
-    /// Applies a decoded message.
+    /// Applies a decoded message whose origin is not known (always
+    /// applied).
     pub async fn deliver(&self, message: &Invalidate) {
+        self.deliver_from(message, None).await;
+    }
+
+    /// Applies a decoded message, unless `origin` is this cache's own (it
+    /// applied the message before publishing it).
+    pub async fn deliver_from(&self, message: &Invalidate, origin: Option<Origin>) {
         if let Some(core) = self.core.upgrade() {
-            core.receive(message).await;
+            core.receive(message, origin).await;
         }
     }
 
-    /// Applies a message in wire form. One that does not parse flushes
-    /// the whole cache: it may have been a revocation.
+    /// Applies a message in wire form (either form, see
+    /// [`Invalidate::decode_from`]). One that does not parse flushes the
+    /// whole cache: it may have been a revocation.
     pub async fn deliver_raw(&self, text: &str) {
-        match Invalidate::decode(text) {
-            Some(message) => self.deliver(&message).await,
+        match Invalidate::decode_from(text) {
+            Some((origin, message)) => self.deliver_from(&message, origin).await,
             None => {
                 tracing::warn!("unreadable cache invalidation; flushing the cache");
                 self.flush();
@@ -137,7 +150,7 @@ impl InvalidationSink {
 /// ```
 #[derive(Debug, Clone)]
 pub struct LocalChannel {
-    sender: broadcast::Sender<Invalidate>,
+    sender: broadcast::Sender<(Origin, Invalidate)>,
 }
 
 impl Default for LocalChannel {
@@ -157,9 +170,9 @@ impl LocalChannel {
 
 #[async_trait]
 impl Invalidation for LocalChannel {
-    async fn publish(&self, message: &Invalidate) -> Result<(), StoreError> {
+    async fn publish(&self, message: &Invalidate, origin: Origin) -> Result<(), StoreError> {
         // No receiver is not an error: no cache to tell.
-        let _ = self.sender.send(message.clone());
+        let _ = self.sender.send((origin, message.clone()));
         Ok(())
     }
 
@@ -172,7 +185,7 @@ impl Invalidation for LocalChannel {
                     return;
                 }
                 match receiver.recv().await {
-                    Ok(message) => sink.deliver(&message).await,
+                    Ok((origin, message)) => sink.deliver_from(&message, Some(origin)).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => sink.flush(),
                     Err(broadcast::error::RecvError::Closed) => {
                         sink.disconnected();

@@ -44,8 +44,15 @@ pub struct CacheStats {
     pub hits: u64,
     /// Loads that went to the store.
     pub misses: u64,
-    /// Invalidation messages received from the channel.
+    /// Invalidation messages received from the channel and applied (this
+    /// cache's own messages, heard back, are not applied nor counted here).
     pub invalidations_received: u64,
+    /// This cache's own messages heard back from the channel and skipped
+    /// (it applied each before publishing it).
+    pub own_messages_skipped: u64,
+    /// Writes through this cache whose resulting record replaced the
+    /// cached copy (so the next load here is a hit showing the write).
+    pub written_through: u64,
     /// Times the whole cache was dropped (reconnection, lost channel,
     /// "everyone" message, unreadable message).
     pub flushes: u64,

@@ -14,7 +14,8 @@ use crate::token::TokenHash;
 /// | revoke every session of a user, password change, disable, a per-user "not before" | [`Invalidate::User`] |
 /// | sign everybody out, a global "not before" | [`Invalidate::Everyone`] |
 ///
-/// The wire form ([`Invalidate::encode`]) is one short line of text, so
+/// The wire form ([`Invalidate::encode_from`], with the sending cache's
+/// [`Origin`]; [`Invalidate::encode`] without) is one short line of text, so
 /// that Redis pub/sub and PostgreSQL `NOTIFY` (8,000 bytes at most per
 /// payload) carry it unchanged. It holds a token *hash*, never a token: a
 /// message read off the channel cannot be replayed as a credential.
@@ -39,9 +40,65 @@ pub enum Invalidate {
     Everyone,
 }
 
-/// Version tag of the wire form, so that a future format is refused
-/// (and answered with a full flush) rather than misread.
+/// Version tag of the wire form without an origin, so that a future
+/// format is refused (and answered with a full flush) rather than misread.
 const TAG: &str = "t1";
+/// Version tag of the wire form that names the cache that sent it.
+const TAG_FROM: &str = "t2";
+
+/// Which cache published a message: a random 64-bit id drawn when a
+/// [`CachedStore`](super::CachedStore) is built (its clones share it).
+///
+/// A cache skips only the messages that carry **its own** origin: it
+/// applied them locally before publishing them, so hearing them back would
+/// evict what its own write just cached, and nothing else. Every other
+/// message is applied: one with another origin, with no origin (the `t1`
+/// form), or one that cannot be read (which flushes the cache). So an id
+/// does not let anyone have a message ignored anywhere but on the one
+/// cache that sent it; a forger able to publish on the channel could at
+/// most send a message that its target skips, which leaves that cache as
+/// it was, never newer than its store (the forger can only add evictions,
+/// never remove one that a genuine writer sent).
+///
+/// ```
+/// use tessera::cache::{Invalidate, Origin};
+///
+/// let origin = Origin::from_u64(7);
+/// let wire = Invalidate::Everyone.encode_from(origin);
+/// assert_eq!(Invalidate::decode_from(&wire), Some((Some(origin), Invalidate::Everyone)));
+/// assert_eq!(Invalidate::decode(&wire), Some(Invalidate::Everyone));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin(u64);
+
+impl Origin {
+    /// A fresh random origin (from the operating system's generator; a
+    /// clock-derived fallback if it fails, which only makes a collision
+    /// between two caches likelier, and a collision costs only hits).
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 8];
+        if crate::random::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            #[allow(clippy::cast_possible_truncation)]
+            let low = nanos as u64;
+            bytes = (low ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+        }
+        Self(u64::from_le_bytes(bytes))
+    }
+
+    /// An origin with a given value (tests, or a channel that transports
+    /// origins itself).
+    pub const fn from_u64(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The value.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
 
 impl Invalidate {
     /// The wire form: `t1 s <hash hex>`, `t1 h <handle>`, `t1 u <user id>`
@@ -55,12 +112,52 @@ impl Invalidate {
         }
     }
 
+    /// The wire form naming the cache that sent it: `t2 <origin hex> `
+    /// followed by the `t1` form's kind and value (`s <hash hex>`,
+    /// `h <handle>`, `u <user id>` or `a`). A receiver of an older version
+    /// does not read it and flushes its whole cache instead (safe; costs
+    /// hits while a fleet is upgraded).
+    pub fn encode_from(&self, origin: Origin) -> String {
+        let body = self.encode();
+        let rest = body.strip_prefix(TAG).unwrap_or(&body);
+        format!("{TAG_FROM} {:016x}{rest}", origin.0)
+    }
+
+    /// Parses either wire form, with the origin if it has one; `None` for
+    /// anything else (which a receiver must answer with a flush).
+    pub fn decode_from(text: &str) -> Option<(Option<Origin>, Self)> {
+        if let Some(rest) = text.strip_prefix(TAG_FROM) {
+            let rest = rest.strip_prefix(' ')?;
+            let (origin, body) = rest.split_at_checked(16)?;
+            if !origin
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
+                return None;
+            }
+            let origin = u64::from_str_radix(origin, 16).ok()?;
+            let message = Self::decode_body(body.strip_prefix(' ')?)?;
+            return Some((Some(Origin(origin)), message));
+        }
+        Self::decode(text).map(|m| (None, m))
+    }
+
     /// Parses the wire form; `None` for anything else. A receiver that
     /// cannot parse a message must flush its whole cache (see
     /// [`InvalidationSink::deliver_raw`](super::InvalidationSink::deliver_raw)):
     /// a message it does not understand may be a revocation.
+    ///
+    /// Accepts the form with an origin too (and drops the origin).
     pub fn decode(text: &str) -> Option<Self> {
+        if text.starts_with(TAG_FROM) {
+            return Self::decode_from(text).map(|(_, m)| m);
+        }
         let rest = text.strip_prefix(TAG)?.strip_prefix(' ')?;
+        Self::decode_body(rest)
+    }
+
+    /// The kind and value after the tag (and origin).
+    fn decode_body(rest: &str) -> Option<Self> {
         if rest == "a" {
             return Some(Self::Everyone);
         }
@@ -92,6 +189,53 @@ mod tests {
         for m in messages {
             assert_eq!(Invalidate::decode(&m.encode()), Some(m));
         }
+    }
+
+    #[test]
+    fn every_kind_round_trips_with_its_origin() {
+        let origin = Origin::from_u64(0x0123_4567_89ab_cdef);
+        let messages = [
+            Invalidate::Session(TokenHash::from_bytes([0xa5; 32])),
+            Invalidate::Handle(SessionHandle::generate().unwrap()),
+            Invalidate::User("user with spaces".into()),
+            Invalidate::User(String::new()),
+            Invalidate::Everyone,
+        ];
+        for m in messages {
+            let wire = m.encode_from(origin);
+            assert!(wire.starts_with("t2 0123456789abcdef "), "{wire}");
+            assert_eq!(
+                Invalidate::decode_from(&wire),
+                Some((Some(origin), m.clone()))
+            );
+            assert_eq!(Invalidate::decode(&wire), Some(m.clone()));
+            assert_eq!(Invalidate::decode_from(&m.encode()), Some((None, m)));
+        }
+    }
+
+    #[test]
+    fn malformed_messages_with_an_origin_are_refused() {
+        for bad in [
+            "t2",
+            "t2 ",
+            "t2 0123456789abcdef",
+            "t2 0123456789abcdef ",
+            "t2 0123456789ABCDEF a",
+            "t2 0123456789abcde a",
+            "t2 +123456789abcdef a",
+            "t2 0123456789abcdefa",
+            "t2 0123456789abcdef x y",
+            "t2 0123456789abcdef s nothex",
+            "t3 0123456789abcdef a",
+        ] {
+            assert_eq!(Invalidate::decode_from(bad), None, "{bad:?}");
+            assert_eq!(Invalidate::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn origins_differ() {
+        assert_ne!(Origin::random(), Origin::random());
     }
 
     #[test]

@@ -30,15 +30,36 @@
 //!   session manager still checks both deadlines against the request's time
 //!   on every load (ASVS 5.0 V7.3.1, V7.3.2).
 //! - **No stale re-insert.** A load that races an invalidation does not put
-//!   the record it read back into the cache after the eviction: a
-//!   generation counter, bumped by every invalidation, is checked after the
-//!   insert, and the entry is dropped if it moved.
+//!   the record it read back into the cache after the eviction: generation
+//!   counters, bumped before and after every eviction, are checked after
+//!   the insert, and the entry is dropped if they moved. They are striped
+//!   by token hash (an invalidation of one session bumps its stripe; one of
+//!   a handle, a user or everyone bumps a global counter every load
+//!   watches), so writes to unrelated sessions do not cancel each other's
+//!   loads.
 //! - **Absences are never cached**, so a refused token still reaches the
 //!   store's tombstone, and the reason a session ended (signed out,
 //!   revoked, expired) comes out as without the cache.
 //! - **Writes go to the store.** The touch policy is unchanged: a touch
 //!   that moves the idle deadline is written to the store and invalidates
-//!   the session everywhere; the next load on each node reads it afresh.
+//!   the session on every other node, whose next load reads it afresh.
+//! - **A node reads its own writes from memory.** The record a data write
+//!   or touch stored replaces this node's copy (when it held one, and
+//!   nothing else touched the session meanwhile), so the next load here
+//!   is a hit that shows the write. The entry keeps the instant of the
+//!   load that last read it from the store: a write does not check the
+//!   kill switches a store load checks, so writes never extend an entry
+//!   past `max_staleness` from that load.
+//! - **A node skips only its own messages.** Each message carries the
+//!   [`Origin`] of the cache that sent it; that cache applied it before
+//!   publishing and skips it when it comes back. Any other message, one
+//!   with no origin, and one that does not parse (which flushes) are
+//!   applied.
+//! - **Messages follow their writes.** A message leaves only once the
+//!   write it announces returned from the store. Revocations return only
+//!   once their message is handed to the channel; a data write's message
+//!   is sent in the background, so it adds no round trip to the request
+//!   (see [`CachedStore`]).
 //!
 //! # Sizing
 //!
@@ -66,5 +87,5 @@ mod store;
 
 pub use channel::{Invalidation, InvalidationSink, LocalChannel};
 pub use config::{CacheConfig, CacheStats};
-pub use message::Invalidate;
+pub use message::{Invalidate, Origin};
 pub use store::CachedStore;

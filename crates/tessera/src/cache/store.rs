@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use tokio::sync::Semaphore;
 
 use super::channel::{Invalidation, InvalidationSink};
 use super::config::{CacheConfig, CacheStats};
-use super::core::Core;
+use super::core::{Core, Seen};
 use super::message::Invalidate;
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
@@ -27,7 +28,25 @@ use crate::token::{SECRET_LEN, TokenHash};
 ///   session ended still comes from the store's tombstone).
 /// - Every write goes to the wrapped store, then evicts locally and
 ///   publishes an [`Invalidate`] on the channel, which evicts on every
-///   other node.
+///   other node. A data write or touch (`update`, `modify`,
+///   `modify_loaded`, `patch`) that succeeds puts the record it wrote in
+///   this node's cache in place of the older copy, when this node held
+///   one, so the next load here is a hit that shows the write.
+/// - **When a write's message leaves.** Ending sessions (`delete`, `end`,
+///   `rotate`, `delete_by_handle`, `delete_by_user`, `delete_all`,
+///   `raise_not_before`, evictions by `create_capped`) returns only once
+///   the channel took the message: when the caller answers, every other
+///   node is being told. A data write or touch returns as soon as the
+///   store has it; its message is sent right after, by a task of its own
+///   (at most 1,024 in flight; beyond that the write waits for its
+///   message as a revocation does), so the publish adds no round trip to
+///   the request. Either way the message leaves only after the write
+///   returned from the store: a node that hears it and reloads reads the
+///   write, never the state before it. The other nodes see the change
+///   when the message arrives, as before; what a data write no longer
+///   guarantees is that its message was handed over before its caller
+///   answered. [`CachedStore::wait_published`] waits for those in
+///   flight (a process about to exit, a test).
 /// - An entry is never served once older than
 ///   [`CacheConfig::max_staleness`], nor within that much of a deadline
 ///   (by the clock given to [`CachedStore::with_clock`], which must be the
@@ -58,7 +77,12 @@ pub struct CachedStore<S: ?Sized> {
     inner: Arc<S>,
     core: Arc<Core>,
     channel: Option<Arc<dyn Invalidation>>,
+    /// Permits for messages sent in the background (see the type docs).
+    in_flight: Arc<Semaphore>,
 }
+
+/// Messages of data writes sent in the background at once, at most.
+const MAX_IN_FLIGHT: u32 = 1024;
 
 impl<S: ?Sized> Clone for CachedStore<S> {
     fn clone(&self) -> Self {
@@ -66,6 +90,7 @@ impl<S: ?Sized> Clone for CachedStore<S> {
             inner: self.inner.clone(),
             core: self.core.clone(),
             channel: self.channel.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -132,6 +157,7 @@ impl<S: Store + ?Sized> CachedStore<S> {
             inner,
             core,
             channel,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
         }
     }
 
@@ -145,18 +171,79 @@ impl<S: Store + ?Sized> CachedStore<S> {
         self.core.stats()
     }
 
-    /// Evicts locally, then tells the other nodes. A failed publish is
-    /// logged and counted, not returned: the write it follows has happened,
-    /// and the other nodes' copies expire within `max_staleness` anyway.
+    /// Waits until every message of a data write sent in the background
+    /// (see the type docs) has been handed to the channel or has failed.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tessera::cache::{CacheConfig, CachedStore, LocalChannel};
+    /// use tessera::store::{MemoryStore, Patch, PatchOp, Store};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = CachedStore::new(MemoryStore::new(), CacheConfig::default(), Arc::new(LocalChannel::new()));
+    /// let (_, record) = tessera::testkit::sample_record(None);
+    /// cache.create(&record).await?;
+    /// let inc = Patch::new(vec![PatchOp::Increment { key: "n".into(), by: 1 }]);
+    /// cache.patch(&record.hash, None, &inc, record.created_at).await?;
+    /// cache.wait_published().await;
+    /// assert_eq!(cache.stats().published, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_published(&self) {
+        // Every background message holds a permit until it is sent.
+        if let Ok(all) = self.in_flight.acquire_many(MAX_IN_FLIGHT).await {
+            drop(all);
+        }
+    }
+
+    /// Evicts locally, then tells the other nodes, and returns once the
+    /// channel took the message. A failed publish is logged and counted,
+    /// not returned: the write it follows has happened, and the other
+    /// nodes' copies expire within `max_staleness` anyway.
     async fn invalidate(&self, message: Invalidate) {
         self.core.apply(&message).await;
+        self.publish_now(&message).await;
+    }
+
+    async fn publish_now(&self, message: &Invalidate) {
         if let Some(channel) = &self.channel {
-            let result = channel.publish(&message).await;
-            if let Err(e) = &result {
-                tracing::warn!(error = %e, "could not publish a cache invalidation");
-            }
-            self.core.published(result.is_ok());
+            publish(channel.as_ref(), &self.core, message).await;
         }
+    }
+
+    /// Tells the other nodes that the session under `hash` changed, in the
+    /// background (the caller applied the change locally already): the
+    /// message leaves after the write returned from the store, without the
+    /// request waiting for it. With too many in flight, it is sent before
+    /// returning instead.
+    async fn announce(&self, hash: &TokenHash) {
+        let Some(channel) = &self.channel else {
+            return;
+        };
+        let message = Invalidate::Session(*hash);
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let channel = channel.clone();
+                let core = self.core.clone();
+                tokio::spawn(async move {
+                    publish(channel.as_ref(), &core, &message).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => self.publish_now(&message).await,
+        }
+    }
+
+    /// After a write that may have changed the session under `hash`:
+    /// `written` is the record as stored afterwards when the write is
+    /// known to have succeeded. Caches it in place of this node's copy if
+    /// safe ([`Core::write_through`]), else evicts; then tells the others.
+    async fn after_write(&self, hash: &TokenHash, written: Option<&SessionRecord>, seen: Seen) {
+        match written {
+            Some(record) if record.hash == *hash => self.core.write_through(record, seen).await,
+            _ => self.core.apply(&Invalidate::Session(*hash)).await,
+        }
+        self.announce(hash).await;
     }
 
     /// Evicts locally only (the store did not change, but this node's copy
@@ -212,7 +299,7 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
         if let Some(record) = self.core.get(hash).await {
             return Ok(Some(record));
         }
-        let seen = self.core.generation();
+        let seen = self.core.seen(hash);
         let loaded = self.inner.load(hash).await?;
         if let Some(record) = &loaded {
             self.core.insert(record, seen).await;
@@ -226,11 +313,12 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
         record: &SessionRecord,
         now: Timestamp,
     ) -> Result<CasOutcome, StoreError> {
+        let seen = self.core.before_write(&record.hash).await;
         let outcome = self.inner.update(expected_version, record, now).await;
         match outcome {
-            Ok(CasOutcome::Applied) => self.invalidate(Invalidate::Session(record.hash)).await,
+            Ok(CasOutcome::Applied) => self.after_write(&record.hash, Some(record), seen).await,
             // An error may hide a write that happened.
-            Err(_) => self.invalidate(Invalidate::Session(record.hash)).await,
+            Err(_) => self.after_write(&record.hash, None, seen).await,
             Ok(CasOutcome::Conflict | CasOutcome::Missing) => self.evict_local(&record.hash).await,
         }
         outcome
@@ -330,8 +418,9 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
             }
             decision
         };
+        let seen = self.core.before_write(hash).await;
         let result = self.inner.modify(hash, now, &watched).await;
-        self.after_modify(hash, &result, wrote.load(Ordering::SeqCst))
+        self.after_modify(hash, &result, wrote.load(Ordering::SeqCst), seen)
             .await;
         result
     }
@@ -350,15 +439,17 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
             }
             decision
         };
+        let seen = self.core.before_write(&current.hash).await;
         let result = self.inner.modify_loaded(current, now, &watched).await;
-        self.after_modify(&current.hash, &result, wrote.load(Ordering::SeqCst))
+        self.after_modify(&current.hash, &result, wrote.load(Ordering::SeqCst), seen)
             .await;
         result
     }
 
     /// Forwarded so the wrapped store's one-operation patch (a Lua script
     /// on Redis) is kept; anything but a refusal or a miss may have
-    /// written, so it publishes like a `modify` that wrote.
+    /// written, so it publishes like a `modify` that wrote, and an applied
+    /// patch's record replaces this node's copy like a `modify`'s.
     async fn patch(
         &self,
         hash: &TokenHash,
@@ -366,14 +457,14 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
         patch: &Patch,
         now: Timestamp,
     ) -> Result<PatchOutcome, StoreError> {
+        let seen = self.core.before_write(hash).await;
         let result = self.inner.patch(hash, base, patch, now).await;
         match &result {
             Ok(PatchOutcome::Refused { .. } | PatchOutcome::Missing) => {
-                self.evict_local(hash).await
+                self.evict_local(hash).await;
             }
-            Ok(PatchOutcome::Applied(_)) | Err(_) => {
-                self.invalidate(Invalidate::Session(*hash)).await;
-            }
+            Ok(PatchOutcome::Applied(record)) => self.after_write(hash, Some(record), seen).await,
+            Err(_) => self.after_write(hash, None, seen).await,
         }
         result
     }
@@ -381,20 +472,31 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
 
 impl<S: Store + ?Sized> CachedStore<S> {
     /// After a `modify`: publish if anything may have been written (a
-    /// closure that chose to write, or an error that may hide a write);
+    /// closure that chose to write, or an error that may hide a write),
+    /// keeping the record as stored afterwards here when it wrote;
     /// otherwise just drop this node's copy, which a conflict proved old.
     async fn after_modify(
         &self,
         hash: &TokenHash,
         result: &Result<Option<SessionRecord>, StoreError>,
         wrote: bool,
+        seen: Seen,
     ) {
-        if wrote || result.is_err() {
-            self.invalidate(Invalidate::Session(*hash)).await;
-        } else {
-            self.evict_local(hash).await;
+        match result {
+            Ok(Some(record)) if wrote => self.after_write(hash, Some(record), seen).await,
+            _ if wrote || result.is_err() => self.after_write(hash, None, seen).await,
+            _ => self.evict_local(hash).await,
         }
     }
+}
+
+/// Sends one message, counting (and logging) a failure.
+async fn publish(channel: &dyn Invalidation, core: &Core, message: &Invalidate) {
+    let result = channel.publish(message, core.origin()).await;
+    if let Err(e) = &result {
+        tracing::warn!(error = %e, "could not publish a cache invalidation");
+    }
+    core.published(result.is_ok());
 }
 
 /// Refresh-token families are not cached: every call goes to the wrapped

@@ -426,3 +426,348 @@ async fn a_load_racing_a_revocation_does_not_cache_the_old_record() {
     // What it read must not have been cached.
     assert!(b.load(&record.hash).await.unwrap().is_none());
 }
+
+/// Two records of one user (or none) whose token hashes fall in different
+/// generation stripes (the stripe is the hash's first byte).
+fn records_in_two_stripes(user: Option<&str>) -> (SessionRecord, SessionRecord) {
+    let (_, first) = tessera::testkit::sample_record(user);
+    loop {
+        let (_, second) = tessera::testkit::sample_record(user);
+        if second.hash.as_bytes()[0] != first.hash.as_bytes()[0] {
+            return (first, second);
+        }
+    }
+}
+
+/// Node B (over a gated store) loads `record` and is held just after
+/// reading it; `during` runs on node A meanwhile, and must make B receive
+/// at least one message; then B's load finishes. Returns node B.
+async fn race_a_load_with<F, Fut>(
+    record: &SessionRecord,
+    also: &[&SessionRecord],
+    during: F,
+) -> Arc<CachedStore<GatedStore>>
+where
+    F: FnOnce(CachedStore<MemoryStore>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let shared = Arc::new(MemoryStore::new());
+    let channel = Arc::new(LocalChannel::new());
+    let gated = Arc::new(GatedStore {
+        inner: shared.clone(),
+        armed: AtomicBool::new(false),
+        read_done: Notify::new(),
+        release: Notify::new(),
+    });
+    let a = CachedStore::from_arc(shared.clone(), long_lived(), channel.clone());
+    let b = Arc::new(CachedStore::from_arc(gated.clone(), long_lived(), channel));
+    for r in std::iter::once(record).chain(also.iter().copied()) {
+        shared.create(r).await.unwrap();
+    }
+    gated.armed.store(true, Ordering::SeqCst);
+    let loading = tokio::spawn({
+        let b = b.clone();
+        let hash = record.hash;
+        async move { b.load(&hash).await }
+    });
+    gated.read_done.notified().await;
+    during(a).await;
+    for _ in 0..500 {
+        if b.stats().invalidations_received > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(b.stats().invalidations_received > 0);
+    gated.release.notify_one();
+    assert!(loading.await.unwrap().unwrap().is_some());
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_racing_a_user_revocation_does_not_cache_the_old_record() {
+    let (record, _) = records_in_two_stripes(Some("ida"));
+    let b = race_a_load_with(&record, &[], |a| async move {
+        assert_eq!(
+            a.delete_by_user("ida", None, Revocation::PasswordChanged)
+                .await
+                .unwrap(),
+            1
+        );
+    })
+    .await;
+    assert!(b.load(&record.hash).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_racing_a_revocation_by_handle_does_not_cache_the_old_record() {
+    let (record, _) = records_in_two_stripes(Some("jon"));
+    let handle = record.handle.clone();
+    let b = race_a_load_with(&record, &[], |a| async move {
+        assert!(
+            a.delete_by_handle(&handle, None, Revocation::Admin)
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+    assert!(b.load(&record.hash).await.unwrap().is_none());
+}
+
+/// The generation is striped by token hash: ending an unrelated session
+/// (another stripe) while a load is in flight does not make the load drop
+/// what it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_is_cached_despite_an_unrelated_invalidation_meanwhile() {
+    let (record, unrelated) = records_in_two_stripes(Some("kim"));
+    let other = unrelated.hash;
+    let b = race_a_load_with(&record, &[&unrelated], |a| async move {
+        assert!(a.end(&other, Ended::SignedOut).await.unwrap());
+    })
+    .await;
+    let hits = b.stats().hits;
+    assert!(b.load(&record.hash).await.unwrap().is_some());
+    assert_eq!(b.stats().hits, hits + 1, "the load's insert was dropped");
+}
+
+#[tokio::test]
+async fn a_write_on_a_is_a_hit_on_a_with_the_new_data_and_reaches_b() {
+    let (a, b) = two_nodes();
+    let issued = a
+        .manager
+        .create(Some("lea".into()), Data::new(), ClientMeta::default())
+        .await
+        .unwrap();
+    let token = issued.token.expose();
+    cached_on(&a, token).await;
+    cached_on(&b, token).await;
+    let mut changes = tessera::record::DataChanges::default();
+    changes.set("role", json!("admin"));
+    a.manager
+        .modify(&issued.record.hash, &changes, Access::Status)
+        .await
+        .unwrap();
+    // A's own write is in A's cache: the very next load is a hit, with
+    // the new data.
+    let hits = a.cache.stats().hits;
+    let record = a.manager.load(token, Access::Status).await.unwrap();
+    assert_eq!(a.cache.stats().hits, hits + 1, "A's next load missed");
+    assert_eq!(record.data.get("role"), Some(&json!("admin")));
+    assert!(a.cache.stats().written_through >= 1);
+    // B hears about it.
+    for _ in 0..500 {
+        let record = b.manager.load(token, Access::Status).await.unwrap();
+        if record.data.get("role") == Some(&json!("admin")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("node B kept serving the data from before node A's write");
+}
+
+#[tokio::test]
+async fn a_node_skips_its_own_messages_and_keeps_what_it_wrote() {
+    let (a, b) = two_nodes();
+    let (_, record) = tessera::testkit::sample_record(Some("max"));
+    a.cache.create(&record).await.unwrap();
+    assert!(a.cache.load(&record.hash).await.unwrap().is_some());
+    assert!(b.cache.load(&record.hash).await.unwrap().is_some());
+    let inc = Patch::new(vec![tessera::store::PatchOp::Increment {
+        key: "n".into(),
+        by: 1,
+    }]);
+    let now = tessera::time::Clock::now(&tessera::time::SystemClock);
+    assert!(matches!(
+        a.cache.patch(&record.hash, None, &inc, now).await.unwrap(),
+        PatchOutcome::Applied(_)
+    ));
+    a.cache.wait_published().await;
+    // Wait until A heard its own message back (and B heard it).
+    for _ in 0..500 {
+        if a.cache.stats().own_messages_skipped > 0 && b.cache.stats().invalidations_received > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = a.cache.stats();
+    assert_eq!(stats.own_messages_skipped, 1);
+    assert_eq!(stats.invalidations_received, 0);
+    // Its own message did not evict what its write cached.
+    let hits = a.cache.stats().hits;
+    let loaded = a.cache.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(a.cache.stats().hits, hits + 1);
+    assert_eq!(loaded.data["n"], 1);
+    // B applied it: its next load reads the store.
+    let misses = b.cache.stats().misses;
+    assert_eq!(
+        b.cache.load(&record.hash).await.unwrap().unwrap().data["n"],
+        1
+    );
+    assert_eq!(b.cache.stats().misses, misses + 1);
+}
+
+/// A channel that hands its sink to the test and records what is
+/// published.
+#[derive(Default)]
+struct Captured {
+    sink: std::sync::Mutex<Option<tessera::cache::InvalidationSink>>,
+    published: std::sync::Mutex<Vec<(tessera::cache::Origin, tessera::cache::Invalidate)>>,
+}
+
+#[async_trait]
+impl Invalidation for Captured {
+    async fn publish(
+        &self,
+        message: &tessera::cache::Invalidate,
+        origin: tessera::cache::Origin,
+    ) -> Result<(), StoreError> {
+        self.published
+            .lock()
+            .unwrap()
+            .push((origin, message.clone()));
+        Ok(())
+    }
+    fn subscribe(&self, sink: tessera::cache::InvalidationSink) {
+        sink.connected();
+        *self.sink.lock().unwrap() = Some(sink);
+    }
+}
+
+/// Only a message that carries this cache's own origin is skipped: one
+/// with another origin, one with none (the older wire form) are applied,
+/// and one that does not parse flushes.
+#[tokio::test]
+async fn messages_from_other_or_unknown_origins_are_applied() {
+    use tessera::cache::{Invalidate, Origin};
+    let channel = Arc::new(Captured::default());
+    let cache = CachedStore::new(MemoryStore::new(), long_lived(), channel.clone());
+    let sink = channel.sink.lock().unwrap().clone().unwrap();
+    let (_, record) = tessera::testkit::sample_record(Some("ned"));
+    cache.create(&record).await.unwrap();
+    // Learn this cache's origin from a message it publishes.
+    cache
+        .delete_by_user("nobody", None, Revocation::Admin)
+        .await
+        .unwrap();
+    let own = channel.published.lock().unwrap()[0].0;
+
+    let cached = |cache: &CachedStore<MemoryStore>| {
+        let cache = cache.clone();
+        let hash = record.hash;
+        async move {
+            assert!(cache.load(&hash).await.unwrap().is_some());
+            let hits = cache.stats().hits;
+            assert!(cache.load(&hash).await.unwrap().is_some());
+            cache.stats().hits == hits + 1
+        }
+    };
+    let message = Invalidate::Session(record.hash);
+    let wires = [
+        message.encode_from(Origin::from_u64(own.as_u64() ^ 1)),
+        message.encode(),
+        "t2 not-an-origin s 00".to_owned(),
+        format!("t9 {:016x} a", own.as_u64()),
+    ];
+    for wire in wires {
+        assert!(cached(&cache).await);
+        sink.deliver_raw(&wire).await;
+        let hits = cache.stats().hits;
+        assert!(cache.load(&record.hash).await.unwrap().is_some());
+        assert_eq!(cache.stats().hits, hits, "{wire:?} was not applied");
+    }
+    // Its own message is skipped.
+    assert!(cached(&cache).await);
+    sink.deliver_raw(&message.encode_from(own)).await;
+    assert!(cached(&cache).await);
+    assert_eq!(cache.stats().own_messages_skipped, 1);
+}
+
+#[tokio::test]
+async fn a_revocation_is_published_before_it_returns() {
+    let channel = Arc::new(Captured::default());
+    let cache = CachedStore::new(MemoryStore::new(), long_lived(), channel.clone());
+    let (_, record) = tessera::testkit::sample_record(Some("ora"));
+    cache.create(&record).await.unwrap();
+    assert!(cache.end(&record.hash, Ended::SignedOut).await.unwrap());
+    // No waiting: the message was handed to the channel before `end`
+    // returned.
+    let published = channel.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 1);
+    assert_eq!(
+        published[0].1,
+        tessera::cache::Invalidate::Session(record.hash)
+    );
+}
+
+/// A write does not check the kill switches that a store load checks: a
+/// node that does not hold a copy verified by a load (here: evicted by a
+/// kill switch raised on another node) must not cache what it wrote.
+#[tokio::test]
+async fn a_write_after_a_kill_switch_does_not_cache_the_killed_session() {
+    let (a, b) = two_nodes();
+    let (_, record) = tessera::testkit::sample_record(Some("pia"));
+    a.cache.create(&record).await.unwrap();
+    assert!(a.cache.load(&record.hash).await.unwrap().is_some());
+    let now = tessera::time::Clock::now(&tessera::time::SystemClock);
+    b.cache
+        .raise_not_before(
+            Scope::User("pia"),
+            NotBefore::new(now + Duration::from_secs(1), Revocation::PasswordChanged),
+        )
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if a.cache.stats().invalidations_received > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A writes the session it loaded before (a request already past its
+    // load); the store takes it.
+    let mut next = record.clone();
+    next.version += 1;
+    next.data.insert("late".into(), json!(true));
+    assert_eq!(
+        a.cache.update(record.version, &next, now).await.unwrap(),
+        CasOutcome::Applied
+    );
+    assert!(
+        a.cache.load(&record.hash).await.unwrap().is_none(),
+        "a session killed by a kill switch was served from the cache"
+    );
+}
+
+/// A record a write caches keeps the instant the store last vouched for
+/// the session (a load): writes every 50 ms do not keep it cached past
+/// the staleness bound.
+#[tokio::test]
+async fn writes_do_not_extend_an_entry_past_its_staleness_bound() {
+    let shared = CountingStore::new(MemoryStore::new());
+    let config = CacheConfig {
+        max_staleness: Duration::from_millis(300),
+        ..CacheConfig::default()
+    };
+    let cache = CachedStore::new(shared.clone(), config, Arc::new(LocalChannel::new()));
+    let (_, record) = tessera::testkit::sample_record(None);
+    shared.create(&record).await.unwrap();
+    assert!(cache.load(&record.hash).await.unwrap().is_some());
+    shared.reset();
+    let inc = Patch::new(vec![tessera::store::PatchOp::Increment {
+        key: "n".into(),
+        by: 1,
+    }]);
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = tessera::time::Clock::now(&tessera::time::SystemClock);
+        assert!(matches!(
+            cache.patch(&record.hash, None, &inc, now).await.unwrap(),
+            PatchOutcome::Applied(_)
+        ));
+        assert!(cache.load(&record.hash).await.unwrap().is_some());
+    }
+    assert!(cache.stats().written_through >= 1);
+    assert!(
+        shared.counts().loads >= 1,
+        "600 ms of writes kept a copy cached without asking the store"
+    );
+}
