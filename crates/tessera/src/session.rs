@@ -267,8 +267,9 @@ impl Session {
     async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
         let mut state = self.shared.state.lock().await;
         if !state.loaded {
-            if let Some(token) = state.presented.token().cloned() {
-                match self.shared.manager.load_hash(&token.hash()).await {
+            // Hashed in place: the token itself is never copied.
+            if let Some(hash) = state.presented.token().map(SessionToken::hash) {
+                match self.shared.manager.load_hash(&hash).await {
                     Ok(record) => state.record = Some(record),
                     Err(SessionError::NotFound) => state.end = Some(EndReason::Unknown),
                     Err(SessionError::SignedOut) => state.end = Some(EndReason::SignedOut),
@@ -734,6 +735,60 @@ impl Session {
             .is_some_and(|r| r.csrf_secret.verify(presented)))
     }
 
+    /// [`Session::commit`] without waiting, when it needs no store call:
+    /// the request changed nothing and, if it loaded a live session, its
+    /// idle deadline is inside the touch step (or the request is a
+    /// [status query](Session::mark_status_query)). Returns `None` when
+    /// the commit must write, or when another holder of this session is
+    /// using it at this moment; call [`Session::commit`] then.
+    ///
+    /// The decision is the one [`Session::commit`] makes (it starts with
+    /// this call), so a web layer may run this first and await `commit`
+    /// only on the write path: a read pays for no future of the write path.
+    ///
+    /// ```
+    /// use tessera::{Session, SessionManager};
+    /// use tessera::cookie::Presented;
+    /// use tessera::session::CookieAction;
+    /// use tessera::store::MemoryStore;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let session = Session::new(manager.clone(), Presented::Absent, Default::default());
+    /// // Nothing used, nothing to write: settled at once.
+    /// assert_eq!(session.try_commit().transpose()?, Some(CookieAction::Keep));
+    /// // A pending change needs the store: the caller awaits `commit`.
+    /// session.insert("theme", "dark").await?;
+    /// assert!(session.try_commit().is_none());
+    /// assert!(matches!(session.commit().await?, CookieAction::Set { .. }));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(_))` if a store call of this request failed: the response
+    /// must become a 503, as with [`Session::commit`].
+    pub fn try_commit(&self) -> Option<Result<CookieAction, SessionError>> {
+        let state = self.shared.state.try_lock().ok()?;
+        if state.failed {
+            return Some(Err(failed_earlier()));
+        }
+        if !state.changes.is_empty() {
+            return None;
+        }
+        if let (true, Some(record)) = (state.loaded, state.record.as_ref()) {
+            let manager = &self.shared.manager;
+            let touch = self.access() == Access::Activity
+                && manager
+                    .policy()
+                    .needs_touch_for(record.class, &record.deadlines, manager.now());
+            if touch {
+                return None;
+            }
+        }
+        Some(Ok(state.cookie.clone()))
+    }
+
     /// Finishes the request: writes buffered changes and activity in one
     /// store write (or none, inside the touch step), and says what to do
     /// with the cookie.
@@ -742,11 +797,12 @@ impl Session {
     ///
     /// Store errors: the response must become a 503.
     pub async fn commit(&self) -> Result<CookieAction, SessionError> {
+        if let Some(done) = self.try_commit() {
+            return done;
+        }
         let state = self.shared.state.lock().await;
         if state.failed {
-            return Err(SessionError::Store(crate::error::StoreError::unavailable(
-                "a store call of this request failed",
-            )));
+            return Err(failed_earlier());
         }
         let has_changes = !state.changes.is_empty();
         if !state.loaded && !has_changes {
@@ -808,4 +864,11 @@ impl Session {
         }
         Ok(state.cookie.clone())
     }
+}
+
+/// The error of a commit after a failed store call of the same request.
+fn failed_earlier() -> SessionError {
+    SessionError::Store(crate::error::StoreError::unavailable(
+        "a store call of this request failed",
+    ))
 }
