@@ -872,3 +872,57 @@ fn failed_earlier() -> SessionError {
         "a store call of this request failed",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::time::{ManualClock, Timestamp};
+
+    /// `try_commit` settles exactly the commits that need no store write,
+    /// and leaves the others (a pending change, a due touch) to `commit`.
+    #[tokio::test]
+    async fn try_commit_settles_only_what_needs_no_write() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let manager = SessionManager::builder(MemoryStore::new())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let first = Session::new(manager.clone(), Presented::Absent, ClientMeta::default());
+        assert_eq!(first.try_commit().unwrap().unwrap(), CookieAction::Keep);
+        first.login("alice").await.unwrap();
+        let CookieAction::Set { token, .. } = first.try_commit().unwrap().unwrap() else {
+            panic!("a sign-in sets the cookie");
+        };
+
+        // A read inside the touch step: settled, nothing written.
+        let read = Session::new(
+            manager.clone(),
+            Presented::Token(token.clone()),
+            ClientMeta::default(),
+        );
+        assert_eq!(read.user_id().await.unwrap().as_deref(), Some("alice"));
+        assert_eq!(read.try_commit().unwrap().unwrap(), CookieAction::Keep);
+
+        // A read past the touch step must move the idle deadline: not settled.
+        clock.advance(Duration::from_secs(120));
+        let due = Session::new(
+            manager.clone(),
+            Presented::Token(token.clone()),
+            ClientMeta::default(),
+        );
+        assert!(due.is_live().await.unwrap());
+        assert!(due.try_commit().is_none());
+        // A status query never moves it.
+        due.mark_status_query();
+        assert_eq!(due.try_commit().unwrap().unwrap(), CookieAction::Keep);
+
+        // A pending change needs the store.
+        let write = Session::new(manager, Presented::Token(token), ClientMeta::default());
+        write.insert("theme", "dark").await.unwrap();
+        assert!(write.try_commit().is_none());
+        assert_eq!(write.commit().await.unwrap(), CookieAction::Keep);
+    }
+}
