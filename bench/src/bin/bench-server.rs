@@ -105,6 +105,12 @@ fn inproc(stack: &str, n: u64, path: &str) -> Result<(), BoxError> {
             "ts-redis-sliding" => ts014::redis(true).await?,
             other => return Err(format!("inproc: unsupported stack {other}").into()),
         };
+        // What `axum::serve` does once (`into_make_service`): turn every
+        // handler into a route with its state and layers applied. Without
+        // it, each request would build its route afresh (boxing the
+        // handler and re-applying the layers), work a real server never
+        // does per request.
+        let app: Router = app.with_state(());
         let login =
             axum::http::Request::post("/login?user=inproc").body(axum::body::Body::empty())?;
         let res = app.clone().oneshot(login).await?;
@@ -471,3 +477,4 @@ fn env_or(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+

@@ -47,17 +47,18 @@ pub const CSRF_FIELD: &str = "csrf_token";
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 const ORIGIN: HeaderName = HeaderName::from_static("origin");
 
-/// Runs the guard ([`tessera::guard`], the decision every integration
-/// shares); returns the request (its body restored if it was buffered) or
-/// the rejection.
-pub(crate) async fn check(
+/// The part of the guard that needs no store call and no body
+/// ([`tessera::guard::precheck`]): `Ok(true)` when the request must still
+/// pass [`check_token`], `Ok(false)` when it may proceed.
+///
+/// Split from [`check_token`] so that the layer runs it inline and only an
+/// unsafe, cookie-authenticated request pays for the asynchronous part.
+pub(crate) fn precheck(
     origins: &OriginCheck,
-    form_limit: usize,
-    session: &tessera::Session,
     credential: Credential,
     token_required: bool,
-    req: Request<Body>,
-) -> Result<Request<Body>, SessionRejection> {
+    req: &Request<Body>,
+) -> Result<bool, SessionRejection> {
     let headers = req.headers();
     // A header that is present but not visible ASCII must not read as
     // absent (which would let the token decide): it is passed as an empty
@@ -71,17 +72,27 @@ pub(crate) async fn check(
         host: header_text(headers, &HOST).or_else(|| req.uri().authority().map(|a| a.as_str())),
     };
     match rules::precheck(origins, credential, &facts) {
-        Ok(GuardStep::Pass) => return Ok(req),
-        Ok(_) => {}
-        Err(rejection) => return Err(reject(rejection, &req, None)),
+        Ok(GuardStep::Pass) => Ok(false),
+        // `token_required` is false only for the DBSC endpoints, whose
+        // requests are authenticated by a signed proof instead (the origin
+        // check above still ran).
+        Ok(_) => Ok(token_required),
+        Err(rejection) => Err(reject(rejection, req, None)),
     }
+}
+
+/// The rest of the guard, for a request [`precheck`] sent on: if the
+/// session is live, the request must carry one of its CSRF tokens. Returns
+/// the request (its body restored if it was buffered) or the rejection.
+pub(crate) async fn check_token(
+    form_limit: usize,
+    session: &tessera::Session,
+    req: Request<Body>,
+) -> Result<Request<Body>, SessionRejection> {
     // Only a live session needs a token: checking that first (a store read,
     // no write; a failure fails closed) spares buffering the body of every
     // form posted with a dead cookie.
-    // `token_required` is false only for the DBSC endpoints, whose requests
-    // are authenticated by a signed proof instead (the origin check above
-    // still ran).
-    if !token_required || !session.is_live().await? {
+    if !session.is_live().await? {
         return Ok(req);
     }
     let (req, token) = find_token(req, form_limit).await?;

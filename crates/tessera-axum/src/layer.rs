@@ -172,7 +172,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send + 'static>>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -182,25 +182,191 @@ where
         // The standard tower dance: keep the service that was polled ready,
         // leave a fresh clone in its place.
         let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move { Ok(shared.handle(inner, req).await) })
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        match Shared::prepare(&self.shared, req) {
+            Prepared::Refused(response) => ResponseFuture::ready(response),
+            // The common case: the inner service is called right here, and
+            // its future is polled in place (no allocation for this layer).
+            Prepared::Call(req, finish) => ResponseFuture::inner(inner.call(req), finish),
+            // An unsafe, cookie-authenticated request: the CSRF token check
+            // may read the store and buffer a form body first.
+            Prepared::CheckToken(req, finish) => ResponseFuture::boxed(async move {
+                let limit = finish.shared.config.csrf_form_limit();
+                let mut req = match guard::check_token(limit, &finish.session, req).await {
+                    Ok(req) => req,
+                    Err(rejection) => return finish.render(&rejection),
+                };
+                req.extensions_mut().insert(finish.session.clone());
+                let response = match inner.call(req).await {
+                    Ok(response) => response.map(Body::new),
+                    Err(never) => match never {},
+                };
+                match finish.finish(response) {
+                    Next::Done(response) => response,
+                    Next::Later(future) => future.await,
+                }
+            }),
+        }
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The response future of [`SessionService`]: the inner service's
+    /// future, polled in place, then the commit of the session.
+    ///
+    /// A request whose commit needs no store write (any read within the
+    /// touch step) finishes without another allocation; a commit that
+    /// writes, and the CSRF check of unsafe requests, run as one boxed
+    /// future.
+    ///
+    /// Applications rarely name it; a service wrapping the layer does:
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use axum::body::Body;
+    /// use axum::http::Request;
+    /// use axum::routing::{Route, future::RouteFuture};
+    /// use tessera_axum::{ResponseFuture, SessionService};
+    /// use tower::Service;
+    ///
+    /// fn call(
+    ///     service: &mut SessionService<Route>,
+    ///     req: Request<Body>,
+    /// ) -> ResponseFuture<RouteFuture<Infallible>> {
+    ///     service.call(req)
+    /// }
+    /// ```
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Inner {
+            #[pin]
+            future: F,
+            finish: Option<Finish>,
+        },
+        Boxed {
+            future: BoxedResponse,
+        },
+        Ready {
+            response: Option<Response>,
+        },
+    }
+}
+
+type BoxedResponse = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
+
+impl<F> ResponseFuture<F> {
+    fn inner(future: F, finish: Finish) -> Self {
+        let finish = Some(finish);
+        Self {
+            state: State::Inner { future, finish },
+        }
+    }
+
+    fn boxed(future: impl Future<Output = Response> + Send + 'static) -> Self {
+        let future = Box::pin(future);
+        Self {
+            state: State::Boxed { future },
+        }
+    }
+
+    fn ready(response: Response) -> Self {
+        let response = Some(response);
+        Self {
+            state: State::Ready { response },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResBody> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, Infallible>>,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Inner { future, finish } => {
+                    let response = match std::task::ready!(future.poll(cx)) {
+                        Ok(response) => response.map(Body::new),
+                        Err(never) => match never {},
+                    };
+                    // Taken exactly once: the state changes below.
+                    let Some(finish) = finish.take() else {
+                        return Poll::Pending;
+                    };
+                    match finish.finish(response) {
+                        Next::Done(response) => return Poll::Ready(Ok(response)),
+                        Next::Later(future) => State::Boxed { future },
+                    }
+                }
+                StateProj::Boxed { future } => {
+                    return future.as_mut().poll(cx).map(Ok);
+                }
+                // Polled after completion: the response was handed out.
+                StateProj::Ready { response } => {
+                    return match response.take() {
+                        Some(response) => Poll::Ready(Ok(response)),
+                        None => Poll::Pending,
+                    };
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+/// What [`Shared::prepare`] decided before the inner service runs.
+enum Prepared {
+    /// The guard refused the request: this is the answer.
+    Refused(Response),
+    /// Call the inner service with this request.
+    Call(Request<Body>, Finish),
+    /// Run the CSRF token check first.
+    CheckToken(Request<Body>, Finish),
+}
+
+/// What the layer needs after the handler: the session to commit and how
+/// to answer.
+struct Finish {
+    shared: Arc<Shared>,
+    session: tessera::Session,
+    json: bool,
+    via: Via,
+}
+
+/// The answer, or the rest of the work when it needs the store.
+enum Next {
+    Done(Response),
+    Later(BoxedResponse),
+}
+
 impl Shared {
-    async fn handle<S, ResBody>(&self, mut inner: S, req: Request<Body>) -> Response
-    where
-        S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>,
-        ResBody: HttpBody<Data = Bytes> + Send + 'static,
-        ResBody::Error: Into<axum::BoxError>,
-    {
+    /// Everything before the handler that needs no store call: the
+    /// credential, the session, the DBSC gate and the origin check.
+    fn prepare(this: &Arc<Self>, req: Request<Body>) -> Prepared {
         let json = wants_json(req.headers());
-        let config = &self.config;
+        let config = &this.config;
         let (presented, via) =
             credential::find(config.cookie(), config.accepts_bearer(), req.headers());
         let credential = via.credential(&presented);
-        let mut session = tessera::Session::new(self.manager.clone(), presented, client_meta(&req));
+        let mut session = tessera::Session::new(this.manager.clone(), presented, client_meta(&req));
         let engine = config.dbsc();
         // The DBSC endpoints are authenticated by their proofs, and the
         // refresh arrives precisely when the bound cookie is missing: they
@@ -215,32 +381,42 @@ impl Shared {
                 session = session.with_dbsc(engine.clone(), bound);
             }
         }
-
         // A bearer token is not sent by browsers on their own, so a bearer
         // request cannot be forged cross-site: the guard lets it pass.
-        let mut req = match guard::check(
-            config.origin_check(),
-            config.csrf_form_limit(),
-            &session,
-            credential,
-            !dbsc_endpoint,
-            req,
-        )
-        .await
-        {
-            Ok(req) => req,
-            Err(rejection) => return config.render(&rejection, json),
+        let check_token =
+            match guard::precheck(config.origin_check(), credential, !dbsc_endpoint, &req) {
+                Ok(check_token) => check_token,
+                Err(rejection) => return Prepared::Refused(config.render(&rejection, json)),
+            };
+        let finish = Finish {
+            shared: Arc::clone(this),
+            session,
+            json,
+            via,
         };
-        req.extensions_mut().insert(session.clone());
+        if check_token {
+            Prepared::CheckToken(req, finish)
+        } else {
+            let mut req = req;
+            req.extensions_mut().insert(finish.session.clone());
+            Prepared::Call(req, finish)
+        }
+    }
+}
 
-        let response = match inner.call(req).await {
-            Ok(response) => response.map(Body::new),
-            Err(never) => match never {},
-        };
+impl Finish {
+    fn render(&self, rejection: &SessionRejection) -> Response {
+        self.shared.config.render(rejection, self.json)
+    }
+
+    /// After the handler: render a returned rejection, commit the session
+    /// and set, clear or leave the cookie. Done at once unless the commit
+    /// writes to the store (or a sign-in is offered device binding).
+    fn finish(self, response: Response) -> Next {
         // A rejection the handler returned is rendered here, once, by the
         // configured renderer in the format the client wants.
-        let mut response = match response.extensions().get::<Rendered>() {
-            Some(Rendered(rejection)) => config.render(rejection, json),
+        let response = match response.extensions().get::<Rendered>() {
+            Some(Rendered(rejection)) => self.render(rejection),
             None => response,
         };
         // A refused request (bad input, wrong password, not allowed) is not
@@ -248,35 +424,58 @@ impl Shared {
         // attempts would keep a session alive (OWASP Session Management
         // Cheat Sheet, idle timeout). Explicit changes are still committed.
         if response.status().is_client_error() {
-            session.mark_status_query();
+            self.session.mark_status_query();
         }
+        // Settled without a store call on the read path; only a request
+        // that writes awaits (and allocates) the commit's future.
+        match self.session.try_commit() {
+            Some(committed) => self.committed(committed, response),
+            None => Next::Later(Box::pin(async move {
+                let committed = self.session.commit().await;
+                match self.committed(committed, response) {
+                    Next::Done(response) => response,
+                    Next::Later(future) => future.await,
+                }
+            })),
+        }
+    }
 
-        match session.commit().await {
-            Ok(action) => {
-                let installs = matches!(action, CookieAction::Set { .. }) && via == Via::Cookie;
-                if let Err(rejection) = self.apply(action, via, &mut response) {
-                    return config.render(&rejection, json);
-                }
-                // A new cookie for a signed-in session (a sign-in): offer
-                // device binding with it.
-                if let (true, Some(engine)) = (installs, engine) {
-                    if let Err(rejection) =
-                        dbsc::offer_registration(engine, &session, &mut response).await
-                    {
-                        return config.render(&rejection, json);
-                    }
-                }
-                response
-            }
+    fn committed(
+        self,
+        committed: Result<CookieAction, tessera::SessionError>,
+        mut response: Response,
+    ) -> Next {
+        let action = match committed {
+            Ok(action) => action,
             Err(e) => {
                 // Whatever the handler answered, the outcome is unknown (a
                 // sign-in may not be stored): fail closed.
                 tracing::error!(error = %e, "session commit failed: answering 503");
-                config.render(&SessionRejection::Unavailable, json)
+                return Next::Done(self.render(&SessionRejection::Unavailable));
             }
+        };
+        let installs = matches!(action, CookieAction::Set { .. }) && self.via == Via::Cookie;
+        if let Err(rejection) = self.shared.apply(action, self.via, &mut response) {
+            return Next::Done(self.render(&rejection));
         }
+        // A new cookie for a signed-in session (a sign-in): offer device
+        // binding with it.
+        if installs && self.shared.config.dbsc().is_some() {
+            return Next::Later(Box::pin(async move {
+                if let Some(engine) = self.shared.config.dbsc() {
+                    let offered = dbsc::offer_registration(engine, &self.session, &mut response);
+                    if let Err(rejection) = offered.await {
+                        return self.render(&rejection);
+                    }
+                }
+                response
+            }));
+        }
+        Next::Done(response)
     }
+}
 
+impl Shared {
     fn apply(
         &self,
         action: CookieAction,

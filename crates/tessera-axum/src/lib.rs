@@ -145,7 +145,7 @@ pub use crate::config::{DEFAULT_CSRF_FORM_LIMIT, SessionConfig};
 pub use crate::credential::{find_bearer, find_credential};
 pub use crate::dbsc::{BoundSession, DeviceTier};
 pub use crate::extract::{AuthUser, CsrfToken, Session, StatusQuery};
-pub use crate::layer::{ClientIp, SessionLayer, SessionService};
+pub use crate::layer::{ClientIp, ResponseFuture, SessionLayer, SessionService};
 pub use crate::rejection::{SessionRejection, wants_json};
 /// The core, re-exported so `tessera-axum` is the only dependency an axum
 /// application needs (`tessera_axum::tessera::dbsc`, `…::policy`, …).

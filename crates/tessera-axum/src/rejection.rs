@@ -270,20 +270,30 @@ impl SessionRejection {
 /// assert!(tessera_axum::wants_json(&h));
 /// ```
 pub fn wants_json(headers: &HeaderMap) -> bool {
-    let is_json = |essence: &str| {
-        let essence = essence.trim().to_ascii_lowercase();
-        essence == "application/json" || essence.ends_with("+json")
-    };
+    // On the raw bytes, without decoding or lower-casing copies: this runs
+    // on every request. Media types are ASCII and case-insensitive
+    // (RFC 9110 §8.3.1); a non-ASCII byte simply matches nothing.
+    fn is_json(media_type: &[u8]) -> bool {
+        let essence = media_type
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let suffix = essence
+            .len()
+            .checked_sub(5)
+            .and_then(|at| essence.get(at..));
+        essence.eq_ignore_ascii_case(b"application/json")
+            || suffix.is_some_and(|s| s.eq_ignore_ascii_case(b"+json"))
+    }
     let body_is_json = headers
         .get(CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .is_some_and(|v| is_json(v.split(';').next().unwrap_or("")));
+        .is_some_and(|v| is_json(v.as_bytes()));
     body_is_json
-        || headers.get_all(ACCEPT).iter().any(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split(',')
-                .any(|item| is_json(item.split(';').next().unwrap_or("")))
-        })
+        || headers
+            .get_all(ACCEPT)
+            .iter()
+            .any(|v| v.as_bytes().split(|&b| b == b',').any(is_json))
 }
 
 impl fmt::Display for SessionRejection {

@@ -267,8 +267,9 @@ impl Session {
     async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
         let mut state = self.shared.state.lock().await;
         if !state.loaded {
-            if let Some(token) = state.presented.token().cloned() {
-                match self.shared.manager.load_hash(&token.hash()).await {
+            // Hashed in place: the token itself is never copied.
+            if let Some(hash) = state.presented.token().map(SessionToken::hash) {
+                match self.shared.manager.load_hash(&hash).await {
                     Ok(record) => state.record = Some(record),
                     Err(SessionError::NotFound) => state.end = Some(EndReason::Unknown),
                     Err(SessionError::SignedOut) => state.end = Some(EndReason::SignedOut),
@@ -734,6 +735,60 @@ impl Session {
             .is_some_and(|r| r.csrf_secret.verify(presented)))
     }
 
+    /// [`Session::commit`] without waiting, when it needs no store call:
+    /// the request changed nothing and, if it loaded a live session, its
+    /// idle deadline is inside the touch step (or the request is a
+    /// [status query](Session::mark_status_query)). Returns `None` when
+    /// the commit must write, or when another holder of this session is
+    /// using it at this moment; call [`Session::commit`] then.
+    ///
+    /// The decision is the one [`Session::commit`] makes (it starts with
+    /// this call), so a web layer may run this first and await `commit`
+    /// only on the write path: a read pays for no future of the write path.
+    ///
+    /// ```
+    /// use tessera::{Session, SessionManager};
+    /// use tessera::cookie::Presented;
+    /// use tessera::session::CookieAction;
+    /// use tessera::store::MemoryStore;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    /// let session = Session::new(manager.clone(), Presented::Absent, Default::default());
+    /// // Nothing used, nothing to write: settled at once.
+    /// assert_eq!(session.try_commit().transpose()?, Some(CookieAction::Keep));
+    /// // A pending change needs the store: the caller awaits `commit`.
+    /// session.insert("theme", "dark").await?;
+    /// assert!(session.try_commit().is_none());
+    /// assert!(matches!(session.commit().await?, CookieAction::Set { .. }));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(_))` if a store call of this request failed: the response
+    /// must become a 503, as with [`Session::commit`].
+    pub fn try_commit(&self) -> Option<Result<CookieAction, SessionError>> {
+        let state = self.shared.state.try_lock().ok()?;
+        if state.failed {
+            return Some(Err(failed_earlier()));
+        }
+        if !state.changes.is_empty() {
+            return None;
+        }
+        if let (true, Some(record)) = (state.loaded, state.record.as_ref()) {
+            let manager = &self.shared.manager;
+            let touch = self.access() == Access::Activity
+                && manager
+                    .policy()
+                    .needs_touch_for(record.class, &record.deadlines, manager.now());
+            if touch {
+                return None;
+            }
+        }
+        Some(Ok(state.cookie.clone()))
+    }
+
     /// Finishes the request: writes buffered changes and activity in one
     /// store write (or none, inside the touch step), and says what to do
     /// with the cookie.
@@ -742,11 +797,12 @@ impl Session {
     ///
     /// Store errors: the response must become a 503.
     pub async fn commit(&self) -> Result<CookieAction, SessionError> {
+        if let Some(done) = self.try_commit() {
+            return done;
+        }
         let state = self.shared.state.lock().await;
         if state.failed {
-            return Err(SessionError::Store(crate::error::StoreError::unavailable(
-                "a store call of this request failed",
-            )));
+            return Err(failed_earlier());
         }
         let has_changes = !state.changes.is_empty();
         if !state.loaded && !has_changes {
@@ -807,5 +863,66 @@ impl Session {
             None => {}
         }
         Ok(state.cookie.clone())
+    }
+}
+
+/// The error of a commit after a failed store call of the same request.
+fn failed_earlier() -> SessionError {
+    SessionError::Store(crate::error::StoreError::unavailable(
+        "a store call of this request failed",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::time::{ManualClock, Timestamp};
+
+    /// `try_commit` settles exactly the commits that need no store write,
+    /// and leaves the others (a pending change, a due touch) to `commit`.
+    #[tokio::test]
+    async fn try_commit_settles_only_what_needs_no_write() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let manager = SessionManager::builder(MemoryStore::new())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let first = Session::new(manager.clone(), Presented::Absent, ClientMeta::default());
+        assert_eq!(first.try_commit().unwrap().unwrap(), CookieAction::Keep);
+        first.login("alice").await.unwrap();
+        let CookieAction::Set { token, .. } = first.try_commit().unwrap().unwrap() else {
+            panic!("a sign-in sets the cookie");
+        };
+
+        // A read inside the touch step: settled, nothing written.
+        let read = Session::new(
+            manager.clone(),
+            Presented::Token(token.clone()),
+            ClientMeta::default(),
+        );
+        assert_eq!(read.user_id().await.unwrap().as_deref(), Some("alice"));
+        assert_eq!(read.try_commit().unwrap().unwrap(), CookieAction::Keep);
+
+        // A read past the touch step must move the idle deadline: not settled.
+        clock.advance(Duration::from_secs(120));
+        let due = Session::new(
+            manager.clone(),
+            Presented::Token(token.clone()),
+            ClientMeta::default(),
+        );
+        assert!(due.is_live().await.unwrap());
+        assert!(due.try_commit().is_none());
+        // A status query never moves it.
+        due.mark_status_query();
+        assert_eq!(due.try_commit().unwrap().unwrap(), CookieAction::Keep);
+
+        // A pending change needs the store.
+        let write = Session::new(manager, Presented::Token(token), ClientMeta::default());
+        write.insert("theme", "dark").await.unwrap();
+        assert!(write.try_commit().is_none());
+        assert_eq!(write.commit().await.unwrap(), CookieAction::Keep);
     }
 }
