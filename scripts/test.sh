@@ -8,7 +8,7 @@
 #    tests, npm for axe-core) when they are missing — as root with
 #    apt-get, otherwise it fails naming the packages; then `npm ci`
 #    installs axe-core, which the browser tests inject into every page,
-#    from crates/tessera-server/tests/browser/package-lock.json;
+#    from crates/tessera-server/tests/it/browser/package-lock.json;
 # 2. starts throw-away PostgreSQL, MariaDB, Redis and a 3-master Redis
 #    Cluster in a temp dir on free ports (scripts/services.sh) and stops
 #    them on exit — the machine's shared services are never touched;
@@ -56,7 +56,7 @@ if ((${#missing[@]})); then
 fi
 
 log "npm ci: axe-core for the browser tests (committed lockfile)"
-npm ci --prefix crates/tessera-server/tests/browser --no-audit --no-fund
+npm ci --prefix crates/tessera-server/tests/it/browser --no-audit --no-fund
 
 log "browser helper tests (clients/browser, node --test)"
 node --test clients/browser/test/

@@ -60,220 +60,32 @@
 //! the key id and algorithm only.
 
 pub mod cli;
+mod placement;
+mod reload;
+mod settings;
 pub mod shared;
 
-use std::os::unix::fs::MetadataExt as _;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tessera::record::SessionHandle;
 use tessera::time::{Clock, Timestamp};
 use tessera_jwt::{
-    AccessToken, Algorithm, DEFAULT_LEEWAY, IssueError, Issuer, IssuerConfig, Jwks,
-    KeyEncryptionKey, KeyError, KeySet, KeyStore, VerifiedToken, Verifier, VerifierConfig,
-    VerifyError,
+    AccessToken, Algorithm, IssueError, Issuer, IssuerConfig, Jwks, KeyEncryptionKey, KeySet,
+    KeyStore, VerifiedToken, Verifier, VerifierConfig, VerifyError,
 };
 
 use crate::config::Config;
 use crate::db::Db;
 use crate::server_error::ServerError;
 use crate::store_url::StoreKind;
-use shared::{Repo, Shared};
-
-/// How often, at most, verifying re-checks the key directory when every
-/// presented `kid` is known: the bound on how long a key removed on disk
-/// keeps verifying here (see the [module docs](self)).
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The issuer used when neither `token_issuer` nor `public_url` is set.
-pub const DEFAULT_ISSUER: &str = "tessera";
-
-/// The signing algorithm named by the `token_algorithm` setting.
-///
-/// ```
-/// use tessera_jwt::Algorithm;
-/// assert_eq!(tessera_server::keys::algorithm("eddsa"), Some(Algorithm::EdDSA));
-/// assert_eq!(tessera_server::keys::algorithm("ES256"), Some(Algorithm::Es256));
-/// assert_eq!(tessera_server::keys::algorithm("HS256"), None);
-/// ```
-pub fn algorithm(name: &str) -> Option<Algorithm> {
-    match name.to_ascii_lowercase().as_str() {
-        "eddsa" => Some(Algorithm::EdDSA),
-        "es256" => Some(Algorithm::Es256),
-        _ => None,
-    }
-}
-
-/// How long a retired key stays published: the token lifetime plus the
-/// verifier's clock-skew leeway, after which every token it signed has
-/// expired everywhere.
-///
-/// ```
-/// use std::time::Duration;
-/// let config = tessera_server::config::Config::default();
-/// assert_eq!(tessera_server::keys::retention(&config), Duration::from_secs(630));
-/// ```
-pub fn retention(config: &Config) -> Duration {
-    config.access_token_lifetime + DEFAULT_LEEWAY
-}
-
-/// `iss` and `aud` of access tokens: the settings, else the public URL
-/// (without a trailing `/`), else [`DEFAULT_ISSUER`].
-///
-/// ```
-/// let mut config = tessera_server::config::Config::default();
-/// assert_eq!(tessera_server::keys::issuer_and_audience(&config),
-///            ("tessera".to_owned(), "tessera".to_owned()));
-/// config.public_url = Some("https://auth.example/".into());
-/// config.token_audience = Some("https://api.example".into());
-/// assert_eq!(tessera_server::keys::issuer_and_audience(&config),
-///            ("https://auth.example".to_owned(), "https://api.example".to_owned()));
-/// ```
-pub fn issuer_and_audience(config: &Config) -> (String, String) {
-    let public = config
-        .public_url
-        .as_deref()
-        .map(|u| u.trim_end_matches('/').to_owned())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
-    (
-        config
-            .token_issuer
-            .clone()
-            .unwrap_or_else(|| public.clone()),
-        config.token_audience.clone().unwrap_or(public),
-    )
-}
-
-/// What identifies one version of the manifest on disk without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    inode: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl Fingerprint {
-    fn of(dir: &std::path::Path) -> Option<Self> {
-        let meta = std::fs::metadata(dir.join("manifest.json")).ok()?;
-        Some(Self {
-            inode: meta.ino(),
-            len: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        })
-    }
-}
-
-/// Which version of the keys is loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seen {
-    /// In memory only: never changes.
-    Fixed,
-    /// The directory's manifest (`None`: it could not be inspected).
-    File(Option<Fingerprint>),
-    /// The shared store's version number.
-    Version(u64),
-}
-
-/// Where the keys come from (see the [module docs](self)).
-enum Source {
-    Memory,
-    Dir(PathBuf),
-    Shared(Box<Shared>),
-}
-
-/// Where `config` keeps its signing keys, before any is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// In this process only (`memory://` without `keys_dir`).
-    Memory,
-    /// In [`Config::keys_path`].
-    Dir,
-    /// Sealed, in the server database (PostgreSQL, MySQL).
-    Database,
-    /// Sealed, in the store's Redis (Cluster).
-    Redis,
-}
-
-impl Placement {
-    /// The placement for `config` whose server database is `db`.
-    ///
-    /// ```
-    /// use tessera_server::config::Config;
-    /// use tessera_server::keys::Placement;
-    ///
-    /// let on = |store: &str| Config { store: store.into(), ..Config::default() };
-    /// assert_eq!(Placement::of(&on("sqlite://t.db"), "sqlite"), Placement::Dir);
-    /// assert_eq!(Placement::of(&on("memory://"), "sqlite"), Placement::Memory);
-    /// assert_eq!(Placement::of(&on("postgres://h/db"), "postgres"), Placement::Database);
-    /// assert_eq!(Placement::of(&on("redis://h"), "sqlite"), Placement::Redis);
-    /// // An explicit directory wins (a shared volume).
-    /// let dir = Config { keys_dir: Some("/keys".into()), ..on("redis://h") };
-    /// assert_eq!(Placement::of(&dir, "sqlite"), Placement::Dir);
-    /// ```
-    pub fn of(config: &Config, db_backend: &str) -> Self {
-        if config.keys_dir.is_some() {
-            return Self::Dir;
-        }
-        match StoreKind::of(&config.store) {
-            Some(StoreKind::Memory) => Self::Memory,
-            Some(StoreKind::Redis | StoreKind::RedisCluster) => Self::Redis,
-            Some(StoreKind::Postgres | StoreKind::MySql) if db_backend != "sqlite" => {
-                Self::Database
-            }
-            _ => Self::Dir,
-        }
-    }
-}
-
-/// The repository of a shared placement, with the key that opens it.
-async fn shared_source(
-    config: &Config,
-    placement: Placement,
-    db: &Db,
-    kek: Option<KeyEncryptionKey>,
-) -> Result<Shared, ServerError> {
-    let where_ = if placement == Placement::Redis {
-        "Redis"
-    } else {
-        db.backend()
-    };
-    let Some(kek) = kek else {
-        return Err(ServerError::Message(format!(
-            "the access-token signing keys are kept in the shared store ({where_}) so that every \
-             instance signs with the same keys, sealed with a key-encryption key, and none is \
-             configured: set {} or key_encryption_key_file to 32 random bytes in base64 \
-             (`openssl rand -base64 32`), the same on every instance; or set keys_dir to keep \
-             the keys in a directory instead",
-            shared::KEK_ENV
-        )));
-    };
-    let repo = if placement == Placement::Redis {
-        let store =
-            tessera_redis::RedisStore::connect(&config.store, crate::store::redis_options(config))
-                .await
-                .map_err(|source| crate::store::StoreOpenError::Store {
-                    url: crate::store_url::redact(&config.store),
-                    source,
-                })?;
-        Repo::Redis(store)
-    } else {
-        Repo::Db(db.clone())
-    };
-    Ok(Shared { repo, kek })
-}
-
-/// The key-encryption key of this process: [`shared::KEK_ENV`] or
-/// `key_encryption_key_file`.
-fn process_kek(config: &Config) -> Result<Option<KeyEncryptionKey>, ServerError> {
-    // Empty counts as unset (a variable cleared in a deployment file).
-    let env = std::env::var(shared::KEK_ENV)
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    shared::key_encryption_key(config, env.as_deref())
-}
+pub use placement::Placement;
+use placement::{Source, process_kek, shared_source};
+pub use reload::RECHECK_INTERVAL;
+use reload::{Fingerprint, Seen};
+pub use settings::{DEFAULT_ISSUER, algorithm, issuer_and_audience, retention};
+use settings::{configured_algorithm, key_error};
 
 struct Loaded {
     seen: Seen,
@@ -484,116 +296,6 @@ impl SigningKeys {
         self.inner.issuer_config.lifetime
     }
 
-    fn seen(&self) -> Seen {
-        self.inner
-            .loaded
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .seen
-    }
-
-    /// Reloads the keys if their source changed since the last load (see
-    /// the [module docs](self)). True when it reloaded.
-    async fn sync(&self) -> bool {
-        self.inner
-            .checked_at
-            .store(self.inner.clock.now().as_millis(), Ordering::Relaxed);
-        let reloaded = match &self.inner.source {
-            Source::Memory => return false,
-            Source::Dir(dir) => {
-                let now = Fingerprint::of(dir);
-                if now.is_none() || Seen::File(now) == self.seen() {
-                    return false;
-                }
-                KeyStore::open(dir, self.inner.retention)
-                    .map_err(|e| e.to_string())
-                    .map(|store| (Seen::File(now), store.key_set().clone()))
-            }
-            Source::Shared(shared) => {
-                let version = match shared.repo.version().await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "checking the shared signing keys failed; keeping the loaded keys");
-                        return false;
-                    }
-                };
-                // 0: the set was deleted from the store; keep what is
-                // loaded rather than sign with nothing.
-                if version == 0 || Seen::Version(version) == self.seen() {
-                    return false;
-                }
-                match shared.load(self.inner.retention).await {
-                    Ok(Some((version, keys))) => Ok((Seen::Version(version), keys)),
-                    Ok(None) => return false,
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        let built = reloaded.and_then(|(seen, keys)| {
-            build(
-                &keys,
-                seen,
-                &self.inner.issuer_config,
-                &self.inner.verifier_config,
-                &self.inner.clock,
-            )
-            .map_err(|e| e.to_string())
-        });
-        match built {
-            Ok(loaded) => {
-                if let Some(key) = loaded.keys.current() {
-                    tracing::info!(kid = %key.kid, alg = %key.algorithm, "signing keys reloaded");
-                }
-                *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) = loaded;
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reloading the signing keys failed; keeping the loaded keys");
-                false
-            }
-        }
-    }
-
-    /// [`sync`](Self::sync) if the last check is [`RECHECK_INTERVAL`] old
-    /// (or in the future: a clock set back must not stop the checks).
-    async fn sync_if_due(&self) {
-        let now = self.inner.clock.now().as_millis();
-        let last = self.inner.checked_at.load(Ordering::Relaxed);
-        let interval = i64::try_from(RECHECK_INTERVAL.as_millis()).unwrap_or(i64::MAX);
-        let due = now < last || now.saturating_sub(last) >= interval;
-        // One request of many arriving together does the check; the others
-        // go on with the loaded keys, which are at most one interval old.
-        if due
-            && self
-                .inner
-                .checked_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.sync().await;
-        }
-    }
-
-    /// The check made for a token whose `kid` is not loaded. True when the
-    /// token is worth verifying again: the keys were reloaded, or another
-    /// request's check that began after this one arrived has finished
-    /// (concurrent unknown `kid`s, forged or not, share one read).
-    async fn sync_for_unknown_kid(&self) -> bool {
-        if matches!(self.inner.source, Source::Dir(_)) {
-            // A `stat`: cheaper than any coordination.
-            return self.sync().await;
-        }
-        let arrived = self.inner.unknown_kid_checks.load(Ordering::SeqCst);
-        let mut done = self.inner.unknown_kid_done.lock().await;
-        if *done > arrived {
-            return true;
-        }
-        let number = self.inner.unknown_kid_checks.fetch_add(1, Ordering::SeqCst) + 1;
-        let reloaded = self.sync().await;
-        *done = number;
-        reloaded
-    }
-
     /// Signs an access token for user `sub` in session `sid`.
     ///
     /// # Errors
@@ -668,20 +370,6 @@ impl SigningKeys {
         let loaded = self.inner.loaded.read().unwrap_or_else(|e| e.into_inner());
         loaded.keys.jwks(self.inner.clock.now())
     }
-}
-
-/// The `token_algorithm` of `config`.
-fn configured_algorithm(config: &Config) -> Result<Algorithm, ServerError> {
-    algorithm(&config.token_algorithm).ok_or_else(|| {
-        ServerError::Message(format!(
-            "token_algorithm {:?} must be eddsa or es256",
-            config.token_algorithm
-        ))
-    })
-}
-
-fn key_error(e: KeyError) -> ServerError {
-    ServerError::Message(format!("signing keys: {e}"))
 }
 
 fn build(

@@ -3,6 +3,7 @@
 
 use tessera::time::ManualClock;
 
+use super::shared::{Repo, Shared};
 use super::*;
 
 fn config_in(dir: &std::path::Path) -> Config {

@@ -44,18 +44,23 @@
 //! ([`DbscConfig::cookie_lifetime`]), and malware on the device itself can
 //! ask the hardware to sign.
 
+mod config;
 pub mod header;
+mod outcome;
 mod proof;
+mod state;
 mod store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 
+pub use self::config::{DbscConfig, DbscMode};
+pub use self::outcome::{BoundCookie, DbscError, RefreshOutcome, Registered};
 pub use self::proof::{MAX_PROOF_LEN, Proof, ProofAlg, ProofError, PublicJwk};
+pub use self::state::{BoundState, Tier};
 pub use self::store::{DbscBinding, DbscStore, MemoryDbscStore, Secret};
 use crate::audit::{self, AuditKind};
 use crate::ended::Revocation;
@@ -63,230 +68,6 @@ use crate::error::{SessionError, StoreError};
 use crate::manager::SessionManager;
 use crate::record::{SessionHandle, SessionRecord};
 use crate::time::Timestamp;
-
-/// How DBSC is used. Serialized as `off`, `additive` or `required`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DbscMode {
-    /// No registration header, no endpoints.
-    #[default]
-    Off,
-    /// Sessions are offered binding; a bound session without its bound
-    /// cookie is served as unbound and logged (observe before enforcing).
-    Additive,
-    /// A bound session without a valid bound cookie is not authenticated.
-    Required,
-}
-
-impl DbscMode {
-    /// Parses `off`, `additive` or `required`.
-    ///
-    /// ```
-    /// use tessera::dbsc::DbscMode;
-    /// assert_eq!(DbscMode::parse("required"), Some(DbscMode::Required));
-    /// assert_eq!(DbscMode::parse("on"), None);
-    /// ```
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "off" => Some(Self::Off),
-            "additive" => Some(Self::Additive),
-            "required" => Some(Self::Required),
-            _ => None,
-        }
-    }
-
-    /// The configuration spelling.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Additive => "additive",
-            Self::Required => "required",
-        }
-    }
-}
-
-/// What applications see of a request's binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    /// A fresh bound cookie proved the device within the cookie lifetime.
-    Bound,
-    /// No device proof: never registered, or (additive mode) the bound
-    /// cookie was missing.
-    Unbound,
-}
-
-impl Tier {
-    /// `bound` or `unbound`, as reported to backends.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Bound => "bound",
-            Self::Unbound => "unbound",
-        }
-    }
-}
-
-/// A request's binding, from [`Dbsc::check`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BoundState {
-    /// The session is bound and the request carries a live bound cookie.
-    Bound,
-    /// The session was never bound.
-    Unbound,
-    /// The session is bound but the request has no live bound cookie.
-    Stale,
-}
-
-impl BoundState {
-    /// The tier an application sees.
-    pub const fn tier(self) -> Tier {
-        match self {
-            Self::Bound => Tier::Bound,
-            Self::Unbound | Self::Stale => Tier::Unbound,
-        }
-    }
-}
-
-/// DBSC settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbscConfig {
-    /// Off, additive or required.
-    pub mode: DbscMode,
-    /// Lifetime of a bound cookie (default 10 minutes): how long a stolen
-    /// copy keeps working.
-    pub cookie_lifetime: Duration,
-    /// How long a challenge stays answerable (default 5 minutes).
-    pub challenge_lifetime: Duration,
-    /// Name of the bound cookie.
-    pub cookie_name: String,
-    /// `Secure` on the bound cookie (off only in plain-HTTP development).
-    pub secure: bool,
-    /// Path the browser POSTs the registration proof to.
-    pub registration_path: String,
-    /// Path the browser POSTs refreshes to.
-    pub refresh_path: String,
-}
-
-impl Default for DbscConfig {
-    fn default() -> Self {
-        Self {
-            mode: DbscMode::Off,
-            cookie_lifetime: Duration::from_secs(600),
-            challenge_lifetime: Duration::from_secs(300),
-            cookie_name: "__Host-tessera-dbsc".to_owned(),
-            secure: true,
-            registration_path: "/dbsc/register".to_owned(),
-            refresh_path: "/dbsc/refresh".to_owned(),
-        }
-    }
-}
-
-impl DbscConfig {
-    /// The cookie attributes, exactly as in `Set-Cookie` and in the session
-    /// config's `credentials[].attributes`. Chromium compares the two, and
-    /// an absent `SameSite` is not `Lax` to it, so both come from here.
-    /// `__Host-` rules (RFC 6265bis §4.1.3.2): Path=/, no Domain, Secure.
-    ///
-    /// ```
-    /// let c = tessera::dbsc::DbscConfig::default();
-    /// assert_eq!(c.cookie_attributes(), "Path=/; Secure; HttpOnly; SameSite=Strict");
-    /// ```
-    pub fn cookie_attributes(&self) -> String {
-        let secure = if self.secure { "; Secure" } else { "" };
-        format!("Path=/{secure}; HttpOnly; SameSite=Strict")
-    }
-}
-
-/// A bound cookie to set.
-#[derive(Debug, Clone)]
-pub struct BoundCookie {
-    /// Cookie name.
-    pub name: String,
-    /// Cookie value (a secret).
-    pub value: String,
-    /// `Max-Age`.
-    pub max_age: Duration,
-    /// The attributes (see [`DbscConfig::cookie_attributes`]).
-    pub attributes: String,
-}
-
-impl BoundCookie {
-    /// The `Set-Cookie` value.
-    pub fn set_cookie(&self) -> String {
-        format!(
-            "{}={}; Max-Age={}; {}",
-            self.name,
-            self.value,
-            self.max_age.as_secs(),
-            self.attributes
-        )
-    }
-}
-
-/// A successful registration.
-#[derive(Debug, Clone)]
-pub struct Registered {
-    /// The binding stored.
-    pub binding: DbscBinding,
-    /// The first bound cookie.
-    pub cookie: BoundCookie,
-    /// The session config JSON (W3C DBSC "session instructions").
-    pub config: serde_json::Value,
-}
-
-/// The answer to a refresh.
-#[derive(Debug, Clone)]
-#[must_use]
-pub enum RefreshOutcome {
-    /// A fresh proof verified: set this cookie and answer with the session
-    /// config (200).
-    Refreshed {
-        /// The new bound cookie.
-        cookie: BoundCookie,
-        /// The session config JSON ([`Dbsc::session_config`]).
-        config: serde_json::Value,
-    },
-    /// No fresh proof: answer 403 with this `Secure-Session-Challenge`
-    /// value. `refused` says why a proof that was sent did not count.
-    Challenge {
-        /// The field value.
-        header: String,
-        /// Why the proof sent (if any) was refused.
-        refused: Option<ProofError>,
-    },
-}
-
-/// Why registration or refresh failed for good.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DbscError {
-    /// The registration proof was refused (bad proof, unknown or used
-    /// challenge). Nothing was stored.
-    #[error("registration refused: {0}")]
-    Refused(ProofError),
-    /// The registration proof named no live challenge (wrong, replayed or
-    /// expired `jti`). Nothing was stored.
-    #[error("registration challenge unknown, used or expired")]
-    StaleChallenge,
-    /// The session is already bound; it cannot be bound again.
-    #[error("session already bound")]
-    AlreadyBound,
-    /// Refresh of a session that is not bound (or under another DBSC
-    /// session id): the browser should end its DBSC session.
-    #[error("no such device-bound session")]
-    NotBound,
-    /// A proof from another key: the session has been revoked.
-    #[error("proof from another key; session revoked")]
-    KeyMismatch,
-    /// Store or randomness failure.
-    #[error(transparent)]
-    Session(#[from] SessionError),
-}
-
-impl From<StoreError> for DbscError {
-    fn from(e: StoreError) -> Self {
-        Self::Session(SessionError::Store(e))
-    }
-}
 
 /// SHA-256 of a challenge or cookie value, hex: the only form stores see.
 ///

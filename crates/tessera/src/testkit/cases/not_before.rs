@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::{record_at, unique_user};
 use crate::ended::{Ended, Revocation};
 use crate::not_before::{NotBefore, Scope};
 use crate::record::SessionRecord;
 use crate::store::Store;
+use crate::testkit::{record_at, unique_user};
 use crate::time::{Clock, SystemClock, Timestamp};
 
 const HOUR: i64 = 3_600_000;

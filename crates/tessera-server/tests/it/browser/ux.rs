@@ -9,7 +9,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
-use crate::harness::{Browser, Driver, Options};
+use super::harness::{Browser, Driver, Options};
 use crate::server::{Mode, Server};
 
 /// The user agents of the devices in these tests, and the names the
@@ -51,10 +51,10 @@ fn artifacts_dir() -> PathBuf {
 /// axe-core as installed by `npm ci` in this directory (scripts/test.sh).
 fn axe_source() -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/browser/node_modules/axe-core/axe.min.js");
+        .join("tests/it/browser/node_modules/axe-core/axe.min.js");
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "axe-core is missing at {} ({e}); run `npm ci --prefix crates/tessera-server/tests/browser` \
+            "axe-core is missing at {} ({e}); run `npm ci --prefix crates/tessera-server/tests/it/browser` \
              (scripts/test.sh does)",
             path.display()
         )
@@ -459,7 +459,7 @@ async fn pages_work_without_javascript() {
     let started = std::time::Instant::now();
     while !b.source().await.contains("id=\"confirm\"") {
         assert!(
-            started.elapsed() < crate::harness::WAIT,
+            started.elapsed() < super::harness::WAIT,
             "no confirmation in the page"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -480,7 +480,7 @@ async fn pages_work_without_javascript() {
     let started = std::time::Instant::now();
     while names_on_page(&b.source().await).len() != 1 {
         assert!(
-            started.elapsed() < crate::harness::WAIT,
+            started.elapsed() < super::harness::WAIT,
             "the other device is still listed"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -497,7 +497,7 @@ async fn wait_for_path(b: &Browser, path: &str) {
             return;
         }
         assert!(
-            started.elapsed() < crate::harness::WAIT,
+            started.elapsed() < super::harness::WAIT,
             "never reached {path}; at {url}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::attacker::Attacker;
-use crate::harness::{Browser, Driver};
+use super::attacker::Attacker;
+use super::harness::{Browser, Driver};
 use crate::server::{Mode, SECURE_COOKIE, Server, metric};
 
 fn artifacts_dir() -> std::path::PathBuf {
@@ -321,7 +321,7 @@ async fn forms_posted_from_other_sites_are_refused_and_the_session_survives() {
             assert_refused(&b, &server, path).await;
             if refused == 0.0 {
                 // The error page, for a person and for axe-core.
-                crate::ux::check_page(&b, "error-403").await;
+                super::ux::check_page(&b, "error-403").await;
             }
             refused += 1.0;
         }

@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::record_at;
 use crate::policy::SessionClass;
 use crate::record::SessionRecord;
 use crate::store::{Activity, Patch, PatchOp, PatchOutcome, PatchRefusal, Store};
+use crate::testkit::record_at;
 use crate::time::{Clock, SystemClock, Timestamp};
 
 const HOUR: i64 = 3_600_000;
@@ -40,7 +40,7 @@ fn inc(key: &str, by: i64) -> PatchOp {
 }
 
 pub async fn patch_sets_removes_and_increments_in_one_write(store: Arc<dyn Store>) {
-    let user = super::unique_user("patch");
+    let user = crate::testkit::unique_user("patch");
     let record = create(&store, Some(&user)).await;
     let patch = Patch::new(vec![
         PatchOp::Set {

@@ -4,8 +4,8 @@
 //! session clock the test moves through `TESSERA_TEST_CLOCK_FILE` (read by
 //! debug builds only).
 //!
-//! Shared by `tests/browser` and `tests/hostile` (`#[path]`), so not every
-//! helper is used by both.
+//! Shared by the `browser` and `hostile` modules, so not every helper is
+//! used by both.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};

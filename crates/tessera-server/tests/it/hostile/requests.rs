@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use crate::client::{client, delta, set_cookie_value, sign_in, status_with_cookie, store_calls};
-use crate::raw::{self, Outcome};
+use super::client::{client, delta, set_cookie_value, sign_in, status_with_cookie, store_calls};
+use super::raw::{self, Outcome};
 use crate::server::{Mode, SECURE_COOKIE, Server};
 
 /// A refusal is a 4xx answer or a closed connection; never a 2xx or 5xx.

@@ -8,16 +8,6 @@
 //! Raw TCP is used wherever an HTTP client library would refuse to send
 //! the request (CR/LF, non-UTF-8 bytes, oversized headers) or would hide
 //! what the server does with the connection.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-#![allow(missing_docs, unreachable_pub)]
-
-#[path = "../browser/server.rs"]
-mod server;
 
 mod burst;
 mod client;

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::client::{client, delta, sign_in, store_calls};
+use super::client::{client, delta, sign_in, store_calls};
 use crate::server::{Mode, SECURE_COOKIE, Server};
 
 const FORGED: usize = 10_000;

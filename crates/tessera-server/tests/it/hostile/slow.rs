@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client::{client, sign_in, status_with_cookie};
-use crate::raw;
+use super::client::{client, sign_in, status_with_cookie};
+use super::raw;
 use crate::server::{Mode, SECURE_COOKIE, Server};
 
 const SLOW_HEADERS: usize = 200;

@@ -6,16 +6,8 @@
 //! Needs the Debian packages `chromium` and `chromium-driver`
 //! (`scripts/test.sh` installs them); the tests fail, naming them, when
 //! they are missing.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-#![allow(missing_docs, unreachable_pub)]
 
 mod attacker;
 mod harness;
-mod server;
 mod site;
 mod ux;
