@@ -195,11 +195,13 @@ impl Core {
     /// [`Core::write_through`]).
     pub(crate) async fn before_write(&self, hash: &TokenHash) -> Seen {
         let mut seen = self.seen(hash);
-        if self.live.load(Ordering::SeqCst)
-            && let Some(entry) = self.cache.get(hash).await
-            && !self.too_old(&entry)
-        {
-            seen.held = Some(entry.verified);
+        if !self.live.load(Ordering::SeqCst) {
+            return seen;
+        }
+        if let Some(entry) = self.cache.get(hash).await {
+            if !self.too_old(&entry) {
+                seen.held = Some(entry.verified);
+            }
         }
         seen
     }
