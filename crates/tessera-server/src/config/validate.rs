@@ -11,7 +11,8 @@ impl Config {
     fn validate_remember(&self) -> Result<(), ConfigError> {
         match (self.remember_idle_timeout, self.remember_absolute_timeout) {
             (Some(_), None) | (None, Some(_)) => Err(ConfigError::Invalid(
-                "set remember_idle_timeout and remember_absolute_timeout together to offer                  \"keep me signed in\", or neither"
+                "set remember_idle_timeout and remember_absolute_timeout together to offer \
+                 \"keep me signed in\", or neither"
                     .into(),
             )),
             (Some(idle), Some(_))
