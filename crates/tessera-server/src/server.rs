@@ -219,7 +219,22 @@ pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<
     let dbsc_sweeper = start_dbsc_sweeper(&state);
     // Not axum::serve: it bounds neither the request head nor the body.
     let limits = crate::listen::Limits::from_config(&state.config);
+    let cache = state.cache.clone();
     let result = crate::listen::serve(listener, app(state), limits, shutdown_signal()).await;
+    if let Some(cache) = cache {
+        // Data writes publish their invalidation after answering; send the
+        // ones still in flight before exiting, so other instances need not
+        // wait out cache_max_staleness for them.
+        if tokio::time::timeout(PUBLISH_GRACE, cache.wait_published())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "cache invalidations still unsent at exit: other instances see those \
+                 writes within cache_max_staleness"
+            );
+        }
+    }
     sweeper.stop();
     if let Some(task) = dbsc_sweeper {
         task.abort();
@@ -229,6 +244,9 @@ pub async fn serve(config: Config, metrics: Option<PrometheusHandle>) -> Result<
     }
     result.map_err(ServerError::Io)
 }
+
+/// The longest wait at shutdown for cache invalidations still being sent.
+const PUBLISH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Hands the first-start demo password to the person starting the server,
 /// never to log storage: on a terminal it is printed; otherwise (systemd,
