@@ -26,6 +26,17 @@ use crate::{RedisStore, map_err};
 const CLOSED_CHECK: Duration = Duration::from_millis(500);
 /// Pause between failed attempts to (re)subscribe.
 const RETRY: Duration = Duration::from_millis(100);
+/// Messages the subscriber's client may hold for the listener task.
+///
+/// fred hands pub/sub messages to the listener through a broadcast channel
+/// (32 slots by default). Its reader decodes every message already in the
+/// socket buffer before the listener runs again, and a busy node's writes
+/// come back as a burst: more than the channel holds means "lagged", which
+/// the listener must answer with a flush (it cannot know what it missed),
+/// so under write load the cache would keep emptying itself. A 64 KiB read
+/// holds about 1,000 messages; the slots (about 200 B each, allocated with
+/// the client) cost ~1.6 MiB per subscribed cache.
+const SUBSCRIBER_BACKLOG: usize = 8_192;
 
 /// A [`tessera::cache::Invalidation`] channel on the Redis (or Redis
 /// Cluster) deployment of a [`RedisStore`]: publishes on the store's
@@ -64,7 +75,7 @@ impl RedisChannel {
     pub fn new(store: &RedisStore) -> Self {
         Self {
             publisher: store.inner.client.clone(),
-            template: store.inner.client.clone_new(),
+            template: subscriber_client(&store.inner.client),
             channel: format!("{}invalidate", store.inner.prefix).into(),
         }
     }
@@ -94,6 +105,20 @@ impl Invalidation for RedisChannel {
             let _ = client.quit().await;
         });
     }
+}
+
+/// A client configured like `store` (servers, credentials, timeouts,
+/// reconnection), not yet connected, with room for [`SUBSCRIBER_BACKLOG`]
+/// messages.
+fn subscriber_client(store: &Client) -> Client {
+    let mut performance = store.perf_config();
+    performance.broadcast_channel_capacity = SUBSCRIBER_BACKLOG;
+    Client::new(
+        store.client_config(),
+        Some(performance),
+        Some(store.connection_config().clone()),
+        store.client_reconnect_policy(),
+    )
 }
 
 /// The subscriber: connects, subscribes, delivers; on any connection error

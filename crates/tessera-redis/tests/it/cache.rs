@@ -254,3 +254,63 @@ async fn a_killed_subscription_bypasses_then_flushes_and_recovers() {
         .unwrap();
     refused_by(&b, again.token.expose()).await;
 }
+
+/// A burst of other nodes' messages, as a busy fleet sends them, is
+/// applied one by one: the subscriber keeps up without flushing (a flush
+/// is the answer to messages it could not read, and would empty the cache
+/// under every write-heavy load). Runs on one thread, as a server pinned to
+/// one CPU does, so the whole burst is read before the listener runs. On
+/// the Cluster, whose subscriptions no other test kills.
+#[tokio::test(flavor = "current_thread")]
+async fn a_burst_of_messages_is_applied_without_a_flush() {
+    use tessera::cache::{Invalidate, Origin};
+
+    const BURST: u64 = 2_000;
+    let prefix = common::unique_prefix("cache-burst");
+    let b = node("TESSERA_TEST_REDIS_CLUSTER_URL", &prefix).await;
+    let before = b.cache.stats();
+
+    // One node of the Cluster: a plain PUBLISH reaches every node's
+    // subscribers.
+    let nodes = common::url("TESSERA_TEST_REDIS_CLUSTER_URL");
+    let first = nodes
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    let config = Config::from_url(&format!("redis://{first}")).unwrap();
+    let publisher = Builder::from_config(config).build().unwrap();
+    publisher.init().await.unwrap();
+    let channel = format!("{prefix}invalidate");
+    let other = Origin::from_u64(0x5eed);
+    let pipeline = publisher.pipeline();
+    for _ in 0..BURST {
+        let hash = tessera::token::SessionToken::generate().unwrap().hash();
+        let _: () = pipeline
+            .publish(&channel, Invalidate::Session(hash).encode_from(other))
+            .await
+            .unwrap();
+    }
+    let _: Vec<i64> = pipeline.all().await.unwrap();
+
+    for _ in 0..500 {
+        if b.cache.stats().invalidations_received >= before.invalidations_received + BURST {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = b.cache.stats();
+    assert_eq!(
+        after.invalidations_received - before.invalidations_received,
+        BURST,
+        "every message of the burst is applied"
+    );
+    assert_eq!(
+        after.flushes, before.flushes,
+        "no flush: nothing was missed"
+    );
+    assert!(after.live);
+    publisher.quit().await.unwrap();
+}
