@@ -250,3 +250,34 @@ async fn a_killed_listener_bypasses_then_flushes_and_recovers() {
         .unwrap();
     refused_by(&b, again.token.expose()).await;
 }
+
+/// A revocation returns only once its `NOTIFY` came back through the
+/// channel's own listener: by then PostgreSQL has signalled every
+/// listening connection, so the caller does not answer while the
+/// message still sits in the server (it used to, for about a millisecond).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_returns_after_its_message_came_back() {
+    let db = common::TestDatabase::create(&ADMIN).await;
+    let a = node(&db.url).await;
+    let b = node(&db.url).await;
+    for round in 0..20u64 {
+        let issued = a
+            .manager
+            .create(Some("carol".into()), Data::new(), ClientMeta::default())
+            .await
+            .unwrap();
+        let token = issued.token.expose();
+        cached_on(&b, token).await;
+        let own = a.cache.stats().own_messages_skipped;
+        a.manager
+            .revoke(&issued.record.handle, None, Revocation::Admin)
+            .await
+            .unwrap();
+        assert_eq!(
+            a.cache.stats().own_messages_skipped,
+            own + 1,
+            "round {round}: the revocation returned before its message came back"
+        );
+        refused_by(&b, token).await;
+    }
+}
