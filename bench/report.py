@@ -61,7 +61,8 @@ def main(results_path, machine_path):
     runs = defaultdict(list)  # (stack, workload) -> [run]
     redis_mem, sql, memsize, sweep, instr = {}, {}, {}, None, {}
     round_trips = {}  # (stack, workload) -> (requests, sent, run by scripts)
-    cache = defaultdict(lambda: [0, 0])  # (stack, workload) -> [hits, misses]
+    # (stack, workload) -> [hits, misses, flushes, written_through]
+    cache = defaultdict(lambda: [0, 0, 0, 0])
     with open(results_path, encoding="utf-8") as f:
         for raw in f:
             row = raw.rstrip("\n").split("\t")
@@ -72,7 +73,7 @@ def main(results_path, machine_path):
                 round_trips[(row[1], row[2])] = (int(row[3]), int(row[4]), int(row[5]))
             elif kind == "cache":
                 before, after = kv(row[3]), kv(row[4])
-                for i, key in enumerate(("hits", "misses")):
+                for i, key in enumerate(("hits", "misses", "flushes", "written_through")):
                     cache[(row[1], row[2])][i] += int(after.get(key, 0)) - int(before.get(key, 0))
             elif kind == "sql":
                 r = kv(row[2])
@@ -163,12 +164,15 @@ def main(results_path, machine_path):
     if cache:
         p("### Session cache (tessera-redis-cache): hits over loads, all rounds")
         p("")
-        p("| workload | hits | misses | hit rate |")
-        p("|---|---|---|---|")
+        p("| workload | hits | misses | hit rate | flushes | writes kept in the cache |")
+        p("|---|---|---|---|---|---|")
         for workload, _ in WORKLOADS:
-            hits, misses = cache.get(("tessera-redis-cache", workload), (0, 0))
+            hits, misses, flushes, through = cache.get(("tessera-redis-cache", workload), (0, 0, 0, 0))
             if hits + misses:
-                p(f"| {workload} | {hits:,} | {misses:,} | {100.0 * hits / (hits + misses):.2f}% |")
+                p(
+                    f"| {workload} | {hits:,} | {misses:,} | {100.0 * hits / (hits + misses):.2f}% "
+                    f"| {flushes:,} | {through:,} |"
+                )
         p("")
 
     if sql:

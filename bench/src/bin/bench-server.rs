@@ -25,7 +25,7 @@
 //! `ts-redis-sliding` (the same with `with_always_save(true)`, the only way
 //! to make its idle expiry slide).
 //!
-//! | `GET /__cache` | (tessera-redis-cache) `hits=<n> misses=<n>` of the session cache so far |
+//! | `GET /__cache` | (tessera-redis-cache) `hits=<n> misses=<n> flushes=<n> …` of the session cache so far |
 //! | `GET /__sql` | (with `BENCH_COUNT_SQL=1`) SQL statements run so far, `<verb> <count>` per line |
 //!
 //! Environment: `BENCH_COUNT_SQL=1` (count sqlx's statements; costs time, so
@@ -337,7 +337,12 @@ mod tessera_stack {
             "/__cache",
             get(move || {
                 let s = stats.stats();
-                async move { format!("hits={} misses={}\n", s.hits, s.misses) }
+                async move {
+                    format!(
+                        "hits={} misses={} flushes={} written_through={} own_skipped={} published={}\n",
+                        s.hits, s.misses, s.flushes, s.written_through, s.own_messages_skipped, s.published
+                    )
+                }
             }),
         ))
     }
