@@ -262,11 +262,11 @@ impl Core {
     /// bump (see the field docs).
     pub(crate) async fn apply(&self, message: &Invalidate) {
         match message {
-            Invalidate::Session(hash) => {
-                let stripe = self.stripe(hash);
-                stripe.fetch_add(1, Ordering::SeqCst);
-                self.cache.invalidate(hash).await;
-                stripe.fetch_add(1, Ordering::SeqCst);
+            Invalidate::Session(hash) => self.evict(hash).await,
+            Invalidate::Sessions(hashes) => {
+                for hash in hashes {
+                    self.evict(hash).await;
+                }
             }
             Invalidate::Handle(handle) => {
                 self.global.fetch_add(1, Ordering::SeqCst);
@@ -282,6 +282,14 @@ impl Core {
             }
             Invalidate::Everyone => self.flush(),
         }
+    }
+
+    /// One session: bump its stripe, evict, bump.
+    async fn evict(&self, hash: &TokenHash) {
+        let stripe = self.stripe(hash);
+        stripe.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate(hash).await;
+        stripe.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A message from the channel: applied, unless this cache sent it (it

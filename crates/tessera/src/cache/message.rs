@@ -10,6 +10,7 @@ use crate::token::TokenHash;
 /// | change | message |
 /// | --- | --- |
 /// | data write, deadline-moving touch, rotation, destroy, expiry | [`Invalidate::Session`] (the old token's hash) |
+/// | data writes and touches made at about the same time on one node | [`Invalidate::Sessions`] (up to [`MAX_SESSIONS_PER_MESSAGE`] hashes) |
 /// | revoke one session by its handle, session-limit eviction | [`Invalidate::Handle`] |
 /// | revoke every session of a user, password change, disable, a per-user "not before" | [`Invalidate::User`] |
 /// | sign everybody out, a global "not before" | [`Invalidate::Everyone`] |
@@ -32,6 +33,10 @@ use crate::token::TokenHash;
 pub enum Invalidate {
     /// The session stored under this token hash changed or ended.
     Session(TokenHash),
+    /// Each of these sessions changed: the data writes of one node sent
+    /// as one message (at most [`MAX_SESSIONS_PER_MESSAGE`] hashes; a
+    /// longer list is refused on decoding).
+    Sessions(Vec<TokenHash>),
     /// The session with this public handle ended.
     Handle(SessionHandle),
     /// Every session of this user ended (or must be re-checked).
@@ -39,6 +44,10 @@ pub enum Invalidate {
     /// Every session ended (or must be re-checked): drop the whole cache.
     Everyone,
 }
+
+/// Most token hashes one [`Invalidate::Sessions`] message carries: 100
+/// hashes of 65 bytes each fit PostgreSQL's 8,000-byte `NOTIFY` payload.
+pub const MAX_SESSIONS_PER_MESSAGE: usize = 100;
 
 /// Version tag of the wire form without an origin, so that a future
 /// format is refused (and answered with a full flush) rather than misread.
@@ -101,11 +110,19 @@ impl Origin {
 }
 
 impl Invalidate {
-    /// The wire form: `t1 s <hash hex>`, `t1 h <handle>`, `t1 u <user id>`
-    /// or `t1 a`.
+    /// The wire form: `t1 s <hash hex>`, `t1 S <hash hex> <hash hex> …`,
+    /// `t1 h <handle>`, `t1 u <user id>` or `t1 a`.
     pub fn encode(&self) -> String {
         match self {
             Self::Session(hash) => format!("{TAG} s {}", hash.to_hex()),
+            Self::Sessions(hashes) => {
+                let mut out = format!("{TAG} S");
+                for hash in hashes {
+                    out.push(' ');
+                    out.push_str(&hash.to_hex());
+                }
+                out
+            }
             Self::Handle(handle) => format!("{TAG} h {}", handle.as_str()),
             Self::User(user) => format!("{TAG} u {user}"),
             Self::Everyone => format!("{TAG} a"),
@@ -114,7 +131,7 @@ impl Invalidate {
 
     /// The wire form naming the cache that sent it: `t2 <origin hex> `
     /// followed by the `t1` form's kind and value (`s <hash hex>`,
-    /// `h <handle>`, `u <user id>` or `a`). A receiver of an older version
+    /// `S <hash hex> …`, `h <handle>`, `u <user id>` or `a`). A receiver of an older version
     /// does not read it and flushes its whole cache instead (safe; costs
     /// hits while a fleet is upgraded).
     pub fn encode_from(&self, origin: Origin) -> String {
@@ -164,6 +181,13 @@ impl Invalidate {
         let (kind, value) = rest.split_once(' ')?;
         match kind {
             "s" => TokenHash::from_hex(value).map(Self::Session),
+            "S" => {
+                let hashes = value
+                    .split(' ')
+                    .map(TokenHash::from_hex)
+                    .collect::<Option<Vec<_>>>()?;
+                (hashes.len() <= MAX_SESSIONS_PER_MESSAGE).then_some(Self::Sessions(hashes))
+            }
             "h" => SessionHandle::parse(value).map(Self::Handle),
             // User ids are opaque to tessera (any text); the rest of the
             // line is the id, spaces included.
@@ -181,6 +205,13 @@ mod tests {
     fn every_kind_round_trips() {
         let messages = [
             Invalidate::Session(TokenHash::from_bytes([0xa5; 32])),
+            Invalidate::Sessions(vec![TokenHash::from_bytes([1; 32])]),
+            Invalidate::Sessions(
+                (0..=255u8)
+                    .take(MAX_SESSIONS_PER_MESSAGE)
+                    .map(|b| TokenHash::from_bytes([b; 32]))
+                    .collect(),
+            ),
             Invalidate::Handle(SessionHandle::generate().unwrap()),
             Invalidate::User("user with spaces and ünicode".into()),
             Invalidate::User(String::new()),
@@ -196,6 +227,10 @@ mod tests {
         let origin = Origin::from_u64(0x0123_4567_89ab_cdef);
         let messages = [
             Invalidate::Session(TokenHash::from_bytes([0xa5; 32])),
+            Invalidate::Sessions(vec![
+                TokenHash::from_bytes([1; 32]),
+                TokenHash::from_bytes([2; 32]),
+            ]),
             Invalidate::Handle(SessionHandle::generate().unwrap()),
             Invalidate::User("user with spaces".into()),
             Invalidate::User(String::new()),
@@ -226,6 +261,8 @@ mod tests {
             "t2 0123456789abcdefa",
             "t2 0123456789abcdef x y",
             "t2 0123456789abcdef s nothex",
+            "t2 0123456789abcdef S",
+            "t2 0123456789abcdef S ",
             "t3 0123456789abcdef a",
         ] {
             assert_eq!(Invalidate::decode_from(bad), None, "{bad:?}");
@@ -249,8 +286,26 @@ mod tests {
             "t1 h ../etc",
             "t1 x y",
             "t1 a extra",
+            "t1 S",
+            "t1 S  ",
         ] {
             assert_eq!(Invalidate::decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_batch_fits_a_postgres_notification_and_no_longer_one_is_read() {
+        let most = Invalidate::Sessions(vec![
+            TokenHash::from_bytes([0xff; 32]);
+            MAX_SESSIONS_PER_MESSAGE
+        ]);
+        let wire = most.encode_from(Origin::from_u64(u64::MAX));
+        assert!(wire.len() < 8_000, "{} bytes", wire.len());
+        assert_eq!(Invalidate::decode(&wire), Some(most));
+        let over = Invalidate::Sessions(vec![
+            TokenHash::from_bytes([0xff; 32]);
+            MAX_SESSIONS_PER_MESSAGE + 1
+        ]);
+        assert_eq!(Invalidate::decode(&over.encode()), None);
     }
 }

@@ -87,5 +87,5 @@ mod store;
 
 pub use channel::{Invalidation, InvalidationSink, LocalChannel};
 pub use config::{CacheConfig, CacheStats};
-pub use message::{Invalidate, Origin};
+pub use message::{Invalidate, MAX_SESSIONS_PER_MESSAGE, Origin};
 pub use store::CachedStore;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, watch};
 
 use super::channel::{Invalidation, InvalidationSink};
 use super::config::{CacheConfig, CacheStats};
 use super::core::{Core, Seen};
-use super::message::Invalidate;
+use super::message::{Invalidate, MAX_SESSIONS_PER_MESSAGE};
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
 use crate::not_before::{NotBefore, Scope};
@@ -37,10 +37,15 @@ use crate::token::{SECRET_LEN, TokenHash};
 ///   `raise_not_before`, evictions by `create_capped`) returns only once
 ///   the channel took the message: when the caller answers, every other
 ///   node is being told. A data write or touch returns as soon as the
-///   store has it; its message is sent right after, by a task of its own
-///   (at most 1,024 in flight; beyond that the write waits for its
-///   message as a revocation does), so the publish adds no round trip to
-///   the request. Either way the message leaves only after the write
+///   store has it; its message is queued for a task that sends what is
+///   queued as one message ([`Invalidate::Sessions`], up to
+///   [`MAX_SESSIONS_PER_MESSAGE`] sessions) as soon as the previous one
+///   left (at most 1,024 queued; beyond that the write sends its own
+///   message as a revocation does). So the publish adds no round trip to
+///   the request, and under load one `PUBLISH` (and one message for each
+///   node to read) carries the writes of many requests. Nothing waits to
+///   fill a batch: an idle node sends each write's message at once.
+///   Either way the message leaves only after the write
 ///   returned from the store: a node that hears it and reloads reads the
 ///   write, never the state before it. The other nodes see the change
 ///   when the message arrives, as before; what a data write no longer
@@ -77,12 +82,25 @@ pub struct CachedStore<S: ?Sized> {
     inner: Arc<S>,
     core: Arc<Core>,
     channel: Option<Arc<dyn Invalidation>>,
-    /// Permits for messages sent in the background (see the type docs).
-    in_flight: Arc<Semaphore>,
+    /// Where data writes queue their message (see the type docs); `None`
+    /// without a channel.
+    outbox: Option<Outbox>,
 }
 
-/// Messages of data writes sent in the background at once, at most.
-const MAX_IN_FLIGHT: u32 = 1024;
+/// Data-write messages queued for the sending task, at most.
+const MAX_QUEUED: usize = 1024;
+
+/// The queue of data-write messages and what [`CachedStore::wait_published`]
+/// watches.
+#[derive(Clone)]
+struct Outbox {
+    queue: mpsc::Sender<TokenHash>,
+    /// Messages queued so far (a running count).
+    queued: Arc<std::sync::atomic::AtomicU64>,
+    /// Of those, how many the sending task has handed to the channel (or
+    /// failed to).
+    sent: watch::Receiver<u64>,
+}
 
 impl<S: ?Sized> Clone for CachedStore<S> {
     fn clone(&self) -> Self {
@@ -90,7 +108,7 @@ impl<S: ?Sized> Clone for CachedStore<S> {
             inner: self.inner.clone(),
             core: self.core.clone(),
             channel: self.channel.clone(),
-            in_flight: self.in_flight.clone(),
+            outbox: self.outbox.clone(),
         }
     }
 }
@@ -150,14 +168,22 @@ impl<S: Store + ?Sized> CachedStore<S> {
         channel: Option<Arc<dyn Invalidation>>,
     ) -> Self {
         let core = Arc::new(Core::new(&config, clock, channel.is_none()));
-        if let Some(channel) = &channel {
+        let outbox = channel.as_ref().map(|channel| {
             channel.subscribe(InvalidationSink::new(&core));
-        }
+            let (queue, queued) = mpsc::channel(MAX_QUEUED);
+            let (sent_tx, sent) = watch::channel(0);
+            tokio::spawn(send_queued(queued, channel.clone(), core.clone(), sent_tx));
+            Outbox {
+                queue,
+                queued: Arc::default(),
+                sent,
+            }
+        });
         Self {
             inner,
             core,
             channel,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
+            outbox,
         }
     }
 
@@ -171,8 +197,8 @@ impl<S: Store + ?Sized> CachedStore<S> {
         self.core.stats()
     }
 
-    /// Waits until every message of a data write sent in the background
-    /// (see the type docs) has been handed to the channel or has failed.
+    /// Waits until every message of a data write queued so far (see the
+    /// type docs) has been handed to the channel or has failed.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -190,10 +216,13 @@ impl<S: Store + ?Sized> CachedStore<S> {
     /// # Ok(()) }
     /// ```
     pub async fn wait_published(&self) {
-        // Every background message holds a permit until it is sent.
-        if let Ok(all) = self.in_flight.acquire_many(MAX_IN_FLIGHT).await {
-            drop(all);
-        }
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        let target = outbox.queued.load(Ordering::SeqCst);
+        let mut sent = outbox.sent.clone();
+        // An error means the sending task is gone, and with it the queue.
+        let _ = sent.wait_for(|sent| *sent >= target).await;
     }
 
     /// Evicts locally, then tells the other nodes, and returns once the
@@ -214,23 +243,18 @@ impl<S: Store + ?Sized> CachedStore<S> {
     /// Tells the other nodes that the session under `hash` changed, in the
     /// background (the caller applied the change locally already): the
     /// message leaves after the write returned from the store, without the
-    /// request waiting for it. With too many in flight, it is sent before
+    /// request waiting for it. With the queue full, it is sent before
     /// returning instead.
     async fn announce(&self, hash: &TokenHash) {
-        let Some(channel) = &self.channel else {
+        let Some(outbox) = &self.outbox else {
             return;
         };
-        let message = Invalidate::Session(*hash);
-        match self.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let channel = channel.clone();
-                let core = self.core.clone();
-                tokio::spawn(async move {
-                    publish(channel.as_ref(), &core, &message).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => self.publish_now(&message).await,
+        // Counted first, so that `wait_published` never waits for less
+        // than what is in the queue.
+        outbox.queued.fetch_add(1, Ordering::SeqCst);
+        if outbox.queue.try_send(*hash).is_err() {
+            outbox.queued.fetch_sub(1, Ordering::SeqCst);
+            self.publish_now(&Invalidate::Session(*hash)).await;
         }
     }
 
@@ -487,6 +511,34 @@ impl<S: Store + ?Sized> CachedStore<S> {
             _ if wrote || result.is_err() => self.after_write(hash, None, seen).await,
             _ => self.evict_local(hash).await,
         }
+    }
+}
+
+/// The sending task of a cache's data-write messages: takes whatever is
+/// queued (up to a message's worth), sends it as one message, and counts
+/// it in `sent`; ends when every `CachedStore` clone is gone.
+async fn send_queued(
+    mut queue: mpsc::Receiver<TokenHash>,
+    channel: Arc<dyn Invalidation>,
+    core: Arc<Core>,
+    sent: watch::Sender<u64>,
+) {
+    let mut batch = Vec::with_capacity(MAX_SESSIONS_PER_MESSAGE);
+    loop {
+        let taken = queue.recv_many(&mut batch, MAX_SESSIONS_PER_MESSAGE).await;
+        if taken == 0 {
+            return;
+        }
+        // Writes of one session in the same batch need one eviction.
+        batch.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        batch.dedup();
+        let message = match batch.as_slice() {
+            [one] => Invalidate::Session(*one),
+            _ => Invalidate::Sessions(std::mem::take(&mut batch)),
+        };
+        publish(channel.as_ref(), &core, &message).await;
+        batch.clear();
+        sent.send_modify(|sent| *sent += taken as u64);
     }
 }
 

@@ -771,3 +771,126 @@ async fn writes_do_not_extend_an_entry_past_its_staleness_bound() {
         "600 ms of writes kept a copy cached without asking the store"
     );
 }
+
+/// A channel whose first publish waits for the test's go-ahead, so that
+/// the writes made meanwhile queue up behind it.
+#[derive(Default)]
+struct HeldChannel {
+    entered: Notify,
+    go: Notify,
+    first: AtomicBool,
+    published: std::sync::Mutex<Vec<tessera::cache::Invalidate>>,
+}
+
+#[async_trait]
+impl Invalidation for HeldChannel {
+    async fn publish(
+        &self,
+        message: &tessera::cache::Invalidate,
+        _origin: tessera::cache::Origin,
+    ) -> Result<(), StoreError> {
+        if !self.first.swap(true, Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.go.notified().await;
+        }
+        self.published.lock().unwrap().push(message.clone());
+        Ok(())
+    }
+    fn subscribe(&self, sink: tessera::cache::InvalidationSink) {
+        sink.connected();
+    }
+}
+
+/// Data writes made while a message is on its way leave together, as one
+/// message naming each written session once: under load one publish (and
+/// one message for every node to read) serves many requests, and no
+/// write's session is left out.
+#[tokio::test]
+async fn data_writes_queued_meanwhile_leave_as_one_message() {
+    use tessera::cache::Invalidate;
+    let channel = Arc::new(HeldChannel::default());
+    let cache = CachedStore::new(MemoryStore::new(), long_lived(), channel.clone());
+    let inc = Patch::new(vec![tessera::store::PatchOp::Increment {
+        key: "n".into(),
+        by: 1,
+    }]);
+    let mut hashes = Vec::new();
+    for _ in 0..40 {
+        let (_, record) = tessera::testkit::sample_record(Some("quinn"));
+        cache.create(&record).await.unwrap();
+        hashes.push(record.hash);
+    }
+    let now = tessera::time::Clock::now(&tessera::time::SystemClock);
+    assert!(matches!(
+        cache.patch(&hashes[0], None, &inc, now).await.unwrap(),
+        PatchOutcome::Applied(_)
+    ));
+    channel.entered.notified().await;
+    // While the first message is held: 39 other sessions, then the last
+    // one three more times.
+    for hash in &hashes[1..] {
+        assert!(matches!(
+            cache.patch(hash, None, &inc, now).await.unwrap(),
+            PatchOutcome::Applied(_)
+        ));
+    }
+    for _ in 0..3 {
+        assert!(matches!(
+            cache.patch(&hashes[39], None, &inc, now).await.unwrap(),
+            PatchOutcome::Applied(_)
+        ));
+    }
+    channel.go.notify_one();
+    cache.wait_published().await;
+
+    let published = channel.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 2, "{published:?}");
+    assert_eq!(published[0], Invalidate::Session(hashes[0]));
+    let Invalidate::Sessions(mut batch) = published[1].clone() else {
+        panic!("expected one message for the queued writes: {published:?}");
+    };
+    let mut expected = hashes[1..].to_vec();
+    batch.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    expected.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(batch, expected, "each written session once");
+    assert_eq!(cache.stats().published, 2);
+}
+
+/// A batch message from another node evicts every session it names.
+#[tokio::test]
+async fn a_batch_from_another_node_evicts_each_session() {
+    let (a, b) = two_nodes();
+    let mut records = Vec::new();
+    for _ in 0..5 {
+        let (_, record) = tessera::testkit::sample_record(Some("rio"));
+        a.cache.create(&record).await.unwrap();
+        assert!(b.cache.load(&record.hash).await.unwrap().is_some());
+        records.push(record);
+    }
+    let inc = Patch::new(vec![tessera::store::PatchOp::Increment {
+        key: "n".into(),
+        by: 1,
+    }]);
+    let now = tessera::time::Clock::now(&tessera::time::SystemClock);
+    // Written on A without yielding in between: queued, then sent together.
+    for record in &records {
+        assert!(matches!(
+            a.cache.patch(&record.hash, None, &inc, now).await.unwrap(),
+            PatchOutcome::Applied(_)
+        ));
+    }
+    a.cache.wait_published().await;
+    assert!(a.cache.stats().published < 5, "{:?}", a.cache.stats());
+    for record in &records {
+        let mut seen = None;
+        for _ in 0..500 {
+            let loaded = b.cache.load(&record.hash).await.unwrap().unwrap();
+            seen = loaded.data.get("n").cloned();
+            if seen == Some(json!(1)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen, Some(json!(1)), "B kept a copy from before the write");
+    }
+}
