@@ -5,6 +5,7 @@ docs/performance.md and checks the targets.
     python3 bench/report.py RESULTS.tsv MACHINE.txt
 """
 
+import os
 import re
 import statistics
 import sys
@@ -63,6 +64,8 @@ def main(results_path, machine_path):
     round_trips = {}  # (stack, workload) -> (requests, sent, run by scripts)
     # (stack, workload) -> [hits, misses, flushes, written_through]
     cache = defaultdict(lambda: [0, 0, 0, 0])
+    # (stack, workload) -> [requests, server CPU ticks, Redis CPU ticks]
+    cpu = defaultdict(lambda: [0, 0, 0])
     with open(results_path, encoding="utf-8") as f:
         for raw in f:
             row = raw.rstrip("\n").split("\t")
@@ -71,6 +74,12 @@ def main(results_path, machine_path):
                 redis_mem[row[1]] = (int(row[2]), int(row[3]))
             elif kind == "redis-rt":
                 round_trips[(row[1], row[2])] = (int(row[3]), int(row[4]), int(row[5]))
+            elif kind == "cpu":
+                (s0, r0), (s1, r1) = (map(int, row[4].split()), map(int, row[5].split()))
+                acc = cpu[(row[1], row[2])]
+                acc[0] += int(row[3])
+                acc[1] += s1 - s0
+                acc[2] += r1 - r0
             elif kind == "cache":
                 before, after = kv(row[3]), kv(row[4])
                 for i, key in enumerate(("hits", "misses", "flushes", "written_through")):
@@ -159,6 +168,28 @@ def main(results_path, machine_path):
                 f"| {fmt_us(statistics.median(r['p99_us'] for r in rs))} | {redis} | {trips} | {kept_s} "
                 f"| {', '.join(peers) or '–'} | {f'{m / bare:.2f}×' if bare and stack != 'bare' else '–'} |"
             )
+        p("")
+
+    if cpu:
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+        p("### CPU time per request (server process + Redis), all rounds")
+        p("")
+        p("User + system time of the stack's processes and of Redis over each run,")
+        p("divided by the requests wrk counted: unlike req/s, this hardly moves with")
+        p("other work on the machine (both share CPU 0). Clock ticks of")
+        p(f"{tick_us / 1000:.0f} ms; a run of 5 s at 10k req/s has ~500 of them.")
+        p("")
+        p("| workload | stack | server µs/req | Redis µs/req | total µs/req |")
+        p("|---|---|---|---|---|")
+        for workload, _ in WORKLOADS:
+            for stack, _ in STACKS:
+                reqs, server, redis = cpu.get((stack, workload), (0, 0, 0))
+                if reqs:
+                    uses_redis = "redis" in stack or stack.startswith("express")
+                    sv, rv = server * tick_us / reqs, redis * tick_us / reqs
+                    rtext = f"{rv:.1f}" if uses_redis else "–"
+                    total = sv + (rv if uses_redis else 0)
+                    p(f"| {workload} | {stack} | {sv:.1f} | {rtext} | {total:.1f} |")
         p("")
 
     if cache:

@@ -268,6 +268,19 @@ sum_counters() {
     curl -s -K "$cfg" | awk '/^[0-9]+$/ { s += $1 } END { print s + 0 }'
 }
 
+# cpu_ticks: "<server ticks> <redis ticks>", user + system CPU time in
+# clock ticks (/proc/PID/stat fields 14 and 15) of the stack's processes
+# (the server, and `tessera serve` for the express-tessera stacks) and of
+# Redis.
+ticks_of() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_ticks() {
+    local server=0 pid
+    for pid in $SERVER_PID $TESSERA_PID; do
+        server=$((server + $(ticks_of "$pid")))
+    done
+    echo "$server $(ticks_of "$REDIS_PID")"
+}
+
 # field NAME LINE: value of NAME=... in a RESULT line.
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
@@ -280,8 +293,13 @@ measure() {
     is_redis_stack "$stack" && before=$(redis_calls)
     local cache_before=""
     [[ $stack == tessera-redis-cache ]] && cache_before=$(curl -s "http://127.0.0.1:$PORT/__cache")
-    local line
+    local line cpu_before
+    cpu_before=$(cpu_ticks)
     line=$(run_wrk "$DURATION" "$method" "$path" "$file") || die "wrk failed on $stack $workload"
+    # CPU time the server (and `tessera serve`) and Redis spent on the run:
+    # unlike req/s, hardly moved by other work on this shared machine.
+    printf 'cpu\t%s\t%s\t%s\t%s\t%s\n' "$stack" "$workload" "$(field requests "$line")" \
+        "$cpu_before" "$(cpu_ticks)" >>"$RESULTS"
     is_redis_stack "$stack" && after=$(redis_calls)
     if [[ $stack == tessera-redis-cache ]]; then
         # The session cache's hits and misses during this run.
