@@ -94,7 +94,7 @@ impl InvalidationSink {
     /// applied the message before publishing it).
     pub async fn deliver_from(&self, message: &Invalidate, origin: Option<Origin>) {
         if let Some(core) = self.core.upgrade() {
-            core.receive(message, origin).await;
+            core.receive(message, origin);
         }
     }
 

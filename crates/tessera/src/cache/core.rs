@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use moka::sync::Cache;
 
 use super::config::{CacheConfig, CacheStats};
 use super::message::{Invalidate, Origin};
@@ -126,12 +126,12 @@ impl Core {
 
     /// The cached record under `hash`, unless it is at or near a deadline,
     /// or the store vouched for it longer than `max_staleness` ago.
-    pub(crate) async fn get(&self, hash: &TokenHash) -> Option<SessionRecord> {
+    pub(crate) fn get(&self, hash: &TokenHash) -> Option<SessionRecord> {
         if !self.live.load(Ordering::SeqCst) {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let Some(entry) = self.cache.get(hash).await else {
+        let Some(entry) = self.cache.get(hash) else {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
@@ -140,7 +140,7 @@ impl Core {
             // message is still on its way): near a deadline the store
             // decides, so a stale copy never makes a live session look
             // expired, nor an expired one look live.
-            self.cache.invalidate(hash).await;
+            self.cache.invalidate(hash);
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -169,7 +169,7 @@ impl Core {
 
     /// Caches `record`, read from the store after [`Core::seen`] returned
     /// `seen`, unless an invalidation that may concern it ran since.
-    pub(crate) async fn insert(&self, record: &SessionRecord, seen: Seen) {
+    pub(crate) fn insert(&self, record: &SessionRecord, seen: Seen) {
         let hash = record.hash;
         if !self.live.load(Ordering::SeqCst)
             || !self.unchanged(&hash, seen, 0)
@@ -181,11 +181,11 @@ impl Core {
             record: record.clone(),
             verified: Instant::now(),
         };
-        self.cache.insert(hash, Arc::new(entry)).await;
+        self.cache.insert(hash, Arc::new(entry));
         if !self.unchanged(&hash, seen, 0) || !self.live.load(Ordering::SeqCst) {
             // An invalidation (or a lost channel) raced this load; its
             // eviction may have run before the insert above.
-            self.cache.invalidate(&hash).await;
+            self.cache.invalidate(&hash);
         }
     }
 
@@ -193,12 +193,12 @@ impl Core {
     /// before the store: the generations, then whether this node holds a
     /// servable entry for the session (in that order, see
     /// [`Core::write_through`]).
-    pub(crate) async fn before_write(&self, hash: &TokenHash) -> Seen {
+    pub(crate) fn before_write(&self, hash: &TokenHash) -> Seen {
         let mut seen = self.seen(hash);
         if !self.live.load(Ordering::SeqCst) {
             return seen;
         }
-        if let Some(entry) = self.cache.get(hash).await {
+        if let Some(entry) = self.cache.get(hash) {
             if !self.too_old(&entry) {
                 seen.held = Some(entry.verified);
             }
@@ -225,13 +225,13 @@ impl Core {
     /// there; and the first bump cannot come before `seen` with the second
     /// after it without the check seeing the second. A message applied
     /// after the check evicts `record` like any entry.
-    pub(crate) async fn write_through(&self, record: &SessionRecord, seen: Seen) {
+    pub(crate) fn write_through(&self, record: &SessionRecord, seen: Seen) {
         let hash = record.hash;
         // A load that read the store before this write must not cache what
         // it read: it sees this bump.
         self.stripe(&hash).fetch_add(1, Ordering::SeqCst);
         let Some(verified) = seen.held else {
-            self.cache.invalidate(&hash).await;
+            self.cache.invalidate(&hash);
             return;
         };
         let entry = Entry {
@@ -243,16 +243,16 @@ impl Core {
             || self.near_deadline(record, self.clock.now())
             || self.too_old(&entry)
         {
-            self.cache.invalidate(&hash).await;
+            self.cache.invalidate(&hash);
             return;
         }
         // Replaces the older copy in one step (no window without an entry).
-        self.cache.insert(hash, Arc::new(entry)).await;
+        self.cache.insert(hash, Arc::new(entry));
         if !self.unchanged(&hash, seen, 1) || !self.live.load(Ordering::SeqCst) {
             // Anything else happened to the session or its stripe since the
             // write began (an invalidation, or a concurrent write on this
             // node whose record may be newer): drop ours.
-            self.cache.invalidate(&hash).await;
+            self.cache.invalidate(&hash);
         } else {
             self.written_through.fetch_add(1, Ordering::Relaxed);
         }
@@ -260,12 +260,12 @@ impl Core {
 
     /// Applies an invalidation, from this node or another: bump, evict,
     /// bump (see the field docs).
-    pub(crate) async fn apply(&self, message: &Invalidate) {
+    pub(crate) fn apply(&self, message: &Invalidate) {
         match message {
-            Invalidate::Session(hash) => self.evict(hash).await,
+            Invalidate::Session(hash) => self.evict(hash),
             Invalidate::Sessions(hashes) => {
                 for hash in hashes {
-                    self.evict(hash).await;
+                    self.evict(hash);
                 }
             }
             Invalidate::Handle(handle) => {
@@ -285,23 +285,23 @@ impl Core {
     }
 
     /// One session: bump its stripe, evict, bump.
-    async fn evict(&self, hash: &TokenHash) {
+    fn evict(&self, hash: &TokenHash) {
         let stripe = self.stripe(hash);
         stripe.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate(hash).await;
+        self.cache.invalidate(hash);
         stripe.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A message from the channel: applied, unless this cache sent it (it
     /// applied it before publishing; hearing it back would only evict what
     /// its own write just cached).
-    pub(crate) async fn receive(&self, message: &Invalidate, origin: Option<Origin>) {
+    pub(crate) fn receive(&self, message: &Invalidate, origin: Option<Origin>) {
         if origin == Some(self.origin) {
             self.own.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.received.fetch_add(1, Ordering::Relaxed);
-        self.apply(message).await;
+        self.apply(message);
     }
 
     fn evict_if(&self, predicate: impl Fn(&SessionRecord) -> bool + Send + Sync + 'static) {

@@ -230,7 +230,7 @@ impl<S: Store + ?Sized> CachedStore<S> {
     /// not returned: the write it follows has happened, and the other
     /// nodes' copies expire within `max_staleness` anyway.
     async fn invalidate(&self, message: Invalidate) {
-        self.core.apply(&message).await;
+        self.core.apply(&message);
         self.publish_now(&message).await;
     }
 
@@ -264,8 +264,8 @@ impl<S: Store + ?Sized> CachedStore<S> {
     /// safe ([`Core::write_through`]), else evicts; then tells the others.
     async fn after_write(&self, hash: &TokenHash, written: Option<&SessionRecord>, seen: Seen) {
         match written {
-            Some(record) if record.hash == *hash => self.core.write_through(record, seen).await,
-            _ => self.core.apply(&Invalidate::Session(*hash)).await,
+            Some(record) if record.hash == *hash => self.core.write_through(record, seen),
+            _ => self.core.apply(&Invalidate::Session(*hash)),
         }
         self.announce(hash).await;
     }
@@ -273,7 +273,7 @@ impl<S: Store + ?Sized> CachedStore<S> {
     /// Evicts locally only (the store did not change, but this node's copy
     /// may be older than the store's).
     async fn evict_local(&self, hash: &TokenHash) {
-        self.core.apply(&Invalidate::Session(*hash)).await;
+        self.core.apply(&Invalidate::Session(*hash));
     }
 }
 
@@ -320,13 +320,13 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        if let Some(record) = self.core.get(hash).await {
+        if let Some(record) = self.core.get(hash) {
             return Ok(Some(record));
         }
         let seen = self.core.seen(hash);
         let loaded = self.inner.load(hash).await?;
         if let Some(record) = &loaded {
-            self.core.insert(record, seen).await;
+            self.core.insert(record, seen);
         }
         Ok(loaded)
     }
@@ -337,7 +337,7 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
         record: &SessionRecord,
         now: Timestamp,
     ) -> Result<CasOutcome, StoreError> {
-        let seen = self.core.before_write(&record.hash).await;
+        let seen = self.core.before_write(&record.hash);
         let outcome = self.inner.update(expected_version, record, now).await;
         match outcome {
             Ok(CasOutcome::Applied) => self.after_write(&record.hash, Some(record), seen).await,
@@ -442,7 +442,7 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
             }
             decision
         };
-        let seen = self.core.before_write(hash).await;
+        let seen = self.core.before_write(hash);
         let result = self.inner.modify(hash, now, &watched).await;
         self.after_modify(hash, &result, wrote.load(Ordering::SeqCst), seen)
             .await;
@@ -463,7 +463,7 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
             }
             decision
         };
-        let seen = self.core.before_write(&current.hash).await;
+        let seen = self.core.before_write(&current.hash);
         let result = self.inner.modify_loaded(current, now, &watched).await;
         self.after_modify(&current.hash, &result, wrote.load(Ordering::SeqCst), seen)
             .await;
@@ -481,7 +481,7 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
         patch: &Patch,
         now: Timestamp,
     ) -> Result<PatchOutcome, StoreError> {
-        let seen = self.core.before_write(hash).await;
+        let seen = self.core.before_write(hash);
         let result = self.inner.patch(hash, base, patch, now).await;
         match &result {
             Ok(PatchOutcome::Refused { .. } | PatchOutcome::Missing) => {
