@@ -55,7 +55,7 @@ fn record(c: &mut Criterion) {
         now,
         SessionPolicy::default().deadlines_at(now),
         ClientMeta::new(
-            Some("203.0.113.7".into()),
+            Some([203, 0, 113, 7].into()),
             Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
         ),
     )
@@ -101,7 +101,7 @@ fn sample(now: Timestamp) -> SessionRecord {
         Some("user-123456".to_owned()),
         now,
         SessionPolicy::default().deadlines_at(now),
-        ClientMeta::new(Some("203.0.113.7".into()), Some("bench/1.0".into())),
+        ClientMeta::new(Some([203, 0, 113, 7].into()), Some("bench/1.0".into())),
     )
     .unwrap();
     record.data.insert("counter".to_owned(), 42.into());

@@ -131,7 +131,11 @@ async fn home(
         created = record.created_at,
         idle = record.deadlines.idle,
         absolute = record.deadlines.absolute,
-        ip = escape(record.client.ip.as_deref().unwrap_or("?")),
+        // An address's text needs no escaping.
+        ip = record
+            .client
+            .ip
+            .map_or_else(|| "?".to_owned(), |ip| ip.to_string()),
         ua = escape(record.client.user_agent.as_deref().unwrap_or("?")),
     )))
 }

@@ -525,11 +525,11 @@ fn header_value(value: String) -> Result<HeaderValue, SessionRejection> {
 
 fn client_meta(req: &Request<Body>) -> ClientMeta {
     let ip = match req.extensions().get::<ClientIp>() {
-        Some(ClientIp(ip)) => Some(ip.to_string()),
+        Some(ClientIp(ip)) => Some(*ip),
         None => req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+            .map(|ConnectInfo(addr)| addr.ip()),
     };
     let user_agent = req
         .headers()

@@ -50,7 +50,9 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
     let auth = record.authenticated_at.map_or(NEVER, Timestamp::as_millis);
     out.extend_from_slice(&auth.to_le_bytes());
     out.extend_from_slice(record.csrf_secret.as_bytes());
-    for field in [&record.client.ip, &record.client.user_agent] {
+    // The IP as its text, as stored before it was typed.
+    let ip = record.client.ip.map(|ip| ip.to_string());
+    for field in [&ip, &record.client.user_agent] {
         match field {
             Some(s) => {
                 let len = u16::try_from(s.len())
@@ -135,7 +137,9 @@ pub(crate) fn decode(hash: &TokenHash, bytes: &[u8]) -> Result<SessionRecord, St
     let last_seen_at = Timestamp::from_millis(r.i64()?);
     let auth = r.i64()?;
     let csrf: [u8; 32] = r.take(32)?.try_into().map_err(|_| corrupt("CSRF secret"))?;
-    let ip = r.opt_str()?;
+    // Text that is not an IP address reads as none rather than failing
+    // the load (`ClientMeta::parse_ip`).
+    let ip = r.opt_str()?.as_deref().and_then(ClientMeta::parse_ip);
     let user_agent = r.opt_str()?;
     let mut rest = r.rest();
     let class = match rest.split_first() {
@@ -253,9 +257,29 @@ mod tests {
             user.map(str::to_owned),
             now,
             SessionPolicy::default().deadlines_at(now),
-            ClientMeta::new(Some("203.0.113.9".into()), Some("curl/8, \"odd\" ü".into())),
+            ClientMeta::new(
+                Some([203, 0, 113, 9].into()),
+                Some("curl/8, \"odd\" ü".into()),
+            ),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn client_ip_is_stored_as_text_and_text_that_is_no_address_reads_as_none() {
+        let mut record = sample(Some("alice"));
+        record.client.ip = Some("2001:db8::7".parse().unwrap());
+        let bytes = encode(&record).unwrap();
+        assert!(bytes.windows(11).any(|w| w == b"2001:db8::7"));
+        assert_eq!(decode(&record.hash, &bytes).unwrap(), record);
+        // A value written before the address was typed, with any text of
+        // the same length in its place.
+        let at = bytes.windows(11).position(|w| w == b"2001:db8::7").unwrap();
+        let mut old = bytes.clone();
+        old.splice(at..at + 11, *b"not-an-addr");
+        let decoded = decode(&record.hash, &old).unwrap();
+        assert_eq!(decoded.client.ip, None);
+        assert_eq!(decoded.client.user_agent, record.client.user_agent);
     }
 
     #[test]

@@ -26,7 +26,8 @@ use tessera::error::StoreError;
 use tessera::record::SessionHandle;
 use tessera::time::Timestamp;
 
-use crate::{RedisStore, int, map_err, ms};
+use crate::error::map_err;
+use crate::{RedisStore, int, ms};
 
 /// Fields beyond which a write prunes expired ones (bounds the hash a
 /// client spamming refreshes can grow).

@@ -28,7 +28,8 @@ use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt};
 use tessera::error::StoreError;
 
-use crate::{RedisStore, map_err};
+use crate::RedisStore;
+use crate::error::map_err;
 
 /// Keys asked for per `SCAN` call, and deleted concurrently per page.
 const PAGE: usize = 200;

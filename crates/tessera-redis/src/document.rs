@@ -15,7 +15,8 @@ use fred::interfaces::HashesInterface;
 use fred::types::scripts::Script;
 use tessera::error::StoreError;
 
-use crate::{RedisStore, int, map_err, unexpected};
+use crate::error::map_err;
+use crate::{RedisStore, int, unexpected};
 
 /// Writes `ARGV[2]` as the body if the version is still `ARGV[1]` (0 for a
 /// document that does not exist). KEYS: the document. Returns the new

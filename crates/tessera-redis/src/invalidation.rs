@@ -19,7 +19,8 @@ use tessera::cache::{Invalidate, Invalidation, InvalidationSink, Origin};
 use tessera::error::StoreError;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::{RedisStore, map_err};
+use crate::RedisStore;
+use crate::error::map_err;
 
 /// How often the subscriber task checks that its cache still exists, and
 /// that a subscription marked lost is not in fact back.

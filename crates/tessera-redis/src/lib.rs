@@ -64,6 +64,8 @@ mod counter;
 mod dbsc;
 mod delete_all;
 mod document;
+mod error;
+mod inner;
 mod invalidation;
 mod not_before;
 mod patch;
@@ -79,8 +81,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fred::bytes::Bytes;
-use fred::clients::Client;
-use fred::error::{Error as RedisError, ErrorKind};
 use fred::interfaces::ClientLike;
 use fred::prelude::Builder;
 use fred::types::Value;
@@ -95,6 +95,9 @@ use tessera::token::TokenHash;
 
 pub use config::RedisOptions;
 use config::{config_error, parse_url};
+use error::map_err;
+pub use inner::RedisStore;
+use inner::{Inner, Stripe};
 pub use invalidation::RedisChannel;
 use scripts::Scripts;
 
@@ -104,76 +107,6 @@ const MODIFY_ATTEMPTS: u32 = 64;
 /// Stripes of the in-process lock that serializes `modify` calls on one
 /// session within this process.
 const MODIFY_STRIPES: usize = 64;
-
-/// A session store on Redis (standalone) or Redis Cluster.
-///
-/// Cheap to clone; clones share one multiplexed connection (per node).
-#[derive(Clone)]
-pub struct RedisStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    client: Client,
-    scripts: Scripts,
-    prefix: String,
-    options: RedisOptions,
-    clustered: bool,
-    /// `modify` calls on the same session from this process queue here
-    /// instead of racing each other's compare-and-set (many concurrent
-    /// requests of one client would otherwise exhaust the retries). Across
-    /// processes the compare-and-set alone keeps writes safe. See
-    /// [`Stripe`].
-    modify_locks: Vec<tokio::sync::Mutex<Stripe>>,
-}
-
-/// One stripe of the in-process write queue of `modify`.
-///
-/// It remembers the last record this process wrote, *or is writing*,
-/// through it. When many requests of one session queue here, each started
-/// from the copy it loaded, which the writes ahead of it in the queue make
-/// stale; starting from the remembered, newer record instead saves a
-/// failed compare-and-set per write.
-///
-/// A write holds the stripe only until its compare-and-set is *queued* on
-/// the connection, not until Redis answers: the next write of the session
-/// is computed from the remembered result and sent right behind it, so a
-/// burst of writes to one session is pipelined instead of paying one round
-/// trip each in turn. Redis runs them in order; each is still a full
-/// compare-and-set, so if one fails (another process wrote first), those
-/// computed from it fail too, get the stored record back and retry from
-/// it. The memory is only ever a starting point: nothing is lost or
-/// written on its word alone.
-#[derive(Default)]
-struct Stripe {
-    last: Option<Written>,
-    /// Names the chains of writes computed one from another (see
-    /// [`Written::chain`]).
-    chains: u64,
-}
-
-/// A record written (or being written) through a [`Stripe`], encoded as
-/// sent (cloning the bytes is a reference count).
-struct Written {
-    hash: TokenHash,
-    version: u64,
-    value: Bytes,
-    /// Writes computed from the remembered record continue its chain; a
-    /// write computed from a record read from Redis (or the caller's copy)
-    /// starts a new one. When a write fails, every later write of its chain
-    /// was computed from it and fails too, so the memory is dropped if it
-    /// still belongs to that chain, and not if a new chain started since.
-    chain: u64,
-}
-
-impl std::fmt::Debug for RedisStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("prefix", &self.inner.prefix)
-            .field("clustered", &self.inner.clustered)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Outcome of the `CAS` script.
 enum Cas {
@@ -449,24 +382,4 @@ async fn backoff(attempt: u32) {
         base_us + u64::from(r) * base_us / 255,
     ))
     .await;
-}
-
-/// Maps client errors: timeouts to [`StoreError::Timeout`], connection
-/// trouble to [`StoreError::Unavailable`] (callers answer 503 either way),
-/// everything else to [`StoreError::Backend`].
-fn map_err(e: RedisError) -> StoreError {
-    match e.kind() {
-        ErrorKind::Timeout => StoreError::Timeout,
-        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Cluster => {
-            StoreError::unavailable(e)
-        }
-        _ if e.details().starts_with("CLUSTERDOWN")
-            || e.details().starts_with("LOADING")
-            || e.details().starts_with("TRYAGAIN")
-            || e.details().starts_with("MASTERDOWN") =>
-        {
-            StoreError::unavailable(e)
-        }
-        _ => StoreError::backend(e),
-    }
 }

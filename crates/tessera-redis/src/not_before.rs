@@ -28,7 +28,8 @@ use tessera::not_before::{NotBefore, Scope, refusal};
 use tessera::record::SessionRecord;
 use tessera::time::Timestamp;
 
-use crate::{RedisStore, map_err};
+use crate::RedisStore;
+use crate::error::map_err;
 
 /// Raises one time field of a hash to `ARGV[3]` if it is later, and with
 /// it the cause field (`ARGV[2]`, empty for none) to `ARGV[4]`. Returns the

@@ -20,9 +20,11 @@ use tessera::store::{Capped, CasOutcome, Modify, ModifyFn};
 use tessera::time::Timestamp;
 use tessera::token::TokenHash;
 
+use crate::error::map_err;
+use crate::inner::{Stripe, Written};
 use crate::{
-    Cas, MODIFY_ATTEMPTS, MODIFY_STRIPES, RedisStore, Stripe, Update, Written, array, backoff,
-    codec, int, map_err, ms, parse_hash_field, random_generation, unexpected,
+    Cas, MODIFY_ATTEMPTS, MODIFY_STRIPES, RedisStore, Update, array, backoff, codec, int, ms,
+    parse_hash_field, random_generation, unexpected,
 };
 
 /// What a session key holds.

@@ -40,7 +40,8 @@ use tessera::refresh::{RefreshRecord, RefreshStore, RefreshUse, UsedRefresh};
 use tessera::time::Timestamp;
 use tessera::token::{SECRET_LEN, TokenHash};
 
-use crate::{RedisStore, array, int, map_err, ms, unexpected};
+use crate::error::map_err;
+use crate::{RedisStore, array, int, ms, unexpected};
 
 /// Pointer deletions after a family is dropped, in flight at once.
 const CLEANUP_CONCURRENCY: usize = 64;

@@ -13,8 +13,9 @@ use tessera::store::{Capped, CasOutcome, ModifyFn, Patch, PatchOutcome, Store};
 use tessera::time::Timestamp;
 use tessera::token::TokenHash;
 
+use crate::error::map_err;
 use crate::pipeline::Stored;
-use crate::{RedisStore, Update, codec, int, map_err, ms};
+use crate::{RedisStore, Update, codec, int, ms};
 
 #[async_trait]
 impl Store for RedisStore {

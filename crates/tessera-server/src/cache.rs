@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn cache_settings_out_of_range_are_refused_with_their_name() {
         let ok = Config::default();
-        assert!(crate::config::validate_cache(&ok).is_ok());
+        assert!(crate::config::validate::validate_cache(&ok).is_ok());
         for (config, name) in [
             (
                 Config {
@@ -193,7 +193,7 @@ mod tests {
                 "cache_max_bytes",
             ),
         ] {
-            let err = crate::config::validate_cache(&config)
+            let err = crate::config::validate::validate_cache(&config)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(name), "{err}");

@@ -32,7 +32,8 @@ pub(crate) struct Encoded<'a> {
     pub(crate) next_deadline: i64,
     pub(crate) version: i64,
     pub(crate) csrf_secret: &'a [u8],
-    pub(crate) client_ip: Option<&'a str>,
+    /// The IP as its text, as stored before it was typed.
+    pub(crate) client_ip: Option<String>,
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) session_class: &'static str,
 }
@@ -54,7 +55,7 @@ impl<'a> Encoded<'a> {
             next_deadline: record.deadlines.next().as_millis(),
             version: version_to_sql(record.version)?,
             csrf_secret: record.csrf_secret.as_bytes(),
-            client_ip: record.client.ip.as_deref(),
+            client_ip: record.client.ip.map(|ip| ip.to_string()),
             user_agent: record.client.user_agent.as_deref(),
             session_class: record.class.as_str(),
         })
@@ -97,7 +98,7 @@ macro_rules! bind_all {
             .bind(e.next_deadline)
             .bind(e.version)
             .bind(e.csrf_secret)
-            .bind(e.client_ip)
+            .bind(e.client_ip.as_deref())
             .bind(e.user_agent)
             .bind(e.session_class)
     }};
@@ -118,7 +119,7 @@ macro_rules! bind_mutable {
             .bind(e.next_deadline)
             .bind(e.version)
             .bind(e.csrf_secret)
-            .bind(e.client_ip)
+            .bind(e.client_ip.as_deref())
             .bind(e.user_agent)
             .bind(e.session_class)
     }};
@@ -169,7 +170,9 @@ impl RawRecord {
             absolute: Timestamp::from_millis(self.absolute_deadline),
         };
         let client = ClientMeta {
-            ip: self.client_ip,
+            // Text that is not an IP address reads as none rather than
+            // failing the load (`ClientMeta::parse_ip`).
+            ip: self.client_ip.as_deref().and_then(ClientMeta::parse_ip),
             user_agent: self.user_agent,
         };
         let class = SessionClass::parse(&self.session_class)
@@ -295,7 +298,7 @@ mod tests {
             absolute_deadline: e.absolute_deadline,
             version: e.version,
             csrf_secret: e.csrf_secret.to_vec(),
-            client_ip: e.client_ip.map(str::to_owned),
+            client_ip: e.client_ip.clone(),
             user_agent: e.user_agent.map(str::to_owned),
             session_class: e.session_class.to_owned(),
         }
@@ -308,7 +311,7 @@ mod tests {
             Some("alice".into()),
             now,
             SessionPolicy::default().deadlines_at(now),
-            ClientMeta::new(Some("192.0.2.1".into()), Some("ua".into())),
+            ClientMeta::new(Some([192, 0, 2, 1].into()), Some("ua".into())),
         )
         .unwrap();
         r.data.insert("k".into(), serde_json::json!({"n": [1, 2]}));
@@ -333,6 +336,21 @@ mod tests {
         let mut raw = raw_of(&record);
         raw.session_class = "forever".into();
         assert!(matches!(raw.decode(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn client_ip_is_stored_as_text_and_text_that_is_no_address_reads_as_none() {
+        let mut record = sample();
+        record.client.ip = Some("2001:db8::7".parse().unwrap());
+        let raw = raw_of(&record);
+        assert_eq!(raw.client_ip.as_deref(), Some("2001:db8::7"));
+        assert_eq!(raw.decode().unwrap(), record);
+        // A row written before the address was typed, with any text.
+        let mut raw = raw_of(&record);
+        raw.client_ip = Some("unknown".into());
+        let decoded = raw.decode().unwrap();
+        assert_eq!(decoded.client.ip, None);
+        assert_eq!(decoded.client.user_agent, record.client.user_agent);
     }
 
     #[test]

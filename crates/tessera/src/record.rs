@@ -1,6 +1,7 @@
 //! What a store keeps for one session.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -111,10 +112,16 @@ impl SessionRecord {
 /// Client metadata shown in the device list. Informational only: binding a
 /// session to an IP or user agent is a detection signal, not a defence
 /// (OWASP Session Management Cheat Sheet).
+///
+/// The address is kept as its text (`192.0.2.7`, `2001:db8::1`) by every
+/// store and in JSON; a stored text that is not an IP address (written by
+/// an older version, or by hand) reads as `None`, so it never fails a
+/// load.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMeta {
     /// Client IP address as seen by the server.
-    pub ip: Option<String>,
+    #[serde(default, deserialize_with = "lenient_ip")]
+    pub ip: Option<IpAddr>,
     /// `User-Agent` header, truncated to [`ClientMeta::MAX_USER_AGENT`].
     pub user_agent: Option<String>,
 }
@@ -127,10 +134,15 @@ impl ClientMeta {
     /// boundary.
     ///
     /// ```
-    /// let meta = tessera::record::ClientMeta::new(None, Some("x".repeat(1000)));
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// use tessera::record::ClientMeta;
+    ///
+    /// let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+    /// let meta = ClientMeta::new(Some(ip), Some("x".repeat(1000)));
+    /// assert_eq!(meta.ip, Some(ip));
     /// assert_eq!(meta.user_agent.map(|u| u.len()), Some(256));
     /// ```
-    pub fn new(ip: Option<String>, user_agent: Option<String>) -> Self {
+    pub fn new(ip: Option<IpAddr>, user_agent: Option<String>) -> Self {
         let user_agent = user_agent.map(|mut ua| {
             if ua.len() > Self::MAX_USER_AGENT {
                 let mut cut = Self::MAX_USER_AGENT;
@@ -143,6 +155,26 @@ impl ClientMeta {
         });
         Self { ip, user_agent }
     }
+
+    /// An IP address from its stored text: `None` for text that is not
+    /// one (see the [type docs](Self)), so a bad value never fails a load.
+    ///
+    /// ```
+    /// use tessera::record::ClientMeta;
+    ///
+    /// assert_eq!(ClientMeta::parse_ip("2001:db8::1").map(|ip| ip.to_string()), Some("2001:db8::1".into()));
+    /// assert_eq!(ClientMeta::parse_ip("unknown"), None);
+    /// ```
+    pub fn parse_ip(text: &str) -> Option<IpAddr> {
+        text.parse().ok()
+    }
+}
+
+/// Deserializes [`ClientMeta::ip`] from its text, leniently (see
+/// [`ClientMeta::parse_ip`]).
+fn lenient_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    Ok(text.as_deref().and_then(ClientMeta::parse_ip))
 }
 
 /// The public handle of a session: `tsh_` and 128 random bits.
@@ -311,5 +343,27 @@ impl DataChanges {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientMeta;
+
+    #[test]
+    fn client_ip_is_text_in_json_and_text_that_is_no_address_reads_as_none() {
+        let meta = ClientMeta::new(Some("2001:db8::7".parse().unwrap()), Some("ua".into()));
+        let json = serde_json::to_value(&meta).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"ip": "2001:db8::7", "user_agent": "ua"})
+        );
+        assert_eq!(serde_json::from_value::<ClientMeta>(json).unwrap(), meta);
+        let old: ClientMeta =
+            serde_json::from_value(serde_json::json!({"ip": "unknown", "user_agent": "ua"}))
+                .unwrap();
+        assert_eq!(old, ClientMeta::new(None, Some("ua".into())));
+        let bare: ClientMeta = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(bare, ClientMeta::default());
     }
 }

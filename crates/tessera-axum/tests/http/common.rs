@@ -106,7 +106,11 @@ async fn refuse(session: Session) -> Result<(http::StatusCode, &'static str), Se
 /// The client IP recorded in the session.
 async fn client_ip(session: Session) -> Result<String, SessionRejection> {
     let record = session.record().await?.ok_or(SessionRejection::MISSING)?;
-    Ok(record.client.ip.unwrap_or_default())
+    Ok(record
+        .client
+        .ip
+        .map(|ip| ip.to_string())
+        .unwrap_or_default())
 }
 
 async fn me(user: AuthUser) -> String {

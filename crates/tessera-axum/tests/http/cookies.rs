@@ -105,5 +105,8 @@ async fn client_metadata_is_recorded_for_the_device_list() {
         sessions[0].client.user_agent.as_deref(),
         Some("test-browser/1.0")
     );
-    assert_eq!(sessions[0].client.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        sessions[0].client.ip,
+        Some(std::net::IpAddr::from([127, 0, 0, 1]))
+    );
 }

@@ -1,8 +1,8 @@
 //! The Redis store against a real Redis and a real 3-master Redis
-//! Cluster, one binary. The command-counting tests (`patch_path`,
-//! `read_path`) are in `tests/commandstats`, a second binary that runs
-//! them one at a time: `INFO commandstats` counts every client, so no other
-//! test may run beside them.
+//! Cluster, one binary. The command-counting tests (`commandstats`) count
+//! with the servers' own `INFO commandstats`, which counts every client:
+//! each starts a Redis and a Cluster of its own, so the tests running
+//! beside them on the shared instances do not change their counts.
 //!
 //! Test code unwraps: a failed unwrap is a failed test.
 #![allow(
@@ -15,7 +15,7 @@
 mod behaviour;
 mod cache;
 mod cluster;
-#[path = "../common/mod.rs"]
+mod commandstats;
 mod common;
 mod footprint;
 mod refresh;

@@ -69,7 +69,10 @@ pub async fn create(
     valid_client_meta(req.ip.as_deref(), req.user_agent.as_deref())?;
     let class = crate::lifetime::requested_class(&state, req.remember)?;
     let checked_at = checked_at(req.checked_at.as_deref(), state.manager.now())?;
-    let client = ClientMeta::new(req.ip, req.user_agent);
+    let client = ClientMeta::new(
+        req.ip.as_deref().and_then(ClientMeta::parse_ip),
+        req.user_agent,
+    );
     let issued_session = match checked_at {
         Some(at) => {
             state

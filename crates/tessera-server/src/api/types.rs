@@ -20,7 +20,8 @@ pub struct CreateSession {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub data: Map<String, Value>,
-    /// Client IP, for the device list.
+    /// Client IP, for the device list: an IPv4 or IPv6 address (text that
+    /// is not one is not kept).
     pub ip: Option<String>,
     /// Client user agent, for the device list.
     pub user_agent: Option<String>,
@@ -434,7 +435,7 @@ impl SessionSummary {
             handle: r.handle.to_string(),
             created_at: r.created_at.to_rfc3339(),
             last_seen_at: r.last_seen_at.to_rfc3339(),
-            ip: r.client.ip.clone(),
+            ip: r.client.ip.map(|ip| ip.to_string()),
             user_agent: r.client.user_agent.clone(),
             idle_expires_at: r.deadlines.idle.to_rfc3339(),
             absolute_expires_at: r.deadlines.absolute.to_rfc3339(),

@@ -18,13 +18,11 @@ mod derived;
 pub mod duration;
 mod env;
 pub mod optional_duration;
-mod validate;
+pub(crate) mod validate;
 pub mod values;
 
 use self::env::{ENV_KEYS, REMOVED_KEYS};
 pub use self::env::{UnknownVar, unknown_env_vars};
-#[cfg(test)]
-pub(crate) use self::validate::validate_cache;
 use self::values::MetricsToken;
 use crate::proxy::{ForwardedHeader, TrustedProxies};
 

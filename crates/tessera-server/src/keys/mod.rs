@@ -64,6 +64,7 @@ mod placement;
 mod reload;
 mod settings;
 pub mod shared;
+mod version;
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, RwLock};
@@ -82,10 +83,10 @@ use crate::server_error::ServerError;
 use crate::store_url::StoreKind;
 pub use placement::Placement;
 use placement::{Source, process_kek, shared_source};
-pub use reload::RECHECK_INTERVAL;
-use reload::{Fingerprint, Seen};
 pub use settings::{DEFAULT_ISSUER, algorithm, issuer_and_audience, retention};
 use settings::{configured_algorithm, key_error};
+pub use version::RECHECK_INTERVAL;
+use version::{Fingerprint, Seen};
 
 struct Loaded {
     seen: Seen,

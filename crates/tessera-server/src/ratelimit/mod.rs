@@ -28,6 +28,7 @@
 //! instances give an attacker one budget, not one each. When shared
 //! counters cannot be reached the attempt fails closed with 503.
 
+mod error;
 mod local;
 mod shared;
 
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+pub use self::error::{LimitError, Limited};
 use self::local::LocalCounters;
 use self::shared::{RedisCounters, SqlCounters};
 
@@ -46,27 +48,6 @@ pub const DEFAULT_MEMORY_BYTES: u64 = crate::config::values::DEFAULT_LOGIN_LIMIT
 /// Longest user name kept as is in a counter key; longer ones (which the
 /// sign-in handlers already refuse) are keyed by their SHA-256.
 const MAX_KEY_NAME: usize = 256;
-
-/// Which counter refused the attempt, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
-    /// Time until an attempt will be accepted again (the `Retry-After`).
-    pub retry_after: Duration,
-    /// True if the per-user counter refused, false for the per-IP one.
-    pub by_user: bool,
-}
-
-/// Why an attempt may not proceed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LimitError {
-    /// A budget is spent: answer 429 with `Retry-After`.
-    #[error("too many failed attempts")]
-    Limited(Limited),
-    /// The shared counters could not be reached: fail closed (503).
-    #[error("rate-limit counters unavailable: {0}")]
-    Unavailable(String),
-}
 
 /// An attempt counted against the user's and the address's budgets. Hand
 /// it back to [`LoginLimiter::failed`], [`LoginLimiter::succeeded`] or

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::Row;
 
-use super::LimitError;
+use super::error::LimitError;
 use crate::db::Db;
 
 /// One in this many increments also deletes rows whose window is over, a

@@ -101,7 +101,7 @@ pub async fn login(
     let json = wants_json(&headers);
     let result = login_inner(&state, &ctx, &form).await;
     if let Ok(body) = &result {
-        super::note(
+        super::activity::note(
             &state,
             ctx.ip,
             &headers,
@@ -202,7 +202,7 @@ pub async fn logout(
     }
     .await;
     if let Ok(user) = &result {
-        super::note(&state, ctx.ip, &headers, user, EventKind::SignedOut, "").await;
+        super::activity::note(&state, ctx.ip, &headers, user, EventKind::SignedOut, "").await;
     }
     match result {
         Ok(_) if json => StatusCode::NO_CONTENT.into_response(),
@@ -338,7 +338,7 @@ pub async fn change_password(
             .await?;
         crate::metrics::count_revoked(revoked);
         audit::emit(ServerEvent::PasswordChanged, Some(&user), ctx.ip, "");
-        super::note(
+        super::activity::note(
             &state,
             ctx.ip,
             &headers,

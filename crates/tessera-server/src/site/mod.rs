@@ -15,35 +15,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
-use crate::activity::{EventKind, NewEvent};
 use crate::state::AppState;
-
-/// Records a security event of `user` done from this request's client
-/// (its IP and `User-Agent`), best effort (see [`crate::activity`]).
-pub(crate) async fn note(
-    state: &AppState,
-    ip: Option<std::net::IpAddr>,
-    headers: &axum::http::HeaderMap,
-    user: &str,
-    kind: EventKind,
-    detail: &str,
-) {
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let ip = ip.map(|ip| ip.to_string());
-    state
-        .activity
-        .record_or_log(&NewEvent {
-            user,
-            at_ms: state.manager.now().as_millis(),
-            kind,
-            ip: ip.as_deref(),
-            user_agent,
-            detail,
-        })
-        .await;
-}
 
 /// The site routes, behind [`tessera_axum::SessionLayer`] (all session and
 /// CSRF rules) wrapped in [`guard::site_context`] (client IP, error

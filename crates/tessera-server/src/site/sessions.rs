@@ -294,7 +294,7 @@ async fn revoke_inner(
         .await?
     {
         let device = device.unwrap_or_else(|| String::from("a device"));
-        super::note(
+        super::activity::note(
             state,
             ctx.ip,
             headers,
@@ -371,7 +371,7 @@ pub async fn revoke_others(
             .revoke_user(&user, Some(&current.handle), Revocation::OtherDevice)
             .await?;
         crate::metrics::count_revoked(n);
-        super::note(
+        super::activity::note(
             &state,
             ctx.ip,
             &headers,

@@ -186,7 +186,10 @@ pub async fn issue(
     valid_client_meta(req.ip.as_deref(), req.user_agent.as_deref())?;
     let class = crate::lifetime::requested_class(&state, req.remember)?;
     let checked_at = checked_at(req.checked_at.as_deref(), state.manager.now())?;
-    let client = ClientMeta::new(req.ip, req.user_agent);
+    let client = ClientMeta::new(
+        req.ip.as_deref().and_then(ClientMeta::parse_ip),
+        req.user_agent,
+    );
     let pair = new_pair(&state, req.user_id, req.data, client, class, checked_at).await?;
     Ok(token_response(StatusCode::CREATED, pair))
 }
@@ -282,7 +285,7 @@ async fn password_grant(
             )),
             other => OAuthError::from(other.into_api(GENERIC_FAILURE)),
         })?;
-    let client = ClientMeta::new(ip.map(|ip| ip.to_string()), user_agent.clone());
+    let client = ClientMeta::new(ip, user_agent.clone());
     let pair = new_pair(
         state,
         username.clone(),

@@ -122,6 +122,23 @@ async fn v1_session_lifecycle() {
 }
 
 #[tokio::test]
+async fn client_ip_is_kept_as_an_address_and_other_text_is_not_kept() {
+    let server = Server::start(&[]);
+    let key = server.api_key();
+    for (ip, listed) in [
+        (json!("2001:DB8::9"), json!("2001:db8::9")),
+        (json!("not an address"), Value::Null),
+    ] {
+        let res = create(&server, &key, json!({"user_id": "ip", "ip": ip})).await;
+        assert_eq!(res.status(), 201, "{ip}");
+        let handle = res.json::<Value>().await.unwrap()["handle"].clone();
+        let sessions = list_sessions(&server, &key, "ip").await;
+        let session = sessions.iter().find(|s| s["handle"] == handle).unwrap();
+        assert_eq!(session["ip"], listed, "{ip}");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_patches_lose_nothing() {
     let server = Server::start(&[]);
     let key = server.api_key();

@@ -1,4 +1,9 @@
-//! Starting the binary and talking to it.
+//! The one harness of these tests: starting the real `tessera` binary
+//! (a temporary SQLite file unless a test names another store, a free port
+//! chosen by the kernel — `127.0.0.1:0`, the bound address read from the
+//! start-up line — and a session clock the test moves through
+//! `TESSERA_TEST_CLOCK_FILE`, read by debug builds only) and talking to it
+//! over HTTP.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -21,16 +26,35 @@ pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
 /// start one without). Base64 of 32 bytes.
 pub const TEST_KEK: &str = "dGVzc2VyYS10ZXN0LWtleS1lbmNyeXB0aW9uLWtleSE=";
 
-/// A running server.
+/// The session cookie's name when the server runs with its secure defaults.
+pub const SECURE_COOKIE: &str = "__Host-session";
+/// The session cookie's name in plain-HTTP development mode.
+pub const INSECURE_COOKIE: &str = "session";
+
+/// How the server is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The production defaults: `__Host-session`, `Secure`, and a session
+    /// clock started on a whole second (pages show deadlines in RFC 3339
+    /// seconds). The browser and hostile-HTTP suites run this way.
+    Secure,
+    /// `TESSERA_INSECURE_HTTP=true`: `session`, no `Secure`.
+    InsecureHttp,
+}
+
+/// A running `tessera serve`, killed on drop.
 pub struct Server {
     pub child: Child,
+    /// `http://127.0.0.1:PORT`.
     pub url: String,
+    pub port: u16,
     pub dir: tempfile::TempDir,
     pub demo_password: Option<String>,
     /// `http://ADDR/metrics` when started with `TESSERA_METRICS_LISTEN`.
     pub metrics_url: Option<String>,
     pub clock_ms: i64,
     pub stderr_path: PathBuf,
+    pub mode: Mode,
 }
 
 /// The cache setting every test server gets, from `TESSERA_TEST_CACHE`.
@@ -59,10 +83,19 @@ impl Server {
         dir.join("clock")
     }
 
-    /// Starts `tessera serve` with extra environment variables.
+    /// Starts `tessera serve` in plain-HTTP mode with extra environment
+    /// variables.
     pub fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         Self::start_in(dir, env)
+    }
+
+    /// Starts `tessera serve` with its secure defaults ([`Mode::Secure`])
+    /// and extra environment variables.
+    pub fn start_secure(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = format!("sqlite://{}", dir.path().join("tessera.db").display());
+        Self::launch(dir, &store, Mode::Secure, env)
     }
 
     /// Starts on the database in an existing directory (kept by the caller
@@ -75,7 +108,15 @@ impl Server {
     /// Starts on the session store `store` (the server database is set
     /// with `TESSERA_DATABASE` in `env`, or defaults).
     pub fn start_on(dir: tempfile::TempDir, store: &str, env: &[(&str, &str)]) -> Self {
-        let clock_ms = now_ms();
+        Self::launch(dir, store, Mode::InsecureHttp, env)
+    }
+
+    fn launch(dir: tempfile::TempDir, store: &str, mode: Mode, env: &[(&str, &str)]) -> Self {
+        let clock_ms = match mode {
+            // Whole seconds: pages show deadlines in RFC 3339 seconds.
+            Mode::Secure => now_ms() / 1000 * 1000,
+            Mode::InsecureHttp => now_ms(),
+        };
         write_atomic(&Self::clock_path(dir.path()), &clock_ms.to_string());
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
@@ -83,7 +124,14 @@ impl Server {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--store", store])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TESSERA_INSECURE_HTTP", "true")
+            .env(
+                "TESSERA_INSECURE_HTTP",
+                if mode == Mode::InsecureHttp {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
             .env("TESSERA_METRICS_TOKEN", METRICS_TOKEN)
             .env("TESSERA_KEY_ENCRYPTION_KEY", TEST_KEK)
             // Its own file: servers whose database is not a SQLite file
@@ -136,18 +184,45 @@ impl Server {
                 break;
             }
         }
-        let url = url.unwrap_or_else(|| {
+        let Some(url) = url else {
+            let _ = child.kill();
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            panic!("server did not start; stderr:\n{log}")
-        });
+            panic!("server did not start; stderr:\n{log}");
+        };
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url}"));
         Self {
             child,
             url,
+            port,
             dir,
             demo_password,
             metrics_url,
             clock_ms,
             stderr_path,
+            mode,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The demo user's password (the server printed where to read it).
+    pub fn demo_password(&self) -> &str {
+        self.demo_password
+            .as_deref()
+            .expect("first start prints the demo password")
+    }
+
+    /// The session cookie's name in this server's mode.
+    pub fn cookie_name(&self) -> &'static str {
+        match self.mode {
+            Mode::Secure => SECURE_COOKIE,
+            Mode::InsecureHttp => INSECURE_COOKIE,
         }
     }
 
@@ -184,6 +259,45 @@ impl Server {
         let (ok, out, err) = self.cli(&["api-key", "create", "backend"], None);
         assert!(ok, "{err}");
         out.trim().to_owned()
+    }
+
+    /// Creates a user through `tessera user add NAME --password-stdin`.
+    pub fn add_user(&self, name: &str, password: &str) {
+        let (ok, out, err) = self.cli(&["user", "add", name, "--password-stdin"], Some(password));
+        assert!(ok, "user add {name} failed: {out}{err}");
+    }
+
+    /// Resident set size of the server process in KiB (`VmRSS` of
+    /// /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc status:\n{status}"))
+    }
+
+    /// Open file descriptors of the server process (sockets included).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// Asks the server to shut down gracefully (SIGTERM).
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// The exit status, once the process has ended.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 }
 
@@ -256,15 +370,22 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// The session cookie value set by a response, if any (`Some("")` when
-/// cleared).
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+/// The value of the cookie `name` set by a response, if any (`Some("")`
+/// when cleared).
+pub fn set_cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
     headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("session="))
+        .find_map(|v| v.strip_prefix(prefix.as_str()))
         .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
+/// The plain-HTTP session cookie set by a response, if any (`Some("")`
+/// when cleared).
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    set_cookie_value(headers, INSECURE_COOKIE)
 }
 
 pub fn cookie_header(token: &str) -> HeaderValue {

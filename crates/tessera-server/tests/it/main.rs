@@ -27,7 +27,6 @@ mod nginx;
 mod proxy;
 mod remember;
 mod requests;
-mod server;
 mod session_cap;
 mod shared_keys;
 mod site;

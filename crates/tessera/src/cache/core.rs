@@ -393,7 +393,6 @@ fn weight(record: &SessionRecord) -> u32 {
         .sum();
     let strings = record.handle.as_str().len()
         + record.user_id.as_ref().map_or(0, String::len)
-        + record.client.ip.as_ref().map_or(0, String::len)
         + record.client.user_agent.as_ref().map_or(0, String::len);
     let total = std::mem::size_of::<SessionRecord>() + 64 + data + strings;
     u32::try_from(total).unwrap_or(u32::MAX)

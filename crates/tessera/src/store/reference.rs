@@ -6,7 +6,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{Capped, CasOutcome, Store};
+use super::contract::Store;
+use super::outcome::{Capped, CasOutcome};
 use crate::ended::{Ended, Revocation};
 use crate::error::StoreError;
 use crate::not_before::{self, NotBefore, Scope};

@@ -201,7 +201,7 @@ pub(crate) fn record_at(
         user.map(str::to_owned),
         now,
         deadlines,
-        ClientMeta::new(Some("203.0.113.7".into()), Some("testkit/1.0".into())),
+        ClientMeta::new(Some([203, 0, 113, 7].into()), Some("testkit/1.0".into())),
     )
     .unwrap();
     record

@@ -369,7 +369,10 @@ pub async fn login(
             ApiError::bad_request("invalid_token", "token is not a tessera session token")
         })?),
     };
-    let client = ClientMeta::new(req.ip, req.user_agent);
+    let client = ClientMeta::new(
+        req.ip.as_deref().and_then(ClientMeta::parse_ip),
+        req.user_agent,
+    );
     let session = Session::new(state.manager.clone(), presented, client);
     match checked_at {
         Some(at) => session.login_checked(&req.user_id, class, at).await?,

@@ -174,7 +174,8 @@ pub struct LoginRequest {
     pub token: Option<BodyToken>,
     /// The user now signed in (1–256 bytes, no control characters).
     pub user_id: String,
-    /// Client IP, for the device list.
+    /// Client IP, for the device list: an IPv4 or IPv6 address (text that
+    /// is not one is not kept).
     pub ip: Option<String>,
     /// Client user agent, for the device list.
     pub user_agent: Option<String>,

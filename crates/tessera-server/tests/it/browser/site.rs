@@ -11,22 +11,10 @@ use serde_json::Value;
 
 use super::attacker::Attacker;
 use super::harness::{Browser, Driver};
-use crate::server::{Mode, SECURE_COOKIE, Server, metric};
+use crate::common::{SECURE_COOKIE, Server, metric};
 
 fn artifacts_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts")
-}
-
-async fn metrics_text(server: &Server) -> String {
-    reqwest::Client::new()
-        .get(server.at("/metrics"))
-        .bearer_auth(crate::server::METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// `GET /session` outside the browser with the browser's session cookie.
@@ -44,10 +32,10 @@ async fn status_for(server: &Server, b: &Browser) -> (u16, Value) {
 
 #[tokio::test]
 async fn sign_in_sets_a_secure_host_cookie_that_scripts_cannot_read() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     assert_eq!(b.shown_user().await.as_deref(), Some("demo"));
 
     // The jar holds the session cookie with every attribute the server set:
@@ -101,10 +89,10 @@ async fn sign_in_sets_a_secure_host_cookie_that_scripts_cannot_read() {
 /// page restored that way and reloads it, so the server decides.
 #[tokio::test]
 async fn after_sign_out_the_back_button_shows_no_authenticated_page() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     let handle = b
         .js("return document.getElementById('session').dataset.handle;")
         .await;
@@ -161,17 +149,14 @@ async fn idle_warning_stay_signed_in_then_signed_out_for_inactivity() {
     // 12 s idle timeout: the page warns in the last 3 s (a quarter). The
     // touch step keeps page loads from moving the deadline, so only "Stay
     // signed in" does.
-    let mut server = Server::start(
-        Mode::Secure,
-        &[
-            ("TESSERA_IDLE_TIMEOUT", "12s"),
-            ("TESSERA_TOUCH_STEP", "11s"),
-        ],
-    );
+    let mut server = Server::start_secure(&[
+        ("TESSERA_IDLE_TIMEOUT", "12s"),
+        ("TESSERA_TOUCH_STEP", "11s"),
+    ]);
     let start = server.clock_ms;
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     assert_eq!(
         b.js("return document.getElementById('idle-warning').hidden;")
             .await,
@@ -276,12 +261,12 @@ async fn assert_refused(b: &Browser, server: &Server, path: &str) {
 
 #[tokio::test]
 async fn forms_posted_from_other_sites_are_refused_and_the_session_survives() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     server.add_user("mallory", "mallory-password-1");
     let attacker = Attacker::start().await;
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     let token_before = b.client.get_named_cookie(SECURE_COOKIE).await.unwrap();
 
     // `localhost` is another site than `127.0.0.1` (SameSite=Strict keeps
@@ -292,7 +277,7 @@ async fn forms_posted_from_other_sites_are_refused_and_the_session_survives() {
         format!("http://localhost:{}/", attacker.port),
         format!("http://127.0.0.1:{}/", attacker.port),
     ];
-    let password = server.demo_password.clone();
+    let password = server.demo_password().to_owned();
     let attacks: [(&str, Vec<(&str, &str)>); 3] = [
         ("/logout", vec![("csrf_token", "forged")]),
         (
@@ -310,10 +295,7 @@ async fn forms_posted_from_other_sites_are_refused_and_the_session_survives() {
         ),
     ];
     let mut refused = 0.0;
-    let rejections_before = metric(
-        &metrics_text(&server).await,
-        "tessera_csrf_rejections_total",
-    );
+    let rejections_before = metric(&server, "tessera_csrf_rejections_total").await;
     for site in &sites {
         for (path, fields) in &attacks {
             attacker.auto_submit(&server.at(path), fields).await;
@@ -326,10 +308,7 @@ async fn forms_posted_from_other_sites_are_refused_and_the_session_survives() {
             refused += 1.0;
         }
     }
-    let rejections_after = metric(
-        &metrics_text(&server).await,
-        "tessera_csrf_rejections_total",
-    );
+    let rejections_after = metric(&server, "tessera_csrf_rejections_total").await;
     assert_eq!(
         rejections_after - rejections_before,
         refused,
@@ -344,7 +323,7 @@ async fn forms_posted_from_other_sites_are_refused_and_the_session_survives() {
     assert_eq!(token_before.value(), token_after.value());
     let res = reqwest::Client::new()
         .post(server.at("/login"))
-        .json(&serde_json::json!({"username": "demo", "password": server.demo_password}))
+        .json(&serde_json::json!({"username": "demo", "password": server.demo_password()}))
         .send()
         .await
         .unwrap();
@@ -353,15 +332,15 @@ async fn forms_posted_from_other_sites_are_refused_and_the_session_survives() {
 
 #[tokio::test]
 async fn revoking_another_device_signs_it_out_on_its_next_request() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let mut driver = Driver::start().await;
     let laptop = driver.browser().await;
     let phone = driver.browser().await;
     laptop
-        .sign_in(&server.url, "demo", &server.demo_password)
+        .sign_in(&server.url, "demo", server.demo_password())
         .await;
     phone
-        .sign_in(&server.url, "demo", &server.demo_password)
+        .sign_in(&server.url, "demo", server.demo_password())
         .await;
     let phone_handle = phone
         .js("return document.getElementById('session').dataset.handle;")
@@ -407,7 +386,7 @@ async fn revoking_another_device_signs_it_out_on_its_next_request() {
         )
         .await;
     laptop
-        .type_into("#dialog-password", &server.demo_password)
+        .type_into("#dialog-password", server.demo_password())
         .await;
     laptop
         .click_and_load("#dialog-form button[type='submit']")

@@ -10,7 +10,7 @@ use fantoccini::Locator;
 use serde_json::{Value, json};
 
 use super::harness::{Browser, Driver, Options};
-use crate::server::{Mode, Server};
+use crate::common::Server;
 
 /// The user agents of the devices in these tests, and the names the
 /// device list must show for them.
@@ -151,7 +151,7 @@ async fn sign_in_elsewhere(server: &Server, user_agent: &str) {
     let res = reqwest::Client::new()
         .post(server.at("/login"))
         .header("user-agent", user_agent)
-        .json(&json!({"username": "demo", "password": server.demo_password}))
+        .json(&json!({"username": "demo", "password": server.demo_password()}))
         .send()
         .await
         .unwrap();
@@ -190,7 +190,7 @@ fn names_on_page(html: &str) -> Vec<&str> {
 
 #[tokio::test]
 async fn device_list_names_devices_and_signs_out_through_one_password_dialog() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     for (ua, _) in DEVICES {
         sign_in_elsewhere(&server, ua).await;
     }
@@ -201,7 +201,7 @@ async fn device_list_names_devices_and_signs_out_through_one_password_dialog() {
             ..Options::default()
         })
         .await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     check_page(&b, "home").await;
 
     b.goto(&server.at("/sessions")).await;
@@ -287,7 +287,8 @@ async fn device_list_names_devices_and_signs_out_through_one_password_dialog() {
         "the password dialog",
     )
     .await;
-    b.type_into("#dialog-password", &server.demo_password).await;
+    b.type_into("#dialog-password", server.demo_password())
+        .await;
     b.click_and_load("#dialog-form button[type='submit']").await;
     b.wait_until("location.pathname === '/sessions'", "the device list")
         .await;
@@ -297,7 +298,7 @@ async fn device_list_names_devices_and_signs_out_through_one_password_dialog() {
 
 #[tokio::test]
 async fn keyboard_only_sign_in_and_device_sign_out() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     sign_in_elsewhere(&server, DEVICES[0].0).await;
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
@@ -333,7 +334,7 @@ async fn keyboard_only_sign_in_and_device_sign_out() {
         "Tab to move to the password",
     )
     .await;
-    press(&b, &server.demo_password).await;
+    press(&b, server.demo_password()).await;
     press(&b, ENTER).await;
     b.wait_until(
         "document.getElementById('user') !== null",
@@ -376,7 +377,7 @@ async fn keyboard_only_sign_in_and_device_sign_out() {
     )
     .await;
     b.js("window.__beforeSubmit = true; return null;").await;
-    press(&b, &server.demo_password).await;
+    press(&b, server.demo_password()).await;
     press(&b, ENTER).await;
     b.wait_until(
         "window.__beforeSubmit === undefined && document.readyState === 'complete' \
@@ -411,7 +412,7 @@ async fn tab_to(b: &Browser, condition: &str) {
 
 #[tokio::test]
 async fn pages_work_without_javascript() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     sign_in_elsewhere(&server, DEVICES[1].0).await;
     let mut driver = Driver::start().await;
     let b = driver
@@ -432,7 +433,7 @@ async fn pages_work_without_javascript() {
     find("input[name='password']")
         .await
         .unwrap()
-        .send_keys(&server.demo_password)
+        .send_keys(server.demo_password())
         .await
         .unwrap();
     find("form[action='/login'] button[type='submit']")
@@ -467,7 +468,7 @@ async fn pages_work_without_javascript() {
     find("#confirm-password")
         .await
         .unwrap()
-        .send_keys(&server.demo_password)
+        .send_keys(server.demo_password())
         .await
         .unwrap();
     find("#confirm-form button[type='submit']")
@@ -508,7 +509,7 @@ async fn wait_for_path(b: &Browser, path: &str) {
 /// text added to a real page are reported.
 #[tokio::test]
 async fn the_accessibility_check_reports_what_it_should() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
     b.goto(&server.at("/login")).await;
@@ -534,7 +535,7 @@ async fn the_accessibility_check_reports_what_it_should() {
 /// passes axe-core there too (contrast differs), and is captured.
 #[tokio::test]
 async fn dark_scheme_pages_are_accessible() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     sign_in_elsewhere(&server, DEVICES[0].0).await;
     let mut driver = Driver::start().await;
     let b = driver
@@ -552,7 +553,7 @@ async fn dark_scheme_pages_are_accessible() {
         "the browser does not ask for the dark scheme"
     );
     check_page(&b, "sign-in-dark").await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     check_page(&b, "home-dark").await;
     b.goto(&server.at("/sessions")).await;
     check_page(&b, "devices-dark").await;
@@ -573,17 +574,14 @@ async fn dark_scheme_pages_are_accessible() {
 async fn tabs_share_the_keepalive_and_the_sign_out() {
     // 12 s idle timeout: the pages warn in the last 3 s. The touch step
     // keeps page loads from moving the deadline.
-    let mut server = Server::start(
-        Mode::Secure,
-        &[
-            ("TESSERA_IDLE_TIMEOUT", "12s"),
-            ("TESSERA_TOUCH_STEP", "11s"),
-        ],
-    );
+    let mut server = Server::start_secure(&[
+        ("TESSERA_IDLE_TIMEOUT", "12s"),
+        ("TESSERA_TOUCH_STEP", "11s"),
+    ]);
     let start = server.clock_ms;
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     let first = b.client.window().await.unwrap();
     let second = b.client.new_window(true).await.unwrap().handle;
 
@@ -638,7 +636,7 @@ async fn tabs_share_the_keepalive_and_the_sign_out() {
 /// administrator's revocation, newest first.
 #[tokio::test]
 async fn security_activity_tells_what_happened_and_from_where() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     sign_in_elsewhere(&server, DEVICES[0].0).await;
     let mut driver = Driver::start().await;
     let b = driver
@@ -647,7 +645,7 @@ async fn security_activity_tells_what_happened_and_from_where() {
             ..Options::default()
         })
         .await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
 
     // Sign the iPhone out from the device list.
     b.goto(&server.at("/sessions")).await;
@@ -657,7 +655,8 @@ async fn security_activity_tells_what_happened_and_from_where() {
         "the password dialog",
     )
     .await;
-    b.type_into("#dialog-password", &server.demo_password).await;
+    b.type_into("#dialog-password", server.demo_password())
+        .await;
     b.click_and_load("#dialog-form button[type='submit']").await;
     b.wait_until(
         "document.querySelectorAll('li.device').length === 1",
@@ -668,7 +667,7 @@ async fn security_activity_tells_what_happened_and_from_where() {
     // An administrator ends every session of demo; demo signs in again.
     let (ok, out, err) = server.cli(&["sessions", "revoke", "--user", "demo"], None);
     assert!(ok, "{out}{err}");
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     b.goto(&server.at("/activity")).await;
     let events = b
         .js(
@@ -709,7 +708,7 @@ async fn security_activity_tells_what_happened_and_from_where() {
 /// sign-in with its device name.
 #[tokio::test]
 async fn security_activity_shows_refresh_token_reuse() {
-    let mut server = Server::start(Mode::Secure, &[("TESSERA_PASSWORD_GRANT", "true")]);
+    let mut server = Server::start_secure(&[("TESSERA_PASSWORD_GRANT", "true")]);
     let http = reqwest::Client::new();
     let res = http
         .post(server.at("/token"))
@@ -717,7 +716,7 @@ async fn security_activity_shows_refresh_token_reuse() {
         .form(&[
             ("grant_type", "password"),
             ("username", "demo"),
-            ("password", server.demo_password.as_str()),
+            ("password", server.demo_password()),
         ])
         .send()
         .await
@@ -739,7 +738,7 @@ async fn security_activity_shows_refresh_token_reuse() {
 
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
-    b.sign_in(&server.url, "demo", &server.demo_password).await;
+    b.sign_in(&server.url, "demo", server.demo_password()).await;
     b.goto(&server.at("/activity")).await;
     let kinds = b
         .js(
@@ -762,13 +761,10 @@ async fn security_activity_shows_refresh_token_reuse() {
 
 #[tokio::test]
 async fn keep_me_signed_in_is_a_labelled_checkbox_usable_by_keyboard() {
-    let server = Server::start(
-        Mode::Secure,
-        &[
-            ("TESSERA_REMEMBER_IDLE_TIMEOUT", "1d"),
-            ("TESSERA_REMEMBER_ABSOLUTE_TIMEOUT", "30d"),
-        ],
-    );
+    let server = Server::start_secure(&[
+        ("TESSERA_REMEMBER_IDLE_TIMEOUT", "1d"),
+        ("TESSERA_REMEMBER_ABSOLUTE_TIMEOUT", "30d"),
+    ]);
     let mut driver = Driver::start().await;
     let b = driver.browser().await;
     b.goto(&server.at("/login")).await;
@@ -787,7 +783,7 @@ async fn keep_me_signed_in_is_a_labelled_checkbox_usable_by_keyboard() {
     tab_to(&b, "document.activeElement.name === 'username'").await;
     press(&b, "demo").await;
     press(&b, TAB).await;
-    press(&b, &server.demo_password).await;
+    press(&b, server.demo_password()).await;
     press(&b, TAB).await;
     b.wait_until(
         "document.activeElement.id === 'remember'",
@@ -819,6 +815,6 @@ async fn keep_me_signed_in_is_a_labelled_checkbox_usable_by_keyboard() {
         .expires_datetime()
         .unwrap_or_else(|| panic!("a persistent cookie: {cookie:?}"))
         .unix_timestamp();
-    let now = crate::server::now_ms() / 1000;
+    let now = crate::common::now_ms() / 1000;
     assert!(expires > now + 29 * 24 * 3600, "{cookie:?}");
 }

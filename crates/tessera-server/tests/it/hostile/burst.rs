@@ -10,8 +10,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use super::client::{client, delta, sign_in, store_calls};
-use crate::server::{Mode, SECURE_COOKIE, Server};
+use super::client::{delta, sign_in, store_calls};
+use crate::common::{SECURE_COOKIE, Server, client};
 
 const FORGED: usize = 10_000;
 /// Well-formed (checksum-valid) but unknown tokens mixed in: these must
@@ -129,7 +129,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_forged_tokens() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let (ok, out, err) = server.cli(&["api-key", "create", "backend"], None);
     assert!(ok, "{err}");
     let key = out.trim().to_owned();

@@ -2,35 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::server::Server;
-
-/// No redirects, no cookie jar: cookies are sent by hand.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The session cookie a response sets, if any.
-pub fn set_cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    let prefix = format!("{name}=");
-    headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(prefix.as_str()))
-        .map(|v| v.split(';').next().unwrap_or("").to_owned())
-}
+use crate::common::{Server, client, get_text, set_cookie_value};
 
 /// Signs the demo user in (JSON); returns the token.
 pub async fn sign_in(server: &Server) -> String {
     let res = client()
         .post(server.at("/login"))
-        .json(&serde_json::json!({"username": "demo", "password": server.demo_password}))
+        .json(&serde_json::json!({"username": "demo", "password": server.demo_password()}))
         .send()
         .await
         .unwrap();
@@ -53,15 +33,7 @@ pub async fn status_with_cookie(server: &Server, cookie: &str) -> (u16, Value) {
 /// The counts of the store-latency histogram per operation: one sample per
 /// store call (metrics.rs, `MeteredStore`).
 pub async fn store_calls(server: &Server) -> BTreeMap<String, u64> {
-    let text = client()
-        .get(server.at("/metrics"))
-        .bearer_auth(crate::server::METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(server, "/metrics").await;
     let mut calls = BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("tessera_store_latency_seconds_count{") else {

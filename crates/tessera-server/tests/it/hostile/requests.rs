@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 
-use super::client::{client, delta, set_cookie_value, sign_in, status_with_cookie, store_calls};
+use super::client::{delta, sign_in, status_with_cookie, store_calls};
 use super::raw::{self, Outcome};
-use crate::server::{Mode, SECURE_COOKIE, Server};
+use crate::common::{SECURE_COOKIE, Server, client, set_cookie_value};
 
 /// A refusal is a 4xx answer or a closed connection; never a 2xx or 5xx.
 fn assert_refused(what: &str, outcome: &Outcome) {
@@ -29,7 +29,7 @@ fn api_key(server: &Server) -> String {
 
 #[tokio::test]
 async fn oversized_headers_are_refused_and_the_server_keeps_serving() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let token = sign_in(&server).await;
 
     // One 1 MiB header: larger than any buffer the server should grow.
@@ -64,7 +64,7 @@ async fn oversized_headers_are_refused_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413_and_change_nothing() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let key = api_key(&server);
     // Raw sockets that read while they write: after a 413 the server closes
     // the connection without reading the rest of the body, and a client
@@ -137,7 +137,7 @@ async fn oversized_bodies_get_413_and_change_nothing() {
 
 #[tokio::test]
 async fn cookie_stuffing_costs_bounded_work_and_no_store_call() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let token = sign_in(&server).await;
 
     // The token first, then thousands of junk cookies: found.
@@ -181,7 +181,7 @@ async fn cookie_stuffing_costs_bounded_work_and_no_store_call() {
 
 #[tokio::test]
 async fn duplicate_host_cookies_never_pick_a_session() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     server.add_user("mallory", "mallory-password-1");
     let victim = sign_in(&server).await;
     let res = client()
@@ -295,7 +295,7 @@ fn assert_log_lines_are_json(server: &Server) {
 
 #[tokio::test]
 async fn cr_lf_in_echoed_values_never_reaches_a_header_or_a_log_line() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let key = api_key(&server);
     let c = client();
 
@@ -404,7 +404,7 @@ async fn cr_lf_in_echoed_values_never_reaches_a_header_or_a_log_line() {
         .post(server.at("/login"))
         .form(&[
             ("username", "demo"),
-            ("password", server.demo_password.as_str()),
+            ("password", server.demo_password()),
             ("next", "https://evil.example/"),
             ("redirect", "//evil.example/"),
         ])
@@ -416,7 +416,7 @@ async fn cr_lf_in_echoed_values_never_reaches_a_header_or_a_log_line() {
 
     assert_log_lines_are_json(&server);
     assert!(
-        !server.logs().contains(&server.demo_password),
+        !server.logs().contains(server.demo_password()),
         "a password reached the log"
     );
 }

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::client::{client, sign_in, status_with_cookie};
+use super::client::{sign_in, status_with_cookie};
 use super::raw;
-use crate::server::{Mode, SECURE_COOKIE, Server};
+use crate::common::{SECURE_COOKIE, Server, client};
 
 const SLOW_HEADERS: usize = 200;
 const SLOW_BODIES: usize = 50;
@@ -58,7 +58,7 @@ async fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool)
 
 #[tokio::test]
 async fn slow_clients_do_not_starve_others_and_are_released() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let token = sign_in(&server).await;
     let cookie = format!("{SECURE_COOKIE}={token}");
     // Warm up first: the store's connection pool opens its connections
@@ -157,7 +157,7 @@ async fn sessions_of(server: &Server, key: &str, user: &str) -> usize {
 /// a task for ever.
 #[tokio::test]
 async fn unfinished_requests_are_timed_out() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let port = server.port;
     let cases = (0..4).map(|case| {
         tokio::spawn(async move {
@@ -202,7 +202,7 @@ async fn unfinished_requests_are_timed_out() {
 /// it carried (a session for `trickle`) is not executed.
 #[tokio::test]
 async fn trickled_body_is_cut_off_with_408_and_changes_nothing() {
-    let server = Server::start(Mode::Secure, &[("TESSERA_REQUEST_BODY_TIMEOUT", "2s")]);
+    let server = Server::start_secure(&[("TESSERA_REQUEST_BODY_TIMEOUT", "2s")]);
     let key = api_key(&server);
     // A valid request, padded so that at 5 bytes a second it would take
     // a minute to arrive.
@@ -264,7 +264,7 @@ async fn trickled_body_is_cut_off_with_408_and_changes_nothing() {
 /// nobody is signed in. A chunked body cut at the limit also closes.
 #[tokio::test]
 async fn announced_oversized_body_gets_413_at_once_with_connection_close() {
-    let server = Server::start(Mode::Secure, &[]);
+    let server = Server::start_secure(&[]);
     let key = api_key(&server);
     let requests = [
         format!(
@@ -320,7 +320,7 @@ async fn announced_oversized_body_gets_413_at_once_with_connection_close() {
 /// client that never finishes its request (bounded by the timeouts).
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly_with_slow_clients_connected() {
-    let mut server = Server::start(Mode::Secure, &[]);
+    let mut server = Server::start_secure(&[]);
     let token = sign_in(&server).await;
     let (code, _) = status_with_cookie(&server, &format!("{SECURE_COOKIE}={token}")).await;
     assert_eq!(code, 200);
@@ -346,7 +346,7 @@ async fn sigterm_shuts_down_cleanly_with_slow_clients_connected() {
 #[tokio::test]
 async fn connections_beyond_max_connections_wait_outside_the_process() {
     const CAP: usize = 5;
-    let server = Server::start(Mode::Secure, &[("TESSERA_MAX_CONNECTIONS", "5")]);
+    let server = Server::start_secure(&[("TESSERA_MAX_CONNECTIONS", "5")]);
     let baseline = server.open_fds();
     let mut held = Vec::new();
     for _ in 0..30 {

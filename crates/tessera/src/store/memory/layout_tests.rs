@@ -68,7 +68,7 @@ async fn records_round_trip_through_the_compact_slot() {
     let mut r = record(Some("ann"), now);
     r.data.insert("n".into(), 7.into());
     r.authenticated_at = Some(now);
-    r.client = ClientMeta::new(Some("203.0.113.9".into()), Some("ua".into()));
+    r.client = ClientMeta::new(Some([203, 0, 113, 9].into()), Some("ua".into()));
     store.create(&r).await.unwrap();
     assert_eq!(store.load(&r.hash).await.unwrap(), Some(r.clone()));
     let anonymous = record(None, now);

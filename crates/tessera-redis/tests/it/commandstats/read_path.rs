@@ -1,15 +1,16 @@
 //! The read path of a request costs exactly two Redis commands sent
 //! together — the session's `GET` and the kill switches' `HMGET`
 //! (src/not_before.rs), pipelined: one round trip — counted by the servers
-//! themselves (`INFO commandstats`). Run one at a time with the other
-//! counting test (see `main.rs`), so no concurrent test adds commands to
-//! the count.
+//! themselves (`INFO commandstats`). On servers of its own (see
+//! `commandstats/mod.rs`), so no concurrent test adds commands to the
+//! count.
 
 use std::collections::HashMap;
 use tessera::store::Store;
 use tessera::testkit::{sample_record, unique_user};
 
-use crate::{common, counters, delta, total};
+use super::{Private, counters, delta, total};
+use crate::common;
 
 async fn check(store: tessera_redis::RedisStore, nodes: Vec<String>) {
     let nodes = counters(&nodes).await;
@@ -35,9 +36,10 @@ async fn check(store: tessera_redis::RedisStore, nodes: Vec<String>) {
 
 #[tokio::test]
 async fn load_costs_one_round_trip_of_two_commands_on_standalone_and_cluster() {
-    let _serial = crate::SERIAL.lock().await;
-    let url = common::url("TESSERA_TEST_REDIS_URL");
-    check(common::standalone("read").await, common::nodes(&url)).await;
-    let url = common::url("TESSERA_TEST_REDIS_CLUSTER_URL");
-    check(common::cluster("read").await, common::nodes(&url)).await;
+    let servers = Private::start();
+    let standalone = common::connect_to(&servers.standalone, "read").await;
+    check(standalone, common::nodes(&servers.standalone)).await;
+    let cluster = common::connect_to(&servers.cluster, "read").await;
+    assert!(cluster.is_cluster());
+    check(cluster, common::nodes(&servers.cluster)).await;
 }

@@ -1,8 +1,8 @@
 //! A session write through `Store::patch` costs exactly one round trip:
 //! one `EVALSHA`, counted by the servers themselves (`INFO commandstats`,
-//! which also counts the commands the script runs inside). Run one at a
-//! time with the other counting test (see `main.rs`), so no concurrent
-//! test adds commands to the count.
+//! which also counts the commands the script runs inside). On servers of
+//! its own (see `commandstats/mod.rs`), so no concurrent test adds
+//! commands to the count.
 
 use serde_json::json;
 use std::collections::HashMap;
@@ -11,7 +11,8 @@ use tessera::store::{Activity, Patch, PatchOp, PatchOutcome, PatchRefusal, Store
 use tessera::testkit::{sample_record, unique_user};
 use tessera::time::{Clock, SystemClock};
 
-use crate::{common, counters, delta, total};
+use super::{Private, counters, delta, total};
+use crate::common;
 
 /// What one applied patch costs: the script and the two commands it runs
 /// (`GET` of the record, `SET … PXAT` of the new one with its expiry).
@@ -95,9 +96,10 @@ async fn check(store: tessera_redis::RedisStore, nodes: Vec<String>) {
 
 #[tokio::test]
 async fn a_patch_costs_exactly_one_round_trip_on_standalone_and_cluster() {
-    let _serial = crate::SERIAL.lock().await;
-    let url = common::url("TESSERA_TEST_REDIS_URL");
-    check(common::standalone("patch").await, common::nodes(&url)).await;
-    let url = common::url("TESSERA_TEST_REDIS_CLUSTER_URL");
-    check(common::cluster("patch").await, common::nodes(&url)).await;
+    let servers = Private::start();
+    let standalone = common::connect_to(&servers.standalone, "patch").await;
+    check(standalone, common::nodes(&servers.standalone)).await;
+    let cluster = common::connect_to(&servers.cluster, "patch").await;
+    assert!(cluster.is_cluster());
+    check(cluster, common::nodes(&servers.cluster)).await;
 }
