@@ -329,7 +329,10 @@ measure() {
 # MONITOR slows Redis down, so this pass is never a throughput figure.
 redis_round_trips() {
     local stack=$1 workload=$2 method=$3 path=$4 file=$5 mon=$OUT/monitor.txt line pid
-    rcli monitor >"$mon" &
+    # redis-cli itself in the background (not the rcli function, whose
+    # subshell's pid $! would be: killing it left redis-cli running, and
+    # every later command of the run was copied to the leaked MONITORs).
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" monitor >"$mon" &
     pid=$!
     sleep 0.2
     line=$(run_wrk 2 "$method" "$path" "$file") || die "wrk failed on $stack $workload (monitor pass)"
