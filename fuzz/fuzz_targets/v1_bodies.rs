@@ -86,7 +86,13 @@ fn check_token(token: &BodyToken) {
 fn check_bodies(body: &[u8]) {
     if let Ok(req) = serde_json::from_slice::<CreateSession>(body) {
         check_user_id(&req.user_id);
-        let meta = ClientMeta::new(req.ip, req.user_agent);
+        // As the server does: text that is not an address is dropped, and
+        // an address reads back as the same address.
+        let ip = req.ip.as_deref().and_then(ClientMeta::parse_ip);
+        if let Some(ip) = ip {
+            assert_eq!(ClientMeta::parse_ip(&ip.to_string()), Some(ip));
+        }
+        let meta = ClientMeta::new(ip, req.user_agent);
         assert!(
             meta.user_agent
                 .is_none_or(|ua| ua.len() <= ClientMeta::MAX_USER_AGENT)
