@@ -38,8 +38,10 @@ use crate::{RedisStore, codec, unexpected};
 /// Lua: applies a patch to a session key.
 ///
 /// KEYS: session key. ARGV: now ms, now as 8 bytes little-endian, activity
-/// (`1`/`0`), idle ms of the default class, idle ms of the remember class,
-/// remember cap ms (`-1`: none), data limit (`-1`: none), then four
+/// (`1`/`0`), the idle deadline (ms) that activity gives a default-class
+/// record and the one it gives a remember-class record (now plus each
+/// class's idle timeout, computed here so the script formats no number
+/// for them), remember cap ms (`-1`: none), data limit (`-1`: none), then four
 /// arguments per op: `s key value _` (set), `r key _ _` (remove),
 /// `i key by _` (increment), `c key expected new` (compare-and-set; an
 /// empty `expected` means absent, an empty `new` removes). Keys are
@@ -51,12 +53,13 @@ use crate::{RedisStore, codec, unexpected};
 const PATCH: &str = concat!(
     crate::scripts::record_lua!(),
     r#"
+local byte, sub, find, match, tonumber = string.byte, string.sub, string.find, string.match, tonumber
 local c = rec(KEYS[1])
 if not c then return {0} end
-local v, i, a, hp = string.match(c, '^(%d+),(%-?%d+),(%-?%d+),()')
+-- Header: version, idle and absolute deadlines, then (from hp) handle and
+-- user length; the user's bytes end where the binary tail starts (p).
+local v, it, at, hp, ul, up = match(c, '^(%d+),(%-?%d+),(%-?%d+),()[^,]*,([%-%d]+),()')
 if not v or #v > 15 then return {3} end
-local h, ul, up = string.match(c, '^([^,]*),([%-%d]+),()', hp)
-if not h then return {3} end
 local p = up
 if ul ~= '-' then
   local n = tonumber(ul)
@@ -64,50 +67,56 @@ if ul ~= '-' then
   p = up + n
 end
 -- Binary tail: created, last seen, authenticated (i64 LE each), CSRF
--- secret (32 bytes), IP and user agent (u16 LE length, 0xFFFF = none).
-local created = struct.unpack('<i8', c, p)
-local q = p + 24 + 32
+-- secret (32 bytes), IP and user agent (u16 LE length, 0xFFFF = none),
+-- then the class marker `R` of the remember class.
+local q = p + 56
 for _ = 1, 2 do
-  local len = struct.unpack('<H', c, q)
+  local lo, hi = byte(c, q, q + 1)
+  if not hi then return {3} end
   q = q + 2
-  if len ~= 65535 then q = q + len end
+  if lo ~= 255 or hi ~= 255 then q = q + lo + 256 * hi end
 end
-local remember = string.sub(c, q, q) == 'R'
+local remember = byte(c, q) == 82
 local ds = remember and q + 1 or q
 local now = tonumber(ARGV[1])
-local idle, abs = tonumber(i), tonumber(a)
-local cap = tonumber(ARGV[6])
-if remember and cap >= 0 and created + cap < abs then
-  abs = created + cap
-  if idle > abs then idle = abs end
+local idle, abs = tonumber(it), tonumber(at)
+if remember then
+  local cap = tonumber(ARGV[6])
+  if cap >= 0 then
+    local created = struct.unpack('<i8', c, p)
+    if created + cap < abs then
+      abs = created + cap
+      at = string.format('%d', abs)
+      if idle > abs then idle, it = abs, at end
+    end
+  end
 end
 if now >= idle or now >= abs then return {0} end
 
--- The data as ordered "key":value spans (bytes, never decoded).
-local data = string.sub(c, ds)
+-- The data as ordered "key":value spans of c (bytes, never decoded).
 local keys, vals = {}, {}
-local function str_end(s, at)
+local function str_end(at)
   local j = at + 1
   while true do
-    local k = string.find(s, '["\\]', j)
+    local k = find(c, '["\\]', j)
     if not k then return nil end
-    if string.sub(s, k, k) == '"' then return k end
+    if byte(c, k) == 34 then return k end
     j = k + 2
   end
 end
-local function value_end(s, at)
-  local ch = string.sub(s, at, at)
-  if ch == '"' then return str_end(s, at) end
-  if ch == '{' or ch == '[' then
+local function value_end(at)
+  local ch = byte(c, at)
+  if ch == 34 then return str_end(at) end
+  if ch == 123 or ch == 91 then
     local depth, j = 0, at
     while true do
-      local k = string.find(s, '[%[%]{}"]', j)
+      local k = find(c, '[%[%]{}"]', j)
       if not k then return nil end
-      local b = string.sub(s, k, k)
-      if b == '"' then
-        k = str_end(s, k)
+      local b = byte(c, k)
+      if b == 34 then
+        k = str_end(k)
         if not k then return nil end
-      elseif b == '{' or b == '[' then depth = depth + 1
+      elseif b == 123 or b == 91 then depth = depth + 1
       else
         depth = depth - 1
         if depth == 0 then return k end
@@ -115,46 +124,50 @@ local function value_end(s, at)
       j = k + 1
     end
   end
-  local k = string.find(s, '[,}%]]', at)
+  local k = find(c, '[,}%]]', at)
   if not k then return nil end
   return k - 1
 end
-if #data > 0 then
-  if string.sub(data, 1, 1) ~= '{' then return {3} end
-  local j = 2
-  if string.sub(data, j, j) ~= '}' then
+local last = #c
+if ds <= last then
+  if byte(c, ds) ~= 123 then return {3} end
+  local j = ds + 1
+  if byte(c, j) ~= 125 then
     while true do
-      local ke = str_end(data, j)
-      if not ke or string.sub(data, ke + 1, ke + 1) ~= ':' then return {3} end
-      local ve = value_end(data, ke + 2)
+      local ke = str_end(j)
+      if not ke or byte(c, ke + 1) ~= 58 then return {3} end
+      local ve = value_end(ke + 2)
       if not ve then return {3} end
-      local key = string.sub(data, j, ke)
+      local key = sub(c, j, ke)
       keys[#keys + 1] = key
-      vals[key] = string.sub(data, ke + 2, ve)
-      local sep = string.sub(data, ve + 1, ve + 1)
-      if sep == '}' then break end
-      if sep ~= ',' then return {3} end
+      vals[key] = sub(c, ke + 2, ve)
+      local sep = byte(c, ve + 1)
+      if sep == 125 then
+        if ve + 1 ~= last then return {3} end
+        break
+      end
+      if sep ~= 44 then return {3} end
       j = ve + 2
     end
   end
 end
 
--- At most 15 digits: exact in a double, and so is the sum of two.
-local function small(n) return #(string.gsub(n, '^%-', '')) <= 15 end
+-- An increment reads integers of at most 15 digits: exact in a double,
+-- and so is the sum of two.
+local function small(n) return #n - (byte(n, 1) == 45 and 1 or 0) <= 15 end
 local nops = (#ARGV - 7) / 4
 for o = 0, nops - 1 do
   local op, key, x, y = ARGV[8 + 4 * o], ARGV[9 + 4 * o], ARGV[10 + 4 * o], ARGV[11 + 4 * o]
   if op == 'c' then
-    local have = vals[key] or ''
-    if have ~= x then return {2, c, 'e'} end
+    if (vals[key] or '') ~= x then return {2, c, 'e'} end
     op = (y == '') and 'r' or 's'
     x = y
   end
   if op == 'i' then
     local have = vals[key] or '0'
-    if not string.match(have, '^%-?%d+$') then return {2, c, 'i'} end
+    if not match(have, '^%-?%d+$') then return {2, c, 'i'} end
     if not small(have) or not small(x) then return {3} end
-    x = string.format('%.0f', tonumber(have) + tonumber(x))
+    x = string.format('%d', tonumber(have) + tonumber(x))
     op = 's'
   end
   if op == 's' then
@@ -166,30 +179,35 @@ for o = 0, nops - 1 do
     return {3}
   end
 end
-local parts = {}
+local parts, n = {}, 0
 for _, key in ipairs(keys) do
   local val = vals[key]
   if val then
-    parts[#parts + 1] = key .. ':' .. val
+    n = n + 1
+    parts[n] = key .. ':' .. val
     vals[key] = nil
   end
 end
 local out = ''
-if #parts > 0 then out = '{' .. table.concat(parts, ',') .. '}' end
+if n > 0 then out = '{' .. table.concat(parts, ',') .. '}' end
 local limit = tonumber(ARGV[7])
 if limit >= 0 and nops > 0 and math.max(#out, 2) > limit then return {2, c, 't'} end
 
-local seen = string.sub(c, p + 8, p + 15)
+-- Activity moves the idle deadline (Rust sent now + the class's idle
+-- timeout, ARGV[4] and ARGV[5]) and the last-seen time, never past the
+-- absolute deadline.
+local seen = sub(c, p + 8, p + 15)
 if ARGV[3] == '1' then
   seen = ARGV[2]
-  local t = remember and tonumber(ARGV[5]) or tonumber(ARGV[4])
-  idle = now + t
-  if idle > abs then idle = abs end
+  it = remember and ARGV[5] or ARGV[4]
+  idle = tonumber(it)
+  if idle > abs then idle, it = abs, at end
 end
-local nv = string.format('%.0f', tonumber(v) + 1)
-local new = nv .. ',' .. string.format('%.0f', idle) .. ',' .. string.format('%.0f', abs) .. ','
-  .. string.sub(c, hp, p + 7) .. seen .. string.sub(c, p + 16, ds - 1) .. out
-redis.call('SET', KEYS[1], new, 'PXAT', string.format('%.0f', math.min(idle, abs)))
+-- Numbers are written with '%d': exact for every integer a double holds
+-- exactly, and about half the cost of '%.0f' in Redis's Lua.
+local new = string.format('%d', tonumber(v) + 1) .. ',' .. it .. ',' .. at .. ',' .. sub(c, hp, p + 7) .. seen
+  .. sub(c, p + 16, ds - 1) .. out
+redis.call('SET', KEYS[1], new, 'PXAT', idle < abs and it or at)
 return {1, new}
 "#
 );
@@ -200,7 +218,11 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::from_lua(PATCH));
 fn arguments(patch: &Patch, now: Timestamp) -> Result<Vec<Value>, StoreError> {
     let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let (activity, idle, remember_idle) = match patch.activity {
-        Some(a) => ("1", millis(a.idle), millis(a.remember_idle)),
+        Some(a) => (
+            "1",
+            (now + a.idle).as_millis(),
+            (now + a.remember_idle).as_millis(),
+        ),
         None => ("0", 0, 0),
     };
     let json = |v: &serde_json::Value| -> Result<Value, StoreError> {
