@@ -75,7 +75,7 @@ impl Echoes {
     /// A receiver that fires when `payload` is heard, if a listener is
     /// listening (registered before the `NOTIFY`, so the echo cannot be
     /// missed).
-    fn expect(&self, payload: &str) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    fn watch_for(&self, payload: &str) -> Option<tokio::sync::oneshot::Receiver<()>> {
         if !self.listening.load(Ordering::SeqCst) {
             return None;
         }
@@ -148,7 +148,7 @@ impl PgChannel {
 impl Invalidation for PgChannel {
     async fn publish(&self, message: &Invalidate, origin: Origin) -> Result<(), StoreError> {
         let payload = message.encode_from(origin);
-        let echo = self.echoes.expect(&payload);
+        let echo = self.echoes.watch_for(&payload);
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(&payload)
