@@ -352,9 +352,12 @@ impl Store for RedisStore {
             .await
     }
 
-    /// One `EVALSHA` of the patch script, which applies the changes to the
-    /// stored record on the server (see the `patch` module): no read before
-    /// the write, no retry under contention. `base` is not needed.
+    /// One script: with `base` (the record the request loaded), the
+    /// compare-and-set script of `modify_loaded`, which costs Redis less
+    /// than half of the patch script; without, the patch script, which
+    /// applies the changes to the stored record on the server with no read
+    /// before the write and no retry under contention (see the `patch`
+    /// module).
     async fn patch(
         &self,
         hash: &TokenHash,

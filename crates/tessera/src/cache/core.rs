@@ -125,26 +125,38 @@ impl Core {
     }
 
     /// The cached record under `hash`, unless it is at or near a deadline,
-    /// or the store vouched for it longer than `max_staleness` ago.
+    /// or the store vouched for it longer than `max_staleness` ago. Counted
+    /// as a hit or a miss.
     pub(crate) fn get(&self, hash: &TokenHash) -> Option<SessionRecord> {
+        let found = self.servable(hash);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// [`Core::get`] without counting: for a write that can use this
+    /// node's copy as its starting point, which is not a load.
+    pub(crate) fn peek(&self, hash: &TokenHash) -> Option<SessionRecord> {
+        self.servable(hash)
+    }
+
+    fn servable(&self, hash: &TokenHash) -> Option<SessionRecord> {
         if !self.live.load(Ordering::SeqCst) {
-            self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let Some(entry) = self.cache.get(hash) else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
+        let entry = self.cache.get(hash)?;
         if self.near_deadline(&entry.record, self.clock.now()) || self.too_old(&entry) {
             // Another node may have moved the idle deadline (a touch whose
             // message is still on its way): near a deadline the store
             // decides, so a stale copy never makes a live session look
             // expired, nor an expired one look live.
             self.cache.invalidate(hash);
-            self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        self.hits.fetch_add(1, Ordering::Relaxed);
         Some(entry.record.clone())
     }
 

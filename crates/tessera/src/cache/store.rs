@@ -470,10 +470,17 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
         result
     }
 
-    /// Forwarded so the wrapped store's one-operation patch (a Lua script
-    /// on Redis) is kept; anything but a refusal or a miss may have
-    /// written, so it publishes like a `modify` that wrote, and an applied
-    /// patch's record replaces this node's copy like a `modify`'s.
+    /// Forwarded so the wrapped store's one-operation patch is kept; a
+    /// caller that loaded nothing gets this node's copy as `base`, the
+    /// record the wrapped store may compute the write from (on Redis the
+    /// compare-and-set script, which costs Redis less than half of the
+    /// patch script). That is safe with a stale copy: a base is only a
+    /// starting point, and a store that uses it compares it with what is
+    /// stored and applies the patch to the stored record when they differ
+    /// (the [`Store::patch`] contract). Anything but a refusal or a miss
+    /// may have written, so it publishes like a `modify` that wrote, and
+    /// an applied patch's record replaces this node's copy like a
+    /// `modify`'s.
     async fn patch(
         &self,
         hash: &TokenHash,
@@ -482,6 +489,11 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
         now: Timestamp,
     ) -> Result<PatchOutcome, StoreError> {
         let seen = self.core.before_write(hash);
+        let cached = match base {
+            Some(_) => None,
+            None => self.core.peek(hash),
+        };
+        let base = base.or(cached.as_ref());
         let result = self.inner.patch(hash, base, patch, now).await;
         match &result {
             Ok(PatchOutcome::Refused { .. } | PatchOutcome::Missing) => {

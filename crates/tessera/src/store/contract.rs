@@ -409,15 +409,18 @@ pub trait Store: Send + Sync + 'static {
     /// deleted or expired session is not resurrected. A
     /// [`PatchRefusal`](super::PatchRefusal) writes nothing.
     ///
-    /// `base` is a copy this caller loaded earlier, if any: stores that
-    /// cannot apply a patch in place use it as the first compare-and-set
-    /// base (one round trip when nothing changed meanwhile); stores that
-    /// apply the patch server-side ignore it.
+    /// `base` is a copy this caller loaded earlier, if any (possibly stale):
+    /// stores that cannot apply a patch in place use it as the first
+    /// compare-and-set base (one round trip when nothing changed
+    /// meanwhile); stores that can apply the patch server-side may ignore
+    /// it or, like Redis, prefer the compare-and-set when it is cheaper for
+    /// the server.
     ///
     /// The default implementation runs [`Store::modify_loaded`] (with a
     /// base) or [`Store::modify`] with [`Patch::apply`], so it is correct
     /// for any store; the bundled stores override it where the backend can
-    /// apply the patch itself (Redis: one Lua script) and document it.
+    /// apply the patch itself (Redis: one Lua script when there is no
+    /// base) and document it.
     ///
     /// ```
     /// use tessera::store::{MemoryStore, Patch, PatchOp, PatchOutcome, Store};

@@ -265,12 +265,26 @@ async fn an_entry_near_its_deadline_is_read_from_the_store() {
 }
 
 /// A store whose `load` can be held after reading, to line up a load with
-/// a concurrent invalidation.
+/// a concurrent invalidation; it also notes the version of each `patch`'s
+/// `base`.
 struct GatedStore {
     inner: Arc<MemoryStore>,
     armed: AtomicBool,
     read_done: Notify,
     release: Notify,
+    bases: std::sync::Mutex<Vec<Option<u64>>>,
+}
+
+impl GatedStore {
+    fn new(inner: Arc<MemoryStore>) -> Self {
+        Self {
+            inner,
+            armed: AtomicBool::new(false),
+            read_done: Notify::new(),
+            release: Notify::new(),
+            bases: std::sync::Mutex::default(),
+        }
+    }
 }
 
 #[async_trait]
@@ -385,6 +399,7 @@ impl Store for GatedStore {
         patch: &Patch,
         now: Timestamp,
     ) -> Result<PatchOutcome, StoreError> {
+        self.bases.lock().unwrap().push(base.map(|b| b.version));
         self.inner.patch(hash, base, patch, now).await
     }
 }
@@ -393,12 +408,7 @@ impl Store for GatedStore {
 async fn a_load_racing_a_revocation_does_not_cache_the_old_record() {
     let shared = Arc::new(MemoryStore::new());
     let channel = Arc::new(LocalChannel::new());
-    let gated = Arc::new(GatedStore {
-        inner: shared.clone(),
-        armed: AtomicBool::new(false),
-        read_done: Notify::new(),
-        release: Notify::new(),
-    });
+    let gated = Arc::new(GatedStore::new(shared.clone()));
     let a = CachedStore::from_arc(shared.clone(), long_lived(), channel.clone());
     let b = Arc::new(CachedStore::from_arc(gated.clone(), long_lived(), channel));
     let (_, record) = tessera::testkit::sample_record(Some("hal"));
@@ -453,12 +463,7 @@ where
 {
     let shared = Arc::new(MemoryStore::new());
     let channel = Arc::new(LocalChannel::new());
-    let gated = Arc::new(GatedStore {
-        inner: shared.clone(),
-        armed: AtomicBool::new(false),
-        read_done: Notify::new(),
-        release: Notify::new(),
-    });
+    let gated = Arc::new(GatedStore::new(shared.clone()));
     let a = CachedStore::from_arc(shared.clone(), long_lived(), channel.clone());
     let b = Arc::new(CachedStore::from_arc(gated.clone(), long_lived(), channel));
     for r in std::iter::once(record).chain(also.iter().copied()) {
@@ -528,6 +533,56 @@ async fn a_load_is_cached_despite_an_unrelated_invalidation_meanwhile() {
     let hits = b.stats().hits;
     assert!(b.load(&record.hash).await.unwrap().is_some());
     assert_eq!(b.stats().hits, hits + 1, "the load's insert was dropped");
+}
+
+/// A patch with no base gets this node's copy as its base (on Redis the
+/// cheaper compare-and-set script); a stale copy loses nothing.
+#[tokio::test]
+async fn a_patch_without_a_base_starts_from_the_cached_copy() {
+    let shared = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GatedStore::new(shared.clone()));
+    let channel: Arc<dyn Invalidation> = Arc::new(LocalChannel::new());
+    let cache = CachedStore::from_arc(gated.clone(), long_lived(), channel);
+    let (_, record) = tessera::testkit::sample_record(None);
+    shared.create(&record).await.unwrap();
+    let now = record.created_at;
+    let inc = Patch::new(vec![tessera::store::PatchOp::Increment {
+        key: "n".into(),
+        by: 1,
+    }]);
+    let applied = |outcome: PatchOutcome| assert!(matches!(outcome, PatchOutcome::Applied(_)));
+
+    // Nothing cached: no base.
+    applied(cache.patch(&record.hash, None, &inc, now).await.unwrap());
+    // Cached (by a load): the copy is the base.
+    let loaded = cache.load(&record.hash).await.unwrap().unwrap();
+    applied(cache.patch(&record.hash, None, &inc, now).await.unwrap());
+    // A caller's own base wins.
+    applied(
+        cache
+            .patch(&record.hash, Some(&record), &inc, now)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        *gated.bases.lock().unwrap(),
+        [None, Some(loaded.version), Some(record.version)]
+    );
+
+    // Written behind the cache's back (another process, no message): the
+    // cached copy is stale, the increment still lands on the stored value.
+    let cached = cache.load(&record.hash).await.unwrap().unwrap();
+    applied(shared.patch(&record.hash, None, &inc, now).await.unwrap());
+    let PatchOutcome::Applied(written) = cache.patch(&record.hash, None, &inc, now).await.unwrap()
+    else {
+        panic!("the session is live");
+    };
+    assert_eq!(
+        gated.bases.lock().unwrap().last(),
+        Some(&Some(cached.version))
+    );
+    assert_eq!(written.data["n"], 5);
+    assert_eq!(shared.load(&record.hash).await.unwrap().unwrap(), written);
 }
 
 #[tokio::test]
