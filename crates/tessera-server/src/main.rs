@@ -3,6 +3,9 @@
 
 use clap::Parser as _;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = tessera_server::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
