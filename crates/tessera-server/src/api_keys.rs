@@ -4,17 +4,8 @@
 //! A plain hash suffices because a key carries 256 bits of entropy (the same
 //! reasoning as for session tokens in `tessera::token`), and looking a key
 //! up by its hash means the comparison never touches the secret itself.
-//!
-//! With the session cache on (`cache = "on"`), a key found in the database
-//! is remembered for `cache_max_staleness` ([`ApiKeys::cached`]): every
-//! `/v1` call presents the key, and the lookup was a database query per
-//! call. The operator who turned the cache on accepted that bound for
-//! revocations made elsewhere; a revoked key is refused by every instance
-//! within it. Unknown keys are never remembered.
 
-use std::time::Duration;
-
-use tessera::token::{ApiKeyToken, TokenHash};
+use tessera::token::ApiKeyToken;
 
 use crate::db::{Db, is_duplicate, now_secs, on_pool};
 use crate::users::valid_username;
@@ -41,36 +32,12 @@ pub enum ApiKeyError {
 #[derive(Debug, Clone)]
 pub struct ApiKeys {
     db: Db,
-    /// Keys found recently, by hash, with their names (see the module
-    /// docs); `None`: every verification asks the database.
-    found: Option<moka::sync::Cache<TokenHash, String>>,
 }
-
-/// Keys remembered at most: far more than a deployment's clients.
-const MAX_REMEMBERED: u64 = 1_024;
 
 impl ApiKeys {
     /// Wraps the server database (any backend: a [`Db`] or a SQLite pool).
     pub fn new(db: impl Into<Db>) -> Self {
-        Self {
-            db: db.into(),
-            found: None,
-        }
-    }
-
-    /// Remembers each key found in the database for `ttl`, so a revoked
-    /// key may still be accepted here for up to `ttl` (see the module
-    /// docs). The server does this with the session cache on, with its
-    /// `cache_max_staleness`.
-    #[must_use]
-    pub fn cached(mut self, ttl: Duration) -> Self {
-        self.found = Some(
-            moka::sync::Cache::builder()
-                .max_capacity(MAX_REMEMBERED)
-                .time_to_live(ttl)
-                .build(),
-        );
-        self
+        Self { db: db.into() }
     }
 
     /// Creates a key named `name` and returns it; this is the only time the
@@ -129,22 +96,14 @@ impl ApiKeys {
         let Ok(key) = ApiKeyToken::parse(presented) else {
             return Ok(None);
         };
-        let hash = key.hash();
-        if let Some(name) = self.found.as_ref().and_then(|found| found.get(&hash)) {
-            return Ok(Some(name));
-        }
         let sql = self.db.dialect(&format!(
             "SELECT {} FROM tessera_api_keys WHERE key_hash = ?",
             self.db.text("name")
         ));
-        let name: Option<String> = on_pool!(&self.db, pool => sqlx::query_scalar(&sql)
-            .bind(hash.as_bytes().as_slice())
+        Ok(on_pool!(&self.db, pool => sqlx::query_scalar(&sql)
+            .bind(key.hash().as_bytes().as_slice())
             .fetch_optional(pool)
-            .await?);
-        if let (Some(found), Some(name)) = (&self.found, &name) {
-            found.insert(hash, name.clone());
-        }
-        Ok(name)
+            .await?))
     }
 }
 
@@ -187,42 +146,5 @@ mod tests {
         assert!(keys.revoke("backend").await.unwrap());
         assert_eq!(keys.verify(key.expose()).await.unwrap(), None);
         assert!(!keys.revoke("backend").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_remembered_key_is_refused_once_its_time_is_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("k.db").display());
-        let db = crate::db::open(&url, 2, Duration::from_secs(5))
-            .await
-            .unwrap();
-        // The server's default `cache_max_staleness`; long enough that the
-        // steps below fit in it on a loaded machine.
-        let ttl = Duration::from_secs(1);
-        let keys = ApiKeys::new(db.clone()).cached(ttl);
-        // Another process's view of the table (the CLI revoking).
-        let admin = ApiKeys::new(db);
-        let key = keys.create("backend").await.unwrap();
-        assert!(keys.verify("tsk_junk").await.unwrap().is_none());
-
-        assert_eq!(
-            keys.verify(key.expose()).await.unwrap().as_deref(),
-            Some("backend")
-        );
-        assert!(admin.revoke("backend").await.unwrap());
-        // Within the bound the remembered key still works here...
-        assert_eq!(
-            keys.verify(key.expose()).await.unwrap().as_deref(),
-            Some("backend")
-        );
-        // ...and not after it.
-        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
-        assert_eq!(keys.verify(key.expose()).await.unwrap(), None);
-        // A key created meanwhile is found in the database.
-        let later = admin.create("later").await.unwrap();
-        assert_eq!(
-            keys.verify(later.expose()).await.unwrap().as_deref(),
-            Some("later")
-        );
     }
 }

@@ -56,12 +56,7 @@ pub async fn build_state(
     );
     let users = Users::with_admission(pool.clone(), admission).await?;
     let activity = crate::activity::Activity::new(pool.clone());
-    let mut keys = ApiKeys::new(pool.clone());
-    if config.cache == crate::cache::CacheMode::On {
-        // The bound the operator accepted for the session cache applies to
-        // API keys too (src/api_keys.rs).
-        keys = keys.cached(config.cache_max_staleness);
-    }
+    let keys = ApiKeys::new(pool.clone());
     let cookie = CookieConfig::default().insecure_http(config.insecure_http);
     let origin = OriginCheck::new(&config.trusted_origins);
     let limiter = open_limiter(&config, &pool).await?;

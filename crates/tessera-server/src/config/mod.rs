@@ -238,10 +238,7 @@ pub struct Config {
     /// through the store's own channel (Redis pub/sub, PostgreSQL
     /// `LISTEN/NOTIFY`); MySQL/MariaDB and SQLite have none, and a change
     /// made by another process reaches this one within
-    /// `cache_max_staleness` (a start-up warning says so). With the cache
-    /// on, API keys found in the database are also remembered for
-    /// `cache_max_staleness`: a key revoked with `tessera api-key revoke`
-    /// is refused by every running instance within that bound.
+    /// `cache_max_staleness` (a start-up warning says so).
     pub cache: values::CacheMode,
     /// No cached session is served once older than this (default `1s`):
     /// the worst-case delay of a revocation made elsewhere when its
