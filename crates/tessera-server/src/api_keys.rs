@@ -4,8 +4,28 @@
 //! A plain hash suffices because a key carries 256 bits of entropy (the same
 //! reasoning as for session tokens in `tessera::token`), and looking a key
 //! up by its hash means the comparison never touches the secret itself.
+//!
+//! **Remembered keys.** Every `/v1` call presents its key, and checking it
+//! is a database query. With the session cache on and a store that has an
+//! invalidation channel (Redis, PostgreSQL), a key found in the database is
+//! remembered ([`ApiKeys::remembering`]) under a
+//! [`Vouch`](tessera::cache::Vouch) of the cache. `tessera api-key revoke`
+//! deletes the key, then publishes a credentials message on the store's
+//! channel ([`ApiKeys::revoke`]); every instance forgets the keys it
+//! remembers when the message arrives, as fast as it drops a revoked
+//! session. While the channel is down nothing is remembered or used, and a
+//! key is never remembered longer than `cache_max_staleness` (the bound for
+//! a loss nobody noticed). Without a channel (MySQL, SQLite) or with the
+//! cache off, every call asks the database. Unknown keys are never
+//! remembered.
 
-use tessera::token::ApiKeyToken;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera::cache::Vouch;
+use tessera::token::{ApiKeyToken, TokenHash};
+
+use crate::cache::SessionCache;
 
 use crate::db::{Db, is_duplicate, now_secs, on_pool};
 use crate::users::valid_username;
@@ -32,12 +52,46 @@ pub enum ApiKeyError {
 #[derive(Debug, Clone)]
 pub struct ApiKeys {
     db: Db,
+    /// Keys found recently (see the module docs); `None`: every
+    /// verification asks the database.
+    memory: Option<Memory>,
 }
+
+/// Keys found in the database, by hash, with their names and the mark of
+/// the session cache taken before the query.
+#[derive(Debug, Clone)]
+struct Memory {
+    found: moka::sync::Cache<TokenHash, (String, Vouch)>,
+    cache: Arc<SessionCache>,
+}
+
+/// Keys remembered at most: far more than a deployment's clients.
+const MAX_REMEMBERED: u64 = 1_024;
 
 impl ApiKeys {
     /// Wraps the server database (any backend: a [`Db`] or a SQLite pool).
     pub fn new(db: impl Into<Db>) -> Self {
-        Self { db: db.into() }
+        Self {
+            db: db.into(),
+            memory: None,
+        }
+    }
+
+    /// Remembers keys found in the database while `cache` vouches for them
+    /// (its channel is up and no revocation arrived since), for `ttl` at
+    /// most; [`ApiKeys::revoke`] tells every instance through `cache`'s
+    /// channel. See the module docs. A cache without a channel never
+    /// vouches: nothing is remembered.
+    #[must_use]
+    pub fn remembering(mut self, cache: Arc<SessionCache>, ttl: Duration) -> Self {
+        self.memory = Some(Memory {
+            found: moka::sync::Cache::builder()
+                .max_capacity(MAX_REMEMBERED)
+                .time_to_live(ttl)
+                .build(),
+            cache,
+        });
+        self
     }
 
     /// Creates a key named `name` and returns it; this is the only time the
@@ -69,7 +123,13 @@ impl ApiKeys {
         }
     }
 
-    /// Revokes the key named `name`; returns whether it existed.
+    /// Revokes the key named `name`; returns whether it existed. With a
+    /// session cache ([`ApiKeys::remembering`]), then tells every instance
+    /// to forget the keys it remembers, and returns once the channel took
+    /// the message (a failure to publish is logged; the instances then
+    /// forget within `cache_max_staleness`). The delete comes first: an
+    /// instance that hears the message and looks the key up again must
+    /// not find it.
     ///
     /// # Errors
     ///
@@ -83,6 +143,11 @@ impl ApiKeys {
             .execute(pool)
             .await?
             .rows_affected());
+        if let Some(memory) = &self.memory {
+            // Also when nothing was deleted here: someone may have deleted
+            // the row by other means while instances remember it.
+            memory.cache.forget_credentials().await;
+        }
         Ok(affected > 0)
     }
 
@@ -96,14 +161,32 @@ impl ApiKeys {
         let Ok(key) = ApiKeyToken::parse(presented) else {
             return Ok(None);
         };
+        let hash = key.hash();
+        // The mark is taken before the query: a revocation whose message
+        // arrives after it ends the mark, whether the query saw the delete
+        // or not.
+        let mut mark = None;
+        if let Some(memory) = &self.memory {
+            if let Some((name, vouch)) = memory.found.get(&hash) {
+                if memory.cache.vouches(vouch) {
+                    return Ok(Some(name));
+                }
+                memory.found.invalidate(&hash);
+            }
+            mark = memory.cache.vouch();
+        }
         let sql = self.db.dialect(&format!(
             "SELECT {} FROM tessera_api_keys WHERE key_hash = ?",
             self.db.text("name")
         ));
-        Ok(on_pool!(&self.db, pool => sqlx::query_scalar(&sql)
-            .bind(key.hash().as_bytes().as_slice())
+        let name: Option<String> = on_pool!(&self.db, pool => sqlx::query_scalar(&sql)
+            .bind(hash.as_bytes().as_slice())
             .fetch_optional(pool)
-            .await?))
+            .await?);
+        if let (Some(memory), Some(vouch), Some(name)) = (&self.memory, mark, &name) {
+            memory.found.insert(hash, (name.clone(), vouch));
+        }
+        Ok(name)
     }
 }
 

@@ -219,16 +219,19 @@ pub async fn sessions(config: Config, command: SessionsCommand) -> Result<(), Se
 ///
 /// Database errors.
 pub async fn api_key(config: Config, command: ApiKeyCommand) -> Result<(), ServerError> {
-    let pool = crate::db::open(&config.database_url(), 1, config.store_timeout).await?;
-    let keys = crate::api_keys::ApiKeys::new(pool);
     match command {
         ApiKeyCommand::Create { name } => {
-            let key = keys.create(&name).await?;
+            // A new key is remembered nowhere: the database is enough.
+            let pool = crate::db::open(&config.database_url(), 1, config.store_timeout).await?;
+            let key = crate::api_keys::ApiKeys::new(pool).create(&name).await?;
             eprintln!("created API key {name:?}; it is shown only once:");
             println!("{}", key.expose());
         }
         ApiKeyCommand::Revoke { name } => {
-            if keys.revoke(&name).await? {
+            // Instances that cache remember keys: the revocation is
+            // published on the store's channel (src/api_keys.rs).
+            let state = build_state(crate::cache::for_cli(config), None).await?;
+            if state.keys.revoke(&name).await? {
                 println!("revoked API key {name}");
             } else {
                 return Err(ServerError::Message(format!("no API key named {name:?}")));

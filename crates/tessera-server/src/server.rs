@@ -56,7 +56,12 @@ pub async fn build_state(
     );
     let users = Users::with_admission(pool.clone(), admission).await?;
     let activity = crate::activity::Activity::new(pool.clone());
-    let keys = ApiKeys::new(pool.clone());
+    let mut keys = ApiKeys::new(pool.clone());
+    if let Some(cache) = store.cache() {
+        // Found keys are remembered while the cache's channel vouches for
+        // them, and revocations are published on it (src/api_keys.rs).
+        keys = keys.remembering(cache.clone(), config.cache_max_staleness);
+    }
     let cookie = CookieConfig::default().insecure_http(config.insecure_http);
     let origin = OriginCheck::new(&config.trusted_origins);
     let limiter = open_limiter(&config, &pool).await?;

@@ -238,7 +238,10 @@ pub struct Config {
     /// through the store's own channel (Redis pub/sub, PostgreSQL
     /// `LISTEN/NOTIFY`); MySQL/MariaDB and SQLite have none, and a change
     /// made by another process reaches this one within
-    /// `cache_max_staleness` (a start-up warning says so).
+    /// `cache_max_staleness` (a start-up warning says so). With a channel,
+    /// API keys found in the database are remembered too, and
+    /// `tessera api-key revoke` publishes their revocation on it
+    /// (src/api_keys.rs).
     pub cache: values::CacheMode,
     /// No cached session is served once older than this (default `1s`):
     /// the worst-case delay of a revocation made elsewhere when its

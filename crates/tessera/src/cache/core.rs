@@ -62,6 +62,11 @@ pub(crate) struct Core {
     /// write that looked for this node's entry between the first bump and
     /// the eviction (see [`Core::write_through`]).
     global: AtomicU64,
+    /// Bumped by every [`Invalidate::Credentials`] and every flush (which
+    /// covers [`Invalidate::Everyone`], a lost or regained channel and an
+    /// unreadable message): what a [`Vouch`](super::Vouch) is checked
+    /// against.
+    credentials: AtomicU64,
     /// Whether invalidations are known to arrive (the channel is
     /// subscribed, or there is no other node). While false, nothing is
     /// served from or put into the cache.
@@ -98,6 +103,7 @@ impl Core {
             cache,
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             global: AtomicU64::new(0),
+            credentials: AtomicU64::new(0),
             live: AtomicBool::new(live),
             clock,
             max_staleness: config.max_staleness,
@@ -293,7 +299,20 @@ impl Core {
                 self.global.fetch_add(1, Ordering::SeqCst);
             }
             Invalidate::Everyone => self.flush(),
+            Invalidate::Credentials => {
+                self.credentials.fetch_add(1, Ordering::SeqCst);
+            }
         }
+    }
+
+    /// The credentials generation, while the channel is live; `None`
+    /// otherwise (nothing may be remembered while messages can be missed).
+    pub(crate) fn credentials(&self) -> Option<u64> {
+        // Generation first, then liveness: a channel lost in between bumps
+        // the generation (`set_live` flushes), so a value read before the
+        // loss never matches again.
+        let generation = self.credentials.load(Ordering::SeqCst);
+        self.live.load(Ordering::SeqCst).then_some(generation)
     }
 
     /// One session: bump its stripe, evict, bump.
@@ -330,6 +349,7 @@ impl Core {
 
     /// Drops every entry.
     pub(crate) fn flush(&self) {
+        self.credentials.fetch_add(1, Ordering::SeqCst);
         self.global.fetch_add(1, Ordering::SeqCst);
         self.flushes.fetch_add(1, Ordering::Relaxed);
         // No read returns an entry inserted before this call.

@@ -14,6 +14,7 @@ use crate::token::TokenHash;
 /// | revoke one session by its handle, session-limit eviction | [`Invalidate::Handle`] |
 /// | revoke every session of a user, password change, disable, a per-user "not before" | [`Invalidate::User`] |
 /// | sign everybody out, a global "not before" | [`Invalidate::Everyone`] |
+/// | a credential checked outside the session store was revoked (the server's API keys) | [`Invalidate::Credentials`] |
 ///
 /// The wire form ([`Invalidate::encode_from`], with the sending cache's
 /// [`Origin`]; [`Invalidate::encode`] without) is one short line of text, so
@@ -43,6 +44,10 @@ pub enum Invalidate {
     User(String),
     /// Every session ended (or must be re-checked): drop the whole cache.
     Everyone,
+    /// A credential kept outside the session store was revoked (the
+    /// server's API keys): forget every one remembered under a
+    /// [`Vouch`](super::Vouch). Cached sessions stay.
+    Credentials,
 }
 
 /// Most token hashes one [`Invalidate::Sessions`] message carries: 100
@@ -111,7 +116,7 @@ impl Origin {
 
 impl Invalidate {
     /// The wire form: `t1 s <hash hex>`, `t1 S <hash hex> <hash hex> …`,
-    /// `t1 h <handle>`, `t1 u <user id>` or `t1 a`.
+    /// `t1 h <handle>`, `t1 u <user id>`, `t1 a` or `t1 c`.
     pub fn encode(&self) -> String {
         match self {
             Self::Session(hash) => format!("{TAG} s {}", hash.to_hex()),
@@ -126,14 +131,17 @@ impl Invalidate {
             Self::Handle(handle) => format!("{TAG} h {}", handle.as_str()),
             Self::User(user) => format!("{TAG} u {user}"),
             Self::Everyone => format!("{TAG} a"),
+            Self::Credentials => format!("{TAG} c"),
         }
     }
 
     /// The wire form naming the cache that sent it: `t2 <origin hex> `
     /// followed by the `t1` form's kind and value (`s <hash hex>`,
-    /// `S <hash hex> …`, `h <handle>`, `u <user id>` or `a`). A receiver of an older version
-    /// does not read it and flushes its whole cache instead (safe; costs
-    /// hits while a fleet is upgraded).
+    /// `S <hash hex> …`, `h <handle>`, `u <user id>`, `a` or `c`). A
+    /// receiver of an older version does not read it and flushes its whole
+    /// cache instead (safe; costs hits while a fleet is upgraded). That is
+    /// also how a receiver older than [`Invalidate::Credentials`] treats
+    /// `c`.
     pub fn encode_from(&self, origin: Origin) -> String {
         let body = self.encode();
         let rest = body.strip_prefix(TAG).unwrap_or(&body);
@@ -175,8 +183,10 @@ impl Invalidate {
 
     /// The kind and value after the tag (and origin).
     fn decode_body(rest: &str) -> Option<Self> {
-        if rest == "a" {
-            return Some(Self::Everyone);
+        match rest {
+            "a" => return Some(Self::Everyone),
+            "c" => return Some(Self::Credentials),
+            _ => {}
         }
         let (kind, value) = rest.split_once(' ')?;
         match kind {
@@ -216,6 +226,7 @@ mod tests {
             Invalidate::User("user with spaces and ünicode".into()),
             Invalidate::User(String::new()),
             Invalidate::Everyone,
+            Invalidate::Credentials,
         ];
         for m in messages {
             assert_eq!(Invalidate::decode(&m.encode()), Some(m));
@@ -235,6 +246,7 @@ mod tests {
             Invalidate::User("user with spaces".into()),
             Invalidate::User(String::new()),
             Invalidate::Everyone,
+            Invalidate::Credentials,
         ];
         for m in messages {
             let wire = m.encode_from(origin);
@@ -286,6 +298,8 @@ mod tests {
             "t1 h ../etc",
             "t1 x y",
             "t1 a extra",
+            "t1 c extra",
+            "t1 c ",
             "t1 S",
             "t1 S  ",
         ] {

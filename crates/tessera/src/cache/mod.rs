@@ -61,6 +61,15 @@
 //!   is sent in the background, so it adds no round trip to the request
 //!   (see [`CachedStore`]).
 //!
+//! # Credentials outside the store
+//!
+//! A server may check other credentials on every request (the `tessera`
+//! server's API keys live in its database). [`CachedStore::vouch`] lends
+//! the cache's channel to them: what is read under a [`Vouch`] may be used
+//! while [`CachedStore::vouches`] holds, which ends when any node calls
+//! [`CachedStore::forget_credentials`] after a revocation, on a flush, and
+//! while the channel is down. Without a channel nothing is vouched for.
+//!
 //! # Sizing
 //!
 //! [`CacheConfig::max_entries`] and [`CacheConfig::max_bytes`] bound the
@@ -88,4 +97,4 @@ mod store;
 pub use channel::{Invalidation, InvalidationSink, LocalChannel};
 pub use config::{CacheConfig, CacheStats};
 pub use message::{Invalidate, MAX_SESSIONS_PER_MESSAGE, Origin};
-pub use store::CachedStore;
+pub use store::{CachedStore, Vouch};

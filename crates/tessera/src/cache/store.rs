@@ -197,6 +197,75 @@ impl<S: Store + ?Sized> CachedStore<S> {
         self.core.stats()
     }
 
+    /// A mark under which to remember a credential that is checked outside
+    /// the session store (the server remembers its API keys this way), or
+    /// `None` when nothing may be remembered: this cache has no channel
+    /// (the polling fallback, where nobody would hear of a revocation), or
+    /// its channel is down.
+    ///
+    /// Take the mark **before** reading the credential's store, keep it
+    /// with what was read, and use what was read only while
+    /// [`CachedStore::vouches`] holds for it. A revocation that reached
+    /// this node since (an [`Invalidate::Credentials`], sent by
+    /// [`CachedStore::forget_credentials`] on any node), a flush and a
+    /// lost channel all end it; so does a revocation that raced the read,
+    /// since its message arrives after the mark was taken. Bound what is
+    /// remembered by [`CacheConfig::max_staleness`] too, for a loss of
+    /// messages nobody noticed.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tessera::cache::{CacheConfig, CachedStore, LocalChannel};
+    /// use tessera::store::MemoryStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let shared = Arc::new(MemoryStore::new());
+    /// let channel = Arc::new(LocalChannel::new());
+    /// let a = CachedStore::from_arc(shared.clone(), CacheConfig::default(), channel.clone());
+    /// let b = CachedStore::from_arc(shared.clone(), CacheConfig::default(), channel);
+    ///
+    /// let mark = b.vouch().expect("B hears its channel");
+    /// // ... B reads a credential and remembers it with `mark` ...
+    /// assert!(b.vouches(mark));
+    /// a.forget_credentials().await; // A revoked one: every node forgets
+    /// # tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    /// assert!(!b.vouches(mark));
+    ///
+    /// // Without a channel nothing may be remembered.
+    /// assert!(CachedStore::without_channel(shared, CacheConfig::default()).vouch().is_none());
+    /// # }
+    /// ```
+    pub fn vouch(&self) -> Option<Vouch> {
+        // No channel, no mark: nobody would hear of a revocation.
+        self.channel.as_ref()?;
+        self.core.credentials().map(Vouch)
+    }
+
+    /// Whether what was read under `vouch` may still be used (see
+    /// [`CachedStore::vouch`]): the channel stayed up and nothing told this
+    /// node to forget credentials since.
+    pub fn vouches(&self, vouch: Vouch) -> bool {
+        self.core.credentials() == Some(vouch.0)
+    }
+
+    /// Tells every node, this one first, to forget the credentials it
+    /// remembers under a [`Vouch`]: call it after revoking one in its own
+    /// store. Returns once the channel took the message, `true` if it did;
+    /// on `false` (logged and counted as a publish failure) the other
+    /// nodes let go of what they remember within their `max_staleness`.
+    /// Without a channel there is nobody to tell (and nothing is
+    /// remembered): `true`.
+    ///
+    /// See [`CachedStore::vouch`] for an example.
+    pub async fn forget_credentials(&self) -> bool {
+        let message = Invalidate::Credentials;
+        self.core.apply(&message);
+        match &self.channel {
+            Some(channel) => publish(channel.as_ref(), &self.core, &message).await,
+            None => true,
+        }
+    }
+
     /// Waits until every message of a data write queued so far (see the
     /// type docs) has been handed to the channel or has failed.
     ///
@@ -236,7 +305,7 @@ impl<S: Store + ?Sized> CachedStore<S> {
 
     async fn publish_now(&self, message: &Invalidate) {
         if let Some(channel) = &self.channel {
-            publish(channel.as_ref(), &self.core, message).await;
+            let _ = publish(channel.as_ref(), &self.core, message).await;
         }
     }
 
@@ -548,20 +617,27 @@ async fn send_queued(
             [one] => Invalidate::Session(*one),
             _ => Invalidate::Sessions(std::mem::take(&mut batch)),
         };
-        publish(channel.as_ref(), &core, &message).await;
+        let _ = publish(channel.as_ref(), &core, &message).await;
         batch.clear();
         sent.send_modify(|sent| *sent += taken as u64);
     }
 }
 
-/// Sends one message, counting (and logging) a failure.
-async fn publish(channel: &dyn Invalidation, core: &Core, message: &Invalidate) {
+/// Sends one message, counting (and logging) a failure; whether it left.
+async fn publish(channel: &dyn Invalidation, core: &Core, message: &Invalidate) -> bool {
     let result = channel.publish(message, core.origin()).await;
     if let Err(e) = &result {
         tracing::warn!(error = %e, "could not publish a cache invalidation");
     }
     core.published(result.is_ok());
+    result.is_ok()
 }
+
+/// A mark taken by [`CachedStore::vouch`] before reading a credential
+/// kept outside the session store; what was read may be used while
+/// [`CachedStore::vouches`] holds for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vouch(u64);
 
 /// Refresh-token families are not cached: every call goes to the wrapped
 /// store. Ending a session on reuse goes through [`Store`] methods, which

@@ -949,3 +949,68 @@ async fn a_batch_from_another_node_evicts_each_session() {
         assert_eq!(seen, Some(json!(1)), "B kept a copy from before the write");
     }
 }
+
+/// A credential remembered under a `Vouch` (the server's API keys) may be
+/// used until another node revokes one, a flush, or a lost channel; never
+/// while the channel is down, never without one. Cached sessions survive a
+/// credentials message.
+#[tokio::test]
+async fn a_vouch_ends_with_a_credentials_message_a_flush_or_a_lost_channel() {
+    use tessera::cache::{Invalidate, Origin};
+    let channel = Arc::new(Captured::default());
+    let cache = CachedStore::new(MemoryStore::new(), long_lived(), channel.clone());
+    let sink = channel.sink.lock().unwrap().clone().unwrap();
+    let (_, record) = tessera::testkit::sample_record(Some("ned"));
+    cache.create(&record).await.unwrap();
+    let other = Origin::from_u64(42);
+
+    // Another node's revocation ends the mark, and only the mark.
+    assert!(cache.load(&record.hash).await.unwrap().is_some());
+    let mark = cache.vouch().unwrap();
+    assert!(cache.vouches(mark));
+    sink.deliver_raw(&Invalidate::Credentials.encode_from(other))
+        .await;
+    assert!(!cache.vouches(mark));
+    let hits = cache.stats().hits;
+    assert!(cache.load(&record.hash).await.unwrap().is_some());
+    assert_eq!(cache.stats().hits, hits + 1, "sessions stay cached");
+
+    // Signing everybody out and an unreadable message end it too.
+    for wire in [
+        Invalidate::Everyone.encode_from(other),
+        "t9 garbage".to_owned(),
+    ] {
+        let mark = cache.vouch().unwrap();
+        sink.deliver_raw(&wire).await;
+        assert!(!cache.vouches(mark), "{wire:?}");
+    }
+    // Unrelated invalidations do not.
+    let mark = cache.vouch().unwrap();
+    sink.deliver_raw(&Invalidate::User("someone".into()).encode_from(other))
+        .await;
+    sink.deliver_raw(&Invalidate::Session(TokenHash::from_bytes([7; 32])).encode_from(other))
+        .await;
+    assert!(cache.vouches(mark));
+
+    // A lost channel ends it, and nothing is vouched for until it is back;
+    // what was vouched for before stays dead.
+    sink.disconnected();
+    assert!(!cache.vouches(mark));
+    assert!(cache.vouch().is_none());
+    sink.connected();
+    assert!(!cache.vouches(mark));
+    let mark = cache.vouch().unwrap();
+
+    // This node's own revocation ends it here at once and is published.
+    assert!(cache.forget_credentials().await);
+    assert!(!cache.vouches(mark));
+    let published = channel.published.lock().unwrap().clone();
+    assert_eq!(
+        published.last().map(|(_, m)| m),
+        Some(&Invalidate::Credentials)
+    );
+
+    // Without a channel, nobody would hear of a revocation: no mark.
+    let alone = CachedStore::without_channel(Arc::new(MemoryStore::new()), long_lived());
+    assert!(alone.vouch().is_none());
+}
