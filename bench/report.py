@@ -64,8 +64,9 @@ def main(results_path, machine_path):
     round_trips = {}  # (stack, workload) -> (requests, sent, run by scripts)
     # (stack, workload) -> [hits, misses, flushes, written_through]
     cache = defaultdict(lambda: [0, 0, 0, 0])
-    # (stack, workload) -> [requests, server CPU ticks, Redis CPU ticks]
-    cpu = defaultdict(lambda: [0, 0, 0])
+    # (stack, workload) -> [requests, server CPU ticks, Redis CPU ticks,
+    # of the server's: `tessera serve` ticks]
+    cpu = defaultdict(lambda: [0, 0, 0, 0])
     with open(results_path, encoding="utf-8") as f:
         for raw in f:
             row = raw.rstrip("\n").split("\t")
@@ -75,11 +76,12 @@ def main(results_path, machine_path):
             elif kind == "redis-rt":
                 round_trips[(row[1], row[2])] = (int(row[3]), int(row[4]), int(row[5]))
             elif kind == "cpu":
-                (s0, r0), (s1, r1) = (map(int, row[4].split()), map(int, row[5].split()))
+                # Older results have no `tessera serve` column.
+                before, after = ([*map(int, c.split()), 0][:3] for c in (row[4], row[5]))
                 acc = cpu[(row[1], row[2])]
                 acc[0] += int(row[3])
-                acc[1] += s1 - s0
-                acc[2] += r1 - r0
+                for i in range(3):
+                    acc[i + 1] += after[i] - before[i]
             elif kind == "cache":
                 before, after = kv(row[3]), kv(row[4])
                 for i, key in enumerate(("hits", "misses", "flushes", "written_through")):
@@ -179,17 +181,21 @@ def main(results_path, machine_path):
         p("other work on the machine (both share CPU 0). Clock ticks of")
         p(f"{tick_us / 1000:.0f} ms; a run of 5 s at 10k req/s has ~500 of them.")
         p("")
-        p("| workload | stack | server µs/req | Redis µs/req | total µs/req |")
-        p("|---|---|---|---|---|")
+        p("For the express + tessera client stacks the server is Node and `tessera")
+        p("serve` together; the last column says how much of it is `tessera serve`.")
+        p("")
+        p("| workload | stack | server µs/req | Redis µs/req | total µs/req | of the server's: tessera serve µs/req |")
+        p("|---|---|---|---|---|---|")
         for workload, _ in WORKLOADS:
             for stack, _ in STACKS:
-                reqs, server, redis = cpu.get((stack, workload), (0, 0, 0))
+                reqs, server, redis, tessera = cpu.get((stack, workload), (0, 0, 0, 0))
                 if reqs:
                     uses_redis = "redis" in stack or stack.startswith("express")
                     sv, rv = server * tick_us / reqs, redis * tick_us / reqs
                     rtext = f"{rv:.1f}" if uses_redis else "–"
                     total = sv + (rv if uses_redis else 0)
-                    p(f"| {workload} | {stack} | {sv:.1f} | {rtext} | {total:.1f} |")
+                    ttext = f"{tessera * tick_us / reqs:.1f}" if stack.startswith("express-tessera") else "–"
+                    p(f"| {workload} | {stack} | {sv:.1f} | {rtext} | {total:.1f} | {ttext} |")
         p("")
 
     if cache:

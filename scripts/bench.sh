@@ -268,17 +268,19 @@ sum_counters() {
     curl -s -K "$cfg" | awk '/^[0-9]+$/ { s += $1 } END { print s + 0 }'
 }
 
-# cpu_ticks: "<server ticks> <redis ticks>", user + system CPU time in
-# clock ticks (/proc/PID/stat fields 14 and 15) of the stack's processes
-# (the server, and `tessera serve` for the express-tessera stacks) and of
-# Redis.
+# cpu_ticks: "<server ticks> <redis ticks> <tessera serve ticks>", user +
+# system CPU time in clock ticks (/proc/PID/stat fields 14 and 15) of the
+# stack's processes (the server, and `tessera serve` for the
+# express-tessera stacks), of Redis, and of `tessera serve` alone (0 for
+# the other stacks): where an express-tessera request's time goes.
 ticks_of() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cpu_ticks() {
-    local server=0 pid
+    local server=0 tessera=0 pid
     for pid in $SERVER_PID $TESSERA_PID; do
         server=$((server + $(ticks_of "$pid")))
     done
-    echo "$server $(ticks_of "$REDIS_PID")"
+    [[ -n $TESSERA_PID ]] && tessera=$(ticks_of "$TESSERA_PID")
+    echo "$server $(ticks_of "$REDIS_PID") $tessera"
 }
 
 # field NAME LINE: value of NAME=... in a RESULT line.
