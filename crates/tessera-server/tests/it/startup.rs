@@ -212,3 +212,27 @@ async fn demo_user_false_creates_no_user() {
     assert!(ok, "{err}");
     assert!(!out.contains("demo"), "{out}");
 }
+
+/// The audit counters of `/metrics` count every lifecycle event whatever
+/// the log filter: here the log is off (`TESSERA_LOG_FILTER=off`), and a
+/// session created and one revoked through `/v1` are still counted, while
+/// nothing reaches the log.
+#[tokio::test]
+async fn audit_counters_count_with_the_log_off() {
+    let server = Server::start(&[("TESSERA_LOG_FILTER", "off")]);
+    let key = server.api_key();
+    let created = crate::common::create_session(&server, &key, "hal").await;
+    let handle = created["handle"].as_str().unwrap().to_owned();
+    let res = client()
+        .delete(server.at(&format!("/v1/sessions/{handle}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let text = crate::common::get_text(&server, "/metrics").await;
+    assert!(text.contains("tessera_sessions_created_total 1"), "{text}");
+    assert!(text.contains("tessera_sessions_revoked_total 1"), "{text}");
+    let logs = server.logs();
+    assert!(!logs.contains("\"event\":\"created\""), "{logs}");
+}
