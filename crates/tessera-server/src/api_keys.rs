@@ -65,6 +65,22 @@ struct Memory {
     cache: Arc<SessionCache>,
 }
 
+/// What [`ApiKeys::revoke`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revoked {
+    /// No key has that name.
+    Missing,
+    /// The key is deleted. `announced`: every instance was told to forget
+    /// remembered keys (or there was no channel to tell them through);
+    /// `false`: the message could not be published, and instances that
+    /// remember the key refuse it within `cache_max_staleness`.
+    Revoked {
+        /// Whether the revocation was published (see above).
+        announced: bool,
+    },
+}
+
 /// Keys remembered at most: far more than a deployment's clients.
 const MAX_REMEMBERED: u64 = 1_024;
 
@@ -123,10 +139,10 @@ impl ApiKeys {
         }
     }
 
-    /// Revokes the key named `name`; returns whether it existed. With a
-    /// session cache ([`ApiKeys::remembering`]), then tells every instance
-    /// to forget the keys it remembers, and returns once the channel took
-    /// the message (a failure to publish is logged; the instances then
+    /// Revokes the key named `name`. With a session cache
+    /// ([`ApiKeys::remembering`]), then tells every instance to forget the
+    /// keys it remembers, and returns once the channel took the message
+    /// ([`Revoked::Revoked`] says whether it did; if not, the instances
     /// forget within `cache_max_staleness`). The delete comes first: an
     /// instance that hears the message and looks the key up again must
     /// not find it.
@@ -134,7 +150,7 @@ impl ApiKeys {
     /// # Errors
     ///
     /// Database errors.
-    pub async fn revoke(&self, name: &str) -> Result<bool, ApiKeyError> {
+    pub async fn revoke(&self, name: &str) -> Result<Revoked, ApiKeyError> {
         let sql = self
             .db
             .dialect("DELETE FROM tessera_api_keys WHERE name = ?");
@@ -143,12 +159,17 @@ impl ApiKeys {
             .execute(pool)
             .await?
             .rows_affected());
-        if let Some(memory) = &self.memory {
+        let announced = match &self.memory {
             // Also when nothing was deleted here: someone may have deleted
             // the row by other means while instances remember it.
-            memory.cache.forget_credentials().await;
-        }
-        Ok(affected > 0)
+            Some(memory) => memory.cache.forget_credentials().await,
+            None => true,
+        };
+        Ok(if affected == 0 {
+            Revoked::Missing
+        } else {
+            Revoked::Revoked { announced }
+        })
     }
 
     /// The name of the key `presented`, if it is a live key. Malformed input
@@ -226,8 +247,11 @@ mod tests {
         assert_eq!(stored.as_slice(), key.hash().as_bytes().as_slice());
         assert!(!String::from_utf8_lossy(&stored).contains(&key.expose()[4..]));
 
-        assert!(keys.revoke("backend").await.unwrap());
+        assert_eq!(
+            keys.revoke("backend").await.unwrap(),
+            Revoked::Revoked { announced: true }
+        );
         assert_eq!(keys.verify(key.expose()).await.unwrap(), None);
-        assert!(!keys.revoke("backend").await.unwrap());
+        assert_eq!(keys.revoke("backend").await.unwrap(), Revoked::Missing);
     }
 }

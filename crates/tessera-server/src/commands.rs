@@ -228,13 +228,41 @@ pub async fn api_key(config: Config, command: ApiKeyCommand) -> Result<(), Serve
             println!("{}", key.expose());
         }
         ApiKeyCommand::Revoke { name } => {
+            let pool = crate::db::open(&config.database_url(), 1, config.store_timeout).await?;
+            let mut keys = crate::api_keys::ApiKeys::new(pool);
             // Instances that cache remember keys: the revocation is
-            // published on the store's channel (src/api_keys.rs).
-            let state = build_state(crate::cache::for_cli(config), None).await?;
-            if state.keys.revoke(&name).await? {
-                println!("revoked API key {name}");
-            } else {
-                return Err(ServerError::Message(format!("no API key named {name:?}")));
+            // published on the store's channel (src/api_keys.rs). An
+            // unreachable store must not stop the revocation itself: the
+            // key is deleted either way, and the operator told that the
+            // instances then refuse it within `cache_max_staleness`.
+            let cli = crate::cache::for_cli(config);
+            let mut unannounced = None;
+            if cli.cache.is_on() {
+                match crate::store::open_session_store(&cli).await {
+                    Ok(store) => {
+                        if let Some(cache) = store.cache() {
+                            keys = keys.remembering(cache.clone(), cli.cache_max_staleness);
+                        }
+                    }
+                    Err(e) => unannounced = Some(e.to_string()),
+                }
+            }
+            match keys.revoke(&name).await? {
+                crate::api_keys::Revoked::Missing => {
+                    return Err(ServerError::Message(format!("no API key named {name:?}")));
+                }
+                crate::api_keys::Revoked::Revoked { announced } => {
+                    if !announced && unannounced.is_none() {
+                        unannounced = Some(String::from("publishing failed"));
+                    }
+                }
+            }
+            println!("revoked API key {name}");
+            if let Some(error) = unannounced {
+                eprintln!(
+                    "warning: the running instances could not be told ({error}); \
+                     those with cache = \"on\" refuse the key within cache_max_staleness"
+                );
             }
         }
     }

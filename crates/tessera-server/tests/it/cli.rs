@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::common::{BIN, Server, client, login, now_ms, run_cli, status};
+use crate::common::{BIN, Server, client, login, now_ms, run_cli, run_cli_with, status};
 
 #[test]
 fn help_texts_are_there() {
@@ -113,6 +113,35 @@ fn api_key_is_printed_once_and_revocable() {
     assert!(ok);
     let (ok, _, _) = run_cli(&store, &["api-key", "revoke", "svc"], None);
     assert!(!ok);
+}
+
+/// An unreachable store (here a Redis nobody listens on) cannot stop an
+/// API key's revocation: the key is deleted from the database, and the
+/// operator is told that instances with the cache were not told.
+#[test]
+fn an_api_key_is_revoked_while_the_store_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("k.db").display());
+    // A port nothing listens on: bind one, note it, let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = format!("redis://127.0.0.1:{port}");
+    let env = [
+        ("TESSERA_DATABASE", database.as_str()),
+        ("TESSERA_STORE_TIMEOUT", "1s"),
+    ];
+    let (ok, out, err) = run_cli_with(&store, &["api-key", "create", "svc"], None, &env);
+    assert!(ok && out.trim().starts_with("tsk_"), "{err}");
+    let (ok, out, err) = run_cli_with(&store, &["api-key", "revoke", "svc"], None, &env);
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked API key svc"), "{out}");
+    assert!(err.contains("could not be told"), "{err}");
+    // Gone from the database: a second revocation finds nothing.
+    let (ok, _, err) = run_cli_with(&store, &["api-key", "revoke", "svc"], None, &env);
+    assert!(!ok && err.contains("no API key named"), "{err}");
 }
 
 #[tokio::test]
