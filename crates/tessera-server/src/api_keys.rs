@@ -9,7 +9,7 @@
 //! is a database query. With the session cache on and a store that has an
 //! invalidation channel (Redis, PostgreSQL), a key found in the database is
 //! remembered ([`ApiKeys::remembering`]) under a
-//! [`Vouch`](tessera::cache::Vouch) of the cache. `tessera api-key revoke`
+//! [`Vouch`] of the cache. `tessera api-key revoke`
 //! deletes the key, then publishes a credentials message on the store's
 //! channel ([`ApiKeys::revoke`]); every instance forgets the keys it
 //! remembers when the message arrives, as fast as it drops a revoked
