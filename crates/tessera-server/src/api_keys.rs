@@ -98,6 +98,32 @@ impl ApiKeys {
     /// most; [`ApiKeys::revoke`] tells every instance through `cache`'s
     /// channel. See the module docs. A cache without a channel never
     /// vouches: nothing is remembered.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tessera::cache::{CacheConfig, CachedStore, LocalChannel};
+    /// use tessera::store::MemoryStore;
+    /// use tessera_server::api_keys::{ApiKeys, Revoked};
+    /// use tessera_server::metrics::MeteredStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    /// let db = tessera_server::db::open(&url, 1, Duration::from_secs(5)).await?;
+    /// let store = Arc::new(MeteredStore::new(Arc::new(MemoryStore::new())));
+    /// let channel = Arc::new(LocalChannel::new());
+    /// let cache = Arc::new(CachedStore::from_arc(store, CacheConfig::default(), channel));
+    ///
+    /// let keys = ApiKeys::new(db).remembering(cache, Duration::from_secs(1));
+    /// let key = keys.create("backend").await?;
+    /// assert_eq!(keys.verify(key.expose()).await?.as_deref(), Some("backend"));
+    /// // Deleted, and every instance on the channel told to forget it.
+    /// assert_eq!(keys.revoke("backend").await?, Revoked::Revoked { announced: true });
+    /// assert_eq!(keys.verify(key.expose()).await?, None);
+    /// assert_eq!(keys.revoke("backend").await?, Revoked::Missing);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn remembering(mut self, cache: Arc<SessionCache>, ttl: Duration) -> Self {
         self.memory = Some(Memory {
