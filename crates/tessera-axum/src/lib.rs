@@ -132,6 +132,9 @@
 //! (a JWT for another layer) are ignored here.
 
 #![forbid(unsafe_code)]
+// Library and server code never panics on input or store errors: no
+// unwrap()/expect() outside tests (the conformance kit allows them).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
 mod credential;

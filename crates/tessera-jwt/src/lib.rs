@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+// Library and server code never panics on input or store errors: no
+// unwrap()/expect() outside tests (the conformance kit allows them).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod claims;
 mod error;

@@ -57,6 +57,9 @@
 //! refresh), Lua with `EVALSHA` and reload on `NOSCRIPT`, automatic
 //! pipelining of concurrent commands, command timeouts and reconnection.
 #![forbid(unsafe_code)]
+// Library and server code never panics on input or store errors: no
+// unwrap()/expect() outside tests (the conformance kit allows them).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod codec;
 mod config;

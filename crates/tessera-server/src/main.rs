@@ -1,5 +1,8 @@
 //! The `tessera` binary. See `tessera --help`.
 #![forbid(unsafe_code)]
+// Library and server code never panics on input or store errors: no
+// unwrap()/expect() outside tests (the conformance kit allows them).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use clap::Parser as _;
 
