@@ -62,6 +62,7 @@ def main(results_path, machine_path):
     runs = defaultdict(list)  # (stack, workload) -> [run]
     redis_mem, sql, memsize, sweep, instr = {}, {}, {}, None, {}
     round_trips = {}  # (stack, workload) -> (requests, sent, run by scripts)
+    reads = {}  # (stack, workload) -> (requests, Redis reads), one connection
     # (stack, workload) -> [hits, misses, flushes, written_through]
     cache = defaultdict(lambda: [0, 0, 0, 0])
     # (stack, workload) -> [requests, server CPU ticks, Redis CPU ticks,
@@ -75,6 +76,8 @@ def main(results_path, machine_path):
                 redis_mem[row[1]] = (int(row[2]), int(row[3]))
             elif kind == "redis-rt":
                 round_trips[(row[1], row[2])] = (int(row[3]), int(row[4]), int(row[5]))
+            elif kind == "redis-reads":
+                reads[(row[1], row[2])] = (int(row[3]), int(row[4]))
             elif kind == "cpu":
                 # Older results have no `tessera serve` column.
                 before, after = ([*map(int, c.split()), 0][:3] for c in (row[4], row[5]))
@@ -142,8 +145,8 @@ def main(results_path, machine_path):
     for workload, title in WORKLOADS:
         p(f"### {title}")
         p("")
-        p("| stack | req/s median | min–max | p50 | p99 | Redis cmds/req | Redis round trips/req | updates kept | × peer | × bare |")
-        p("|---|---|---|---|---|---|---|---|---|---|")
+        p("| stack | req/s median | min–max | p50 | p99 | Redis cmds/req | Redis cmds sent/req | Redis round trips/req | updates kept | × peer | × bare |")
+        p("|---|---|---|---|---|---|---|---|---|---|---|")
         bare = med("bare", workload)
         for stack, label in STACKS:
             rs = runs.get((stack, workload))
@@ -154,7 +157,9 @@ def main(results_path, machine_path):
             per, detail = redis_per_req(rs)
             redis = f"{per:.2f} ({detail})" if per is not None else "–"
             rt = round_trips.get((stack, workload))
-            trips = f"{rt[1] / rt[0]:.2f}" if rt and rt[0] else "–"
+            sent = f"{rt[1] / rt[0]:.2f}" if rt and rt[0] else "–"
+            rd = reads.get((stack, workload))
+            trips = f"{rd[1] / rd[0]:.2f}" if rd and rd[0] else "–"
             kept = kept_pct(rs) if workload != "read" and stack != "bare" else None
             kept_s = f"{kept:.1f}%" if kept is not None else "–"
             peers = []
@@ -167,7 +172,7 @@ def main(results_path, machine_path):
             p(
                 f"| {label}{err} | {fmt_rps(m)} | {fmt_rps(min(rps))}–{fmt_rps(max(rps))} "
                 f"| {fmt_us(statistics.median(r['p50_us'] for r in rs))} "
-                f"| {fmt_us(statistics.median(r['p99_us'] for r in rs))} | {redis} | {trips} | {kept_s} "
+                f"| {fmt_us(statistics.median(r['p99_us'] for r in rs))} | {redis} | {sent} | {trips} | {kept_s} "
                 f"| {', '.join(peers) or '–'} | {f'{m / bare:.2f}×' if bare and stack != 'bare' else '–'} |"
             )
         p("")

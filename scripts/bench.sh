@@ -324,10 +324,11 @@ measure() {
     log "round $round $stack $workload: $(field requests "$line") requests, p99 $(field p99_us "$line") us${kept:+, counter $kept}"
 }
 
-# Redis round trips per request: a short separate pass (round 1) with
-# MONITOR, which prints one line per command and marks the commands a Lua
-# script runs with "lua]": the other lines are what clients sent, i.e. the
-# round trips (INFO commandstats counts both, so it cannot tell them apart).
+# Redis commands sent and round trips per request: a short separate pass
+# (round 1) with MONITOR, which prints one line per command and marks the
+# commands a Lua script runs with "lua]": the other lines are what clients
+# sent (INFO commandstats counts both, so it cannot tell them apart); then
+# a pass with one connection that counts round trips (below).
 # MONITOR slows Redis down, so this pass is never a throughput figure.
 redis_round_trips() {
     local stack=$1 workload=$2 method=$3 path=$4 file=$5 mon=$OUT/monitor.txt line pid
@@ -347,6 +348,24 @@ redis_round_trips() {
     printf 'redis-rt\t%s\t%s\t%s\t%s\t%s\n' "$stack" "$workload" "$(field requests "$line")" \
         "$sent" "$scripted" >>"$RESULTS"
     rm -f "$mon"
+    # Network round trips: one connection, so one request at a time, and
+    # Redis's count of reads from its clients (INFO stats
+    # total_reads_processed, Redis >= 6). Commands a client sends together
+    # (a pipeline) arrive in one read, so this counts the times a request
+    # waited on Redis, where the MONITOR count above counts commands. A
+    # background write (a cache's invalidation message) counts too. The
+    # second INFO's own read is taken off.
+    local CONNS=1 reads_before reads_after
+    reads_before=$(redis_reads)
+    line=$(run_wrk 2 "$method" "$path" "$file") || die "wrk failed on $stack $workload (round-trip pass)"
+    reads_after=$(redis_reads)
+    printf 'redis-reads\t%s\t%s\t%s\t%s\n' "$stack" "$workload" "$(field requests "$line")" \
+        "$((reads_after - reads_before - 1))" >>"$RESULTS"
+}
+
+# Reads Redis has processed from its clients since it started.
+redis_reads() {
+    rcli info stats | tr -d '\r' | sed -n 's/^total_reads_processed:\([0-9]*\)$/\1/p'
 }
 
 # Redis bytes per session: MEMORY USAGE of every key / session keys.
