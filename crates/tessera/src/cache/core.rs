@@ -2,11 +2,20 @@
 //! counters (striped by token hash, plus one global) that keep racing
 //! loads and writes from re-inserting what an invalidation just removed,
 //! and the counters behind [`CacheStats`].
+//!
+//! Two kinds of counters per stripe: *eviction* generations, bumped by
+//! every invalidation, which loads and writes both watch; and *write*
+//! generations, bumped by this node's own finished writes, which tell a
+//! load that what it read may be older than such a write. Writes of one
+//! session on this node do not cancel each other: the entry keeps the
+//! highest version written or loaded, so many requests writing one
+//! session at once still read it from memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 
 use super::config::{CacheConfig, CacheStats};
@@ -28,8 +37,11 @@ pub(crate) struct Entry {
     /// the per-user and global "not before" inside `load`). A record this
     /// node wrote itself replaces the entry but keeps this instant: the
     /// write did not check the kill switches, so the staleness bound still
-    /// runs from the last load.
-    verified: Instant,
+    /// runs from the last load. `None` for a record this node wrote when
+    /// no load had vouched for the session: such an entry is never served;
+    /// it only tells a racing load that its record is older than this
+    /// node's write (see [`Core::insert`]).
+    verified: Option<Instant>,
 }
 
 /// What a load or a write saw before going to the store; see
@@ -38,6 +50,7 @@ pub(crate) struct Entry {
 pub(crate) struct Seen {
     global: u64,
     stripe: u64,
+    writes: u64,
     /// Set before a write: when the store last vouched for the entry this
     /// node held for the session, if it held one.
     held: Option<Instant>,
@@ -62,6 +75,13 @@ pub(crate) struct Core {
     /// write that looked for this node's entry between the first bump and
     /// the eviction (see [`Core::write_through`]).
     global: AtomicU64,
+    /// Per-stripe generations of this node's own writes, bumped by every
+    /// [`Core::write_through`] before it touches the cache. A load that
+    /// sees one move may have read the store before such a write, so it
+    /// caches its record only over an entry it can compare versions with
+    /// (see [`Core::insert`]); writes do not watch them, so writes of one
+    /// session on this node do not cancel each other.
+    writes: Box<[AtomicU64]>,
     /// Bumped by every [`Invalidate::Credentials`] and every flush (which
     /// covers [`Invalidate::Everyone`], a lost or regained channel and an
     /// unreadable message): what a [`Vouch`](super::Vouch) is checked
@@ -103,6 +123,7 @@ impl Core {
             cache,
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             global: AtomicU64::new(0),
+            writes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             credentials: AtomicU64::new(0),
             live: AtomicBool::new(live),
             clock,
@@ -130,6 +151,12 @@ impl Core {
         self.stripes.get(stripe_of(hash)).unwrap_or(&self.global)
     }
 
+    /// The write generation of `hash`'s stripe.
+    fn writes(&self, hash: &TokenHash) -> &AtomicU64 {
+        // Always in range, as above.
+        self.writes.get(stripe_of(hash)).unwrap_or(&self.global)
+    }
+
     /// The cached record under `hash`, unless it is at or near a deadline,
     /// or the store vouched for it longer than `max_staleness` ago. Counted
     /// as a hit or a miss.
@@ -155,6 +182,7 @@ impl Core {
             return None;
         }
         let entry = self.cache.get(hash)?;
+        entry.verified?;
         if self.near_deadline(&entry.record, self.clock.now()) || self.too_old(&entry) {
             // Another node may have moved the idle deadline (a touch whose
             // message is still on its way): near a deadline the store
@@ -169,38 +197,81 @@ impl Core {
     /// What a load of `hash` passes to [`Core::insert`], read before the
     /// store.
     pub(crate) fn seen(&self, hash: &TokenHash) -> Seen {
-        // Stripe first, global second; `unchanged` reads them in the same
+        // Stripe, writes, global; the checks below read them in the same
         // order.
         let stripe = self.stripe(hash).load(Ordering::SeqCst);
+        let writes = self.writes(hash).load(Ordering::SeqCst);
         let global = self.global.load(Ordering::SeqCst);
         Seen {
             global,
             stripe,
+            writes,
             held: None,
         }
     }
 
-    fn unchanged(&self, hash: &TokenHash, seen: Seen, own_bumps: u64) -> bool {
-        self.stripe(hash).load(Ordering::SeqCst) == seen.stripe.wrapping_add(own_bumps)
+    /// No invalidation that may concern `hash` ran since `seen` (this
+    /// node's writes may have).
+    fn not_evicted(&self, hash: &TokenHash, seen: Seen) -> bool {
+        self.stripe(hash).load(Ordering::SeqCst) == seen.stripe
             && self.global.load(Ordering::SeqCst) == seen.global
     }
 
     /// Caches `record`, read from the store after [`Core::seen`] returned
-    /// `seen`, unless an invalidation that may concern it ran since.
+    /// `seen`, unless an invalidation that may concern it ran since, or it
+    /// may be older than a write this node made meanwhile.
+    ///
+    /// Such a write bumps the stripe's write generation and then, in one
+    /// step per key as this insert, leaves its record (or a newer one) in
+    /// the cache, or evicts. So when the write generation has moved by the
+    /// time of that step, the record read here may be older: it is cached
+    /// only over an entry of the same or a lower version, never into an
+    /// empty slot (the write's entry may be gone already, dropped near a
+    /// deadline or for room, and with it the version to compare with).
+    /// A write whose step comes after this one replaces the record if its
+    /// own is newer.
+    ///
+    /// An entry of a higher version (this node wrote the session since the
+    /// read) stays, and this load vouches for it: the kill switches the
+    /// store checked belong to the session, not to a version of it, and
+    /// the checks on `seen` cover any invalidation since. That is how a
+    /// session written by many requests at once becomes servable again
+    /// once its entry's staleness bound ran out, although every load of it
+    /// then reads an older version than the last write.
     pub(crate) fn insert(&self, record: &SessionRecord, seen: Seen) {
         let hash = record.hash;
         if !self.live.load(Ordering::SeqCst)
-            || !self.unchanged(&hash, seen, 0)
+            || !self.not_evicted(&hash, seen)
             || self.near_deadline(record, self.clock.now())
         {
             return;
         }
-        let entry = Entry {
-            record: record.clone(),
-            verified: Instant::now(),
-        };
-        self.cache.insert(hash, Arc::new(entry));
-        if !self.unchanged(&hash, seen, 0) || !self.live.load(Ordering::SeqCst) {
+        let version = record.version;
+        let writes = self.writes(&hash);
+        let now = self.clock.now();
+        self.cache
+            .entry(hash)
+            .and_compute_with(|current| match current {
+                Some(current) if current.value().record.version > version => {
+                    let newer = &current.value().record;
+                    if self.near_deadline(newer, now) {
+                        Op::Nop
+                    } else {
+                        Op::Put(Arc::new(Entry {
+                            record: newer.clone(),
+                            verified: Some(Instant::now()),
+                        }))
+                    }
+                }
+                // Read here, inside the step: a write whose step came
+                // first bumped it before.
+                None if writes.load(Ordering::SeqCst) != seen.writes => Op::Nop,
+                _ => Op::Put(Arc::new(Entry {
+                    record: record.clone(),
+                    verified: Some(Instant::now()),
+                })),
+            });
+        if !self.not_evicted(&hash, seen) || !self.live.load(Ordering::SeqCst) {
             // An invalidation (or a lost channel) raced this load; its
             // eviction may have run before the insert above.
             self.cache.invalidate(&hash);
@@ -218,61 +289,71 @@ impl Core {
         }
         if let Some(entry) = self.cache.get(hash) {
             if !self.too_old(&entry) {
-                seen.held = Some(entry.verified);
+                seen.held = entry.verified;
             }
         }
         seen
     }
 
     /// After this node wrote `record` to the store (the record as stored
-    /// afterwards): evicts this node's older copy and, when safe, caches
-    /// `record` in its place, so the next load of the session here is a
-    /// hit that shows the write.
+    /// afterwards): puts it in the place of this node's older copy, so the
+    /// next load of the session here is a hit that shows the write.
     ///
-    /// `record` is cached only if this node held an entry for the session
-    /// when the write began (`seen.held`) and no invalidation that may
-    /// concern the session ran since. A write does not check the kill
-    /// switches ("not before") that a store load checks, so the entry it
-    /// replaces must be one a load verified: it keeps that load's instant,
-    /// so the staleness bound still counts from the store's last word on
-    /// them. Why that suffices: a kill switch's message is applied here
-    /// as bump, eviction, bump. If its first bump came after `seen` was
-    /// read, the checks below see it; if its second bump came before, its
-    /// eviction did too, so the entry found afterwards was loaded after
-    /// the kill switch (which that load would have refused) or is not
-    /// there; and the first bump cannot come before `seen` with the second
-    /// after it without the check seeing the second. A message applied
-    /// after the check evicts `record` like any entry.
+    /// `record` replaces what is cached unless that is newer: another
+    /// write of this node that finished first may have cached a higher
+    /// version (versions only grow: each write of a session in the store
+    /// makes the next one), and moka runs these replacements one at a time
+    /// per key, so of several writes the newest record stays, whichever
+    /// finishes last. Near a deadline, once an invalidation that may
+    /// concern the session ran since the write began, or with the channel
+    /// down, it evicts instead, as an invalidation does.
+    ///
+    /// A write does not check the kill switches ("not before") that a
+    /// store load checks, so the entry keeps the instant at which a load
+    /// last vouched for the session (the entry this node held when the
+    /// write began, `seen.held`, or the one it replaces, whichever is
+    /// later): the staleness bound still counts from the store's last word
+    /// on them. Without either, the entry is not served (`verified` is
+    /// `None`) until a load vouches again. Why that suffices: a kill
+    /// switch's message is applied here as bump, eviction, bump. If its
+    /// first bump came after `seen` was read, the checks below see it; if
+    /// its second bump came before, its eviction did too, so every entry
+    /// found afterwards was vouched for by a load after the kill switch
+    /// (which that load would have refused) or is not there; and the first
+    /// bump cannot come before `seen` with the second after it without the
+    /// check seeing the second. A message applied after the check evicts
+    /// `record` like any entry.
     pub(crate) fn write_through(&self, record: &SessionRecord, seen: Seen) {
         let hash = record.hash;
         // A load that read the store before this write must not cache what
-        // it read: it sees this bump.
-        self.stripe(&hash).fetch_add(1, Ordering::SeqCst);
-        let Some(verified) = seen.held else {
-            self.cache.invalidate(&hash);
-            return;
-        };
-        let entry = Entry {
-            record: record.clone(),
-            verified,
-        };
+        // it read over an empty slot: it sees this bump.
+        self.writes(&hash).fetch_add(1, Ordering::SeqCst);
         if !self.live.load(Ordering::SeqCst)
-            || !self.unchanged(&hash, seen, 1)
+            || !self.not_evicted(&hash, seen)
             || self.near_deadline(record, self.clock.now())
-            || self.too_old(&entry)
         {
-            self.cache.invalidate(&hash);
+            self.evict(&hash);
             return;
         }
-        // Replaces the older copy in one step (no window without an entry).
-        self.cache.insert(hash, Arc::new(entry));
-        if !self.unchanged(&hash, seen, 1) || !self.live.load(Ordering::SeqCst) {
-            // Anything else happened to the session or its stripe since the
-            // write began (an invalidation, or a concurrent write on this
-            // node whose record may be newer): drop ours.
+        let version = record.version;
+        let result = self
+            .cache
+            .entry(hash)
+            .and_compute_with(|current| match current {
+                Some(current) if current.value().record.version >= version => Op::Nop,
+                current => Op::Put(Arc::new(Entry {
+                    record: record.clone(),
+                    verified: seen.held.max(current.and_then(|c| c.value().verified)),
+                })),
+            });
+        if !self.not_evicted(&hash, seen) || !self.live.load(Ordering::SeqCst) {
+            // An invalidation ran since the write began; its eviction may
+            // have come before the insert above: drop ours.
             self.cache.invalidate(&hash);
-        } else {
-            self.written_through.fetch_add(1, Ordering::Relaxed);
+        } else if let CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) = result {
+            if entry.value().verified.is_some() {
+                self.written_through.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -404,9 +485,12 @@ impl Core {
         !record.is_valid_at(now + self.max_staleness)
     }
 
-    /// True once the store vouched for the entry `max_staleness` ago.
+    /// True once the store vouched for the entry `max_staleness` ago (or
+    /// never did).
     fn too_old(&self, entry: &Entry) -> bool {
-        entry.verified.elapsed() >= self.max_staleness
+        entry
+            .verified
+            .is_none_or(|verified| verified.elapsed() >= self.max_staleness)
     }
 }
 

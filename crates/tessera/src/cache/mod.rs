@@ -44,9 +44,12 @@
 //!   that moves the idle deadline is written to the store and invalidates
 //!   the session on every other node, whose next load reads it afresh.
 //! - **A node reads its own writes from memory.** The record a data write
-//!   or touch stored replaces this node's copy (when it held one, and
-//!   nothing else touched the session meanwhile), so the next load here
-//!   is a hit that shows the write. The entry keeps the instant of the
+//!   or touch stored replaces this node's copy (when it held one, and no
+//!   invalidation of the session ran meanwhile), so the next load here
+//!   is a hit that shows the write. Of several writes of one session on
+//!   this node at once, the newest record (the highest version) stays,
+//!   whichever finishes last, so a client whose requests all write its
+//!   session still has it read from memory. The entry keeps the instant of the
 //!   load that last read it from the store: a write does not check the
 //!   kill switches a store load checks, so writes never extend an entry
 //!   past `max_staleness` from that load.

@@ -265,12 +265,15 @@ async fn an_entry_near_its_deadline_is_read_from_the_store() {
 }
 
 /// A store whose `load` can be held after reading, to line up a load with
-/// a concurrent invalidation; it also notes the version of each `patch`'s
+/// a concurrent invalidation, and whose `patch` can be held after writing,
+/// to line up two writes; it also notes the version of each `patch`'s
 /// `base`.
 struct GatedStore {
     inner: Arc<MemoryStore>,
     armed: AtomicBool,
     read_done: Notify,
+    write_armed: AtomicBool,
+    write_done: Notify,
     release: Notify,
     bases: std::sync::Mutex<Vec<Option<u64>>>,
 }
@@ -281,6 +284,8 @@ impl GatedStore {
             inner,
             armed: AtomicBool::new(false),
             read_done: Notify::new(),
+            write_armed: AtomicBool::new(false),
+            write_done: Notify::new(),
             release: Notify::new(),
             bases: std::sync::Mutex::default(),
         }
@@ -400,7 +405,12 @@ impl Store for GatedStore {
         now: Timestamp,
     ) -> Result<PatchOutcome, StoreError> {
         self.bases.lock().unwrap().push(base.map(|b| b.version));
-        self.inner.patch(hash, base, patch, now).await
+        let written = self.inner.patch(hash, base, patch, now).await;
+        if self.write_armed.swap(false, Ordering::SeqCst) {
+            self.write_done.notify_one();
+            self.release.notified().await;
+        }
+        written
     }
 }
 
@@ -583,6 +593,108 @@ async fn a_patch_without_a_base_starts_from_the_cached_copy() {
     );
     assert_eq!(written.data["n"], 5);
     assert_eq!(shared.load(&record.hash).await.unwrap().unwrap(), written);
+}
+
+/// Two writes of one session in flight on one node, the older finishing
+/// last (as when many requests of one client write at once): the newer
+/// record stays cached, so the next load is a hit that shows both writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_on_one_node_leave_the_newest_record_cached() {
+    let shared = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GatedStore::new(shared.clone()));
+    let channel: Arc<dyn Invalidation> = Arc::new(LocalChannel::new());
+    let cache = Arc::new(CachedStore::from_arc(gated.clone(), long_lived(), channel));
+    let (_, record) = tessera::testkit::sample_record(None);
+    shared.create(&record).await.unwrap();
+    let now = record.created_at;
+    let set = |key: &str| {
+        Patch::new(vec![tessera::store::PatchOp::Set {
+            key: key.into(),
+            value: json!(true),
+        }])
+    };
+    assert!(cache.load(&record.hash).await.unwrap().is_some());
+
+    // The first write is stored, then held before the cache hears of it...
+    gated.write_armed.store(true, Ordering::SeqCst);
+    let first = tokio::spawn({
+        let cache = cache.clone();
+        let hash = record.hash;
+        let patch = set("first");
+        async move { cache.patch(&hash, None, &patch, now).await }
+    });
+    gated.write_done.notified().await;
+    // ...while a second one is stored after it and finishes first.
+    let PatchOutcome::Applied(second) = cache
+        .patch(&record.hash, None, &set("second"), now)
+        .await
+        .unwrap()
+    else {
+        panic!("the session is live");
+    };
+    gated.release.notify_one();
+    let PatchOutcome::Applied(first) = first.await.unwrap().unwrap() else {
+        panic!("the session is live");
+    };
+    assert!(first.version < second.version);
+
+    let hits = cache.stats().hits;
+    let loaded = cache.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(
+        cache.stats().hits,
+        hits + 1,
+        "the newer write was not cached"
+    );
+    assert_eq!(loaded, second, "the older write replaced the newer one");
+    assert!(loaded.data.contains_key("first") && loaded.data.contains_key("second"));
+    assert_eq!(shared.load(&record.hash).await.unwrap().unwrap(), second);
+}
+
+/// A load that read the store before a write of its node and finishes
+/// after it does not cache the older record it read; it vouches for the
+/// written one instead (the same session), so the next load is a hit that
+/// shows the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_racing_a_write_of_its_node_leaves_the_written_record_cached() {
+    let shared = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GatedStore::new(shared.clone()));
+    let channel: Arc<dyn Invalidation> = Arc::new(LocalChannel::new());
+    let cache = Arc::new(CachedStore::from_arc(gated.clone(), long_lived(), channel));
+    let (_, record) = tessera::testkit::sample_record(None);
+    shared.create(&record).await.unwrap();
+    let now = record.created_at;
+
+    // The load reads the record, and is held there...
+    gated.armed.store(true, Ordering::SeqCst);
+    let loading = tokio::spawn({
+        let cache = cache.clone();
+        let hash = record.hash;
+        async move { cache.load(&hash).await }
+    });
+    gated.read_done.notified().await;
+    // ...while a write of the same node stores a newer version...
+    let patch = Patch::new(vec![tessera::store::PatchOp::Set {
+        key: "written".into(),
+        value: json!(true),
+    }]);
+    let PatchOutcome::Applied(written) =
+        cache.patch(&record.hash, None, &patch, now).await.unwrap()
+    else {
+        panic!("the session is live");
+    };
+    // ...then the load finishes with what it read before.
+    gated.release.notify_one();
+    let read = loading.await.unwrap().unwrap().unwrap();
+    assert!(read.version < written.version);
+
+    let hits = cache.stats().hits;
+    let loaded = cache.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(
+        cache.stats().hits,
+        hits + 1,
+        "the written record was not cached"
+    );
+    assert_eq!(loaded, written, "the load cached the older record it read");
 }
 
 #[tokio::test]
