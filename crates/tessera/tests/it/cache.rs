@@ -697,6 +697,50 @@ async fn a_load_racing_a_write_of_its_node_leaves_the_written_record_cached() {
     assert_eq!(loaded, written, "the load cached the older record it read");
 }
 
+/// As above, but the written record is gone from the cache by the time
+/// the load finishes (here: past the cache's time to live; also what room
+/// being made does): the load has nothing to compare versions with, so it
+/// caches nothing, and the next load reads the written record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_racing_a_write_whose_entry_is_gone_caches_nothing() {
+    let shared = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GatedStore::new(shared.clone()));
+    let channel: Arc<dyn Invalidation> = Arc::new(LocalChannel::new());
+    let short = CacheConfig {
+        max_staleness: Duration::from_millis(200),
+        ..CacheConfig::default()
+    };
+    let cache = Arc::new(CachedStore::from_arc(gated.clone(), short, channel));
+    let (_, record) = tessera::testkit::sample_record(None);
+    shared.create(&record).await.unwrap();
+
+    gated.armed.store(true, Ordering::SeqCst);
+    let loading = tokio::spawn({
+        let cache = cache.clone();
+        let hash = record.hash;
+        async move { cache.load(&hash).await }
+    });
+    gated.read_done.notified().await;
+    let patch = Patch::new(vec![tessera::store::PatchOp::Set {
+        key: "written".into(),
+        value: json!(true),
+    }]);
+    let PatchOutcome::Applied(written) = cache
+        .patch(&record.hash, None, &patch, record.created_at)
+        .await
+        .unwrap()
+    else {
+        panic!("the session is live");
+    };
+    // The write's entry lives at most the staleness bound.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    gated.release.notify_one();
+    assert!(loading.await.unwrap().unwrap().unwrap().version < written.version);
+
+    let loaded = cache.load(&record.hash).await.unwrap().unwrap();
+    assert_eq!(loaded, written, "the load cached the older record it read");
+}
+
 #[tokio::test]
 async fn a_write_on_a_is_a_hit_on_a_with_the_new_data_and_reaches_b() {
     let (a, b) = two_nodes();
