@@ -51,9 +51,9 @@ const ECHO_WAIT: Duration = Duration::from_millis(250);
 /// use std::sync::Arc;
 /// use tessera::cache::{CacheConfig, CachedStore};
 /// use tessera_sql::{PgChannel, SqlStore};
-/// # async fn demo() -> Result<(), tessera::error::StoreError> {
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = SqlStore::connect("postgres://localhost/app").await?;
-/// let channel = PgChannel::for_store(&store).ok_or("not PostgreSQL").unwrap();
+/// let channel = PgChannel::for_store(&store).ok_or("not a PostgreSQL store")?;
 /// let cached = CachedStore::new(store, CacheConfig::default(), Arc::new(channel));
 /// # let _ = cached; Ok(()) }
 /// ```

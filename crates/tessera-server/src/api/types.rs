@@ -217,11 +217,14 @@ pub fn valid_client_meta(ip: Option<&str>, user_agent: Option<&str>) -> Result<(
 ///
 /// ```
 /// use tessera_server::api::types::BodyToken;
-/// let bad: BodyToken = serde_json::from_str("\"not-a-token\"").unwrap();
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bad: BodyToken = serde_json::from_str("\"not-a-token\"")?;
 /// assert!(bad.token().is_none());
-/// let token = tessera::token::SessionToken::generate().unwrap();
-/// let good: BodyToken = serde_json::from_value(serde_json::json!(token.expose())).unwrap();
+/// let token = tessera::token::SessionToken::generate()?;
+/// let good: BodyToken = serde_json::from_value(serde_json::json!(token.expose()))?;
 /// assert_eq!(good.token(), Some(&token));
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct BodyToken(Presented);

@@ -145,9 +145,9 @@ struct Inner {
 /// use tessera::dbsc::{DbscStore, MemoryDbscStore, Secret};
 /// use tessera::record::SessionHandle;
 /// use tessera::time::Timestamp;
-/// # async fn demo() -> Result<(), tessera::StoreError> {
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryDbscStore::new();
-/// let handle = SessionHandle::generate().unwrap();
+/// let handle = SessionHandle::generate()?;
 /// let (now, later) = (Timestamp::from_millis(0), Timestamp::from_millis(1_000));
 /// store.put_secret(&handle, Secret::Challenge, "d1", later).await?;
 /// assert!(store.consume_challenge(&handle, "d1", now).await?);

@@ -20,7 +20,7 @@
 //!     PatchOp::Increment { key: "visits".into(), by: 1 },
 //! ]);
 //! let now: Timestamp = record.created_at;
-//! patch.apply(&mut record, now).unwrap();
+//! assert_eq!(patch.apply(&mut record, now), Ok(()));
 //! assert_eq!(record.data["visits"], 1);
 //! ```
 
