@@ -59,6 +59,11 @@ pub(crate) fn precheck(
     token_required: bool,
     req: &Request<Body>,
 ) -> Result<bool, SessionRejection> {
+    // Safe methods and bearer requests pass whatever their headers say:
+    // the common read path does not look them up.
+    if !rules::guards(credential, req.method().as_str()) {
+        return Ok(false);
+    }
     let headers = req.headers();
     // A header that is present but not visible ASCII must not read as
     // absent (which would let the token decide): it is passed as an empty

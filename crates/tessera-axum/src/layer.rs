@@ -179,33 +179,37 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        // The standard tower dance: keep the service that was polled ready,
-        // leave a fresh clone in its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         match Shared::prepare(&self.shared, req) {
             Prepared::Refused(response) => ResponseFuture::ready(response),
-            // The common case: the inner service is called right here, and
-            // its future is polled in place (no allocation for this layer).
-            Prepared::Call(req, finish) => ResponseFuture::inner(inner.call(req), finish),
+            // The common case: the inner service, which was polled ready,
+            // is called right here, and its future is polled in place (no
+            // allocation, and no clone of the inner service, for this
+            // layer).
+            Prepared::Call(req, finish) => ResponseFuture::inner(self.inner.call(req), finish),
             // An unsafe, cookie-authenticated request: the CSRF token check
-            // may read the store and buffer a form body first.
-            Prepared::CheckToken(req, finish) => ResponseFuture::boxed(async move {
-                let limit = finish.shared.config.csrf_form_limit();
-                let mut req = match guard::check_token(limit, &finish.session, req).await {
-                    Ok(req) => req,
-                    Err(rejection) => return finish.render(&rejection),
-                };
-                req.extensions_mut().insert(finish.session.clone());
-                let response = match inner.call(req).await {
-                    Ok(response) => response.map(Body::new),
-                    Err(never) => match never {},
-                };
-                match finish.finish(response) {
-                    Next::Done(response) => response,
-                    Next::Later(future) => future.await,
-                }
-            }),
+            // may read the store and buffer a form body first. The call
+            // happens later, so the standard tower dance: the service that
+            // was polled ready goes into the future, a fresh clone stays.
+            Prepared::CheckToken(req, finish) => {
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::boxed(async move {
+                    let limit = finish.shared.config.csrf_form_limit();
+                    let mut req = match guard::check_token(limit, &finish.session, req).await {
+                        Ok(req) => req,
+                        Err(rejection) => return finish.render(&rejection),
+                    };
+                    req.extensions_mut().insert(finish.session.clone());
+                    let response = match inner.call(req).await {
+                        Ok(response) => response.map(Body::new),
+                        Err(never) => match never {},
+                    };
+                    match finish.finish(response) {
+                        Next::Done(response) => response,
+                        Next::Later(future) => future.await,
+                    }
+                })
+            }
         }
     }
 }

@@ -292,6 +292,12 @@ impl Store for MeteredStore {
         r
     }
 
+    /// Not a store call, so not timed: the latency histogram is the
+    /// backend's.
+    fn load_in_memory(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
+        self.inner.load_in_memory(hash, now)
+    }
+
     async fn update(
         &self,
         expected_version: u64,

@@ -209,6 +209,10 @@ impl Store for SqlStore {
         dispatch!(self, s => s.load(hash).await)
     }
 
+    fn load_in_memory(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
+        dispatch!(self, s => s.load_in_memory(hash, now))
+    }
+
     async fn update(
         &self,
         expected_version: u64,

@@ -94,6 +94,23 @@ pub enum GuardStep {
     RequireToken,
 }
 
+/// Whether [`precheck`] looks at a request at all: only an unsafe method
+/// (RFC 9110 §9.2.1) without a bearer token can be forged cross-site, so
+/// everything else passes without its headers being read. An integration
+/// may call this first and skip collecting the [`RequestFacts`] of a
+/// request that passes anyway.
+///
+/// ```
+/// use tessera::guard::{Credential, guards};
+/// assert!(guards(Credential::Cookie, "POST"));
+/// assert!(guards(Credential::Absent, "DELETE"));
+/// assert!(!guards(Credential::Cookie, "GET"));
+/// assert!(!guards(Credential::Bearer, "POST"));
+/// ```
+pub fn guards(credential: Credential, method: &str) -> bool {
+    credential != Credential::Bearer && is_unsafe_method(method)
+}
+
 /// Steps 1 and 2 of the [module rules](self): no store call.
 ///
 /// # Errors
@@ -104,7 +121,7 @@ pub fn precheck(
     credential: Credential,
     facts: &RequestFacts<'_>,
 ) -> Result<GuardStep, CsrfRejection> {
-    if credential == Credential::Bearer || !is_unsafe_method(facts.method) {
+    if !guards(credential, facts.method) {
         return Ok(GuardStep::Pass);
     }
     origins.check(facts.sec_fetch_site, facts.origin, facts.host)?;

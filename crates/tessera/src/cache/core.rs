@@ -57,7 +57,7 @@ pub(crate) struct Seen {
 }
 
 pub(crate) struct Core {
-    cache: Cache<TokenHash, Arc<Entry>>,
+    cache: Cache<TokenHash, Arc<Entry>, foldhash::fast::RandomState>,
     /// Per-stripe generations, bumped (before and after the eviction) by
     /// every invalidation of one session in the stripe.
     stripes: Box<[AtomicU64]>,
@@ -118,7 +118,11 @@ impl Core {
             // `Entry::verified`.
             .time_to_live(config.max_staleness)
             .support_invalidation_closures()
-            .build();
+            // Keys are SHA-256 outputs, and only tokens this service issued
+            // are ever inserted, so a fast hash (seeded per process) is
+            // enough; moka's default, SipHash, is DoS resistance the keys
+            // do not need.
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             cache,
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -161,7 +165,7 @@ impl Core {
     /// or the store vouched for it longer than `max_staleness` ago. Counted
     /// as a hit or a miss.
     pub(crate) fn get(&self, hash: &TokenHash) -> Option<SessionRecord> {
-        let found = self.servable(hash);
+        let found = self.servable(hash, self.clock.now());
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -174,16 +178,25 @@ impl Core {
     /// [`Core::get`] without counting: for a write that can use this
     /// node's copy as its starting point, which is not a load.
     pub(crate) fn peek(&self, hash: &TokenHash) -> Option<SessionRecord> {
-        self.servable(hash)
+        self.servable(hash, self.clock.now())
     }
 
-    fn servable(&self, hash: &TokenHash) -> Option<SessionRecord> {
+    /// [`Core::get`] at `now` (the caller's reading of this cache's clock),
+    /// counting only a hit: a miss goes on to [`Core::get`] through the
+    /// store's `load`, which counts it.
+    pub(crate) fn hit(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
+        let found = self.servable(hash, now)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(found)
+    }
+
+    fn servable(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
         if !self.live.load(Ordering::SeqCst) {
             return None;
         }
         let entry = self.cache.get(hash)?;
         entry.verified?;
-        if self.near_deadline(&entry.record, self.clock.now()) || self.too_old(&entry) {
+        if self.near_deadline(&entry.record, now) || self.too_old(&entry) {
             // Another node may have moved the idle deadline (a touch whose
             // message is still on its way): near a deadline the store
             // decides, so a stale copy never makes a live session look

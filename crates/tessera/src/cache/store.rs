@@ -402,6 +402,12 @@ impl<S: Store + ?Sized> Store for CachedStore<S> {
         Ok(loaded)
     }
 
+    fn load_in_memory(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
+        self.core
+            .hit(hash, now)
+            .or_else(|| self.inner.load_in_memory(hash, now))
+    }
+
     async fn update(
         &self,
         expected_version: u64,

@@ -394,7 +394,13 @@ impl SessionManager {
     /// [`SessionError::NotFound`], [`SessionError::Expired`], store errors.
     pub async fn load_hash(&self, hash: &TokenHash) -> Result<SessionRecord, SessionError> {
         let now = self.now();
-        let Some(mut record) = self.inner.store.load(hash).await? else {
+        // A cache answers from memory first: a hit makes no store call and
+        // allocates no future.
+        let loaded = match self.inner.store.load_in_memory(hash, now) {
+            Some(record) => Some(record),
+            None => self.inner.store.load(hash).await?,
+        };
+        let Some(mut record) = loaded else {
             // Only a refused token pays for the second lookup: why it ended,
             // if a tombstone remembers (see `crate::ended`).
             return Err(match self.inner.store.ended(hash, now).await? {

@@ -120,6 +120,31 @@ pub trait Store: Send + Sync + 'static {
     /// Backend errors.
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError>;
 
+    /// What [`Store::load`] would answer for `hash` at `now`, if this store
+    /// can tell from memory, without I/O; `None` means "ask `load`", never
+    /// "no such session".
+    ///
+    /// For a cache in front of a remote store
+    /// ([`CachedStore`](crate::cache::CachedStore)): the session manager
+    /// asks here first, so a cache hit costs no future and no allocation.
+    /// The default answers `None`; a wrapper forwards it (and a wrapper that
+    /// injects failures answers `None` while failing, so that `load`
+    /// fails).
+    ///
+    /// ```
+    /// use tessera::store::{MemoryStore, Store};
+    /// use tessera::time::{Clock, SystemClock};
+    /// use tessera::token::SessionToken;
+    /// let store = MemoryStore::new();
+    /// let hash = SessionToken::generate()?.hash();
+    /// assert!(store.load_in_memory(&hash, SystemClock.now()).is_none());
+    /// # Ok::<(), tessera::error::RandomError>(())
+    /// ```
+    fn load_in_memory(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
+        let _ = (hash, now);
+        None
+    }
+
     /// Compare-and-set: replaces the record under `record.hash` with
     /// `record` iff the stored version is `expected_version` and the stored
     /// record is valid at `now`. `record.version` must be

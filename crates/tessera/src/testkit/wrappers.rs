@@ -132,6 +132,14 @@ impl<S: Store> Store for CountingStore<S> {
         self.read();
         self.inner.load(hash).await
     }
+    /// Counted as a read when it answers (as the `load` it replaces was).
+    fn load_in_memory(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
+        let found = self.inner.load_in_memory(hash, now);
+        if found.is_some() {
+            self.read();
+        }
+        found
+    }
     async fn update(
         &self,
         expected_version: u64,
@@ -315,6 +323,11 @@ impl<S: Store> Store for FailingStore<S> {
     async fn load(&self, hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         self.check()?;
         self.inner.load(hash).await
+    }
+    /// `None` while failing, so that the `load` that follows fails.
+    fn load_in_memory(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
+        self.check().ok()?;
+        self.inner.load_in_memory(hash, now)
     }
     async fn update(
         &self,

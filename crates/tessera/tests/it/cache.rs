@@ -248,6 +248,43 @@ async fn a_cache_without_channel_serves_no_entry_past_its_staleness_bound() {
     assert!(b.load(&record.hash).await.unwrap().is_none());
 }
 
+/// The session manager asks `load_in_memory` before `load`: it answers
+/// hits only (a miss is `None` and left to `load`, which counts it), never
+/// near a deadline, never after an invalidation, and a request is counted
+/// once either way.
+#[tokio::test]
+async fn load_in_memory_answers_hits_and_leaves_the_rest_to_load() {
+    let shared = CountingStore::new(MemoryStore::new());
+    let cache = CachedStore::new(shared.clone(), long_lived(), Arc::new(LocalChannel::new()));
+    let (_, record) = tessera::testkit::sample_record(Some("ivy"));
+    shared.create(&record).await.unwrap();
+    shared.reset();
+    let now = tessera::time::Clock::now(&tessera::time::SystemClock);
+    assert!(cache.load_in_memory(&record.hash, now).is_none());
+    assert_eq!((cache.stats().hits, cache.stats().misses), (0, 0));
+    assert_eq!(
+        cache.load(&record.hash).await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!((cache.stats().hits, cache.stats().misses), (0, 1));
+    assert_eq!(
+        cache.load_in_memory(&record.hash, now),
+        Some(record.clone())
+    );
+    assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
+    assert_eq!(shared.counts().loads, 1, "the hit made no store call");
+    // Within the staleness bound of a deadline, the store decides.
+    let late = record.deadlines.idle - Duration::from_secs(30);
+    assert!(cache.load_in_memory(&record.hash, late).is_none());
+    // Cached again by the load that follows, then invalidated by a delete.
+    assert!(cache.load(&record.hash).await.unwrap().is_some());
+    assert!(cache.load_in_memory(&record.hash, now).is_some());
+    assert!(cache.delete(&record.hash).await.unwrap());
+    assert!(cache.load_in_memory(&record.hash, now).is_none());
+    assert_eq!(cache.load(&record.hash).await.unwrap(), None);
+    assert_eq!((cache.stats().hits, cache.stats().misses), (2, 3));
+}
+
 #[tokio::test]
 async fn an_entry_near_its_deadline_is_read_from_the_store() {
     let shared = CountingStore::new(MemoryStore::new());
@@ -322,6 +359,9 @@ impl Store for GatedStore {
             self.release.notified().await;
         }
         loaded
+    }
+    fn load_in_memory(&self, hash: &TokenHash, now: Timestamp) -> Option<SessionRecord> {
+        self.inner.load_in_memory(hash, now)
     }
     async fn update(
         &self,
