@@ -247,15 +247,23 @@ impl CookieConfig {
         let mut found: Option<SessionToken> = None;
         let mut malformed = false;
         for header in headers {
-            for pair in header.as_ref().split(|&b| b == b';') {
-                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+            let header = header.as_ref();
+            // Pairs end at `;` (found with memchr: browsers send kilobytes
+            // of other cookies), and only a pair that starts with our name
+            // and `=` is read further.
+            let ends = memchr::memchr_iter(b';', header).chain(std::iter::once(header.len()));
+            let mut start = 0;
+            for end in ends {
+                let pair = header.get(start..end).unwrap_or_default();
+                start = end + 1;
+                let Some(value) = pair
+                    .trim_ascii_start()
+                    .strip_prefix(name)
+                    .and_then(|rest| rest.trim_ascii_start().strip_prefix(b"="))
+                else {
                     continue;
                 };
-                let (pair_name, value) = pair.split_at(eq);
-                if pair_name.trim_ascii() != name {
-                    continue;
-                }
-                let value = unquote(value.get(1..).unwrap_or_default().trim_ascii());
+                let value = unquote(value.trim_ascii());
                 let parsed = std::str::from_utf8(value)
                     .ok()
                     .and_then(|v| SessionToken::parse(v).ok());
@@ -353,6 +361,21 @@ mod tests {
         let t = SessionToken::generate().unwrap();
         let h = format!("session={0}; __host-session={0}", t.expose());
         assert_eq!(config.find_token([h.as_str()]), Presented::Absent);
+    }
+
+    #[test]
+    fn a_pair_is_ours_only_by_its_whole_name() {
+        let config = CookieConfig::default();
+        let t = SessionToken::generate().unwrap();
+        // A longer name that starts with ours, and our name without `=`.
+        let h = format!(
+            "__Host-sessionx={0}; __Host-session; x=__Host-session={0}",
+            t.expose()
+        );
+        assert_eq!(config.find_token([h.as_str()]), Presented::Absent);
+        // Whitespace around the name and the `=` is not part of it.
+        let h = format!("a=b;  __Host-session = {} ;c=d", t.expose());
+        assert_eq!(config.find_token([h.as_str()]), Presented::Token(t));
     }
 
     #[test]
