@@ -269,7 +269,8 @@ def main(results_path, machine_path):
         p("| stack | GET /whoami | − bare | POST /counter | − bare |")
         p("|---|---|---|---|---|")
         base = {path: instr.get(("bare", path)) for path in ("/whoami", "/counter")}
-        for stack in ("bare", "tessera-memory", "ts-memory", "tessera-redis", "ts-redis", "ts-redis-sliding"):
+        for stack in ("bare", "tessera-memory", "ts-memory", "tessera-redis", "tessera-redis-cache",
+                      "ts-redis", "ts-redis-sliding"):
             cells = []
             for path in ("/whoami", "/counter"):
                 v = instr.get((stack, path))

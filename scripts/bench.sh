@@ -515,7 +515,7 @@ scale_sweeper() {
 instructions() {
     local n=${BENCH_INSTR_N:-10000} stack path out ir
     for path in /whoami /counter; do
-        for stack in bare tessera-memory ts-memory tessera-redis ts-redis ts-redis-sliding; do
+        for stack in bare tessera-memory ts-memory tessera-redis tessera-redis-cache ts-redis ts-redis-sliding; do
             out=$OUT/callgrind-$stack-${path#/}.out
             rcli flushall >/dev/null
             BENCH_REDIS_URL="$REDIS_URL" valgrind --tool=callgrind --callgrind-out-file="$out" \
