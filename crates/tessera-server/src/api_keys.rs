@@ -20,6 +20,7 @@
 //! remembered.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tessera::cache::Vouch;
@@ -63,6 +64,29 @@ pub struct ApiKeys {
 struct Memory {
     found: moka::sync::Cache<TokenHash, (String, Vouch)>,
     cache: Arc<SessionCache>,
+    /// Shared by clones, as `found` is.
+    counts: Arc<MemoryCounts>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryCounts {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What the key memory of [`ApiKeys::remembering`] did since start-up
+/// ([`ApiKeys::memory_stats`]): exported as `tessera_api_key_memory_*` by
+/// `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MemoryStats {
+    /// Well-formed keys answered from memory.
+    pub hits: u64,
+    /// Well-formed keys looked up in the database (unknown keys included:
+    /// they are never remembered).
+    pub misses: u64,
+    /// Keys remembered now (approximate).
+    pub entries: u64,
 }
 
 /// What [`ApiKeys::revoke`] did.
@@ -132,8 +156,45 @@ impl ApiKeys {
                 .time_to_live(ttl)
                 .build(),
             cache,
+            counts: Arc::default(),
         });
         self
+    }
+
+    /// The key memory's counters; `None` when keys are not remembered
+    /// (every verification asks the database).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tessera::cache::{CacheConfig, CachedStore, LocalChannel};
+    /// use tessera::store::MemoryStore;
+    /// use tessera_server::api_keys::ApiKeys;
+    /// use tessera_server::metrics::MeteredStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    /// let db = tessera_server::db::open(&url, 1, Duration::from_secs(5)).await?;
+    /// assert_eq!(ApiKeys::new(db.clone()).memory_stats(), None);
+    /// let store = Arc::new(MeteredStore::new(Arc::new(MemoryStore::new())));
+    /// let channel = Arc::new(LocalChannel::new());
+    /// let cache = Arc::new(CachedStore::from_arc(store, CacheConfig::default(), channel));
+    /// let keys = ApiKeys::new(db).remembering(cache, Duration::from_secs(60));
+    /// let key = keys.create("backend").await?;
+    /// for _ in 0..3 {
+    ///     keys.verify(key.expose()).await?;
+    /// }
+    /// let stats = keys.memory_stats().ok_or("keys are remembered")?;
+    /// assert_eq!((stats.hits, stats.misses), (2, 1));
+    /// # Ok(()) }
+    /// ```
+    pub fn memory_stats(&self) -> Option<MemoryStats> {
+        self.memory.as_ref().map(|memory| MemoryStats {
+            hits: memory.counts.hits.load(Ordering::Relaxed),
+            misses: memory.counts.misses.load(Ordering::Relaxed),
+            entries: memory.found.entry_count(),
+        })
     }
 
     /// Creates a key named `name` and returns it; this is the only time the
@@ -216,10 +277,12 @@ impl ApiKeys {
         if let Some(memory) = &self.memory {
             if let Some((name, vouch)) = memory.found.get(&hash) {
                 if memory.cache.vouches(vouch) {
+                    memory.counts.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(Some(name));
                 }
                 memory.found.invalidate(&hash);
             }
+            memory.counts.misses.fetch_add(1, Ordering::Relaxed);
             mark = memory.cache.vouch();
         }
         let sql = self.db.dialect(&format!(

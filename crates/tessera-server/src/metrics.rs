@@ -86,6 +86,15 @@ pub const CACHE_BYTES: &str = "tessera_cache_bytes";
 /// none), 0 while it is bypassed.
 pub const CACHE_LIVE: &str = "tessera_cache_live";
 
+// The API-key memory (with the cache on and an invalidation channel,
+// src/api_keys.rs); exported only when it is on.
+/// `/v1` keys answered from memory.
+pub const API_KEY_MEMORY_HITS: &str = "tessera_api_key_memory_hits_total";
+/// `/v1` keys looked up in the database while the memory is on.
+pub const API_KEY_MEMORY_MISSES: &str = "tessera_api_key_memory_misses_total";
+/// Keys remembered now (approximate).
+pub const API_KEY_MEMORY_ENTRIES: &str = "tessera_api_key_memory_entries";
+
 /// Installs the global Prometheus recorder. Call once per process.
 ///
 /// # Errors
@@ -153,6 +162,16 @@ pub fn export_cache(stats: &tessera::cache::CacheStats) {
         metrics::gauge!(CACHE_BYTES).set(stats.weighted_bytes as f64);
     }
     metrics::gauge!(CACHE_LIVE).set(if stats.live { 1.0 } else { 0.0 });
+}
+
+/// Copies the API-key memory's counters into the recorder, like
+/// [`export_cache`].
+pub fn export_api_keys(stats: &crate::api_keys::MemoryStats) {
+    metrics::counter!(API_KEY_MEMORY_HITS).absolute(stats.hits);
+    metrics::counter!(API_KEY_MEMORY_MISSES).absolute(stats.misses);
+    // Far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(API_KEY_MEMORY_ENTRIES).set(stats.entries as f64);
 }
 
 /// A `tracing` layer that turns audit events into counters.

@@ -105,6 +105,9 @@ fn render(state: &AppState) -> Response {
             if let Some(cache) = &state.cache {
                 crate::metrics::export_cache(&cache.stats());
             }
+            if let Some(stats) = state.keys.memory_stats() {
+                crate::metrics::export_api_keys(&stats);
+            }
             render_text(handle)
         }
         None => StatusCode::NOT_FOUND.into_response(),

@@ -219,6 +219,19 @@ async fn cache_on_redis_b_refuses_what_a_revoked() {
     revocations_through_a_are_refused_by_b(redis_pair()).await;
 }
 
+/// With a channel, B answers the API key from memory once it is live, and
+/// `/metrics` counts it.
+#[tokio::test]
+async fn cache_on_redis_answers_api_keys_from_memory_and_counts_it() {
+    let pair = redis_pair();
+    let (token, _) = cached_on_b(&pair, "kim").await;
+    let hits = metric(&pair.b, "tessera_api_key_memory_hits_total").await;
+    assert_eq!(verify(&pair.b, &pair.key, &token).await, 200);
+    assert_eq!(verify(&pair.b, &pair.key, &token).await, 200);
+    assert!(metric(&pair.b, "tessera_api_key_memory_hits_total").await >= hits + 1.0);
+    assert!(metric(&pair.b, "tessera_api_key_memory_misses_total").await >= 1.0);
+}
+
 #[tokio::test]
 async fn cache_on_redis_cluster_b_refuses_what_a_revoked() {
     let url = required_env("TESSERA_TEST_REDIS_CLUSTER_URL");
@@ -363,6 +376,14 @@ async fn cache_on_sqlite_polls_within_the_staleness_bound_and_is_metered() {
     assert!(metric(&server, "tessera_cache_hits_total").await >= 1.0);
     assert!(metric(&server, "tessera_cache_misses_total").await >= 1.0);
     assert_eq!(metric(&server, "tessera_cache_live").await, 1.0);
+    // Without an invalidation channel no API key is answered from memory:
+    // each of the calls above asked the database.
+    assert!(text.contains("tessera_api_key_memory_entries"));
+    assert_eq!(
+        metric(&server, "tessera_api_key_memory_hits_total").await,
+        0.0
+    );
+    assert!(metric(&server, "tessera_api_key_memory_misses_total").await >= 3.0);
 
     // Revoked by another process (the CLI, no channel): refused at the
     // latest once the cached copy is older than the bound.
@@ -384,5 +405,6 @@ async fn cache_metrics_are_absent_with_the_cache_off() {
     let server = Server::start(&[]);
     let text = get_text(&server, "/metrics").await;
     assert!(!text.contains("tessera_cache_"), "{text}");
+    assert!(!text.contains("tessera_api_key_memory_"), "{text}");
     assert!(!server.logs().contains("session cache on"));
 }
