@@ -164,14 +164,14 @@ pub fn export_cache(stats: &tessera::cache::CacheStats) {
     metrics::gauge!(CACHE_LIVE).set(if stats.live { 1.0 } else { 0.0 });
 }
 
-/// Copies the API-key memory's counters into the recorder, like
-/// [`export_cache`].
-pub fn export_api_keys(stats: &crate::api_keys::MemoryStats) {
-    metrics::counter!(API_KEY_MEMORY_HITS).absolute(stats.hits);
-    metrics::counter!(API_KEY_MEMORY_MISSES).absolute(stats.misses);
+/// Copies the API-key memory's counters (`ApiKeys::memory_stats`) into
+/// the recorder, like [`export_cache`].
+pub fn export_api_keys(hits: u64, misses: u64, entries: u64) {
+    metrics::counter!(API_KEY_MEMORY_HITS).absolute(hits);
+    metrics::counter!(API_KEY_MEMORY_MISSES).absolute(misses);
     // Far below 2^52.
     #[allow(clippy::cast_precision_loss)]
-    metrics::gauge!(API_KEY_MEMORY_ENTRIES).set(stats.entries as f64);
+    metrics::gauge!(API_KEY_MEMORY_ENTRIES).set(entries as f64);
 }
 
 /// A `tracing` layer that turns audit events into counters.

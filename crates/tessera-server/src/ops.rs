@@ -106,7 +106,7 @@ fn render(state: &AppState) -> Response {
                 crate::metrics::export_cache(&cache.stats());
             }
             if let Some(stats) = state.keys.memory_stats() {
-                crate::metrics::export_api_keys(&stats);
+                crate::metrics::export_api_keys(stats.hits, stats.misses, stats.entries);
             }
             render_text(handle)
         }
