@@ -242,9 +242,13 @@ async fn a_cache_without_channel_serves_no_entry_past_its_staleness_bound() {
     let (_, record) = tessera::testkit::sample_record(Some("gus"));
     shared.create(&record).await.unwrap();
     assert!(b.load(&record.hash).await.unwrap().is_some());
+    let now = || tessera::time::Clock::now(&tessera::time::SystemClock);
+    assert!(b.load_in_memory(&record.hash, now()).is_some());
     // Deleted behind the cache's back (another process, no channel).
     assert!(shared.delete(&record.hash).await.unwrap());
     tokio::time::sleep(Duration::from_millis(400)).await;
+    // Neither the manager's first question nor `load` serves it any more.
+    assert!(b.load_in_memory(&record.hash, now()).is_none());
     assert!(b.load(&record.hash).await.unwrap().is_none());
 }
 
