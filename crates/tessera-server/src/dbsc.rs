@@ -58,8 +58,9 @@ pub fn cookie_name(insecure_http: bool) -> &'static str {
 /// let store = Arc::new(MemoryDbscStore::new());
 /// assert!(tessera_server::dbsc::engine(&Config::default(), store.clone()).is_none());
 /// let on = Config { dbsc: DbscMode::Additive, ..Config::default() };
-/// let engine = tessera_server::dbsc::engine(&on, store).unwrap();
+/// let engine = tessera_server::dbsc::engine(&on, store).ok_or("DBSC is on")?;
 /// assert_eq!(engine.config().registration_path, "/dbsc/register");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn engine(config: &Config, store: Arc<dyn DbscStore>) -> Option<Dbsc> {
     if config.dbsc == DbscMode::Off {

@@ -17,10 +17,11 @@ pub const MAX_USER_ID_BYTES: usize = 256;
 ///
 /// ```
 /// use tessera::user_id::UserId;
-/// assert_eq!(UserId::new("alice").unwrap().as_str(), "alice");
+/// assert_eq!(UserId::new("alice")?.as_str(), "alice");
 /// assert!(UserId::new("").is_err());
 /// assert!(UserId::new("alice\nadmin").is_err());
 /// assert!(UserId::new("x".repeat(257)).is_err());
+/// # Ok::<(), tessera::user_id::InvalidUserId>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(String);

@@ -256,8 +256,8 @@ const USER_REVOKE_REASONS: [Revocation; 3] = [
 /// ```
 /// use tessera::Revocation;
 /// use tessera_server::api::sessions::user_revoke_reason;
-/// assert_eq!(user_revoke_reason(None).unwrap(), Revocation::Admin);
-/// assert_eq!(user_revoke_reason(Some("reason=password_changed")).unwrap(), Revocation::PasswordChanged);
+/// assert_eq!(user_revoke_reason(None).ok(), Some(Revocation::Admin));
+/// assert_eq!(user_revoke_reason(Some("reason=password_changed")).ok(), Some(Revocation::PasswordChanged));
 /// assert!(user_revoke_reason(Some("reason=everyone")).is_err());
 /// assert!(user_revoke_reason(Some("reson=disabled")).is_err());
 /// assert!(user_revoke_reason(Some("reason=admin&reason=disabled")).is_err());

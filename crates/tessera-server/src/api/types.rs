@@ -61,9 +61,9 @@ pub const MAX_CHECK_SKEW: std::time::Duration = std::time::Duration::from_secs(6
 /// use tessera::time::Timestamp;
 /// use tessera_server::api::types::checked_at;
 /// let now = Timestamp::from_millis(1_767_225_600_000); // 2026-01-01T00:00:00Z
-/// assert_eq!(checked_at(None, now).unwrap(), None);
-/// let at = checked_at(Some("2025-12-31T23:59:58.5Z"), now).unwrap().unwrap();
-/// assert_eq!(at.as_millis(), now.as_millis() - 1_500);
+/// assert_eq!(checked_at(None, now).ok(), Some(None));
+/// let at = checked_at(Some("2025-12-31T23:59:58.5Z"), now).ok().flatten();
+/// assert_eq!(at.map(Timestamp::as_millis), Some(now.as_millis() - 1_500));
 /// assert!(checked_at(Some("yesterday"), now).is_err());
 /// assert!(checked_at(Some("2025-12-31T23:00:00Z"), now).is_err()); // an hour old
 /// assert!(checked_at(Some("2026-01-01T00:05:00Z"), now).is_err()); // 5 min ahead

@@ -295,7 +295,7 @@ fn user_key(user: &str) -> String {
 ///
 /// ```
 /// use tessera_server::ratelimit::ip_key;
-/// let ip = |s: &str| Some(s.parse().unwrap());
+/// let ip = |s: &str| s.parse().ok();
 /// assert_eq!(ip_key(ip("192.0.2.7")), "ip:192.0.2.7");
 /// assert_eq!(ip_key(ip("::ffff:192.0.2.7")), "ip:192.0.2.7");
 /// assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), "ip:2001:db8:1:2::/64");

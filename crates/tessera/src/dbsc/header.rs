@@ -36,8 +36,8 @@ const MAX_FIELD: usize = super::proof::MAX_PROOF_LEN + 16;
 ///
 /// ```
 /// use tessera::dbsc::header;
-/// let v = header::registration("/dbsc/register", "abc", None).unwrap();
-/// assert_eq!(v, r#"(ES256 RS256);path="/dbsc/register";challenge="abc""#);
+/// let v = header::registration("/dbsc/register", "abc", None);
+/// assert_eq!(v.as_deref(), Some(r#"(ES256 RS256);path="/dbsc/register";challenge="abc""#));
 /// ```
 ///
 /// # Errors
@@ -70,7 +70,7 @@ pub fn registration(path: &str, challenge: &str, authorization: Option<&str>) ->
 /// `Secure-Session-Challenge: "<challenge>";id="<session id>"`.
 ///
 /// ```
-/// assert_eq!(tessera::dbsc::header::challenge("c1", "s1").unwrap(), r#""c1";id="s1""#);
+/// assert_eq!(tessera::dbsc::header::challenge("c1", "s1").as_deref(), Some(r#""c1";id="s1""#));
 /// ```
 pub fn challenge(challenge: &str, session_id: &str) -> Option<String> {
     let mut ser = ListSerializer::new();
@@ -127,8 +127,9 @@ pub struct Skipped {
 ///
 /// ```
 /// use tessera::dbsc::header::skipped;
-/// let s = skipped(r#"server_error;session_identifier="s1""#).unwrap();
+/// let s = skipped(r#"server_error;session_identifier="s1""#).ok_or("a Skipped value")?;
 /// assert_eq!((s.reason.as_str(), s.session_id.as_deref()), ("server_error", Some("s1")));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn skipped(value: &str) -> Option<Skipped> {
     if value.len() > MAX_FIELD {

@@ -10,6 +10,8 @@ use crate::testkit::dbsc_sim::{DeviceKey, challenge_of, response_field};
 use crate::time::ManualClock;
 use crate::{Renewal, SessionPolicy};
 
+type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
 struct Fixture {
     manager: SessionManager,
     clock: ManualClock,
@@ -17,49 +19,47 @@ struct Fixture {
     store: MemoryDbscStore,
 }
 
-fn fixture(mode: DbscMode) -> Fixture {
+fn fixture(mode: DbscMode) -> TestResult<Fixture> {
     let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let manager = SessionManager::builder(MemoryStore::new())
         .policy(SessionPolicy::default())
         .clock(clock.clone())
-        .build()
-        .unwrap();
+        .build()?;
     let store = MemoryDbscStore::new();
     let config = DbscConfig {
         mode,
         ..DbscConfig::default()
     };
     let dbsc = Dbsc::new(config, Arc::new(store.clone()));
-    Fixture {
+    Ok(Fixture {
         manager,
         clock,
         dbsc,
         store,
-    }
+    })
 }
 
 impl Fixture {
-    async fn session(&self) -> SessionRecord {
-        self.manager
+    async fn session(&self) -> TestResult<SessionRecord> {
+        Ok(self
+            .manager
             .create(Some("alice".into()), Default::default(), Default::default())
-            .await
-            .unwrap()
-            .record
+            .await?
+            .record)
     }
 
-    async fn challenge(&self, s: &SessionRecord) -> String {
+    async fn challenge(&self, s: &SessionRecord) -> TestResult<String> {
         let h = self
             .dbsc
             .registration_header(&self.manager, s)
-            .await
-            .unwrap()
-            .unwrap();
-        challenge_of(&h).unwrap()
+            .await?
+            .ok_or("no registration header for an unbound session")?;
+        Ok(challenge_of(&h).ok_or("no challenge in the registration header")?)
     }
 
-    async fn registered(&self, key: &DeviceKey) -> (SessionRecord, Registered) {
-        let s = self.session().await;
-        let c = self.challenge(&s).await;
+    async fn registered(&self, key: &DeviceKey) -> TestResult<(SessionRecord, Registered)> {
+        let s = self.session().await?;
+        let c = self.challenge(&s).await?;
         let r = self
             .dbsc
             .register(
@@ -67,33 +67,31 @@ impl Fixture {
                 &s,
                 &response_field(&key.registration_proof(&c)),
             )
-            .await
-            .unwrap();
-        (s, r)
+            .await?;
+        Ok((s, r))
     }
 
-    async fn refresh_challenge(&self, s: &SessionRecord, id: &str) -> String {
+    async fn refresh_challenge(&self, s: &SessionRecord, id: &str) -> TestResult<String> {
         match self
             .dbsc
             .refresh(&self.manager, s, Some(&format!("\"{id}\"")), None)
-            .await
-            .unwrap()
+            .await?
         {
             RefreshOutcome::Challenge {
                 header,
                 refused: None,
-            } => challenge_of(&header).unwrap(),
+            } => Ok(challenge_of(&header).ok_or("no challenge in the refresh header")?),
             other => panic!("expected a challenge, got {other:?}"),
         }
     }
 }
 
 #[tokio::test]
-async fn registration_binds_the_key_and_sets_a_bound_cookie() {
-    let f = fixture(DbscMode::Required);
+async fn registration_binds_the_key_and_sets_a_bound_cookie() -> TestResult {
+    let f = fixture(DbscMode::Required)?;
     let key = DeviceKey::generate();
-    let (s, r) = f.registered(&key).await;
-    let jwk = PublicJwk::from_value(&key.jwk()).unwrap();
+    let (s, r) = f.registered(&key).await?;
+    let jwk = PublicJwk::from_value(&key.jwk())?;
     assert_eq!(r.binding.thumbprint, jwk.thumbprint());
     assert_eq!(r.cookie.max_age, Duration::from_secs(600));
     assert_eq!(
@@ -101,30 +99,21 @@ async fn registration_binds_the_key_and_sets_a_bound_cookie() {
         json!(r.cookie.attributes)
     );
     assert_eq!(r.config["session_identifier"], json!(r.binding.session_id));
-    let state = f
-        .dbsc
-        .check(&f.manager, &s, Some(&r.cookie.value))
-        .await
-        .unwrap();
+    let state = f.dbsc.check(&f.manager, &s, Some(&r.cookie.value)).await?;
     assert_eq!(state, BoundState::Bound);
-    assert_eq!(
-        f.dbsc.check(&f.manager, &s, None).await.unwrap(),
-        BoundState::Stale
-    );
+    assert_eq!(f.dbsc.check(&f.manager, &s, None).await?, BoundState::Stale);
     assert!(!f.dbsc.admits(BoundState::Stale));
     // No second registration header for a bound session.
-    assert_eq!(
-        f.dbsc.registration_header(&f.manager, &s).await.unwrap(),
-        None
-    );
+    assert_eq!(f.dbsc.registration_header(&f.manager, &s).await?, None);
+    Ok(())
 }
 
 #[tokio::test]
-async fn registration_refuses_bad_proofs_and_stores_nothing() {
-    let f = fixture(DbscMode::Additive);
+async fn registration_refuses_bad_proofs_and_stores_nothing() -> TestResult {
+    let f = fixture(DbscMode::Additive)?;
     let key = DeviceKey::generate();
-    let s = f.session().await;
-    let c = f.challenge(&s).await;
+    let s = f.session().await?;
+    let c = f.challenge(&s).await?;
     // One bit of the signature flipped. (Replacing its last base64url
     // character is not enough: that character carries only two bits of
     // the signature, and the replacement can leave them unchanged.)
@@ -132,8 +121,8 @@ async fn registration_refuses_bad_proofs_and_stores_nothing() {
         use base64::Engine as _;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let proof = key.registration_proof(&c);
-        let (signed, sig) = proof.rsplit_once('.').unwrap();
-        let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        let (signed, sig) = proof.rsplit_once('.').ok_or("no signature in the proof")?;
+        let mut sig = URL_SAFE_NO_PAD.decode(sig)?;
         sig[10] ^= 1;
         format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
     };
@@ -168,24 +157,21 @@ async fn registration_refuses_bad_proofs_and_stores_nothing() {
         }
     }
     assert_eq!(
-        f.store
-            .load_binding(&s.handle, f.manager.now())
-            .await
-            .unwrap(),
+        f.store.load_binding(&s.handle, f.manager.now()).await?,
         None
     );
     // The challenge was not spent by the refused proofs.
     f.dbsc
         .register(&f.manager, &s, &response_field(&key.registration_proof(&c)))
-        .await
-        .unwrap();
+        .await?;
+    Ok(())
 }
 
 #[tokio::test]
-async fn registration_challenges_are_single_use_and_expire() {
-    let f = fixture(DbscMode::Additive);
+async fn registration_challenges_are_single_use_and_expire() -> TestResult {
+    let f = fixture(DbscMode::Additive)?;
     let key = DeviceKey::generate();
-    let s = f.session().await;
+    let s = f.session().await?;
     let wrong = key.registration_proof("made-up");
     assert!(matches!(
         f.dbsc
@@ -193,7 +179,7 @@ async fn registration_challenges_are_single_use_and_expire() {
             .await,
         Err(DbscError::StaleChallenge)
     ));
-    let c = f.challenge(&s).await;
+    let c = f.challenge(&s).await?;
     f.clock.advance(Duration::from_secs(301));
     let stale = key.registration_proof(&c);
     assert!(matches!(
@@ -202,15 +188,16 @@ async fn registration_challenges_are_single_use_and_expire() {
             .await,
         Err(DbscError::StaleChallenge)
     ));
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_thief_cannot_register_a_bound_session_again() {
-    let f = fixture(DbscMode::Required);
-    let (s, r) = f.registered(&DeviceKey::generate()).await;
+async fn a_thief_cannot_register_a_bound_session_again() -> TestResult {
+    let f = fixture(DbscMode::Required)?;
+    let (s, r) = f.registered(&DeviceKey::generate()).await?;
     let thief = DeviceKey::generate();
     // The thief obtains a challenge through the refresh endpoint.
-    let c = f.refresh_challenge(&s, &r.binding.session_id).await;
+    let c = f.refresh_challenge(&s, &r.binding.session_id).await?;
     let proof = response_field(&thief.registration_proof(&c));
     assert!(matches!(
         f.dbsc.register(&f.manager, &s, &proof).await,
@@ -219,81 +206,68 @@ async fn a_thief_cannot_register_a_bound_session_again() {
     let kept = f
         .store
         .load_binding(&s.handle, f.manager.now())
-        .await
-        .unwrap()
-        .unwrap();
+        .await?
+        .ok_or("the binding was not kept")?;
     assert_eq!(kept.thumbprint, r.binding.thumbprint);
+    Ok(())
 }
 
 #[tokio::test]
-async fn refresh_without_proof_challenges_then_succeeds() {
-    let f = fixture(DbscMode::Required);
+async fn refresh_without_proof_challenges_then_succeeds() -> TestResult {
+    let f = fixture(DbscMode::Required)?;
     let key = DeviceKey::generate();
-    let (s, r) = f.registered(&key).await;
+    let (s, r) = f.registered(&key).await?;
     f.clock.advance(Duration::from_secs(601));
     assert_eq!(
-        f.dbsc
-            .check(&f.manager, &s, Some(&r.cookie.value))
-            .await
-            .unwrap(),
+        f.dbsc.check(&f.manager, &s, Some(&r.cookie.value)).await?,
         BoundState::Stale,
         "the bound cookie's lifetime is enforced by the server"
     );
     let id = r.binding.session_id.clone();
-    let c = f.refresh_challenge(&s, &id).await;
+    let c = f.refresh_challenge(&s, &id).await?;
     let proof = response_field(&key.refresh_proof(&c));
     let RefreshOutcome::Refreshed { cookie, .. } = f
         .dbsc
         .refresh(&f.manager, &s, Some(&format!("\"{id}\"")), Some(&proof))
-        .await
-        .unwrap()
+        .await?
     else {
         panic!("expected a refresh");
     };
     assert_eq!(
-        f.dbsc
-            .check(&f.manager, &s, Some(&cookie.value))
-            .await
-            .unwrap(),
+        f.dbsc.check(&f.manager, &s, Some(&cookie.value)).await?,
         BoundState::Bound
     );
     // Replaying the same proof earns a challenge, not a cookie.
-    match f
-        .dbsc
-        .refresh(&f.manager, &s, None, Some(&proof))
-        .await
-        .unwrap()
-    {
+    match f.dbsc.refresh(&f.manager, &s, None, Some(&proof)).await? {
         RefreshOutcome::Challenge { refused, .. } => {
             assert_eq!(refused, Some(ProofError::UnknownChallenge));
         }
         other => panic!("replay got {other:?}"),
     }
+    Ok(())
 }
 
 #[tokio::test]
-async fn an_older_live_challenge_still_counts() {
-    let f = fixture(DbscMode::Required);
+async fn an_older_live_challenge_still_counts() -> TestResult {
+    let f = fixture(DbscMode::Required)?;
     let key = DeviceKey::generate();
-    let (s, r) = f.registered(&key).await;
+    let (s, r) = f.registered(&key).await?;
     let id = r.binding.session_id.clone();
-    let older = f.refresh_challenge(&s, &id).await;
-    let _newer = f.refresh_challenge(&s, &id).await;
+    let older = f.refresh_challenge(&s, &id).await?;
+    let _newer = f.refresh_challenge(&s, &id).await?;
     let proof = response_field(&key.refresh_proof(&older));
     assert!(matches!(
-        f.dbsc
-            .refresh(&f.manager, &s, None, Some(&proof))
-            .await
-            .unwrap(),
+        f.dbsc.refresh(&f.manager, &s, None, Some(&proof)).await?,
         RefreshOutcome::Refreshed { .. }
     ));
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_proof_from_another_key_revokes_the_session() {
-    let f = fixture(DbscMode::Required);
-    let (s, r) = f.registered(&DeviceKey::generate()).await;
-    let c = f.refresh_challenge(&s, &r.binding.session_id).await;
+async fn a_proof_from_another_key_revokes_the_session() -> TestResult {
+    let f = fixture(DbscMode::Required)?;
+    let (s, r) = f.registered(&DeviceKey::generate()).await?;
+    let c = f.refresh_challenge(&s, &r.binding.session_id).await?;
     let thief = DeviceKey::generate();
     // The thief's proof names its own key, as a registration proof would.
     let proof = response_field(&thief.registration_proof(&c));
@@ -306,83 +280,83 @@ async fn a_proof_from_another_key_revokes_the_session() {
         other => panic!("expected revoked, got {other:?}"),
     }
     assert_eq!(
-        f.store
-            .load_binding(&s.handle, f.manager.now())
-            .await
-            .unwrap(),
+        f.store.load_binding(&s.handle, f.manager.now()).await?,
         None
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn refresh_of_an_unbound_or_renamed_session_ends_it() {
-    let f = fixture(DbscMode::Required);
-    let s = f.session().await;
+async fn refresh_of_an_unbound_or_renamed_session_ends_it() -> TestResult {
+    let f = fixture(DbscMode::Required)?;
+    let s = f.session().await?;
     assert!(matches!(
         f.dbsc.refresh(&f.manager, &s, Some("\"x\""), None).await,
         Err(DbscError::NotBound)
     ));
-    let (s, _) = f.registered(&DeviceKey::generate()).await;
+    let (s, _) = f.registered(&DeviceKey::generate()).await?;
     assert!(matches!(
         f.dbsc
             .refresh(&f.manager, &s, Some("\"other-id\""), None)
             .await,
         Err(DbscError::NotBound)
     ));
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_sign_in_gives_a_new_identity_that_must_register_again() {
-    let f = fixture(DbscMode::Required);
-    let (s, r) = f.registered(&DeviceKey::generate()).await;
+async fn a_sign_in_gives_a_new_identity_that_must_register_again() -> TestResult {
+    let f = fixture(DbscMode::Required)?;
+    let (s, r) = f.registered(&DeviceKey::generate()).await?;
     let login = Renewal::Login {
         user_id: "bob".into(),
     };
     let issued = f
         .manager
         .rotate(&s.hash, login, &DataChanges::default())
-        .await
-        .unwrap();
+        .await?;
     assert_ne!(issued.record.handle, s.handle);
     assert_eq!(
         f.dbsc
             .check(&f.manager, &issued.record, Some(&r.cookie.value))
-            .await
-            .unwrap(),
+            .await?,
         BoundState::Unbound
     );
     // A plain rotation keeps the handle, so the binding follows it.
-    let (s, r) = f.registered(&DeviceKey::generate()).await;
+    let (s, r) = f.registered(&DeviceKey::generate()).await?;
     let rotated = f
         .manager
         .rotate(&s.hash, Renewal::Rotate, &DataChanges::default())
-        .await
-        .unwrap();
+        .await?;
     assert_eq!(
         f.dbsc
             .check(&f.manager, &rotated.record, Some(&r.cookie.value))
-            .await
-            .unwrap(),
+            .await?,
         BoundState::Bound
     );
+    Ok(())
 }
 
 #[test]
-fn rsa_keys_verify_and_short_ones_are_refused() {
+fn rsa_keys_verify_and_short_ones_are_refused() -> TestResult {
     // A 1024-bit modulus is refused at registration.
     let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
     let jwk = json!({"kty": "RSA", "n": n, "e": "AQAB"});
     assert_eq!(PublicJwk::from_value(&jwk), Err(ProofError::BadKey));
     let private = json!({"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "c"});
     assert_eq!(PublicJwk::from_value(&private), Err(ProofError::BadKey));
+    Ok(())
 }
 
 #[test]
-fn skipped_is_parsed() {
+fn skipped_is_parsed() -> TestResult {
     let f = Dbsc::new(DbscConfig::default(), Arc::new(MemoryDbscStore::new()));
-    let s = f.record_skipped(None, "unreachable").unwrap();
+    let s = f
+        .record_skipped(None, "unreachable")
+        .ok_or("a skip reason was not parsed")?;
     assert_eq!(s.reason, "unreachable");
     assert_eq!(f.record_skipped(None, "\"not a token\""), None);
+    Ok(())
 }
 
 /// The DBSC conformance suite, one test per case:

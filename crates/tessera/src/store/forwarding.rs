@@ -14,7 +14,10 @@
 //! not define. `cargo test -p tessera --lib store::forwarding`.
 
 use std::collections::BTreeSet;
+use std::io;
 use std::path::{Path, PathBuf};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The traits whose methods a wrapper must all define.
 const TRAITS: &[&str] = &["Store", "RefreshStore", "DbscStore"];
@@ -41,12 +44,12 @@ const EXEMPT: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn every_wrapper_defines_every_method_of_the_traits_it_forwards() {
+fn every_wrapper_defines_every_method_of_the_traits_it_forwards() -> TestResult {
     if !in_workspace() {
-        return;
+        return Ok(());
     }
     let crates = crates_dir();
-    let sources = workspace_sources();
+    let sources = workspace_sources()?;
     let mut missing = Vec::new();
     let mut wrappers = BTreeSet::new();
     for &name in TRAITS {
@@ -83,10 +86,11 @@ fn every_wrapper_defines_every_method_of_the_traits_it_forwards() {
             "{ty} is no longer recognised as a {name} wrapper: {wrappers:?}"
         );
     }
+    Ok(())
 }
 
 #[test]
-fn the_source_reader_sees_provided_methods_and_skips_comments() {
+fn the_source_reader_sees_provided_methods_and_skips_comments() -> TestResult {
     let src = "/// impl Store for Fake { fn doc() {} }\npub trait Store: Send {\n\
                /// { in a comment\n    async fn load(&self) -> u8;\n\
                async fn patch(&self) { let s = \"}\"; let c = '}'; f::<'_>(); }\n}\n\
@@ -102,29 +106,30 @@ fn the_source_reader_sees_provided_methods_and_skips_comments() {
     assert_eq!(found[0].ty, "Fake");
     assert_eq!(found[0].methods, BTreeSet::from(["load".to_owned()]));
     if !in_workspace() {
-        return;
+        return Ok(());
     }
-    let sources = workspace_sources();
+    let sources = workspace_sources()?;
     for name in TRAITS {
         assert!(trait_methods(&sources, name).len() >= 5);
     }
+    Ok(())
 }
 
 /// Every `.rs` file under `crates/*/src` and `crates/*/tests`, comments
 /// and literals blanked.
-fn workspace_sources() -> Vec<(PathBuf, String)> {
+fn workspace_sources() -> io::Result<Vec<(PathBuf, String)>> {
     let crates = crates_dir();
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(&crates).expect("crates/") {
-        let dir = entry.expect("entry").path();
-        collect(&dir.join("src"), &mut files);
-        collect(&dir.join("tests"), &mut files);
+    for entry in std::fs::read_dir(&crates)? {
+        let dir = entry?.path();
+        collect(&dir.join("src"), &mut files)?;
+        collect(&dir.join("tests"), &mut files)?;
     }
     files
         .into_iter()
         .map(|path| {
-            let text = std::fs::read_to_string(&path).expect("read");
-            (path, blank(&text))
+            let text = std::fs::read_to_string(&path)?;
+            Ok((path, blank(&text)))
         })
         .collect()
 }
@@ -144,18 +149,19 @@ fn crates_dir() -> PathBuf {
     crates.canonicalize().unwrap_or(crates)
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return Ok(());
     };
     for entry in entries {
-        let path = entry.expect("entry").path();
+        let path = entry?.path();
         if path.is_dir() {
-            collect(&path, out);
+            collect(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "rs") {
             out.push(path);
         }
     }
+    Ok(())
 }
 
 /// The names of the functions of `pub trait {name}`, found in exactly one

@@ -141,19 +141,22 @@ pub enum RefreshStep {
 ///     "secure-session-registration",
 ///     r#"(ES256 RS256);path="/dbsc/register";challenge="c1""#,
 /// )]);
-/// let req = device.registration_request().unwrap();
+/// let req = device.registration_request().ok_or("registration was offered")?;
 /// assert_eq!(req.path, "/dbsc/register");
 /// // The server bound the session and set the bound cookie:
 /// let config = r#"{"session_identifier":"s1","refresh_url":"/dbsc/refresh",
 ///   "credentials":[{"type":"cookie","name":"dbsc","attributes":"Path=/; HttpOnly; SameSite=Strict"}]}"#;
-/// device.on_registration_response(200, [("set-cookie", "dbsc=v1; Max-Age=600; Path=/; HttpOnly; SameSite=Strict")], config).unwrap();
+/// let bound = device.on_registration_response(200, [("set-cookie", "dbsc=v1; Max-Age=600; Path=/; HttpOnly; SameSite=Strict")], config);
+/// assert_eq!(bound, Ok(()));
 /// assert_eq!(device.bound_cookie(), Some(("dbsc", "v1")));
 /// // Later: a refresh without proof gets a challenge, then one with.
-/// let first = device.refresh_request().unwrap();
+/// let first = device.refresh_request().ok_or("the session is bound")?;
 /// assert!(first.headers.iter().all(|(n, _)| n != "secure-session-response"));
 /// let step = device.on_refresh_response(403, [("secure-session-challenge", r#""c2";id="s1""#)], "");
 /// assert_eq!(step, RefreshStep::Challenged);
-/// assert!(device.refresh_request().unwrap().headers.iter().any(|(n, _)| n == "secure-session-response"));
+/// let second = device.refresh_request().ok_or("the session is bound")?;
+/// assert!(second.headers.iter().any(|(n, _)| n == "secure-session-response"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Device {
